@@ -1,0 +1,129 @@
+//! The contract between Wharf and the code that talks to WhatsApp.
+//!
+//! An engine runs sessions. Services ask it to start, stop or log out a session; the engine
+//! reports what happens (a QR to scan, the link succeeding, the connection dropping) to an
+//! [`EngineSink`], which persists each update with its event before returning.
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{AccountId, Phone, SessionId};
+
+/// The engines Wharf knows of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// The built-in simulated WhatsApp network.
+    Emulator,
+    /// Meta's WhatsApp Cloud API.
+    Cloud,
+    /// WhatsApp Web multi-device.
+    Web,
+}
+
+impl EngineKind {
+    /// Every engine kind.
+    pub const ALL: [Self; 3] = [Self::Emulator, Self::Cloud, Self::Web];
+
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Emulator => "emulator",
+            Self::Cloud => "cloud",
+            Self::Web => "web",
+        }
+    }
+
+    /// The kind named `text`, if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an engine can do; requests it cannot serve are refused at the API before anything is
+/// queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Capabilities {
+    /// Links a device by scanning a QR code.
+    pub qr_pairing: bool,
+}
+
+/// What the service layer tells an engine about the session it should run.
+#[derive(Debug, Clone)]
+pub struct EngineSession {
+    pub id: SessionId,
+    pub account_id: AccountId,
+    /// The number the session is (or should be) linked to, when known.
+    pub phone: Option<Phone>,
+    /// Whether a device link already exists, so no QR is needed to reconnect.
+    pub paired: bool,
+}
+
+/// Something that happened to a session inside an engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineUpdate {
+    /// A (new) pairing code to show as a QR.
+    Qr { code: String },
+    /// The session is online as `phone`.
+    Connected { phone: Phone },
+    /// The connection dropped; the link is kept and a later start reconnects.
+    Disconnected { reason: String },
+    /// The device link is gone (logged out from the phone); pairing is needed again.
+    LoggedOut { reason: String },
+}
+
+/// A failure inside an engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The request conflicts with the session's state inside the engine.
+    #[error("{0}")]
+    Conflict(String),
+    /// The engine does not do this.
+    #[error("not supported by the {0} engine")]
+    Unsupported(EngineKind),
+    /// A failure worth retrying later.
+    #[error("temporary engine failure: {0}")]
+    Transient(String),
+    /// A failure that retrying will not fix.
+    #[error("engine failure: {0}")]
+    Permanent(String),
+}
+
+/// Receives engine updates and makes them durable (status change plus event, in one
+/// transaction) before returning.
+#[async_trait]
+pub trait EngineSink: Send + Sync {
+    /// Records `update` for `session`.
+    async fn update(&self, session: SessionId, update: EngineUpdate) -> Result<(), EngineError>;
+}
+
+/// One way of talking to WhatsApp.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// Which engine this is.
+    fn kind(&self) -> EngineKind;
+
+    /// What it can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Starts or resumes the session; progress arrives at the sink.
+    async fn start(&self, session: &EngineSession) -> Result<(), EngineError>;
+
+    /// Stops the session's connection, keeping its device link.
+    async fn stop(&self, session: SessionId) -> Result<(), EngineError>;
+
+    /// Stops the session and removes its device link for good.
+    async fn logout(&self, session: SessionId) -> Result<(), EngineError>;
+}
+
+/// A shared engine handle.
+pub type DynEngine = Arc<dyn Engine>;

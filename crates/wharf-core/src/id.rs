@@ -1,0 +1,186 @@
+//! Typed, prefixed identifiers (`acc_…`, `sess_…`).
+//!
+//! The part after the prefix is 26 lowercase Crockford base32 characters: 48 bits of
+//! milliseconds then 80 random bits, so ids sort by creation time as plain byte strings on
+//! both SQLite and PostgreSQL (columns use the "C" collation). Cursor pagination relies on it.
+
+use std::{fmt, marker::PhantomData, str::FromStr};
+
+use rand::RngCore;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+const BODY_LEN: usize = 26;
+
+/// The kind of object an id names; supplies its prefix.
+pub trait IdKind {
+    /// The prefix including its trailing underscore, e.g. `"sess_"`.
+    const PREFIX: &'static str;
+}
+
+macro_rules! id_kind {
+    ($(#[$doc:meta])* $marker:ident, $alias:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $marker;
+        impl IdKind for $marker {
+            const PREFIX: &'static str = $prefix;
+        }
+        $(#[$doc])*
+        pub type $alias = Id<$marker>;
+    };
+}
+
+id_kind!(/// An account (tenant).
+    AccountKind, AccountId, "acc_");
+id_kind!(/// A WhatsApp session (one number on one engine).
+    SessionKind, SessionId, "sess_");
+id_kind!(/// An entry of the event log.
+    EventKind, EventId, "evt_");
+id_kind!(/// A long-running operation such as a deletion.
+    OperationKind, OperationId, "op_");
+id_kind!(/// An HTTP request, echoed in `x-request-id`.
+    RequestKind, RequestId, "req_");
+id_kind!(/// An API key row (PAT or session key).
+    KeyRowKind, KeyId, "key_");
+
+/// A typed id: a prefix and a time-ordered body.
+pub struct Id<K> {
+    body: [u8; BODY_LEN],
+    kind: PhantomData<K>,
+}
+
+impl<K: IdKind> Id<K> {
+    /// A fresh id for "now".
+    pub fn generate() -> Self {
+        let millis = crate::time::now_millis() as u64;
+        let mut random = [0u8; 10];
+        rand::rng().fill_bytes(&mut random);
+        let mut value: u128 = (u128::from(millis) & ((1 << 48) - 1)) << 80;
+        for (i, b) in random.iter().enumerate() {
+            value |= u128::from(*b) << (8 * (9 - i));
+        }
+        let mut body = [0u8; BODY_LEN];
+        for (i, slot) in body.iter_mut().enumerate() {
+            let shift = 5 * (BODY_LEN - 1 - i);
+            *slot = ALPHABET[((value >> shift) & 31) as usize];
+        }
+        Self { body, kind: PhantomData }
+    }
+
+    /// Parses `prefix + body`; `None` when the text is not an id of this kind.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix(K::PREFIX)?;
+        if rest.len() != BODY_LEN || !rest.bytes().all(|b| ALPHABET.contains(&b)) {
+            return None;
+        }
+        // The first character carries only 3 bits (128 = 25*5 + 3).
+        if rest.as_bytes()[0] > b'7' {
+            return None;
+        }
+        let mut body = [0u8; BODY_LEN];
+        body.copy_from_slice(rest.as_bytes());
+        Some(Self { body, kind: PhantomData })
+    }
+
+    /// The full textual form, prefix included.
+    pub fn as_string(&self) -> String {
+        let mut s = String::with_capacity(K::PREFIX.len() + BODY_LEN);
+        s.push_str(K::PREFIX);
+        // The body only ever holds ASCII from ALPHABET.
+        s.push_str(std::str::from_utf8(&self.body).unwrap_or_default());
+        s
+    }
+}
+
+impl<K> Clone for Id<K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K> Copy for Id<K> {}
+impl<K> PartialEq for Id<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.body == other.body
+    }
+}
+impl<K> Eq for Id<K> {}
+impl<K> std::hash::Hash for Id<K> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.body.hash(state)
+    }
+}
+impl<K> PartialOrd for Id<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K> Ord for Id<K> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.body.cmp(&other.body)
+    }
+}
+
+impl<K: IdKind> fmt::Display for Id<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_string())
+    }
+}
+impl<K: IdKind> fmt::Debug for Id<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_string())
+    }
+}
+
+/// The error of parsing an id of the wrong kind or shape.
+#[derive(Debug, thiserror::Error)]
+#[error("not a valid id: expected `{prefix}` followed by 26 base32 characters")]
+pub struct InvalidId {
+    /// The prefix that was expected.
+    pub prefix: &'static str,
+}
+
+impl<K: IdKind> FromStr for Id<K> {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or(InvalidId { prefix: K::PREFIX })
+    }
+}
+
+impl<K: IdKind> Serialize for Id<K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_string())
+    }
+}
+impl<'de, K: IdKind> Deserialize<'de> for Id<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_other_kinds() {
+        let id = SessionId::generate();
+        let text = id.to_string();
+        assert!(text.starts_with("sess_"));
+        assert_eq!(text.len(), 5 + 26);
+        assert_eq!(SessionId::parse(&text), Some(id));
+        assert!(AccountId::parse(&text).is_none());
+        assert!(SessionId::parse("sess_short").is_none());
+        assert!(SessionId::parse("sess_ZZZZZZZZZZZZZZZZZZZZZZZZZZ").is_none());
+    }
+
+    #[test]
+    fn ids_sort_by_creation_time() {
+        let a = SessionId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = SessionId::generate();
+        assert!(a.to_string() < b.to_string());
+        assert!(a < b);
+    }
+}

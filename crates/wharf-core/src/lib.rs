@@ -1,0 +1,17 @@
+//! Wharf's domain: ids, phone numbers, sessions, events, keys and the engine contract.
+//! Nothing here performs I/O; every other crate builds on these types.
+
+pub mod engine;
+pub mod event;
+pub mod id;
+pub mod keys;
+pub mod phone;
+pub mod session;
+pub mod time;
+
+pub use engine::{Capabilities, Engine, EngineError, EngineKind, EngineSink, EngineUpdate};
+pub use event::{Event, EventType};
+pub use id::{AccountId, EventId, Id, OperationId, RequestId, SessionId};
+pub use keys::{KeyKind, NewToken, TokenHash};
+pub use phone::{Phone, PhoneError};
+pub use session::{OperationStatus, SessionSettings, SessionStatus};

@@ -1,0 +1,67 @@
+//! The service layer's error: what went wrong in terms a dialect can map to its envelope.
+
+use std::collections::BTreeMap;
+
+use wharf_core::EngineError;
+use wharf_store::StoreError;
+
+/// A service failure. Client mistakes carry what to tell the client; everything else is
+/// [`ServiceError::Internal`], logged with the request id and answered as a bare 500.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The object does not exist or is not visible to the caller (never "forbidden", so the
+    /// existence of another tenant's objects does not leak).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Authenticated, but this credential may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The object's state does not allow the operation.
+    #[error("{message}")]
+    Conflict { reason_code: &'static str, message: String },
+    /// Input failed validation; `errors` maps each field at fault to its messages.
+    #[error("{message}")]
+    Invalid { reason_code: &'static str, message: String, errors: BTreeMap<String, Vec<String>> },
+    /// An engine failed while doing what was asked.
+    #[error("{0}")]
+    Engine(EngineError),
+    /// A bug or an outage.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ServiceError {
+    /// A validation failure of one field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let field = field.into();
+        let mut errors = BTreeMap::new();
+        errors.insert(field.clone(), vec![message.clone()]);
+        Self::Invalid { reason_code: "validation_failed", message: format!("{field}: {message}"), errors }
+    }
+
+    /// A validation failure of one field with a specific reason code.
+    pub fn invalid_with(reason_code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        match Self::invalid(field, message) {
+            Self::Invalid { message, errors, .. } => Self::Invalid { reason_code, message, errors },
+            other => other,
+        }
+    }
+
+    /// A state conflict.
+    pub fn conflict(reason_code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict { reason_code, message: message.into() }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(anyhow::Error::new(e))
+    }
+}
+
+impl From<EngineError> for ServiceError {
+    fn from(e: EngineError) -> Self {
+        Self::Engine(e)
+    }
+}

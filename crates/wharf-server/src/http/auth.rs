@@ -1,0 +1,164 @@
+//! Authentication and per-account rate limiting, as one middleware in front of every
+//! authenticated route, plus the [`Caller`] extractor handlers use.
+//!
+//! Tokens come as `Authorization: Bearer <token>` or `X-API-Key: <token>`. Each answer of a
+//! rate-limited route carries `x-ratelimit-limit`, `x-ratelimit-remaining` and
+//! `x-ratelimit-reset` (seconds until the allowance is full again); a refusal is 429 with
+//! `Retry-After`.
+
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
+
+use axum::{
+    extract::{FromRequestParts, Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+    middleware::StateInformationMiddleware,
+    state::keyed::DefaultKeyedStateStore,
+};
+use http::{HeaderMap, HeaderValue, StatusCode, request::Parts};
+use wharf_core::{AccountId, KeyKind, TokenHash};
+
+use super::{AppState, error::ApiError};
+use crate::services::Caller;
+
+type KeyedLimiter =
+    RateLimiter<AccountId, DefaultKeyedStateStore<AccountId>, DefaultClock, StateInformationMiddleware>;
+
+/// Per-account request allowance: `per_minute` requests, replenished evenly.
+pub struct AccountLimiter {
+    limiter: KeyedLimiter,
+    per_minute: u32,
+    clock: DefaultClock,
+}
+
+impl AccountLimiter {
+    /// A limiter allowing `per_minute` requests a minute per account (bursts up to that).
+    pub fn new(per_minute: NonZeroU32) -> Self {
+        let limiter = RateLimiter::keyed(Quota::per_minute(per_minute)).with_middleware::<StateInformationMiddleware>();
+        Self { limiter, per_minute: per_minute.get(), clock: DefaultClock::default() }
+    }
+
+    /// Takes one request from `account`'s allowance: the headers to send either way, or the
+    /// 429 to answer.
+    fn check(&self, account: &AccountId) -> Result<HeaderMap, ApiError> {
+        let per_token = 60.0 / f64::from(self.per_minute);
+        match self.limiter.check_key(account) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let reset = (f64::from(self.per_minute - remaining) * per_token).ceil() as u64;
+                Ok(headers(self.per_minute, remaining, reset))
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                let retry = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let retry = retry.max(1);
+                let mut err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("rate limit of {} requests per minute exceeded; retry in {retry} s", self.per_minute),
+                )
+                .with_header("retry-after", retry.to_string());
+                let reset = (f64::from(self.per_minute) * per_token).ceil() as u64;
+                err.headers.extend(headers(self.per_minute, 0, reset.max(retry)));
+                Err(err)
+            }
+        }
+    }
+
+    /// Drops the state of accounts that are back to a full allowance.
+    pub fn prune(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
+fn headers(limit: u32, remaining: u32, reset_secs: u64) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("x-ratelimit-limit", HeaderValue::from(limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    h.insert("x-ratelimit-reset", HeaderValue::from(reset_secs));
+    h
+}
+
+/// The presented token, from `Authorization: Bearer` or `X-API-Key`.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let value = value.trim();
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty());
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// Resolves the caller from the request's token.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let Some(token) = presented_token(headers) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key: <token>'",
+        ));
+    };
+    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the token is invalid or was revoked");
+    if wharf_core::keys::kind_of(token).is_none() {
+        return Err(invalid());
+    }
+    let key = state
+        .services
+        .store
+        .find_live_key(&TokenHash::of(token))
+        .await
+        .map_err(|e| ApiError::from(crate::ServiceError::from(e)))?
+        .ok_or_else(invalid)?;
+    Ok(Caller {
+        account_id: key.account_id,
+        session_id: match key.kind {
+            KeyKind::Pat => None,
+            KeyKind::Session => key.session_id,
+        },
+    })
+}
+
+/// Middleware: authenticates, applies the account's rate limit, and stamps the limit headers
+/// on whatever the route answers.
+pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let caller = match authenticate(&state, req.headers()).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let limit_headers = match state.limiter.check(&caller.account_id) {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    req.extensions_mut().insert(caller);
+    let mut response = next.run(req).await;
+    response.headers_mut().extend(limit_headers);
+    response
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            tracing::error!("a handler asked for the caller on a route without the auth middleware");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
+        })
+    }
+}
+
+/// Spawns the periodic pruning of idle rate-limit state.
+pub fn spawn_pruner(limiter: Arc<AccountLimiter>, shutdown: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => limiter.prune(),
+            }
+        }
+    });
+}

@@ -1,0 +1,110 @@
+//! Our own body and query extractors, so malformed input gets the envelope with the field at
+//! fault instead of axum's plain-text rejection.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Request},
+};
+use http::{StatusCode, header::CONTENT_TYPE, request::Parts};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// A JSON body. Absent or empty bodies read as `{}`; a content type other than JSON is 415;
+/// syntax errors, wrong types and unknown fields are 422 naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            });
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("could not read the body: {e}"))
+            }
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        if json_type == Some(false) && bytes != b"{}" {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ));
+        }
+        parse_json(bytes).map(ApiJson)
+    }
+}
+
+/// Parses JSON, naming the field at fault on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner();
+        let message = inner.to_string();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::invalid("body", format!("malformed JSON: {message}"));
+        }
+        let mut path = e.path().to_string();
+        // serde reports an unknown field at its parent's path; name the field itself.
+        if let Some(name) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            path = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+        } else if let Some(name) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+            path = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+        }
+        let field = if path == "." { "body".to_owned() } else { path };
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        ApiError::invalid(&field, message)
+    })
+}
+
+/// The query string as ordered pairs, for handlers that validate each parameter themselves
+/// (and refuse unknown ones).
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(QueryPairs)
+            .map_err(|e| ApiError::invalid("query", format!("malformed query string: {e}")))
+    }
+}
+
+impl QueryPairs {
+    /// Refuses parameters not in `known`, naming the first one.
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            Some((k, _)) => Err(ApiError::invalid(
+                k,
+                format!("unknown query parameter; expected one of: {}", known.join(", ")),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The value of `name`, treating an empty value as absent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+}
+
+/// A JSON field that distinguishes "absent" (`None`) from `null` (`Some(None)`).
+pub fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(de).map(Some)
+}

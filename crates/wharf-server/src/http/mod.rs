@@ -1,0 +1,115 @@
+//! HTTP: the dialects' routers, the shared middleware and the OpenAPI document.
+
+pub mod auth;
+mod emulator;
+pub mod error;
+pub mod extract;
+mod ops;
+pub mod wapio;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{Router, extract::Request, middleware, response::IntoResponse};
+use http::{HeaderName, HeaderValue, StatusCode};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::router::OpenApiRouter;
+
+use self::{auth::AccountLimiter, error::ApiError};
+use crate::services::Services;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub limiter: Arc<AccountLimiter>,
+    pub openapi: Arc<utoipa::openapi::OpenApi>,
+}
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Wharf", description = "Self-hosted WhatsApp API gateway. Errors use the envelope `{success, message, reason_code, errors}`."),
+    modifiers(&SecurityAddon),
+    security(("bearer" = []), ("api_key" = [])),
+    tags((name = "sessions", description = "WhatsApp session lifecycle (Wapio Sessions API)."),
+         (name = "emulator", description = "Control surface of the emulator engine."),
+         (name = "ops", description = "Health and readiness."))
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+    }
+}
+
+/// The OpenAPI document of every route, whichever routes this instance mounts.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    authenticated_routes(true).merge(ops::routes()).split_for_parts().1
+}
+
+fn authenticated_routes(emulator_control: bool) -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(wapio::sessions::routes());
+    if emulator_control { router.merge(emulator::routes()) } else { router }
+}
+
+/// The whole application router.
+pub fn router(services: Services, limiter: Arc<AccountLimiter>, emulator_control: bool) -> Router {
+    let (authenticated, _) = authenticated_routes(emulator_control).split_for_parts();
+    let state = AppState { services, limiter, openapi: Arc::new(openapi()) };
+    let authenticated = authenticated.layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
+    let (public, _) = ops::routes().split_for_parts();
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(authenticated)
+        .merge(public)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeWharfRequestId))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error").into_response()
+                }))
+                .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(30))),
+        )
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this route")
+}
+
+/// Gives each request a `req_…` id unless the client sent one.
+#[derive(Clone, Copy)]
+struct MakeWharfRequestId;
+impl MakeRequestId for MakeWharfRequestId {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&wharf_core::RequestId::generate().to_string()).ok().map(RequestId::new)
+    }
+}

@@ -1,0 +1,49 @@
+//! The engines this server runs, by kind.
+
+use std::{collections::HashMap, sync::Arc};
+
+use wharf_core::{EngineKind, engine::DynEngine};
+use wharf_engines::Emulator;
+
+use crate::ServiceError;
+
+/// The available engines; a session on an engine that is not here cannot be created.
+pub struct Engines {
+    by_kind: HashMap<EngineKind, DynEngine>,
+    emulator: Option<Arc<Emulator>>,
+}
+
+impl Engines {
+    /// A registry holding the emulator (when given) and nothing else yet.
+    pub fn new(emulator: Option<Arc<Emulator>>) -> Self {
+        let mut by_kind: HashMap<EngineKind, DynEngine> = HashMap::new();
+        if let Some(e) = &emulator {
+            by_kind.insert(EngineKind::Emulator, e.clone());
+        }
+        Self { by_kind, emulator }
+    }
+
+    /// The engine of `kind`, or a clear "not available" error naming the field at fault.
+    pub fn get(&self, kind: EngineKind) -> Result<&DynEngine, ServiceError> {
+        self.by_kind.get(&kind).ok_or_else(|| {
+            ServiceError::invalid_with(
+                "engine_unavailable",
+                "engine",
+                format!(
+                    "the {kind} engine is not available on this server (available: {})",
+                    self.available().iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Kinds that can be used, in a stable order.
+    pub fn available(&self) -> Vec<EngineKind> {
+        EngineKind::ALL.into_iter().filter(|k| self.by_kind.contains_key(k)).collect()
+    }
+
+    /// The emulator, for its control surface.
+    pub fn emulator(&self) -> Option<&Arc<Emulator>> {
+        self.emulator.as_ref()
+    }
+}

@@ -1,0 +1,306 @@
+//! Session lifecycle: connect, disconnect, restart, pairing, deletion, and the sink that
+//! turns engine updates into durable status changes and events.
+
+use async_trait::async_trait;
+use serde_json::json;
+use wharf_core::{
+    EngineError, EngineSink, EngineUpdate, Event, EventType, OperationStatus, Phone, SessionId,
+    SessionStatus, engine::EngineSession, time::now_millis,
+};
+use wharf_store::{SessionRow, Store, StoreError};
+
+use super::{Caller, SessionService};
+use crate::ServiceError;
+
+/// The `session.status` event for a row whose status just changed from `previous`.
+pub(crate) fn status_event(row: &SessionRow, previous: SessionStatus) -> Event {
+    Event::new(
+        row.account_id,
+        Some(row.id),
+        EventType::SessionStatus,
+        json!({
+            "session_id": row.id,
+            "status": row.status,
+            "previous_status": previous,
+            "reason": row.status_reason,
+            "phone_number": row.phone_number,
+        }),
+    )
+}
+
+/// Sets `row.status` (and the activity time) and returns the event, if the status changed.
+fn set_status(row: &mut SessionRow, status: SessionStatus, reason: Option<String>) -> Vec<Event> {
+    let previous = row.status;
+    row.status = status;
+    row.status_reason = reason;
+    row.last_activity_at = Some(now_millis());
+    if previous == status { Vec::new() } else { vec![status_event(row, previous)] }
+}
+
+/// Receives engine updates and persists them. Updates that no longer fit the session's state
+/// (say, a QR arriving after the user disconnected) are dropped: the user's intent wins.
+pub struct Supervisor {
+    store: Store,
+    instance_id: String,
+}
+
+impl Supervisor {
+    /// A sink writing to `store`, recording `instance_id` as the worker of running sessions.
+    pub fn new(store: Store, instance_id: String) -> Self {
+        Self { store, instance_id }
+    }
+}
+
+#[async_trait]
+impl EngineSink for Supervisor {
+    async fn update(&self, session: SessionId, update: EngineUpdate) -> Result<(), EngineError> {
+        let instance = self.instance_id.clone();
+        let result = self
+            .store
+            .modify_session::<StoreError>(None, session, move |row| {
+                let running = row.status.is_running();
+                Ok(match update {
+                    EngineUpdate::Qr { code } if running => {
+                        row.qr_code = Some(code.clone());
+                        row.worker_id = Some(instance);
+                        let mut events = set_status(row, SessionStatus::Connecting, None);
+                        events.push(Event::new(
+                            row.account_id,
+                            Some(row.id),
+                            EventType::SessionQr,
+                            json!({ "session_id": row.id, "qr": code }),
+                        ));
+                        events
+                    }
+                    EngineUpdate::Connected { phone } if running => {
+                        row.qr_code = None;
+                        row.paired = true;
+                        row.phone_number = Some(phone);
+                        row.worker_id = Some(instance);
+                        set_status(row, SessionStatus::Connected, None)
+                    }
+                    EngineUpdate::Disconnected { reason } if running => {
+                        row.qr_code = None;
+                        row.worker_id = None;
+                        set_status(row, SessionStatus::Disconnected, Some(reason))
+                    }
+                    EngineUpdate::LoggedOut { reason } if !row.status.is_deleting() => {
+                        row.qr_code = None;
+                        row.worker_id = None;
+                        row.paired = false;
+                        set_status(row, SessionStatus::Disconnected, Some(reason))
+                    }
+                    _ => Vec::new(),
+                })
+            })
+            .await;
+        result.map(|_| ()).map_err(|e| EngineError::Transient(format!("could not record the update: {e}")))
+    }
+}
+
+impl SessionService {
+    fn engine_session(row: &SessionRow) -> EngineSession {
+        EngineSession { id: row.id, account_id: row.account_id, phone: row.phone_number.clone(), paired: row.paired }
+    }
+
+    /// Moves a session from `from` to `pending` and starts its engine.
+    async fn start(&self, caller: &Caller, id: SessionId, allowed: fn(SessionStatus) -> Result<(), ServiceError>) -> Result<SessionRow, ServiceError> {
+        let instance = self.instance_id.clone();
+        let row = self
+            .modify(caller, id, move |row| {
+                allowed(row.status)?;
+                row.worker_id = Some(instance);
+                row.qr_code = None;
+                Ok(set_status(row, SessionStatus::Pending, None))
+            })
+            .await?;
+        let engine = self.engines.get(row.engine)?;
+        if let Err(e) = engine.start(&Self::engine_session(&row)).await {
+            self.record_engine_failure(row.id, &e).await?;
+            return Err(e.into());
+        }
+        self.get(caller, id).await
+    }
+
+    async fn record_engine_failure(&self, id: SessionId, e: &EngineError) -> Result<(), ServiceError> {
+        let reason = e.to_string();
+        self.store
+            .modify_session::<ServiceError>(None, id, |row| {
+                if !row.status.is_running() {
+                    return Ok(Vec::new());
+                }
+                row.worker_id = None;
+                row.qr_code = None;
+                Ok(set_status(row, SessionStatus::Disconnected, Some(reason)))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// `POST …/connect`: starts a disconnected session (a QR appears if it is not paired).
+    pub async fn connect(&self, caller: &Caller, id: SessionId) -> Result<SessionRow, ServiceError> {
+        self.start(caller, id, |status| match status {
+            SessionStatus::Disconnected => Ok(()),
+            SessionStatus::Connected => Err(ServiceError::conflict("invalid_state", "the session is already connected")),
+            SessionStatus::Pending | SessionStatus::Connecting => {
+                Err(ServiceError::conflict("invalid_state", "the session is already connecting"))
+            }
+            SessionStatus::PendingDeletion | SessionStatus::Deleted => Err(deleting()),
+        })
+        .await
+    }
+
+    /// `POST …/restart`: stops and starts a running session; a paired one reconnects without
+    /// a new QR.
+    pub async fn restart(&self, caller: &Caller, id: SessionId) -> Result<SessionRow, ServiceError> {
+        let current = self.get(caller, id).await?;
+        if current.status.is_running() {
+            self.engines.get(current.engine)?.stop(id).await?;
+        }
+        self.start(caller, id, |status| match status {
+            s if s.is_running() => Ok(()),
+            SessionStatus::PendingDeletion | SessionStatus::Deleted => Err(deleting()),
+            _ => Err(ServiceError::conflict(
+                "invalid_state",
+                "the session is not running; use connect to start it",
+            )),
+        })
+        .await
+    }
+
+    /// `POST …/disconnect`: stops a running session and keeps its device link.
+    pub async fn disconnect(&self, caller: &Caller, id: SessionId) -> Result<SessionRow, ServiceError> {
+        let row = self
+            .modify(caller, id, |row| match row.status {
+                s if s.is_running() => {
+                    row.worker_id = None;
+                    row.qr_code = None;
+                    Ok(set_status(row, SessionStatus::Disconnected, Some("disconnected by request".into())))
+                }
+                SessionStatus::Disconnected => {
+                    Err(ServiceError::conflict("invalid_state", "the session is already disconnected"))
+                }
+                _ => Err(deleting()),
+            })
+            .await?;
+        self.engines.get(row.engine)?.stop(id).await?;
+        Ok(row)
+    }
+
+    /// `GET …/qrcode`: the pairing code while the session waits for a scan.
+    pub async fn qr_code(&self, caller: &Caller, id: SessionId) -> Result<String, ServiceError> {
+        let row = self.get(caller, id).await?;
+        match (row.status, row.qr_code) {
+            (SessionStatus::Connecting, Some(qr)) => Ok(qr),
+            (SessionStatus::Connected, _) => Err(ServiceError::conflict(
+                "invalid_state",
+                "the session is already paired and connected; there is no QR code",
+            )),
+            (SessionStatus::Pending | SessionStatus::Connecting, _) => Err(ServiceError::conflict(
+                "invalid_state",
+                "the session is starting and has no QR code yet; retry in a moment",
+            )),
+            (SessionStatus::Disconnected, _) => Err(ServiceError::conflict(
+                "invalid_state",
+                "the session is not running; call connect to get a QR code",
+            )),
+            _ => Err(deleting()),
+        }
+    }
+
+    /// The emulator's "a phone scanned the QR": links the session as `phone`.
+    pub async fn emulator_scan(&self, caller: &Caller, id: SessionId, phone: Option<Phone>) -> Result<SessionRow, ServiceError> {
+        let (row, emulator) = self.emulator_session(caller, id).await?;
+        emulator.scan(row.id, phone).await?;
+        self.get(caller, id).await
+    }
+
+    /// The emulator's "the phone logged the device out".
+    pub async fn emulator_logout(&self, caller: &Caller, id: SessionId) -> Result<SessionRow, ServiceError> {
+        let (row, emulator) = self.emulator_session(caller, id).await?;
+        emulator.unlink_from_phone(row.id).await?;
+        self.get(caller, id).await
+    }
+
+    async fn emulator_session(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<(SessionRow, std::sync::Arc<wharf_engines::Emulator>), ServiceError> {
+        let row = self.get(caller, id).await?;
+        if row.engine != wharf_core::EngineKind::Emulator {
+            return Err(ServiceError::conflict(
+                "unsupported_by_engine",
+                format!("the session runs on the {} engine, not the emulator", row.engine),
+            ));
+        }
+        let emulator = self.engines.emulator().ok_or_else(|| {
+            ServiceError::conflict("engine_unavailable", "the emulator engine is not available on this server")
+        })?;
+        Ok((row, emulator.clone()))
+    }
+
+    /// Starts the engines of every session that was running when the server last stopped.
+    pub async fn resume_running(&self) -> Result<usize, ServiceError> {
+        let rows = self.store.running_sessions().await?;
+        let mut resumed = 0;
+        for row in rows {
+            let Ok(engine) = self.engines.get(row.engine) else {
+                self.record_engine_failure(row.id, &EngineError::Unsupported(row.engine)).await?;
+                continue;
+            };
+            match engine.start(&Self::engine_session(&row)).await {
+                Ok(()) => resumed += 1,
+                Err(e) => {
+                    tracing::warn!(session = %row.id, error = %e, "could not resume session");
+                    self.record_engine_failure(row.id, &e).await?;
+                }
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Runs one queued deletion: logs the session out of its engine and marks it deleted.
+    /// Returns `Ok(false)` when there was nothing to do.
+    pub async fn run_next_operation(&self, lease_ms: i64) -> Result<bool, ServiceError> {
+        let Some(op) = self.store.claim_operation(lease_ms).await? else {
+            return Ok(false);
+        };
+        let outcome = self.delete_now(op.account_id, op.session_id).await;
+        match outcome {
+            Ok(()) => {
+                self.store.finish_operation(op.id, OperationStatus::Succeeded, Some("session deleted"), None).await?
+            }
+            Err(e) => {
+                tracing::warn!(operation = %op.id, error = %e, "operation failed");
+                self.store.finish_operation(op.id, OperationStatus::Failed, None, Some(&e.to_string())).await?
+            }
+        }
+        Ok(true)
+    }
+
+    async fn delete_now(&self, account: wharf_core::AccountId, id: SessionId) -> Result<(), ServiceError> {
+        let Some(row) = self.store.get_session(account, id).await? else {
+            return Err(ServiceError::NotFound("session"));
+        };
+        if let Ok(engine) = self.engines.get(row.engine) {
+            engine.logout(id).await?;
+        }
+        self.store
+            .modify_session::<ServiceError>(None, id, |row| {
+                if row.status == SessionStatus::Deleted {
+                    return Ok(Vec::new());
+                }
+                row.worker_id = None;
+                row.qr_code = None;
+                row.paired = false;
+                Ok(set_status(row, SessionStatus::Deleted, None))
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn deleting() -> ServiceError {
+    ServiceError::conflict("invalid_state", "the session is being deleted or was deleted")
+}

@@ -1,0 +1,47 @@
+//! Services hold the rules (validation, state machines, tenancy). They know no HTTP.
+
+mod engines;
+mod lifecycle;
+pub mod sessions;
+
+use std::sync::Arc;
+
+pub use engines::Engines;
+pub use lifecycle::Supervisor;
+pub use sessions::{CreateSession, CreatedSession, RotatedKey, SessionList, SessionService, UpdateSession};
+use wharf_core::{AccountId, SessionId};
+
+use crate::ServiceError;
+
+/// Who is calling: the account, and the session when the credential is a session key.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account_id: AccountId,
+    /// Set for session keys, which act on this session only.
+    pub session_id: Option<SessionId>,
+}
+
+impl Caller {
+    /// Refuses session keys (for routes reserved to personal access tokens).
+    pub fn require_pat(&self) -> Result<(), ServiceError> {
+        match self.session_id {
+            None => Ok(()),
+            Some(_) => Err(ServiceError::Forbidden(
+                "session-scoped keys cannot call this endpoint; use a personal access token".into(),
+            )),
+        }
+    }
+
+    /// Whether the caller may see session `id` (an account's PAT sees all of its sessions).
+    pub fn can_see(&self, id: SessionId) -> bool {
+        self.session_id.is_none_or(|own| own == id)
+    }
+}
+
+/// Everything the dialects call, shared by all of them.
+#[derive(Clone)]
+pub struct Services {
+    pub store: wharf_store::Store,
+    pub sessions: Arc<SessionService>,
+    pub engines: Arc<Engines>,
+}

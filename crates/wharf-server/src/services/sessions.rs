@@ -1,0 +1,259 @@
+//! Sessions: creation, listing, metadata, settings, keys and deletion requests.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use wharf_core::{
+    EngineKind, Event, NewToken, Phone, SessionId, SessionSettings, SessionStatus,
+    session::SessionSettingsPatch,
+};
+use wharf_store::{NewSession, OperationRow, SessionFilter, SessionRow, Store};
+
+use super::{Caller, Engines, lifecycle::status_event};
+use crate::ServiceError;
+
+/// Longest label accepted.
+pub const MAX_LABEL_CHARS: usize = 100;
+
+/// What `create` needs, already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct CreateSession {
+    pub label: Option<String>,
+    pub phone_number: Option<Phone>,
+    pub settings: SessionSettingsPatch,
+    pub engine: Option<EngineKind>,
+}
+
+/// What `update` changes; `None` leaves a field alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateSession {
+    pub label: Option<Option<String>>,
+    pub phone_number: Option<Option<Phone>>,
+    pub settings: Option<SessionSettingsPatch>,
+}
+
+/// A created session with its one-time raw key and advice for the caller.
+#[derive(Debug)]
+pub struct CreatedSession {
+    pub session: SessionRow,
+    pub key: NewToken,
+    pub warnings: Vec<String>,
+}
+
+/// A rotated session key.
+#[derive(Debug)]
+pub struct RotatedKey {
+    pub session: SessionRow,
+    pub key: NewToken,
+    pub previous_fingerprint: Option<String>,
+}
+
+/// One page of sessions.
+#[derive(Debug)]
+pub struct SessionList {
+    pub sessions: Vec<SessionRow>,
+    /// The cursor of the next page; `None` on the last one.
+    pub next_cursor: Option<SessionId>,
+}
+
+/// The sessions service.
+pub struct SessionService {
+    pub(super) store: Store,
+    pub(super) engines: Arc<Engines>,
+    pub(super) instance_id: String,
+    default_engine: EngineKind,
+    operations: Arc<Notify>,
+}
+
+/// Trims a label; an empty one means "no label".
+pub fn parse_label(label: &str) -> Result<Option<String>, ServiceError> {
+    let label = label.trim();
+    if label.chars().count() > MAX_LABEL_CHARS {
+        return Err(ServiceError::invalid("label", format!("must be at most {MAX_LABEL_CHARS} characters")));
+    }
+    Ok((!label.is_empty()).then(|| label.to_owned()))
+}
+
+impl SessionService {
+    /// The service; `operations` is notified when a deletion is queued.
+    pub fn new(
+        store: Store,
+        engines: Arc<Engines>,
+        instance_id: String,
+        default_engine: EngineKind,
+        operations: Arc<Notify>,
+    ) -> Self {
+        Self { store, engines, instance_id, default_engine, operations }
+    }
+
+    /// Creates a session (PAT only) on the requested or default engine.
+    pub async fn create(&self, caller: &Caller, req: CreateSession) -> Result<CreatedSession, ServiceError> {
+        caller.require_pat()?;
+        let engine = req.engine.unwrap_or(self.default_engine);
+        let capabilities = self.engines.get(engine)?.capabilities();
+        let mut warnings = Vec::new();
+        if engine == EngineKind::Emulator {
+            warnings.push(
+                "this session runs on the emulator: messages never reach real WhatsApp users".to_owned(),
+            );
+        }
+        if req.phone_number.is_none() && capabilities.qr_pairing {
+            warnings.push("phone_number is not set; it is filled in when a phone scans the pairing QR".to_owned());
+        }
+        let (session, key) = self
+            .store
+            .create_session(NewSession {
+                account_id: caller.account_id,
+                engine,
+                label: req.label,
+                phone_number: req.phone_number,
+                settings: SessionSettings::default().apply(&req.settings),
+            })
+            .await?;
+        Ok(CreatedSession { session, key, warnings })
+    }
+
+    /// The session `id`, if the caller can see it.
+    pub async fn get(&self, caller: &Caller, id: SessionId) -> Result<SessionRow, ServiceError> {
+        if !caller.can_see(id) {
+            return Err(ServiceError::NotFound("session"));
+        }
+        self.store.get_session(caller.account_id, id).await?.ok_or(ServiceError::NotFound("session"))
+    }
+
+    /// A page of the caller's sessions, newest first.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        status: Option<SessionStatus>,
+        before: Option<SessionId>,
+        limit: i64,
+    ) -> Result<SessionList, ServiceError> {
+        let mut sessions = self
+            .store
+            .list_sessions(&SessionFilter {
+                account_id: caller.account_id,
+                status,
+                only: caller.session_id,
+                before,
+                limit,
+            })
+            .await?;
+        let next_cursor = if sessions.len() as i64 > limit {
+            sessions.truncate(limit as usize);
+            sessions.last().map(|s| s.id)
+        } else {
+            None
+        };
+        Ok(SessionList { sessions, next_cursor })
+    }
+
+    /// Applies `change` to a session the caller can see, with its events, atomically.
+    pub(super) async fn modify(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        change: impl FnOnce(&mut SessionRow) -> Result<Vec<Event>, ServiceError>,
+    ) -> Result<SessionRow, ServiceError> {
+        if !caller.can_see(id) {
+            return Err(ServiceError::NotFound("session"));
+        }
+        self.store
+            .modify_session(Some(caller.account_id), id, change)
+            .await?
+            .ok_or(ServiceError::NotFound("session"))
+    }
+
+    /// `PATCH` label, phone number and settings.
+    pub async fn update(&self, caller: &Caller, id: SessionId, req: UpdateSession) -> Result<SessionRow, ServiceError> {
+        self.modify(caller, id, |row| {
+            if row.status.is_deleting() {
+                return Err(ServiceError::conflict("invalid_state", "the session is being deleted or was deleted"));
+            }
+            if let Some(label) = req.label {
+                row.label = label;
+            }
+            if let Some(phone) = req.phone_number
+                && phone != row.phone_number
+            {
+                if row.paired {
+                    return Err(ServiceError::conflict(
+                        "invalid_state",
+                        format!(
+                            "the session is linked to {}; phone_number cannot change while a device is linked",
+                            row.phone_number.as_ref().map_or("a phone", |p| p.e164())
+                        ),
+                    ));
+                }
+                row.phone_number = phone;
+            }
+            if let Some(patch) = req.settings {
+                row.settings = row.settings.apply(&patch);
+            }
+            Ok(Vec::new())
+        })
+        .await
+    }
+
+    /// The session's settings.
+    pub async fn settings(&self, caller: &Caller, id: SessionId) -> Result<SessionSettings, ServiceError> {
+        Ok(self.get(caller, id).await?.settings)
+    }
+
+    /// Applies a settings patch and returns the result.
+    pub async fn update_settings(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        patch: SessionSettingsPatch,
+    ) -> Result<SessionSettings, ServiceError> {
+        let req = UpdateSession { settings: Some(patch), ..Default::default() };
+        Ok(self.update(caller, id, req).await?.settings)
+    }
+
+    /// Marks the session for deletion (PAT only): its key stops working at once and a
+    /// deletion operation is queued.
+    pub async fn delete(&self, caller: &Caller, id: SessionId) -> Result<OperationRow, ServiceError> {
+        caller.require_pat()?;
+        let (_, op) = self
+            .store
+            .begin_session_deletion(caller.account_id, id, |row| {
+                if row.status.is_deleting() {
+                    return Err(ServiceError::conflict("invalid_state", "the session is already being deleted or was deleted"));
+                }
+                let mut after = row.clone();
+                after.status = SessionStatus::PendingDeletion;
+                after.status_reason = None;
+                Ok(status_event(&after, row.status))
+            })
+            .await?
+            .ok_or(ServiceError::NotFound("session"))?;
+        self.operations.notify_one();
+        Ok(op)
+    }
+
+    /// Rotates the session key (PAT only); the old key is revoked at once.
+    pub async fn regenerate_key(&self, caller: &Caller, id: SessionId) -> Result<RotatedKey, ServiceError> {
+        caller.require_pat()?;
+        let (session, key, previous_fingerprint) = self
+            .store
+            .regenerate_session_key(caller.account_id, id, |row| {
+                if row.status.is_deleting() {
+                    return Err(ServiceError::conflict("invalid_state", "the session is being deleted or was deleted"));
+                }
+                Ok(())
+            })
+            .await?
+            .ok_or(ServiceError::NotFound("session"))?;
+        Ok(RotatedKey { session, key, previous_fingerprint })
+    }
+
+    /// The operation `id`, if the caller can see it.
+    pub async fn operation(&self, caller: &Caller, id: wharf_core::OperationId) -> Result<OperationRow, ServiceError> {
+        let op = self.store.get_operation(caller.account_id, id).await?.ok_or(ServiceError::NotFound("operation"))?;
+        if !caller.can_see(op.session_id) {
+            return Err(ServiceError::NotFound("operation"));
+        }
+        Ok(op)
+    }
+}

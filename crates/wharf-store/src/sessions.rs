@@ -1,0 +1,306 @@
+//! Sessions: one WhatsApp number on one engine. Every mutation locks the row, applies a
+//! change decided by the caller, and appends the change's events in the same transaction.
+
+use sqlx::{AnyConnection, Row, any::AnyRow};
+use wharf_core::{
+    AccountId, EngineKind, Event, KeyKind, NewToken, OperationId, Phone, SessionId, SessionSettings,
+    SessionStatus, time::now_millis,
+};
+
+use crate::{
+    Backend, NewKey, Result, Store, StoreError,
+    events::append_event,
+    keys::{insert_key, revoke_session_keys},
+    operations::{OperationRow, insert_operation},
+};
+
+/// A stored session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub id: SessionId,
+    pub account_id: AccountId,
+    pub engine: EngineKind,
+    pub status: SessionStatus,
+    /// Why the session is in its status, when the engine said (e.g. a disconnect reason).
+    pub status_reason: Option<String>,
+    pub label: Option<String>,
+    pub phone_number: Option<Phone>,
+    /// Whether a device link exists.
+    pub paired: bool,
+    pub settings: SessionSettings,
+    /// The instance running the session, while it runs.
+    pub worker_id: Option<String>,
+    /// The current pairing code, while pairing.
+    pub qr_code: Option<String>,
+    pub key_fingerprint: Option<String>,
+    pub last_activity_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, account_id, engine, status, status_reason, label, phone_number, paired, settings, \
+     worker_id, qr_code, key_fingerprint, last_activity_at, created_at, updated_at";
+
+impl SessionRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("session {what}"));
+        let id: String = row.try_get("id")?;
+        let account: String = row.try_get("account_id")?;
+        let engine: String = row.try_get("engine")?;
+        let status: String = row.try_get("status")?;
+        let phone: Option<String> = row.try_get("phone_number")?;
+        let settings: String = row.try_get("settings")?;
+        let paired: i64 = row.try_get("paired")?;
+        Ok(Self {
+            id: id.parse().map_err(|_| corrupt("id"))?,
+            account_id: account.parse().map_err(|_| corrupt("account_id"))?,
+            engine: EngineKind::parse(&engine).ok_or_else(|| corrupt("engine"))?,
+            status: SessionStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+            status_reason: row.try_get("status_reason")?,
+            label: row.try_get("label")?,
+            phone_number: phone.map(|p| Phone::parse(&p).map_err(|_| corrupt("phone_number"))).transpose()?,
+            paired: paired != 0,
+            settings: serde_json::from_str(&settings).map_err(|_| corrupt("settings"))?,
+            worker_id: row.try_get("worker_id")?,
+            qr_code: row.try_get("qr_code")?,
+            key_fingerprint: row.try_get("key_fingerprint")?,
+            last_activity_at: row.try_get("last_activity_at")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// What a new session starts with.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub account_id: AccountId,
+    pub engine: EngineKind,
+    pub label: Option<String>,
+    pub phone_number: Option<Phone>,
+    pub settings: SessionSettings,
+}
+
+/// Which sessions to list.
+#[derive(Debug, Clone)]
+pub struct SessionFilter {
+    pub account_id: AccountId,
+    /// Only this status; `None` means every status but `deleted`.
+    pub status: Option<SessionStatus>,
+    /// Only this session (a session key sees only its own).
+    pub only: Option<SessionId>,
+    /// Only sessions older than this one (the cursor).
+    pub before: Option<SessionId>,
+    pub limit: i64,
+}
+
+impl Store {
+    /// Creates a session and its session key atomically; returns the raw key once.
+    pub async fn create_session(&self, new: NewSession) -> Result<(SessionRow, NewToken)> {
+        let now = now_millis();
+        let token = NewToken::generate(KeyKind::Session);
+        let row = SessionRow {
+            id: SessionId::generate(),
+            account_id: new.account_id,
+            engine: new.engine,
+            status: SessionStatus::Disconnected,
+            status_reason: None,
+            label: new.label,
+            phone_number: new.phone_number,
+            paired: false,
+            settings: new.settings,
+            worker_id: None,
+            qr_code: None,
+            key_fingerprint: Some(token.fingerprint.clone()),
+            last_activity_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.write.begin().await?;
+        let sql = format!(
+            "INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        );
+        bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &row).execute(&mut *tx).await?;
+        let key = NewKey { account_id: row.account_id, kind: KeyKind::Session, session_id: Some(row.id), label: None };
+        insert_key(&mut tx, &key, &token).await?;
+        tx.commit().await?;
+        Ok((row, token))
+    }
+
+    /// The session `id` of `account`; another account's session is `None`.
+    pub async fn get_session(&self, account: AccountId, id: SessionId) -> Result<Option<SessionRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 AND account_id = $2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(SessionRow::from_row)
+            .transpose()
+    }
+
+    /// Sessions matching `filter`, newest first; at most `limit + 1` so callers can tell
+    /// whether another page exists.
+    pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRow>> {
+        // Every optional condition is written so that NULL disables it, keeping one statement.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE account_id = $1 \
+             AND (($2 IS NULL AND status <> 'deleted') OR status = $2) \
+             AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5"
+        );
+        let text = |v: Option<String>| v;
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.account_id.to_string())
+            .bind(text(filter.status.map(|s| s.as_str().to_owned())))
+            .bind(text(filter.only.map(|s| s.to_string())))
+            .bind(text(filter.before.map(|s| s.to_string())))
+            .bind(filter.limit + 1)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(SessionRow::from_row)
+            .collect()
+    }
+
+    /// Sessions of every account whose engine should be running, for resuming after a start.
+    pub async fn running_sessions(&self) -> Result<Vec<SessionRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE status IN ('pending', 'connecting', 'connected') ORDER BY id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(SessionRow::from_row)
+            .collect()
+    }
+
+    /// Locks the session, lets `change` edit it and name the events it causes, then writes
+    /// the row and the events in one transaction. `change` returning an error rolls back.
+    /// `None` when the session does not exist (in `account`, when given).
+    pub async fn modify_session<E: From<StoreError>>(
+        &self,
+        account: Option<AccountId>,
+        id: SessionId,
+        change: impl FnOnce(&mut SessionRow) -> std::result::Result<Vec<Event>, E>,
+    ) -> std::result::Result<Option<SessionRow>, E> {
+        let mut tx = self.write.begin().await.map_err(StoreError::from)?;
+        let Some(mut row) = self.lock_session(&mut tx, account, id).await? else {
+            return Ok(None);
+        };
+        let events = change(&mut row)?;
+        row.updated_at = now_millis();
+        write_session(&mut tx, &row).await?;
+        for event in &events {
+            append_event(&mut tx, event).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Some(row))
+    }
+
+    /// Marks a session for deletion, revokes its keys at once and queues the deletion
+    /// operation, atomically. `check` may refuse (e.g. when already deleting).
+    pub async fn begin_session_deletion<E: From<StoreError>>(
+        &self,
+        account: AccountId,
+        id: SessionId,
+        check: impl FnOnce(&SessionRow) -> std::result::Result<Event, E>,
+    ) -> std::result::Result<Option<(SessionRow, OperationRow)>, E> {
+        let mut tx = self.write.begin().await.map_err(StoreError::from)?;
+        let Some(mut row) = self.lock_session(&mut tx, Some(account), id).await? else {
+            return Ok(None);
+        };
+        let event = check(&row)?;
+        row.status = SessionStatus::PendingDeletion;
+        row.updated_at = now_millis();
+        row.key_fingerprint = None;
+        write_session(&mut tx, &row).await?;
+        revoke_session_keys(&mut tx, id).await?;
+        let op = insert_operation(&mut tx, account, id, OperationId::generate(), "delete_session").await?;
+        append_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Some((row, op)))
+    }
+
+    /// Replaces the session's key: the old one is revoked at once. Returns the session, the
+    /// new raw key and the previous fingerprint. `check` may refuse.
+    pub async fn regenerate_session_key<E: From<StoreError>>(
+        &self,
+        account: AccountId,
+        id: SessionId,
+        check: impl FnOnce(&SessionRow) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Option<(SessionRow, NewToken, Option<String>)>, E> {
+        let mut tx = self.write.begin().await.map_err(StoreError::from)?;
+        let Some(mut row) = self.lock_session(&mut tx, Some(account), id).await? else {
+            return Ok(None);
+        };
+        check(&row)?;
+        let previous = row.key_fingerprint.take();
+        revoke_session_keys(&mut tx, id).await?;
+        let token = NewToken::generate(KeyKind::Session);
+        let key = NewKey { account_id: account, kind: KeyKind::Session, session_id: Some(id), label: None };
+        insert_key(&mut tx, &key, &token).await?;
+        row.key_fingerprint = Some(token.fingerprint.clone());
+        row.updated_at = now_millis();
+        write_session(&mut tx, &row).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Some((row, token, previous)))
+    }
+
+    async fn lock_session(
+        &self,
+        conn: &mut AnyConnection,
+        account: Option<AccountId>,
+        id: SessionId,
+    ) -> Result<Option<SessionRow>> {
+        // SQLite has one writer connection, so the transaction already excludes others;
+        // PostgreSQL needs the row lock.
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        };
+        let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 AND ($2 IS NULL OR account_id = $2){lock}");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.map(|a| a.to_string()))
+            .fetch_optional(conn)
+            .await?
+            .as_ref()
+            .map(SessionRow::from_row)
+            .transpose()
+    }
+}
+
+fn bind_all<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    row: &SessionRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(row.id.to_string())
+        .bind(row.account_id.to_string())
+        .bind(row.engine.as_str())
+        .bind(row.status.as_str())
+        .bind(row.status_reason.clone())
+        .bind(row.label.clone())
+        .bind(row.phone_number.as_ref().map(|p| p.e164().to_owned()))
+        .bind(i64::from(row.paired))
+        .bind(serde_json::to_string(&row.settings).unwrap_or_default())
+        .bind(row.worker_id.clone())
+        .bind(row.qr_code.clone())
+        .bind(row.key_fingerprint.clone())
+        .bind(row.last_activity_at)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+}
+
+async fn write_session(conn: &mut AnyConnection, row: &SessionRow) -> Result<()> {
+    // Same bind order as COLUMNS; id and account_id are matched, created_at is unchanged.
+    let sql = "UPDATE sessions SET engine = $3, status = $4, status_reason = $5, label = $6, \
+               phone_number = $7, paired = $8, settings = $9, worker_id = $10, qr_code = $11, \
+               key_fingerprint = $12, last_activity_at = $13, created_at = $14, updated_at = $15 \
+               WHERE id = $1 AND account_id = $2";
+    bind_all(sqlx::query(sql), row).execute(conn).await?;
+    Ok(())
+}

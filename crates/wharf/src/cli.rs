@@ -1,0 +1,299 @@
+//! The command line: `serve`, `migrate`, `accounts`, `keys`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wharf_core::{AccountId, time::rfc3339};
+use wharf_server::{Config, redact_url};
+use wharf_store::Store;
+
+use crate::config::{FlagOverrides, load};
+
+/// Wharf: a self-hosted WhatsApp API gateway.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// TOML configuration file (default: ./wharf.toml when present). Also WHARF_CONFIG.
+    #[arg(long, global = true, env = "WHARF_CONFIG")]
+    config: Option<PathBuf>,
+    /// sqlite://PATH or postgres://URL (default sqlite://./data/wharf.db). Also WHARF_DATABASE_URL.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Bring the database schema up to date, then exit.
+    Migrate,
+    /// Manage accounts (tenants).
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Manage personal access tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080). Also WHARF_LISTEN.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Engine for sessions created without one: emulator, cloud or web.
+    #[arg(long)]
+    default_engine: Option<String>,
+    /// Do not mount the emulator's control surface (/emulator/...).
+    #[arg(long)]
+    no_emulator_control: bool,
+    /// Requests per minute allowed to each account (default 600).
+    #[arg(long)]
+    rate_limit_per_minute: Option<u32>,
+    /// This instance's name, shown as the worker_id of its sessions.
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// Log filter, RUST_LOG syntax (default info).
+    #[arg(long)]
+    log: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCommand {
+    /// Create an account with its first personal access token.
+    Create {
+        /// A name for the account.
+        #[arg(long)]
+        name: String,
+        /// Print {"account_id", "pat"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a personal access token for an account (printed once).
+    Create {
+        #[arg(long)]
+        account: String,
+        /// A note to tell keys apart.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an account's keys (fingerprints only, revoked ones included).
+    List {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by fingerprint; it stops working at once.
+    Revoke {
+        /// The key's fingerprint (fp_…).
+        fingerprint: String,
+    },
+}
+
+/// Runs the parsed command.
+pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let mut flags = FlagOverrides {
+        database_url: cli.global.database_url,
+        ..Default::default()
+    };
+    if let Command::Serve(args) = &cli.command {
+        flags.listen = args.listen.clone();
+        flags.default_engine = args.default_engine.clone();
+        flags.emulator_control = args.no_emulator_control.then_some(false);
+        flags.rate_limit_per_minute = args.rate_limit_per_minute;
+        flags.instance_id = args.instance_id.clone();
+        flags.log = args.log.clone();
+    }
+    let config = load(cli.global.config, flags)?;
+    init_tracing(&config.log);
+    let store = open_store(&config).await?;
+    match cli.command {
+        Command::Serve(_) => serve(config, store).await,
+        Command::Migrate => {
+            println!(
+                "database is up to date ({})",
+                redact_url(&config.database_url)
+            );
+            Ok(())
+        }
+        Command::Accounts(AccountsCommand::Create { name, json }) => {
+            anyhow::ensure!(!name.trim().is_empty(), "--name must not be empty");
+            let (account, token) = store.create_account(name.trim()).await?;
+            if json {
+                println!("{}", json!({ "account_id": account.id, "pat": token.raw }));
+            } else {
+                println!(
+                    "account: {}\npersonal access token (shown once): {}",
+                    account.id, token.raw
+                );
+            }
+            Ok(())
+        }
+        Command::Keys(cmd) => keys(&store, cmd).await,
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Every command that touches the store migrates first.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.database_url).await.with_context(|| {
+        format!(
+            "cannot open the database at {}",
+            redact_url(&config.database_url)
+        )
+    })
+}
+
+async fn account(store: &Store, raw: &str) -> anyhow::Result<AccountId> {
+    let id: AccountId = raw
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--account: {raw} is not an account id (acc_…)"))?;
+    store
+        .get_account(id)
+        .await?
+        .with_context(|| format!("account {id} does not exist"))?;
+    Ok(id)
+}
+
+async fn keys(store: &Store, cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create {
+            account: raw,
+            label,
+            json,
+        } => {
+            let id = account(store, &raw).await?;
+            let (key, token) = store.create_pat(id, label).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "account_id": id, "fingerprint": key.fingerprint, "pat": token.raw })
+                );
+            } else {
+                println!(
+                    "fingerprint: {}\npersonal access token (shown once): {}",
+                    key.fingerprint, token.raw
+                );
+            }
+        }
+        KeysCommand::List { account: raw, json } => {
+            let id = account(store, &raw).await?;
+            let keys = store.list_keys(id).await?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "fingerprint": k.fingerprint,
+                            "kind": k.kind.as_str(),
+                            "session_id": k.session_id,
+                            "label": k.label,
+                            "created_at": rfc3339(k.created_at),
+                            "revoked_at": k.revoked_at.map(rfc3339),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!(
+                    "{:<20} {:<8} {:<32} {:<25} STATUS",
+                    "FINGERPRINT", "KIND", "SESSION", "CREATED"
+                );
+                for k in keys {
+                    let session = k
+                        .session_id
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    let status = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<20} {:<8} {:<32} {:<25} {status}",
+                        k.fingerprint,
+                        k.kind.as_str(),
+                        session,
+                        rfc3339(k.created_at)
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { fingerprint } => match store.revoke_key(&fingerprint).await? {
+            Some(_) => println!("revoked {fingerprint}"),
+            None => anyhow::bail!("no key has the fingerprint {fingerprint}"),
+        },
+    }
+    Ok(())
+}
+
+async fn serve(config: Config, store: Store) -> anyhow::Result<()> {
+    if store.count_accounts().await? == 0 {
+        let (account, token) = store.create_account("default").await?;
+        println!("================ Wharf: first start ================");
+        println!("Created account {} (\"default\").", account.id);
+        println!("Its personal access token, shown only this once:");
+        println!("  {}", token.raw);
+        println!("Use it as 'Authorization: Bearer <token>' or 'X-API-Key: <token>'.");
+        println!("=====================================================");
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    wharf_server::run_with_store(config, store, listener, shutdown).await
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    shutdown.cancel();
+}
