@@ -4,7 +4,7 @@
 //! milliseconds then 80 random bits, so ids sort by creation time as plain byte strings on
 //! both SQLite and PostgreSQL (columns use the "C" collation). Cursor pagination relies on it.
 
-use std::{fmt, marker::PhantomData, str::FromStr};
+use std::{fmt, marker::PhantomData, str::FromStr, sync::Mutex};
 
 use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -51,15 +51,10 @@ pub struct Id<K> {
 }
 
 impl<K: IdKind> Id<K> {
-    /// A fresh id for "now".
+    /// A fresh id for "now". Within one process ids are strictly increasing, even within
+    /// one millisecond (the random part is incremented, as monotonic ULIDs do).
     pub fn generate() -> Self {
-        let millis = crate::time::now_millis() as u64;
-        let mut random = [0u8; 10];
-        rand::rng().fill_bytes(&mut random);
-        let mut value: u128 = (u128::from(millis) & ((1 << 48) - 1)) << 80;
-        for (i, b) in random.iter().enumerate() {
-            value |= u128::from(*b) << (8 * (9 - i));
-        }
+        let value = next_value();
         let mut body = [0u8; BODY_LEN];
         for (i, slot) in body.iter_mut().enumerate() {
             let shift = 5 * (BODY_LEN - 1 - i);
@@ -91,6 +86,22 @@ impl<K: IdKind> Id<K> {
         s.push_str(std::str::from_utf8(&self.body).unwrap_or_default());
         s
     }
+}
+
+/// The last value handed out, to keep ids increasing within a millisecond.
+static LAST: Mutex<u128> = Mutex::new(0);
+
+fn next_value() -> u128 {
+    let millis = (crate::time::now_millis() as u64 & ((1 << 48) - 1)) as u128;
+    let mut random = [0u8; 16];
+    rand::rng().fill_bytes(&mut random);
+    // 80 random bits with the top one clear, so increments never carry into the time.
+    let random = u128::from_be_bytes(random) & ((1u128 << 79) - 1);
+    let fresh = (millis << 80) | random;
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let value = if fresh > *last { fresh } else { *last + 1 };
+    *last = value;
+    value
 }
 
 impl<K> Clone for Id<K> {
@@ -173,6 +184,12 @@ mod tests {
         assert!(AccountId::parse(&text).is_none());
         assert!(SessionId::parse("sess_short").is_none());
         assert!(SessionId::parse("sess_ZZZZZZZZZZZZZZZZZZZZZZZZZZ").is_none());
+    }
+
+    #[test]
+    fn ids_increase_within_a_millisecond() {
+        let ids: Vec<_> = (0..1000).map(|_| SessionId::generate().to_string()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -47,6 +47,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 /// Parses JSON, naming the field at fault on failure.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object; serde would otherwise read a struct from an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid("body", "malformed JSON: the body must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.inner();
@@ -55,10 +59,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             return ApiError::invalid("body", format!("malformed JSON: {message}"));
         }
         let mut path = e.path().to_string();
-        // serde reports an unknown field at its parent's path; name the field itself.
-        if let Some(name) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-            path = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
-        } else if let Some(name) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+        // serde reports a missing field at its parent's path; name the field itself.
+        if let Some(name) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
             path = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
         }
         let field = if path == "." { "body".to_owned() } else { path };

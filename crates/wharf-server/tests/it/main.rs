@@ -1,0 +1,33 @@
+//! Integration tests of the server: each runs against the real server on port 0, once on
+//! SQLite and once on PostgreSQL (when `WHARF_TEST_DATABASE_URL` is set).
+
+/// Defines each test twice, as `NAME::sqlite` and `NAME::postgres`.
+macro_rules! dual_test {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let app = wharf_testkit::TestApp::spawn(wharf_testkit::Backend::Sqlite).await.expect("sqlite");
+                super::$name(app).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(app) = wharf_testkit::TestApp::spawn(wharf_testkit::Backend::Postgres).await {
+                    super::$name(app).await;
+                }
+            }
+        }
+        #[allow(unused_mut)]
+        async fn $name(mut $app: wharf_testkit::TestApp) $body
+    )*};
+}
+
+mod auth;
+mod lifecycle;
+mod ops;
+mod sessions;
+mod validation;

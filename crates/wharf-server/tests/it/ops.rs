@@ -1,0 +1,54 @@
+//! Health, readiness and the OpenAPI document.
+
+use wharf_testkit::TestApp;
+
+dual_test! {
+    async fn health_and_readiness(app) {
+        assert_eq!(app.get("/healthz").anonymous().expect(200).await["status"], "ok");
+        assert_eq!(app.get("/readyz").anonymous().expect(200).await["status"], "ok");
+    }
+
+    async fn openapi_covers_every_route_with_schemas(app) {
+        let doc = app.get("/openapi.json").anonymous().expect(200).await;
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().unwrap();
+        let expected = [
+            ("/v1/whatsapp-sessions", vec!["get", "post"]),
+            ("/v1/whatsapp-sessions/{id}", vec!["get", "patch", "delete"]),
+            ("/v1/whatsapp-sessions/{id}/connect", vec!["post"]),
+            ("/v1/whatsapp-sessions/{id}/disconnect", vec!["post"]),
+            ("/v1/whatsapp-sessions/{id}/restart", vec!["post"]),
+            ("/v1/whatsapp-sessions/{id}/qrcode", vec!["get"]),
+            ("/v1/whatsapp-sessions/{id}/regenerate-key", vec!["post"]),
+            ("/v1/whatsapp-sessions/{id}/settings", vec!["get", "patch"]),
+            ("/v1/operations/{id}", vec!["get"]),
+            ("/emulator/sessions/{id}/scan", vec!["post"]),
+            ("/emulator/sessions/{id}/logout", vec!["post"]),
+            ("/healthz", vec!["get"]),
+            ("/readyz", vec!["get"]),
+            ("/openapi.json", vec!["get"]),
+        ];
+        assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
+        for (path, methods) in expected {
+            let item = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
+            for method in methods {
+                let op = &item[method];
+                assert!(op["responses"].is_object(), "{method} {path} has responses");
+            }
+        }
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for name in ["SessionView", "SessionListView", "CreatedSessionView", "CreateSessionBody", "ErrorBody", "OperationView", "SessionSettings"] {
+            assert!(schemas.contains_key(name), "schema {name}");
+        }
+        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    }
+}
+
+#[tokio::test]
+async fn emulator_control_can_be_turned_off() {
+    let app = TestApp::spawn_with(wharf_testkit::Backend::Sqlite, |c| c.emulator_control = false).await.unwrap();
+    let created = app.create_session(serde_json::json!({})).await;
+    let id = created["session"]["session_id"].as_str().unwrap();
+    app.post(&format!("/v1/whatsapp-sessions/{id}/connect")).expect(200).await;
+    app.post(&format!("/emulator/sessions/{id}/scan")).expect(404).await;
+}
