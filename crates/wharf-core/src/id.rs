@@ -60,7 +60,10 @@ impl<K: IdKind> Id<K> {
             let shift = 5 * (BODY_LEN - 1 - i);
             *slot = ALPHABET[((value >> shift) & 31) as usize];
         }
-        Self { body, kind: PhantomData }
+        Self {
+            body,
+            kind: PhantomData,
+        }
     }
 
     /// Parses `prefix + body`; `None` when the text is not an id of this kind.
@@ -75,7 +78,10 @@ impl<K: IdKind> Id<K> {
         }
         let mut body = [0u8; BODY_LEN];
         body.copy_from_slice(rest.as_bytes());
-        Some(Self { body, kind: PhantomData })
+        Some(Self {
+            body,
+            kind: PhantomData,
+        })
     }
 
     /// The full textual form, prefix included.
@@ -188,7 +194,9 @@ mod tests {
 
     #[test]
     fn ids_increase_within_a_millisecond() {
-        let ids: Vec<_> = (0..1000).map(|_| SessionId::generate().to_string()).collect();
+        let ids: Vec<_> = (0..1000)
+            .map(|_| SessionId::generate().to_string())
+            .collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
     }
 

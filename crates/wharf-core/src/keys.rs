@@ -84,7 +84,11 @@ impl NewToken {
         let raw = format!("{}{}", kind.prefix(), hex::encode(bytes));
         let hash = TokenHash::of(&raw);
         let fingerprint = hash.fingerprint();
-        Self { raw, hash, fingerprint }
+        Self {
+            raw,
+            hash,
+            fingerprint,
+        }
     }
 }
 
@@ -109,7 +113,10 @@ mod tests {
         assert_eq!(TokenHash::of(&a.raw), a.hash);
         assert!(a.fingerprint.starts_with("fp_") && a.fingerprint.len() == 19);
         assert_eq!(kind_of(&a.raw), Some(KeyKind::Pat));
-        assert_eq!(kind_of(&NewToken::generate(KeyKind::Session).raw), Some(KeyKind::Session));
+        assert_eq!(
+            kind_of(&NewToken::generate(KeyKind::Session).raw),
+            Some(KeyKind::Session)
+        );
         assert!(!format!("{a:?}").contains(&a.raw));
     }
 }

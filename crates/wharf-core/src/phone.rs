@@ -92,18 +92,36 @@ mod tests {
 
     #[test]
     fn normalizes_common_formats() {
-        for input in ["+1 (555) 123-4567", "15551234567", "+1.555.123.4567", "0015551234567"] {
-            assert_eq!(Phone::parse(input).unwrap().e164(), "+15551234567", "{input}");
+        for input in [
+            "+1 (555) 123-4567",
+            "15551234567",
+            "+1.555.123.4567",
+            "0015551234567",
+        ] {
+            assert_eq!(
+                Phone::parse(input).unwrap().e164(),
+                "+15551234567",
+                "{input}"
+            );
         }
-        assert_eq!(Phone::parse("+44 20 7946 0958").unwrap().digits(), "442079460958");
+        assert_eq!(
+            Phone::parse("+44 20 7946 0958").unwrap().digits(),
+            "442079460958"
+        );
     }
 
     #[test]
     fn rejects_garbage() {
         assert_eq!(Phone::parse("hello"), Err(PhoneError::InvalidCharacters));
         assert_eq!(Phone::parse("+1 555"), Err(PhoneError::Length(4)));
-        assert_eq!(Phone::parse("1234567890123456"), Err(PhoneError::Length(16)));
+        assert_eq!(
+            Phone::parse("1234567890123456"),
+            Err(PhoneError::Length(16))
+        );
         // 999 is not assigned to any country; neither are 99 or 9 on their own... 9 is not a code.
-        assert_eq!(Phone::parse("+999 1234 5678"), Err(PhoneError::UnknownCountryCode));
+        assert_eq!(
+            Phone::parse("+999 1234 5678"),
+            Err(PhoneError::UnknownCountryCode)
+        );
     }
 }

@@ -169,9 +169,16 @@ mod tests {
 
     #[test]
     fn patch_changes_only_given_fields() {
-        let patch = SessionSettingsPatch { typing: Some(true), account_protection: Some(false), ..Default::default() };
+        let patch = SessionSettingsPatch {
+            typing: Some(true),
+            account_protection: Some(false),
+            ..Default::default()
+        };
         let s = SessionSettings::default().apply(&patch);
         assert!(s.typing && !s.account_protection);
-        assert_eq!(s.ignore_broadcasts, SessionSettings::default().ignore_broadcasts);
+        assert_eq!(
+            s.ignore_broadcasts,
+            SessionSettings::default().ignore_broadcasts
+        );
     }
 }

@@ -20,7 +20,10 @@ pub fn rfc3339(millis: i64) -> String {
 mod tests {
     #[test]
     fn formats_utc_milliseconds() {
-        assert_eq!(super::rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            super::rfc3339(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

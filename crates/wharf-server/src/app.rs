@@ -12,12 +12,16 @@ use wharf_store::Store;
 use crate::{
     Config,
     http::{self, auth::AccountLimiter},
-    services::{Engines, SessionService, Services, Supervisor},
+    services::{Engines, Services, SessionService, Supervisor},
     workers,
 };
 
 /// Opens the store from `config`, migrates it, and serves on `listener` until `shutdown`.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     let store = Store::open(&config.database_url).await?;
     run_with_store(config, store, listener, shutdown).await
@@ -30,7 +34,8 @@ pub async fn run_with_store(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let supervisor: Arc<dyn EngineSink> = Arc::new(Supervisor::new(store.clone(), config.instance_id.clone()));
+    let supervisor: Arc<dyn EngineSink> =
+        Arc::new(Supervisor::new(store.clone(), config.instance_id.clone()));
     let emulator = Arc::new(Emulator::new(Arc::downgrade(&supervisor)));
     let engines = Arc::new(Engines::new(Some(emulator)));
     let operations = Arc::new(Notify::new());
@@ -41,18 +46,28 @@ pub async fn run_with_store(
         config.default_engine,
         operations.clone(),
     ));
-    let services = Services { store: store.clone(), sessions: sessions.clone(), engines };
+    let services = Services {
+        store: store.clone(),
+        sessions: sessions.clone(),
+        engines,
+    };
     let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
 
     let workers_stop = CancellationToken::new();
     let mut workers = JoinSet::new();
-    workers.spawn(workers::operations::run(sessions.clone(), operations, workers_stop.clone()));
+    workers.spawn(workers::operations::run(
+        sessions.clone(),
+        operations,
+        workers_stop.clone(),
+    ));
     workers.spawn(workers::resume(sessions));
     http::auth::spawn_pruner(limiter.clone(), workers_stop.clone());
 
     let router = http::router(services, limiter, config.emulator_control);
     tracing::info!(addr = %listener.local_addr()?, "wharf is serving");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
 
     // Requests are finished; stop the workers and let them end their current step.
     workers_stop.cancel();

@@ -52,8 +52,14 @@ impl Config {
     /// Checks what serde cannot: the database URL's scheme and a usable instance id.
     pub fn validate(&self) -> Result<(), String> {
         let url = &self.database_url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(format!("database_url must start with sqlite:, postgres:// or postgresql:// (got {})", redact_url(url)));
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(format!(
+                "database_url must start with sqlite:, postgres:// or postgresql:// (got {})",
+                redact_url(url)
+            ));
         }
         if self.instance_id.trim().is_empty() || self.instance_id.len() > 100 {
             return Err("instance_id must be 1 to 100 characters".into());
@@ -96,15 +102,24 @@ mod tests {
 
     #[test]
     fn debug_redacts_database_passwords() {
-        let config = Config { database_url: "postgres://wharf:s3cret@db:5432/wharf".into(), ..Config::default() };
+        let config = Config {
+            database_url: "postgres://wharf:s3cret@db:5432/wharf".into(),
+            ..Config::default()
+        };
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
-        assert!(shown.contains("postgres://wharf:***@db:5432/wharf"), "{shown}");
+        assert!(
+            shown.contains("postgres://wharf:***@db:5432/wharf"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn validate_rejects_unknown_databases() {
-        let config = Config { database_url: "mysql://x".into(), ..Config::default() };
+        let config = Config {
+            database_url: "mysql://x".into(),
+            ..Config::default()
+        };
         assert!(config.validate().unwrap_err().contains("database_url"));
         assert!(Config::default().validate().is_ok());
     }

@@ -18,10 +18,17 @@ pub enum ServiceError {
     Forbidden(String),
     /// The object's state does not allow the operation.
     #[error("{message}")]
-    Conflict { reason_code: &'static str, message: String },
+    Conflict {
+        reason_code: &'static str,
+        message: String,
+    },
     /// Input failed validation; `errors` maps each field at fault to its messages.
     #[error("{message}")]
-    Invalid { reason_code: &'static str, message: String, errors: BTreeMap<String, Vec<String>> },
+    Invalid {
+        reason_code: &'static str,
+        message: String,
+        errors: BTreeMap<String, Vec<String>>,
+    },
     /// An engine failed while doing what was asked.
     #[error("{0}")]
     Engine(EngineError),
@@ -37,20 +44,37 @@ impl ServiceError {
         let field = field.into();
         let mut errors = BTreeMap::new();
         errors.insert(field.clone(), vec![message.clone()]);
-        Self::Invalid { reason_code: "validation_failed", message: format!("{field}: {message}"), errors }
+        Self::Invalid {
+            reason_code: "validation_failed",
+            message: format!("{field}: {message}"),
+            errors,
+        }
     }
 
     /// A validation failure of one field with a specific reason code.
-    pub fn invalid_with(reason_code: &'static str, field: &str, message: impl Into<String>) -> Self {
+    pub fn invalid_with(
+        reason_code: &'static str,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
         match Self::invalid(field, message) {
-            Self::Invalid { message, errors, .. } => Self::Invalid { reason_code, message, errors },
+            Self::Invalid {
+                message, errors, ..
+            } => Self::Invalid {
+                reason_code,
+                message,
+                errors,
+            },
             other => other,
         }
     }
 
     /// A state conflict.
     pub fn conflict(reason_code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict { reason_code, message: message.into() }
+        Self::Conflict {
+            reason_code,
+            message: message.into(),
+        }
     }
 }
 

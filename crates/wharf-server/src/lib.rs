@@ -10,4 +10,3 @@ mod workers;
 pub use app::{run, run_with_store};
 pub use config::{Config, redact_url};
 pub use error::ServiceError;
-

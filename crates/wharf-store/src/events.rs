@@ -21,10 +21,12 @@ pub struct EventRow {
 /// Appends `event` inside the caller's transaction and returns its cursor.
 pub(crate) async fn append_event(conn: &mut AnyConnection, event: &Event) -> Result<i64> {
     let account = event.account_id.to_string();
-    let seq: i64 = sqlx::query_scalar("UPDATE accounts SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq")
-        .bind(&account)
-        .fetch_one(&mut *conn)
-        .await?;
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE accounts SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
+    )
+    .bind(&account)
+    .fetch_one(&mut *conn)
+    .await?;
     sqlx::query(
         "INSERT INTO events (account_id, seq, id, session_id, type, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -43,7 +45,12 @@ pub(crate) async fn append_event(conn: &mut AnyConnection, event: &Event) -> Res
 
 impl Store {
     /// An account's events after cursor `after`, oldest first.
-    pub async fn list_events(&self, account: AccountId, after: i64, limit: i64) -> Result<Vec<EventRow>> {
+    pub async fn list_events(
+        &self,
+        account: AccountId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
         let rows = sqlx::query(
             "SELECT seq, id, session_id, type, payload, created_at FROM events \
              WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -61,7 +68,8 @@ impl Store {
                     id: row.try_get("id")?,
                     session_id: row.try_get("session_id")?,
                     kind: row.try_get("type")?,
-                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+                    payload: serde_json::from_str(&payload)
+                        .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
                     created_at: row.try_get("created_at")?,
                 })
             })

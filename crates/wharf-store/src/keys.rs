@@ -36,7 +36,9 @@ impl KeyRow {
             fingerprint: row.try_get("fingerprint")?,
             account_id: account.parse().map_err(|_| corrupt("account_id"))?,
             kind: KeyKind::from_db(&kind).ok_or_else(|| corrupt("kind"))?,
-            session_id: session.map(|s| s.parse().map_err(|_| corrupt("session_id"))).transpose()?,
+            session_id: session
+                .map(|s| s.parse().map_err(|_| corrupt("session_id")))
+                .transpose()?,
             label: row.try_get("label")?,
             created_at: row.try_get("created_at")?,
             revoked_at: row.try_get("revoked_at")?,
@@ -44,10 +46,15 @@ impl KeyRow {
     }
 }
 
-const KEY_COLUMNS: &str = "fingerprint, account_id, kind, session_id, label, created_at, revoked_at";
+const KEY_COLUMNS: &str =
+    "fingerprint, account_id, kind, session_id, label, created_at, revoked_at";
 
 /// Inserts a key inside the caller's transaction.
-pub(crate) async fn insert_key(conn: &mut AnyConnection, key: &NewKey, token: &NewToken) -> Result<KeyRow> {
+pub(crate) async fn insert_key(
+    conn: &mut AnyConnection,
+    key: &NewKey,
+    token: &NewToken,
+) -> Result<KeyRow> {
     let created_at = now_millis();
     sqlx::query(
         "INSERT INTO api_keys (hash, fingerprint, account_id, kind, session_id, label, created_at) \
@@ -75,7 +82,10 @@ pub(crate) async fn insert_key(conn: &mut AnyConnection, key: &NewKey, token: &N
 }
 
 /// Revokes every live key of a session inside the caller's transaction.
-pub(crate) async fn revoke_session_keys(conn: &mut AnyConnection, session: SessionId) -> Result<()> {
+pub(crate) async fn revoke_session_keys(
+    conn: &mut AnyConnection,
+    session: SessionId,
+) -> Result<()> {
     sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL")
         .bind(now_millis())
         .bind(session.to_string())
@@ -87,9 +97,18 @@ pub(crate) async fn revoke_session_keys(conn: &mut AnyConnection, session: Sessi
 impl Store {
     /// Mints and stores a new personal access token, returning the raw token once. (Session
     /// keys are minted with their session and rotated with it.)
-    pub async fn create_pat(&self, account: AccountId, label: Option<String>) -> Result<(KeyRow, NewToken)> {
+    pub async fn create_pat(
+        &self,
+        account: AccountId,
+        label: Option<String>,
+    ) -> Result<(KeyRow, NewToken)> {
         let token = NewToken::generate(KeyKind::Pat);
-        let key = NewKey { account_id: account, kind: KeyKind::Pat, session_id: None, label };
+        let key = NewKey {
+            account_id: account,
+            kind: KeyKind::Pat,
+            session_id: None,
+            label,
+        };
         let mut conn = self.write.acquire().await?;
         let row = insert_key(&mut conn, &key, &token).await?;
         Ok((row, token))
@@ -97,7 +116,8 @@ impl Store {
 
     /// The live (unrevoked) key with this hash.
     pub async fn find_live_key(&self, hash: &TokenHash) -> Result<Option<KeyRow>> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1 AND revoked_at IS NULL");
+        let sql =
+            format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1 AND revoked_at IS NULL");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&hash.0)
             .fetch_optional(&self.read)
@@ -109,7 +129,9 @@ impl Store {
 
     /// Every key of an account, newest first, revoked ones included.
     pub async fn list_keys(&self, account: AccountId) -> Result<Vec<KeyRow>> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at DESC, fingerprint");
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at DESC, fingerprint"
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account.to_string())
             .fetch_all(&self.read)
@@ -122,11 +144,13 @@ impl Store {
     /// Revokes the key with this fingerprint. `None` when no such key exists; revoking an
     /// already revoked key is a no-op that returns it.
     pub async fn revoke_key(&self, fingerprint: &str) -> Result<Option<KeyRow>> {
-        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE fingerprint = $2 AND revoked_at IS NULL")
-            .bind(now_millis())
-            .bind(fingerprint)
-            .execute(&self.write)
-            .await?;
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE fingerprint = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(fingerprint)
+        .execute(&self.write)
+        .await?;
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE fingerprint = $1");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(fingerprint)

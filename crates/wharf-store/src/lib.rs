@@ -14,9 +14,9 @@ mod sessions;
 use std::{path::Path, str::FromStr, time::Duration};
 
 pub use accounts::AccountRow;
+pub use events::EventRow;
 pub use keys::{KeyRow, NewKey};
 pub use operations::OperationRow;
-pub use events::EventRow;
 pub use sessions::{NewSession, SessionFilter, SessionRow};
 use sqlx::{
     AnyPool, Executor,
@@ -121,7 +121,11 @@ impl Store {
                 };
                 let write = pool(1).connect_with(options.clone()).await?;
                 let read = pool(4).connect_with(options).await?;
-                Ok(Self { write, read, backend })
+                Ok(Self {
+                    write,
+                    read,
+                    backend,
+                })
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -129,7 +133,11 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
                     .await?;
-                Ok(Self { write: pool.clone(), read: pool, backend })
+                Ok(Self {
+                    write: pool.clone(),
+                    read: pool,
+                    backend,
+                })
             }
         }
     }
@@ -169,7 +177,9 @@ impl Store {
 }
 
 fn sqlite_file(url: &str) -> Option<&Path> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
 }

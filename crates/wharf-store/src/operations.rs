@@ -22,8 +22,7 @@ pub struct OperationRow {
     pub finished_at: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, account_id, session_id, kind, status, result, error, attempts, enqueued_at, started_at, finished_at";
+const COLUMNS: &str = "id, account_id, session_id, kind, status, result, error, attempts, enqueued_at, started_at, finished_at";
 
 impl OperationRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
@@ -85,7 +84,11 @@ pub(crate) async fn insert_operation(
 
 impl Store {
     /// The operation `id` of `account`.
-    pub async fn get_operation(&self, account: AccountId, id: OperationId) -> Result<Option<OperationRow>> {
+    pub async fn get_operation(
+        &self,
+        account: AccountId,
+        id: OperationId,
+    ) -> Result<Option<OperationRow>> {
         let sql = format!("SELECT {COLUMNS} FROM operations WHERE id = $1 AND account_id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())

@@ -1,10 +1,11 @@
 //! Sessions: one WhatsApp number on one engine. Every mutation locks the row, applies a
 //! change decided by the caller, and appends the change's events in the same transaction.
 
-use sqlx::{AnyConnection, Row, any::AnyRow};
+use serde::Deserialize;
+use sqlx::{AnyConnection, FromRow, any::AnyRow};
 use wharf_core::{
-    AccountId, EngineKind, Event, KeyKind, NewToken, OperationId, Phone, SessionId, SessionSettings,
-    SessionStatus, time::now_millis,
+    AccountId, EngineKind, Event, KeyKind, NewToken, OperationId, Phone, SessionId,
+    SessionSettings, SessionStatus, time::now_millis,
 };
 
 use crate::{
@@ -41,34 +42,65 @@ pub struct SessionRow {
 const COLUMNS: &str = "id, account_id, engine, status, status_reason, label, phone_number, paired, settings, \
      worker_id, qr_code, key_fingerprint, last_activity_at, created_at, updated_at";
 
-impl SessionRow {
-    fn from_row(row: &AnyRow) -> Result<Self> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("session {what}"));
-        let id: String = row.try_get("id")?;
-        let account: String = row.try_get("account_id")?;
-        let engine: String = row.try_get("engine")?;
-        let status: String = row.try_get("status")?;
-        let phone: Option<String> = row.try_get("phone_number")?;
-        let settings: String = row.try_get("settings")?;
-        let paired: i64 = row.try_get("paired")?;
+/// A session as stored, before its columns are parsed. Read from rows, and from the JSON
+/// objects the list query aggregates its page into.
+#[derive(Debug, sqlx::FromRow, Deserialize)]
+struct RawSession {
+    id: String,
+    account_id: String,
+    engine: String,
+    status: String,
+    status_reason: Option<String>,
+    label: Option<String>,
+    phone_number: Option<String>,
+    paired: i64,
+    settings: String,
+    worker_id: Option<String>,
+    qr_code: Option<String>,
+    key_fingerprint: Option<String>,
+    last_activity_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<RawSession> for SessionRow {
+    type Error = StoreError;
+
+    fn try_from(raw: RawSession) -> Result<Self> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("session {} {what}", raw.id));
         Ok(Self {
-            id: id.parse().map_err(|_| corrupt("id"))?,
-            account_id: account.parse().map_err(|_| corrupt("account_id"))?,
-            engine: EngineKind::parse(&engine).ok_or_else(|| corrupt("engine"))?,
-            status: SessionStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-            status_reason: row.try_get("status_reason")?,
-            label: row.try_get("label")?,
-            phone_number: phone.map(|p| Phone::parse(&p).map_err(|_| corrupt("phone_number"))).transpose()?,
-            paired: paired != 0,
-            settings: serde_json::from_str(&settings).map_err(|_| corrupt("settings"))?,
-            worker_id: row.try_get("worker_id")?,
-            qr_code: row.try_get("qr_code")?,
-            key_fingerprint: row.try_get("key_fingerprint")?,
-            last_activity_at: row.try_get("last_activity_at")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
+            id: raw.id.parse().map_err(|_| corrupt("id"))?,
+            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
+            engine: EngineKind::parse(&raw.engine).ok_or_else(|| corrupt("engine"))?,
+            status: SessionStatus::parse(&raw.status).ok_or_else(|| corrupt("status"))?,
+            phone_number: raw
+                .phone_number
+                .as_deref()
+                .map(|p| Phone::parse(p).map_err(|_| corrupt("phone_number")))
+                .transpose()?,
+            paired: raw.paired != 0,
+            settings: serde_json::from_str(&raw.settings).map_err(|_| corrupt("settings"))?,
+            status_reason: raw.status_reason,
+            label: raw.label,
+            worker_id: raw.worker_id,
+            qr_code: raw.qr_code,
+            key_fingerprint: raw.key_fingerprint,
+            last_activity_at: raw.last_activity_at,
+            created_at: raw.created_at,
+            updated_at: raw.updated_at,
         })
     }
+}
+
+impl SessionRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        RawSession::from_row(row)?.try_into()
+    }
+}
+
+/// `json_object('id', id, …)` over every column, for aggregating a page into one value.
+fn json_columns() -> String {
+    COLUMNS.split(", ").map(|c| format!("'{c}', {c}")).collect::<Vec<_>>().join(", ")
 }
 
 /// What a new session starts with.
@@ -120,15 +152,26 @@ impl Store {
         let sql = format!(
             "INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         );
-        bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &row).execute(&mut *tx).await?;
-        let key = NewKey { account_id: row.account_id, kind: KeyKind::Session, session_id: Some(row.id), label: None };
+        bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &row)
+            .execute(&mut *tx)
+            .await?;
+        let key = NewKey {
+            account_id: row.account_id,
+            kind: KeyKind::Session,
+            session_id: Some(row.id),
+            label: None,
+        };
         insert_key(&mut tx, &key, &token).await?;
         tx.commit().await?;
         Ok((row, token))
     }
 
     /// The session `id` of `account`; another account's session is `None`.
-    pub async fn get_session(&self, account: AccountId, id: SessionId) -> Result<Option<SessionRow>> {
+    pub async fn get_session(
+        &self,
+        account: AccountId,
+        id: SessionId,
+    ) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 AND account_id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
@@ -143,25 +186,34 @@ impl Store {
     /// Sessions matching `filter`, newest first; at most `limit + 1` so callers can tell
     /// whether another page exists.
     pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRow>> {
-        // Every optional condition is written so that NULL disables it, keeping one statement.
+        // The page comes back as one JSON array: SQLite's driver hands rows from its worker
+        // thread one at a time, and a page of 50 single-row hand-offs cost more than the query
+        // (docs/benchmarks.md). Only the aggregate function differs between the backends.
+        // Every optional condition is written so that NULL disables it.
+        let aggregate = match self.backend {
+            Backend::Sqlite => format!("json_group_array(json_object({}))", json_columns()),
+            Backend::Postgres => format!("COALESCE(json_agg(json_build_object({})), '[]')::text", json_columns()),
+        };
         let sql = format!(
-            "SELECT {COLUMNS} FROM sessions WHERE account_id = $1 \
+            "SELECT {aggregate} FROM (SELECT {COLUMNS} FROM sessions WHERE account_id = $1 \
              AND (($2 IS NULL AND status <> 'deleted') OR status = $2) \
              AND ($3 IS NULL OR id = $3) AND ($4 IS NULL OR id < $4) \
-             ORDER BY id DESC LIMIT $5"
+             ORDER BY id DESC LIMIT $5) page"
         );
-        let text = |v: Option<String>| v;
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(filter.account_id.to_string())
-            .bind(text(filter.status.map(|s| s.as_str().to_owned())))
-            .bind(text(filter.only.map(|s| s.to_string())))
-            .bind(text(filter.before.map(|s| s.to_string())))
+            .bind(filter.status.map(|s| s.as_str().to_owned()))
+            .bind(filter.only.map(|s| s.to_string()))
+            .bind(filter.before.map(|s| s.to_string()))
             .bind(filter.limit + 1)
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(SessionRow::from_row)
-            .collect()
+            .fetch_one(&self.read)
+            .await?;
+        let raw: Vec<RawSession> =
+            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("session page: {e}")))?;
+        let mut rows = raw.into_iter().map(SessionRow::try_from).collect::<Result<Vec<_>>>()?;
+        // Aggregates promise no order; the page's order is restored here.
+        rows.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(rows)
     }
 
     /// Sessions of every account whose engine should be running, for resuming after a start.
@@ -218,7 +270,14 @@ impl Store {
         row.key_fingerprint = None;
         write_session(&mut tx, &row).await?;
         revoke_session_keys(&mut tx, id).await?;
-        let op = insert_operation(&mut tx, account, id, OperationId::generate(), "delete_session").await?;
+        let op = insert_operation(
+            &mut tx,
+            account,
+            id,
+            OperationId::generate(),
+            "delete_session",
+        )
+        .await?;
         append_event(&mut tx, &event).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(Some((row, op)))
@@ -240,7 +299,12 @@ impl Store {
         let previous = row.key_fingerprint.take();
         revoke_session_keys(&mut tx, id).await?;
         let token = NewToken::generate(KeyKind::Session);
-        let key = NewKey { account_id: account, kind: KeyKind::Session, session_id: Some(id), label: None };
+        let key = NewKey {
+            account_id: account,
+            kind: KeyKind::Session,
+            session_id: Some(id),
+            label: None,
+        };
         insert_key(&mut tx, &key, &token).await?;
         row.key_fingerprint = Some(token.fingerprint.clone());
         row.updated_at = now_millis();
@@ -261,7 +325,9 @@ impl Store {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE",
         };
-        let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 AND ($2 IS NULL OR account_id = $2){lock}");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sessions WHERE id = $1 AND ($2 IS NULL OR account_id = $2){lock}"
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
             .bind(account.map(|a| a.to_string()))

@@ -42,23 +42,33 @@ impl TestDb {
                 let dir = std::env::temp_dir().join(format!("wharf-test-{}", random_suffix()));
                 std::fs::create_dir_all(&dir).expect("create a temporary directory");
                 let url = wharf_store::sqlite_url(&dir.join("wharf.db"));
-                Some(Self { backend, url, cleanup: Cleanup::Dir(dir) })
+                Some(Self {
+                    backend,
+                    url,
+                    cleanup: Cleanup::Dir(dir),
+                })
             }
             Backend::Postgres => {
                 let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
-                    eprintln!("skipping the PostgreSQL run of this test: {POSTGRES_ENV} is not set");
+                    eprintln!(
+                        "skipping the PostgreSQL run of this test: {POSTGRES_ENV} is not set"
+                    );
                     return None;
                 };
                 let name = format!("wharf_test_{}", random_suffix());
-                let mut conn = PgConnection::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|e| panic!("{POSTGRES_ENV} is set but PostgreSQL is unreachable: {e}"));
+                let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+                    panic!("{POSTGRES_ENV} is set but PostgreSQL is unreachable: {e}")
+                });
                 conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .await
                     .expect("create the test database");
                 conn.close().await.ok();
                 let url = with_database(&admin_url, &name);
-                Some(Self { backend, url, cleanup: Cleanup::Database { admin_url, name } })
+                Some(Self {
+                    backend,
+                    url,
+                    cleanup: Cleanup::Database { admin_url, name },
+                })
             }
         }
     }
@@ -101,12 +111,17 @@ impl Drop for TestDb {
                 let (admin_url, name) = (admin_url.clone(), name.clone());
                 // Drop runs inside the test's runtime; use a thread with its own.
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()?;
                     rt.block_on(async {
                         let mut conn = PgConnection::connect(&admin_url).await.ok()?;
-                        conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                            .await
-                            .ok()
+                        conn.execute(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .await
+                        .ok()
                     })
                 })
                 .join();
@@ -119,8 +134,14 @@ impl Drop for TestDb {
 mod tests {
     #[test]
     fn replaces_the_database_name() {
-        assert_eq!(super::with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(super::with_database("postgres://u@h/test?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(
+            super::with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
         assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
     }
 }

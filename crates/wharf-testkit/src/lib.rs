@@ -49,8 +49,13 @@ impl TestApp {
             ..Config::default()
         };
         configure(&mut config);
-        let store = Store::open(&config.database_url).await.expect("open the test database");
-        let (account, token) = store.create_account("test").await.expect("create the test account");
+        let store = Store::open(&config.database_url)
+            .await
+            .expect("open the test database");
+        let (account, token) = store
+            .create_account("test")
+            .await
+            .expect("create the test account");
         let mut app = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             config,
@@ -74,7 +79,9 @@ impl TestApp {
         let config = self.config.clone();
         let shutdown = self.shutdown.clone();
         self.server = Some(tokio::spawn(async move {
-            wharf_server::run(config, listener, shutdown).await.map_err(|e| format!("{e:#}"))
+            wharf_server::run(config, listener, shutdown)
+                .await
+                .map_err(|e| format!("{e:#}"))
         }));
     }
 
@@ -108,7 +115,14 @@ impl TestApp {
 
     /// A request authenticated with the account's PAT (change it with [`Call::token`]).
     pub fn call(&self, method: Method, path: &str) -> Call<'_> {
-        Call { app: self, method, path: path.to_owned(), auth: Auth::Bearer(self.pat.clone()), body: None, headers: HeaderMap::new() }
+        Call {
+            app: self,
+            method,
+            path: path.to_owned(),
+            auth: Auth::Bearer(self.pat.clone()),
+            body: None,
+            headers: HeaderMap::new(),
+        }
     }
 
     pub fn get(&self, path: &str) -> Call<'_> {
@@ -126,17 +140,31 @@ impl TestApp {
 
     /// Creates a session with `body` and returns the creation answer.
     pub async fn create_session(&self, body: Value) -> Value {
-        self.post("/v1/whatsapp-sessions").json(body).expect(201).await
+        self.post("/v1/whatsapp-sessions")
+            .json(body)
+            .expect(201)
+            .await
     }
 
     /// Creates an emulator session, connects it and scans its QR: a connected session.
     /// Returns `(session_id, session_key)`.
     pub async fn connected_session(&self) -> (String, String) {
         let created = self.create_session(serde_json::json!({})).await;
-        let id = created["session"]["session_id"].as_str().expect("session id").to_owned();
-        let key = created["session_api_key"]["raw"].as_str().expect("raw key").to_owned();
-        self.post(&format!("/v1/whatsapp-sessions/{id}/connect")).expect(200).await;
-        let scanned = self.post(&format!("/emulator/sessions/{id}/scan")).expect(200).await;
+        let id = created["session"]["session_id"]
+            .as_str()
+            .expect("session id")
+            .to_owned();
+        let key = created["session_api_key"]["raw"]
+            .as_str()
+            .expect("raw key")
+            .to_owned();
+        self.post(&format!("/v1/whatsapp-sessions/{id}/connect"))
+            .expect(200)
+            .await;
+        let scanned = self
+            .post(&format!("/emulator/sessions/{id}/scan"))
+            .expect(200)
+            .await;
         assert_eq!(scanned["status"], "connected");
         (id, key)
     }
@@ -149,7 +177,10 @@ impl TestApp {
             if done(&body) {
                 return body;
             }
-            assert!(tokio::time::Instant::now() < deadline, "condition never held; last answer: {body}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition never held; last answer: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -221,13 +252,18 @@ impl<'a> Call<'a> {
     }
     /// An extra header.
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.insert(name, value.parse().expect("valid header value"));
+        self.headers
+            .insert(name, value.parse().expect("valid header value"));
         self
     }
 
     /// Sends the request.
     pub async fn send(self) -> Answer {
-        let mut req = self.app.client.request(self.method, self.app.url(&self.path)).headers(self.headers);
+        let mut req = self
+            .app
+            .client
+            .request(self.method, self.app.url(&self.path))
+            .headers(self.headers);
         req = match self.auth {
             Auth::None => req,
             Auth::Bearer(t) => req.bearer_auth(t),
@@ -241,14 +277,25 @@ impl<'a> Call<'a> {
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("a readable body");
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, headers, json, text }
+        Answer {
+            status,
+            headers,
+            json,
+            text,
+        }
     }
 
     /// Sends the request, asserts the status and returns the JSON body.
     pub async fn expect(self, status: u16) -> Value {
         let what = format!("{} {}", self.method, self.path);
         let answer = self.send().await;
-        assert_eq!(answer.status.as_u16(), status, "{what} answered {}: {}", answer.status, answer.text);
+        assert_eq!(
+            answer.status.as_u16(),
+            status,
+            "{what} answered {}: {}",
+            answer.status,
+            answer.text
+        );
         answer.json
     }
 }
@@ -256,7 +303,13 @@ impl<'a> Call<'a> {
 /// Asserts `body` is the error envelope with `reason_code`, and returns its `errors` map.
 pub fn assert_error(body: &Value, reason_code: &str) -> Value {
     assert_eq!(body["success"], false, "not an error envelope: {body}");
-    assert_eq!(body["reason_code"], reason_code, "unexpected reason: {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {body}");
+    assert_eq!(
+        body["reason_code"], reason_code,
+        "unexpected reason: {body}"
+    );
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message: {body}"
+    );
     body["errors"].clone()
 }

@@ -37,11 +37,16 @@ pub struct Emulator {
 impl Emulator {
     /// An emulator reporting to `sink`. The sink is held weakly: it usually owns the engine.
     pub fn new(sink: Weak<dyn EngineSink>) -> Self {
-        Self { sink, sessions: Mutex::new(HashMap::new()) }
+        Self {
+            sink,
+            sessions: Mutex::new(HashMap::new()),
+        }
     }
 
     fn sink(&self) -> Result<Arc<dyn EngineSink>, EngineError> {
-        self.sink.upgrade().ok_or_else(|| EngineError::Transient("the server is shutting down".into()))
+        self.sink
+            .upgrade()
+            .ok_or_else(|| EngineError::Transient("the server is shutting down".into()))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Running>> {
@@ -52,11 +57,20 @@ impl Emulator {
     /// A person scans the session's QR with the phone `phone` (or the number the session was
     /// created for, or a made-up test number). Fails unless the session is waiting for a scan,
     /// or when the phone differs from the number the session was created for.
-    pub async fn scan(&self, session: SessionId, phone: Option<Phone>) -> Result<Phone, EngineError> {
+    pub async fn scan(
+        &self,
+        session: SessionId,
+        phone: Option<Phone>,
+    ) -> Result<Phone, EngineError> {
         let phone = {
             let mut sessions = self.lock();
-            let Some(Running::Pairing { phone: expected, .. }) = sessions.get(&session) else {
-                return Err(EngineError::Conflict("the session is not waiting for a QR scan".into()));
+            let Some(Running::Pairing {
+                phone: expected, ..
+            }) = sessions.get(&session)
+            else {
+                return Err(EngineError::Conflict(
+                    "the session is not waiting for a QR scan".into(),
+                ));
             };
             let phone = match (phone, expected) {
                 (Some(given), Some(expected)) if &given != expected => {
@@ -68,10 +82,22 @@ impl Emulator {
                 (None, Some(expected)) => expected.clone(),
                 (None, None) => test_number(session),
             };
-            sessions.insert(session, Running::Online { phone: phone.clone() });
+            sessions.insert(
+                session,
+                Running::Online {
+                    phone: phone.clone(),
+                },
+            );
             phone
         };
-        self.sink()?.update(session, EngineUpdate::Connected { phone: phone.clone() }).await?;
+        self.sink()?
+            .update(
+                session,
+                EngineUpdate::Connected {
+                    phone: phone.clone(),
+                },
+            )
+            .await?;
         Ok(phone)
     }
 
@@ -81,16 +107,25 @@ impl Emulator {
             return Err(EngineError::Conflict("the session is not running".into()));
         }
         self.sink()?
-            .update(session, EngineUpdate::LoggedOut { reason: "logged out from the phone".into() })
+            .update(
+                session,
+                EngineUpdate::LoggedOut {
+                    reason: "logged out from the phone".into(),
+                },
+            )
             .await
     }
 }
 
 /// A stable, plausible US test number derived from the session id (555 numbers are fictional).
 fn test_number(session: SessionId) -> Phone {
-    let digits: u64 = session.to_string().bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let digits: u64 = session
+        .to_string()
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     // Always 11 digits behind country code 1, so it always parses.
-    Phone::parse(&format!("+1555{:07}", digits % 10_000_000)).expect("+1555 and 7 digits is a valid number")
+    Phone::parse(&format!("+1555{:07}", digits % 10_000_000))
+        .expect("+1555 and 7 digits is a valid number")
 }
 
 /// A QR payload in WhatsApp Web's format: `ref,noise public key,identity key,adv secret`.
@@ -117,12 +152,26 @@ impl Engine for Emulator {
         let update = {
             let mut sessions = self.lock();
             if session.paired {
-                let phone = session.phone.clone().unwrap_or_else(|| test_number(session.id));
-                sessions.insert(session.id, Running::Online { phone: phone.clone() });
+                let phone = session
+                    .phone
+                    .clone()
+                    .unwrap_or_else(|| test_number(session.id));
+                sessions.insert(
+                    session.id,
+                    Running::Online {
+                        phone: phone.clone(),
+                    },
+                );
                 EngineUpdate::Connected { phone }
             } else {
                 let qr = qr_payload();
-                sessions.insert(session.id, Running::Pairing { qr: qr.clone(), phone: session.phone.clone() });
+                sessions.insert(
+                    session.id,
+                    Running::Pairing {
+                        qr: qr.clone(),
+                        phone: session.phone.clone(),
+                    },
+                );
                 EngineUpdate::Qr { code: qr }
             }
         };

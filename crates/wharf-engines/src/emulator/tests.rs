@@ -1,7 +1,10 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use wharf_core::{AccountId, EngineSink, EngineUpdate, Phone, SessionId, engine::EngineSession, Engine, EngineError};
+use wharf_core::{
+    AccountId, Engine, EngineError, EngineSink, EngineUpdate, Phone, SessionId,
+    engine::EngineSession,
+};
 
 use super::Emulator;
 
@@ -38,14 +41,24 @@ async fn unpaired_start_shows_a_qr_and_scan_connects() {
     let s = session(false, Some("+15551230001"));
     emulator.start(&s).await.unwrap();
     let updates = recorder.0.lock().unwrap().clone();
-    let EngineUpdate::Qr { code } = &updates[0].1 else { panic!("expected a QR, got {updates:?}") };
-    assert!(code.starts_with("2@") && code.split(',').count() == 4, "{code}");
+    let EngineUpdate::Qr { code } = &updates[0].1 else {
+        panic!("expected a QR, got {updates:?}")
+    };
+    assert!(
+        code.starts_with("2@") && code.split(',').count() == 4,
+        "{code}"
+    );
 
-    let wrong = emulator.scan(s.id, Some(Phone::parse("+15559999999").unwrap())).await;
+    let wrong = emulator
+        .scan(s.id, Some(Phone::parse("+15559999999").unwrap()))
+        .await;
     assert!(matches!(wrong, Err(EngineError::Conflict(_))));
     let phone = emulator.scan(s.id, None).await.unwrap();
     assert_eq!(phone.e164(), "+15551230001");
-    assert_eq!(recorder.0.lock().unwrap().last().unwrap().1, EngineUpdate::Connected { phone });
+    assert_eq!(
+        recorder.0.lock().unwrap().last().unwrap().1,
+        EngineUpdate::Connected { phone }
+    );
     // A second scan has nothing to scan.
     assert!(emulator.scan(s.id, None).await.is_err());
 }
@@ -57,10 +70,15 @@ async fn paired_start_reconnects_without_a_qr() {
     emulator.start(&s).await.unwrap();
     assert_eq!(
         recorder.0.lock().unwrap()[0].1,
-        EngineUpdate::Connected { phone: Phone::parse("+15551230002").unwrap() }
+        EngineUpdate::Connected {
+            phone: Phone::parse("+15551230002").unwrap()
+        }
     );
     emulator.unlink_from_phone(s.id).await.unwrap();
-    assert!(matches!(recorder.0.lock().unwrap()[1].1, EngineUpdate::LoggedOut { .. }));
+    assert!(matches!(
+        recorder.0.lock().unwrap()[1].1,
+        EngineUpdate::LoggedOut { .. }
+    ));
 }
 
 #[tokio::test]

@@ -25,8 +25,12 @@ use wharf_core::{AccountId, KeyKind, TokenHash};
 use super::{AppState, error::ApiError};
 use crate::services::Caller;
 
-type KeyedLimiter =
-    RateLimiter<AccountId, DefaultKeyedStateStore<AccountId>, DefaultClock, StateInformationMiddleware>;
+type KeyedLimiter = RateLimiter<
+    AccountId,
+    DefaultKeyedStateStore<AccountId>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
 
 /// Per-account request allowance: `per_minute` requests, replenished evenly.
 pub struct AccountLimiter {
@@ -38,8 +42,13 @@ pub struct AccountLimiter {
 impl AccountLimiter {
     /// A limiter allowing `per_minute` requests a minute per account (bursts up to that).
     pub fn new(per_minute: NonZeroU32) -> Self {
-        let limiter = RateLimiter::keyed(Quota::per_minute(per_minute)).with_middleware::<StateInformationMiddleware>();
-        Self { limiter, per_minute: per_minute.get(), clock: DefaultClock::default() }
+        let limiter = RateLimiter::keyed(Quota::per_minute(per_minute))
+            .with_middleware::<StateInformationMiddleware>();
+        Self {
+            limiter,
+            per_minute: per_minute.get(),
+            clock: DefaultClock::default(),
+        }
     }
 
     /// Takes one request from `account`'s allowance: the headers to send either way, or the
@@ -59,11 +68,15 @@ impl AccountLimiter {
                 let mut err = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
-                    format!("rate limit of {} requests per minute exceeded; retry in {retry} s", self.per_minute),
+                    format!(
+                        "rate limit of {} requests per minute exceeded; retry in {retry} s",
+                        self.per_minute
+                    ),
                 )
                 .with_header("retry-after", retry.to_string());
                 let reset = (f64::from(self.per_minute) * per_token).ceil() as u64;
-                err.headers.extend(headers(self.per_minute, 0, reset.max(retry)));
+                err.headers
+                    .extend(headers(self.per_minute, 0, reset.max(retry)));
                 Err(err)
             }
         }
@@ -85,12 +98,22 @@ fn headers(limit: u32, remaining: u32, reset_secs: u64) -> HeaderMap {
 
 /// The presented token, from `Authorization: Bearer` or `X-API-Key`.
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let value = value.trim();
         let (scheme, token) = value.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty());
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty());
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|t| !t.is_empty())
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// Resolves the caller from the request's token.
@@ -102,7 +125,13 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
             "missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key: <token>'",
         ));
     };
-    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the token is invalid or was revoked");
+    let invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the token is invalid or was revoked",
+        )
+    };
     if wharf_core::keys::kind_of(token).is_none() {
         return Err(invalid());
     }
@@ -144,8 +173,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-            tracing::error!("a handler asked for the caller on a route without the auth middleware");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
+            tracing::error!(
+                "a handler asked for the caller on a route without the auth middleware"
+            );
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "internal server error",
+            )
         })
     }
 }

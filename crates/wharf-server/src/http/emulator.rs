@@ -18,7 +18,9 @@ use super::{
 use crate::services::Caller;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(scan_qr)).routes(routes!(logout_from_phone))
+    OpenApiRouter::new()
+        .routes(routes!(scan_qr))
+        .routes(routes!(logout_from_phone))
 }
 
 fn session_id(raw: &str) -> Result<SessionId, ApiError> {
@@ -42,7 +44,11 @@ async fn scan_qr(
         .filter(|p| !p.trim().is_empty())
         .map(|p| Phone::parse(&p).map_err(|e| ApiError::invalid("phone_number", e.to_string())))
         .transpose()?;
-    let row = app.services.sessions.emulator_scan(&caller, session_id(&id)?, phone).await?;
+    let row = app
+        .services
+        .sessions
+        .emulator_scan(&caller, session_id(&id)?, phone)
+        .await?;
     Ok(Json(SessionView::from(&row)))
 }
 
@@ -50,7 +56,15 @@ async fn scan_qr(
 /// disconnects and needs a new QR scan.
 #[utoipa::path(post, path = "/emulator/sessions/{id}/logout", tag = "emulator", params(("id" = String, Path)),
     responses((status = 200, body = SessionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn logout_from_phone(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<SessionView>, ApiError> {
-    let row = app.services.sessions.emulator_logout(&caller, session_id(&id)?).await?;
+async fn logout_from_phone(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    let row = app
+        .services
+        .sessions
+        .emulator_logout(&caller, session_id(&id)?)
+        .await?;
     Ok(Json(SessionView::from(&row)))
 }

@@ -84,7 +84,11 @@ impl ApiError {
 
     /// 404 for a path or object that is not there.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 }
 
@@ -92,9 +96,18 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::NotFound(what) => Self::not_found(what),
-            ServiceError::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
-            ServiceError::Conflict { reason_code, message } => Self::new(StatusCode::CONFLICT, reason_code, message),
-            ServiceError::Invalid { reason_code, message, errors } => {
+            ServiceError::Forbidden(message) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            ServiceError::Conflict {
+                reason_code,
+                message,
+            } => Self::new(StatusCode::CONFLICT, reason_code, message),
+            ServiceError::Invalid {
+                reason_code,
+                message,
+                errors,
+            } => {
                 let mut err = Self::new(StatusCode::UNPROCESSABLE_ENTITY, reason_code, message);
                 err.body.errors = errors;
                 err
@@ -103,18 +116,30 @@ impl From<ServiceError> for ApiError {
                 use wharf_core::EngineError as E;
                 match e {
                     E::Conflict(m) => Self::new(StatusCode::CONFLICT, "invalid_state", m),
-                    E::Unsupported(_) => {
-                        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_by_engine", e.to_string())
+                    E::Unsupported(_) => Self::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unsupported_by_engine",
+                        e.to_string(),
+                    ),
+                    E::Transient(_) => Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "engine_unavailable",
+                        e.to_string(),
+                    )
+                    .with_header("retry-after", "5".into()),
+                    E::Permanent(_) => {
+                        Self::new(StatusCode::BAD_GATEWAY, "engine_failed", e.to_string())
                     }
-                    E::Transient(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable", e.to_string())
-                        .with_header("retry-after", "5".into()),
-                    E::Permanent(_) => Self::new(StatusCode::BAD_GATEWAY, "engine_failed", e.to_string()),
                 }
             }
             ServiceError::Internal(e) => {
                 // The request id is on the enclosing span, so this line carries it.
                 tracing::error!(error = ?e, "internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "internal server error",
+                )
             }
         }
     }
@@ -122,7 +147,11 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let ErrorParts { status, body, headers } = *self.0;
+        let ErrorParts {
+            status,
+            body,
+            headers,
+        } = *self.0;
         let mut response = (status, Json(body)).into_response();
         response.headers_mut().extend(headers);
         response

@@ -23,17 +23,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 mime == "application/json" || mime.ends_with("+json")
             });
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("could not read the body: {e}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("could not read the body: {e}"),
+                )
             }
         })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
         if json_type == Some(false) && bytes != b"{}" {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -49,7 +66,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Every body is an object; serde would otherwise read a struct from an array.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::invalid("body", "malformed JSON: the body must be a JSON object"));
+        return Err(ApiError::invalid(
+            "body",
+            "malformed JSON: the body must be a JSON object",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -60,11 +80,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         let mut path = e.path().to_string();
         // serde reports a missing field at its parent's path; name the field itself.
-        if let Some(name) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-            path = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            path = if path == "." {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
         }
         let field = if path == "." { "body".to_owned() } else { path };
-        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
         ApiError::invalid(&field, message)
     })
 }
@@ -90,7 +121,10 @@ impl QueryPairs {
         match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
             Some((k, _)) => Err(ApiError::invalid(
                 k,
-                format!("unknown query parameter; expected one of: {}", known.join(", ")),
+                format!(
+                    "unknown query parameter; expected one of: {}",
+                    known.join(", ")
+                ),
             )),
             None => Ok(()),
         }
@@ -98,7 +132,12 @@ impl QueryPairs {
 
     /// The value of `name`, treating an empty value as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 }
 

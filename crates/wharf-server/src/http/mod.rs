@@ -53,26 +53,46 @@ struct SecurityAddon;
 impl Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
     }
 }
 
 /// The OpenAPI document of every route, whichever routes this instance mounts.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    authenticated_routes(true).merge(ops::routes()).split_for_parts().1
+    authenticated_routes(true)
+        .merge(ops::routes())
+        .split_for_parts()
+        .1
 }
 
 fn authenticated_routes(emulator_control: bool) -> OpenApiRouter<AppState> {
     let router = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(wapio::sessions::routes());
-    if emulator_control { router.merge(emulator::routes()) } else { router }
+    if emulator_control {
+        router.merge(emulator::routes())
+    } else {
+        router
+    }
 }
 
 /// The whole application router.
 pub fn router(services: Services, limiter: Arc<AccountLimiter>, emulator_control: bool) -> Router {
     let (authenticated, _) = authenticated_routes(emulator_control).split_for_parts();
-    let state = AppState { services, limiter, openapi: Arc::new(openapi()) };
-    let authenticated = authenticated.layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
+    let state = AppState {
+        services,
+        limiter,
+        openapi: Arc::new(openapi()),
+    };
+    let authenticated = authenticated.layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_auth,
+    ));
     let (public, _) = ops::routes().split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
@@ -102,7 +122,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed on this route",
+    )
 }
 
 /// Gives each request a `req_…` id unless the client sent one.
@@ -110,6 +134,8 @@ async fn method_not_allowed() -> ApiError {
 struct MakeWharfRequestId;
 impl MakeRequestId for MakeWharfRequestId {
     fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&wharf_core::RequestId::generate().to_string()).ok().map(RequestId::new)
+        HeaderValue::from_str(&wharf_core::RequestId::generate().to_string())
+            .ok()
+            .map(RequestId::new)
     }
 }

@@ -8,7 +8,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{AppState, error::ApiError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(openapi_json))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi_json))
 }
 
 /// A health answer.
@@ -30,7 +33,11 @@ async fn healthz() -> Json<Health> {
 async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
     app.services.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is not reachable")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is not reachable",
+        )
     })?;
     Ok(Json(Health { status: "ok" }))
 }

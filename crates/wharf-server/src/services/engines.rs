@@ -31,7 +31,11 @@ impl Engines {
                 "engine",
                 format!(
                     "the {kind} engine is not available on this server (available: {})",
-                    self.available().iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                    self.available()
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
         })
@@ -39,7 +43,10 @@ impl Engines {
 
     /// Kinds that can be used, in a stable order.
     pub fn available(&self) -> Vec<EngineKind> {
-        EngineKind::ALL.into_iter().filter(|k| self.by_kind.contains_key(k)).collect()
+        EngineKind::ALL
+            .into_iter()
+            .filter(|k| self.by_kind.contains_key(k))
+            .collect()
     }
 
     /// The emulator, for its control surface.

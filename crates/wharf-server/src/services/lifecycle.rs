@@ -34,7 +34,11 @@ fn set_status(row: &mut SessionRow, status: SessionStatus, reason: Option<String
     row.status = status;
     row.status_reason = reason;
     row.last_activity_at = Some(now_millis());
-    if previous == status { Vec::new() } else { vec![status_event(row, previous)] }
+    if previous == status {
+        Vec::new()
+    } else {
+        vec![status_event(row, previous)]
+    }
 }
 
 /// Receives engine updates and persists them. Updates that no longer fit the session's state
@@ -94,17 +98,29 @@ impl EngineSink for Supervisor {
                 })
             })
             .await;
-        result.map(|_| ()).map_err(|e| EngineError::Transient(format!("could not record the update: {e}")))
+        result
+            .map(|_| ())
+            .map_err(|e| EngineError::Transient(format!("could not record the update: {e}")))
     }
 }
 
 impl SessionService {
     fn engine_session(row: &SessionRow) -> EngineSession {
-        EngineSession { id: row.id, account_id: row.account_id, phone: row.phone_number.clone(), paired: row.paired }
+        EngineSession {
+            id: row.id,
+            account_id: row.account_id,
+            phone: row.phone_number.clone(),
+            paired: row.paired,
+        }
     }
 
     /// Moves a session from `from` to `pending` and starts its engine.
-    async fn start(&self, caller: &Caller, id: SessionId, allowed: fn(SessionStatus) -> Result<(), ServiceError>) -> Result<SessionRow, ServiceError> {
+    async fn start(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        allowed: fn(SessionStatus) -> Result<(), ServiceError>,
+    ) -> Result<SessionRow, ServiceError> {
         let instance = self.instance_id.clone();
         let row = self
             .modify(caller, id, move |row| {
@@ -122,7 +138,11 @@ impl SessionService {
         self.get(caller, id).await
     }
 
-    async fn record_engine_failure(&self, id: SessionId, e: &EngineError) -> Result<(), ServiceError> {
+    async fn record_engine_failure(
+        &self,
+        id: SessionId,
+        e: &EngineError,
+    ) -> Result<(), ServiceError> {
         let reason = e.to_string();
         self.store
             .modify_session::<ServiceError>(None, id, |row| {
@@ -138,13 +158,21 @@ impl SessionService {
     }
 
     /// `POST …/connect`: starts a disconnected session (a QR appears if it is not paired).
-    pub async fn connect(&self, caller: &Caller, id: SessionId) -> Result<SessionRow, ServiceError> {
+    pub async fn connect(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<SessionRow, ServiceError> {
         self.start(caller, id, |status| match status {
             SessionStatus::Disconnected => Ok(()),
-            SessionStatus::Connected => Err(ServiceError::conflict("invalid_state", "the session is already connected")),
-            SessionStatus::Pending | SessionStatus::Connecting => {
-                Err(ServiceError::conflict("invalid_state", "the session is already connecting"))
-            }
+            SessionStatus::Connected => Err(ServiceError::conflict(
+                "invalid_state",
+                "the session is already connected",
+            )),
+            SessionStatus::Pending | SessionStatus::Connecting => Err(ServiceError::conflict(
+                "invalid_state",
+                "the session is already connecting",
+            )),
             SessionStatus::PendingDeletion | SessionStatus::Deleted => Err(deleting()),
         })
         .await
@@ -152,7 +180,11 @@ impl SessionService {
 
     /// `POST …/restart`: stops and starts a running session; a paired one reconnects without
     /// a new QR.
-    pub async fn restart(&self, caller: &Caller, id: SessionId) -> Result<SessionRow, ServiceError> {
+    pub async fn restart(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<SessionRow, ServiceError> {
         let current = self.get(caller, id).await?;
         if current.status.is_running() {
             self.engines.get(current.engine)?.stop(id).await?;
@@ -169,17 +201,26 @@ impl SessionService {
     }
 
     /// `POST …/disconnect`: stops a running session and keeps its device link.
-    pub async fn disconnect(&self, caller: &Caller, id: SessionId) -> Result<SessionRow, ServiceError> {
+    pub async fn disconnect(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<SessionRow, ServiceError> {
         let row = self
             .modify(caller, id, |row| match row.status {
                 s if s.is_running() => {
                     row.worker_id = None;
                     row.qr_code = None;
-                    Ok(set_status(row, SessionStatus::Disconnected, Some("disconnected by request".into())))
+                    Ok(set_status(
+                        row,
+                        SessionStatus::Disconnected,
+                        Some("disconnected by request".into()),
+                    ))
                 }
-                SessionStatus::Disconnected => {
-                    Err(ServiceError::conflict("invalid_state", "the session is already disconnected"))
-                }
+                SessionStatus::Disconnected => Err(ServiceError::conflict(
+                    "invalid_state",
+                    "the session is already disconnected",
+                )),
                 _ => Err(deleting()),
             })
             .await?;
@@ -209,14 +250,23 @@ impl SessionService {
     }
 
     /// The emulator's "a phone scanned the QR": links the session as `phone`.
-    pub async fn emulator_scan(&self, caller: &Caller, id: SessionId, phone: Option<Phone>) -> Result<SessionRow, ServiceError> {
+    pub async fn emulator_scan(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        phone: Option<Phone>,
+    ) -> Result<SessionRow, ServiceError> {
         let (row, emulator) = self.emulator_session(caller, id).await?;
         emulator.scan(row.id, phone).await?;
         self.get(caller, id).await
     }
 
     /// The emulator's "the phone logged the device out".
-    pub async fn emulator_logout(&self, caller: &Caller, id: SessionId) -> Result<SessionRow, ServiceError> {
+    pub async fn emulator_logout(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<SessionRow, ServiceError> {
         let (row, emulator) = self.emulator_session(caller, id).await?;
         emulator.unlink_from_phone(row.id).await?;
         self.get(caller, id).await
@@ -231,11 +281,17 @@ impl SessionService {
         if row.engine != wharf_core::EngineKind::Emulator {
             return Err(ServiceError::conflict(
                 "unsupported_by_engine",
-                format!("the session runs on the {} engine, not the emulator", row.engine),
+                format!(
+                    "the session runs on the {} engine, not the emulator",
+                    row.engine
+                ),
             ));
         }
         let emulator = self.engines.emulator().ok_or_else(|| {
-            ServiceError::conflict("engine_unavailable", "the emulator engine is not available on this server")
+            ServiceError::conflict(
+                "engine_unavailable",
+                "the emulator engine is not available on this server",
+            )
         })?;
         Ok((row, emulator.clone()))
     }
@@ -246,7 +302,8 @@ impl SessionService {
         let mut resumed = 0;
         for row in rows {
             let Ok(engine) = self.engines.get(row.engine) else {
-                self.record_engine_failure(row.id, &EngineError::Unsupported(row.engine)).await?;
+                self.record_engine_failure(row.id, &EngineError::Unsupported(row.engine))
+                    .await?;
                 continue;
             };
             match engine.start(&Self::engine_session(&row)).await {
@@ -269,17 +326,30 @@ impl SessionService {
         let outcome = self.delete_now(op.account_id, op.session_id).await;
         match outcome {
             Ok(()) => {
-                self.store.finish_operation(op.id, OperationStatus::Succeeded, Some("session deleted"), None).await?
+                self.store
+                    .finish_operation(
+                        op.id,
+                        OperationStatus::Succeeded,
+                        Some("session deleted"),
+                        None,
+                    )
+                    .await?
             }
             Err(e) => {
                 tracing::warn!(operation = %op.id, error = %e, "operation failed");
-                self.store.finish_operation(op.id, OperationStatus::Failed, None, Some(&e.to_string())).await?
+                self.store
+                    .finish_operation(op.id, OperationStatus::Failed, None, Some(&e.to_string()))
+                    .await?
             }
         }
         Ok(true)
     }
 
-    async fn delete_now(&self, account: wharf_core::AccountId, id: SessionId) -> Result<(), ServiceError> {
+    async fn delete_now(
+        &self,
+        account: wharf_core::AccountId,
+        id: SessionId,
+    ) -> Result<(), ServiceError> {
         let Some(row) = self.store.get_session(account, id).await? else {
             return Err(ServiceError::NotFound("session"));
         };
@@ -302,5 +372,8 @@ impl SessionService {
 }
 
 fn deleting() -> ServiceError {
-    ServiceError::conflict("invalid_state", "the session is being deleted or was deleted")
+    ServiceError::conflict(
+        "invalid_state",
+        "the session is being deleted or was deleted",
+    )
 }

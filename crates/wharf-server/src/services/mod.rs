@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 pub use engines::Engines;
 pub use lifecycle::Supervisor;
-pub use sessions::{CreateSession, CreatedSession, RotatedKey, SessionList, SessionService, UpdateSession};
+pub use sessions::{
+    CreateSession, CreatedSession, RotatedKey, SessionList, SessionService, UpdateSession,
+};
 use wharf_core::{AccountId, SessionId};
 
 use crate::ServiceError;

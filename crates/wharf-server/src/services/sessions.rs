@@ -69,7 +69,10 @@ pub struct SessionService {
 pub fn parse_label(label: &str) -> Result<Option<String>, ServiceError> {
     let label = label.trim();
     if label.chars().count() > MAX_LABEL_CHARS {
-        return Err(ServiceError::invalid("label", format!("must be at most {MAX_LABEL_CHARS} characters")));
+        return Err(ServiceError::invalid(
+            "label",
+            format!("must be at most {MAX_LABEL_CHARS} characters"),
+        ));
     }
     Ok((!label.is_empty()).then(|| label.to_owned()))
 }
@@ -83,22 +86,36 @@ impl SessionService {
         default_engine: EngineKind,
         operations: Arc<Notify>,
     ) -> Self {
-        Self { store, engines, instance_id, default_engine, operations }
+        Self {
+            store,
+            engines,
+            instance_id,
+            default_engine,
+            operations,
+        }
     }
 
     /// Creates a session (PAT only) on the requested or default engine.
-    pub async fn create(&self, caller: &Caller, req: CreateSession) -> Result<CreatedSession, ServiceError> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        req: CreateSession,
+    ) -> Result<CreatedSession, ServiceError> {
         caller.require_pat()?;
         let engine = req.engine.unwrap_or(self.default_engine);
         let capabilities = self.engines.get(engine)?.capabilities();
         let mut warnings = Vec::new();
         if engine == EngineKind::Emulator {
             warnings.push(
-                "this session runs on the emulator: messages never reach real WhatsApp users".to_owned(),
+                "this session runs on the emulator: messages never reach real WhatsApp users"
+                    .to_owned(),
             );
         }
         if req.phone_number.is_none() && capabilities.qr_pairing {
-            warnings.push("phone_number is not set; it is filled in when a phone scans the pairing QR".to_owned());
+            warnings.push(
+                "phone_number is not set; it is filled in when a phone scans the pairing QR"
+                    .to_owned(),
+            );
         }
         let (session, key) = self
             .store
@@ -110,7 +127,11 @@ impl SessionService {
                 settings: SessionSettings::default().apply(&req.settings),
             })
             .await?;
-        Ok(CreatedSession { session, key, warnings })
+        Ok(CreatedSession {
+            session,
+            key,
+            warnings,
+        })
     }
 
     /// The session `id`, if the caller can see it.
@@ -118,7 +139,10 @@ impl SessionService {
         if !caller.can_see(id) {
             return Err(ServiceError::NotFound("session"));
         }
-        self.store.get_session(caller.account_id, id).await?.ok_or(ServiceError::NotFound("session"))
+        self.store
+            .get_session(caller.account_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("session"))
     }
 
     /// A page of the caller's sessions, newest first.
@@ -145,7 +169,10 @@ impl SessionService {
         } else {
             None
         };
-        Ok(SessionList { sessions, next_cursor })
+        Ok(SessionList {
+            sessions,
+            next_cursor,
+        })
     }
 
     /// Applies `change` to a session the caller can see, with its events, atomically.
@@ -165,7 +192,12 @@ impl SessionService {
     }
 
     /// `PATCH` label, phone number and settings.
-    pub async fn update(&self, caller: &Caller, id: SessionId, req: UpdateSession) -> Result<SessionRow, ServiceError> {
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        req: UpdateSession,
+    ) -> Result<SessionRow, ServiceError> {
         self.modify(caller, id, |row| {
             if row.status.is_deleting() {
                 return Err(ServiceError::conflict("invalid_state", "the session is being deleted or was deleted"));
@@ -196,7 +228,11 @@ impl SessionService {
     }
 
     /// The session's settings.
-    pub async fn settings(&self, caller: &Caller, id: SessionId) -> Result<SessionSettings, ServiceError> {
+    pub async fn settings(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<SessionSettings, ServiceError> {
         Ok(self.get(caller, id).await?.settings)
     }
 
@@ -207,19 +243,29 @@ impl SessionService {
         id: SessionId,
         patch: SessionSettingsPatch,
     ) -> Result<SessionSettings, ServiceError> {
-        let req = UpdateSession { settings: Some(patch), ..Default::default() };
+        let req = UpdateSession {
+            settings: Some(patch),
+            ..Default::default()
+        };
         Ok(self.update(caller, id, req).await?.settings)
     }
 
     /// Marks the session for deletion (PAT only): its key stops working at once and a
     /// deletion operation is queued.
-    pub async fn delete(&self, caller: &Caller, id: SessionId) -> Result<OperationRow, ServiceError> {
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<OperationRow, ServiceError> {
         caller.require_pat()?;
         let (_, op) = self
             .store
             .begin_session_deletion(caller.account_id, id, |row| {
                 if row.status.is_deleting() {
-                    return Err(ServiceError::conflict("invalid_state", "the session is already being deleted or was deleted"));
+                    return Err(ServiceError::conflict(
+                        "invalid_state",
+                        "the session is already being deleted or was deleted",
+                    ));
                 }
                 let mut after = row.clone();
                 after.status = SessionStatus::PendingDeletion;
@@ -233,24 +279,43 @@ impl SessionService {
     }
 
     /// Rotates the session key (PAT only); the old key is revoked at once.
-    pub async fn regenerate_key(&self, caller: &Caller, id: SessionId) -> Result<RotatedKey, ServiceError> {
+    pub async fn regenerate_key(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<RotatedKey, ServiceError> {
         caller.require_pat()?;
         let (session, key, previous_fingerprint) = self
             .store
             .regenerate_session_key(caller.account_id, id, |row| {
                 if row.status.is_deleting() {
-                    return Err(ServiceError::conflict("invalid_state", "the session is being deleted or was deleted"));
+                    return Err(ServiceError::conflict(
+                        "invalid_state",
+                        "the session is being deleted or was deleted",
+                    ));
                 }
                 Ok(())
             })
             .await?
             .ok_or(ServiceError::NotFound("session"))?;
-        Ok(RotatedKey { session, key, previous_fingerprint })
+        Ok(RotatedKey {
+            session,
+            key,
+            previous_fingerprint,
+        })
     }
 
     /// The operation `id`, if the caller can see it.
-    pub async fn operation(&self, caller: &Caller, id: wharf_core::OperationId) -> Result<OperationRow, ServiceError> {
-        let op = self.store.get_operation(caller.account_id, id).await?.ok_or(ServiceError::NotFound("operation"))?;
+    pub async fn operation(
+        &self,
+        caller: &Caller,
+        id: wharf_core::OperationId,
+    ) -> Result<OperationRow, ServiceError> {
+        let op = self
+            .store
+            .get_operation(caller.account_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("operation"))?;
         if !caller.can_see(op.session_id) {
             return Err(ServiceError::NotFound("operation"));
         }

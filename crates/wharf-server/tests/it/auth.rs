@@ -118,7 +118,9 @@ dual_test! {
 }
 
 async fn rate_limit_refuses_past_the_allowance(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |c| c.rate_limit_per_minute = 3.try_into().unwrap()).await else {
+    let Some(app) =
+        TestApp::spawn_with(backend, |c| c.rate_limit_per_minute = 3.try_into().unwrap()).await
+    else {
         return;
     };
     let mut remaining = Vec::new();
@@ -133,13 +135,26 @@ async fn rate_limit_refuses_past_the_allowance(backend: Backend) {
     assert_eq!(refused.status, 429);
     assert_error(&refused.json, "rate_limited");
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=20).contains(&retry), "one request comes back every 20 s: {retry}");
+    assert!(
+        (1..=20).contains(&retry),
+        "one request comes back every 20 s: {retry}"
+    );
     assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
-    assert!(refused.header("x-ratelimit-reset").unwrap().parse::<u64>().unwrap() >= retry);
+    assert!(
+        refused
+            .header("x-ratelimit-reset")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= retry
+    );
 
     // The limit is per account: another account is unaffected.
     let (_, other) = app.store.create_account("other").await.unwrap();
-    app.get("/v1/whatsapp-sessions").token(&other.raw).expect(200).await;
+    app.get("/v1/whatsapp-sessions")
+        .token(&other.raw)
+        .expect(200)
+        .await;
     // Public routes are not limited.
     app.get("/healthz").anonymous().expect(200).await;
 }

@@ -6,7 +6,10 @@ use wharf_core::AccountId;
 use wharf_testkit::{TestApp, assert_error};
 
 async fn new_session(app: &TestApp, body: Value) -> String {
-    app.create_session(body).await["session"]["session_id"].as_str().unwrap().to_owned()
+    app.create_session(body).await["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// The `session.status` transitions recorded for the test account, as (previous, status).
@@ -14,7 +17,10 @@ async fn transitions(app: &TestApp) -> Vec<(String, String)> {
     let account: AccountId = app.account_id.parse().unwrap();
     let events = app.store.list_events(account, 0, 1000).await.unwrap();
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "cursors are gap-free: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "cursors are gap-free: {seqs:?}"
+    );
     events
         .iter()
         .filter(|e| e.kind == "session.status")

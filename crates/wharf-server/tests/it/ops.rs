@@ -46,9 +46,17 @@ dual_test! {
 
 #[tokio::test]
 async fn emulator_control_can_be_turned_off() {
-    let app = TestApp::spawn_with(wharf_testkit::Backend::Sqlite, |c| c.emulator_control = false).await.unwrap();
+    let app = TestApp::spawn_with(wharf_testkit::Backend::Sqlite, |c| {
+        c.emulator_control = false
+    })
+    .await
+    .unwrap();
     let created = app.create_session(serde_json::json!({})).await;
     let id = created["session"]["session_id"].as_str().unwrap();
-    app.post(&format!("/v1/whatsapp-sessions/{id}/connect")).expect(200).await;
-    app.post(&format!("/emulator/sessions/{id}/scan")).expect(404).await;
+    app.post(&format!("/v1/whatsapp-sessions/{id}/connect"))
+        .expect(200)
+        .await;
+    app.post(&format!("/emulator/sessions/{id}/scan"))
+        .expect(404)
+        .await;
 }

@@ -4,7 +4,10 @@ use serde_json::{Value, json};
 use wharf_testkit::assert_error;
 
 fn id_of(created: &Value) -> String {
-    created["session"]["session_id"].as_str().unwrap().to_owned()
+    created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 dual_test! {

@@ -4,14 +4,19 @@ use serde_json::json;
 use wharf_testkit::{TestApp, assert_error};
 
 async fn session(app: &TestApp) -> String {
-    app.create_session(json!({})).await["session"]["session_id"].as_str().unwrap().to_owned()
+    app.create_session(json!({})).await["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Asserts a 422 `validation_failed` whose `errors` names `field`.
 async fn assert_invalid(call: wharf_testkit::Call<'_>, field: &str) -> String {
     let body = call.expect(422).await;
     let errors = assert_error(&body, "validation_failed");
-    let messages = errors[field].as_array().unwrap_or_else(|| panic!("no error for {field}: {body}"));
+    let messages = errors[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no error for {field}: {body}"));
     assert!(!messages.is_empty());
     messages[0].as_str().unwrap().to_owned()
 }

@@ -7,7 +7,9 @@ use axum::{
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use wharf_core::{OperationId, Phone, SessionId, SessionStatus, session::SessionSettingsPatch, time::rfc3339};
+use wharf_core::{
+    OperationId, Phone, SessionId, SessionStatus, session::SessionSettingsPatch, time::rfc3339,
+};
 
 use super::views::*;
 use crate::{
@@ -45,10 +47,16 @@ fn phone_field(field: &str, raw: &str) -> ApiResult<Option<Phone>> {
     if raw.trim().is_empty() {
         return Ok(None);
     }
-    Phone::parse(raw).map(Some).map_err(|e| ApiError::invalid(field, e.to_string()))
+    Phone::parse(raw)
+        .map(Some)
+        .map_err(|e| ApiError::invalid(field, e.to_string()))
 }
 
-fn key_view(key: &wharf_core::NewToken, created_at: i64, previous: Option<String>) -> SessionKeyView {
+fn key_view(
+    key: &wharf_core::NewToken,
+    created_at: i64,
+    previous: Option<String>,
+) -> SessionKeyView {
     SessionKeyView {
         raw: key.raw.clone(),
         fingerprint: key.fingerprint.clone(),
@@ -68,7 +76,11 @@ fn key_view(key: &wharf_core::NewToken, created_at: i64, previous: Option<String
         (status = 200, body = SessionListView, description = "A page of sessions; a session key sees only its own."),
         (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
     ))]
-async fn list_sessions(State(app): State<AppState>, caller: Caller, query: QueryPairs) -> ApiResult<Json<SessionListView>> {
+async fn list_sessions(
+    State(app): State<AppState>,
+    caller: Caller,
+    query: QueryPairs,
+) -> ApiResult<Json<SessionListView>> {
     query.only(&["status", "limit", "before_id"])?;
     let status = query
         .get("status")
@@ -91,9 +103,16 @@ async fn list_sessions(State(app): State<AppState>, caller: Caller, query: Query
     };
     let before = query
         .get("before_id")
-        .map(|b| b.parse::<SessionId>().map_err(|_| ApiError::invalid("before_id", "must be a session id (sess_…)")))
+        .map(|b| {
+            b.parse::<SessionId>()
+                .map_err(|_| ApiError::invalid("before_id", "must be a session id (sess_…)"))
+        })
         .transpose()?;
-    let page = app.services.sessions.list(&caller, status, before, limit).await?;
+    let page = app
+        .services
+        .sessions
+        .list(&caller, status, before, limit)
+        .await?;
     Ok(Json(SessionListView {
         data: page.sessions.iter().map(SessionView::from).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
@@ -114,8 +133,18 @@ async fn create_session(
 ) -> ApiResult<(StatusCode, Json<CreatedSessionView>)> {
     caller.require_pat()?;
     let req = CreateSession {
-        label: body.label.as_deref().map(parse_label).transpose()?.flatten(),
-        phone_number: body.phone_number.as_deref().map(|p| phone_field("phone_number", p)).transpose()?.flatten(),
+        label: body
+            .label
+            .as_deref()
+            .map(parse_label)
+            .transpose()?
+            .flatten(),
+        phone_number: body
+            .phone_number
+            .as_deref()
+            .map(|p| phone_field("phone_number", p))
+            .transpose()?
+            .flatten(),
         settings: body.settings.unwrap_or_default(),
         engine: body.engine,
     };
@@ -133,7 +162,11 @@ async fn create_session(
 /// GET /v1/whatsapp-sessions/{id} — one session.
 #[utoipa::path(get, path = "/v1/whatsapp-sessions/{id}", tag = "sessions", params(("id" = String, Path)),
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_session(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<SessionView>> {
+async fn get_session(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionView>> {
     let row = app.services.sessions.get(&caller, session_id(&id)?).await?;
     Ok(Json(SessionView::from(&row)))
 }
@@ -151,10 +184,23 @@ async fn update_session(
 ) -> ApiResult<Json<SessionView>> {
     let id = session_id(&id)?;
     let req = UpdateSession {
-        label: body.label.map(|l| l.as_deref().map(parse_label).transpose().map(Option::flatten)).transpose()?,
+        label: body
+            .label
+            .map(|l| {
+                l.as_deref()
+                    .map(parse_label)
+                    .transpose()
+                    .map(Option::flatten)
+            })
+            .transpose()?,
         phone_number: body
             .phone_number
-            .map(|p| p.as_deref().map(|p| phone_field("phone_number", p)).transpose().map(Option::flatten))
+            .map(|p| {
+                p.as_deref()
+                    .map(|p| phone_field("phone_number", p))
+                    .transpose()
+                    .map(Option::flatten)
+            })
             .transpose()?,
         settings: body.settings,
     };
@@ -174,7 +220,11 @@ async fn delete_session(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<OperationView>)> {
     caller.require_pat()?;
-    let op = app.services.sessions.delete(&caller, session_id(&id)?).await?;
+    let op = app
+        .services
+        .sessions
+        .delete(&caller, session_id(&id)?)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(OperationView::from(&op))))
 }
 
@@ -182,24 +232,48 @@ async fn delete_session(
 #[utoipa::path(post, path = "/v1/whatsapp-sessions/{id}/connect", tag = "sessions", params(("id" = String, Path)),
     responses((status = 200, body = SessionView, description = "Worker dispatched; the session as it now stands."),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn connect_session(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<SessionView>> {
-    let row = app.services.sessions.connect(&caller, session_id(&id)?).await?;
+async fn connect_session(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionView>> {
+    let row = app
+        .services
+        .sessions
+        .connect(&caller, session_id(&id)?)
+        .await?;
     Ok(Json(SessionView::from(&row)))
 }
 
 /// POST /v1/whatsapp-sessions/{id}/disconnect — stops a running session, keeping its link.
 #[utoipa::path(post, path = "/v1/whatsapp-sessions/{id}/disconnect", tag = "sessions", params(("id" = String, Path)),
     responses((status = 200, body = SessionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn disconnect_session(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<SessionView>> {
-    let row = app.services.sessions.disconnect(&caller, session_id(&id)?).await?;
+async fn disconnect_session(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionView>> {
+    let row = app
+        .services
+        .sessions
+        .disconnect(&caller, session_id(&id)?)
+        .await?;
     Ok(Json(SessionView::from(&row)))
 }
 
 /// POST /v1/whatsapp-sessions/{id}/restart — restarts a running session's worker.
 #[utoipa::path(post, path = "/v1/whatsapp-sessions/{id}/restart", tag = "sessions", params(("id" = String, Path)),
     responses((status = 200, body = SessionView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn restart_session(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<SessionView>> {
-    let row = app.services.sessions.restart(&caller, session_id(&id)?).await?;
+async fn restart_session(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionView>> {
+    let row = app
+        .services
+        .sessions
+        .restart(&caller, session_id(&id)?)
+        .await?;
     Ok(Json(SessionView::from(&row)))
 }
 
@@ -220,9 +294,14 @@ async fn get_qrcode(
         Some("image") | Some("png") => true,
         Some(_) => return Err(ApiError::invalid("format", "must be `text` or `image`")),
     };
-    let code = app.services.sessions.qr_code(&caller, session_id(&id)?).await?;
+    let code = app
+        .services
+        .sessions
+        .qr_code(&caller, session_id(&id)?)
+        .await?;
     let qr = if image {
-        let png = super::qr_png::render(&code).map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
+        let png =
+            super::qr_png::render(&code).map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
         format!("data:image/png;base64,{}", STANDARD.encode(png))
     } else {
         code
@@ -235,20 +314,42 @@ async fn get_qrcode(
 #[utoipa::path(post, path = "/v1/whatsapp-sessions/{id}/regenerate-key", tag = "sessions", params(("id" = String, Path)),
     responses((status = 200, body = RotatedKeyView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
-async fn regenerate_key(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RotatedKeyView>> {
+async fn regenerate_key(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RotatedKeyView>> {
     caller.require_pat()?;
-    let rotated = app.services.sessions.regenerate_key(&caller, session_id(&id)?).await?;
+    let rotated = app
+        .services
+        .sessions
+        .regenerate_key(&caller, session_id(&id)?)
+        .await?;
     Ok(Json(RotatedKeyView {
-        session_api_key: key_view(&rotated.key, rotated.session.updated_at, rotated.previous_fingerprint),
+        session_api_key: key_view(
+            &rotated.key,
+            rotated.session.updated_at,
+            rotated.previous_fingerprint,
+        ),
     }))
 }
 
 /// GET /v1/whatsapp-sessions/{id}/settings — the session's operational settings.
 #[utoipa::path(get, path = "/v1/whatsapp-sessions/{id}/settings", tag = "sessions", params(("id" = String, Path)),
     responses((status = 200, body = SettingsView), (status = 404, body = ErrorBody)))]
-async fn get_settings(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<SettingsView>> {
-    let settings = app.services.sessions.settings(&caller, session_id(&id)?).await?;
-    Ok(Json(SettingsView { session_settings: settings }))
+async fn get_settings(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SettingsView>> {
+    let settings = app
+        .services
+        .sessions
+        .settings(&caller, session_id(&id)?)
+        .await?;
+    Ok(Json(SettingsView {
+        session_settings: settings,
+    }))
 }
 
 /// PATCH /v1/whatsapp-sessions/{id}/settings — changes some settings.
@@ -262,14 +363,24 @@ async fn update_settings(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<SessionSettingsPatch>,
 ) -> ApiResult<Json<SettingsView>> {
-    let settings = app.services.sessions.update_settings(&caller, session_id(&id)?, patch).await?;
-    Ok(Json(SettingsView { session_settings: settings }))
+    let settings = app
+        .services
+        .sessions
+        .update_settings(&caller, session_id(&id)?, patch)
+        .await?;
+    Ok(Json(SettingsView {
+        session_settings: settings,
+    }))
 }
 
 /// GET /v1/operations/{id} — progress of a long-running operation.
 #[utoipa::path(get, path = "/v1/operations/{id}", tag = "sessions", params(("id" = String, Path)),
     responses((status = 200, body = OperationView), (status = 404, body = ErrorBody)))]
-async fn get_operation(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<OperationView>> {
+async fn get_operation(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OperationView>> {
     let id: OperationId = id.parse().map_err(|_| ApiError::not_found("operation"))?;
     let op = app.services.sessions.operation(&caller, id).await?;
     Ok(Json(OperationView::from(&op)))

@@ -1,0 +1,253 @@
+//! The binary end to end: accounts and keys commands, `migrate`, and `serve` (first-start
+//! token, graceful shutdown on SIGTERM with a request in flight), on SQLite and PostgreSQL.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::Value;
+use wharf_testkit::{Backend, TestDb};
+
+fn wharf(db: &TestDb, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .arg("--database-url")
+        .arg(db.url())
+        .env_remove("WHARF_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run wharf");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+async fn accounts_and_keys(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let (ok, out, err) = wharf(&db, &["migrate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("up to date"), "{out}");
+
+    let (ok, out, err) = wharf(&db, &["accounts", "create", "--name", "Acme", "--json"]);
+    assert!(ok, "{err}");
+    let account = json_of(&out);
+    let account_id = account["account_id"].as_str().unwrap().to_owned();
+    assert!(account_id.starts_with("acc_"));
+    assert!(account["pat"].as_str().unwrap().starts_with("wh_pat_"));
+
+    let (ok, out, err) = wharf(
+        &db,
+        &[
+            "keys",
+            "create",
+            "--account",
+            &account_id,
+            "--label",
+            "ci",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let key = json_of(&out);
+    let fingerprint = key["fingerprint"].as_str().unwrap().to_owned();
+    assert!(key["pat"].as_str().unwrap().starts_with("wh_pat_"));
+
+    let (ok, out, _) = wharf(&db, &["keys", "list", "--account", &account_id, "--json"]);
+    assert!(ok);
+    let keys = json_of(&out);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert!(
+        !out.contains("wh_pat_"),
+        "raw tokens are never listed: {out}"
+    );
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["kind"] == "pat" && k["revoked_at"].is_null())
+    );
+
+    let (ok, out, err) = wharf(&db, &["keys", "revoke", &fingerprint]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&fingerprint));
+    let (_, out, _) = wharf(&db, &["keys", "list", "--account", &account_id, "--json"]);
+    let revoked = json_of(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["revoked_at"].is_string())
+        .count();
+    assert_eq!(revoked, 1);
+    let (_, table, _) = wharf(&db, &["keys", "list", "--account", &account_id]);
+    assert!(
+        table.contains("revoked") && table.contains("active"),
+        "{table}"
+    );
+
+    let (ok, _, err) = wharf(&db, &["keys", "revoke", "fp_0000000000000000"]);
+    assert!(!ok && err.contains("no key"), "{err}");
+    let (ok, _, err) = wharf(
+        &db,
+        &[
+            "keys",
+            "list",
+            "--account",
+            "acc_00000000000000000000000000",
+        ],
+    );
+    assert!(!ok && err.contains("does not exist"), "{err}");
+    let (ok, _, err) = wharf(&db, &["keys", "create", "--account", "bogus"]);
+    assert!(!ok && err.contains("--account"), "{err}");
+}
+
+#[tokio::test]
+async fn accounts_and_keys_sqlite() {
+    accounts_and_keys(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn accounts_and_keys_postgres() {
+    accounts_and_keys(Backend::Postgres).await;
+}
+
+/// Starts `wharf serve` on a free port; returns the child, its address and what it printed
+/// on stdout by the time it listened.
+fn serve(db: &TestDb) -> (Child, SocketAddr, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            db.url(),
+        ])
+        .env_remove("WHARF_CONFIG")
+        .env("RUST_LOG", "info")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wharf serve");
+    let stdout_lines = Arc::new(Mutex::new(String::new()));
+    let sink = stdout_lines.clone();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let mut all = sink.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        // Keep draining stderr so the server never writes into a closed pipe.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("addr=").nth(1) {
+                let _ = tx.send(rest.trim().to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server reports its address");
+    // The banner is printed (line by line, unbuffered) before the server listens; give the
+    // reader thread a moment to collect it.
+    std::thread::sleep(Duration::from_millis(300));
+    let banner = stdout_lines.lock().unwrap().clone();
+    (child, addr.parse().expect("an address"), banner)
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+async fn serve_first_start_and_graceful_shutdown(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let (mut child, addr, banner) = serve(&db);
+    let pat = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("wh_pat_"))
+        .unwrap_or_else(|| panic!("the first start prints a token: {banner}"))
+        .to_owned();
+    assert!(banner.contains("shown only this once"), "{banner}");
+
+    let client = reqwest::Client::new();
+    let ready = client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let list = client
+        .get(format!("http://{addr}/v1/whatsapp-sessions"))
+        .bearer_auth(&pat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+
+    // A request in flight: headers and half the body sent before SIGTERM, the rest after.
+    let body = r#"{"label": "in flight"}"#;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/whatsapp-sessions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {pat}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..8]
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    terminate(&child);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(&body.as_bytes()[8..]).unwrap();
+    let mut answer = String::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "the in-flight request completes: {answer}"
+    );
+
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful exit: {status:?}");
+
+    // The second start finds the account and prints no token.
+    let (child2, _, banner2) = serve(&db);
+    assert!(!banner2.contains("wh_pat_"), "{banner2}");
+    terminate(&child2);
+    let mut child2 = child2;
+    assert!(child2.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn serve_sqlite() {
+    serve_first_start_and_graceful_shutdown(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn serve_postgres() {
+    serve_first_start_and_graceful_shutdown(Backend::Postgres).await;
+}
