@@ -60,17 +60,44 @@ async fn main() -> anyhow::Result<()> {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("wharf"),
     };
-    anyhow::ensure!(bin.exists(), "{} not found: build it (cargo build --release -p wharf) or pass --wharf-bin", bin.display());
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it (cargo build --release -p wharf) or pass --wharf-bin",
+        bin.display()
+    );
     match cli.scenario {
-        Scenario::Startup { runs, idle_secs } => startup(&bin, cli.database_url.as_deref(), runs, idle_secs).await,
-        Scenario::ListSessions { sessions, concurrency, secs, limit } => {
-            list_sessions(&bin, cli.database_url.as_deref(), sessions, concurrency, secs, limit).await
+        Scenario::Startup { runs, idle_secs } => {
+            startup(&bin, cli.database_url.as_deref(), runs, idle_secs).await
+        }
+        Scenario::ListSessions {
+            sessions,
+            concurrency,
+            secs,
+            limit,
+        } => {
+            list_sessions(
+                &bin,
+                cli.database_url.as_deref(),
+                sessions,
+                concurrency,
+                secs,
+                limit,
+            )
+            .await
         }
     }
 }
 
-async fn startup(bin: &std::path::Path, database_url: Option<&str>, runs: usize, idle_secs: u64) -> anyhow::Result<()> {
-    anyhow::ensure!(database_url.is_none() || runs == 1, "startup with --database-url measures one run (the database is no longer empty after it)");
+async fn startup(
+    bin: &std::path::Path,
+    database_url: Option<&str>,
+    runs: usize,
+    idle_secs: u64,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        database_url.is_none() || runs == 1,
+        "startup with --database-url measures one run (the database is no longer empty after it)"
+    );
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for i in 0..runs {
@@ -84,8 +111,15 @@ async fn startup(bin: &std::path::Path, database_url: Option<&str>, runs: usize,
     }
     times.sort();
     println!("scenario: startup ({runs} fresh starts on an empty database)");
-    println!("  ready after: median {:.1} ms, max {:.1} ms", ms(times[times.len() / 2]), ms(*times.last().unwrap()));
-    println!("  idle RSS after {idle_secs} s: {:.1} MiB", rss[0] as f64 / 1024.0);
+    println!(
+        "  ready after: median {:.1} ms, max {:.1} ms",
+        ms(times[times.len() / 2]),
+        ms(*times.last().unwrap())
+    );
+    println!(
+        "  idle RSS after {idle_secs} s: {:.1} MiB",
+        rss[0] as f64 / 1024.0
+    );
     Ok(())
 }
 
@@ -97,13 +131,32 @@ async fn list_sessions(
     secs: u64,
     limit: usize,
 ) -> anyhow::Result<()> {
-    let server = Server::start(bin, database_url, &["--rate-limit-per-minute", "1000000000"]).await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
-    let pat = server.pat.clone().ok_or_else(|| anyhow::anyhow!("the server printed no token; is the database empty?"))?;
+    let server = Server::start(
+        bin,
+        database_url,
+        &["--rate-limit-per-minute", "1000000000"],
+    )
+    .await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let pat = server
+        .pat
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the server printed no token; is the database empty?"))?;
     let create = server.url("/v1/whatsapp-sessions");
     for i in 0..sessions {
-        let resp = client.post(&create).bearer_auth(&pat).json(&json!({"label": format!("bench {i}")})).send().await?;
-        anyhow::ensure!(resp.status() == 201, "creating session {i}: {}", resp.status());
+        let resp = client
+            .post(&create)
+            .bearer_auth(&pat)
+            .json(&json!({"label": format!("bench {i}")}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status() == 201,
+            "creating session {i}: {}",
+            resp.status()
+        );
     }
     println!("scenario: list-sessions ({sessions} sessions, {concurrency} clients, {secs} s each)");
     let baseline = load(&client, server.url("/healthz"), None, concurrency, secs).await?;
@@ -144,7 +197,13 @@ impl LoadResult {
 }
 
 /// `concurrency` clients send GETs to `url` back to back for `secs` seconds.
-async fn load(client: &reqwest::Client, url: String, token: Option<String>, concurrency: usize, secs: u64) -> anyhow::Result<LoadResult> {
+async fn load(
+    client: &reqwest::Client,
+    url: String,
+    token: Option<String>,
+    concurrency: usize,
+    secs: u64,
+) -> anyhow::Result<LoadResult> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let url = Arc::new(url);
     let token = Arc::new(token);
@@ -181,7 +240,12 @@ async fn load(client: &reqwest::Client, url: String, token: Option<String>, conc
     }
     let elapsed = start.elapsed();
     all.sort();
-    Ok(LoadResult { ok: all.len(), errors, elapsed, latencies: all })
+    Ok(LoadResult {
+        ok: all.len(),
+        errors,
+        elapsed,
+        latencies: all,
+    })
 }
 
 fn ms(d: Duration) -> f64 {

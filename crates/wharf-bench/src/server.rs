@@ -21,13 +21,20 @@ pub struct Server {
 
 impl Server {
     /// Starts a server; a fresh SQLite file unless `database_url` is given.
-    pub async fn start(bin: &Path, database_url: Option<&str>, extra: &[&str]) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    pub async fn start(
+        bin: &Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let addr = format!("127.0.0.1:{port}");
         let (dir, url) = match database_url {
             Some(url) => (None, url.to_owned()),
             None => {
-                let dir = std::env::temp_dir().join(format!("wharf-bench-{}-{port}", std::process::id()));
+                let dir =
+                    std::env::temp_dir().join(format!("wharf-bench-{}-{port}", std::process::id()));
                 std::fs::create_dir_all(&dir)?;
                 let url = format!("sqlite://{}", dir.join("wharf.db").display());
                 (Some(dir), url)
@@ -35,7 +42,15 @@ impl Server {
         };
         let started = Instant::now();
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", &addr, "--database-url", &url, "--log", "warn"])
+            .args([
+                "serve",
+                "--listen",
+                &addr,
+                "--database-url",
+                &url,
+                "--log",
+                "warn",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -58,7 +73,10 @@ impl Server {
             {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "the server was not ready within 30 s");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the server was not ready within 30 s"
+            );
             if let Some(status) = child.try_wait()? {
                 anyhow::bail!("the server exited: {status}");
             }
@@ -66,7 +84,13 @@ impl Server {
         }
         let ready_after = started.elapsed();
         let pat = rx.recv_timeout(Duration::from_millis(200)).ok();
-        Ok(Self { child, addr, pat, ready_after, dir })
+        Ok(Self {
+            child,
+            addr,
+            pat,
+            ready_after,
+            dir,
+        })
     }
 
     /// `http://ADDR` + `path`.
@@ -86,7 +110,9 @@ impl Server {
 
     /// Stops the server with SIGTERM and waits for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
         let status = self.child.wait()?;
         anyhow::ensure!(status.success(), "the server exited with {status}");
         if let Some(dir) = self.dir.take() {

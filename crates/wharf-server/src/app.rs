@@ -38,6 +38,18 @@ pub async fn run_with_store(
         Arc::new(Supervisor::new(store.clone(), config.instance_id.clone()));
     let emulator = Arc::new(Emulator::new(Arc::downgrade(&supervisor)));
     let engines = Arc::new(Engines::new(Some(emulator)));
+    engines.get(config.default_engine).map_err(|_| {
+        anyhow::anyhow!(
+            "default_engine is {}, which this server cannot run (available: {})",
+            config.default_engine,
+            engines
+                .available()
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
     let operations = Arc::new(Notify::new());
     let sessions = Arc::new(SessionService::new(
         store.clone(),

@@ -68,8 +68,22 @@ impl Config {
     }
 }
 
-/// A URL with any password replaced by `***`.
+/// A URL with any password (in the user info or a `password=` parameter) replaced by `***`.
 pub fn redact_url(url: &str) -> String {
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url.to_owned(),
+    };
+    let url = url.as_str();
     match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -111,6 +125,10 @@ mod tests {
         assert!(
             shown.contains("postgres://wharf:***@db:5432/wharf"),
             "{shown}"
+        );
+        assert_eq!(
+            redact_url("postgres://db/w?user=u&password=p4ss&sslmode=require"),
+            "postgres://db/w?user=u&password=***&sslmode=require"
         );
     }
 

@@ -4,7 +4,7 @@
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use wharf_core::{AccountId, OperationId, OperationStatus, SessionId, time::now_millis};
 
-use crate::{Result, Store, StoreError};
+use crate::{Backend, Result, Store, StoreError};
 
 /// A stored operation.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,11 +106,16 @@ impl Store {
         let now = now_millis();
         // The status re-check in the outer WHERE makes a concurrent claim of the same row
         // (another instance on PostgreSQL) update nothing instead of running it twice.
+        // On PostgreSQL, instances skip rows another one is claiming instead of waiting.
+        let skip_locked = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
         let sql = format!(
             "UPDATE operations SET status = 'running', lease_until = $1, attempts = attempts + 1, \
              started_at = COALESCE(started_at, $2) \
              WHERE id = (SELECT id FROM operations WHERE status = 'queued' \
-                         OR (status = 'running' AND lease_until < $2) ORDER BY enqueued_at LIMIT 1) \
+                         OR (status = 'running' AND lease_until < $2) ORDER BY enqueued_at LIMIT 1{skip_locked}) \
              AND (status = 'queued' OR (status = 'running' AND lease_until < $2)) \
              RETURNING {COLUMNS}"
         );
@@ -122,6 +127,17 @@ impl Store {
             .as_ref()
             .map(OperationRow::from_row)
             .transpose()
+    }
+
+    /// Whether the session has an operation that is queued or running.
+    pub async fn has_open_operation(&self, session: SessionId) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM operations WHERE session_id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(session.to_string())
+        .fetch_one(&self.read)
+        .await?;
+        Ok(n > 0)
     }
 
     /// Records the end of a running operation.

@@ -100,7 +100,11 @@ impl SessionRow {
 
 /// `json_object('id', id, …)` over every column, for aggregating a page into one value.
 fn json_columns() -> String {
-    COLUMNS.split(", ").map(|c| format!("'{c}', {c}")).collect::<Vec<_>>().join(", ")
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("'{c}', {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a new session starts with.
@@ -192,7 +196,10 @@ impl Store {
         // Every optional condition is written so that NULL disables it.
         let aggregate = match self.backend {
             Backend::Sqlite => format!("json_group_array(json_object({}))", json_columns()),
-            Backend::Postgres => format!("COALESCE(json_agg(json_build_object({})), '[]')::text", json_columns()),
+            Backend::Postgres => format!(
+                "COALESCE(json_agg(json_build_object({})), '[]')::text",
+                json_columns()
+            ),
         };
         let sql = format!(
             "SELECT {aggregate} FROM (SELECT {COLUMNS} FROM sessions WHERE account_id = $1 \
@@ -208,11 +215,14 @@ impl Store {
             .bind(filter.limit + 1)
             .fetch_one(&self.read)
             .await?;
-        let raw: Vec<RawSession> =
-            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("session page: {e}")))?;
-        let mut rows = raw.into_iter().map(SessionRow::try_from).collect::<Result<Vec<_>>>()?;
+        let raw: Vec<RawSession> = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("session page: {e}")))?;
+        let mut rows = raw
+            .into_iter()
+            .map(SessionRow::try_from)
+            .collect::<Result<Vec<_>>>()?;
         // Aggregates promise no order; the page's order is restored here.
-        rows.sort_by(|a, b| b.id.cmp(&a.id));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.id));
         Ok(rows)
     }
 
@@ -266,6 +276,7 @@ impl Store {
         };
         let event = check(&row)?;
         row.status = SessionStatus::PendingDeletion;
+        row.status_reason = None;
         row.updated_at = now_millis();
         row.key_fingerprint = None;
         write_session(&mut tx, &row).await?;

@@ -22,8 +22,9 @@ pub struct ErrorBody {
     pub message: String,
     /// What went wrong, for a program: `unauthenticated`, `invalid_token`, `forbidden`,
     /// `not_found`, `invalid_state`, `validation_failed`, `engine_unavailable`,
-    /// `unsupported_by_engine`, `rate_limited`, `payload_too_large`,
-    /// `unsupported_media_type`, `method_not_allowed`, `internal_error`, …
+    /// `unsupported_by_engine`, `engine_failed`, `rate_limited`, `bad_request`,
+    /// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `timeout`,
+    /// `database_unavailable`, `internal_error`.
     pub reason_code: String,
     /// Messages by field at fault; empty when no single field is.
     pub errors: BTreeMap<String, Vec<String>>,

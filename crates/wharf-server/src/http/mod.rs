@@ -15,7 +15,6 @@ use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 use utoipa::{
@@ -64,14 +63,6 @@ impl Modify for SecurityAddon {
     }
 }
 
-/// The OpenAPI document of every route, whichever routes this instance mounts.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    authenticated_routes(true)
-        .merge(ops::routes())
-        .split_for_parts()
-        .1
-}
-
 fn authenticated_routes(emulator_control: bool) -> OpenApiRouter<AppState> {
     let router = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(wapio::sessions::routes());
     if emulator_control {
@@ -83,17 +74,19 @@ fn authenticated_routes(emulator_control: bool) -> OpenApiRouter<AppState> {
 
 /// The whole application router.
 pub fn router(services: Services, limiter: Arc<AccountLimiter>, emulator_control: bool) -> Router {
-    let (authenticated, _) = authenticated_routes(emulator_control).split_for_parts();
+    let (authenticated, mut openapi) = authenticated_routes(emulator_control).split_for_parts();
+    let (public, public_api) = ops::routes().split_for_parts();
+    // The document describes exactly the routes this instance mounts.
+    openapi.merge(public_api);
     let state = AppState {
         services,
         limiter,
-        openapi: Arc::new(openapi()),
+        openapi: Arc::new(openapi),
     };
     let authenticated = authenticated.layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_auth,
     ));
-    let (public, _) = ops::routes().split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(authenticated)
@@ -112,9 +105,25 @@ pub fn router(services: Services, limiter: Arc<AccountLimiter>, emulator_control
                 .layer(CatchPanicLayer::custom(|_| {
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error").into_response()
                 }))
-                .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(30))),
+                .layer(middleware::from_fn(time_limit)),
         )
         .with_state(state)
+}
+
+/// How long a request may take before it is answered with 504.
+const REQUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// Answers 504 in the envelope when a request takes longer than [`REQUEST_TIME_LIMIT`].
+async fn time_limit(req: Request, next: middleware::Next) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIME_LIMIT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the request took too long and was abandoned",
+        )
+        .into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -279,13 +279,7 @@ impl SessionService {
     ) -> Result<(SessionRow, std::sync::Arc<wharf_engines::Emulator>), ServiceError> {
         let row = self.get(caller, id).await?;
         if row.engine != wharf_core::EngineKind::Emulator {
-            return Err(ServiceError::conflict(
-                "unsupported_by_engine",
-                format!(
-                    "the session runs on the {} engine, not the emulator",
-                    row.engine
-                ),
-            ));
+            return Err(EngineError::Unsupported(row.engine).into());
         }
         let emulator = self.engines.emulator().ok_or_else(|| {
             ServiceError::conflict(

@@ -217,6 +217,12 @@ impl SessionService {
                         ),
                     ));
                 }
+                if row.status.is_running() {
+                    return Err(ServiceError::conflict(
+                        "invalid_state",
+                        "phone_number cannot change while the session is pairing; disconnect it first",
+                    ));
+                }
                 row.phone_number = phone;
             }
             if let Some(patch) = req.settings {
@@ -258,14 +264,25 @@ impl SessionService {
         id: SessionId,
     ) -> Result<OperationRow, ServiceError> {
         caller.require_pat()?;
+        // A deletion whose operation failed may be asked for again; one under way may not.
+        let retry_allowed = !self.store.has_open_operation(id).await?;
         let (_, op) = self
             .store
             .begin_session_deletion(caller.account_id, id, |row| {
-                if row.status.is_deleting() {
-                    return Err(ServiceError::conflict(
-                        "invalid_state",
-                        "the session is already being deleted or was deleted",
-                    ));
+                match row.status {
+                    SessionStatus::Deleted => {
+                        return Err(ServiceError::conflict(
+                            "invalid_state",
+                            "the session was already deleted",
+                        ));
+                    }
+                    SessionStatus::PendingDeletion if !retry_allowed => {
+                        return Err(ServiceError::conflict(
+                            "invalid_state",
+                            "the session is already being deleted",
+                        ));
+                    }
+                    _ => {}
                 }
                 let mut after = row.clone();
                 after.status = SessionStatus::PendingDeletion;

@@ -155,6 +155,56 @@ dual_test! {
         assert_eq!(idle["status"], "disconnected", "sessions never started stay stopped");
     }
 
+    async fn phone_cannot_change_while_pairing(app) {
+        let id = new_session(&app, json!({"phone_number": "+15550001000"})).await;
+        app.post(&format!("/v1/whatsapp-sessions/{id}/connect")).expect(200).await;
+        let body = app
+            .patch(&format!("/v1/whatsapp-sessions/{id}"))
+            .json(json!({"phone_number": "+15550002000"}))
+            .expect(409)
+            .await;
+        assert!(body["message"].as_str().unwrap().contains("disconnect it first"), "{body}");
+        app.post(&format!("/v1/whatsapp-sessions/{id}/disconnect")).expect(200).await;
+        let changed = app
+            .patch(&format!("/v1/whatsapp-sessions/{id}"))
+            .json(json!({"phone_number": "+15550002000"}))
+            .expect(200)
+            .await;
+        assert_eq!(changed["phone_number"], "+15550002000");
+    }
+
+    async fn a_failed_deletion_can_be_asked_for_again(app) {
+        let (id, _) = app.connected_session().await;
+        app.stop().await;
+        let account: AccountId = app.account_id.parse().unwrap();
+        let (_, op) = app
+            .store
+            .begin_session_deletion::<wharf_store::StoreError>(account, id.parse().unwrap(), |row| {
+                Ok(wharf_core::Event::new(row.account_id, Some(row.id), wharf_core::EventType::SessionStatus, json!({})))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        // As if the engine had refused the logout.
+        app.store.claim_operation(60_000).await.unwrap().unwrap();
+        app.store
+            .finish_operation(op.id, wharf_core::OperationStatus::Failed, None, Some("engine unreachable"))
+            .await
+            .unwrap();
+        app.start().await;
+        let failed = app.get(&format!("/v1/operations/{}", op.id)).expect(200).await;
+        assert_eq!(failed["status"], "failed");
+        assert_eq!(failed["error"], "engine unreachable");
+        let s = app.get(&format!("/v1/whatsapp-sessions/{id}")).expect(200).await;
+        assert_eq!(s["status"], "pending_deletion");
+
+        let retry = app.delete(&format!("/v1/whatsapp-sessions/{id}")).expect(202).await;
+        // While the retry is under way or done, a third request is refused.
+        app.eventually(retry["status_url"].as_str().unwrap(), |o| o["status"] == "succeeded").await;
+        app.delete(&format!("/v1/whatsapp-sessions/{id}")).expect(409).await;
+        assert_eq!(app.get(&format!("/v1/whatsapp-sessions/{id}")).expect(200).await["status"], "deleted");
+    }
+
     async fn a_queued_deletion_survives_a_restart(app) {
         let (id, _) = app.connected_session().await;
         // Queue the deletion while the server is down, as if it died right after the 202.

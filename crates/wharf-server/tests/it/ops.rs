@@ -59,4 +59,27 @@ async fn emulator_control_can_be_turned_off() {
     app.post(&format!("/emulator/sessions/{id}/scan"))
         .expect(404)
         .await;
+    let doc = app.get("/openapi.json").anonymous().expect(200).await;
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/emulator")),
+        "the document lists only mounted routes: {paths:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_default_engine_the_server_cannot_run_is_refused_at_start() {
+    let db = wharf_testkit::TestDb::create(wharf_testkit::Backend::Sqlite)
+        .await
+        .unwrap();
+    let config = wharf_testkit::Config {
+        database_url: db.url().to_owned(),
+        default_engine: wharf_core::EngineKind::Web,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = wharf_server::run(config, listener, Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("default_engine is web"), "{err}");
 }
