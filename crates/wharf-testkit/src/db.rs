@@ -73,6 +73,31 @@ impl TestDb {
         }
     }
 
+    /// PostgreSQL only: refuses (or again allows) connections to this database and ends the
+    /// open ones, to play a database outage. Returns `false` on SQLite, which cannot do this.
+    pub async fn set_reachable(&self, reachable: bool) -> bool {
+        let Cleanup::Database { admin_url, name } = &self.cleanup else {
+            return false;
+        };
+        let mut conn = PgConnection::connect(admin_url)
+            .await
+            .expect("connect as admin");
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}"
+        )))
+        .await
+        .expect("change ALLOW_CONNECTIONS");
+        if !reachable {
+            conn.execute(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            )))
+            .await
+            .expect("end the database's connections");
+        }
+        conn.close().await.ok();
+        true
+    }
+
     /// The URL Wharf should use.
     pub fn url(&self) -> &str {
         &self.url

@@ -103,6 +103,11 @@ impl TestApp {
         self.start().await;
     }
 
+    /// The test database (to play outages with [`TestDb::set_reachable`]).
+    pub fn db(&self) -> &TestDb {
+        &self.db
+    }
+
     /// The database behind this app.
     pub fn backend(&self) -> Backend {
         self.db.backend()

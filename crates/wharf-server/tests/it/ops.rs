@@ -83,3 +83,40 @@ async fn a_default_engine_the_server_cannot_run_is_refused_at_start() {
         .unwrap_err();
     assert!(err.to_string().contains("default_engine is web"), "{err}");
 }
+
+/// A database outage is an outage: readiness fails and requests answer 500, never 401 or 404.
+#[tokio::test]
+async fn a_database_outage_is_not_found_nothing() {
+    let Some(app) = TestApp::spawn(wharf_testkit::Backend::Postgres).await else {
+        return;
+    };
+    let created = app.create_session(serde_json::json!({})).await;
+    let id = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(app.db().set_reachable(false).await);
+
+    let ready = app.get("/readyz").anonymous().send().await;
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    wharf_testkit::assert_error(&ready.json, "database_unavailable");
+    for path in [
+        "/v1/whatsapp-sessions".to_owned(),
+        format!("/v1/whatsapp-sessions/{id}"),
+    ] {
+        let answer = app.get(&path).send().await;
+        assert_eq!(answer.status, 500, "{path}: {}", answer.text);
+        wharf_testkit::assert_error(&answer.json, "internal_error");
+        assert!(
+            !answer.text.contains("sqlx") && !answer.text.contains("database"),
+            "no internals leak: {}",
+            answer.text
+        );
+    }
+
+    app.db().set_reachable(true).await;
+    app.get("/readyz").anonymous().expect(200).await;
+    app.get(&format!("/v1/whatsapp-sessions/{id}"))
+        .expect(200)
+        .await;
+}
