@@ -7,6 +7,25 @@
 
 mod db;
 
+/// Defines `NAME::sqlite` and `NAME::postgres` tests that call `async fn FUNCTION(Backend)`
+/// (a function in the invoking module).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident => $function:ident;)*) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$function($crate::Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$function($crate::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
 use std::{net::SocketAddr, time::Duration};
 
 pub use db::{Backend, TestDb};

@@ -159,12 +159,6 @@ async fn rate_limit_refuses_past_the_allowance(backend: Backend) {
     app.get("/healthz").anonymous().expect(200).await;
 }
 
-#[tokio::test]
-async fn rate_limit_sqlite() {
-    rate_limit_refuses_past_the_allowance(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn rate_limit_postgres() {
-    rate_limit_refuses_past_the_allowance(Backend::Postgres).await;
+wharf_testkit::on_both_backends! {
+    rate_limit => rate_limit_refuses_past_the_allowance;
 }

@@ -33,6 +33,25 @@ async fn transitions(app: &TestApp) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Queues a deletion straight in the store, as the API would, without the server noticing.
+async fn queue_deletion_in_store(app: &TestApp, id: &str) -> wharf_store::OperationRow {
+    let account: AccountId = app.account_id.parse().unwrap();
+    let (_, op) = app
+        .store
+        .begin_session_deletion::<wharf_store::StoreError>(account, id.parse().unwrap(), |row| {
+            Ok(wharf_core::Event::new(
+                row.account_id,
+                Some(row.id),
+                wharf_core::EventType::SessionStatus,
+                json!({}),
+            ))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    op
+}
+
 fn t(a: &str, b: &str) -> (String, String) {
     (a.to_owned(), b.to_owned())
 }
@@ -176,15 +195,7 @@ dual_test! {
     async fn a_failed_deletion_can_be_asked_for_again(app) {
         let (id, _) = app.connected_session().await;
         app.stop().await;
-        let account: AccountId = app.account_id.parse().unwrap();
-        let (_, op) = app
-            .store
-            .begin_session_deletion::<wharf_store::StoreError>(account, id.parse().unwrap(), |row| {
-                Ok(wharf_core::Event::new(row.account_id, Some(row.id), wharf_core::EventType::SessionStatus, json!({})))
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let op = queue_deletion_in_store(&app, &id).await;
         // As if the engine had refused the logout.
         app.store.claim_operation(60_000).await.unwrap().unwrap();
         app.store
@@ -209,16 +220,7 @@ dual_test! {
         let (id, _) = app.connected_session().await;
         // Queue the deletion while the server is down, as if it died right after the 202.
         app.stop().await;
-        let account: AccountId = app.account_id.parse().unwrap();
-        let op = app
-            .store
-            .begin_session_deletion::<wharf_store::StoreError>(account, id.parse().unwrap(), |row| {
-                Ok(wharf_core::Event::new(row.account_id, Some(row.id), wharf_core::EventType::SessionStatus, json!({})))
-            })
-            .await
-            .unwrap()
-            .unwrap()
-            .1;
+        let op = queue_deletion_in_store(&app, &id).await;
         app.start().await;
         let done = app.eventually(&format!("/v1/operations/{}", op.id), |o| o["status"] == "succeeded").await;
         assert_eq!(done["result"], "session deleted");

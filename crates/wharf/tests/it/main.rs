@@ -112,14 +112,8 @@ async fn accounts_and_keys(backend: Backend) {
     assert!(!ok && err.contains("--account"), "{err}");
 }
 
-#[tokio::test]
-async fn accounts_and_keys_sqlite() {
-    accounts_and_keys(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn accounts_and_keys_postgres() {
-    accounts_and_keys(Backend::Postgres).await;
+wharf_testkit::on_both_backends! {
+    accounts_and_keys_cli => accounts_and_keys;
 }
 
 /// Starts `wharf serve` on a free port; returns the child, its address and what it printed
@@ -242,12 +236,6 @@ async fn serve_first_start_and_graceful_shutdown(backend: Backend) {
     assert!(child2.wait().unwrap().success());
 }
 
-#[tokio::test]
-async fn serve_sqlite() {
-    serve_first_start_and_graceful_shutdown(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn serve_postgres() {
-    serve_first_start_and_graceful_shutdown(Backend::Postgres).await;
+wharf_testkit::on_both_backends! {
+    serve => serve_first_start_and_graceful_shutdown;
 }
