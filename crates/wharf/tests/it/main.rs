@@ -118,7 +118,7 @@ wharf_testkit::on_both_backends! {
 
 /// Starts `wharf serve` on a free port; returns the child, its address and what it printed
 /// on stdout by the time it listened.
-fn serve(db: &TestDb) -> (Child, SocketAddr, String) {
+fn serve(db: &TestDb, expect_banner: bool) -> (Child, SocketAddr, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args([
             "serve",
@@ -157,9 +157,16 @@ fn serve(db: &TestDb) -> (Child, SocketAddr, String) {
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the server reports its address");
-    // The banner is printed (line by line, unbuffered) before the server listens; give the
-    // reader thread a moment to collect it.
-    std::thread::sleep(Duration::from_millis(300));
+    // The banner is printed (line by line) before the server listens; wait for the reader
+    // thread to have all of it when one is expected, or briefly for none.
+    let deadline =
+        std::time::Instant::now() + Duration::from_secs(if expect_banner { 10 } else { 1 });
+    while std::time::Instant::now() < deadline {
+        if stdout_lines.lock().unwrap().contains("Use it as") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let banner = stdout_lines.lock().unwrap().clone();
     (child, addr.parse().expect("an address"), banner)
 }
@@ -176,7 +183,7 @@ async fn serve_first_start_and_graceful_shutdown(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
-    let (mut child, addr, banner) = serve(&db);
+    let (mut child, addr, banner) = serve(&db, true);
     let pat = banner
         .split_whitespace()
         .find(|w| w.starts_with("wh_pat_"))
@@ -229,7 +236,7 @@ async fn serve_first_start_and_graceful_shutdown(backend: Backend) {
     assert!(status.success(), "graceful exit: {status:?}");
 
     // The second start finds the account and prints no token.
-    let (child2, _, banner2) = serve(&db);
+    let (child2, _, banner2) = serve(&db, false);
     assert!(!banner2.contains("wh_pat_"), "{banner2}");
     terminate(&child2);
     let mut child2 = child2;
