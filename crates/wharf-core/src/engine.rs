@@ -10,7 +10,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{AccountId, Phone, SessionId};
+use crate::{
+    AccountId, Jid, Phone, SessionId,
+    jid::JidServer,
+    message::{Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ReceiptKind},
+};
 
 /// The engines Wharf knows of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -55,6 +59,43 @@ impl fmt::Display for EngineKind {
 pub struct Capabilities {
     /// Links a device by scanning a QR code.
     pub qr_pairing: bool,
+    /// Message kinds it can send.
+    #[schema(value_type = Vec<MessageKind>)]
+    pub kinds: &'static [MessageKind],
+    /// View-once media.
+    pub view_once: bool,
+    /// Posting into channels (`@newsletter`).
+    pub channels: bool,
+    /// Editing sent text messages.
+    pub edits: bool,
+    /// Revoking sent messages for everyone.
+    pub revoke: bool,
+    /// Replies quoting another message.
+    pub replies: bool,
+    /// Presence updates (typing, recording, online).
+    pub presence: bool,
+    /// Sending read receipts.
+    pub mark_read: bool,
+    /// Whether it chooses WhatsApp message ids itself (so Wharf can pick them in advance).
+    pub client_message_ids: bool,
+}
+
+impl Capabilities {
+    /// What of a send the engine cannot do, named for an error message; `None` when it can.
+    pub fn refusal(&self, content: &Content, to: &Jid, quoted: bool) -> Option<String> {
+        let kind = content.kind();
+        if !self.kinds.contains(&kind) {
+            Some(format!("{} messages", kind.as_str()))
+        } else if content.is_view_once() && !self.view_once {
+            Some("view-once media".into())
+        } else if to.server() == JidServer::Newsletter && !self.channels {
+            Some("channel messages".into())
+        } else if quoted && !self.replies {
+            Some("replies".into())
+        } else {
+            None
+        }
+    }
 }
 
 /// What the service layer tells an engine about the session it should run.
@@ -69,7 +110,7 @@ pub struct EngineSession {
 }
 
 /// Something that happened to a session inside an engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EngineUpdate {
     /// A (new) pairing code to show as a QR.
     Qr { code: String },
@@ -79,6 +120,14 @@ pub enum EngineUpdate {
     Disconnected { reason: String },
     /// The device link is gone (logged out from the phone); pairing is needed again.
     LoggedOut { reason: String },
+    /// A receipt for a message this session sent.
+    Receipt {
+        provider_id: String,
+        kind: ReceiptKind,
+        at: i64,
+    },
+    /// A message arrived.
+    Inbound(Inbound),
 }
 
 /// A failure inside an engine.
@@ -103,7 +152,16 @@ pub enum EngineError {
 #[async_trait]
 pub trait EngineSink: Send + Sync {
     /// Records `update` for `session`.
-    async fn update(&self, session: SessionId, update: EngineUpdate) -> Result<(), EngineError>;
+    async fn update(&self, session: SessionId, update: EngineUpdate) -> Result<(), EngineError> {
+        self.updates(session, vec![update]).await
+    }
+
+    /// Records several updates of one session, in order, in as few transactions as it can.
+    async fn updates(
+        &self,
+        session: SessionId,
+        updates: Vec<EngineUpdate>,
+    ) -> Result<(), EngineError>;
 }
 
 /// One way of talking to WhatsApp.
@@ -123,6 +181,21 @@ pub trait Engine: Send + Sync {
 
     /// Stops the session and removes its device link for good.
     async fn logout(&self, session: SessionId) -> Result<(), EngineError>;
+
+    /// Sends a message; returns its WhatsApp id. Called again after a crash with the same
+    /// [`Outbound::provider_id`] where the engine supports client ids.
+    async fn send(&self, session: SessionId, message: &Outbound) -> Result<String, EngineError>;
+
+    /// Acts on sent or received messages.
+    async fn act(&self, session: SessionId, action: &MessageAction) -> Result<(), EngineError>;
+
+    /// Shows a presence in a chat (or globally, without one).
+    async fn presence(
+        &self,
+        session: SessionId,
+        to: Option<&Jid>,
+        presence: Presence,
+    ) -> Result<(), EngineError>;
 }
 
 /// A shared engine handle.

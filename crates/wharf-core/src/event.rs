@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{AccountId, EventId, SessionId};
+use crate::{AccountId, EventId, MessageId, SessionId};
 
 /// The kind of an event, as delivered (`session.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +11,14 @@ pub enum EventType {
     SessionStatus,
     /// A session produced a new pairing QR code.
     SessionQr,
+    MessageReceived,
+    MessageSent,
+    MessageDelivered,
+    MessageRead,
+    MessagePlayed,
+    MessageFailed,
+    MessageDeleted,
+    MessageEdited,
 }
 
 impl EventType {
@@ -19,6 +27,48 @@ impl EventType {
         match self {
             Self::SessionStatus => "session.status",
             Self::SessionQr => "session.qr",
+            Self::MessageReceived => "message.received",
+            Self::MessageSent => "message.sent",
+            Self::MessageDelivered => "message.delivered",
+            Self::MessageRead => "message.read",
+            Self::MessagePlayed => "message.played",
+            Self::MessageFailed => "message.failed",
+            Self::MessageDeleted => "message.deleted",
+            Self::MessageEdited => "message.edited",
+        }
+    }
+
+    /// Every type, for validating subscriptions.
+    pub const ALL: [Self; 10] = [
+        Self::SessionStatus,
+        Self::SessionQr,
+        Self::MessageReceived,
+        Self::MessageSent,
+        Self::MessageDelivered,
+        Self::MessageRead,
+        Self::MessagePlayed,
+        Self::MessageFailed,
+        Self::MessageDeleted,
+        Self::MessageEdited,
+    ];
+
+    /// The type named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
+    /// The event a message reaching `status` emits.
+    pub fn for_status(status: crate::message::MessageStatus) -> Option<Self> {
+        use crate::message::MessageStatus as S;
+        match status {
+            S::Sent => Some(Self::MessageSent),
+            S::Delivered => Some(Self::MessageDelivered),
+            S::Read => Some(Self::MessageRead),
+            S::Played => Some(Self::MessagePlayed),
+            S::Failed => Some(Self::MessageFailed),
+            S::Deleted => Some(Self::MessageDeleted),
+            S::Received => Some(Self::MessageReceived),
+            S::Queued => None,
         }
     }
 }
@@ -29,6 +79,8 @@ pub struct Event {
     pub id: EventId,
     pub account_id: AccountId,
     pub session_id: Option<SessionId>,
+    /// The message the event is about, if any.
+    pub message_id: Option<MessageId>,
     pub kind: EventType,
     pub payload: serde_json::Value,
 }
@@ -45,8 +97,17 @@ impl Event {
             id: EventId::generate(),
             account_id,
             session_id,
+            message_id: None,
             kind,
             payload: serde_json::to_value(payload).unwrap_or(serde_json::Value::Null),
         }
+    }
+}
+
+impl Event {
+    /// The same event, about message `id`.
+    pub fn about(mut self, id: MessageId) -> Self {
+        self.message_id = Some(id);
+        self
     }
 }

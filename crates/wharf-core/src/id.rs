@@ -41,8 +41,16 @@ id_kind!(/// A long-running operation such as a deletion.
     OperationKind, OperationId, "op_");
 id_kind!(/// An HTTP request, echoed in `x-request-id`.
     RequestKind, RequestId, "req_");
-id_kind!(/// An API key row (PAT or session key).
-    KeyRowKind, KeyId, "key_");
+id_kind!(/// A message, in or out.
+    MessageIdKind, MessageId, "msg_");
+id_kind!(/// A unit of dispatcher work (a send or an action on a message).
+    JobIdKind, JobId, "job_");
+id_kind!(/// A webhook endpoint.
+    WebhookIdKind, WebhookId, "whk_");
+id_kind!(/// One delivery of one event to one webhook.
+    DeliveryIdKind, DeliveryId, "dlv_");
+id_kind!(/// One attempt at a webhook delivery.
+    AttemptIdKind, AttemptId, "att_");
 
 /// A typed id: a prefix and a time-ordered body.
 pub struct Id<K> {

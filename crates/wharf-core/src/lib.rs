@@ -4,14 +4,20 @@
 pub mod engine;
 pub mod event;
 pub mod id;
+pub mod jid;
 pub mod keys;
+pub mod message;
 pub mod phone;
 pub mod session;
 pub mod time;
 
 pub use engine::{Capabilities, Engine, EngineError, EngineKind, EngineSink, EngineUpdate};
 pub use event::{Event, EventType};
-pub use id::{AccountId, EventId, Id, OperationId, RequestId, SessionId};
+pub use id::{
+    AccountId, AttemptId, DeliveryId, EventId, Id, JobId, MessageId, OperationId, RequestId,
+    SessionId, WebhookId,
+};
+pub use jid::{Jid, JidError};
 pub use keys::{KeyKind, NewToken, TokenHash};
 pub use phone::{Phone, PhoneError};
 pub use session::{OperationStatus, SessionSettings, SessionStatus};

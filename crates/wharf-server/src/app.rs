@@ -12,7 +12,7 @@ use wharf_store::Store;
 use crate::{
     Config,
     http::{self, auth::AccountLimiter},
-    services::{Engines, Services, SessionService, Supervisor},
+    services::{Engines, MessageService, Services, SessionService, Supervisor, WebhookService},
     workers,
 };
 
@@ -34,9 +34,16 @@ pub async fn run_with_store(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let supervisor: Arc<dyn EngineSink> =
-        Arc::new(Supervisor::new(store.clone(), config.instance_id.clone()));
-    let emulator = Arc::new(Emulator::new(Arc::downgrade(&supervisor)));
+    let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor: Arc<dyn EngineSink> = Arc::new(Supervisor::new(
+        store.clone(),
+        config.instance_id.clone(),
+        dispatch_tx.clone(),
+    ));
+    let emulator = Arc::new(Emulator::new(
+        Arc::downgrade(&supervisor),
+        config.receipt_delays(),
+    ));
     let engines = Arc::new(Engines::new(Some(emulator)));
     engines.get(config.default_engine).map_err(|_| {
         anyhow::anyhow!(
@@ -58,10 +65,18 @@ pub async fn run_with_store(
         config.default_engine,
         operations.clone(),
     ));
+    let messages = Arc::new(MessageService::new(
+        store.clone(),
+        engines.clone(),
+        dispatch_tx,
+    ));
+    let webhooks = Arc::new(WebhookService::new(store.clone()));
     let services = Services {
         store: store.clone(),
         sessions: sessions.clone(),
-        engines,
+        messages,
+        webhooks,
+        engines: engines.clone(),
     };
     let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
 
@@ -73,6 +88,21 @@ pub async fn run_with_store(
         workers_stop.clone(),
     ));
     workers.spawn(workers::resume(sessions));
+    workers.spawn(workers::expire_idempotency_keys(
+        store.clone(),
+        config.idempotency_hours,
+        workers_stop.clone(),
+    ));
+    let dispatcher = workers::dispatch::spawn(
+        store.clone(),
+        engines,
+        config.dispatch(),
+        dispatch_rx,
+        workers_stop.clone(),
+    );
+    let mut handles =
+        workers::webhooks::spawn(store.clone(), config.webhooks(), workers_stop.clone());
+    handles.push(dispatcher);
     http::auth::spawn_pruner(limiter.clone(), workers_stop.clone());
 
     let router = http::router(services, limiter, config.emulator_control);
@@ -84,6 +114,9 @@ pub async fn run_with_store(
     // Requests are finished; stop the workers and let them end their current step.
     workers_stop.cancel();
     while workers.join_next().await.is_some() {}
+    for handle in handles {
+        let _ = handle.await;
+    }
     drop(supervisor);
     store.close().await;
     Ok(())

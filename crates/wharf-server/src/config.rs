@@ -23,6 +23,32 @@ pub struct Config {
     pub instance_id: String,
     /// Log filter, in `RUST_LOG` syntax.
     pub log: String,
+    /// Sends per second per session on the emulator engine.
+    pub send_rate_emulator: NonZeroU32,
+    /// Sends per second per session on the WhatsApp Web engine (WhatsApp bans fast senders).
+    pub send_rate_web: NonZeroU32,
+    /// Sends per second per number on the Cloud API engine.
+    pub send_rate_cloud: NonZeroU32,
+    /// Attempts of a send before a retryable failure becomes final.
+    pub send_max_attempts: u32,
+    /// First retry delay of a send, in ms (doubling, with jitter).
+    pub send_retry_base_ms: u64,
+    /// Longest retry delay of a send, in ms.
+    pub send_retry_max_ms: u64,
+    /// Emulator: the delivered receipt follows a send after this many ms (`-1`: never).
+    pub emulator_delivered_after_ms: i64,
+    /// Emulator: the read (or played, for audio) receipt follows after this many ms (`-1`: never).
+    pub emulator_read_after_ms: i64,
+    /// Delays before each webhook retry, in ms; the delivery fails after the last one.
+    pub webhook_retry_delays_ms: Vec<u64>,
+    /// Time limit of one webhook request, in ms.
+    pub webhook_timeout_ms: u64,
+    /// Webhook requests in flight, in all.
+    pub webhook_concurrency: usize,
+    /// Webhook requests in flight to one endpoint.
+    pub webhook_per_endpoint: usize,
+    /// How long an Idempotency-Key is remembered, in hours.
+    pub idempotency_hours: u64,
 }
 
 impl Default for Config {
@@ -35,6 +61,23 @@ impl Default for Config {
             rate_limit_per_minute: NonZeroU32::new(600).expect("600 is not zero"),
             instance_id: default_instance_id(),
             log: "info".into(),
+            send_rate_emulator: NonZeroU32::new(1000).expect("not zero"),
+            send_rate_web: NonZeroU32::new(20).expect("not zero"),
+            send_rate_cloud: NonZeroU32::new(80).expect("not zero"),
+            send_max_attempts: 8,
+            send_retry_base_ms: 1000,
+            send_retry_max_ms: 300_000,
+            emulator_delivered_after_ms: 1000,
+            emulator_read_after_ms: 3000,
+            webhook_retry_delays_ms: crate::workers::webhooks::WebhookConfig::default()
+                .retry_delays
+                .iter()
+                .map(|d| d.as_millis() as u64)
+                .collect(),
+            webhook_timeout_ms: 10_000,
+            webhook_concurrency: 128,
+            webhook_per_endpoint: 16,
+            idempotency_hours: 24,
         }
     }
 }
@@ -63,6 +106,26 @@ impl Config {
         }
         if self.instance_id.trim().is_empty() || self.instance_id.len() > 100 {
             return Err("instance_id must be 1 to 100 characters".into());
+        }
+        if self.send_max_attempts == 0 {
+            return Err("send_max_attempts must be at least 1".into());
+        }
+        if self.send_retry_base_ms == 0 || self.send_retry_max_ms < self.send_retry_base_ms {
+            return Err(
+                "send_retry_base_ms must be at least 1 and not above send_retry_max_ms".into(),
+            );
+        }
+        if self.webhook_timeout_ms == 0
+            || self.webhook_concurrency == 0
+            || self.webhook_per_endpoint == 0
+        {
+            return Err("webhook_timeout_ms, webhook_concurrency and webhook_per_endpoint must be at least 1".into());
+        }
+        if self.emulator_delivered_after_ms < -1 || self.emulator_read_after_ms < -1 {
+            return Err(
+                "emulator_delivered_after_ms and emulator_read_after_ms must be -1 (never) or more"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -106,7 +169,54 @@ impl fmt::Debug for Config {
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("instance_id", &self.instance_id)
             .field("log", &self.log)
-            .finish()
+            .field("send_rate_emulator", &self.send_rate_emulator)
+            .field("send_rate_web", &self.send_rate_web)
+            .field("send_rate_cloud", &self.send_rate_cloud)
+            .field("send_max_attempts", &self.send_max_attempts)
+            .field("webhook_retry_delays_ms", &self.webhook_retry_delays_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// The dispatcher's settings.
+    pub fn dispatch(&self) -> crate::workers::dispatch::DispatchConfig {
+        use wharf_core::EngineKind;
+        crate::workers::dispatch::DispatchConfig {
+            rate: [
+                (EngineKind::Emulator, self.send_rate_emulator),
+                (EngineKind::Web, self.send_rate_web),
+                (EngineKind::Cloud, self.send_rate_cloud),
+            ]
+            .into_iter()
+            .collect(),
+            max_attempts: self.send_max_attempts,
+            base_backoff: std::time::Duration::from_millis(self.send_retry_base_ms),
+            max_backoff: std::time::Duration::from_millis(self.send_retry_max_ms),
+        }
+    }
+
+    /// The webhook deliverer's settings.
+    pub fn webhooks(&self) -> crate::workers::webhooks::WebhookConfig {
+        crate::workers::webhooks::WebhookConfig {
+            retry_delays: self
+                .webhook_retry_delays_ms
+                .iter()
+                .map(|ms| std::time::Duration::from_millis(*ms))
+                .collect(),
+            timeout: std::time::Duration::from_millis(self.webhook_timeout_ms),
+            concurrency: self.webhook_concurrency,
+            per_endpoint: self.webhook_per_endpoint,
+        }
+    }
+
+    /// The emulator's receipt timing.
+    pub fn receipt_delays(&self) -> wharf_engines::emulator::ReceiptDelays {
+        let after = |ms: i64| u64::try_from(ms).ok().map(std::time::Duration::from_millis);
+        wharf_engines::emulator::ReceiptDelays {
+            delivered: after(self.emulator_delivered_after_ms),
+            read: after(self.emulator_read_after_ms),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ mod config;
 mod error;
 pub mod http;
 pub mod services;
-mod workers;
+pub mod workers;
 
 pub use app::{run, run_with_store};
 pub use config::{Config, redact_url};

@@ -2,45 +2,109 @@
 //! `event_seq` is bumped in the same transaction as the change the event records, which also
 //! orders an account's events by commit, so a reader resuming "after N" never misses one.
 
-use sqlx::{AnyConnection, Row};
-use wharf_core::{AccountId, Event, time::now_millis};
+use sqlx::{AnyConnection, Row, any::AnyRow};
+use wharf_core::{AccountId, Event, MessageId, time::now_millis};
 
 use crate::{Result, Store, StoreError};
 
 /// A stored event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
+    pub account_id: String,
     pub seq: i64,
     pub id: String,
     pub session_id: Option<String>,
+    pub message_id: Option<String>,
     pub kind: String,
     pub payload: serde_json::Value,
     pub created_at: i64,
 }
 
-/// Appends `event` inside the caller's transaction and returns its cursor.
-pub(crate) async fn append_event(conn: &mut AnyConnection, event: &Event) -> Result<i64> {
-    let account = event.account_id.to_string();
-    let seq: i64 = sqlx::query_scalar(
-        "UPDATE accounts SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
-    )
-    .bind(&account)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO events (account_id, seq, id, session_id, type, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&account)
-    .bind(seq)
-    .bind(event.id.to_string())
-    .bind(event.session_id.map(|s| s.to_string()))
-    .bind(event.kind.as_str())
-    .bind(event.payload.to_string())
-    .bind(now_millis())
-    .execute(conn)
-    .await?;
-    Ok(seq)
+const COLUMNS: &str = "account_id, seq, id, session_id, message_id, type, payload, created_at";
+/// Rows per multi-row INSERT (8 parameters each, well under SQLite's limit).
+const CHUNK: usize = 200;
+
+impl EventRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let payload: String = row.try_get("payload")?;
+        Ok(Self {
+            account_id: row.try_get("account_id")?,
+            seq: row.try_get("seq")?,
+            id: row.try_get("id")?,
+            session_id: row.try_get("session_id")?,
+            message_id: row.try_get("message_id")?,
+            kind: row.try_get("type")?,
+            payload: serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// Appends one event inside the caller's transaction.
+pub(crate) async fn append_event(conn: &mut AnyConnection, event: &Event) -> Result<()> {
+    append_events(conn, std::slice::from_ref(event)).await
+}
+
+/// Appends events inside the caller's transaction, numbering each account's events in order
+/// with one counter update per run of same-account events.
+pub(crate) async fn append_events(conn: &mut AnyConnection, events: &[Event]) -> Result<()> {
+    let now = now_millis();
+    let mut rest = events;
+    while let Some(first) = rest.first() {
+        let run = rest
+            .iter()
+            .take_while(|e| e.account_id == first.account_id)
+            .count();
+        let (group, tail) = rest.split_at(run);
+        rest = tail;
+        let account = first.account_id.to_string();
+        let last: i64 = sqlx::query_scalar(
+            "UPDATE accounts SET event_seq = event_seq + $1 WHERE id = $2 RETURNING event_seq",
+        )
+        .bind(group.len() as i64)
+        .bind(&account)
+        .fetch_one(&mut *conn)
+        .await?;
+        let mut seq = last - group.len() as i64;
+        for chunk in group.chunks(CHUNK) {
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 8;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO events ({COLUMNS}) VALUES {}",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for event in chunk {
+                seq += 1;
+                query = query
+                    .bind(account.clone())
+                    .bind(seq)
+                    .bind(event.id.to_string())
+                    .bind(event.session_id.map(|s| s.to_string()))
+                    .bind(event.message_id.map(|m| m.to_string()))
+                    .bind(event.kind.as_str())
+                    .bind(event.payload.to_string())
+                    .bind(now);
+            }
+            query.execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
 }
 
 impl Store {
@@ -51,28 +115,39 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<EventRow>> {
-        let rows = sqlx::query(
-            "SELECT seq, id, session_id, type, payload, created_at FROM events \
-             WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(account.to_string())
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let payload: String = row.try_get("payload")?;
-                Ok(EventRow {
-                    seq: row.try_get("seq")?,
-                    id: row.try_get("id")?,
-                    session_id: row.try_get("session_id")?,
-                    kind: row.try_get("type")?,
-                    payload: serde_json::from_str(&payload)
-                        .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account.to_string())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(EventRow::from_row)
             .collect()
+    }
+
+    /// Events about one message, oldest first.
+    pub async fn message_events(&self, message: MessageId) -> Result<Vec<EventRow>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM events WHERE message_id = $1 ORDER BY account_id, seq");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(message.to_string())
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(EventRow::from_row)
+            .collect()
+    }
+
+    /// The account's latest cursor (0 before its first event).
+    pub async fn event_cursor(&self, account: AccountId) -> Result<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT event_seq FROM accounts WHERE id = $1")
+            .bind(account.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(seq.unwrap_or(0))
     }
 }

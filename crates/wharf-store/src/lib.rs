@@ -8,20 +8,28 @@
 mod accounts;
 mod events;
 mod keys;
+mod messages;
 mod operations;
 mod sessions;
+mod webhooks;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
 pub use accounts::AccountRow;
 pub use events::EventRow;
 pub use keys::{KeyRow, NewKey};
+pub use messages::{
+    Accepted, IdempotentAnswer, JobAction, JobOutcome, MessageFilter, MessageRow, OutboxJob,
+};
 pub use operations::OperationRow;
 pub use sessions::{NewSession, SessionFilter, SessionRow};
 use sqlx::{
     AnyPool, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
     migrate::Migrator,
+};
+pub use webhooks::{
+    AttemptResult, AttemptRow, DeliveryJob, DeliveryRow, DeliveryStatus, WebhookRow,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -64,6 +72,9 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     backend: Backend,
+    /// Bumped after every commit that appended events, so readers of the log (webhook
+    /// fan-out, event streams) wake without polling. In-process only.
+    appended: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The SQLite URL for a file path, creating the file when missing.
@@ -125,6 +136,7 @@ impl Store {
                     write,
                     read,
                     backend,
+                    appended: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -137,6 +149,7 @@ impl Store {
                     write: pool.clone(),
                     read: pool,
                     backend,
+                    appended: Default::default(),
                 })
             }
         }
@@ -156,6 +169,16 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.write).await?,
         }
         Ok(())
+    }
+
+    /// Wakes whenever events were committed by this process.
+    pub fn subscribe_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Tells subscribers that events were committed.
+    fn events_appended(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Which database this is.

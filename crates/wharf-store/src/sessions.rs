@@ -10,7 +10,7 @@ use wharf_core::{
 
 use crate::{
     Backend, NewKey, Result, Store, StoreError,
-    events::append_event,
+    events::{append_event, append_events},
     keys::{insert_key, revoke_session_keys},
     operations::{OperationRow, insert_operation},
 };
@@ -226,6 +226,18 @@ impl Store {
         Ok(rows)
     }
 
+    /// The session `id`, whatever its account (for engine callbacks and workers).
+    pub async fn find_session(&self, id: SessionId) -> Result<Option<SessionRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(SessionRow::from_row)
+            .transpose()
+    }
+
     /// Sessions of every account whose engine should be running, for resuming after a start.
     pub async fn running_sessions(&self) -> Result<Vec<SessionRow>> {
         let sql = format!(
@@ -255,10 +267,11 @@ impl Store {
         let events = change(&mut row)?;
         row.updated_at = now_millis();
         write_session(&mut tx, &row).await?;
-        for event in &events {
-            append_event(&mut tx, event).await?;
-        }
+        append_events(&mut tx, &events).await?;
         tx.commit().await.map_err(StoreError::from)?;
+        if !events.is_empty() {
+            self.events_appended();
+        }
         Ok(Some(row))
     }
 
@@ -291,6 +304,7 @@ impl Store {
         .await?;
         append_event(&mut tx, &event).await?;
         tx.commit().await.map_err(StoreError::from)?;
+        self.events_appended();
         Ok(Some((row, op)))
     }
 

@@ -6,6 +6,7 @@
 //! when it is set and the server is unreachable they fail.
 
 mod db;
+mod receiver;
 
 /// Defines `NAME::sqlite` and `NAME::postgres` tests that call `async fn FUNCTION(Backend)`
 /// (a function in the invoking module).
@@ -29,6 +30,7 @@ macro_rules! on_both_backends {
 use std::{net::SocketAddr, time::Duration};
 
 pub use db::{Backend, TestDb};
+pub use receiver::{Received, TestReceiver};
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -65,6 +67,12 @@ impl TestApp {
             database_url: db.url().to_owned(),
             instance_id: "test-instance".into(),
             rate_limit_per_minute: std::num::NonZeroU32::new(100_000).expect("non-zero"),
+            // Receipts only when a test asks for them; quick retries.
+            emulator_delivered_after_ms: -1,
+            emulator_read_after_ms: -1,
+            send_retry_base_ms: 20,
+            send_retry_max_ms: 200,
+            webhook_retry_delays_ms: vec![50, 100, 200],
             ..Config::default()
         };
         configure(&mut config);
@@ -191,6 +199,27 @@ impl TestApp {
             .await;
         assert_eq!(scanned["status"], "connected");
         (id, key)
+    }
+
+    /// Sends a text from `session` to `to` with the PAT; returns the `msg_…` id.
+    pub async fn send_text(&self, session: &str, to: &str, text: &str) -> String {
+        let answer = self
+            .post("/api/send-message")
+            .json(serde_json::json!({"session_id": session, "to": to, "text": text}))
+            .expect(202)
+            .await;
+        answer["message_id"]
+            .as_str()
+            .expect("message_id")
+            .to_owned()
+    }
+
+    /// Waits until the message's status is `status` (at most 10 s); returns its info.
+    pub async fn wait_status(&self, message: &str, status: &str) -> Value {
+        self.eventually(&format!("/api/messages/{message}/info"), |m| {
+            m["status"] == status
+        })
+        .await
     }
 
     /// Polls `path` until `done` holds for its JSON (at most 10 s).

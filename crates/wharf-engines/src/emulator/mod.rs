@@ -6,18 +6,30 @@
 //! The scan itself is the emulator's control surface (`/emulator/sessions/{id}/scan` in the
 //! server), standing in for a person pointing their phone at the QR.
 
+mod receipts;
+
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, Weak},
+    time::Duration,
 };
 
 use async_trait::async_trait;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use rand::RngCore;
 use wharf_core::{
-    Capabilities, Engine, EngineError, EngineKind, EngineSink, EngineUpdate, Phone, SessionId,
+    Capabilities, Engine, EngineError, EngineKind, EngineSink, EngineUpdate, Jid, Phone, SessionId,
     engine::EngineSession,
+    jid::JidServer,
+    message::{
+        Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ReceiptKind,
+        new_provider_id,
+    },
+    time::now_millis,
 };
+
+pub use self::receipts::ReceiptDelays;
+use self::receipts::Receipts;
 
 /// What the emulator knows of a session it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,19 +40,119 @@ enum Running {
     Online { phone: Phone },
 }
 
+/// How sends of a session should fail, set through the control surface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailurePlan {
+    /// Whether the failure is worth retrying.
+    pub retryable: bool,
+    /// How many sends fail before they work again; `None` for all of them.
+    pub remaining: Option<u32>,
+    /// What the failure says.
+    pub reason: String,
+}
+
+/// The emulated network as one session sees it: failures on demand, numbers not on WhatsApp.
+#[derive(Debug, Default)]
+struct Network {
+    failures: Option<FailurePlan>,
+    not_on_whatsapp: HashSet<Phone>,
+}
+
 /// The emulator engine.
 pub struct Emulator {
     sink: Weak<dyn EngineSink>,
     sessions: Mutex<HashMap<SessionId, Running>>,
+    networks: Mutex<HashMap<SessionId, Network>>,
+    receipts: Receipts,
 }
 
+/// Everything the emulator can send.
+const KINDS: &[MessageKind] = &MessageKind::ALL;
+
 impl Emulator {
-    /// An emulator reporting to `sink`. The sink is held weakly: it usually owns the engine.
-    pub fn new(sink: Weak<dyn EngineSink>) -> Self {
+    /// An emulator reporting to `sink`, sending receipts after `delays`. The sink is held
+    /// weakly: it usually owns the engine. Must be called inside a Tokio runtime.
+    pub fn new(sink: Weak<dyn EngineSink>, delays: ReceiptDelays) -> Self {
+        let receipts = Receipts::spawn(sink.clone(), delays);
         Self {
             sink,
             sessions: Mutex::new(HashMap::new()),
+            networks: Mutex::new(HashMap::new()),
+            receipts,
         }
+    }
+
+    fn online_phone(&self, session: SessionId) -> Result<Phone, EngineError> {
+        match self.lock().get(&session) {
+            Some(Running::Online { phone }) => Ok(phone.clone()),
+            _ => Err(EngineError::Transient(
+                "the session is not connected".into(),
+            )),
+        }
+    }
+
+    fn network<T>(&self, session: SessionId, f: impl FnOnce(&mut Network) -> T) -> T {
+        let mut networks = self.networks.lock().unwrap_or_else(|e| e.into_inner());
+        f(networks.entry(session).or_default())
+    }
+
+    /// Makes the session's next sends fail (`None` clears the plan).
+    pub fn set_failures(&self, session: SessionId, plan: Option<FailurePlan>) {
+        self.network(session, |n| n.failures = plan);
+    }
+
+    /// Marks `phone` as (not) on WhatsApp for this session's sends.
+    pub fn set_on_whatsapp(&self, session: SessionId, phone: Phone, on_whatsapp: bool) {
+        self.network(session, |n| {
+            if on_whatsapp {
+                n.not_on_whatsapp.remove(&phone);
+            } else {
+                n.not_on_whatsapp.insert(phone);
+            }
+        });
+    }
+
+    /// A user of the emulated network writes to the session. Returns the WhatsApp id.
+    pub async fn inbound(
+        &self,
+        session: SessionId,
+        from: Jid,
+        chat: Option<Jid>,
+        content: Content,
+    ) -> Result<String, EngineError> {
+        self.online_phone(session)?;
+        let provider_id = new_provider_id();
+        let message = Inbound {
+            provider_id: provider_id.clone(),
+            chat: chat.unwrap_or_else(|| from.clone()),
+            sender: from,
+            content,
+            sent_at: now_millis(),
+        };
+        self.sink()?
+            .update(session, EngineUpdate::Inbound(message))
+            .await?;
+        Ok(provider_id)
+    }
+
+    /// The recipient's phone sends a receipt for a message the session sent, now.
+    pub async fn receipt(
+        &self,
+        session: SessionId,
+        provider_id: String,
+        kind: ReceiptKind,
+    ) -> Result<(), EngineError> {
+        self.online_phone(session)?;
+        self.sink()?
+            .update(
+                session,
+                EngineUpdate::Receipt {
+                    provider_id,
+                    kind,
+                    at: now_millis(),
+                },
+            )
+            .await
     }
 
     fn sink(&self) -> Result<Arc<dyn EngineSink>, EngineError> {
@@ -145,7 +257,18 @@ impl Engine for Emulator {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { qr_pairing: true }
+        Capabilities {
+            qr_pairing: true,
+            kinds: KINDS,
+            view_once: true,
+            channels: true,
+            edits: true,
+            revoke: true,
+            replies: true,
+            presence: true,
+            mark_read: true,
+            client_message_ids: true,
+        }
     }
 
     async fn start(&self, session: &EngineSession) -> Result<(), EngineError> {
@@ -185,7 +308,76 @@ impl Engine for Emulator {
 
     async fn logout(&self, session: SessionId) -> Result<(), EngineError> {
         self.lock().remove(&session);
+        self.networks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&session);
         Ok(())
+    }
+
+    async fn send(&self, session: SessionId, message: &Outbound) -> Result<String, EngineError> {
+        self.online_phone(session)?;
+        let refusal = self.network(session, |n| {
+            if let Some(plan) = &mut n.failures {
+                let failure = if plan.retryable {
+                    EngineError::Transient(plan.reason.clone())
+                } else {
+                    EngineError::Permanent(plan.reason.clone())
+                };
+                match &mut plan.remaining {
+                    Some(0) => n.failures = None,
+                    Some(left) => {
+                        *left -= 1;
+                        if *left == 0 {
+                            n.failures = None;
+                        }
+                        return Some(failure);
+                    }
+                    None => return Some(failure),
+                }
+            }
+            message
+                .to
+                .phone()
+                .filter(|p| n.not_on_whatsapp.contains(p))
+                .map(|p| EngineError::Permanent(format!("{p} is not on WhatsApp")))
+        });
+        if let Some(e) = refusal {
+            return Err(e);
+        }
+        let id = message.provider_id.clone().unwrap_or_else(new_provider_id);
+        if message.to.server() != JidServer::Newsletter {
+            let audio = matches!(
+                message.content,
+                Content::Media {
+                    media: MessageKind::Audio,
+                    ..
+                }
+            );
+            self.receipts.schedule(session, id.clone(), audio);
+        }
+        Ok(id)
+    }
+
+    async fn act(&self, session: SessionId, _action: &MessageAction) -> Result<(), EngineError> {
+        self.online_phone(session).map(|_| ())
+    }
+
+    async fn presence(
+        &self,
+        session: SessionId,
+        _to: Option<&Jid>,
+        _presence: Presence,
+    ) -> Result<(), EngineError> {
+        self.online_phone(session).map(|_| ())
+    }
+}
+
+/// The default receipt timing: delivered after 1 s, read after 3 s.
+pub fn default_delays() -> ReceiptDelays {
+    ReceiptDelays {
+        delivered: Some(Duration::from_secs(1)),
+        read: Some(Duration::from_secs(3)),
     }
 }
 

@@ -13,8 +13,15 @@ struct Recorder(Mutex<Vec<(SessionId, EngineUpdate)>>);
 
 #[async_trait]
 impl EngineSink for Recorder {
-    async fn update(&self, session: SessionId, update: EngineUpdate) -> Result<(), EngineError> {
-        self.0.lock().unwrap().push((session, update));
+    async fn updates(
+        &self,
+        session: SessionId,
+        updates: Vec<EngineUpdate>,
+    ) -> Result<(), EngineError> {
+        self.0
+            .lock()
+            .unwrap()
+            .extend(updates.into_iter().map(|u| (session, u)));
         Ok(())
     }
 }
@@ -22,7 +29,13 @@ impl EngineSink for Recorder {
 fn setup() -> (Arc<Recorder>, Emulator) {
     let recorder = Arc::new(Recorder::default());
     let sink: Arc<dyn EngineSink> = recorder.clone();
-    let emulator = Emulator::new(Arc::downgrade(&sink));
+    let emulator = Emulator::new(
+        Arc::downgrade(&sink),
+        super::ReceiptDelays {
+            delivered: None,
+            read: None,
+        },
+    );
     (recorder, emulator)
 }
 

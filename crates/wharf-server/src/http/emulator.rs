@@ -4,16 +4,25 @@
 
 use axum::{
     Json,
+    body::Bytes,
     extract::{Path, State},
+    http::StatusCode,
 };
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use wharf_core::{MessageId, message::ReceiptKind};
 use wharf_core::{Phone, SessionId};
+use wharf_engines::emulator::FailurePlan;
 
 use super::{
     AppState,
     error::{ApiError, ErrorBody},
-    extract::ApiJson,
-    wapio::views::{ScanBody, SessionView},
+    extract::{ApiJson, parse_json},
+    wapio::{
+        send::{SendMessageBody, parse_recipient},
+        views::{ScanBody, SessionView},
+    },
 };
 use crate::services::Caller;
 
@@ -21,6 +30,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(scan_qr))
         .routes(routes!(logout_from_phone))
+        .routes(routes!(inject_inbound))
+        .routes(routes!(set_failures))
+        .routes(routes!(set_contact))
+        .routes(routes!(send_receipt))
 }
 
 fn session_id(raw: &str) -> Result<SessionId, ApiError> {
@@ -67,4 +80,217 @@ async fn logout_from_phone(
         .emulator_logout(&caller, session_id(&id)?)
         .await?;
     Ok(Json(SessionView::from(&row)))
+}
+
+/// `POST /emulator/sessions/{id}/inbound`: a user writes to the session. `from` is a phone or
+/// JID; `chat` (a group or channel JID) when it is written there; the other fields are the
+/// content fields of `/api/send-message` (`text`, `imageUrl`, `location`, …).
+/// (Parsed by hand: see `inject_inbound`; this type documents the body.)
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct InboundBody {
+    pub from: String,
+    pub chat: Option<String>,
+    pub text: Option<String>,
+}
+
+/// The WhatsApp id of an injected message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InjectedView {
+    pub provider_msg_id: String,
+}
+
+/// POST /emulator/sessions/{id}/inbound — a user of the emulated network sends the session a
+/// message (any kind); it arrives as `message.received`.
+#[utoipa::path(post, path = "/emulator/sessions/{id}/inbound", tag = "emulator", params(("id" = String, Path)),
+    request_body = InboundBody,
+    responses((status = 202, body = InjectedView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn inject_inbound(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<InjectedView>), ApiError> {
+    // `from` and `chat` are taken out; the rest is a send-message body without recipient.
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        parse_json(if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &body
+        })?;
+    let text_of = |v: Option<serde_json::Value>, field: &str| -> Result<Option<String>, ApiError> {
+        match v {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::invalid(field, "must be a string")),
+        }
+    };
+    let from = text_of(fields.remove("from"), "from")?
+        .ok_or_else(|| ApiError::invalid("from", "required: who writes"))?;
+    let from = parse_recipient("from", &from)?;
+    let chat = text_of(fields.remove("chat"), "chat")?
+        .map(|c| parse_recipient("chat", &c))
+        .transpose()?;
+    for field in ["session_id", "to", "channel_id", "quoted_message_id"] {
+        if fields.contains_key(field) {
+            return Err(ApiError::invalid(
+                field,
+                "does not apply to an injected message (it comes from `from`)",
+            ));
+        }
+    }
+    let message: SendMessageBody =
+        parse_json(serde_json::Value::Object(fields).to_string().as_bytes())?;
+    let content = message.content()?;
+    let (row, emulator) = app
+        .services
+        .sessions
+        .emulator_session(&caller, session_id(&id)?)
+        .await?;
+    let provider_msg_id = emulator
+        .inbound(row.id, from, chat, content)
+        .await
+        .map_err(not_connected)?;
+    Ok((StatusCode::ACCEPTED, Json(InjectedView { provider_msg_id })))
+}
+
+fn not_connected(e: wharf_core::EngineError) -> ApiError {
+    match e {
+        wharf_core::EngineError::Transient(m) => {
+            ApiError::new(StatusCode::CONFLICT, "session_not_connected", m)
+        }
+        other => crate::ServiceError::from(other).into(),
+    }
+}
+
+/// `POST /emulator/sessions/{id}/failures`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailuresBody {
+    /// `retryable` (the dispatcher retries with backoff), `permanent` (the message fails at
+    /// once), or `none` to stop failing.
+    pub mode: String,
+    /// How many sends fail; absent means every send until changed.
+    pub count: Option<u32>,
+    /// What the failure says (default: "emulated failure").
+    pub reason: Option<String>,
+}
+
+/// POST /emulator/sessions/{id}/failures — makes the session's next sends fail.
+#[utoipa::path(post, path = "/emulator/sessions/{id}/failures", tag = "emulator", params(("id" = String, Path)),
+    request_body = FailuresBody,
+    responses((status = 204, description = "Set."), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_failures(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<FailuresBody>,
+) -> Result<StatusCode, ApiError> {
+    let retryable = match body.mode.as_str() {
+        "retryable" => Some(true),
+        "permanent" => Some(false),
+        "none" => None,
+        _ => {
+            return Err(ApiError::invalid(
+                "mode",
+                "must be retryable, permanent or none",
+            ));
+        }
+    };
+    if body.count == Some(0) {
+        return Err(ApiError::invalid(
+            "count",
+            "must be at least 1 (or absent for every send)",
+        ));
+    }
+    let (row, emulator) = app
+        .services
+        .sessions
+        .emulator_session(&caller, session_id(&id)?)
+        .await?;
+    let plan = retryable.map(|retryable| FailurePlan {
+        retryable,
+        remaining: body.count,
+        reason: body.reason.unwrap_or_else(|| "emulated failure".into()),
+    });
+    emulator.set_failures(row.id, plan);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /emulator/sessions/{id}/contacts`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactStateBody {
+    pub phone: String,
+    /// `false`: sends to this number fail for good ("not on WhatsApp").
+    pub on_whatsapp: bool,
+}
+
+/// POST /emulator/sessions/{id}/contacts — says whether a number is on WhatsApp.
+#[utoipa::path(post, path = "/emulator/sessions/{id}/contacts", tag = "emulator", params(("id" = String, Path)),
+    request_body = ContactStateBody,
+    responses((status = 204, description = "Set."), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_contact(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ContactStateBody>,
+) -> Result<StatusCode, ApiError> {
+    let phone = Phone::parse(&body.phone).map_err(|e| ApiError::invalid("phone", e.to_string()))?;
+    let (row, emulator) = app
+        .services
+        .sessions
+        .emulator_session(&caller, session_id(&id)?)
+        .await?;
+    emulator.set_on_whatsapp(row.id, phone, body.on_whatsapp);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /emulator/sessions/{id}/receipts`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptBody {
+    /// The message (`msg_…`) the session sent.
+    pub message_id: String,
+    /// `delivered`, `read` or `played`.
+    #[schema(value_type = String)]
+    pub status: ReceiptKind,
+}
+
+/// POST /emulator/sessions/{id}/receipts — the recipient's phone sends a receipt now (in any
+/// order, any number of times).
+#[utoipa::path(post, path = "/emulator/sessions/{id}/receipts", tag = "emulator", params(("id" = String, Path)),
+    request_body = ReceiptBody,
+    responses((status = 202, description = "Sent."), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn send_receipt(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReceiptBody>,
+) -> Result<StatusCode, ApiError> {
+    let message: MessageId = body
+        .message_id
+        .parse()
+        .map_err(|_| ApiError::invalid("message_id", "must be a message id (msg_…)"))?;
+    let (row, emulator) = app
+        .services
+        .sessions
+        .emulator_session(&caller, session_id(&id)?)
+        .await?;
+    let sent = app
+        .services
+        .store
+        .get_message(caller.account_id, message)
+        .await
+        .map_err(crate::ServiceError::from)?
+        .filter(|m| m.session_id == row.id)
+        .and_then(|m| m.provider_msg_id.filter(|_| m.sent_at.is_some()))
+        .ok_or_else(|| ApiError::invalid("message_id", "no message this session has sent"))?;
+    emulator
+        .receipt(row.id, sent, body.status)
+        .await
+        .map_err(not_connected)?;
+    Ok(StatusCode::ACCEPTED)
 }

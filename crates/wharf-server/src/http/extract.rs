@@ -130,6 +130,18 @@ impl QueryPairs {
         }
     }
 
+    /// `limit`: 1 to 100, 50 when absent.
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.get("limit") {
+            None => Ok(50),
+            Some(l) => l
+                .parse::<i64>()
+                .ok()
+                .filter(|l| (1..=100).contains(l))
+                .ok_or_else(|| ApiError::invalid("limit", "must be an integer from 1 to 100")),
+        }
+    }
+
     /// The value of `name`, treating an empty value as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -3,9 +3,11 @@
 pub mod auth;
 mod emulator;
 pub mod error;
+mod events;
 pub mod extract;
 mod ops;
 pub mod wapio;
+mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
@@ -43,6 +45,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
     modifiers(&SecurityAddon),
     security(("bearer" = []), ("api_key" = [])),
     tags((name = "sessions", description = "WhatsApp session lifecycle (Wapio Sessions API)."),
+         (name = "messages", description = "Sending, tracking and managing messages (Wapio Messages API)."),
+         (name = "webhooks", description = "Webhook endpoints, signed deliveries and their log."),
+         (name = "events", description = "The event log: catch-up and a live stream."),
          (name = "emulator", description = "Control surface of the emulator engine."),
          (name = "ops", description = "Health and readiness."))
 )]
@@ -64,7 +69,11 @@ impl Modify for SecurityAddon {
 }
 
 fn authenticated_routes(emulator_control: bool) -> OpenApiRouter<AppState> {
-    let router = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(wapio::sessions::routes());
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(wapio::sessions::routes())
+        .merge(wapio::messages::routes())
+        .merge(webhooks::routes())
+        .merge(events::routes());
     if emulator_control {
         router.merge(emulator::routes())
     } else {

@@ -3,11 +3,16 @@
 
 use async_trait::async_trait;
 use serde_json::json;
+use tokio::sync::mpsc;
 use wharf_core::{
-    EngineError, EngineSink, EngineUpdate, Event, EventType, OperationStatus, Phone, SessionId,
-    SessionStatus, engine::EngineSession, time::now_millis,
+    EngineError, EngineSink, EngineUpdate, Event, EventType, Jid, MessageId, OperationStatus,
+    Phone, SessionId, SessionStatus,
+    engine::EngineSession,
+    jid::JidServer,
+    message::{Inbound, ReceiptKind},
+    time::now_millis,
 };
-use wharf_store::{SessionRow, Store, StoreError};
+use wharf_store::{JobAction, OutboxJob, SessionRow, Store, StoreError};
 
 use super::{Caller, SessionService};
 use crate::ServiceError;
@@ -43,23 +48,31 @@ fn set_status(row: &mut SessionRow, status: SessionStatus, reason: Option<String
 
 /// Receives engine updates and persists them. Updates that no longer fit the session's state
 /// (say, a QR arriving after the user disconnected) are dropped: the user's intent wins.
+/// Inbound messages honour the session's settings (ignored chats, automatic read marks).
 pub struct Supervisor {
     store: Store,
     instance_id: String,
+    dispatch: mpsc::UnboundedSender<SessionId>,
 }
 
 impl Supervisor {
-    /// A sink writing to `store`, recording `instance_id` as the worker of running sessions.
-    pub fn new(store: Store, instance_id: String) -> Self {
-        Self { store, instance_id }
+    /// A sink writing to `store`, recording `instance_id` as the worker of running sessions
+    /// and waking `dispatch` when a session can send.
+    pub fn new(
+        store: Store,
+        instance_id: String,
+        dispatch: mpsc::UnboundedSender<SessionId>,
+    ) -> Self {
+        Self {
+            store,
+            instance_id,
+            dispatch,
+        }
     }
-}
 
-#[async_trait]
-impl EngineSink for Supervisor {
-    async fn update(&self, session: SessionId, update: EngineUpdate) -> Result<(), EngineError> {
+    async fn status(&self, session: SessionId, update: EngineUpdate) -> Result<(), StoreError> {
         let instance = self.instance_id.clone();
-        let result = self
+        let connected = self
             .store
             .modify_session::<StoreError>(None, session, move |row| {
                 let running = row.status.is_running();
@@ -97,10 +110,100 @@ impl EngineSink for Supervisor {
                     _ => Vec::new(),
                 })
             })
-            .await;
-        result
-            .map(|_| ())
-            .map_err(|e| EngineError::Transient(format!("could not record the update: {e}")))
+            .await?;
+        if connected.is_some_and(|row| row.status == SessionStatus::Connected) {
+            let _ = self.dispatch.send(session);
+        }
+        Ok(())
+    }
+
+    async fn flush(
+        &self,
+        session: SessionId,
+        receipts: &mut Vec<(String, ReceiptKind, i64)>,
+        inbound: &mut Vec<Inbound>,
+    ) -> Result<(), StoreError> {
+        if !receipts.is_empty() {
+            self.store.apply_receipts(session, receipts).await?;
+            receipts.clear();
+        }
+        if inbound.is_empty() {
+            return Ok(());
+        }
+        let Some(row) = self.store.find_session(session).await? else {
+            inbound.clear();
+            return Ok(());
+        };
+        let settings = row.settings;
+        let wanted: Vec<Inbound> = inbound
+            .drain(..)
+            .filter(|m| match m.chat.server() {
+                JidServer::Group => !settings.ignore_groups,
+                JidServer::Newsletter => !settings.ignore_channels,
+                JidServer::Broadcast => !settings.ignore_broadcasts,
+                _ => true,
+            })
+            .collect();
+        let stored = self
+            .store
+            .ingest_inbound(row.account_id, session, &wanted)
+            .await?;
+        if settings.read_incoming && !stored.is_empty() {
+            let mut by_chat: std::collections::BTreeMap<String, (Jid, Vec<MessageId>)> =
+                Default::default();
+            for m in &stored {
+                by_chat
+                    .entry(m.chat_jid.to_string())
+                    .or_insert_with(|| (m.chat_jid.clone(), Vec::new()))
+                    .1
+                    .push(m.id);
+            }
+            for (_, (chat, ids)) in by_chat {
+                let job = OutboxJob::new(
+                    row.account_id,
+                    session,
+                    chat,
+                    None,
+                    JobAction::MarkRead,
+                    json!({ "message_ids": ids }),
+                );
+                self.store.enqueue_job(&job).await?;
+            }
+            let _ = self.dispatch.send(session);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EngineSink for Supervisor {
+    async fn updates(
+        &self,
+        session: SessionId,
+        updates: Vec<EngineUpdate>,
+    ) -> Result<(), EngineError> {
+        let mut receipts = Vec::new();
+        let mut inbound = Vec::new();
+        let result: Result<(), StoreError> = async {
+            for update in updates {
+                match update {
+                    EngineUpdate::Receipt {
+                        provider_id,
+                        kind,
+                        at,
+                    } => receipts.push((provider_id, kind, at)),
+                    EngineUpdate::Inbound(message) => inbound.push(message),
+                    other => {
+                        // Keep the order: what came before a status change is recorded first.
+                        self.flush(session, &mut receipts, &mut inbound).await?;
+                        self.status(session, other).await?;
+                    }
+                }
+            }
+            self.flush(session, &mut receipts, &mut inbound).await
+        }
+        .await;
+        result.map_err(|e| EngineError::Transient(format!("could not record the update: {e}")))
     }
 }
 
@@ -272,7 +375,9 @@ impl SessionService {
         self.get(caller, id).await
     }
 
-    async fn emulator_session(
+    /// The session and the emulator, for the emulator's control surface; refuses sessions of
+    /// other engines.
+    pub async fn emulator_session(
         &self,
         caller: &Caller,
         id: SessionId,

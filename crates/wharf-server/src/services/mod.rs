@@ -1,16 +1,21 @@
 //! Services hold the rules (validation, state machines, tenancy). They know no HTTP.
 
 mod engines;
+pub mod events;
 mod lifecycle;
+pub mod messages;
 pub mod sessions;
+pub mod webhooks;
 
 use std::sync::Arc;
 
 pub use engines::Engines;
 pub use lifecycle::Supervisor;
+pub use messages::MessageService;
 pub use sessions::{
     CreateSession, CreatedSession, RotatedKey, SessionList, SessionService, UpdateSession,
 };
+pub use webhooks::WebhookService;
 use wharf_core::{AccountId, SessionId};
 
 use crate::ServiceError;
@@ -45,5 +50,7 @@ impl Caller {
 pub struct Services {
     pub store: wharf_store::Store,
     pub sessions: Arc<SessionService>,
+    pub messages: Arc<MessageService>,
+    pub webhooks: Arc<WebhookService>,
     pub engines: Arc<Engines>,
 }

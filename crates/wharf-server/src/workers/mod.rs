@@ -1,6 +1,8 @@
 //! Long-running loops, each with one job, all stopped by one cancellation token.
 
+pub mod dispatch;
 pub mod operations;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -12,5 +14,25 @@ pub async fn resume(sessions: Arc<SessionService>) {
         Ok(0) => {}
         Ok(n) => tracing::info!(sessions = n, "resumed running sessions"),
         Err(e) => tracing::error!(error = %e, "could not resume running sessions"),
+    }
+}
+
+/// Forgets idempotency keys past their time, hourly.
+pub async fn expire_idempotency_keys(
+    store: wharf_store::Store,
+    hours: u64,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let before = wharf_core::time::now_millis() - (hours as i64) * 3_600_000;
+                if let Err(e) = store.expire_idempotency_keys(before).await {
+                    tracing::warn!(error = %e, "could not expire idempotency keys");
+                }
+            }
+        }
     }
 }

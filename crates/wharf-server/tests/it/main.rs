@@ -27,7 +27,10 @@ macro_rules! dual_test {
 }
 
 mod auth;
+mod events;
 mod lifecycle;
+mod messages;
 mod ops;
 mod sessions;
 mod validation;
+mod webhooks;

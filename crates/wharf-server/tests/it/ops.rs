@@ -24,6 +24,25 @@ dual_test! {
             ("/v1/operations/{id}", vec!["get"]),
             ("/emulator/sessions/{id}/scan", vec!["post"]),
             ("/emulator/sessions/{id}/logout", vec!["post"]),
+            ("/emulator/sessions/{id}/inbound", vec!["post"]),
+            ("/emulator/sessions/{id}/failures", vec!["post"]),
+            ("/emulator/sessions/{id}/contacts", vec!["post"]),
+            ("/emulator/sessions/{id}/receipts", vec!["post"]),
+            ("/api/send-message", vec!["post"]),
+            ("/api/messages/{id}/info", vec!["get"]),
+            ("/api/messages/{id}", vec!["delete", "put"]),
+            ("/api/messages/{id}/edit", vec!["post"]),
+            ("/api/messages/{id}/resend", vec!["post"]),
+            ("/api/messages/read", vec!["post"]),
+            ("/api/send-presence-update", vec!["post"]),
+            ("/api/whatsapp-sessions/{id}/message-logs", vec!["get"]),
+            ("/v1/webhooks", vec!["get", "post"]),
+            ("/v1/webhooks/{id}", vec!["get", "patch", "delete"]),
+            ("/v1/webhooks/{id}/rotate-secret", vec!["post"]),
+            ("/v1/webhooks/{id}/deliveries", vec!["get"]),
+            ("/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", vec!["post"]),
+            ("/v1/events", vec!["get"]),
+            ("/v1/events/stream", vec!["get"]),
             ("/healthz", vec!["get"]),
             ("/readyz", vec!["get"]),
             ("/openapi.json", vec!["get"]),
@@ -37,7 +56,7 @@ dual_test! {
             }
         }
         let schemas = doc["components"]["schemas"].as_object().unwrap();
-        for name in ["SessionView", "SessionListView", "CreatedSessionView", "CreateSessionBody", "ErrorBody", "OperationView", "SessionSettings"] {
+        for name in ["SessionView", "SessionListView", "CreatedSessionView", "CreateSessionBody", "ErrorBody", "OperationView", "SessionSettings", "SendMessageBody", "MessageInfoView", "WebhookView", "DeliveryView", "EventListView"] {
             assert!(schemas.contains_key(name), "schema {name}");
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());

@@ -1,0 +1,369 @@
+//! Messages: the content model for every kind, statuses that only move forward, and what
+//! engines report about them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{Jid, MessageId};
+
+/// Longest text body WhatsApp accepts.
+pub const MAX_TEXT_CHARS: usize = 4096;
+/// Longest media caption.
+pub const MAX_CAPTION_CHARS: usize = 1024;
+/// How long after sending a text message may be edited.
+pub const EDIT_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// A WhatsApp Web style message id: `3EB0` and 20 hex digits. Engines whose ids the client
+/// chooses get one at acceptance, so a resend after a crash carries the same id.
+pub fn new_provider_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 10];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+    format!("3EB0{hex}")
+}
+
+/// The kind of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Text,
+    Image,
+    Video,
+    Document,
+    Audio,
+    Sticker,
+    Location,
+    Contact,
+    Poll,
+    Reaction,
+}
+
+impl MessageKind {
+    /// Every kind.
+    pub const ALL: [Self; 10] = [
+        Self::Text,
+        Self::Image,
+        Self::Video,
+        Self::Document,
+        Self::Audio,
+        Self::Sticker,
+        Self::Location,
+        Self::Contact,
+        Self::Poll,
+        Self::Reaction,
+    ];
+
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Video => "video",
+            Self::Document => "document",
+            Self::Audio => "audio",
+            Self::Sticker => "sticker",
+            Self::Location => "location",
+            Self::Contact => "contact",
+            Self::Poll => "poll",
+            Self::Reaction => "reaction",
+        }
+    }
+
+    /// The kind named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// Whether the kind carries a media file.
+    pub fn is_media(self) -> bool {
+        matches!(
+            self,
+            Self::Image | Self::Video | Self::Document | Self::Audio | Self::Sticker
+        )
+    }
+}
+
+/// What a message says. Stored as JSON with a `kind` tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Content {
+    Text {
+        text: String,
+    },
+    /// Image, video, document, audio or sticker, by URL.
+    Media {
+        media: MessageKind,
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mime_type: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        view_once: bool,
+    },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+    },
+    Contact {
+        full_name: String,
+        phone_number: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        organization: Option<String>,
+    },
+    Poll {
+        question: String,
+        options: Vec<String>,
+        multi_select: bool,
+    },
+    /// A reaction to another message; an empty emoji removes the reaction.
+    Reaction {
+        target: MessageId,
+        target_provider_id: String,
+        emoji: String,
+    },
+}
+
+impl Content {
+    /// The message kind of this content.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Self::Text { .. } => MessageKind::Text,
+            Self::Media { media, .. } => *media,
+            Self::Location { .. } => MessageKind::Location,
+            Self::Contact { .. } => MessageKind::Contact,
+            Self::Poll { .. } => MessageKind::Poll,
+            Self::Reaction { .. } => MessageKind::Reaction,
+        }
+    }
+
+    /// Whether this is view-once media.
+    pub fn is_view_once(&self) -> bool {
+        matches!(
+            self,
+            Self::Media {
+                view_once: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Where a message stands. Outgoing ones move `queued → sent → delivered → read (→ played)`;
+/// `failed` and `deleted` end delivery. Incoming ones are `received`, then `read` once marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Queued,
+    Sent,
+    Delivered,
+    Read,
+    Played,
+    Failed,
+    Deleted,
+    Received,
+}
+
+impl MessageStatus {
+    /// Every status.
+    pub const ALL: [Self; 8] = [
+        Self::Queued,
+        Self::Sent,
+        Self::Delivered,
+        Self::Read,
+        Self::Played,
+        Self::Failed,
+        Self::Deleted,
+        Self::Received,
+    ];
+
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Played => "played",
+            Self::Failed => "failed",
+            Self::Deleted => "deleted",
+            Self::Received => "received",
+        }
+    }
+
+    /// The status named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Position on the delivery path; `None` for statuses off it.
+    pub fn rank(self) -> Option<u8> {
+        match self {
+            Self::Queued => Some(0),
+            Self::Received | Self::Sent => Some(1),
+            Self::Delivered => Some(2),
+            Self::Read => Some(3),
+            Self::Played => Some(4),
+            Self::Failed | Self::Deleted => None,
+        }
+    }
+
+    /// Whether delivery has ended (no receipt moves it any more).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Failed | Self::Deleted)
+    }
+
+    /// Whether `next` moves this status forward (never back, never out of an end).
+    pub fn advances_to(self, next: Self) -> bool {
+        match (self.rank(), next.rank()) {
+            (Some(a), Some(b)) => b > a,
+            _ => false,
+        }
+    }
+}
+
+/// Who sent a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::In => "in",
+            Self::Out => "out",
+        }
+    }
+
+    /// The direction named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "in" => Some(Self::In),
+            "out" => Some(Self::Out),
+            _ => None,
+        }
+    }
+}
+
+/// A receipt from the recipient's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+    Played,
+}
+
+impl ReceiptKind {
+    /// The status a receipt moves a message to.
+    pub fn status(self) -> MessageStatus {
+        match self {
+            Self::Delivered => MessageStatus::Delivered,
+            Self::Read => MessageStatus::Read,
+            Self::Played => MessageStatus::Played,
+        }
+    }
+}
+
+/// A message an engine is asked to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    pub message_id: MessageId,
+    /// The WhatsApp id chosen in advance (WhatsApp Web picks its own ids, so a resend after a
+    /// crash reuses the id and WhatsApp drops the duplicate); `None` where the engine assigns.
+    pub provider_id: Option<String>,
+    pub to: Jid,
+    pub content: Content,
+    /// The WhatsApp id of the message this one replies to.
+    pub quoted_provider_id: Option<String>,
+}
+
+/// Something done to an existing message or chat.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageAction {
+    /// Revoke for everyone.
+    Revoke { chat: Jid, provider_id: String },
+    /// Replace the text.
+    Edit {
+        chat: Jid,
+        provider_id: String,
+        text: String,
+    },
+    /// Send read receipts for received messages.
+    MarkRead {
+        chat: Jid,
+        provider_ids: Vec<String>,
+    },
+}
+
+/// A chat presence to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    Available,
+    Unavailable,
+    Composing,
+    Recording,
+    Paused,
+}
+
+/// A message that arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    pub provider_id: String,
+    /// The chat (the sender for direct chats, the group for groups).
+    pub chat: Jid,
+    /// Who wrote it.
+    pub sender: Jid,
+    pub content: Content,
+    /// When WhatsApp says it was sent (ms).
+    pub sent_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_only_move_forward() {
+        use MessageStatus::*;
+        assert!(Queued.advances_to(Sent));
+        assert!(Sent.advances_to(Read));
+        assert!(Delivered.advances_to(Played));
+        assert!(!Read.advances_to(Delivered));
+        assert!(!Read.advances_to(Read));
+        assert!(!Failed.advances_to(Delivered));
+        assert!(!Deleted.advances_to(Read));
+        assert!(!Sent.advances_to(Failed), "failing is not a receipt");
+        assert!(Received.advances_to(Read));
+    }
+
+    #[test]
+    fn content_round_trips_with_its_kind() {
+        let c = Content::Media {
+            media: MessageKind::Image,
+            url: "https://example.com/a.jpg".into(),
+            caption: Some("hi".into()),
+            file_name: None,
+            mime_type: None,
+            view_once: true,
+        };
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["kind"], "media");
+        assert_eq!(json["view_once"], true);
+        assert_eq!(serde_json::from_value::<Content>(json).unwrap(), c);
+        assert_eq!(c.kind(), MessageKind::Image);
+        assert!(c.is_view_once());
+    }
+}

@@ -1,0 +1,142 @@
+//! `/v1/events`: catch-up reads of the event log and a live Server-Sent Events stream that
+//! resumes from `Last-Event-ID`.
+
+use std::{collections::VecDeque, convert::Infallible, time::Duration};
+
+use axum::{
+    Json,
+    extract::State,
+    http::HeaderMap,
+    response::sse::{Event as SseEvent, KeepAlive, Sse},
+};
+use futures::Stream;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use wharf_store::{EventRow, Store};
+
+use super::{
+    AppState,
+    error::{ApiError, ErrorBody},
+    extract::QueryPairs,
+};
+use crate::services::{
+    Caller,
+    events::{catch_up, envelope},
+};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(stream_events))
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventListView {
+    /// Envelopes `{id, type, timestamp, cursor, account_id, session_id, message_id, data}`.
+    #[schema(value_type = Vec<Object>)]
+    pub data: Vec<Value>,
+    /// Pass as `after` for the next page (the last cursor read, or `after` itself).
+    pub next_cursor: i64,
+}
+
+fn cursor(query: &QueryPairs, headers: Option<&HeaderMap>) -> Result<i64, ApiError> {
+    let from_header = headers
+        .and_then(|h| h.get("last-event-id"))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    match query.get("after").or(from_header) {
+        None => Ok(0),
+        Some(raw) => {
+            raw.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
+                ApiError::invalid("after", "must be a cursor: a non-negative integer")
+            })
+        }
+    }
+}
+
+/// GET /v1/events — events after a cursor, oldest first, for catching up.
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(("after" = Option<i64>, Query, description = "Cursor; 0 (default) reads from the start."),
+        ("limit" = Option<i64>, Query, description = "1..100, default 50.")),
+    responses((status = 200, body = EventListView), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_events(
+    State(app): State<AppState>,
+    caller: Caller,
+    query: QueryPairs,
+) -> Result<Json<EventListView>, ApiError> {
+    query.only(&["after", "limit"])?;
+    let after = cursor(&query, None)?;
+    let limit = query.limit()?;
+    let (rows, next_cursor) = catch_up(&app.services.store, &caller, after, limit).await?;
+    Ok(Json(EventListView {
+        data: rows.iter().map(envelope).collect(),
+        next_cursor,
+    }))
+}
+
+/// GET /v1/events/stream — Server-Sent Events: each event as `id: <cursor>`,
+/// `event: <type>`, `data: <envelope>`; reconnect with `Last-Event-ID` (or `?after=`) to
+/// resume without a gap.
+#[utoipa::path(get, path = "/v1/events/stream", tag = "events",
+    params(("after" = Option<i64>, Query, description = "Cursor to start after (else `Last-Event-ID`, else 0).")),
+    responses((status = 200, content_type = "text/event-stream", description = "The stream."), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn stream_events(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    query.only(&["after"])?;
+    let after = cursor(&query, Some(&headers))?;
+    let state = StreamState {
+        store: app.services.store.clone(),
+        appended: app.services.store.subscribe_events(),
+        caller,
+        cursor: after,
+        buffer: VecDeque::new(),
+    };
+    let stream = futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(e) = s.buffer.pop_front() {
+                let event = SseEvent::default()
+                    .id(e.seq.to_string())
+                    .event(e.kind.clone())
+                    .data(envelope(&e).to_string());
+                return Some((Ok(event), s));
+            }
+            match catch_up(&s.store, &s.caller, s.cursor, 100).await {
+                Ok((rows, next)) => {
+                    let moved = next != s.cursor;
+                    s.cursor = next;
+                    if !rows.is_empty() {
+                        s.buffer.extend(rows);
+                        continue;
+                    }
+                    if moved {
+                        // Only events this caller does not see: read on.
+                        continue;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "event stream read failed"),
+            }
+            // Wait for new events; look again every second for those of other instances.
+            tokio::select! {
+                _ = s.appended.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+struct StreamState {
+    store: Store,
+    appended: tokio::sync::watch::Receiver<u64>,
+    caller: Caller,
+    cursor: i64,
+    buffer: VecDeque<EventRow>,
+}

@@ -1,0 +1,535 @@
+//! Messages: accepting sends (durably, idempotently), operations on sent messages, read
+//! marks, presence, and reading messages back.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use wharf_core::{
+    EngineError, Jid, MessageId, SessionId, SessionStatus,
+    message::{
+        Content, Direction, EDIT_WINDOW_MS, MessageKind, MessageStatus, Presence, new_provider_id,
+    },
+    time::now_millis,
+};
+use wharf_store::{Accepted, JobAction, MessageFilter, MessageRow, OutboxJob, SessionRow, Store};
+
+use super::{Caller, Engines};
+use crate::ServiceError;
+
+/// Which session a send goes through.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionChoice {
+    /// Named in the request (required with a PAT).
+    Named(SessionId),
+    /// Not named: the session key's own session.
+    Implied,
+}
+
+/// A parsed send request.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub session: SessionChoice,
+    pub to: Jid,
+    pub content: Content,
+    /// Our id of the message replied to.
+    pub quoted: Option<MessageId>,
+}
+
+/// What a send answers (also what an idempotent replay answers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendAnswer {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// A page of messages.
+pub struct MessagePage {
+    pub messages: Vec<MessageRow>,
+    pub next_cursor: Option<MessageId>,
+}
+
+/// The messages service.
+pub struct MessageService {
+    store: Store,
+    engines: Arc<Engines>,
+    dispatch: mpsc::UnboundedSender<SessionId>,
+}
+
+impl MessageService {
+    /// The service; `dispatch` wakes the dispatcher of a session with new work.
+    pub fn new(
+        store: Store,
+        engines: Arc<Engines>,
+        dispatch: mpsc::UnboundedSender<SessionId>,
+    ) -> Self {
+        Self {
+            store,
+            engines,
+            dispatch,
+        }
+    }
+
+    /// The session a request acts on, visible to the caller and not deleted.
+    async fn session(
+        &self,
+        caller: &Caller,
+        choice: SessionChoice,
+    ) -> Result<SessionRow, ServiceError> {
+        let id = match (choice, caller.session_id) {
+            (SessionChoice::Named(id), _) => id,
+            (SessionChoice::Implied, Some(own)) => own,
+            (SessionChoice::Implied, None) => {
+                return Err(ServiceError::invalid(
+                    "session_id",
+                    "required with a personal access token",
+                ));
+            }
+        };
+        if !caller.can_see(id) {
+            return Err(ServiceError::NotFound("session"));
+        }
+        let row = self
+            .store
+            .get_session(caller.account_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("session"))?;
+        if row.status.is_deleting() {
+            return Err(ServiceError::conflict(
+                "invalid_state",
+                "the session is being deleted or was deleted",
+            ));
+        }
+        Ok(row)
+    }
+
+    fn unsupported(session: &SessionRow, what: &str) -> ServiceError {
+        ServiceError::Invalid {
+            reason_code: "unsupported_by_engine",
+            message: format!(
+                "the {} engine of this session cannot send {what}",
+                session.engine
+            ),
+            errors: Default::default(),
+        }
+    }
+
+    /// A message of the caller's (and of `session`, when given).
+    async fn message(&self, caller: &Caller, id: MessageId) -> Result<MessageRow, ServiceError> {
+        let row = self
+            .store
+            .get_message(caller.account_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("message"))?;
+        if !caller.can_see(row.session_id) {
+            return Err(ServiceError::NotFound("message"));
+        }
+        Ok(row)
+    }
+
+    /// Accepts a send: validates it against the session's engine, then commits the message
+    /// and its outbox job (and the idempotency record) before answering 202.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        req: SendRequest,
+        idempotency: Option<(String, Vec<u8>)>,
+    ) -> Result<SendAnswer, ServiceError> {
+        let session = self.session(caller, req.session).await?;
+        let hash = idempotency.as_ref().map(|(_, body)| {
+            let mut h = Sha256::new();
+            h.update(session.id.to_string().as_bytes());
+            h.update(b"\n");
+            h.update(body);
+            format!("{:x}", h.finalize())
+        });
+        // A replay answers before anything else is looked at.
+        if let (Some((key, _)), Some(hash)) = (&idempotency, &hash)
+            && let Some(found) = self
+                .store
+                .idempotent_answer_of(caller.account_id, key)
+                .await?
+        {
+            return replay(found, hash);
+        }
+        let engine = self.engines.get(session.engine)?;
+        let capabilities = engine.capabilities();
+        if let Some(what) = capabilities.refusal(&req.content, &req.to, req.quoted.is_some()) {
+            return Err(Self::unsupported(&session, &what));
+        }
+        let quoted = match req.quoted {
+            Some(id) => Some(self.referenced(&session, id, "quoted_message_id").await?),
+            None => None,
+        };
+        let mut content = req.content;
+        if let Content::Reaction {
+            target,
+            target_provider_id,
+            ..
+        } = &mut content
+        {
+            let message = self.referenced(&session, *target, "message_id").await?;
+            *target_provider_id = message.provider_msg_id.clone().unwrap_or_default();
+        }
+        let now = now_millis();
+        let id = MessageId::generate();
+        let provider_id = capabilities.client_message_ids.then(new_provider_id);
+        let row = MessageRow {
+            id,
+            account_id: session.account_id,
+            session_id: session.id,
+            direction: Direction::Out,
+            chat_jid: req.to.clone(),
+            sender_jid: session
+                .phone_number
+                .as_ref()
+                .map(|p| Jid::from_phone(p).to_string()),
+            kind: content.kind(),
+            content,
+            status: MessageStatus::Queued,
+            provider_msg_id: provider_id.clone(),
+            quoted_message_id: quoted.as_ref().map(|q| q.id),
+            failure_reason: None,
+            attempts: 0,
+            accepted_at: now,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            played_at: None,
+            failed_at: None,
+            deleted_at: None,
+            edited_at: None,
+            updated_at: now,
+        };
+        let job = OutboxJob::new(
+            session.account_id,
+            session.id,
+            req.to.clone(),
+            Some(id),
+            JobAction::Send,
+            Value::Null,
+        );
+        let answer = SendAnswer {
+            status: 202,
+            body: json!({
+                "msgId": provider_id.unwrap_or_else(|| id.to_string()),
+                "message_id": id,
+                "jid": req.to,
+                "status": "queued",
+            }),
+        };
+        let idem = idempotency
+            .as_ref()
+            .zip(hash.as_ref())
+            .map(|((key, _), hash)| (key.as_str(), hash.as_str(), answer.status, &answer.body));
+        match self.store.accept_outgoing(&row, &job, idem).await? {
+            Accepted::New => {
+                let _ = self.dispatch.send(session.id);
+                Ok(answer)
+            }
+            Accepted::Replayed(found) => replay(found, hash.as_deref().unwrap_or_default()),
+        }
+    }
+
+    /// A message of `session` that a send refers to (reply or reaction); 422 on `field` when
+    /// it is not there or has no WhatsApp id yet.
+    async fn referenced(
+        &self,
+        session: &SessionRow,
+        id: MessageId,
+        field: &str,
+    ) -> Result<MessageRow, ServiceError> {
+        let row = self
+            .store
+            .get_message(session.account_id, id)
+            .await?
+            .filter(|m| m.session_id == session.id);
+        let row =
+            row.ok_or_else(|| ServiceError::invalid(field, "no such message in this session"))?;
+        if row.provider_msg_id.is_none() || row.status == MessageStatus::Queued {
+            return Err(ServiceError::invalid(
+                field,
+                "that message has not been sent yet",
+            ));
+        }
+        Ok(row)
+    }
+
+    /// `GET /api/messages/{id}/info`: the message and the events about it.
+    pub async fn info(
+        &self,
+        caller: &Caller,
+        id: MessageId,
+    ) -> Result<(MessageRow, Vec<wharf_store::EventRow>), ServiceError> {
+        let row = self.message(caller, id).await?;
+        let events = self.store.message_events(id).await?;
+        Ok((row, events))
+    }
+
+    /// `DELETE /api/messages/{id}`: revokes a sent message for everyone; one still queued (or
+    /// failed) is withdrawn at once.
+    pub async fn delete(&self, caller: &Caller, id: MessageId) -> Result<(), ServiceError> {
+        let row = self.message(caller, id).await?;
+        if row.direction != Direction::Out {
+            return Err(ServiceError::conflict(
+                "invalid_state",
+                "only messages this session sent can be revoked",
+            ));
+        }
+        match row.status {
+            MessageStatus::Deleted => Err(ServiceError::conflict(
+                "invalid_state",
+                "the message is already deleted",
+            )),
+            MessageStatus::Queued | MessageStatus::Failed => {
+                if self.store.withdraw(id).await? {
+                    Ok(())
+                } else {
+                    // It left in the meantime: revoke it through WhatsApp instead.
+                    Box::pin(self.delete(caller, id)).await
+                }
+            }
+            _ => {
+                let session = self
+                    .session(caller, SessionChoice::Named(row.session_id))
+                    .await?;
+                if !self.engines.get(session.engine)?.capabilities().revoke {
+                    return Err(Self::unsupported(&session, "revocations"));
+                }
+                self.queue_action(&row, JobAction::Revoke, Value::Null)
+                    .await
+            }
+        }
+    }
+
+    /// `POST /api/messages/{id}/edit`: new text for a sent text message, within WhatsApp's
+    /// 15-minute window.
+    pub async fn edit(
+        &self,
+        caller: &Caller,
+        id: MessageId,
+        text: String,
+    ) -> Result<(), ServiceError> {
+        let row = self.message(caller, id).await?;
+        if row.direction != Direction::Out || row.kind != MessageKind::Text {
+            return Err(ServiceError::conflict(
+                "invalid_state",
+                "only text messages this session sent can be edited",
+            ));
+        }
+        let sent_at = match (row.status, row.sent_at) {
+            (MessageStatus::Queued, _) | (_, None) => {
+                return Err(ServiceError::conflict(
+                    "invalid_state",
+                    "the message has not been sent yet",
+                ));
+            }
+            (s, _) if s.is_terminal() => {
+                return Err(ServiceError::conflict(
+                    "invalid_state",
+                    format!("the message is {}", s.as_str()),
+                ));
+            }
+            (_, Some(at)) => at,
+        };
+        if now_millis() - sent_at > EDIT_WINDOW_MS {
+            return Err(ServiceError::conflict(
+                "edit_window_closed",
+                "WhatsApp allows edits only within 15 minutes of sending",
+            ));
+        }
+        let session = self
+            .session(caller, SessionChoice::Named(row.session_id))
+            .await?;
+        if !self.engines.get(session.engine)?.capabilities().edits {
+            return Err(Self::unsupported(&session, "edits"));
+        }
+        self.queue_action(&row, JobAction::Edit, json!({ "text": text }))
+            .await
+    }
+
+    /// `POST /api/messages/{id}/resend`: a failed message goes out again.
+    pub async fn resend(&self, caller: &Caller, id: MessageId) -> Result<(), ServiceError> {
+        let row = self.message(caller, id).await?;
+        self.session(caller, SessionChoice::Named(row.session_id))
+            .await?;
+        match self.store.requeue_failed(caller.account_id, id).await? {
+            Some(row) => {
+                let _ = self.dispatch.send(row.session_id);
+                Ok(())
+            }
+            None => Err(ServiceError::conflict(
+                "invalid_state",
+                format!(
+                    "only failed messages can be resent (this one is {})",
+                    row.status.as_str()
+                ),
+            )),
+        }
+    }
+
+    /// `POST /api/messages/read`: read receipts for received messages of one chat.
+    pub async fn mark_read(
+        &self,
+        caller: &Caller,
+        ids: Vec<MessageId>,
+        chat: Jid,
+    ) -> Result<(), ServiceError> {
+        let rows = self.store.messages_by_ids(&ids).await?;
+        let mut session = None;
+        for id in &ids {
+            let row = rows
+                .iter()
+                .find(|r| {
+                    r.id == *id && r.account_id == caller.account_id && caller.can_see(r.session_id)
+                })
+                .ok_or_else(|| {
+                    ServiceError::invalid("message_ids", format!("{id} is not a message of yours"))
+                })?;
+            if row.direction != Direction::In {
+                return Err(ServiceError::invalid(
+                    "message_ids",
+                    format!("{id} was sent, not received"),
+                ));
+            }
+            if row.chat_jid != chat {
+                return Err(ServiceError::invalid(
+                    "chat_jid",
+                    format!("{id} belongs to chat {}", row.chat_jid),
+                ));
+            }
+            if *session.get_or_insert(row.session_id) != row.session_id {
+                return Err(ServiceError::invalid(
+                    "message_ids",
+                    "all messages must belong to one session",
+                ));
+            }
+        }
+        let Some(session_id) = session else {
+            return Err(ServiceError::invalid(
+                "message_ids",
+                "must name at least one message",
+            ));
+        };
+        let session = self
+            .session(caller, SessionChoice::Named(session_id))
+            .await?;
+        if !self.engines.get(session.engine)?.capabilities().mark_read {
+            return Err(Self::unsupported(&session, "read receipts"));
+        }
+        let job = OutboxJob::new(
+            session.account_id,
+            session.id,
+            chat,
+            None,
+            JobAction::MarkRead,
+            json!({ "message_ids": ids }),
+        );
+        self.store.enqueue_job(&job).await?;
+        let _ = self.dispatch.send(session.id);
+        Ok(())
+    }
+
+    /// `POST /api/send-presence-update`: shown at once; presence is not queued.
+    pub async fn presence(
+        &self,
+        caller: &Caller,
+        choice: SessionChoice,
+        to: Option<Jid>,
+        presence: Presence,
+    ) -> Result<(), ServiceError> {
+        let session = self.session(caller, choice).await?;
+        if session.status != SessionStatus::Connected {
+            return Err(ServiceError::conflict(
+                "session_not_connected",
+                "presence needs a connected session",
+            ));
+        }
+        let engine = self.engines.get(session.engine)?;
+        if !engine.capabilities().presence {
+            return Err(Self::unsupported(&session, "presence updates"));
+        }
+        engine
+            .presence(session.id, to.as_ref(), presence)
+            .await
+            .map_err(|e| match e {
+                EngineError::Unsupported(_) => Self::unsupported(&session, "presence updates"),
+                other => other.into(),
+            })
+    }
+
+    /// A page of a session's messages, newest first.
+    pub async fn logs(
+        &self,
+        caller: &Caller,
+        session: SessionId,
+        direction: Option<Direction>,
+        chat: Option<Jid>,
+        before: Option<MessageId>,
+        limit: i64,
+    ) -> Result<MessagePage, ServiceError> {
+        if !caller.can_see(session)
+            || self
+                .store
+                .get_session(caller.account_id, session)
+                .await?
+                .is_none()
+        {
+            return Err(ServiceError::NotFound("session"));
+        }
+        let mut messages = self
+            .store
+            .list_messages(&MessageFilter {
+                account_id: caller.account_id,
+                session_id: session,
+                direction,
+                chat,
+                before,
+                limit,
+            })
+            .await?;
+        let next_cursor = if messages.len() as i64 > limit {
+            messages.truncate(limit as usize);
+            messages.last().map(|m| m.id)
+        } else {
+            None
+        };
+        Ok(MessagePage {
+            messages,
+            next_cursor,
+        })
+    }
+
+    async fn queue_action(
+        &self,
+        row: &MessageRow,
+        action: JobAction,
+        payload: Value,
+    ) -> Result<(), ServiceError> {
+        let job = OutboxJob::new(
+            row.account_id,
+            row.session_id,
+            row.chat_jid.clone(),
+            Some(row.id),
+            action,
+            payload,
+        );
+        self.store.enqueue_job(&job).await?;
+        let _ = self.dispatch.send(row.session_id);
+        Ok(())
+    }
+}
+
+fn replay(found: wharf_store::IdempotentAnswer, hash: &str) -> Result<SendAnswer, ServiceError> {
+    if found.request_hash != hash {
+        return Err(ServiceError::conflict(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        ));
+    }
+    Ok(SendAnswer {
+        status: found.status_code,
+        body: found.response,
+    })
+}

@@ -1,0 +1,222 @@
+//! Webhook endpoints of an account: validation, secrets, and reading deliveries back.
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use rand::RngCore;
+use wharf_core::{DeliveryId, EventType, SessionId, WebhookId, time::now_millis};
+use wharf_store::{AttemptRow, DeliveryRow, Store, WebhookRow};
+
+use super::Caller;
+use crate::ServiceError;
+
+/// What creating or editing an endpoint may set; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookChange {
+    pub target_url: Option<String>,
+    pub subscribed_events: Option<Vec<String>>,
+    pub session_id: Option<Option<SessionId>>,
+    pub is_active: Option<bool>,
+    pub description: Option<Option<String>>,
+}
+
+/// A new signing secret: `whsec_` and 32 random bytes in base64 (Standard Webhooks).
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("whsec_{}", STANDARD.encode(bytes))
+}
+
+/// Checks a target URL: absolute http(s) with a host, no spaces.
+pub fn check_url(url: &str) -> Result<(), ServiceError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| ServiceError::invalid("target_url", "must be an http:// or https:// URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || url.chars().any(char::is_whitespace) || url.len() > 2048 {
+        return Err(ServiceError::invalid(
+            "target_url",
+            "must be an absolute URL with a host, without spaces, up to 2048 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_events(events: &[String]) -> Result<(), ServiceError> {
+    for e in events {
+        if EventType::parse(e).is_none() {
+            let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+            return Err(ServiceError::invalid(
+                "subscribed_events",
+                format!("unknown event type `{e}`; known: {}", known.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The webhooks service.
+pub struct WebhookService {
+    store: Store,
+}
+
+impl WebhookService {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    async fn check_session(
+        &self,
+        caller: &Caller,
+        session: Option<SessionId>,
+    ) -> Result<(), ServiceError> {
+        if let Some(id) = session
+            && self
+                .store
+                .get_session(caller.account_id, id)
+                .await?
+                .is_none()
+        {
+            return Err(ServiceError::invalid(
+                "session_id",
+                "no such session in this account",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates an endpoint (PAT only); it receives events from now on. The answer carries
+    /// the signing secret, shown only here and on rotation.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        change: WebhookChange,
+    ) -> Result<WebhookRow, ServiceError> {
+        caller.require_pat()?;
+        let target_url = change
+            .target_url
+            .ok_or_else(|| ServiceError::invalid("target_url", "required"))?;
+        check_url(&target_url)?;
+        let events = change.subscribed_events.unwrap_or_default();
+        check_events(&events)?;
+        let session_id = change.session_id.flatten();
+        self.check_session(caller, session_id).await?;
+        let now = now_millis();
+        let row = WebhookRow {
+            id: WebhookId::generate(),
+            account_id: caller.account_id,
+            target_url,
+            subscribed_events: events,
+            session_id,
+            is_active: change.is_active.unwrap_or(true),
+            signing_secret: new_secret(),
+            description: change.description.flatten(),
+            event_cursor: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        Ok(self.store.create_webhook(row).await?)
+    }
+
+    /// The account's endpoints.
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<WebhookRow>, ServiceError> {
+        caller.require_pat()?;
+        Ok(self.store.list_webhooks(caller.account_id).await?)
+    }
+
+    /// One endpoint.
+    pub async fn get(&self, caller: &Caller, id: WebhookId) -> Result<WebhookRow, ServiceError> {
+        caller.require_pat()?;
+        self.store
+            .get_webhook(caller.account_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("webhook"))
+    }
+
+    /// Edits an endpoint.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: WebhookId,
+        change: WebhookChange,
+    ) -> Result<WebhookRow, ServiceError> {
+        let mut row = self.get(caller, id).await?;
+        if let Some(url) = change.target_url {
+            check_url(&url)?;
+            row.target_url = url;
+        }
+        if let Some(events) = change.subscribed_events {
+            check_events(&events)?;
+            row.subscribed_events = events;
+        }
+        if let Some(session) = change.session_id {
+            self.check_session(caller, session).await?;
+            row.session_id = session;
+        }
+        if let Some(active) = change.is_active {
+            row.is_active = active;
+        }
+        if let Some(description) = change.description {
+            row.description = description;
+        }
+        self.store.save_webhook(&row).await?;
+        self.get(caller, id).await
+    }
+
+    /// Replaces the signing secret; the old one stops signing at once.
+    pub async fn rotate_secret(
+        &self,
+        caller: &Caller,
+        id: WebhookId,
+    ) -> Result<WebhookRow, ServiceError> {
+        let mut row = self.get(caller, id).await?;
+        row.signing_secret = new_secret();
+        self.store.save_webhook(&row).await?;
+        Ok(row)
+    }
+
+    /// Deletes an endpoint and its delivery log.
+    pub async fn delete(&self, caller: &Caller, id: WebhookId) -> Result<(), ServiceError> {
+        caller.require_pat()?;
+        if self.store.delete_webhook(caller.account_id, id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound("webhook"))
+        }
+    }
+
+    /// A page of the endpoint's deliveries with their attempts, newest first.
+    pub async fn deliveries(
+        &self,
+        caller: &Caller,
+        id: WebhookId,
+        before: Option<DeliveryId>,
+        limit: i64,
+    ) -> Result<(Vec<(DeliveryRow, Vec<AttemptRow>)>, Option<DeliveryId>), ServiceError> {
+        self.get(caller, id).await?;
+        let mut rows = self.store.list_deliveries(id, before, limit).await?;
+        let next = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|(d, _)| d.id)
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+
+    /// Schedules a delivery again, now.
+    pub async fn redeliver(
+        &self,
+        caller: &Caller,
+        id: WebhookId,
+        delivery: DeliveryId,
+    ) -> Result<(DeliveryRow, Vec<AttemptRow>), ServiceError> {
+        self.get(caller, id).await?;
+        if !self.store.redeliver(id, delivery).await? {
+            return Err(ServiceError::NotFound("delivery"));
+        }
+        self.store
+            .get_delivery(id, delivery)
+            .await?
+            .ok_or(ServiceError::NotFound("delivery"))
+    }
+}

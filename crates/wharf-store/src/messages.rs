@@ -1,0 +1,1016 @@
+//! Messages and the outbox. Accepting a send commits the message and its outbox job (and the
+//! idempotency record) together; dispatch results, receipts and inbound messages are applied
+//! in batches, each change with its event, never moving a status backwards.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use wharf_core::{
+    AccountId, Event, EventType, Jid, JobId, MessageId, SessionId,
+    message::{Content, Direction, Inbound, MessageKind, MessageStatus, ReceiptKind},
+    time::now_millis,
+};
+
+use crate::{Backend, Result, Store, StoreError, conflict_or, events::append_events};
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRow {
+    pub id: MessageId,
+    pub account_id: AccountId,
+    pub session_id: SessionId,
+    pub direction: Direction,
+    pub chat_jid: Jid,
+    pub sender_jid: Option<String>,
+    pub kind: MessageKind,
+    pub content: Content,
+    pub status: MessageStatus,
+    pub provider_msg_id: Option<String>,
+    pub quoted_message_id: Option<MessageId>,
+    pub failure_reason: Option<String>,
+    pub attempts: i64,
+    pub accepted_at: i64,
+    pub sent_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+    pub played_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub edited_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, account_id, session_id, direction, chat_jid, sender_jid, kind, content, status, \
+     provider_msg_id, quoted_message_id, failure_reason, attempts, accepted_at, sent_at, delivered_at, read_at, \
+     played_at, failed_at, deleted_at, edited_at, updated_at";
+
+#[derive(Debug, FromRow, Deserialize)]
+struct RawMessage {
+    id: String,
+    account_id: String,
+    session_id: String,
+    direction: String,
+    chat_jid: String,
+    sender_jid: Option<String>,
+    kind: String,
+    content: String,
+    status: String,
+    provider_msg_id: Option<String>,
+    quoted_message_id: Option<String>,
+    failure_reason: Option<String>,
+    attempts: i64,
+    accepted_at: i64,
+    sent_at: Option<i64>,
+    delivered_at: Option<i64>,
+    read_at: Option<i64>,
+    played_at: Option<i64>,
+    failed_at: Option<i64>,
+    deleted_at: Option<i64>,
+    edited_at: Option<i64>,
+    updated_at: i64,
+}
+
+impl TryFrom<RawMessage> for MessageRow {
+    type Error = StoreError;
+
+    fn try_from(raw: RawMessage) -> Result<Self> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("message {} {what}", raw.id));
+        Ok(Self {
+            id: raw.id.parse().map_err(|_| corrupt("id"))?,
+            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
+            session_id: raw.session_id.parse().map_err(|_| corrupt("session_id"))?,
+            direction: Direction::parse(&raw.direction).ok_or_else(|| corrupt("direction"))?,
+            chat_jid: Jid::parse(&raw.chat_jid).map_err(|_| corrupt("chat_jid"))?,
+            kind: MessageKind::parse(&raw.kind).ok_or_else(|| corrupt("kind"))?,
+            content: serde_json::from_str(&raw.content).map_err(|_| corrupt("content"))?,
+            status: MessageStatus::parse(&raw.status).ok_or_else(|| corrupt("status"))?,
+            quoted_message_id: raw
+                .quoted_message_id
+                .as_deref()
+                .map(|q| q.parse().map_err(|_| corrupt("quoted_message_id")))
+                .transpose()?,
+            sender_jid: raw.sender_jid,
+            provider_msg_id: raw.provider_msg_id,
+            failure_reason: raw.failure_reason,
+            attempts: raw.attempts,
+            accepted_at: raw.accepted_at,
+            sent_at: raw.sent_at,
+            delivered_at: raw.delivered_at,
+            read_at: raw.read_at,
+            played_at: raw.played_at,
+            failed_at: raw.failed_at,
+            deleted_at: raw.deleted_at,
+            edited_at: raw.edited_at,
+            updated_at: raw.updated_at,
+        })
+    }
+}
+
+impl MessageRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        RawMessage::from_row(row)?.try_into()
+    }
+
+    /// The event recording this message's current state, of type `kind`.
+    pub fn event(&self, kind: EventType) -> Event {
+        let mut payload = json!({
+            "message_id": self.id,
+            "session_id": self.session_id,
+            "direction": self.direction,
+            "chat_jid": self.chat_jid,
+            "kind": self.kind,
+            "status": self.status,
+            "provider_msg_id": self.provider_msg_id,
+            "at": wharf_core::time::rfc3339(self.updated_at),
+        });
+        match kind {
+            EventType::MessageReceived => {
+                payload["sender_jid"] = json!(self.sender_jid);
+                payload["content"] = serde_json::to_value(&self.content).unwrap_or(Value::Null);
+            }
+            EventType::MessageEdited => {
+                payload["content"] = serde_json::to_value(&self.content).unwrap_or(Value::Null);
+            }
+            EventType::MessageFailed => payload["failure_reason"] = json!(self.failure_reason),
+            _ => {}
+        }
+        Event::new(self.account_id, Some(self.session_id), kind, payload).about(self.id)
+    }
+
+    /// Sets `status` reached at `at`: its timestamp, and the status itself when it moves
+    /// forward. Returns whether anything new was learnt (the caller then emits the event).
+    /// A later step implies the earlier ones, so `read` first also stamps `delivered`.
+    pub fn advance(&mut self, status: MessageStatus, at: i64) -> bool {
+        let slot = match status {
+            MessageStatus::Sent => &mut self.sent_at,
+            MessageStatus::Delivered => &mut self.delivered_at,
+            MessageStatus::Read => &mut self.read_at,
+            MessageStatus::Played => &mut self.played_at,
+            _ => return false,
+        };
+        if slot.is_some() || self.status.is_terminal() || !self.status.advances_to(status) {
+            // Already known, or behind the current status: merge the time quietly.
+            if slot.is_none() && !self.status.is_terminal() {
+                *slot = Some(at);
+            }
+            return false;
+        }
+        *slot = Some(at);
+        for (step, earlier) in [
+            (MessageStatus::Delivered, MessageStatus::Sent),
+            (MessageStatus::Read, MessageStatus::Delivered),
+            (MessageStatus::Played, MessageStatus::Read),
+        ] {
+            if status.rank() >= step.rank() {
+                let earlier_slot = match earlier {
+                    MessageStatus::Sent => &mut self.sent_at,
+                    MessageStatus::Delivered => &mut self.delivered_at,
+                    _ => &mut self.read_at,
+                };
+                // Audio can be played without a read receipt; the others imply each other.
+                if earlier_slot.is_none()
+                    && !(status == MessageStatus::Played && earlier == MessageStatus::Read)
+                {
+                    *earlier_slot = Some(at);
+                }
+            }
+        }
+        self.status = status;
+        self.updated_at = now_millis();
+        true
+    }
+}
+
+/// What the dispatcher does with an outbox job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobAction {
+    Send,
+    Edit,
+    Revoke,
+    MarkRead,
+}
+
+impl JobAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Send => "send",
+            Self::Edit => "edit",
+            Self::Revoke => "revoke",
+            Self::MarkRead => "mark_read",
+        }
+    }
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Send, Self::Edit, Self::Revoke, Self::MarkRead]
+            .into_iter()
+            .find(|a| a.as_str() == text)
+    }
+}
+
+/// A unit of dispatcher work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxJob {
+    pub id: JobId,
+    pub account_id: AccountId,
+    pub session_id: SessionId,
+    pub chat_jid: Jid,
+    pub message_id: Option<MessageId>,
+    pub action: JobAction,
+    /// Action details: `{"text"}` for edits, `{"message_ids"}` for read marks.
+    pub payload: Value,
+    pub available_at: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+const JOB_COLUMNS: &str = "id, account_id, session_id, chat_jid, message_id, action, payload, available_at, attempts, last_error, created_at";
+
+#[derive(Debug, FromRow)]
+struct RawJob {
+    id: String,
+    account_id: String,
+    session_id: String,
+    chat_jid: String,
+    message_id: Option<String>,
+    action: String,
+    payload: String,
+    available_at: i64,
+    attempts: i64,
+    last_error: Option<String>,
+    created_at: i64,
+}
+
+impl OutboxJob {
+    /// A job for `action` on a message, available now.
+    pub fn new(
+        account: AccountId,
+        session: SessionId,
+        chat: Jid,
+        message: Option<MessageId>,
+        action: JobAction,
+        payload: Value,
+    ) -> Self {
+        let now = now_millis();
+        Self {
+            id: JobId::generate(),
+            account_id: account,
+            session_id: session,
+            chat_jid: chat,
+            message_id: message,
+            action,
+            payload,
+            available_at: now,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+        }
+    }
+
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let raw = RawJob::from_row(row)?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("outbox job {} {what}", raw.id));
+        Ok(Self {
+            id: raw.id.parse().map_err(|_| corrupt("id"))?,
+            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
+            session_id: raw.session_id.parse().map_err(|_| corrupt("session_id"))?,
+            chat_jid: Jid::parse(&raw.chat_jid).map_err(|_| corrupt("chat_jid"))?,
+            message_id: raw
+                .message_id
+                .as_deref()
+                .map(|m| m.parse().map_err(|_| corrupt("message_id")))
+                .transpose()?,
+            action: JobAction::parse(&raw.action).ok_or_else(|| corrupt("action"))?,
+            payload: serde_json::from_str(&raw.payload).map_err(|_| corrupt("payload"))?,
+            available_at: raw.available_at,
+            attempts: raw.attempts,
+            last_error: raw.last_error,
+            created_at: raw.created_at,
+        })
+    }
+}
+
+/// A stored answer to an idempotent request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotentAnswer {
+    pub request_hash: String,
+    pub status_code: u16,
+    pub response: Value,
+}
+
+/// What accepting a send did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accepted {
+    /// The message and its job are committed.
+    New,
+    /// The key was used before; here is what was stored with it.
+    Replayed(IdempotentAnswer),
+}
+
+/// How one job ended, as reported by the dispatcher.
+#[derive(Debug, Clone)]
+pub enum JobOutcome {
+    /// A send went out as `provider_id`.
+    Sent {
+        job: OutboxJob,
+        provider_id: String,
+        at: i64,
+    },
+    /// An action was carried out.
+    Done { job: OutboxJob, at: i64 },
+    /// Try again at `available_at`.
+    Retry {
+        job: OutboxJob,
+        available_at: i64,
+        error: String,
+    },
+    /// Give up: the message fails with `reason` (actions are dropped with it recorded).
+    Failed {
+        job: OutboxJob,
+        reason: String,
+        at: i64,
+    },
+}
+
+/// Which messages to list.
+#[derive(Debug, Clone)]
+pub struct MessageFilter {
+    pub account_id: AccountId,
+    pub session_id: SessionId,
+    pub direction: Option<Direction>,
+    pub chat: Option<Jid>,
+    pub before: Option<MessageId>,
+    pub limit: i64,
+}
+
+fn bind_message<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    m: &MessageRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(m.id.to_string())
+        .bind(m.account_id.to_string())
+        .bind(m.session_id.to_string())
+        .bind(m.direction.as_str())
+        .bind(m.chat_jid.to_string())
+        .bind(m.sender_jid.clone())
+        .bind(m.kind.as_str())
+        .bind(serde_json::to_string(&m.content).unwrap_or_default())
+        .bind(m.status.as_str())
+        .bind(m.provider_msg_id.clone())
+        .bind(m.quoted_message_id.map(|q| q.to_string()))
+        .bind(m.failure_reason.clone())
+        .bind(m.attempts)
+        .bind(m.accepted_at)
+        .bind(m.sent_at)
+        .bind(m.delivered_at)
+        .bind(m.read_at)
+        .bind(m.played_at)
+        .bind(m.failed_at)
+        .bind(m.deleted_at)
+        .bind(m.edited_at)
+        .bind(m.updated_at)
+}
+
+const INSERT_MESSAGE: &str = "INSERT INTO messages (id, account_id, session_id, direction, chat_jid, sender_jid, kind, \
+     content, status, provider_msg_id, quoted_message_id, failure_reason, attempts, accepted_at, sent_at, delivered_at, \
+     read_at, played_at, failed_at, deleted_at, edited_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
+
+async fn write_message(conn: &mut AnyConnection, m: &MessageRow) -> Result<()> {
+    sqlx::query(
+        "UPDATE messages SET content = $1, status = $2, provider_msg_id = $3, failure_reason = $4, attempts = $5, \
+         sent_at = $6, delivered_at = $7, read_at = $8, played_at = $9, failed_at = $10, deleted_at = $11, \
+         edited_at = $12, updated_at = $13 WHERE id = $14",
+    )
+    .bind(serde_json::to_string(&m.content).unwrap_or_default())
+    .bind(m.status.as_str())
+    .bind(m.provider_msg_id.clone())
+    .bind(m.failure_reason.clone())
+    .bind(m.attempts)
+    .bind(m.sent_at)
+    .bind(m.delivered_at)
+    .bind(m.read_at)
+    .bind(m.played_at)
+    .bind(m.failed_at)
+    .bind(m.deleted_at)
+    .bind(m.edited_at)
+    .bind(m.updated_at)
+    .bind(m.id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_job(conn: &mut AnyConnection, job: &OutboxJob) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (id, account_id, session_id, chat_jid, message_id, action, payload, available_at, attempts, \
+         last_error, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(job.id.to_string())
+    .bind(job.account_id.to_string())
+    .bind(job.session_id.to_string())
+    .bind(job.chat_jid.to_string())
+    .bind(job.message_id.map(|m| m.to_string()))
+    .bind(job.action.as_str())
+    .bind(job.payload.to_string())
+    .bind(job.available_at)
+    .bind(job.attempts)
+    .bind(job.last_error.clone())
+    .bind(job.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn delete_job(conn: &mut AnyConnection, id: JobId) -> Result<()> {
+    sqlx::query("DELETE FROM outbox WHERE id = $1")
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    async fn lock_message(
+        &self,
+        conn: &mut AnyConnection,
+        by: &str,
+        value: String,
+        session: Option<SessionId>,
+    ) -> Result<Option<MessageRow>> {
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE {by} = $1 AND ($2 IS NULL OR session_id = $2){lock}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(session.map(|s| s.to_string()))
+            .fetch_optional(conn)
+            .await?
+            .as_ref()
+            .map(MessageRow::from_row)
+            .transpose()
+    }
+
+    /// Commits an outgoing message with its send job and, when given, the idempotency record
+    /// `(key, request hash, status, answer)`. A key used before returns what it stored.
+    pub async fn accept_outgoing(
+        &self,
+        message: &MessageRow,
+        job: &OutboxJob,
+        idempotency: Option<(&str, &str, u16, &Value)>,
+    ) -> Result<Accepted> {
+        let mut tx = self.write.begin().await?;
+        if let Some((key, ..)) = idempotency
+            && let Some(found) = self
+                .idempotent_answer(&mut tx, message.account_id, key)
+                .await?
+        {
+            return Ok(Accepted::Replayed(found));
+        }
+        bind_message(sqlx::query(INSERT_MESSAGE), message)
+            .execute(&mut *tx)
+            .await?;
+        insert_job(&mut tx, job).await?;
+        if let Some((key, hash, status, answer)) = idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (account_id, key, request_hash, status_code, response, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(message.account_id.to_string())
+            .bind(key)
+            .bind(hash)
+            .bind(i64::from(status))
+            .bind(answer.to_string())
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, "idempotency key"));
+            if let Err(StoreError::Conflict(_)) = inserted {
+                // Another request with the same key committed first: answer as it did.
+                drop(tx);
+                let mut conn = self.write.acquire().await?;
+                return match self
+                    .idempotent_answer(&mut conn, message.account_id, key)
+                    .await?
+                {
+                    Some(found) => Ok(Accepted::Replayed(found)),
+                    None => Err(StoreError::Conflict("idempotency key".into())),
+                };
+            }
+            inserted?;
+        }
+        tx.commit().await?;
+        Ok(Accepted::New)
+    }
+
+    /// What an idempotency key of `account` stored, if it was used.
+    pub async fn idempotent_answer_of(
+        &self,
+        account: AccountId,
+        key: &str,
+    ) -> Result<Option<IdempotentAnswer>> {
+        let mut conn = self.read.acquire().await?;
+        self.idempotent_answer(&mut conn, account, key).await
+    }
+
+    async fn idempotent_answer(
+        &self,
+        conn: &mut AnyConnection,
+        account: AccountId,
+        key: &str,
+    ) -> Result<Option<IdempotentAnswer>> {
+        let row: Option<(String, i64, String)> = sqlx::query_as(
+            "SELECT request_hash, status_code, response FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+        )
+        .bind(account.to_string())
+        .bind(key)
+        .fetch_optional(conn)
+        .await?;
+        row.map(|(request_hash, status, response)| {
+            Ok(IdempotentAnswer {
+                request_hash,
+                status_code: u16::try_from(status).unwrap_or(500),
+                response: serde_json::from_str(&response)
+                    .map_err(|e| StoreError::Corrupt(format!("idempotent answer: {e}")))?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Forgets idempotency keys older than `before` (ms).
+    pub async fn expire_idempotency_keys(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The message `id` of `account`.
+    pub async fn get_message(
+        &self,
+        account: AccountId,
+        id: MessageId,
+    ) -> Result<Option<MessageRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM messages WHERE id = $1 AND account_id = $2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(MessageRow::from_row)
+            .transpose()
+    }
+
+    /// A page of a session's messages, newest first (`limit + 1` rows at most).
+    pub async fn list_messages(&self, f: &MessageFilter) -> Result<Vec<MessageRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE session_id = $1 AND account_id = $2 \
+             AND ($3 IS NULL OR direction = $3) AND ($4 IS NULL OR chat_jid = $4) AND ($5 IS NULL OR id < $5) \
+             ORDER BY id DESC LIMIT $6"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(f.session_id.to_string())
+            .bind(f.account_id.to_string())
+            .bind(f.direction.map(|d| d.as_str().to_owned()))
+            .bind(f.chat.as_ref().map(|c| c.to_string()))
+            .bind(f.before.map(|b| b.to_string()))
+            .bind(f.limit + 1)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(MessageRow::from_row)
+            .collect()
+    }
+
+    /// Queues an action job on an existing message (edit, revoke, read marks).
+    pub async fn enqueue_job(&self, job: &OutboxJob) -> Result<()> {
+        let mut conn = self.write.acquire().await?;
+        insert_job(&mut conn, job).await
+    }
+
+    /// Withdraws a message that never went out (queued, or failed): a pending send job is
+    /// dropped and the message is `deleted` at once. `false` when it has left meanwhile.
+    pub async fn withdraw(&self, message: MessageId) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let Some(mut row) = self
+            .lock_message(&mut tx, "id", message.to_string(), None)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let dropped = sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND action = 'send'")
+            .bind(message.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let never_left = (row.status == MessageStatus::Queued && dropped > 0)
+            || row.status == MessageStatus::Failed;
+        if !never_left {
+            return Ok(false);
+        }
+        let now = now_millis();
+        row.status = MessageStatus::Deleted;
+        row.deleted_at = Some(now);
+        row.updated_at = now;
+        write_message(&mut tx, &row).await?;
+        append_events(&mut tx, &[row.event(EventType::MessageDeleted)]).await?;
+        tx.commit().await?;
+        self.events_appended();
+        Ok(true)
+    }
+
+    /// Queues a failed message again (its failure is cleared). `None` unless it failed.
+    pub async fn requeue_failed(
+        &self,
+        account: AccountId,
+        id: MessageId,
+    ) -> Result<Option<MessageRow>> {
+        let mut tx = self.write.begin().await?;
+        let Some(mut row) = self
+            .lock_message(&mut tx, "id", id.to_string(), None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if row.account_id != account
+            || row.status != MessageStatus::Failed
+            || row.direction != Direction::Out
+        {
+            return Ok(None);
+        }
+        row.status = MessageStatus::Queued;
+        row.failure_reason = None;
+        row.failed_at = None;
+        row.updated_at = now_millis();
+        write_message(&mut tx, &row).await?;
+        let job = OutboxJob::new(
+            row.account_id,
+            row.session_id,
+            row.chat_jid.clone(),
+            Some(row.id),
+            JobAction::Send,
+            Value::Null,
+        );
+        insert_job(&mut tx, &job).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// Jobs of `session` ready at `now`, in order, at most `limit`. A job waiting for a retry
+    /// holds back every later job of its chat (FIFO per chat); other chats go on.
+    pub async fn ready_jobs(
+        &self,
+        session: SessionId,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxJob>> {
+        let held: Vec<(String, String)> = sqlx::query_as(
+            "SELECT chat_jid, MIN(id) FROM outbox WHERE session_id = $1 AND available_at > $2 GROUP BY chat_jid",
+        )
+        .bind(session.to_string())
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?;
+        let held: HashMap<String, String> = held.into_iter().collect();
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM outbox WHERE session_id = $1 AND available_at <= $2 ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(session.to_string())
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job = OutboxJob::from_row(row)?;
+            let blocked = held
+                .get(&job.chat_jid.to_string())
+                .is_some_and(|first| job.id.to_string() > *first);
+            if !blocked {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// How many jobs a session has waiting.
+    pub async fn outbox_len(&self, session: SessionId) -> Result<i64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE session_id = $1")
+            .bind(session.to_string())
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n)
+    }
+
+    /// Sessions that have jobs waiting.
+    pub async fn sessions_with_jobs(&self) -> Result<Vec<SessionId>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT session_id FROM outbox")
+            .fetch_all(&self.read)
+            .await?;
+        ids.iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("outbox session {s}")))
+            })
+            .collect()
+    }
+
+    /// Applies the dispatcher's outcomes in one transaction, with their events.
+    pub async fn record_outcomes(&self, outcomes: &[JobOutcome]) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        let mut events = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                JobOutcome::Retry {
+                    job,
+                    available_at,
+                    error,
+                } => {
+                    sqlx::query("UPDATE outbox SET available_at = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3")
+                        .bind(*available_at)
+                        .bind(error.clone())
+                        .bind(job.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some(id) = job.message_id
+                        && job.action == JobAction::Send
+                    {
+                        sqlx::query("UPDATE messages SET attempts = attempts + 1 WHERE id = $1")
+                            .bind(id.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                JobOutcome::Sent {
+                    job,
+                    provider_id,
+                    at,
+                } => {
+                    delete_job(&mut tx, job.id).await?;
+                    let Some(id) = job.message_id else { continue };
+                    let Some(mut row) = self
+                        .lock_message(&mut tx, "id", id.to_string(), None)
+                        .await?
+                    else {
+                        continue;
+                    };
+                    row.attempts += 1;
+                    row.provider_msg_id = Some(provider_id.clone());
+                    if row.advance(MessageStatus::Sent, *at) {
+                        events.push(row.event(EventType::MessageSent));
+                    }
+                    write_message(&mut tx, &row).await?;
+                }
+                JobOutcome::Failed { job, reason, at } => {
+                    delete_job(&mut tx, job.id).await?;
+                    let Some(id) = job.message_id else { continue };
+                    if job.action != JobAction::Send {
+                        // A failed action leaves the message as it was; the reason is logged.
+                        tracing::warn!(job = %job.id, message = %id, %reason, "message action failed");
+                        continue;
+                    }
+                    let Some(mut row) = self
+                        .lock_message(&mut tx, "id", id.to_string(), None)
+                        .await?
+                    else {
+                        continue;
+                    };
+                    if row.status.is_terminal() {
+                        continue;
+                    }
+                    row.attempts += 1;
+                    row.status = MessageStatus::Failed;
+                    row.failure_reason = Some(reason.clone());
+                    row.failed_at = Some(*at);
+                    row.updated_at = now_millis();
+                    write_message(&mut tx, &row).await?;
+                    events.push(row.event(EventType::MessageFailed));
+                }
+                JobOutcome::Done { job, at } => {
+                    delete_job(&mut tx, job.id).await?;
+                    self.apply_action(&mut tx, job, *at, &mut events).await?;
+                }
+            }
+        }
+        append_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        if !events.is_empty() {
+            self.events_appended();
+        }
+        Ok(())
+    }
+
+    async fn apply_action(
+        &self,
+        tx: &mut AnyConnection,
+        job: &OutboxJob,
+        at: i64,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
+        let ids: Vec<String> = match job.action {
+            JobAction::MarkRead => job.payload["message_ids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => job
+                .message_id
+                .map(|m| vec![m.to_string()])
+                .unwrap_or_default(),
+        };
+        for id in ids {
+            let Some(mut row) = self
+                .lock_message(tx, "id", id, Some(job.session_id))
+                .await?
+            else {
+                continue;
+            };
+            let event = match job.action {
+                JobAction::Edit => {
+                    if let (Content::Text { text }, Some(new)) =
+                        (&mut row.content, job.payload["text"].as_str())
+                    {
+                        *text = new.to_owned();
+                    }
+                    row.edited_at = Some(at);
+                    row.updated_at = now_millis();
+                    Some(EventType::MessageEdited)
+                }
+                JobAction::Revoke if row.status != MessageStatus::Deleted => {
+                    row.status = MessageStatus::Deleted;
+                    row.deleted_at = Some(at);
+                    row.updated_at = now_millis();
+                    Some(EventType::MessageDeleted)
+                }
+                JobAction::MarkRead => row
+                    .advance(MessageStatus::Read, at)
+                    .then_some(EventType::MessageRead),
+                _ => None,
+            };
+            if let Some(kind) = event {
+                write_message(tx, &row).await?;
+                events.push(row.event(kind));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies receipts for messages `session` sent: forward only, duplicates and late
+    /// arrivals merged without a second event. Unknown ids are ignored.
+    pub async fn apply_receipts(
+        &self,
+        session: SessionId,
+        receipts: &[(String, ReceiptKind, i64)],
+    ) -> Result<()> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        let mut events = Vec::new();
+        for (provider_id, kind, at) in receipts {
+            let Some(mut row) = self
+                .lock_message(
+                    &mut tx,
+                    "provider_msg_id",
+                    provider_id.clone(),
+                    Some(session),
+                )
+                .await?
+            else {
+                continue;
+            };
+            if row.direction != Direction::Out {
+                continue;
+            }
+            let before = row.clone();
+            let status = kind.status();
+            if row.advance(status, *at) {
+                events.push(
+                    row.event(EventType::for_status(status).unwrap_or(EventType::MessageDelivered)),
+                );
+            }
+            if row != before {
+                write_message(&mut tx, &row).await?;
+            }
+        }
+        append_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        if !events.is_empty() {
+            self.events_appended();
+        }
+        Ok(())
+    }
+
+    /// Stores inbound messages of `session` (a redelivered one, same WhatsApp id, is dropped)
+    /// with a `message.received` event each. Returns the new rows.
+    pub async fn ingest_inbound(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        inbound: &[Inbound],
+    ) -> Result<Vec<MessageRow>> {
+        let mut tx = self.write.begin().await?;
+        let mut rows = Vec::new();
+        for m in inbound {
+            let now = now_millis();
+            let row = MessageRow {
+                id: MessageId::generate(),
+                account_id: account,
+                session_id: session,
+                direction: Direction::In,
+                chat_jid: m.chat.clone(),
+                sender_jid: Some(m.sender.to_string()),
+                kind: m.content.kind(),
+                content: m.content.clone(),
+                status: MessageStatus::Received,
+                provider_msg_id: Some(m.provider_id.clone()),
+                quoted_message_id: None,
+                failure_reason: None,
+                attempts: 0,
+                accepted_at: now,
+                sent_at: Some(m.sent_at),
+                delivered_at: None,
+                read_at: None,
+                played_at: None,
+                failed_at: None,
+                deleted_at: None,
+                edited_at: None,
+                updated_at: now,
+            };
+            let sql =
+                format!("{INSERT_MESSAGE} ON CONFLICT (session_id, provider_msg_id) DO NOTHING");
+            let inserted = bind_message(sqlx::query(sqlx::AssertSqlSafe(sql)), &row)
+                .execute(&mut *tx)
+                .await?;
+            if inserted.rows_affected() == 1 {
+                rows.push(row);
+            }
+        }
+        let events: Vec<Event> = rows
+            .iter()
+            .map(|r| r.event(EventType::MessageReceived))
+            .collect();
+        append_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        if !events.is_empty() {
+            self.events_appended();
+        }
+        Ok(rows)
+    }
+
+    /// The messages with these ids (in no particular order; missing ones are left out).
+    pub async fn messages_by_ids(&self, ids: &[MessageId]) -> Result<Vec<MessageRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(200) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM messages WHERE id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.to_string());
+            }
+            for row in q.fetch_all(&self.read).await? {
+                out.push(MessageRow::from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The message of `session` with WhatsApp id `provider_id`.
+    pub async fn message_by_provider_id(
+        &self,
+        session: SessionId,
+        provider_id: &str,
+    ) -> Result<Option<MessageRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE session_id = $1 AND provider_msg_id = $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(session.to_string())
+            .bind(provider_id)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(MessageRow::from_row)
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,574 @@
+//! Webhook endpoints and their deliveries. A fan-out step turns each endpoint's share of the
+//! event log (after its own cursor) into delivery rows; the deliverer claims due rows under a
+//! lease and records every attempt. Both survive restarts: the cursor, the rows and the
+//! leases are all in the database.
+
+use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use wharf_core::{AccountId, AttemptId, DeliveryId, SessionId, WebhookId, time::now_millis};
+
+use crate::{Result, Store, StoreError, events::EventRow};
+
+/// A stored webhook endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookRow {
+    pub id: WebhookId,
+    pub account_id: AccountId,
+    pub target_url: String,
+    /// Event types delivered; empty means all.
+    pub subscribed_events: Vec<String>,
+    pub session_id: Option<SessionId>,
+    pub is_active: bool,
+    pub signing_secret: String,
+    pub description: Option<String>,
+    /// The last event seq already turned into deliveries.
+    pub event_cursor: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const WEBHOOK_COLUMNS: &str = "id, account_id, target_url, subscribed_events, session_id, is_active, signing_secret, \
+     description, event_cursor, created_at, updated_at";
+
+#[derive(FromRow)]
+struct RawWebhook {
+    id: String,
+    account_id: String,
+    target_url: String,
+    subscribed_events: String,
+    session_id: Option<String>,
+    is_active: i64,
+    signing_secret: String,
+    description: Option<String>,
+    event_cursor: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl WebhookRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let raw = RawWebhook::from_row(row)?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("webhook {} {what}", raw.id));
+        Ok(Self {
+            id: raw.id.parse().map_err(|_| corrupt("id"))?,
+            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
+            subscribed_events: serde_json::from_str(&raw.subscribed_events)
+                .map_err(|_| corrupt("subscribed_events"))?,
+            session_id: raw
+                .session_id
+                .as_deref()
+                .map(|s| s.parse().map_err(|_| corrupt("session_id")))
+                .transpose()?,
+            is_active: raw.is_active != 0,
+            target_url: raw.target_url,
+            signing_secret: raw.signing_secret,
+            description: raw.description,
+            event_cursor: raw.event_cursor,
+            created_at: raw.created_at,
+            updated_at: raw.updated_at,
+        })
+    }
+
+    /// Whether this endpoint wants `event`.
+    pub fn wants(&self, event: &EventRow) -> bool {
+        (self.subscribed_events.is_empty() || self.subscribed_events.contains(&event.kind))
+            && self
+                .session_id
+                .is_none_or(|s| event.session_id.as_deref() == Some(&s.to_string()))
+    }
+}
+
+/// Delivery states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// The endpoint answered 2xx.
+    Succeeded,
+    /// Every attempt of the schedule failed.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// A stored delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub account_id: AccountId,
+    pub event_seq: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+const DELIVERY_COLUMNS: &str = "id, webhook_id, account_id, event_seq, event_id, event_type, status, attempts, \
+     next_attempt_at, last_status_code, last_error, created_at, updated_at, delivered_at";
+
+#[derive(FromRow)]
+struct RawDelivery {
+    id: String,
+    webhook_id: String,
+    account_id: String,
+    event_seq: i64,
+    event_id: String,
+    event_type: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: Option<i64>,
+    last_status_code: Option<i64>,
+    last_error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    delivered_at: Option<i64>,
+}
+
+impl DeliveryRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let raw = RawDelivery::from_row(row)?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("delivery {} {what}", raw.id));
+        Ok(Self {
+            id: raw.id.parse().map_err(|_| corrupt("id"))?,
+            webhook_id: raw.webhook_id.parse().map_err(|_| corrupt("webhook_id"))?,
+            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
+            status: DeliveryStatus::parse(&raw.status).ok_or_else(|| corrupt("status"))?,
+            event_seq: raw.event_seq,
+            event_id: raw.event_id,
+            event_type: raw.event_type,
+            attempts: raw.attempts,
+            next_attempt_at: raw.next_attempt_at,
+            last_status_code: raw.last_status_code,
+            last_error: raw.last_error,
+            created_at: raw.created_at,
+            updated_at: raw.updated_at,
+            delivered_at: raw.delivered_at,
+        })
+    }
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct AttemptRow {
+    pub id: String,
+    pub delivery_id: String,
+    pub attempted_at: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// A claimed delivery with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct DeliveryJob {
+    pub delivery: DeliveryRow,
+    pub target_url: String,
+    pub signing_secret: String,
+    pub event: EventRow,
+}
+
+/// The result of one attempt, to record.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub delivery_id: DeliveryId,
+    pub attempted_at: i64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    /// When to try again; `None` after a success or when the schedule is exhausted.
+    pub retry_at: Option<i64>,
+}
+
+impl Store {
+    /// Stores a new endpoint; it receives events from now on.
+    pub async fn create_webhook(&self, mut row: WebhookRow) -> Result<WebhookRow> {
+        let mut tx = self.write.begin().await?;
+        let cursor: i64 = sqlx::query_scalar("SELECT event_seq FROM accounts WHERE id = $1")
+            .bind(row.account_id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        row.event_cursor = cursor;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        )))
+        .bind(row.id.to_string())
+        .bind(row.account_id.to_string())
+        .bind(row.target_url.clone())
+        .bind(serde_json::to_string(&row.subscribed_events).unwrap_or_default())
+        .bind(row.session_id.map(|s| s.to_string()))
+        .bind(i64::from(row.is_active))
+        .bind(row.signing_secret.clone())
+        .bind(row.description.clone())
+        .bind(row.event_cursor)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// The account's endpoints, oldest first.
+    pub async fn list_webhooks(&self, account: AccountId) -> Result<Vec<WebhookRow>> {
+        let sql =
+            format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = $1 ORDER BY id");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account.to_string())
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(WebhookRow::from_row)
+            .collect()
+    }
+
+    /// The endpoint `id` of `account`.
+    pub async fn get_webhook(
+        &self,
+        account: AccountId,
+        id: WebhookId,
+    ) -> Result<Option<WebhookRow>> {
+        let sql =
+            format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1 AND account_id = $2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(WebhookRow::from_row)
+            .transpose()
+    }
+
+    /// Writes an endpoint's editable fields (URL, subscriptions, session, active, secret,
+    /// description).
+    pub async fn save_webhook(&self, row: &WebhookRow) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhooks SET target_url = $1, subscribed_events = $2, session_id = $3, is_active = $4, \
+             signing_secret = $5, description = $6, updated_at = $7 WHERE id = $8 AND account_id = $9",
+        )
+        .bind(row.target_url.clone())
+        .bind(serde_json::to_string(&row.subscribed_events).unwrap_or_default())
+        .bind(row.session_id.map(|s| s.to_string()))
+        .bind(i64::from(row.is_active))
+        .bind(row.signing_secret.clone())
+        .bind(row.description.clone())
+        .bind(now_millis())
+        .bind(row.id.to_string())
+        .bind(row.account_id.to_string())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes an endpoint with its deliveries; `false` when there was none.
+    pub async fn delete_webhook(&self, account: AccountId, id: WebhookId) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $1)",
+        )
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND account_id = $2")
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Turns new events into deliveries for every active endpoint, up to `limit` events per
+    /// endpoint. Returns how many deliveries were created.
+    pub async fn fan_out(&self, limit: i64) -> Result<usize> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE is_active = 1 ORDER BY id");
+        let hooks: Vec<WebhookRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(WebhookRow::from_row)
+            .collect::<Result<_>>()?;
+        let mut created = 0;
+        for hook in hooks {
+            let events = self
+                .list_events(hook.account_id, hook.event_cursor, limit)
+                .await?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                continue;
+            };
+            let wanted: Vec<&EventRow> = events.iter().filter(|e| hook.wants(e)).collect();
+            let now = now_millis();
+            let mut tx = self.write.begin().await?;
+            // Advancing the cursor only from where it was read makes a concurrent fan-out of
+            // the same endpoint (another instance) a no-op instead of a duplicate.
+            let moved = sqlx::query(
+                "UPDATE webhooks SET event_cursor = $1 WHERE id = $2 AND event_cursor = $3",
+            )
+            .bind(last)
+            .bind(hook.id.to_string())
+            .bind(hook.event_cursor)
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() == 0 {
+                continue;
+            }
+            for chunk in wanted.chunks(100) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        let b = i * 9;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${}, ${})",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6,
+                            b + 7,
+                            b + 8,
+                            b + 9
+                        )
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO webhook_deliveries (id, webhook_id, account_id, event_seq, event_id, event_type, status, \
+                     attempts, next_attempt_at, created_at, updated_at) VALUES {} \
+                     ON CONFLICT (webhook_id, event_seq) DO NOTHING",
+                    values.join(", ")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for e in chunk {
+                    q = q
+                        .bind(DeliveryId::generate().to_string())
+                        .bind(hook.id.to_string())
+                        .bind(hook.account_id.to_string())
+                        .bind(e.seq)
+                        .bind(e.id.clone())
+                        .bind(e.kind.clone())
+                        .bind(now)
+                        .bind(now)
+                        .bind(now);
+                }
+                created += q.execute(&mut *tx).await?.rows_affected() as usize;
+            }
+            tx.commit().await?;
+        }
+        Ok(created)
+    }
+
+    /// Claims up to `limit` due deliveries, at most `per_webhook` of one endpoint, under a
+    /// lease of `lease_ms`, skipping endpoints in `busy` (those at their concurrency cap).
+    pub async fn claim_deliveries(
+        &self,
+        limit: i64,
+        per_webhook: i64,
+        lease_ms: i64,
+        busy: &[WebhookId],
+    ) -> Result<Vec<DeliveryJob>> {
+        let now = now_millis();
+        let busy_list = if busy.is_empty() {
+            String::new()
+        } else {
+            // Ids are generated by Wharf (base32 with a fixed prefix); safe to inline.
+            let ids: Vec<String> = busy.iter().map(|b| format!("'{b}'")).collect();
+            format!(" AND webhook_id NOT IN ({})", ids.join(", "))
+        };
+        // The lease condition is repeated outside the sub-select: on PostgreSQL a row another
+        // instance claimed meanwhile is re-checked and skipped instead of claimed twice.
+        let sql = format!(
+            "UPDATE webhook_deliveries SET lease_until = $1 WHERE id IN (SELECT id FROM (SELECT id, next_attempt_at, \
+             ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS rn FROM webhook_deliveries \
+             WHERE status = 'pending' AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2){busy_list}) \
+             ranked WHERE rn <= $4 ORDER BY next_attempt_at LIMIT $3) \
+             AND (lease_until IS NULL OR lease_until < $2) RETURNING {DELIVERY_COLUMNS}"
+        );
+        let deliveries: Vec<DeliveryRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit)
+            .bind(per_webhook)
+            .fetch_all(&self.write)
+            .await?
+            .iter()
+            .map(DeliveryRow::from_row)
+            .collect::<Result<_>>()?;
+        let mut jobs = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let hook: Option<(String, String)> =
+                sqlx::query_as("SELECT target_url, signing_secret FROM webhooks WHERE id = $1")
+                    .bind(delivery.webhook_id.to_string())
+                    .fetch_optional(&self.read)
+                    .await?;
+            let event = self
+                .event_at(delivery.account_id, delivery.event_seq)
+                .await?;
+            if let (Some((target_url, signing_secret)), Some(event)) = (hook, event) {
+                jobs.push(DeliveryJob {
+                    delivery,
+                    target_url,
+                    signing_secret,
+                    event,
+                });
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn event_at(&self, account: AccountId, seq: i64) -> Result<Option<EventRow>> {
+        Ok(self
+            .list_events(account, seq - 1, 1)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|e| e.seq == seq))
+    }
+
+    /// Records attempts and moves their deliveries on, in one transaction.
+    pub async fn record_attempts(&self, results: &[AttemptResult]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        for r in results {
+            insert_attempt(&mut tx, r).await?;
+            let succeeded = r.status_code.is_some_and(|c| (200..300).contains(&c));
+            let status = if succeeded {
+                DeliveryStatus::Succeeded
+            } else if r.retry_at.is_some() {
+                DeliveryStatus::Pending
+            } else {
+                DeliveryStatus::Failed
+            };
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
+                 lease_until = NULL, last_status_code = $3, last_error = $4, updated_at = $5, \
+                 delivered_at = CASE WHEN $6 = 1 THEN $5 ELSE delivered_at END WHERE id = $7",
+            )
+            .bind(status.as_str())
+            .bind(r.retry_at)
+            .bind(r.status_code.map(i64::from))
+            .bind(r.error.clone())
+            .bind(r.attempted_at)
+            .bind(i64::from(succeeded))
+            .bind(r.delivery_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A page of an endpoint's deliveries, newest first, each with its attempts.
+    pub async fn list_deliveries(
+        &self,
+        webhook: WebhookId,
+        before: Option<DeliveryId>,
+        limit: i64,
+    ) -> Result<Vec<(DeliveryRow, Vec<AttemptRow>)>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND ($2 IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3"
+        );
+        let rows: Vec<DeliveryRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(webhook.to_string())
+            .bind(before.map(|b| b.to_string()))
+            .bind(limit + 1)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(DeliveryRow::from_row)
+            .collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for d in rows {
+            let attempts = self.attempts_of(d.id).await?;
+            out.push((d, attempts));
+        }
+        Ok(out)
+    }
+
+    async fn attempts_of(&self, delivery: DeliveryId) -> Result<Vec<AttemptRow>> {
+        Ok(sqlx::query_as::<_, AttemptRow>(
+            "SELECT id, delivery_id, attempted_at, status_code, error, duration_ms FROM webhook_attempts \
+             WHERE delivery_id = $1 ORDER BY attempted_at, id",
+        )
+        .bind(delivery.to_string())
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// The delivery `id` of endpoint `webhook`.
+    pub async fn get_delivery(
+        &self,
+        webhook: WebhookId,
+        id: DeliveryId,
+    ) -> Result<Option<(DeliveryRow, Vec<AttemptRow>)>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND webhook_id = $2"
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(webhook.to_string())
+            .fetch_optional(&self.read)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let d = DeliveryRow::from_row(&row)?;
+        let attempts = self.attempts_of(d.id).await?;
+        Ok(Some((d, attempts)))
+    }
+
+    /// Schedules a delivery again, now, whatever its state.
+    pub async fn redeliver(&self, webhook: WebhookId, id: DeliveryId) -> Result<bool> {
+        let now = now_millis();
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, lease_until = NULL, updated_at = $1 \
+             WHERE id = $2 AND webhook_id = $3",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .bind(webhook.to_string())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+async fn insert_attempt(conn: &mut AnyConnection, r: &AttemptResult) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, error, duration_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(AttemptId::generate().to_string())
+    .bind(r.delivery_id.to_string())
+    .bind(r.attempted_at)
+    .bind(r.status_code.map(i64::from))
+    .bind(r.error.clone())
+    .bind(r.duration_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
