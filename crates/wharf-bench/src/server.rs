@@ -1,4 +1,5 @@
-//! A `wharf serve` child process on a free port with a fresh database.
+//! A `wharf serve` child process on a free port, on a fresh database (or a given one), that
+//! can be stopped gracefully, killed with SIGKILL, and started again on the same database.
 
 use std::{
     io::{BufRead, BufReader},
@@ -8,50 +9,52 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// A running server.
-pub struct Server {
-    child: Child,
+/// What to start: the binary, the database, the port and extra settings. Owns the temporary
+/// directory of a fresh SQLite database and removes it when dropped.
+pub struct Spec {
+    bin: PathBuf,
+    url: String,
     addr: String,
-    /// The first-start token the server printed, when the database was empty.
-    pub pat: Option<String>,
-    /// From spawning the process to the first successful `GET /readyz`.
-    pub ready_after: Duration,
+    env: Vec<(String, String)>,
+    extra: Vec<String>,
     dir: Option<PathBuf>,
 }
 
-impl Server {
-    /// Starts a server; a fresh SQLite file unless `database_url` is given.
-    pub async fn start(
-        bin: &Path,
-        database_url: Option<&str>,
-        extra: &[&str],
-    ) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+impl Spec {
+    /// A fresh SQLite database in a temporary directory unless `database_url` is given.
+    pub fn new(bin: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let (dir, url) = match database_url {
             Some(url) => (None, url.to_owned()),
             None => {
-                let dir =
-                    std::env::temp_dir().join(format!("wharf-bench-{}-{port}", std::process::id()));
+                let dir = std::env::temp_dir().join(format!("wharf-bench-{}-{port}", std::process::id()));
                 std::fs::create_dir_all(&dir)?;
                 let url = format!("sqlite://{}", dir.join("wharf.db").display());
                 (Some(dir), url)
             }
         };
+        Ok(Self { bin: bin.to_owned(), url, addr: format!("127.0.0.1:{port}"), env: Vec::new(), extra: Vec::new(), dir })
+    }
+
+    /// Sets `WHARF_<KEY>` for the server.
+    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.push((format!("WHARF_{}", key.to_uppercase()), value.to_string()));
+        self
+    }
+
+    /// Adds command-line flags.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.extra.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Starts the server and waits until it is ready.
+    pub async fn start(&self) -> anyhow::Result<Server> {
         let started = Instant::now();
-        let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &addr,
-                "--database-url",
-                &url,
-                "--log",
-                "warn",
-            ])
-            .args(extra)
+        let mut child = Command::new(&self.bin)
+            .args(["serve", "--listen", &self.addr, "--database-url", &self.url, "--log", "warn"])
+            .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
@@ -65,18 +68,15 @@ impl Server {
             }
         });
         let client = reqwest::Client::new();
-        let ready = format!("http://{addr}/readyz");
-        let deadline = started + Duration::from_secs(30);
+        let ready = format!("http://{}/readyz", self.addr);
+        let deadline = started + Duration::from_secs(60);
         loop {
             if let Ok(resp) = client.get(&ready).send().await
                 && resp.status().is_success()
             {
                 break;
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the server was not ready within 30 s"
-            );
+            anyhow::ensure!(Instant::now() < deadline, "the server was not ready within 60 s");
             if let Some(status) = child.try_wait()? {
                 anyhow::bail!("the server exited: {status}");
             }
@@ -84,18 +84,37 @@ impl Server {
         }
         let ready_after = started.elapsed();
         let pat = rx.recv_timeout(Duration::from_millis(200)).ok();
-        Ok(Self {
-            child,
-            addr,
-            pat,
-            ready_after,
-            dir,
-        })
+        Ok(Server { child, addr: self.addr.clone(), pat, ready_after })
     }
+}
 
+impl Drop for Spec {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    child: Child,
+    addr: String,
+    /// The first-start token the server printed, when the database was empty.
+    pub pat: Option<String>,
+    /// From spawning the process to the first successful `GET /readyz`.
+    pub ready_after: Duration,
+}
+
+impl Server {
     /// `http://ADDR` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Resident memory of the server process, in KiB.
@@ -110,14 +129,16 @@ impl Server {
 
     /// Stops the server with SIGTERM and waits for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
         let status = self.child.wait()?;
         anyhow::ensure!(status.success(), "the server exited with {status}");
-        if let Some(dir) = self.dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        Ok(())
+    }
+
+    /// Kills the server with SIGKILL: no shutdown, no flush, as in a crash.
+    pub fn kill9(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
         Ok(())
     }
 }

@@ -30,16 +30,14 @@ pub struct FlagOverrides {
     pub log: Option<String>,
 }
 
-/// The keys `WHARF_*` variables may set (others, like `WHARF_CONFIG`, are not config values).
-const ENV_KEYS: [&str; 7] = [
-    "listen",
-    "database_url",
-    "default_engine",
-    "emulator_control",
-    "rate_limit_per_minute",
-    "instance_id",
-    "log",
-];
+/// The keys `WHARF_*` variables may set: every key of [`Config`] (others, like
+/// `WHARF_CONFIG` or `WHARF_TEST_DATABASE_URL`, are not config values).
+fn env_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
 
 /// Loads and validates the configuration. `file` is the `--config` path; without one,
 /// `./wharf.toml` is read when it exists.
@@ -57,7 +55,7 @@ pub fn load(file: Option<PathBuf>, flags: FlagOverrides) -> anyhow::Result<Confi
         None => figment = figment.merge(Toml::file("wharf.toml")),
     }
     let config: Config = figment
-        .merge(Env::prefixed("WHARF_").only(&ENV_KEYS))
+        .merge(Env::prefixed("WHARF_").only(&env_keys().iter().map(String::as_str).collect::<Vec<_>>()))
         .merge(Serialized::defaults(flags))
         .extract()
         .context("invalid configuration")?;
@@ -91,6 +89,20 @@ mod tests {
             assert_eq!(config.listen.port(), 9001);
             assert_eq!(config.log, "debug");
             assert_eq!(config.instance_id, "from-flag");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_key_can_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WHARF_SEND_RATE_EMULATOR", "7");
+            jail.set_env("WHARF_WEBHOOK_RETRY_DELAYS_MS", "[10, 20]");
+            jail.set_env("WHARF_EMULATOR_READ_AFTER_MS", "-1");
+            let config = load(None, FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.send_rate_emulator.get(), 7);
+            assert_eq!(config.webhook_retry_delays_ms, vec![10, 20]);
+            assert_eq!(config.emulator_read_after_ms, -1);
             Ok(())
         });
     }
