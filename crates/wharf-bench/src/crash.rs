@@ -24,7 +24,13 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
     let receiver = Receiver::start().await?;
     let server = spec.start().await?;
     let api = Api::new(&server)?;
-    api.call(reqwest::Method::POST, "/v1/webhooks", Some(json!({"target_url": receiver.url()})), 201).await?;
+    api.call(
+        reqwest::Method::POST,
+        "/v1/webhooks",
+        Some(json!({"target_url": receiver.url()})),
+        201,
+    )
+    .await?;
     let session = api.session(false).await?;
     println!("crash test: {messages} messages, dispatch at {rate}/s, SIGKILL mid-dispatch");
     let ids = api.send_many(&session, messages, 32).await?;
@@ -36,7 +42,10 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
         let sent = tracker.update(&api).await?;
         if sent >= messages / 4 {
             println!("  killing the server with {sent} of {messages} sent");
-            anyhow::ensure!(sent < messages, "everything went out before the kill; use more messages");
+            anyhow::ensure!(
+                sent < messages,
+                "everything went out before the kill; use more messages"
+            );
             break;
         }
         anyhow::ensure!(Instant::now() < deadline, "dispatch did not start");
@@ -52,14 +61,19 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
         if sent == messages {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {sent} of {messages} sent after the restart");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {sent} of {messages} sent after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Every message: terminal, and exactly one message.sent event.
     let events = all_events(&api).await?;
     let mut sent_events: HashMap<String, u32> = HashMap::new();
     for e in events.iter().filter(|e| e["type"] == "message.sent") {
-        *sent_events.entry(e["message_id"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+        *sent_events
+            .entry(e["message_id"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
     }
     for id in &ids {
         let n = sent_events.get(id).copied().unwrap_or(0);
@@ -68,15 +82,27 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
     // Every event reaches the receiver (at least once).
     let deadline = Instant::now() + Duration::from_secs(120);
     let missing = loop {
-        let seen = receiver.seen.lock().unwrap_or_else(|e| e.into_inner()).by_event.clone();
-        let missing: Vec<&str> =
-            events.iter().filter_map(|e| e["id"].as_str()).filter(|id| !seen.contains_key(*id)).collect();
+        let seen = receiver
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_event
+            .clone();
+        let missing: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e["id"].as_str())
+            .filter(|id| !seen.contains_key(*id))
+            .collect();
         if missing.is_empty() || Instant::now() > deadline {
             break missing.len();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    anyhow::ensure!(missing == 0, "{missing} of {} events never reached the webhook receiver", events.len());
+    anyhow::ensure!(
+        missing == 0,
+        "{missing} of {} events never reached the webhook receiver",
+        events.len()
+    );
     let duplicates = receiver.total() as usize - receiver.distinct();
     server.stop().await?;
     println!(
@@ -97,10 +123,18 @@ struct SentTracker {
 impl SentTracker {
     async fn update(&mut self, api: &Api) -> anyhow::Result<usize> {
         loop {
-            let page = api.call(reqwest::Method::GET, &format!("/v1/events?after={}&limit=100", self.after), None, 200).await?;
+            let page = api
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/events?after={}&limit=100", self.after),
+                    None,
+                    200,
+                )
+                .await?;
             let data = page["data"].as_array().cloned().unwrap_or_default();
             for e in data.iter().filter(|e| e["type"] == "message.sent") {
-                self.sent.insert(e["message_id"].as_str().unwrap_or_default().to_owned());
+                self.sent
+                    .insert(e["message_id"].as_str().unwrap_or_default().to_owned());
             }
             let next = page["next_cursor"].as_i64().unwrap_or(self.after);
             if data.is_empty() || next == self.after {
@@ -115,7 +149,14 @@ async fn all_events(api: &Api) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
     let mut after = 0i64;
     loop {
-        let page = api.call(reqwest::Method::GET, &format!("/v1/events?after={after}&limit=100"), None, 200).await?;
+        let page = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/events?after={after}&limit=100"),
+                None,
+                200,
+            )
+            .await?;
         let data = page["data"].as_array().cloned().unwrap_or_default();
         if data.is_empty() {
             return Ok(out);

@@ -28,7 +28,13 @@ pub struct LoadResult {
 impl Load {
     /// GETs of `url`, expecting 200.
     pub fn get(client: &reqwest::Client, url: String, token: Option<String>) -> Self {
-        Self { client: client.clone(), url, token, body: None, expect: 200 }
+        Self {
+            client: client.clone(),
+            url,
+            token,
+            body: None,
+            expect: 200,
+        }
     }
 
     /// POSTs of `body(n)` to `url`, expecting `expect`.
@@ -39,23 +45,40 @@ impl Load {
         expect: u16,
         body: impl Fn(u64) -> Value + Send + Sync + 'static,
     ) -> Self {
-        Self { client: client.clone(), url, token: Some(token), body: Some(Arc::new(body)), expect }
+        Self {
+            client: client.clone(),
+            url,
+            token: Some(token),
+            body: Some(Arc::new(body)),
+            expect,
+        }
     }
 
     /// Runs `concurrency` clients for `secs` seconds (or until `total` requests, if set).
     pub async fn run(&self, concurrency: usize, secs: u64) -> anyhow::Result<LoadResult> {
-        self.run_bounded(concurrency, Duration::from_secs(secs), u64::MAX).await
+        self.run_bounded(concurrency, Duration::from_secs(secs), u64::MAX)
+            .await
     }
 
     /// Runs until `deadline` passes or `total` requests were sent.
-    pub async fn run_bounded(&self, concurrency: usize, duration: Duration, total: u64) -> anyhow::Result<LoadResult> {
+    pub async fn run_bounded(
+        &self,
+        concurrency: usize,
+        duration: Duration,
+        total: u64,
+    ) -> anyhow::Result<LoadResult> {
         let deadline = Instant::now() + duration;
         let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..concurrency {
-            let (client, url, token, body, expect) =
-                (self.client.clone(), self.url.clone(), self.token.clone(), self.body.clone(), self.expect);
+            let (client, url, token, body, expect) = (
+                self.client.clone(),
+                self.url.clone(),
+                self.token.clone(),
+                self.body.clone(),
+                self.expect,
+            );
             let counter = counter.clone();
             tasks.spawn(async move {
                 let mut latencies = Vec::new();
@@ -80,7 +103,11 @@ impl Load {
                         }
                         Ok(resp) => {
                             if errors == 0 {
-                                eprintln!("unexpected answer {}: {}", resp.status(), resp.text().await.unwrap_or_default());
+                                eprintln!(
+                                    "unexpected answer {}: {}",
+                                    resp.status(),
+                                    resp.text().await.unwrap_or_default()
+                                );
                             }
                             errors += 1;
                         }
@@ -104,7 +131,12 @@ impl Load {
         }
         let elapsed = start.elapsed();
         all.sort();
-        Ok(LoadResult { ok: all.len(), errors, elapsed, latencies: all })
+        Ok(LoadResult {
+            ok: all.len(),
+            errors,
+            elapsed,
+            latencies: all,
+        })
     }
 }
 

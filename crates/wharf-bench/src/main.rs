@@ -90,22 +90,39 @@ async fn main() -> anyhow::Result<()> {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("wharf"),
     };
-    anyhow::ensure!(bin.exists(), "{} not found: build it (cargo build --release -p wharf) or pass --wharf-bin", bin.display());
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it (cargo build --release -p wharf) or pass --wharf-bin",
+        bin.display()
+    );
     let db = cli.database_url.as_deref();
     match cli.scenario {
         Scenario::Startup { runs, idle_secs } => startup(&bin, db, runs, idle_secs).await,
-        Scenario::ListSessions { sessions, concurrency, secs, limit } => {
-            list_sessions(&bin, db, sessions, concurrency, secs, limit).await
+        Scenario::ListSessions {
+            sessions,
+            concurrency,
+            secs,
+            limit,
+        } => list_sessions(&bin, db, sessions, concurrency, secs, limit).await,
+        Scenario::Ingest { concurrency, secs } => {
+            messaging::ingest(&bin, db, concurrency, secs).await
         }
-        Scenario::Ingest { concurrency, secs } => messaging::ingest(&bin, db, concurrency, secs).await,
         Scenario::Dispatch { messages } => messaging::dispatch(&bin, db, messages).await,
         Scenario::Webhooks { events } => messaging::webhooks(&bin, db, events).await,
-        Scenario::Memory { messages, concurrency } => messaging::memory(&bin, db, messages, concurrency).await,
+        Scenario::Memory {
+            messages,
+            concurrency,
+        } => messaging::memory(&bin, db, messages, concurrency).await,
         Scenario::Crash { messages } => crash::run(&bin, db, messages).await,
     }
 }
 
-async fn startup(bin: &std::path::Path, database_url: Option<&str>, runs: usize, idle_secs: u64) -> anyhow::Result<()> {
+async fn startup(
+    bin: &std::path::Path,
+    database_url: Option<&str>,
+    runs: usize,
+    idle_secs: u64,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         database_url.is_none() || runs == 1,
         "startup with --database-url measures one run (the database is no longer empty after it)"
@@ -124,8 +141,15 @@ async fn startup(bin: &std::path::Path, database_url: Option<&str>, runs: usize,
     }
     times.sort();
     println!("scenario: startup ({runs} fresh starts on an empty database)");
-    println!("  ready after: median {:.1} ms, max {:.1} ms", ms(times[times.len() / 2]), ms(*times.last().unwrap()));
-    println!("  idle RSS after {idle_secs} s: {:.1} MiB", rss as f64 / 1024.0);
+    println!(
+        "  ready after: median {:.1} ms, max {:.1} ms",
+        ms(times[times.len() / 2]),
+        ms(*times.last().unwrap())
+    );
+    println!(
+        "  idle RSS after {idle_secs} s: {:.1} MiB",
+        rss as f64 / 1024.0
+    );
     Ok(())
 }
 
@@ -139,18 +163,36 @@ async fn list_sessions(
 ) -> anyhow::Result<()> {
     let spec = Spec::new(bin, database_url)?.args(&["--rate-limit-per-minute", "1000000000"]);
     let server = spec.start().await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
-    let pat = server.pat.clone().ok_or_else(|| anyhow::anyhow!("the server printed no token; is the database empty?"))?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let pat = server
+        .pat
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the server printed no token; is the database empty?"))?;
     let create = server.url("/v1/whatsapp-sessions");
     for i in 0..sessions {
-        let resp = client.post(&create).bearer_auth(&pat).json(&json!({"label": format!("bench {i}")})).send().await?;
-        anyhow::ensure!(resp.status() == 201, "creating session {i}: {}", resp.status());
+        let resp = client
+            .post(&create)
+            .bearer_auth(&pat)
+            .json(&json!({"label": format!("bench {i}")}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status() == 201,
+            "creating session {i}: {}",
+            resp.status()
+        );
     }
     println!("scenario: list-sessions ({sessions} sessions, {concurrency} clients, {secs} s each)");
-    let baseline = Load::get(&client, server.url("/healthz"), None).run(concurrency, secs).await?;
+    let baseline = Load::get(&client, server.url("/healthz"), None)
+        .run(concurrency, secs)
+        .await?;
     baseline.print("baseline GET /healthz");
     let path = format!("/v1/whatsapp-sessions?limit={limit}");
-    let list = Load::get(&client, server.url(&path), Some(pat)).run(concurrency, secs).await?;
+    let list = Load::get(&client, server.url(&path), Some(pat))
+        .run(concurrency, secs)
+        .await?;
     list.print(&format!("GET {path}"));
     println!("  ratio to baseline: {:.2}", list.rate() / baseline.rate());
     server.stop().await

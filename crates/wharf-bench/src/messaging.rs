@@ -24,36 +24,70 @@ pub struct Api {
 
 impl Api {
     pub fn new(server: &Server) -> anyhow::Result<Self> {
-        let pat = server.pat.clone().ok_or_else(|| anyhow::anyhow!("the server printed no token; is the database empty?"))?;
-        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-        Ok(Self { client, pat, base: server.url("") })
+        let pat = server.pat.clone().ok_or_else(|| {
+            anyhow::anyhow!("the server printed no token; is the database empty?")
+        })?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(Self {
+            client,
+            pat,
+            base: server.url(""),
+        })
     }
 
     /// Reuses a token with a server started again.
     pub fn with_server(&self, server: &Server) -> Self {
-        Self { client: self.client.clone(), pat: self.pat.clone(), base: server.url("") }
+        Self {
+            client: self.client.clone(),
+            pat: self.pat.clone(),
+            base: server.url(""),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, expect: u16) -> anyhow::Result<Value> {
-        let mut req = self.client.request(method.clone(), self.url(path)).bearer_auth(&self.pat);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        expect: u16,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .client
+            .request(method.clone(), self.url(path))
+            .bearer_auth(&self.pat);
         if let Some(body) = body {
             req = req.json(&body);
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
-        anyhow::ensure!(status == expect, "{method} {path} answered {status}: {text}");
+        anyhow::ensure!(
+            status == expect,
+            "{method} {path} answered {status}: {text}"
+        );
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// A new emulator session; connected (scanned) when `connect`.
     pub async fn session(&self, connect: bool) -> anyhow::Result<String> {
-        let created = self.call(reqwest::Method::POST, "/v1/whatsapp-sessions", Some(json!({})), 201).await?;
-        let id = created["session"]["session_id"].as_str().unwrap_or_default().to_owned();
+        let created = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/whatsapp-sessions",
+                Some(json!({})),
+                201,
+            )
+            .await?;
+        let id = created["session"]["session_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if connect {
             self.connect(&id).await?;
         }
@@ -61,31 +95,62 @@ impl Api {
     }
 
     pub async fn connect(&self, id: &str) -> anyhow::Result<()> {
-        self.call(reqwest::Method::POST, &format!("/v1/whatsapp-sessions/{id}/connect"), None, 200).await?;
-        self.call(reqwest::Method::POST, &format!("/emulator/sessions/{id}/scan"), None, 200).await?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/whatsapp-sessions/{id}/connect"),
+            None,
+            200,
+        )
+        .await?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/emulator/sessions/{id}/scan"),
+            None,
+            200,
+        )
+        .await?;
         Ok(())
     }
 
     /// Sends `n` texts from `session` with `concurrency` clients; returns the ids in order of
     /// acceptance of the last one.
-    pub async fn send_many(&self, session: &str, n: usize, concurrency: usize) -> anyhow::Result<Vec<String>> {
+    pub async fn send_many(
+        &self,
+        session: &str,
+        n: usize,
+        concurrency: usize,
+    ) -> anyhow::Result<Vec<String>> {
         let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..concurrency {
-            let (client, url, pat, session, ids, counter) =
-                (self.client.clone(), self.url("/api/send-message"), self.pat.clone(), session.to_owned(), ids.clone(), counter.clone());
+            let (client, url, pat, session, ids, counter) = (
+                self.client.clone(),
+                self.url("/api/send-message"),
+                self.pat.clone(),
+                session.to_owned(),
+                ids.clone(),
+                counter.clone(),
+            );
             tasks.spawn(async move {
                 loop {
                     let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= n {
                         return Ok::<(), anyhow::Error>(());
                     }
-                    let body = json!({"session_id": session, "to": TO, "text": format!("message {i}")});
-                    let resp = client.post(&url).bearer_auth(&pat).json(&body).send().await?;
+                    let body =
+                        json!({"session_id": session, "to": TO, "text": format!("message {i}")});
+                    let resp = client
+                        .post(&url)
+                        .bearer_auth(&pat)
+                        .json(&body)
+                        .send()
+                        .await?;
                     anyhow::ensure!(resp.status() == 202, "send {i}: {}", resp.status());
                     let v: Value = resp.json().await?;
-                    ids.lock().unwrap_or_else(|e| e.into_inner()).push(v["message_id"].as_str().unwrap_or_default().to_owned());
+                    ids.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(v["message_id"].as_str().unwrap_or_default().to_owned());
                 }
             });
         }
@@ -98,14 +163,30 @@ impl Api {
     }
 
     /// Waits until message `id` has `status`.
-    pub async fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> anyhow::Result<()> {
+    pub async fn wait_status(
+        &self,
+        id: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let info = self.call(reqwest::Method::GET, &format!("/api/messages/{id}/info"), None, 200).await?;
+            let info = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/messages/{id}/info"),
+                    None,
+                    200,
+                )
+                .await?;
             if info["status"] == status {
                 return Ok(());
             }
-            anyhow::ensure!(Instant::now() < deadline, "{id} is still {} after {timeout:?}", info["status"]);
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{id} is still {} after {timeout:?}",
+                info["status"]
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -119,16 +200,29 @@ fn spec(bin: &Path, db: Option<&str>) -> anyhow::Result<Spec> {
         .env("emulator_read_after_ms", -1))
 }
 
-pub async fn ingest(bin: &Path, db: Option<&str>, concurrency: usize, secs: u64) -> anyhow::Result<()> {
+pub async fn ingest(
+    bin: &Path,
+    db: Option<&str>,
+    concurrency: usize,
+    secs: u64,
+) -> anyhow::Result<()> {
     let server = spec(bin, db)?.start().await?;
     let api = Api::new(&server)?;
     let session = api.session(true).await?;
-    println!("scenario: ingest ({concurrency} clients, {secs} s each; the dispatcher drains meanwhile)");
-    let baseline = Load::get(&api.client, api.url("/healthz"), None).run(concurrency, secs).await?;
+    println!(
+        "scenario: ingest ({concurrency} clients, {secs} s each; the dispatcher drains meanwhile)"
+    );
+    let baseline = Load::get(&api.client, api.url("/healthz"), None)
+        .run(concurrency, secs)
+        .await?;
     baseline.print("baseline GET /healthz");
-    let sends = Load::post(&api.client, api.url("/api/send-message"), api.pat.clone(), 202, move |i| {
-        json!({"session_id": session, "to": TO, "text": format!("bench {i}")})
-    })
+    let sends = Load::post(
+        &api.client,
+        api.url("/api/send-message"),
+        api.pat.clone(),
+        202,
+        move |i| json!({"session_id": session, "to": TO, "text": format!("bench {i}")}),
+    )
     .run(concurrency, secs)
     .await?;
     sends.print("POST /api/send-message (202 = committed)");
@@ -137,16 +231,27 @@ pub async fn ingest(bin: &Path, db: Option<&str>, concurrency: usize, secs: u64)
 }
 
 pub async fn dispatch(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Result<()> {
-    let server = spec(bin, db)?.env("send_rate_emulator", 1_000_000).start().await?;
+    let server = spec(bin, db)?
+        .env("send_rate_emulator", 1_000_000)
+        .start()
+        .await?;
     let api = Api::new(&server)?;
     let session = api.session(false).await?;
     let t = Instant::now();
     let ids = api.send_many(&session, messages, 64).await?;
-    println!("scenario: dispatch ({messages} messages queued on a disconnected session in {:.1} s)", t.elapsed().as_secs_f64());
+    println!(
+        "scenario: dispatch ({messages} messages queued on a disconnected session in {:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
     let started = Instant::now();
     api.connect(&session).await?;
     // The outbox drains in order: the last message sent means all were.
-    api.wait_status(ids.last().expect("messages"), "sent", Duration::from_secs(600)).await?;
+    api.wait_status(
+        ids.last().expect("messages"),
+        "sent",
+        Duration::from_secs(600),
+    )
+    .await?;
     let elapsed = started.elapsed();
     println!(
         "  drained to sent in {:.2} s: {:.0} messages/s",
@@ -160,7 +265,10 @@ pub async fn dispatch(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::
 }
 
 pub async fn webhooks(bin: &Path, db: Option<&str>, events: usize) -> anyhow::Result<()> {
-    let server = spec(bin, db)?.env("send_rate_emulator", 1_000_000).start().await?;
+    let server = spec(bin, db)?
+        .env("send_rate_emulator", 1_000_000)
+        .start()
+        .await?;
     let api = Api::new(&server)?;
     let receiver = Receiver::start().await?;
     let hook = api
@@ -174,13 +282,30 @@ pub async fn webhooks(bin: &Path, db: Option<&str>, events: usize) -> anyhow::Re
     let hook_id = hook["id"].as_str().unwrap_or_default().to_owned();
     let session = api.session(true).await?;
     let ids = api.send_many(&session, events, 64).await?;
-    api.wait_status(ids.last().expect("events"), "sent", Duration::from_secs(600)).await?;
-    println!("scenario: webhooks ({events} message.sent events waiting, then the endpoint is enabled)");
+    api.wait_status(
+        ids.last().expect("events"),
+        "sent",
+        Duration::from_secs(600),
+    )
+    .await?;
+    println!(
+        "scenario: webhooks ({events} message.sent events waiting, then the endpoint is enabled)"
+    );
     let started = Instant::now();
-    api.call(reqwest::Method::PATCH, &format!("/v1/webhooks/{hook_id}"), Some(json!({"is_active": true})), 200).await?;
+    api.call(
+        reqwest::Method::PATCH,
+        &format!("/v1/webhooks/{hook_id}"),
+        Some(json!({"is_active": true})),
+        200,
+    )
+    .await?;
     let deadline = started + Duration::from_secs(600);
     while receiver.distinct() < events {
-        anyhow::ensure!(Instant::now() < deadline, "only {} of {events} delivered", receiver.distinct());
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {events} delivered",
+            receiver.distinct()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
@@ -194,7 +319,12 @@ pub async fn webhooks(bin: &Path, db: Option<&str>, events: usize) -> anyhow::Re
     server.stop().await
 }
 
-pub async fn memory(bin: &Path, db: Option<&str>, messages: usize, concurrency: usize) -> anyhow::Result<()> {
+pub async fn memory(
+    bin: &Path,
+    db: Option<&str>,
+    messages: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
     let server = spec(bin, db)?
         .env("send_rate_emulator", 1_000_000)
         .env("emulator_delivered_after_ms", 200)
@@ -203,21 +333,35 @@ pub async fn memory(bin: &Path, db: Option<&str>, messages: usize, concurrency: 
         .await?;
     let api = Api::new(&server)?;
     let receiver = Receiver::start().await?;
-    api.call(reqwest::Method::POST, "/v1/webhooks", Some(json!({"target_url": receiver.url()})), 201).await?;
+    api.call(
+        reqwest::Method::POST,
+        "/v1/webhooks",
+        Some(json!({"target_url": receiver.url()})),
+        201,
+    )
+    .await?;
     let session = api.session(true).await?;
-    println!("scenario: memory ({messages} messages sent, dispatched, receipted and delivered to a webhook)");
+    println!(
+        "scenario: memory ({messages} messages sent, dispatched, receipted and delivered to a webhook)"
+    );
     let baseline = server.rss_kib()?;
     let sends = {
         let session = session.clone();
-        Load::post(&api.client, api.url("/api/send-message"), api.pat.clone(), 202, move |i| {
-            json!({"session_id": session, "to": TO, "text": format!("memory {i}")})
-        })
+        Load::post(
+            &api.client,
+            api.url("/api/send-message"),
+            api.pat.clone(),
+            202,
+            move |i| json!({"session_id": session, "to": TO, "text": format!("memory {i}")}),
+        )
     };
     let pid = server.pid();
     let sampler = tokio::spawn(async move {
         let mut peak = 0u64;
         loop {
-            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return peak };
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return peak;
+            };
             let rss = status
                 .lines()
                 .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -228,7 +372,9 @@ pub async fn memory(bin: &Path, db: Option<&str>, messages: usize, concurrency: 
         }
     });
     let started = Instant::now();
-    let result = sends.run_bounded(concurrency, Duration::from_secs(3600), messages as u64).await?;
+    let result = sends
+        .run_bounded(concurrency, Duration::from_secs(3600), messages as u64)
+        .await?;
     result.print("POST /api/send-message");
     let after_sends = server.rss_kib()?;
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -23,7 +23,11 @@ pub struct Receiver {
 }
 
 async fn receive(State(seen): State<Arc<Mutex<Seen>>>, headers: HeaderMap) -> StatusCode {
-    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
     *seen.by_event.entry(id).or_default() += 1;
     seen.total += 1;
@@ -33,7 +37,9 @@ async fn receive(State(seen): State<Arc<Mutex<Seen>>>, headers: HeaderMap) -> St
 impl Receiver {
     pub async fn start() -> anyhow::Result<Self> {
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let app = Router::new().route("/", post(receive)).with_state(seen.clone());
+        let app = Router::new()
+            .route("/", post(receive))
+            .with_state(seen.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move {
@@ -51,6 +57,10 @@ impl Receiver {
     }
 
     pub fn distinct(&self) -> usize {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).by_event.len()
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_event
+            .len()
     }
 }

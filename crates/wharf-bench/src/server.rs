@@ -23,22 +23,33 @@ pub struct Spec {
 impl Spec {
     /// A fresh SQLite database in a temporary directory unless `database_url` is given.
     pub fn new(bin: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let (dir, url) = match database_url {
             Some(url) => (None, url.to_owned()),
             None => {
-                let dir = std::env::temp_dir().join(format!("wharf-bench-{}-{port}", std::process::id()));
+                let dir =
+                    std::env::temp_dir().join(format!("wharf-bench-{}-{port}", std::process::id()));
                 std::fs::create_dir_all(&dir)?;
                 let url = format!("sqlite://{}", dir.join("wharf.db").display());
                 (Some(dir), url)
             }
         };
-        Ok(Self { bin: bin.to_owned(), url, addr: format!("127.0.0.1:{port}"), env: Vec::new(), extra: Vec::new(), dir })
+        Ok(Self {
+            bin: bin.to_owned(),
+            url,
+            addr: format!("127.0.0.1:{port}"),
+            env: Vec::new(),
+            extra: Vec::new(),
+            dir,
+        })
     }
 
     /// Sets `WHARF_<KEY>` for the server.
     pub fn env(mut self, key: &str, value: impl ToString) -> Self {
-        self.env.push((format!("WHARF_{}", key.to_uppercase()), value.to_string()));
+        self.env
+            .push((format!("WHARF_{}", key.to_uppercase()), value.to_string()));
         self
     }
 
@@ -52,7 +63,15 @@ impl Spec {
     pub async fn start(&self) -> anyhow::Result<Server> {
         let started = Instant::now();
         let mut child = Command::new(&self.bin)
-            .args(["serve", "--listen", &self.addr, "--database-url", &self.url, "--log", "warn"])
+            .args([
+                "serve",
+                "--listen",
+                &self.addr,
+                "--database-url",
+                &self.url,
+                "--log",
+                "warn",
+            ])
             .args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
@@ -76,7 +95,10 @@ impl Spec {
             {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "the server was not ready within 60 s");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the server was not ready within 60 s"
+            );
             if let Some(status) = child.try_wait()? {
                 anyhow::bail!("the server exited: {status}");
             }
@@ -84,7 +106,12 @@ impl Spec {
         }
         let ready_after = started.elapsed();
         let pat = rx.recv_timeout(Duration::from_millis(200)).ok();
-        Ok(Server { child, addr: self.addr.clone(), pat, ready_after })
+        Ok(Server {
+            child,
+            addr: self.addr.clone(),
+            pat,
+            ready_after,
+        })
     }
 }
 
@@ -129,7 +156,9 @@ impl Server {
 
     /// Stops the server with SIGTERM and waits for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
         let status = self.child.wait()?;
         anyhow::ensure!(status.success(), "the server exited with {status}");
         Ok(())

@@ -55,7 +55,10 @@ pub fn load(file: Option<PathBuf>, flags: FlagOverrides) -> anyhow::Result<Confi
         None => figment = figment.merge(Toml::file("wharf.toml")),
     }
     let config: Config = figment
-        .merge(Env::prefixed("WHARF_").only(&env_keys().iter().map(String::as_str).collect::<Vec<_>>()))
+        .merge(
+            Env::prefixed("WHARF_")
+                .only(&env_keys().iter().map(String::as_str).collect::<Vec<_>>()),
+        )
         .merge(Serialized::defaults(flags))
         .extract()
         .context("invalid configuration")?;

@@ -111,11 +111,14 @@ async fn deliver(
                 .filter(|(_, n)| **n >= config.per_endpoint)
                 .map(|(w, _)| *w)
                 .collect();
+            // A claim outlives one request by a margin; after a crash, the deliveries come
+            // back when it expires.
+            let lease_ms = config.timeout.as_millis() as i64 + 5_000;
             match store
                 .claim_deliveries(
                     room.min(200) as i64,
                     config.per_endpoint as i64,
-                    60_000,
+                    lease_ms,
                     &busy,
                 )
                 .await
