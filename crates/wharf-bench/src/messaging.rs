@@ -206,7 +206,8 @@ pub async fn ingest(
     concurrency: usize,
     secs: u64,
 ) -> anyhow::Result<()> {
-    let server = spec(bin, db)?.start().await?;
+    let spec = spec(bin, db)?;
+    let server = spec.start().await?;
     let api = Api::new(&server)?;
     let session = api.session(true).await?;
     println!(
@@ -325,12 +326,11 @@ pub async fn memory(
     messages: usize,
     concurrency: usize,
 ) -> anyhow::Result<()> {
-    let server = spec(bin, db)?
+    let spec = spec(bin, db)?
         .env("send_rate_emulator", 1_000_000)
         .env("emulator_delivered_after_ms", 200)
-        .env("emulator_read_after_ms", 500)
-        .start()
-        .await?;
+        .env("emulator_read_after_ms", 500);
+    let server = spec.start().await?;
     let api = Api::new(&server)?;
     let receiver = Receiver::start().await?;
     api.call(

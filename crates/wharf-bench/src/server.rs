@@ -10,7 +10,8 @@ use std::{
 };
 
 /// What to start: the binary, the database, the port and extra settings. Owns the temporary
-/// directory of a fresh SQLite database and removes it when dropped.
+/// directory of a fresh SQLite database and removes it when dropped, so it must outlive the
+/// servers started from it.
 pub struct Spec {
     bin: PathBuf,
     url: String,

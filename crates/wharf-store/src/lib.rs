@@ -75,6 +75,8 @@ pub struct Store {
     /// Bumped after every commit that appended events, so readers of the log (webhook
     /// fan-out, event streams) wake without polling. In-process only.
     appended: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// The group-commit task of sends, started on first use.
+    ingest: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<messages::PendingAccept>>>,
 }
 
 /// The SQLite URL for a file path, creating the file when missing.
@@ -137,6 +139,7 @@ impl Store {
                     read,
                     backend,
                     appended: Default::default(),
+                    ingest: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -150,6 +153,7 @@ impl Store {
                     read: pool,
                     backend,
                     appended: Default::default(),
+                    ingest: Default::default(),
                 })
             }
         }

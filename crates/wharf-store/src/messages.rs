@@ -291,6 +291,93 @@ impl OutboxJob {
     }
 }
 
+/// A send waiting for its group commit.
+pub(crate) struct PendingAccept {
+    message: MessageRow,
+    job: OutboxJob,
+    reply: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// Rows per multi-row insert of a group (22 parameters a message).
+const GROUP_CHUNK: usize = 100;
+/// Sends committed together, at most.
+const GROUP_MAX: usize = 512;
+
+/// Starts the task that commits queued sends in groups.
+pub(crate) fn spawn_batcher(pool: sqlx::AnyPool) -> tokio::sync::mpsc::Sender<PendingAccept> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<PendingAccept>(4096);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(GROUP_MAX);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < GROUP_MAX {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            match commit_group(&pool, &batch).await {
+                Ok(()) => {
+                    for p in batch.drain(..) {
+                        let _ = p.reply.send(Ok(()));
+                    }
+                }
+                Err(_) if batch.len() > 1 => {
+                    // Find the culprit: each request on its own, so one bad row fails alone.
+                    for p in batch.drain(..) {
+                        let result = commit_group(&pool, std::slice::from_ref(&p)).await;
+                        let _ = p.reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    for p in batch.drain(..) {
+                        let _ = p
+                            .reply
+                            .send(Err(StoreError::Corrupt(format!("group commit: {e}"))));
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
+async fn commit_group(pool: &sqlx::AnyPool, batch: &[PendingAccept]) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    for chunk in batch.chunks(GROUP_CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let params: Vec<String> = (1..=22).map(|c| format!("${}", i * 22 + c)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let head = INSERT_MESSAGE
+            .split(" VALUES ")
+            .next()
+            .unwrap_or(INSERT_MESSAGE);
+        let sql = format!("{head} VALUES {}", values.join(", "));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in chunk {
+            q = bind_message(q, &p.message);
+        }
+        q.execute(&mut *tx).await?;
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let params: Vec<String> = (1..=11).map(|c| format!("${}", i * 11 + c)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let sql = format!("{INSERT_JOB} VALUES {}", values.join(", "));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in chunk {
+            q = bind_job(q, &p.job);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// A stored answer to an idempotent request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdempotentAnswer {
@@ -311,9 +398,11 @@ pub enum Accepted {
 /// How one job ended, as reported by the dispatcher.
 #[derive(Debug, Clone)]
 pub enum JobOutcome {
-    /// A send went out as `provider_id`.
+    /// A send went out as `provider_id`. `message` is the row as the dispatcher read it,
+    /// which lets a batch of sends be recorded with a few statements.
     Sent {
         job: OutboxJob,
+        message: Option<Box<MessageRow>>,
         provider_id: String,
         at: i64,
     },
@@ -402,24 +491,31 @@ async fn write_message(conn: &mut AnyConnection, m: &MessageRow) -> Result<()> {
     Ok(())
 }
 
+const INSERT_JOB: &str = "INSERT INTO outbox (id, account_id, session_id, chat_jid, message_id, action, payload, \
+     available_at, attempts, last_error, created_at)";
+
+fn bind_job<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    job: &OutboxJob,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(job.id.to_string())
+        .bind(job.account_id.to_string())
+        .bind(job.session_id.to_string())
+        .bind(job.chat_jid.to_string())
+        .bind(job.message_id.map(|m| m.to_string()))
+        .bind(job.action.as_str())
+        .bind(job.payload.to_string())
+        .bind(job.available_at)
+        .bind(job.attempts)
+        .bind(job.last_error.clone())
+        .bind(job.created_at)
+}
+
 async fn insert_job(conn: &mut AnyConnection, job: &OutboxJob) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO outbox (id, account_id, session_id, chat_jid, message_id, action, payload, available_at, attempts, \
-         last_error, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(job.id.to_string())
-    .bind(job.account_id.to_string())
-    .bind(job.session_id.to_string())
-    .bind(job.chat_jid.to_string())
-    .bind(job.message_id.map(|m| m.to_string()))
-    .bind(job.action.as_str())
-    .bind(job.payload.to_string())
-    .bind(job.available_at)
-    .bind(job.attempts)
-    .bind(job.last_error.clone())
-    .bind(job.created_at)
-    .execute(conn)
-    .await?;
+    let sql = format!("{INSERT_JOB} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+    bind_job(sqlx::query(sqlx::AssertSqlSafe(sql)), job)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -458,7 +554,41 @@ impl Store {
 
     /// Commits an outgoing message with its send job and, when given, the idempotency record
     /// `(key, request hash, status, answer)`. A key used before returns what it stored.
+    ///
+    /// Sends without a key are committed in groups: concurrent requests share one transaction
+    /// (and one multi-row insert), and each returns only once that transaction committed.
     pub async fn accept_outgoing(
+        &self,
+        message: &MessageRow,
+        job: &OutboxJob,
+        idempotency: Option<(&str, &str, u16, &Value)>,
+    ) -> Result<Accepted> {
+        if idempotency.is_some() {
+            return self.accept_one(message, job, idempotency).await;
+        }
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let pending = PendingAccept {
+            message: message.clone(),
+            job: job.clone(),
+            reply,
+        };
+        let batcher = self
+            .ingest
+            .get_or_init(|| spawn_batcher(self.write.clone()));
+        batcher
+            .send(pending)
+            .await
+            .map_err(|_| StoreError::Corrupt("the ingest batcher stopped".into()))?;
+        match done.await {
+            Ok(Ok(())) => Ok(Accepted::New),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Corrupt(
+                "the ingest batcher dropped a request".into(),
+            )),
+        }
+    }
+
+    async fn accept_one(
         &self,
         message: &MessageRow,
         job: &OutboxJob,
@@ -730,7 +860,8 @@ impl Store {
         }
         let mut tx = self.write.begin().await?;
         let mut events = Vec::new();
-        for outcome in outcomes {
+        let slow = self.record_sends(&mut tx, outcomes, &mut events).await?;
+        for outcome in slow {
             match outcome {
                 JobOutcome::Retry {
                     job,
@@ -756,6 +887,7 @@ impl Store {
                     job,
                     provider_id,
                     at,
+                    ..
                 } => {
                     delete_job(&mut tx, job.id).await?;
                     let Some(id) = job.message_id else { continue };
@@ -809,6 +941,79 @@ impl Store {
             self.events_appended();
         }
         Ok(())
+    }
+
+    /// Records the sends of queued messages in bulk: their jobs deleted, the messages marked
+    /// sent, in a handful of statements. Returns the outcomes left for one-by-one handling
+    /// (everything else, and sends whose message was no longer queued).
+    async fn record_sends<'a>(
+        &self,
+        tx: &mut AnyConnection,
+        outcomes: &'a [JobOutcome],
+        events: &mut Vec<Event>,
+    ) -> Result<Vec<&'a JobOutcome>> {
+        let mut rest = Vec::new();
+        let mut sends = Vec::new();
+        for o in outcomes {
+            match o {
+                JobOutcome::Sent {
+                    job,
+                    message: Some(m),
+                    provider_id,
+                    at,
+                } if m.status == MessageStatus::Queued => sends.push((job, m, provider_id, *at)),
+                other => rest.push(other),
+            }
+        }
+        let now = now_millis();
+        for chunk in sends.chunks(100) {
+            let ids: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("DELETE FROM outbox WHERE id IN ({})", ids.join(", "));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (job, ..) in chunk {
+                q = q.bind(job.id.to_string());
+            }
+            q.execute(&mut *tx).await?;
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
+                .collect();
+            let sql = format!(
+                "UPDATE messages SET status = 'sent', provider_msg_id = v.column2, \
+                 sent_at = CAST(v.column3 AS BIGINT), attempts = attempts + 1, updated_at = {now} \
+                 FROM (VALUES {}) AS v WHERE messages.id = v.column1 AND messages.status = 'queued' \
+                 RETURNING messages.id",
+                values.join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            for (_, m, provider_id, at) in chunk {
+                q = q
+                    .bind(m.id.to_string())
+                    .bind((*provider_id).clone())
+                    .bind(at.to_string());
+            }
+            let updated: std::collections::HashSet<String> =
+                q.fetch_all(&mut *tx).await?.into_iter().collect();
+            for (job, m, provider_id, at) in chunk {
+                if updated.contains(&m.id.to_string()) {
+                    let mut row = (**m).clone();
+                    row.status = MessageStatus::Sent;
+                    row.provider_msg_id = Some((*provider_id).clone());
+                    row.sent_at = Some(*at);
+                    row.attempts += 1;
+                    row.updated_at = now;
+                    events.push(row.event(EventType::MessageSent));
+                } else {
+                    // Changed since it was read (say, a receipt came first): the careful way.
+                    let original = outcomes
+                        .iter()
+                        .find(|o| matches!(o, JobOutcome::Sent { job: j, .. } if j.id == job.id));
+                    if let Some(o) = original {
+                        rest.push(o);
+                    }
+                }
+            }
+        }
+        Ok(rest)
     }
 
     async fn apply_action(

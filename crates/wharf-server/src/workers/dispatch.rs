@@ -288,6 +288,7 @@ async fn execute(
     match result {
         Ok(Some(provider_id)) => JobOutcome::Sent {
             job: job.clone(),
+            message: message.cloned().map(Box::new),
             provider_id,
             at: now,
         },
