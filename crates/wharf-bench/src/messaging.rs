@@ -232,10 +232,8 @@ pub async fn ingest(
 }
 
 pub async fn dispatch(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Result<()> {
-    let server = spec(bin, db)?
-        .env("send_rate_emulator", 1_000_000)
-        .start()
-        .await?;
+    let spec = spec(bin, db)?.env("send_rate_emulator", 1_000_000);
+    let server = spec.start().await?;
     let api = Api::new(&server)?;
     let session = api.session(false).await?;
     let t = Instant::now();
@@ -266,10 +264,8 @@ pub async fn dispatch(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::
 }
 
 pub async fn webhooks(bin: &Path, db: Option<&str>, events: usize) -> anyhow::Result<()> {
-    let server = spec(bin, db)?
-        .env("send_rate_emulator", 1_000_000)
-        .start()
-        .await?;
+    let spec = spec(bin, db)?.env("send_rate_emulator", 1_000_000);
+    let server = spec.start().await?;
     let api = Api::new(&server)?;
     let receiver = Receiver::start().await?;
     let hook = api

@@ -134,6 +134,16 @@ pub struct Server {
     pub ready_after: Duration,
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A scenario that ends early (an error) must not leave its server running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Server {
     /// `http://ADDR` + `path`.
     pub fn url(&self, path: &str) -> String {

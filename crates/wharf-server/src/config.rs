@@ -75,8 +75,8 @@ impl Default for Config {
                 .map(|d| d.as_millis() as u64)
                 .collect(),
             webhook_timeout_ms: 10_000,
-            webhook_concurrency: 128,
-            webhook_per_endpoint: 16,
+            webhook_concurrency: 256,
+            webhook_per_endpoint: 64,
             idempotency_hours: 24,
         }
     }

@@ -129,6 +129,30 @@ impl Store {
             .collect()
     }
 
+    /// The events of `account` with these cursors (missing ones left out).
+    pub(crate) async fn events_at(
+        &self,
+        account: AccountId,
+        seqs: &[i64],
+    ) -> Result<Vec<EventRow>> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(200) {
+            let params: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE account_id = $1 AND seq IN ({})",
+                params.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account.to_string());
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            for row in q.fetch_all(&self.read).await? {
+                out.push(EventRow::from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Events about one message, oldest first.
     pub async fn message_events(&self, message: MessageId) -> Result<Vec<EventRow>> {
         let sql =

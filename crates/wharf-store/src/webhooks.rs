@@ -3,7 +3,9 @@
 //! lease and records every attempt. Both survive restarts: the cursor, the rows and the
 //! leases are all in the database.
 
-use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use std::collections::HashMap;
+
+use sqlx::{FromRow, any::AnyRow};
 use wharf_core::{AccountId, AttemptId, DeliveryId, SessionId, WebhookId, time::now_millis};
 
 use crate::{Result, Store, StoreError, events::EventRow};
@@ -415,16 +417,33 @@ impl Store {
             .iter()
             .map(DeliveryRow::from_row)
             .collect::<Result<_>>()?;
+        // One lookup per endpoint and per account, not per delivery.
+        let mut hooks: HashMap<WebhookId, Option<(String, String)>> = HashMap::new();
+        let mut seqs: HashMap<AccountId, Vec<i64>> = HashMap::new();
+        for d in &deliveries {
+            if let std::collections::hash_map::Entry::Vacant(slot) = hooks.entry(d.webhook_id) {
+                let hook: Option<(String, String)> =
+                    sqlx::query_as("SELECT target_url, signing_secret FROM webhooks WHERE id = $1")
+                        .bind(d.webhook_id.to_string())
+                        .fetch_optional(&self.read)
+                        .await?;
+                slot.insert(hook);
+            }
+            seqs.entry(d.account_id).or_default().push(d.event_seq);
+        }
+        let mut events: HashMap<(AccountId, i64), EventRow> = HashMap::new();
+        for (account, seqs) in seqs {
+            for e in self.events_at(account, &seqs).await? {
+                events.insert((account, e.seq), e);
+            }
+        }
         let mut jobs = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            let hook: Option<(String, String)> =
-                sqlx::query_as("SELECT target_url, signing_secret FROM webhooks WHERE id = $1")
-                    .bind(delivery.webhook_id.to_string())
-                    .fetch_optional(&self.read)
-                    .await?;
-            let event = self
-                .event_at(delivery.account_id, delivery.event_seq)
-                .await?;
+            let hook = hooks.get(&delivery.webhook_id).cloned().flatten();
+            // Several endpoints may deliver the same event: look it up, do not take it.
+            let event = events
+                .get(&(delivery.account_id, delivery.event_seq))
+                .cloned();
             if let (Some((target_url, signing_secret)), Some(event)) = (hook, event) {
                 jobs.push(DeliveryJob {
                     delivery,
@@ -437,45 +456,71 @@ impl Store {
         Ok(jobs)
     }
 
-    async fn event_at(&self, account: AccountId, seq: i64) -> Result<Option<EventRow>> {
-        Ok(self
-            .list_events(account, seq - 1, 1)
-            .await?
-            .into_iter()
-            .next()
-            .filter(|e| e.seq == seq))
-    }
-
-    /// Records attempts and moves their deliveries on, in one transaction.
+    /// Records attempts and moves their deliveries on, in one transaction and a few
+    /// statements.
     pub async fn record_attempts(&self, results: &[AttemptResult]) -> Result<()> {
         if results.is_empty() {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
-        for r in results {
-            insert_attempt(&mut tx, r).await?;
-            let succeeded = r.status_code.is_some_and(|c| (200..300).contains(&c));
-            let status = if succeeded {
-                DeliveryStatus::Succeeded
-            } else if r.retry_at.is_some() {
-                DeliveryStatus::Pending
-            } else {
-                DeliveryStatus::Failed
-            };
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
-                 lease_until = NULL, last_status_code = $3, last_error = $4, updated_at = $5, \
-                 delivered_at = CASE WHEN $6 = 1 THEN $5 ELSE delivered_at END WHERE id = $7",
-            )
-            .bind(status.as_str())
-            .bind(r.retry_at)
-            .bind(r.status_code.map(i64::from))
-            .bind(r.error.clone())
-            .bind(r.attempted_at)
-            .bind(i64::from(succeeded))
-            .bind(r.delivery_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        for chunk in results.chunks(100) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p: Vec<String> = (1..=6).map(|c| format!("${}", i * 6 + c)).collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, error, duration_ms) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(AttemptId::generate().to_string())
+                    .bind(r.delivery_id.to_string())
+                    .bind(r.attempted_at)
+                    .bind(r.status_code.map(i64::from))
+                    .bind(r.error.clone())
+                    .bind(r.duration_ms);
+            }
+            q.execute(&mut *tx).await?;
+            // Values travel as text and are cast, so one statement serves both backends.
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p: Vec<String> = (1..=7).map(|c| format!("${}", i * 7 + c)).collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "UPDATE webhook_deliveries SET status = v.column2, attempts = attempts + 1, \
+                 next_attempt_at = CAST(v.column3 AS BIGINT), lease_until = NULL, \
+                 last_status_code = CAST(v.column4 AS BIGINT), last_error = v.column5, \
+                 updated_at = CAST(v.column6 AS BIGINT), \
+                 delivered_at = CASE WHEN v.column7 = '1' THEN CAST(v.column6 AS BIGINT) ELSE delivered_at END \
+                 FROM (VALUES {}) AS v WHERE webhook_deliveries.id = v.column1",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                let succeeded = r.status_code.is_some_and(|c| (200..300).contains(&c));
+                let status = if succeeded {
+                    DeliveryStatus::Succeeded
+                } else if r.retry_at.is_some() {
+                    DeliveryStatus::Pending
+                } else {
+                    DeliveryStatus::Failed
+                };
+                q = q
+                    .bind(r.delivery_id.to_string())
+                    .bind(status.as_str())
+                    .bind(r.retry_at.map(|t| t.to_string()))
+                    .bind(r.status_code.map(|c| c.to_string()))
+                    .bind(r.error.clone())
+                    .bind(r.attempted_at.to_string())
+                    .bind(if succeeded { "1" } else { "0" });
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -555,20 +600,4 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
-}
-
-async fn insert_attempt(conn: &mut AnyConnection, r: &AttemptResult) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, error, duration_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(AttemptId::generate().to_string())
-    .bind(r.delivery_id.to_string())
-    .bind(r.attempted_at)
-    .bind(r.status_code.map(i64::from))
-    .bind(r.error.clone())
-    .bind(r.duration_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
 }

@@ -62,6 +62,13 @@ impl TestApp {
 
     /// A server on `backend` with settings adjusted by `configure`.
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
+        // `WHARF_TEST_LOG=debug` shows the server's logs of a test (with --nocapture).
+        if let Ok(filter) = std::env::var("WHARF_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let db = TestDb::create(backend).await?;
         let mut config = Config {
             database_url: db.url().to_owned(),

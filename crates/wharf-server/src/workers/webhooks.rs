@@ -40,8 +40,8 @@ impl Default for WebhookConfig {
         Self {
             retry_delays: secs.iter().map(|s| Duration::from_secs(*s)).collect(),
             timeout: Duration::from_secs(10),
-            concurrency: 128,
-            per_endpoint: 16,
+            concurrency: 256,
+            per_endpoint: 64,
         }
     }
 }
