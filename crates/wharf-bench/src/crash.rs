@@ -68,7 +68,8 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Every message: terminal, and exactly one message.sent event.
-    let events = all_events(&api).await?;
+    tracker.update(&api).await?;
+    let events = tracker.events;
     let mut sent_events: HashMap<String, u32> = HashMap::new();
     for e in events.iter().filter(|e| e["type"] == "message.sent") {
         *sent_events
@@ -113,10 +114,11 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
     Ok(())
 }
 
-/// Follows the event log and counts the messages reported sent.
+/// Follows the event log: keeps every event read and counts the messages reported sent.
 #[derive(Default)]
 struct SentTracker {
     after: i64,
+    events: Vec<Value>,
     sent: std::collections::HashSet<String>,
 }
 
@@ -137,31 +139,12 @@ impl SentTracker {
                     .insert(e["message_id"].as_str().unwrap_or_default().to_owned());
             }
             let next = page["next_cursor"].as_i64().unwrap_or(self.after);
-            if data.is_empty() || next == self.after {
+            let done = data.is_empty() || next == self.after;
+            self.events.extend(data);
+            if done {
                 return Ok(self.sent.len());
             }
             self.after = next;
         }
-    }
-}
-
-async fn all_events(api: &Api) -> anyhow::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    let mut after = 0i64;
-    loop {
-        let page = api
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/events?after={after}&limit=100"),
-                None,
-                200,
-            )
-            .await?;
-        let data = page["data"].as_array().cloned().unwrap_or_default();
-        if data.is_empty() {
-            return Ok(out);
-        }
-        after = page["next_cursor"].as_i64().unwrap_or(after);
-        out.extend(data);
     }
 }

@@ -86,6 +86,7 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let bin = match cli.wharf_bin {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("wharf"),

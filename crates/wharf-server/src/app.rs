@@ -34,6 +34,7 @@ pub async fn run_with_store(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    crate::install_crypto();
     let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor: Arc<dyn EngineSink> = Arc::new(Supervisor::new(
         store.clone(),
@@ -105,7 +106,7 @@ pub async fn run_with_store(
     handles.push(dispatcher);
     http::auth::spawn_pruner(limiter.clone(), workers_stop.clone());
 
-    let router = http::router(services, limiter, config.emulator_control);
+    let router = http::router(services, limiter, config.emulator_control, shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, "wharf is serving");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())

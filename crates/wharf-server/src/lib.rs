@@ -10,3 +10,9 @@ pub mod workers;
 pub use app::{run, run_with_store};
 pub use config::{Config, redact_url};
 pub use error::ServiceError;
+
+/// Installs the TLS crypto provider (ring) for outgoing HTTPS (webhooks, the Cloud API).
+/// Idempotent; `run` calls it, and so must any program that builds HTTP clients first.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -69,6 +69,7 @@ impl TestApp {
                 .with_test_writer()
                 .try_init();
         }
+        wharf_server::install_crypto();
         let db = TestDb::create(backend).await?;
         let mut config = Config {
             database_url: db.url().to_owned(),

@@ -98,9 +98,13 @@ async fn stream_events(
         caller,
         cursor: after,
         buffer: VecDeque::new(),
+        shutdown: app.shutdown.clone(),
     };
     let stream = futures::stream::unfold(state, |mut s| async move {
         loop {
+            if s.shutdown.is_cancelled() {
+                return None;
+            }
             if let Some(e) = s.buffer.pop_front() {
                 let event = SseEvent::default()
                     .id(e.seq.to_string())
@@ -125,6 +129,7 @@ async fn stream_events(
             }
             // Wait for new events; look again every second for those of other instances.
             tokio::select! {
+                _ = s.shutdown.cancelled() => return None,
                 _ = s.appended.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
@@ -139,4 +144,5 @@ struct StreamState {
     caller: Caller,
     cursor: i64,
     buffer: VecDeque<EventRow>,
+    shutdown: tokio_util::sync::CancellationToken,
 }

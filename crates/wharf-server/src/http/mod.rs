@@ -34,6 +34,9 @@ pub struct AppState {
     pub services: Services,
     pub limiter: Arc<AccountLimiter>,
     pub openapi: Arc<utoipa::openapi::OpenApi>,
+    /// Fires when the server shuts down: long-lived answers (event streams) end then, so a
+    /// graceful shutdown does not wait for them forever.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Largest request body accepted.
@@ -82,7 +85,12 @@ fn authenticated_routes(emulator_control: bool) -> OpenApiRouter<AppState> {
 }
 
 /// The whole application router.
-pub fn router(services: Services, limiter: Arc<AccountLimiter>, emulator_control: bool) -> Router {
+pub fn router(
+    services: Services,
+    limiter: Arc<AccountLimiter>,
+    emulator_control: bool,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Router {
     let (authenticated, mut openapi) = authenticated_routes(emulator_control).split_for_parts();
     let (public, public_api) = ops::routes().split_for_parts();
     // The document describes exactly the routes this instance mounts.
@@ -91,6 +99,7 @@ pub fn router(services: Services, limiter: Arc<AccountLimiter>, emulator_control
         services,
         limiter,
         openapi: Arc::new(openapi),
+        shutdown,
     };
     let authenticated = authenticated.layer(middleware::from_fn_with_state(
         state.clone(),

@@ -68,7 +68,8 @@ pub fn spawn(store: Store, config: WebhookConfig, stop: CancellationToken) -> Ve
 
 async fn fan_out(store: Store, wake: Arc<tokio::sync::Notify>, stop: CancellationToken) {
     let mut appended = store.subscribe_events();
-    loop {
+    // The stop is checked on every round: a long backlog must not hold up a shutdown.
+    while !stop.is_cancelled() {
         match store.fan_out(1000).await {
             Ok(0) => {}
             Ok(_) => {

@@ -62,6 +62,10 @@ dual_test! {
         let next = resumed.next_event().await;
         assert_eq!(next.0.parse::<i64>().unwrap(), last.0.parse::<i64>().unwrap() + 1, "no gap, no repeat");
         assert_eq!(next.1["type"], "message.received");
+
+        // An open stream does not hold up a graceful shutdown.
+        app.stop().await;
+        drop(resumed);
     }
 }
 

@@ -191,6 +191,7 @@ async fn serve_first_start_and_graceful_shutdown(backend: Backend) {
         .to_owned();
     assert!(banner.contains("shown only this once"), "{banner}");
 
+    wharf_server::install_crypto();
     let client = reqwest::Client::new();
     let ready = client
         .get(format!("http://{addr}/readyz"))
