@@ -200,3 +200,58 @@ pub trait Engine: Send + Sync {
 
 /// A shared engine handle.
 pub type DynEngine = Arc<dyn Engine>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_only() -> Capabilities {
+        Capabilities {
+            qr_pairing: false,
+            kinds: &[MessageKind::Text, MessageKind::Image],
+            view_once: false,
+            channels: false,
+            edits: false,
+            revoke: false,
+            replies: false,
+            presence: false,
+            mark_read: false,
+            client_message_ids: false,
+        }
+    }
+
+    #[test]
+    fn refusals_name_what_the_engine_cannot_do() {
+        let caps = text_only();
+        let user = Jid::parse("15551234567@s.whatsapp.net").unwrap();
+        let channel = Jid::parse("1203630000@newsletter").unwrap();
+        let text = Content::Text { text: "hi".into() };
+        assert_eq!(caps.refusal(&text, &user, false), None);
+        let poll = Content::Poll {
+            question: "q".into(),
+            options: vec!["a".into(), "b".into()],
+            multi_select: false,
+        };
+        assert_eq!(
+            caps.refusal(&poll, &user, false).as_deref(),
+            Some("poll messages")
+        );
+        let once = Content::Media {
+            media: MessageKind::Image,
+            url: "https://x.com/a.png".into(),
+            caption: None,
+            file_name: None,
+            mime_type: None,
+            view_once: true,
+        };
+        assert_eq!(
+            caps.refusal(&once, &user, false).as_deref(),
+            Some("view-once media")
+        );
+        assert_eq!(
+            caps.refusal(&text, &channel, false).as_deref(),
+            Some("channel messages")
+        );
+        assert_eq!(caps.refusal(&text, &user, true).as_deref(), Some("replies"));
+    }
+}

@@ -88,7 +88,6 @@ pub async fn run_with_store(
         operations,
         workers_stop.clone(),
     ));
-    workers.spawn(workers::resume(sessions));
     workers.spawn(workers::expire_idempotency_keys(
         store.clone(),
         config.idempotency_hours,
@@ -106,6 +105,8 @@ pub async fn run_with_store(
     handles.push(dispatcher);
     http::auth::spawn_pruner(limiter.clone(), workers_stop.clone());
 
+    // Before the first request: a session created meanwhile must not be "resumed" twice.
+    workers::resume(sessions).await;
     let router = http::router(services, limiter, config.emulator_control, shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, "wharf is serving");
     axum::serve(listener, router)

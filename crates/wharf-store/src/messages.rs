@@ -756,6 +756,39 @@ impl Store {
         Ok(true)
     }
 
+    /// Ends the outbox of a deleted session: its jobs are dropped and its queued messages
+    /// fail with `reason`, each with its event. Returns how many messages failed.
+    pub async fn fail_session_outbox(&self, session: SessionId, reason: &str) -> Result<usize> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("DELETE FROM outbox WHERE session_id = $1")
+            .bind(session.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM messages WHERE session_id = $1 AND status = 'queued'");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(session.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+        let now = now_millis();
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut m = MessageRow::from_row(row)?;
+            m.status = MessageStatus::Failed;
+            m.failure_reason = Some(reason.to_owned());
+            m.failed_at = Some(now);
+            m.updated_at = now;
+            write_message(&mut tx, &m).await?;
+            events.push(m.event(EventType::MessageFailed));
+        }
+        append_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        if !events.is_empty() {
+            self.events_appended();
+        }
+        Ok(events.len())
+    }
+
     /// Queues a failed message again (its failure is cleared). `None` unless it failed.
     pub async fn requeue_failed(
         &self,
@@ -899,7 +932,20 @@ impl Store {
                     };
                     row.attempts += 1;
                     row.provider_msg_id = Some(provider_id.clone());
-                    if row.advance(MessageStatus::Sent, *at) {
+                    if row.status == MessageStatus::Deleted && row.sent_at.is_none() {
+                        // Withdrawn while it was being sent: it reached WhatsApp after all,
+                        // so it is revoked there.
+                        row.sent_at = Some(*at);
+                        let revoke = OutboxJob::new(
+                            row.account_id,
+                            row.session_id,
+                            row.chat_jid.clone(),
+                            Some(row.id),
+                            JobAction::Revoke,
+                            Value::Null,
+                        );
+                        insert_job(&mut tx, &revoke).await?;
+                    } else if row.advance(MessageStatus::Sent, *at) {
                         events.push(row.event(EventType::MessageSent));
                     }
                     write_message(&mut tx, &row).await?;
@@ -1045,7 +1091,7 @@ impl Store {
                 continue;
             };
             let event = match job.action {
-                JobAction::Edit => {
+                JobAction::Edit if row.status != MessageStatus::Deleted => {
                     if let (Content::Text { text }, Some(new)) =
                         (&mut row.content, job.payload["text"].as_str())
                     {

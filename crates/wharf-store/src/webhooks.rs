@@ -403,7 +403,8 @@ impl Store {
         let sql = format!(
             "UPDATE webhook_deliveries SET lease_until = $1 WHERE id IN (SELECT id FROM (SELECT id, next_attempt_at, \
              ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS rn FROM webhook_deliveries \
-             WHERE status = 'pending' AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2){busy_list}) \
+             WHERE status = 'pending' AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2){busy_list} \
+             AND webhook_id IN (SELECT id FROM webhooks WHERE is_active = 1)) \
              ranked WHERE rn <= $4 ORDER BY next_attempt_at LIMIT $3) \
              AND (lease_until IS NULL OR lease_until < $2) RETURNING {DELIVERY_COLUMNS}"
         );
@@ -586,18 +587,27 @@ impl Store {
         Ok(Some((d, attempts)))
     }
 
-    /// Schedules a delivery again, now, whatever its state.
-    pub async fn redeliver(&self, webhook: WebhookId, id: DeliveryId) -> Result<bool> {
+    /// Schedules a delivery again, now, whatever its state, unless an attempt is under way
+    /// (then `Ok(None)`; `Err` only on database failure). `Ok(Some(false))` when there is no
+    /// such delivery.
+    pub async fn redeliver(&self, webhook: WebhookId, id: DeliveryId) -> Result<Option<bool>> {
         let now = now_millis();
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, lease_until = NULL, updated_at = $1 \
-             WHERE id = $2 AND webhook_id = $3",
+             WHERE id = $2 AND webhook_id = $3 AND (lease_until IS NULL OR lease_until < $1)",
         )
         .bind(now)
         .bind(id.to_string())
         .bind(webhook.to_string())
         .execute(&self.write)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 {
+            return Ok(Some(true));
+        }
+        Ok(self
+            .get_delivery(webhook, id)
+            .await?
+            .map(|_| None)
+            .unwrap_or(Some(false)))
     }
 }

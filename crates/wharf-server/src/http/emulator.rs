@@ -4,7 +4,6 @@
 
 use axum::{
     Json,
-    body::Bytes,
     extract::{Path, State},
     http::StatusCode,
 };
@@ -18,7 +17,7 @@ use wharf_engines::emulator::FailurePlan;
 use super::{
     AppState,
     error::{ApiError, ErrorBody},
-    extract::{ApiJson, parse_json},
+    extract::{ApiJson, JsonBytes, parse_json},
     wapio::{
         send::{SendMessageBody, parse_recipient},
         views::{ScanBody, SessionView},
@@ -44,8 +43,8 @@ fn session_id(raw: &str) -> Result<SessionId, ApiError> {
 #[utoipa::path(post, path = "/emulator/sessions/{id}/scan", tag = "emulator", params(("id" = String, Path)),
     request_body = ScanBody,
     responses((status = 200, body = SessionView), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "Not waiting for a scan, or not an emulator session."),
-        (status = 422, body = ErrorBody)))]
+        (status = 409, body = ErrorBody, description = "Not waiting for a scan."),
+        (status = 422, body = ErrorBody, description = "Invalid phone, or `unsupported_by_engine` for a session of another engine.")))]
 async fn scan_qr(
     State(app): State<AppState>,
     caller: Caller,
@@ -110,15 +109,10 @@ async fn inject_inbound(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<(StatusCode, Json<InjectedView>), ApiError> {
     // `from` and `chat` are taken out; the rest is a send-message body without recipient.
-    let mut fields: serde_json::Map<String, serde_json::Value> =
-        parse_json(if body.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &body
-        })?;
+    let mut fields: serde_json::Map<String, serde_json::Value> = parse_json(&body)?;
     let text_of = |v: Option<serde_json::Value>, field: &str| -> Result<Option<String>, ApiError> {
         match v {
             None | Some(serde_json::Value::Null) => Ok(None),
@@ -285,7 +279,7 @@ async fn send_receipt(
         .get_message(caller.account_id, message)
         .await
         .map_err(crate::ServiceError::from)?
-        .filter(|m| m.session_id == row.id)
+        .filter(|m| m.session_id == row.id && m.direction == wharf_core::message::Direction::Out)
         .and_then(|m| m.provider_msg_id.filter(|_| m.sent_at.is_some()))
         .ok_or_else(|| ApiError::invalid("message_id", "no message this session has sent"))?;
     emulator

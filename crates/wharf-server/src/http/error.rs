@@ -24,7 +24,8 @@ pub struct ErrorBody {
     /// `not_found`, `invalid_state`, `validation_failed`, `engine_unavailable`,
     /// `unsupported_by_engine`, `engine_failed`, `rate_limited`, `bad_request`,
     /// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `timeout`,
-    /// `database_unavailable`, `internal_error`.
+    /// `database_unavailable`, `idempotency_key_reused`, `edit_window_closed`,
+    /// `session_not_connected`, `delivery_in_progress`, `internal_error`.
     pub reason_code: String,
     /// Messages by field at fault; empty when no single field is.
     pub errors: BTreeMap<String, Vec<String>>,

@@ -47,7 +47,8 @@ fn cursor(query: &QueryPairs, headers: Option<&HeaderMap>) -> Result<i64, ApiErr
         .and_then(|h| h.get("last-event-id"))
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty());
-    match query.get("after").or(from_header) {
+    // On a reconnect the browser resends the same URL: the header is the newer position.
+    match from_header.or(query.get("after")) {
         None => Ok(0),
         Some(raw) => {
             raw.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {

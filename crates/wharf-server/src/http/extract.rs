@@ -10,11 +10,11 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
-/// A JSON body. Absent or empty bodies read as `{}`; a content type other than JSON is 415;
-/// syntax errors, wrong types and unknown fields are 422 naming the field.
-pub struct ApiJson<T>(pub T);
+/// A JSON body, not yet parsed: absent or empty reads as `{}`; a content type other than
+/// JSON is 415; too large is 413. For handlers that need the bytes (idempotency hashing).
+pub struct JsonBytes(pub Bytes);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -46,19 +46,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 )
             }
         })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        if json_type == Some(false) && bytes != b"{}" {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(Bytes::from_static(b"{}")));
+        }
+        if json_type == Some(false) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "the body must be JSON (Content-Type: application/json)",
             ));
         }
-        parse_json(bytes).map(ApiJson)
+        Ok(Self(bytes))
+    }
+}
+
+/// A JSON body, parsed: as [`JsonBytes`], then syntax errors, wrong types and unknown fields
+/// are 422 naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
     }
 }
 

@@ -130,7 +130,12 @@ impl Supervisor {
         if inbound.is_empty() {
             return Ok(());
         }
-        let Some(row) = self.store.find_session(session).await? else {
+        let Some(row) = self
+            .store
+            .find_session(session)
+            .await?
+            .filter(|r| !r.status.is_deleting())
+        else {
             inbound.clear();
             return Ok(());
         };
@@ -465,6 +470,9 @@ impl SessionService {
                 row.paired = false;
                 Ok(set_status(row, SessionStatus::Deleted, None))
             })
+            .await?;
+        self.store
+            .fail_session_outbox(id, "the session was deleted before the message was sent")
             .await?;
         Ok(())
     }

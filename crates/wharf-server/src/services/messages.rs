@@ -247,11 +247,17 @@ impl MessageService {
             .filter(|m| m.session_id == session.id);
         let row =
             row.ok_or_else(|| ServiceError::invalid(field, "no such message in this session"))?;
-        if row.provider_msg_id.is_none() || row.status == MessageStatus::Queued {
+        if row.provider_msg_id.is_none()
+            || row.sent_at.is_none()
+            || row.status == MessageStatus::Queued
+        {
             return Err(ServiceError::invalid(
                 field,
-                "that message has not been sent yet",
+                "that message has not been sent",
             ));
+        }
+        if row.status == MessageStatus::Deleted {
+            return Err(ServiceError::invalid(field, "that message was deleted"));
         }
         Ok(row)
     }

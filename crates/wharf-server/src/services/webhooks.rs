@@ -211,8 +211,15 @@ impl WebhookService {
         delivery: DeliveryId,
     ) -> Result<(DeliveryRow, Vec<AttemptRow>), ServiceError> {
         self.get(caller, id).await?;
-        if !self.store.redeliver(id, delivery).await? {
-            return Err(ServiceError::NotFound("delivery"));
+        match self.store.redeliver(id, delivery).await? {
+            Some(true) => {}
+            Some(false) => return Err(ServiceError::NotFound("delivery")),
+            None => {
+                return Err(ServiceError::conflict(
+                    "delivery_in_progress",
+                    "an attempt of this delivery is under way; redeliver after it ends",
+                ));
+            }
         }
         self.store
             .get_delivery(id, delivery)

@@ -11,7 +11,7 @@ use std::{
     collections::{HashMap, HashSet},
     num::NonZeroU32,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -42,8 +42,12 @@ pub struct DispatchConfig {
     pub max_backoff: Duration,
 }
 
-/// Jobs handled per batch (and per commit).
+/// Jobs read per batch.
 const BATCH: i64 = 200;
+/// Outcomes are recorded after this many jobs …
+const FLUSH_JOBS: usize = 100;
+/// … or this long, whichever comes first.
+const FLUSH_AFTER: Duration = Duration::from_millis(200);
 /// How often work left behind is looked for.
 const SWEEP: Duration = Duration::from_secs(2);
 
@@ -63,6 +67,8 @@ pub fn spawn(
     tokio::spawn(async move {
         let config = Arc::new(config);
         let mut running: HashMap<SessionId, Running> = HashMap::new();
+        // Kept across a dispatcher's restarts so an idle pause does not refill the burst.
+        let mut limiters: HashMap<SessionId, Arc<DefaultDirectRateLimiter>> = HashMap::new();
         let mut sweep = tokio::time::interval(SWEEP);
         loop {
             let woken: Vec<SessionId> = tokio::select! {
@@ -78,12 +84,27 @@ pub fn spawn(
                     Some(r) if !r.task.is_finished() => r.wake.notify_one(),
                     _ => {
                         let wake = Arc::new(Notify::new());
+                        let limiter = match limiters.get(&id) {
+                            Some(l) => l.clone(),
+                            None => {
+                                let rate = match store.find_session(id).await {
+                                    Ok(Some(s)) => config.rate.get(&s.engine).copied(),
+                                    _ => None,
+                                };
+                                let l = Arc::new(RateLimiter::direct(Quota::per_second(
+                                    rate.unwrap_or(NonZeroU32::MIN),
+                                )));
+                                limiters.insert(id, l.clone());
+                                l
+                            }
+                        };
                         let task = tokio::spawn(run_session(
                             id,
                             store.clone(),
                             engines.clone(),
                             config.clone(),
                             wake.clone(),
+                            limiter,
                             stop.clone(),
                         ));
                         running.insert(id, Running { wake, task });
@@ -105,9 +126,9 @@ async fn run_session(
     engines: Arc<Engines>,
     config: Arc<DispatchConfig>,
     wake: Arc<Notify>,
+    limiter: Arc<DefaultDirectRateLimiter>,
     stop: CancellationToken,
 ) {
-    let mut limiter: Option<(EngineKind, DefaultDirectRateLimiter)> = None;
     loop {
         if stop.is_cancelled() {
             return;
@@ -124,17 +145,6 @@ async fn run_session(
         let Ok(engine) = engines.get(session.engine) else {
             return;
         };
-        if limiter
-            .as_ref()
-            .is_none_or(|(kind, _)| *kind != session.engine)
-        {
-            let rate = config
-                .rate
-                .get(&session.engine)
-                .copied()
-                .unwrap_or(NonZeroU32::MIN);
-            limiter = Some((session.engine, RateLimiter::direct(Quota::per_second(rate))));
-        }
         let jobs = match store.ready_jobs(id, now_millis(), BATCH).await {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -162,8 +172,8 @@ async fn run_session(
                 continue;
             }
         };
-        let limiter = &limiter.as_ref().expect("set above").1;
         let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut flushed = Instant::now();
         // A chat whose job must wait holds back its later jobs (FIFO per chat).
         let mut held: HashSet<String> = HashSet::new();
         for job in jobs {
@@ -182,11 +192,34 @@ async fn run_session(
             if stop.is_cancelled() {
                 break;
             }
+            // Record often: a slow send rate must not keep outcomes (and their events)
+            // waiting for a whole batch, nor leave many sends to repeat after a crash.
+            if outcomes.len() >= FLUSH_JOBS || flushed.elapsed() >= FLUSH_AFTER {
+                if !record(&store, id, &mut outcomes).await {
+                    break;
+                }
+                flushed = Instant::now();
+            }
         }
-        if let Err(e) = store.record_outcomes(&outcomes).await {
-            // Nothing was recorded: the jobs are still in the outbox and go out again.
+        record(&store, id, &mut outcomes).await;
+    }
+}
+
+/// Records outcomes; on failure the jobs stay in the outbox and go out again.
+async fn record(store: &Store, id: SessionId, outcomes: &mut Vec<JobOutcome>) -> bool {
+    if outcomes.is_empty() {
+        return true;
+    }
+    match store.record_outcomes(outcomes).await {
+        Ok(()) => {
+            outcomes.clear();
+            true
+        }
+        Err(e) => {
             tracing::error!(session = %id, error = %e, "could not record dispatch outcomes");
+            outcomes.clear();
             tokio::time::sleep(Duration::from_secs(1)).await;
+            false
         }
     }
 }

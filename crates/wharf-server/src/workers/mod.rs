@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use crate::services::SessionService;
 
-/// Restarts the engines of sessions that were running when the server last stopped.
+/// Restarts the engines of sessions that were running when the server last stopped. Runs
+/// before the server takes requests (engines start their connections without waiting).
 pub async fn resume(sessions: Arc<SessionService>) {
     match sessions.resume_running().await {
         Ok(0) => {}

@@ -93,7 +93,12 @@ async fn deliver(
     wake: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
-    let client = match reqwest::Client::builder().timeout(config.timeout).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(config.timeout)
+        // A redirect is an answer, not a delivery: a 3xx counts as a failed attempt.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook HTTP client");

@@ -58,7 +58,8 @@ dual_test! {
 
         // Events while disconnected arrive after reconnecting with Last-Event-ID.
         app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "while away"})).expect(202).await;
-        let mut resumed = sse(&client, &app.url("/v1/events/stream"), &app.pat, Some(&last.0)).await;
+        // A reconnect repeats the URL (here with ?after=0); Last-Event-ID is the newer position.
+        let mut resumed = sse(&client, &app.url("/v1/events/stream?after=0"), &app.pat, Some(&last.0)).await;
         let next = resumed.next_event().await;
         assert_eq!(next.0.parse::<i64>().unwrap(), last.0.parse::<i64>().unwrap() + 1, "no gap, no repeat");
         assert_eq!(next.1["type"], "message.received");

@@ -152,8 +152,12 @@ dual_test! {
         app.post(&format!("/v1/whatsapp-sessions/{s}/connect")).expect(200).await;
         app.post(&format!("/emulator/sessions/{s}/scan")).expect(200).await;
         app.wait_status(&id, "sent").await;
-        // A deleted session accepts nothing.
+        // Deleting a session fails what it had not sent yet; a deleted session accepts nothing.
+        app.post(&format!("/v1/whatsapp-sessions/{s}/disconnect")).expect(200).await;
+        let stranded = app.send_text(&s, TO, "never to leave").await;
         app.delete(&format!("/v1/whatsapp-sessions/{s}")).expect(202).await;
+        let info = app.wait_status(&stranded, "failed").await;
+        assert!(info["failure_reason"].as_str().unwrap().contains("deleted"), "{info}");
         let refused = app.post("/api/send-message").json(json!({"session_id": s, "to": TO, "text": "x"})).expect(409).await;
         assert_error(&refused, "invalid_state");
     }
@@ -220,6 +224,11 @@ dual_test! {
         assert_eq!(kinds, ["message.sent", "message.read"], "no double counting");
         let bad = app.post(&format!("/emulator/sessions/{s}/receipts")).json(json!({"message_id": id, "status": "seen"})).expect(422).await;
         assert_error(&bad, "validation_failed");
+        // Receipts are for messages the session sent, not ones it received.
+        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "hi"})).expect(202).await;
+        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 1).await;
+        let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
+        app.post(&format!("/emulator/sessions/{s}/receipts")).json(json!({"message_id": inbound, "status": "read"})).expect(422).await;
     }
 
     async fn edit_delete_read_and_presence(app) {
@@ -292,6 +301,11 @@ dual_test! {
         assert!(reaction_row["content"]["target_provider_id"].as_str().unwrap().starts_with("3EB0"));
         let reply_row = logs["data"].as_array().unwrap().iter().find(|m| m["message_id"] == reply["message_id"]).unwrap().clone();
         assert_eq!(reply_row["quoted_message_id"], original.as_str());
+        // A message that never went out cannot be replied to.
+        app.post(&format!("/emulator/sessions/{s}/contacts")).json(json!({"phone": "+15550109999", "on_whatsapp": false})).expect(204).await;
+        let failed = app.send_text(&s, "+15550109999", "lost").await;
+        app.wait_status(&failed, "failed").await;
+        invalid(&app, json!({"session_id": s, "to": TO, "text": "re", "quoted_message_id": failed}), "quoted_message_id").await;
     }
 
     async fn inbound_messages_are_stored_and_settings_apply(app) {
@@ -358,5 +372,33 @@ dual_test! {
         app.post("/api/send-message").token(t).json(json!({"session_id": s, "to": TO, "text": "x"})).expect(404).await;
         app.get("/api/messages/msg_00000000000000000000000000/info").expect(404).await;
         app.get("/api/messages/garbage/info").expect(404).await;
+    }
+}
+
+dual_test! {
+    async fn a_message_withdrawn_while_it_was_being_sent_is_revoked(app) {
+        // Played at the store: the dispatcher sent the message, the withdrawal committed first.
+        let created = app.create_session(json!({})).await;
+        let s = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let id = app.send_text(&s, TO, "too late to take back").await;
+        let message: wharf_core::MessageId = id.parse().unwrap();
+        let account: wharf_core::AccountId = app.account_id.parse().unwrap();
+        let row = app.store.get_message(account, message).await.unwrap().unwrap();
+        assert!(app.store.withdraw(message).await.unwrap());
+        let job = wharf_store::OutboxJob::new(account, row.session_id, row.chat_jid.clone(), Some(message), wharf_store::JobAction::Send, Value::Null);
+        let at = wharf_core::time::now_millis();
+        app.store
+            .record_outcomes(&[wharf_store::JobOutcome::Sent { job, message: Some(Box::new(row.clone())), provider_id: "3EB0LATE".into(), at }])
+            .await
+            .unwrap();
+        let after = app.store.get_message(account, message).await.unwrap().unwrap();
+        assert_eq!(after.status, wharf_core::message::MessageStatus::Deleted);
+        assert_eq!(after.sent_at, Some(at));
+        let jobs = app.store.ready_jobs(row.session_id, at + 1, 10).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].action, wharf_store::JobAction::Revoke, "it is revoked on WhatsApp");
+        let info = app.get(&format!("/api/messages/{id}/info")).expect(200).await;
+        let kinds: Vec<&str> = info["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["message.deleted"], "no message.sent for a withdrawn message");
     }
 }

@@ -85,6 +85,11 @@ dual_test! {
     async fn transport_errors_use_the_envelope(app) {
         let body = app.post("/v1/whatsapp-sessions").raw("label=x", "application/x-www-form-urlencoded").expect(415).await;
         assert_error(&body, "unsupported_media_type");
+        let body = app.post("/api/send-message").raw("to=x", "application/x-www-form-urlencoded").expect(415).await;
+        assert_error(&body, "unsupported_media_type");
+        let huge_send = format!("{{\"text\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+        let body = app.post("/api/send-message").raw(&huge_send, "application/json").expect(413).await;
+        assert_error(&body, "payload_too_large");
         let huge = format!("{{\"label\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
         let body = app.post("/v1/whatsapp-sessions").raw(&huge, "application/json").expect(413).await;
         assert_error(&body, "payload_too_large");

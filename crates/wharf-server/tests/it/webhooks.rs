@@ -163,3 +163,20 @@ dual_test! {
         slow.next().await;
     }
 }
+
+dual_test! {
+    async fn an_inactive_endpoint_is_paused_and_resumes_with_its_backlog(app) {
+        let mut receiver = TestReceiver::start().await;
+        let hook = app
+            .post("/v1/webhooks")
+            .json(json!({"target_url": receiver.url("/"), "subscribed_events": ["message.received"], "is_active": false}))
+            .expect(201)
+            .await;
+        let (s, _) = app.connected_session().await;
+        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "while paused"})).expect(202).await;
+        assert!(receiver.quiet_for(Duration::from_millis(700)).await, "nothing while inactive");
+        app.patch(&format!("/v1/webhooks/{}", hook["id"].as_str().unwrap())).json(json!({"is_active": true})).expect(200).await;
+        let got = receiver.next().await;
+        assert_eq!(got.json["data"]["content"]["text"], "while paused");
+    }
+}

@@ -46,6 +46,7 @@ CREATE TABLE outbox (
     created_at    BIGINT NOT NULL
 );
 CREATE INDEX outbox_by_session ON outbox (session_id, id);
+CREATE INDEX outbox_by_message ON outbox (message_id);
 
 CREATE TABLE idempotency_keys (
     account_id    TEXT NOT NULL,

@@ -3,7 +3,6 @@
 
 use axum::{
     Json,
-    body::Bytes,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
 };
@@ -23,7 +22,7 @@ use crate::{
     http::{
         AppState,
         error::{ApiError, ErrorBody},
-        extract::{ApiJson, QueryPairs, parse_json},
+        extract::{ApiJson, JsonBytes, QueryPairs, parse_json},
     },
     services::{Caller, messages::SendRequest},
 };
@@ -174,13 +173,9 @@ async fn send_message(
     State(app): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let parsed: SendMessageBody = parse_json(if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        &body
-    })?;
+    let parsed: SendMessageBody = parse_json(&body)?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {

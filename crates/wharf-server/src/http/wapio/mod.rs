@@ -1,4 +1,4 @@
-//! The Wapio dialect: sessions (and, later, messages, contacts, groups, channels).
+//! The Wapio dialect: sessions and messages (contacts, groups and channels come later).
 
 pub mod messages;
 mod qr_png;
