@@ -88,7 +88,7 @@ pub(crate) async fn append_events(conn: &mut AnyConnection, events: &[Event]) ->
                 "INSERT INTO events ({COLUMNS}) VALUES {}",
                 placeholders.join(", ")
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for event in chunk {
                 seq += 1;
                 query = query
@@ -142,7 +142,9 @@ impl Store {
                 "SELECT {COLUMNS} FROM events WHERE account_id = $1 AND seq IN ({})",
                 params.join(", ")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account.to_string());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .bind(account.to_string());
             for seq in chunk {
                 q = q.bind(*seq);
             }

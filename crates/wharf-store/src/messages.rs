@@ -356,7 +356,7 @@ async fn commit_group(pool: &sqlx::AnyPool, batch: &[PendingAccept]) -> Result<(
             .next()
             .unwrap_or(INSERT_MESSAGE);
         let sql = format!("{head} VALUES {}", values.join(", "));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for p in chunk {
             q = bind_message(q, &p.message);
         }
@@ -368,7 +368,7 @@ async fn commit_group(pool: &sqlx::AnyPool, batch: &[PendingAccept]) -> Result<(
             })
             .collect();
         let sql = format!("{INSERT_JOB} VALUES {}", values.join(", "));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for p in chunk {
             q = bind_job(q, &p.job);
         }
@@ -1015,7 +1015,7 @@ impl Store {
         for chunk in sends.chunks(100) {
             let ids: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!("DELETE FROM outbox WHERE id IN ({})", ids.join(", "));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for (job, ..) in chunk {
                 q = q.bind(job.id.to_string());
             }
@@ -1030,7 +1030,7 @@ impl Store {
                  RETURNING messages.id",
                 values.join(", ")
             );
-            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false);
             for (_, m, provider_id, at) in chunk {
                 q = q
                     .bind(m.id.to_string())
@@ -1121,7 +1121,8 @@ impl Store {
     }
 
     /// Applies receipts for messages `session` sent: forward only, duplicates and late
-    /// arrivals merged without a second event. Unknown ids are ignored.
+    /// arrivals merged without a second event. Unknown ids are ignored. The batch reads its
+    /// messages with one query per 200 ids and writes the changed ones with one statement.
     pub async fn apply_receipts(
         &self,
         session: SessionId,
@@ -1130,33 +1131,100 @@ impl Store {
         if receipts.is_empty() {
             return Ok(());
         }
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        };
         let mut tx = self.write.begin().await?;
+        let ids: Vec<&String> = {
+            let mut seen = std::collections::HashSet::new();
+            receipts
+                .iter()
+                .map(|(p, ..)| p)
+                .filter(|p| seen.insert(*p))
+                .collect()
+        };
+        let mut rows: HashMap<String, MessageRow> = HashMap::new();
+        for chunk in ids.chunks(200) {
+            let params: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM messages WHERE session_id = $1 AND direction = 'out' \
+                 AND provider_msg_id IN ({}){lock}",
+                params.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .bind(session.to_string());
+            for id in chunk {
+                q = q.bind((*id).clone());
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let m = MessageRow::from_row(&row)?;
+                if let Some(pid) = m.provider_msg_id.clone() {
+                    rows.insert(pid, m);
+                }
+            }
+        }
         let mut events = Vec::new();
+        let mut changed: Vec<String> = Vec::new();
         for (provider_id, kind, at) in receipts {
-            let Some(mut row) = self
-                .lock_message(
-                    &mut tx,
-                    "provider_msg_id",
-                    provider_id.clone(),
-                    Some(session),
-                )
-                .await?
-            else {
+            let Some(row) = rows.get_mut(provider_id) else {
                 continue;
             };
-            if row.direction != Direction::Out {
-                continue;
-            }
-            let before = row.clone();
+            let before = (
+                row.status,
+                row.sent_at,
+                row.delivered_at,
+                row.read_at,
+                row.played_at,
+            );
             let status = kind.status();
             if row.advance(status, *at) {
                 events.push(
                     row.event(EventType::for_status(status).unwrap_or(EventType::MessageDelivered)),
                 );
             }
-            if row != before {
-                write_message(&mut tx, &row).await?;
+            if before
+                != (
+                    row.status,
+                    row.sent_at,
+                    row.delivered_at,
+                    row.read_at,
+                    row.played_at,
+                )
+                && !changed.contains(provider_id)
+            {
+                changed.push(provider_id.clone());
             }
+        }
+        let now = now_millis();
+        for chunk in changed.chunks(100) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p: Vec<String> = (1..=6).map(|c| format!("${}", i * 6 + c)).collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "UPDATE messages SET status = v.column2, sent_at = CAST(v.column3 AS BIGINT), \
+                 delivered_at = CAST(v.column4 AS BIGINT), read_at = CAST(v.column5 AS BIGINT), \
+                 played_at = CAST(v.column6 AS BIGINT), updated_at = {now} \
+                 FROM (VALUES {}) AS v WHERE messages.id = v.column1",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for pid in chunk {
+                let m = &rows[pid];
+                let text = |t: Option<i64>| t.map(|t| t.to_string());
+                q = q
+                    .bind(m.id.to_string())
+                    .bind(m.status.as_str())
+                    .bind(text(m.sent_at))
+                    .bind(text(m.delivered_at))
+                    .bind(text(m.read_at))
+                    .bind(text(m.played_at));
+            }
+            q.execute(&mut *tx).await?;
         }
         append_events(&mut tx, &events).await?;
         tx.commit().await?;
@@ -1232,7 +1300,7 @@ impl Store {
                 "SELECT {COLUMNS} FROM messages WHERE id IN ({})",
                 placeholders.join(", ")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for id in chunk {
                 q = q.bind(id.to_string());
             }

@@ -361,7 +361,7 @@ impl Store {
                      ON CONFLICT (webhook_id, event_seq) DO NOTHING",
                     values.join(", ")
                 );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
                 for e in chunk {
                     q = q
                         .bind(DeliveryId::generate().to_string())
@@ -408,7 +408,9 @@ impl Store {
              ranked WHERE rn <= $4 ORDER BY next_attempt_at LIMIT $3) \
              AND (lease_until IS NULL OR lease_until < $2) RETURNING {DELIVERY_COLUMNS}"
         );
+        // The text varies with the busy list: not worth a cached statement.
         let deliveries: Vec<DeliveryRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit)
@@ -475,7 +477,7 @@ impl Store {
                 "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, error, duration_ms) VALUES {}",
                 values.join(", ")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for r in chunk {
                 q = q
                     .bind(AttemptId::generate().to_string())
@@ -502,7 +504,7 @@ impl Store {
                  FROM (VALUES {}) AS v WHERE webhook_deliveries.id = v.column1",
                 values.join(", ")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for r in chunk {
                 let succeeded = r.status_code.is_some_and(|c| (200..300).contains(&c));
                 let status = if succeeded {
