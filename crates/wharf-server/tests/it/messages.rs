@@ -394,7 +394,7 @@ dual_test! {
         let after = app.store.get_message(account, message).await.unwrap().unwrap();
         assert_eq!(after.status, wharf_core::message::MessageStatus::Deleted);
         assert_eq!(after.sent_at, Some(at));
-        let jobs = app.store.ready_jobs(row.session_id, at + 1, 10).await.unwrap();
+        let jobs = app.store.ready_jobs(row.session_id, wharf_core::time::now_millis() + 1, 10).await.unwrap();
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].action, wharf_store::JobAction::Revoke, "it is revoked on WhatsApp");
         let info = app.get(&format!("/api/messages/{id}/info")).expect(200).await;
