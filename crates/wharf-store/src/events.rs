@@ -5,7 +5,7 @@
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use wharf_core::{AccountId, Event, MessageId, time::now_millis};
 
-use crate::{Result, Store, StoreError};
+use crate::{Params, Result, Store, StoreError};
 
 /// A stored event.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,26 +68,8 @@ pub(crate) async fn append_events(conn: &mut AnyConnection, events: &[Event]) ->
         .await?;
         let mut seq = last - group.len() as i64;
         for chunk in group.chunks(CHUNK) {
-            let placeholders: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 8;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO events ({COLUMNS}) VALUES {}",
-                placeholders.join(", ")
-            );
+            let values = Params::on(conn).rows(chunk.len(), 8);
+            let sql = format!("INSERT INTO events ({COLUMNS}) VALUES {values}");
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for event in chunk {
                 seq += 1;
@@ -137,10 +119,11 @@ impl Store {
     ) -> Result<Vec<EventRow>> {
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(200) {
-            let params: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let mut p = Params::new(self.backend);
+            let account_param = p.next();
+            let seqs = p.list(chunk.len());
             let sql = format!(
-                "SELECT {COLUMNS} FROM events WHERE account_id = $1 AND seq IN ({})",
-                params.join(", ")
+                "SELECT {COLUMNS} FROM events WHERE account_id = {account_param} AND seq IN ({seqs})"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .persistent(false)

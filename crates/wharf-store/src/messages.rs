@@ -13,7 +13,7 @@ use wharf_core::{
     time::now_millis,
 };
 
-use crate::{Backend, Result, Store, StoreError, conflict_or, events::append_events};
+use crate::{Backend, Params, Result, Store, StoreError, conflict_or, events::append_events};
 
 /// A stored message.
 #[derive(Debug, Clone, PartialEq)]
@@ -345,29 +345,19 @@ pub(crate) fn spawn_batcher(pool: sqlx::AnyPool) -> tokio::sync::mpsc::Sender<Pe
 async fn commit_group(pool: &sqlx::AnyPool, batch: &[PendingAccept]) -> Result<()> {
     let mut tx = pool.begin().await?;
     for chunk in batch.chunks(GROUP_CHUNK) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let params: Vec<String> = (1..=22).map(|c| format!("${}", i * 22 + c)).collect();
-                format!("({})", params.join(", "))
-            })
-            .collect();
+        let values = Params::on(&tx).rows(chunk.len(), 22);
         let head = INSERT_MESSAGE
             .split(" VALUES ")
             .next()
             .unwrap_or(INSERT_MESSAGE);
-        let sql = format!("{head} VALUES {}", values.join(", "));
+        let sql = format!("{head} VALUES {values}");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for p in chunk {
             q = bind_message(q, &p.message);
         }
         q.execute(&mut *tx).await?;
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let params: Vec<String> = (1..=11).map(|c| format!("${}", i * 11 + c)).collect();
-                format!("({})", params.join(", "))
-            })
-            .collect();
-        let sql = format!("{INSERT_JOB} VALUES {}", values.join(", "));
+        let values = Params::on(&tx).rows(chunk.len(), 11);
+        let sql = format!("{INSERT_JOB} VALUES {values}");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for p in chunk {
             q = bind_job(q, &p.job);
@@ -1013,22 +1003,19 @@ impl Store {
         }
         let now = now_millis();
         for chunk in sends.chunks(100) {
-            let ids: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("DELETE FROM outbox WHERE id IN ({})", ids.join(", "));
+            let ids = Params::on(&tx).list(chunk.len());
+            let sql = format!("DELETE FROM outbox WHERE id IN ({ids})");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for (job, ..) in chunk {
                 q = q.bind(job.id.to_string());
             }
             q.execute(&mut *tx).await?;
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
-                .collect();
+            let values = Params::on(&tx).rows(chunk.len(), 3);
             let sql = format!(
                 "UPDATE messages SET status = 'sent', provider_msg_id = v.column2, \
                  sent_at = CAST(v.column3 AS BIGINT), attempts = attempts + 1, updated_at = {now} \
-                 FROM (VALUES {}) AS v WHERE messages.id = v.column1 AND messages.status = 'queued' \
-                 RETURNING messages.id",
-                values.join(", ")
+                 FROM (VALUES {values}) AS v WHERE messages.id = v.column1 AND messages.status = 'queued' \
+                 RETURNING messages.id"
             );
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false);
             for (_, m, provider_id, at) in chunk {
@@ -1146,11 +1133,12 @@ impl Store {
         };
         let mut rows: HashMap<String, MessageRow> = HashMap::new();
         for chunk in ids.chunks(200) {
-            let params: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let mut p = Params::on(&tx);
+            let session_param = p.next();
+            let ids = p.list(chunk.len());
             let sql = format!(
-                "SELECT {COLUMNS} FROM messages WHERE session_id = $1 AND direction = 'out' \
-                 AND provider_msg_id IN ({}){lock}",
-                params.join(", ")
+                "SELECT {COLUMNS} FROM messages WHERE session_id = {session_param} \
+                 AND direction = 'out' AND provider_msg_id IN ({ids}){lock}"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .persistent(false)
@@ -1199,18 +1187,12 @@ impl Store {
         }
         let now = now_millis();
         for chunk in changed.chunks(100) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let p: Vec<String> = (1..=6).map(|c| format!("${}", i * 6 + c)).collect();
-                    format!("({})", p.join(", "))
-                })
-                .collect();
+            let values = Params::on(&tx).rows(chunk.len(), 6);
             let sql = format!(
                 "UPDATE messages SET status = v.column2, sent_at = CAST(v.column3 AS BIGINT), \
                  delivered_at = CAST(v.column4 AS BIGINT), read_at = CAST(v.column5 AS BIGINT), \
                  played_at = CAST(v.column6 AS BIGINT), updated_at = {now} \
-                 FROM (VALUES {}) AS v WHERE messages.id = v.column1",
-                values.join(", ")
+                 FROM (VALUES {values}) AS v WHERE messages.id = v.column1"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for pid in chunk {
@@ -1295,11 +1277,8 @@ impl Store {
     pub async fn messages_by_ids(&self, ids: &[MessageId]) -> Result<Vec<MessageRow>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT {COLUMNS} FROM messages WHERE id IN ({})",
-                placeholders.join(", ")
-            );
+            let ids = Params::new(self.backend).list(chunk.len());
+            let sql = format!("SELECT {COLUMNS} FROM messages WHERE id IN ({ids})");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for id in chunk {
                 q = q.bind(id.to_string());

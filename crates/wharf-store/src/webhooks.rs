@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use sqlx::{FromRow, any::AnyRow};
 use wharf_core::{AccountId, AttemptId, DeliveryId, SessionId, WebhookId, time::now_millis};
 
-use crate::{Result, Store, StoreError, events::EventRow};
+use crate::{Params, Result, Store, StoreError, events::EventRow};
 
 /// A stored webhook endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -338,28 +338,18 @@ impl Store {
                 continue;
             }
             for chunk in wanted.chunks(100) {
-                let values: Vec<String> = (0..chunk.len())
-                    .map(|i| {
-                        let b = i * 9;
-                        format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${}, ${})",
-                            b + 1,
-                            b + 2,
-                            b + 3,
-                            b + 4,
-                            b + 5,
-                            b + 6,
-                            b + 7,
-                            b + 8,
-                            b + 9
-                        )
+                let mut p = Params::new(self.backend);
+                let values = (0..chunk.len())
+                    .map(|_| {
+                        let (head, tail) = (p.list(6), p.list(3));
+                        format!("({head}, 'pending', 0, {tail})")
                     })
-                    .collect();
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let sql = format!(
                     "INSERT INTO webhook_deliveries (id, webhook_id, account_id, event_seq, event_id, event_type, status, \
-                     attempts, next_attempt_at, created_at, updated_at) VALUES {} \
-                     ON CONFLICT (webhook_id, event_seq) DO NOTHING",
-                    values.join(", ")
+                     attempts, next_attempt_at, created_at, updated_at) VALUES {values} \
+                     ON CONFLICT (webhook_id, event_seq) DO NOTHING"
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
                 for e in chunk {
@@ -467,15 +457,9 @@ impl Store {
         }
         let mut tx = self.write.begin().await?;
         for chunk in results.chunks(100) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let p: Vec<String> = (1..=6).map(|c| format!("${}", i * 6 + c)).collect();
-                    format!("({})", p.join(", "))
-                })
-                .collect();
+            let values = Params::new(self.backend).rows(chunk.len(), 6);
             let sql = format!(
-                "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, error, duration_ms) VALUES {}",
-                values.join(", ")
+                "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, error, duration_ms) VALUES {values}"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for r in chunk {
@@ -489,20 +473,14 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
             // Values travel as text and are cast, so one statement serves both backends.
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let p: Vec<String> = (1..=7).map(|c| format!("${}", i * 7 + c)).collect();
-                    format!("({})", p.join(", "))
-                })
-                .collect();
+            let values = Params::new(self.backend).rows(chunk.len(), 7);
             let sql = format!(
                 "UPDATE webhook_deliveries SET status = v.column2, attempts = attempts + 1, \
                  next_attempt_at = CAST(v.column3 AS BIGINT), lease_until = NULL, \
                  last_status_code = CAST(v.column4 AS BIGINT), last_error = v.column5, \
                  updated_at = CAST(v.column6 AS BIGINT), \
                  delivered_at = CASE WHEN v.column7 = '1' THEN CAST(v.column6 AS BIGINT) ELSE delivered_at END \
-                 FROM (VALUES {}) AS v WHERE webhook_deliveries.id = v.column1",
-                values.join(", ")
+                 FROM (VALUES {values}) AS v WHERE webhook_deliveries.id = v.column1"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for r in chunk {
