@@ -128,6 +128,12 @@ pub enum EngineUpdate {
     },
     /// A message arrived.
     Inbound(Inbound),
+    /// WhatsApp reports that a message this session sent failed after it was accepted.
+    Failed {
+        provider_id: String,
+        reason: String,
+        at: i64,
+    },
 }
 
 /// A failure inside an engine.
@@ -145,6 +151,34 @@ pub enum EngineError {
     /// A failure that retrying will not fix.
     #[error("engine failure: {0}")]
     Permanent(String),
+    /// A failure worth retrying, with the provider's hint: not before `after_ms` (when
+    /// given), and, when `session_wide`, nothing else of the session either (a limit or an
+    /// outage of the whole number rather than of one chat).
+    #[error("temporary engine failure: {reason}")]
+    RetryLater {
+        reason: String,
+        after_ms: Option<u64>,
+        session_wide: bool,
+    },
+}
+
+impl EngineError {
+    /// Whether retrying may help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transient(_) | Self::RetryLater { .. })
+    }
+}
+
+/// How fast an engine lets one session send, when it knows better than the server-wide
+/// `send_rate_<engine>` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Sends per second, counted in any sliding one-second window (not a token bucket, whose
+    /// burst could double the count in a window).
+    pub per_second: u32,
+    /// Per recipient: bursts of up to `pair_burst` sends, then one per `pair_interval_ms`.
+    pub pair_burst: u32,
+    pub pair_interval_ms: u64,
 }
 
 /// Receives engine updates and makes them durable (status change plus event, in one
@@ -196,6 +230,23 @@ pub trait Engine: Send + Sync {
         to: Option<&Jid>,
         presence: Presence,
     ) -> Result<(), EngineError>;
+
+    /// What of a send the engine cannot do, named for an error message; `None` when it can.
+    /// Engines with rules beyond their [`Capabilities`] (say, which chats they reach) add them.
+    fn refusal(&self, content: &Content, to: &Jid, quoted: bool) -> Option<String> {
+        self.capabilities().refusal(content, to, quoted)
+    }
+
+    /// The pace this session's sends must keep; `None` for the server's per-engine rate.
+    fn pacing(&self, _session: SessionId) -> Option<Pacing> {
+        None
+    }
+
+    /// The customer-service window: free-form messages may only go to a chat that wrote
+    /// within this many milliseconds (templates may always go). `None`: no such rule.
+    fn service_window_ms(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// A shared engine handle.
@@ -239,6 +290,7 @@ mod tests {
         let once = Content::Media {
             media: MessageKind::Image,
             url: "https://x.com/a.png".into(),
+            media_id: None,
             caption: None,
             file_name: None,
             mime_type: None,

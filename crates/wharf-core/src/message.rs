@@ -37,11 +37,21 @@ pub enum MessageKind {
     Contact,
     Poll,
     Reaction,
+    /// Up to three reply buttons (Cloud API interactive `button`).
+    Buttons,
+    /// A menu of rows in sections (Cloud API interactive `list`).
+    List,
+    /// An approved message template (the only kind allowed outside the 24-hour window).
+    Template,
+    /// Incoming only: the user tapped a reply button, a list row or a template quick reply.
+    InteractiveReply,
+    /// Incoming only: a message of a type Wharf does not model (orders, system notices, …).
+    Unsupported,
 }
 
 impl MessageKind {
     /// Every kind.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 15] = [
         Self::Text,
         Self::Image,
         Self::Video,
@@ -52,6 +62,28 @@ impl MessageKind {
         Self::Contact,
         Self::Poll,
         Self::Reaction,
+        Self::Buttons,
+        Self::List,
+        Self::Template,
+        Self::InteractiveReply,
+        Self::Unsupported,
+    ];
+
+    /// The kinds a message can be sent as (the others only arrive).
+    pub const SENDABLE: [Self; 13] = [
+        Self::Text,
+        Self::Image,
+        Self::Video,
+        Self::Document,
+        Self::Audio,
+        Self::Sticker,
+        Self::Location,
+        Self::Contact,
+        Self::Poll,
+        Self::Reaction,
+        Self::Buttons,
+        Self::List,
+        Self::Template,
     ];
 
     /// The wire and storage name.
@@ -67,6 +99,11 @@ impl MessageKind {
             Self::Contact => "contact",
             Self::Poll => "poll",
             Self::Reaction => "reaction",
+            Self::Buttons => "buttons",
+            Self::List => "list",
+            Self::Template => "template",
+            Self::InteractiveReply => "interactive_reply",
+            Self::Unsupported => "unsupported",
         }
     }
 
@@ -91,10 +128,14 @@ pub enum Content {
     Text {
         text: String,
     },
-    /// Image, video, document, audio or sticker, by URL.
+    /// Image, video, document, audio or sticker, by URL (sent) or by the provider's media id
+    /// (received through the Cloud API, whose media is fetched by id).
     Media {
         media: MessageKind,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caption: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,12 +164,179 @@ pub enum Content {
         options: Vec<String>,
         multi_select: bool,
     },
-    /// A reaction to another message; an empty emoji removes the reaction.
+    /// A reaction to another message; an empty emoji removes the reaction. `target` is `None`
+    /// for a received reaction to a message Wharf does not know.
     Reaction {
-        target: MessageId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<MessageId>,
         target_provider_id: String,
         emoji: String,
     },
+    /// A text with up to three reply buttons.
+    Buttons {
+        body: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        footer: Option<String>,
+        buttons: Vec<ReplyButton>,
+    },
+    /// A text with a menu button opening sections of rows.
+    List {
+        body: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        footer: Option<String>,
+        /// The label of the button that opens the menu.
+        button: String,
+        sections: Vec<ListSection>,
+    },
+    /// An approved template with its parameters.
+    Template {
+        name: String,
+        /// The template's language code (`en_US`).
+        language: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        components: Vec<TemplateComponent>,
+    },
+    /// What a user chose: a reply button, a list row or a template quick-reply button.
+    InteractiveReply {
+        /// The id given to the button or row (a template button's payload).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        title: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
+    /// A received message of a type Wharf does not model.
+    Unsupported {
+        /// The provider's name for the type (`order`, `system`, `unsupported`, …).
+        provider_type: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+}
+
+/// A reply button.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyButton {
+    pub id: String,
+    pub title: String,
+}
+
+/// A section of a list message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub rows: Vec<ListRow>,
+}
+
+/// A row of a list message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRow {
+    pub id: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Which part of a template a component fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateComponentKind {
+    Header,
+    Body,
+    Button,
+}
+
+/// Parameters for one part of a template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateComponent {
+    #[serde(rename = "type")]
+    pub kind: TemplateComponentKind,
+    /// Buttons only: `quick_reply`, `url`, `copy_code`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_type: Option<String>,
+    /// Buttons only: the button's position, 0 to 9.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<TemplateParameter>,
+}
+
+/// One template parameter, in the Cloud API's own shape (`{"type": "image", "image": {…}}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TemplateParameter {
+    Text {
+        text: String,
+        /// For templates with named parameters.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parameter_name: Option<String>,
+    },
+    Currency {
+        currency: CurrencyValue,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parameter_name: Option<String>,
+    },
+    DateTime {
+        date_time: DateTimeValue,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parameter_name: Option<String>,
+    },
+    Image {
+        image: MediaLink,
+    },
+    Video {
+        video: MediaLink,
+    },
+    Document {
+        document: DocumentLink,
+    },
+    /// A quick-reply button's payload.
+    Payload {
+        payload: String,
+    },
+    /// A copy-code button's coupon.
+    CouponCode {
+        coupon_code: String,
+    },
+}
+
+/// A media file by URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaLink {
+    pub link: String,
+}
+
+/// A document by URL, with the name shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentLink {
+    pub link: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+/// An amount of money.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurrencyValue {
+    pub fallback_value: String,
+    /// ISO 4217 code.
+    pub code: String,
+    /// The amount times 1,000.
+    pub amount_1000: i64,
+}
+
+/// A date and time, shown as `fallback_value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DateTimeValue {
+    pub fallback_value: String,
 }
 
 impl Content {
@@ -141,6 +349,11 @@ impl Content {
             Self::Contact { .. } => MessageKind::Contact,
             Self::Poll { .. } => MessageKind::Poll,
             Self::Reaction { .. } => MessageKind::Reaction,
+            Self::Buttons { .. } => MessageKind::Buttons,
+            Self::List { .. } => MessageKind::List,
+            Self::Template { .. } => MessageKind::Template,
+            Self::InteractiveReply { .. } => MessageKind::InteractiveReply,
+            Self::Unsupported { .. } => MessageKind::Unsupported,
         }
     }
 
@@ -287,6 +500,8 @@ pub struct Outbound {
     pub content: Content,
     /// The WhatsApp id of the message this one replies to.
     pub quoted_provider_id: Option<String>,
+    /// How many attempts at sending it came before this one.
+    pub attempt: u32,
 }
 
 /// Something done to an existing message or chat.
@@ -350,10 +565,28 @@ mod tests {
     }
 
     #[test]
+    fn template_parameters_have_the_cloud_api_shape() {
+        let json = serde_json::json!({"type": "template", "name": "order_update", "language": "en_US",
+            "components": [{"type": "header", "parameters": [{"type": "image", "image": {"link": "https://x.io/a.jpg"}}]},
+                           {"type": "button", "sub_type": "quick_reply", "index": 0,
+                            "parameters": [{"type": "payload", "payload": "STOP"}]}]});
+        let mut tagged = json.clone();
+        tagged["kind"] = tagged["type"].take();
+        tagged.as_object_mut().unwrap().remove("type");
+        let content: Content = serde_json::from_value(tagged.clone()).unwrap();
+        assert_eq!(content.kind(), MessageKind::Template);
+        assert_eq!(serde_json::to_value(&content).unwrap(), tagged);
+        let unknown =
+            serde_json::json!({"type": "image", "image": {"link": "https://x.io"}, "extra": 1});
+        assert!(serde_json::from_value::<TemplateParameter>(unknown).is_err());
+    }
+
+    #[test]
     fn content_round_trips_with_its_kind() {
         let c = Content::Media {
             media: MessageKind::Image,
             url: "https://example.com/a.jpg".into(),
+            media_id: None,
             caption: Some("hi".into()),
             file_name: None,
             mime_type: None,

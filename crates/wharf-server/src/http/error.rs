@@ -129,6 +129,15 @@ impl From<ServiceError> for ApiError {
                         e.to_string(),
                     )
                     .with_header("retry-after", "5".into()),
+                    E::RetryLater { after_ms, .. } => {
+                        let secs = after_ms.map_or(5, |ms| ms.div_ceil(1000).max(1));
+                        Self::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "engine_unavailable",
+                            e.to_string(),
+                        )
+                        .with_header("retry-after", secs.to_string())
+                    }
                     E::Permanent(_) => {
                         Self::new(StatusCode::BAD_GATEWAY, "engine_failed", e.to_string())
                     }

@@ -164,7 +164,7 @@ impl MessageService {
         };
         let mut content = req.content;
         if let Content::Reaction {
-            target,
+            target: Some(target),
             target_provider_id,
             ..
         } = &mut content

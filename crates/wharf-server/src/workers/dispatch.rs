@@ -284,6 +284,7 @@ async fn execute(
                     .quoted_message_id
                     .and_then(|q| messages.get(&q))
                     .and_then(|q| q.provider_msg_id.clone()),
+                attempt: u32::try_from(job.attempts).unwrap_or(u32::MAX),
             };
             engine.send(session, &outbound).await.map(Some)
         }

@@ -9,6 +9,7 @@ use wharf_core::{
     message::{Content, MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MessageKind},
 };
 
+use super::interactive::{ButtonsBody, ListBody, TemplateBody};
 use crate::{ServiceError, services::messages::SessionChoice};
 
 /// A location pin.
@@ -53,7 +54,8 @@ pub struct SendMessageBody {
     pub to: Option<String>,
     /// A channel JID (`…@newsletter`), instead of `to`.
     pub channel_id: Option<String>,
-    /// text, image, video, document, audio, sticker, location, contact, poll or reaction.
+    /// text, image, video, document, audio, sticker, location, contact, poll, reaction,
+    /// buttons, list or template.
     pub kind: Option<String>,
     /// The text of a text message (up to 4,096 characters).
     pub text: Option<String>,
@@ -87,6 +89,12 @@ pub struct SendMessageBody {
     pub emoji: Option<String>,
     /// For reactions: the message (`msg_…`) reacted to.
     pub message_id: Option<String>,
+    /// Reply buttons (Cloud API).
+    pub buttons: Option<ButtonsBody>,
+    /// A list menu (Cloud API).
+    pub list: Option<ListBody>,
+    /// An approved template (Cloud API; the only kind allowed outside the 24-hour window).
+    pub template: Option<TemplateBody>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
@@ -137,10 +145,13 @@ impl SendMessageBody {
     /// The kind asked for, or the one the fields make obvious.
     fn kind(&self) -> Result<MessageKind, ServiceError> {
         if let Some(kind) = &self.kind {
-            return MessageKind::parse(kind).ok_or_else(|| {
-                let known: Vec<&str> = MessageKind::ALL.iter().map(|k| k.as_str()).collect();
-                invalid("kind", format!("must be one of {}", known.join(", ")))
-            });
+            return MessageKind::parse(kind)
+                .filter(|k| MessageKind::SENDABLE.contains(k))
+                .ok_or_else(|| {
+                    let known: Vec<&str> =
+                        MessageKind::SENDABLE.iter().map(|k| k.as_str()).collect();
+                    invalid("kind", format!("must be one of {}", known.join(", ")))
+                });
         }
         let inferred = [
             (self.emoji.is_some(), MessageKind::Reaction),
@@ -152,6 +163,9 @@ impl SendMessageBody {
             (self.location.is_some(), MessageKind::Location),
             (self.contact.is_some(), MessageKind::Contact),
             (self.poll.is_some(), MessageKind::Poll),
+            (self.buttons.is_some(), MessageKind::Buttons),
+            (self.list.is_some(), MessageKind::List),
+            (self.template.is_some(), MessageKind::Template),
             (self.text.is_some(), MessageKind::Text),
         ];
         let found: Vec<MessageKind> = inferred
@@ -175,7 +189,7 @@ impl SendMessageBody {
     /// Refuses fields that do not belong to `kind`.
     fn only(&self, kind: MessageKind) -> Result<(), ServiceError> {
         let media = kind.is_media();
-        let fields: [(&str, bool, bool); 14] = [
+        let fields: [(&str, bool, bool); 17] = [
             ("text", self.text.is_some(), kind == MessageKind::Text),
             (
                 "imageUrl",
@@ -236,6 +250,17 @@ impl SendMessageBody {
                 kind == MessageKind::Contact,
             ),
             ("poll", self.poll.is_some(), kind == MessageKind::Poll),
+            (
+                "buttons",
+                self.buttons.is_some(),
+                kind == MessageKind::Buttons,
+            ),
+            ("list", self.list.is_some(), kind == MessageKind::List),
+            (
+                "template",
+                self.template.is_some(),
+                kind == MessageKind::Template,
+            ),
         ];
         for (name, present, allowed) in fields {
             if present && !allowed {
@@ -304,6 +329,7 @@ impl SendMessageBody {
                 Content::Media {
                     media: kind,
                     url: check_url(field, url)?,
+                    media_id: None,
                     caption: self
                         .caption
                         .as_deref()
@@ -413,10 +439,28 @@ impl SendMessageBody {
                     ));
                 }
                 Content::Reaction {
-                    target,
+                    target: Some(target),
                     target_provider_id: String::new(),
                     emoji: emoji.to_owned(),
                 }
+            }
+            MessageKind::Buttons => self
+                .buttons
+                .as_ref()
+                .ok_or_else(|| invalid("buttons", "required for buttons messages"))?
+                .content()?,
+            MessageKind::List => self
+                .list
+                .as_ref()
+                .ok_or_else(|| invalid("list", "required for list messages"))?
+                .content()?,
+            MessageKind::Template => self
+                .template
+                .as_ref()
+                .ok_or_else(|| invalid("template", "required for template messages"))?
+                .content()?,
+            MessageKind::InteractiveReply | MessageKind::Unsupported => {
+                return Err(invalid("kind", "this kind of message cannot be sent"));
             }
         })
     }
