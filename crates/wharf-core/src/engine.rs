@@ -11,9 +11,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{
-    AccountId, Jid, Phone, SessionId,
+    AccountId, Jid, MessageId, Phone, SessionId,
     jid::JidServer,
-    message::{Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ReceiptKind},
+    message::{
+        Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ReceiptKind,
+        ReportedStatus,
+    },
 };
 
 /// The engines Wharf knows of.
@@ -128,10 +131,13 @@ pub enum EngineUpdate {
     },
     /// A message arrived.
     Inbound(Inbound),
-    /// WhatsApp reports that a message this session sent failed after it was accepted.
-    Failed {
+    /// A provider's report on a message this session sent. `message_id` is Wharf's own id
+    /// when the provider echoes it back (so a report that beats the recording of the send
+    /// still finds its message).
+    Status {
         provider_id: String,
-        reason: String,
+        message_id: Option<MessageId>,
+        status: ReportedStatus,
         at: i64,
     },
 }

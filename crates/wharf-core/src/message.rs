@@ -489,6 +489,32 @@ impl ReceiptKind {
     }
 }
 
+/// Where a provider says a sent message stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportedStatus {
+    Sent,
+    Delivered,
+    Read,
+    Played,
+    /// It will not be delivered; `reason` says why.
+    Failed {
+        reason: String,
+    },
+}
+
+impl ReportedStatus {
+    /// The status it moves a message to.
+    pub fn status(&self) -> MessageStatus {
+        match self {
+            Self::Sent => MessageStatus::Sent,
+            Self::Delivered => MessageStatus::Delivered,
+            Self::Read => MessageStatus::Read,
+            Self::Played => MessageStatus::Played,
+            Self::Failed { .. } => MessageStatus::Failed,
+        }
+    }
+}
+
 /// A message an engine is asked to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outbound {

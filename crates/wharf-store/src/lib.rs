@@ -6,6 +6,7 @@
 //! failing with `SQLITE_BUSY`; reads use their own pool (WAL lets them run beside the writer).
 
 mod accounts;
+mod cloud;
 mod events;
 mod keys;
 mod messages;
@@ -16,6 +17,7 @@ mod webhooks;
 use std::{path::Path, str::FromStr, time::Duration};
 
 pub use accounts::AccountRow;
+pub use cloud::{CloudCredentials, CloudRow, CloudSessionState, StatusReport, TemplateStatusRow};
 pub use events::EventRow;
 pub use keys::{KeyRow, NewKey};
 pub use messages::{
@@ -259,7 +261,10 @@ impl Params {
 
     /// `count` parameters separated by commas.
     pub(crate) fn list(&mut self, count: usize) -> String {
-        (0..count).map(|_| self.next()).collect::<Vec<_>>().join(", ")
+        (0..count)
+            .map(|_| self.next())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// `rows` parenthesized rows of `cols` parameters, separated by commas.

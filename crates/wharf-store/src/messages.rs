@@ -42,7 +42,7 @@ pub struct MessageRow {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, account_id, session_id, direction, chat_jid, sender_jid, kind, content, status, \
+pub(crate) const COLUMNS: &str = "id, account_id, session_id, direction, chat_jid, sender_jid, kind, content, status, \
      provider_msg_id, quoted_message_id, failure_reason, attempts, accepted_at, sent_at, delivered_at, read_at, \
      played_at, failed_at, deleted_at, edited_at, updated_at";
 
@@ -109,7 +109,7 @@ impl TryFrom<RawMessage> for MessageRow {
 }
 
 impl MessageRow {
-    fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
         RawMessage::from_row(row)?.try_into()
     }
 
@@ -398,6 +398,8 @@ pub enum JobOutcome {
     },
     /// An action was carried out.
     Done { job: OutboxJob, at: i64 },
+    /// Not now (a pacing limit): try again at `available_at`, without counting an attempt.
+    Defer { job: OutboxJob, available_at: i64 },
     /// Try again at `available_at`.
     Retry {
         job: OutboxJob,
@@ -456,7 +458,7 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (id, account_id, session_id, 
      read_at, played_at, failed_at, deleted_at, edited_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
      $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
 
-async fn write_message(conn: &mut AnyConnection, m: &MessageRow) -> Result<()> {
+pub(crate) async fn write_message(conn: &mut AnyConnection, m: &MessageRow) -> Result<()> {
     sqlx::query(
         "UPDATE messages SET content = $1, status = $2, provider_msg_id = $3, failure_reason = $4, attempts = $5, \
          sent_at = $6, delivered_at = $7, read_at = $8, played_at = $9, failed_at = $10, deleted_at = $11, \
@@ -886,6 +888,13 @@ impl Store {
         let slow = self.record_sends(&mut tx, outcomes, &mut events).await?;
         for outcome in slow {
             match outcome {
+                JobOutcome::Defer { job, available_at } => {
+                    sqlx::query("UPDATE outbox SET available_at = $1 WHERE id = $2")
+                        .bind(*available_at)
+                        .bind(job.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 JobOutcome::Retry {
                     job,
                     available_at,
@@ -1003,14 +1012,14 @@ impl Store {
         }
         let now = now_millis();
         for chunk in sends.chunks(100) {
-            let ids = Params::on(&tx).list(chunk.len());
+            let ids = Params::on(tx).list(chunk.len());
             let sql = format!("DELETE FROM outbox WHERE id IN ({ids})");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for (job, ..) in chunk {
                 q = q.bind(job.id.to_string());
             }
             q.execute(&mut *tx).await?;
-            let values = Params::on(&tx).rows(chunk.len(), 3);
+            let values = Params::on(tx).rows(chunk.len(), 3);
             let sql = format!(
                 "UPDATE messages SET status = 'sent', provider_msg_id = v.column2, \
                  sent_at = CAST(v.column3 AS BIGINT), attempts = attempts + 1, updated_at = {now} \
@@ -1261,6 +1270,7 @@ impl Store {
                 rows.push(row);
             }
         }
+        crate::cloud::touch_windows(&mut tx, &rows).await?;
         let events: Vec<Event> = rows
             .iter()
             .map(|r| r.event(EventType::MessageReceived))

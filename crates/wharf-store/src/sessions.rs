@@ -133,6 +133,16 @@ pub struct SessionFilter {
 impl Store {
     /// Creates a session and its session key atomically; returns the raw key once.
     pub async fn create_session(&self, new: NewSession) -> Result<(SessionRow, NewToken)> {
+        self.create_session_with(new, None).await
+    }
+
+    /// As [`Store::create_session`], with the session's cloud settings in the same
+    /// transaction (a phone number id already in use is [`StoreError::Conflict`]).
+    pub async fn create_session_with(
+        &self,
+        new: NewSession,
+        cloud: Option<&crate::CloudCredentials>,
+    ) -> Result<(SessionRow, NewToken)> {
         let now = now_millis();
         let token = NewToken::generate(KeyKind::Session);
         let row = SessionRow {
@@ -166,6 +176,9 @@ impl Store {
             label: None,
         };
         insert_key(&mut tx, &key, &token).await?;
+        if let Some(cloud) = cloud {
+            crate::cloud::insert_cloud(&mut tx, row.id, row.account_id, cloud, now).await?;
+        }
         tx.commit().await?;
         Ok((row, token))
     }

@@ -12,7 +12,7 @@ use wharf_core::{
     message::{Inbound, ReceiptKind},
     time::now_millis,
 };
-use wharf_store::{JobAction, OutboxJob, SessionRow, Store, StoreError};
+use wharf_store::{JobAction, OutboxJob, SessionRow, StatusReport, Store, StoreError};
 
 use super::{Caller, SessionService};
 use crate::ServiceError;
@@ -121,11 +121,16 @@ impl Supervisor {
         &self,
         session: SessionId,
         receipts: &mut Vec<(String, ReceiptKind, i64)>,
+        reports: &mut Vec<StatusReport>,
         inbound: &mut Vec<Inbound>,
     ) -> Result<(), StoreError> {
         if !receipts.is_empty() {
             self.store.apply_receipts(session, receipts).await?;
             receipts.clear();
+        }
+        if !reports.is_empty() {
+            self.store.apply_status_reports(session, reports).await?;
+            reports.clear();
         }
         if inbound.is_empty() {
             return Ok(());
@@ -188,6 +193,7 @@ impl EngineSink for Supervisor {
         updates: Vec<EngineUpdate>,
     ) -> Result<(), EngineError> {
         let mut receipts = Vec::new();
+        let mut reports = Vec::new();
         let mut inbound = Vec::new();
         let result: Result<(), StoreError> = async {
             for update in updates {
@@ -197,15 +203,28 @@ impl EngineSink for Supervisor {
                         kind,
                         at,
                     } => receipts.push((provider_id, kind, at)),
+                    EngineUpdate::Status {
+                        provider_id,
+                        message_id,
+                        status,
+                        at,
+                    } => reports.push(StatusReport {
+                        provider_id,
+                        message_id,
+                        status,
+                        at,
+                    }),
                     EngineUpdate::Inbound(message) => inbound.push(message),
                     other => {
                         // Keep the order: what came before a status change is recorded first.
-                        self.flush(session, &mut receipts, &mut inbound).await?;
+                        self.flush(session, &mut receipts, &mut reports, &mut inbound)
+                            .await?;
                         self.status(session, other).await?;
                     }
                 }
             }
-            self.flush(session, &mut receipts, &mut inbound).await
+            self.flush(session, &mut receipts, &mut reports, &mut inbound)
+                .await
         }
         .await;
         result.map_err(|e| EngineError::Transient(format!("could not record the update: {e}")))
