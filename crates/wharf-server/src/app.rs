@@ -6,13 +6,16 @@ use std::sync::Arc;
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use wharf_core::EngineSink;
-use wharf_engines::Emulator;
+use wharf_engines::{CloudEngine, Emulator};
 use wharf_store::Store;
 
 use crate::{
     Config,
     http::{self, auth::AccountLimiter},
-    services::{Engines, MessageService, Services, SessionService, Supervisor, WebhookService},
+    services::{
+        CloudService, Engines, MessageService, Services, SessionService, Supervisor,
+        WebhookService, cloud,
+    },
     workers,
 };
 
@@ -45,7 +48,29 @@ pub async fn run_with_store(
         Arc::downgrade(&supervisor),
         config.receipt_delays(),
     ));
-    let engines = Arc::new(Engines::new(Some(emulator)));
+    let secrets = crate::secrets::load(&config)
+        .map_err(anyhow::Error::msg)?
+        .map(Arc::new);
+    let cloud: Result<Arc<CloudEngine>, String> = match &secrets {
+        Some(key) => CloudEngine::new(
+            Arc::downgrade(&supervisor),
+            Arc::new(cloud::Directory::new(store.clone(), key.clone())),
+            config.cloud(),
+        )
+        .map(Arc::new)
+        .map_err(|e| e.to_string()),
+        None => Err(
+            "it needs secret_key (WHARF_SECRET_KEY) to seal credentials, and there is no default key on PostgreSQL"
+                .into(),
+        ),
+    };
+    let cloud_service = Arc::new(CloudService::new(
+        store.clone(),
+        secrets,
+        cloud.as_ref().ok().cloned(),
+        Arc::downgrade(&supervisor),
+    ));
+    let engines = Arc::new(Engines::new(Some(emulator)).with_cloud(cloud));
     engines.get(config.default_engine).map_err(|_| {
         anyhow::anyhow!(
             "default_engine is {}, which this server cannot run (available: {})",
@@ -65,6 +90,7 @@ pub async fn run_with_store(
         config.instance_id.clone(),
         config.default_engine,
         operations.clone(),
+        cloud_service.clone(),
     ));
     let messages = Arc::new(MessageService::new(
         store.clone(),
@@ -78,6 +104,7 @@ pub async fn run_with_store(
         messages,
         webhooks,
         engines: engines.clone(),
+        cloud: cloud_service,
     };
     let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
 

@@ -49,6 +49,19 @@ pub struct Config {
     pub webhook_per_endpoint: usize,
     /// How long an Idempotency-Key is remembered, in hours.
     pub idempotency_hours: u64,
+    /// Base64 of the 32-byte key sealing secrets at rest (Cloud API tokens and app secrets).
+    /// Unset: a key file next to a SQLite database; on PostgreSQL the cloud engine is off.
+    pub secret_key: Option<String>,
+    /// Graph API address for cloud sessions that do not set their own.
+    pub cloud_graph_base_url: String,
+    /// Graph API version for cloud sessions that do not set their own.
+    pub cloud_graph_version: String,
+    /// Cloud API: sends to one recipient in a burst before the pair pace applies.
+    pub cloud_pair_burst: u32,
+    /// Cloud API: after a burst, one send to the same recipient per this many ms.
+    pub cloud_pair_interval_ms: u64,
+    /// Cloud API: time limit of one Graph call, in ms.
+    pub cloud_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -78,6 +91,12 @@ impl Default for Config {
             webhook_concurrency: 256,
             webhook_per_endpoint: 64,
             idempotency_hours: 24,
+            secret_key: None,
+            cloud_graph_base_url: "https://graph.facebook.com".into(),
+            cloud_graph_version: "v23.0".into(),
+            cloud_pair_burst: 45,
+            cloud_pair_interval_ms: 6000,
+            cloud_timeout_ms: 15_000,
         }
     }
 }
@@ -121,6 +140,31 @@ impl Config {
         {
             return Err("webhook_timeout_ms, webhook_concurrency and webhook_per_endpoint must be at least 1".into());
         }
+        if self.send_rate_cloud.get() > 1000 {
+            return Err(
+                "send_rate_cloud must be at most 1000 (the Cloud API's highest tier)".into(),
+            );
+        }
+        if let Some(key) = self.secret_key.as_deref().filter(|k| !k.trim().is_empty()) {
+            crate::secrets::decode_key(key)?;
+        }
+        if !(self.cloud_graph_base_url.starts_with("https://")
+            || self.cloud_graph_base_url.starts_with("http://"))
+        {
+            return Err("cloud_graph_base_url must be an http:// or https:// URL".into());
+        }
+        if !is_graph_version(&self.cloud_graph_version) {
+            return Err("cloud_graph_version must look like v23.0".into());
+        }
+        if self.cloud_pair_burst == 0
+            || self.cloud_pair_interval_ms == 0
+            || self.cloud_timeout_ms == 0
+        {
+            return Err(
+                "cloud_pair_burst, cloud_pair_interval_ms and cloud_timeout_ms must be at least 1"
+                    .into(),
+            );
+        }
         if self.emulator_delivered_after_ms < -1 || self.emulator_read_after_ms < -1 {
             return Err(
                 "emulator_delivered_after_ms and emulator_read_after_ms must be -1 (never) or more"
@@ -129,6 +173,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A Graph API version: `v` and a version number (`v23.0`).
+pub fn is_graph_version(v: &str) -> bool {
+    v.strip_prefix('v').is_some_and(|n| {
+        !n.is_empty()
+            && n.len() <= 8
+            && n.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && n.as_bytes()[0].is_ascii_digit()
+    })
 }
 
 /// A URL with any password (in the user info or a `password=` parameter) replaced by `***`.
@@ -174,6 +228,9 @@ impl fmt::Debug for Config {
             .field("send_rate_cloud", &self.send_rate_cloud)
             .field("send_max_attempts", &self.send_max_attempts)
             .field("webhook_retry_delays_ms", &self.webhook_retry_delays_ms)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("cloud_graph_base_url", &self.cloud_graph_base_url)
+            .field("cloud_graph_version", &self.cloud_graph_version)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +267,18 @@ impl Config {
         }
     }
 
+    /// The Cloud API engine's settings.
+    pub fn cloud(&self) -> wharf_engines::cloud::CloudSettings {
+        wharf_engines::cloud::CloudSettings {
+            graph_base_url: self.cloud_graph_base_url.clone(),
+            graph_version: self.cloud_graph_version.clone(),
+            throughput_per_second: self.send_rate_cloud.get(),
+            pair_burst: self.cloud_pair_burst,
+            pair_interval_ms: self.cloud_pair_interval_ms,
+            timeout: std::time::Duration::from_millis(self.cloud_timeout_ms),
+        }
+    }
+
     /// The emulator's receipt timing.
     pub fn receipt_delays(&self) -> wharf_engines::emulator::ReceiptDelays {
         let after = |ms: i64| u64::try_from(ms).ok().map(std::time::Duration::from_millis);
@@ -239,6 +308,26 @@ mod tests {
         assert_eq!(
             redact_url("postgres://db/w?user=u&password=p4ss&sslmode=require"),
             "postgres://db/w?user=u&password=***&sslmode=require"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_the_secret_key_and_validation_checks_it() {
+        let config = Config {
+            secret_key: Some("c2hvcnQ=".into()),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("c2hvcnQ"));
+        assert!(config.validate().unwrap_err().contains("32 bytes"));
+        let config = Config {
+            cloud_graph_version: "23".into(),
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("cloud_graph_version")
         );
     }
 

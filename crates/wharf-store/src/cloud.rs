@@ -489,3 +489,22 @@ pub(crate) async fn touch_windows(conn: &mut AnyConnection, rows: &[MessageRow])
     }
     Ok(())
 }
+
+impl Store {
+    /// The WhatsApp id of the newest message `chat` sent to `session`.
+    pub async fn last_inbound_provider_id(
+        &self,
+        session: SessionId,
+        chat: &Jid,
+    ) -> Result<Option<String>> {
+        let id: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT provider_msg_id FROM messages WHERE session_id = $1 AND chat_jid = $2 \
+             AND direction = 'in' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(session.to_string())
+        .bind(chat.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(id.flatten())
+    }
+}

@@ -1237,6 +1237,24 @@ impl Store {
         let mut rows = Vec::new();
         for m in inbound {
             let now = now_millis();
+            let mut content = m.content.clone();
+            // A reaction names its message by WhatsApp id; find ours.
+            if let Content::Reaction {
+                target: target @ None,
+                target_provider_id,
+                ..
+            } = &mut content
+                && !target_provider_id.is_empty()
+            {
+                let found: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2",
+                )
+                .bind(session.to_string())
+                .bind(target_provider_id.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+                *target = found.and_then(|id| id.parse().ok());
+            }
             let row = MessageRow {
                 id: MessageId::generate(),
                 account_id: account,
@@ -1244,8 +1262,8 @@ impl Store {
                 direction: Direction::In,
                 chat_jid: m.chat.clone(),
                 sender_jid: Some(m.sender.to_string()),
-                kind: m.content.kind(),
-                content: m.content.clone(),
+                kind: content.kind(),
+                content,
                 status: MessageStatus::Received,
                 provider_msg_id: Some(m.provider_id.clone()),
                 quoted_message_id: None,

@@ -5,6 +5,7 @@
 //! database, dropped afterwards). When the variable is unset they are skipped with a notice;
 //! when it is set and the server is unreachable they fail.
 
+mod cloud;
 mod db;
 mod receiver;
 
@@ -29,12 +30,15 @@ macro_rules! on_both_backends {
 
 use std::{net::SocketAddr, time::Duration};
 
+pub use cloud::{CloudNumber, cloud_body};
 pub use db::{Backend, TestDb};
 pub use receiver::{Received, TestReceiver};
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+/// The fake Meta Graph server the Cloud API engine is tested against.
+pub use wharf_fakegraph as fakegraph;
 pub use wharf_server::Config;
 use wharf_store::Store;
 
@@ -80,6 +84,8 @@ impl TestApp {
             emulator_read_after_ms: -1,
             send_retry_base_ms: 20,
             send_retry_max_ms: 200,
+            // A fresh key per test, so cloud sessions work on both backends.
+            secret_key: Some(random_key()),
             webhook_retry_delays_ms: vec![50, 100, 200],
             ..Config::default()
         };
@@ -245,6 +251,13 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Base64 of 32 random bytes.
+fn random_key() -> String {
+    use base64::Engine as _;
+    let key: [u8; 32] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(key)
 }
 
 impl Drop for TestApp {

@@ -102,7 +102,19 @@ mod tests {
             jail.set_env("WHARF_SEND_RATE_EMULATOR", "7");
             jail.set_env("WHARF_WEBHOOK_RETRY_DELAYS_MS", "[10, 20]");
             jail.set_env("WHARF_EMULATOR_READ_AFTER_MS", "-1");
+            jail.set_env(
+                "WHARF_SECRET_KEY",
+                "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=",
+            );
+            jail.set_env("WHARF_CLOUD_GRAPH_BASE_URL", "http://127.0.0.1:9999");
+            jail.set_env("WHARF_CLOUD_PAIR_BURST", "5");
             let config = load(None, FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.secret_key.as_deref(),
+                Some("q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=")
+            );
+            assert_eq!(config.cloud_graph_base_url, "http://127.0.0.1:9999");
+            assert_eq!(config.cloud_pair_burst, 5);
             assert_eq!(config.send_rate_emulator.get(), 7);
             assert_eq!(config.webhook_retry_delays_ms, vec![10, 20]);
             assert_eq!(config.emulator_read_after_ms, -1);

@@ -5,6 +5,7 @@ mod emulator;
 pub mod error;
 mod events;
 pub mod extract;
+mod meta;
 mod ops;
 pub mod wapio;
 mod webhooks;
@@ -52,6 +53,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
          (name = "webhooks", description = "Webhook endpoints, signed deliveries and their log."),
          (name = "events", description = "The event log: catch-up and a live stream."),
          (name = "emulator", description = "Control surface of the emulator engine."),
+         (name = "meta-webhook", description = "Webhooks from Meta's Cloud API (public; signed with the app secret)."),
          (name = "ops", description = "Health and readiness."))
 )]
 struct ApiDoc;
@@ -92,7 +94,7 @@ pub fn router(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Router {
     let (authenticated, mut openapi) = authenticated_routes(emulator_control).split_for_parts();
-    let (public, public_api) = ops::routes().split_for_parts();
+    let (public, public_api) = ops::routes().merge(meta::routes()).split_for_parts();
     // The document describes exactly the routes this instance mounts.
     openapi.merge(public_api);
     let state = AppState {

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use wharf_core::{EngineKind, engine::DynEngine};
-use wharf_engines::Emulator;
+use wharf_engines::{CloudEngine, Emulator};
 
 use crate::ServiceError;
 
@@ -11,6 +11,8 @@ use crate::ServiceError;
 pub struct Engines {
     by_kind: HashMap<EngineKind, DynEngine>,
     emulator: Option<Arc<Emulator>>,
+    /// Why an engine is missing, when the server knows (shown when it is asked for).
+    missing: HashMap<EngineKind, String>,
 }
 
 impl Engines {
@@ -20,17 +22,39 @@ impl Engines {
         if let Some(e) = &emulator {
             by_kind.insert(EngineKind::Emulator, e.clone());
         }
-        Self { by_kind, emulator }
+        Self {
+            by_kind,
+            emulator,
+            missing: HashMap::new(),
+        }
+    }
+
+    /// Adds the Cloud API engine, or records why it is not available.
+    pub fn with_cloud(mut self, cloud: Result<Arc<CloudEngine>, String>) -> Self {
+        match cloud {
+            Ok(engine) => {
+                self.by_kind.insert(EngineKind::Cloud, engine);
+            }
+            Err(why) => {
+                self.missing.insert(EngineKind::Cloud, why);
+            }
+        }
+        self
     }
 
     /// The engine of `kind`, or a clear "not available" error naming the field at fault.
     pub fn get(&self, kind: EngineKind) -> Result<&DynEngine, ServiceError> {
         self.by_kind.get(&kind).ok_or_else(|| {
+            let why = self
+                .missing
+                .get(&kind)
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default();
             ServiceError::invalid_with(
                 "engine_unavailable",
                 "engine",
                 format!(
-                    "the {kind} engine is not available on this server (available: {})",
+                    "the {kind} engine is not available on this server{why} (available: {})",
                     self.available()
                         .iter()
                         .map(|k| k.as_str())

@@ -358,6 +358,18 @@ impl SessionService {
     /// `GET …/qrcode`: the pairing code while the session waits for a scan.
     pub async fn qr_code(&self, caller: &Caller, id: SessionId) -> Result<String, ServiceError> {
         let row = self.get(caller, id).await?;
+        if !row.status.is_deleting()
+            && let Ok(engine) = self.engines.get(row.engine)
+            && !engine.capabilities().qr_pairing
+        {
+            return Err(ServiceError::conflict(
+                "qr_not_supported",
+                format!(
+                    "{} sessions do not pair with a QR code: connect checks their credentials instead",
+                    row.engine
+                ),
+            ));
+        }
         match (row.status, row.qr_code) {
             (SessionStatus::Connecting, Some(qr)) => Ok(qr),
             (SessionStatus::Connected, _) => Err(ServiceError::conflict(
@@ -493,6 +505,10 @@ impl SessionService {
         self.store
             .fail_session_outbox(id, "the session was deleted before the message was sent")
             .await?;
+        if row.engine == wharf_core::EngineKind::Cloud {
+            // Its credentials go, and its number becomes free for another session.
+            self.store.delete_cloud_session(id).await?;
+        }
         Ok(())
     }
 }

@@ -155,8 +155,35 @@ impl MessageService {
         }
         let engine = self.engines.get(session.engine)?;
         let capabilities = engine.capabilities();
-        if let Some(what) = capabilities.refusal(&req.content, &req.to, req.quoted.is_some()) {
+        if let Some(what) = engine.refusal(&req.content, &req.to, req.quoted.is_some()) {
             return Err(Self::unsupported(&session, &what));
+        }
+        if let Some(window) = engine.service_window_ms()
+            && req.content.kind() != MessageKind::Template
+        {
+            let last = self.store.last_inbound_at(session.id, &req.to).await?;
+            if last.is_none_or(|at| now_millis() - at > window) {
+                let message = match last {
+                    None => format!(
+                        "{} has never written to this session; outside the {}-hour customer service window only templates can be sent",
+                        req.to,
+                        window / 3_600_000
+                    ),
+                    Some(at) => format!(
+                        "{} last wrote at {}, more than {} hours ago; outside the customer service window only templates can be sent",
+                        req.to,
+                        wharf_core::time::rfc3339(at),
+                        window / 3_600_000
+                    ),
+                };
+                let mut errors = std::collections::BTreeMap::new();
+                errors.insert("to".to_owned(), vec![message.clone()]);
+                return Err(ServiceError::Invalid {
+                    reason_code: "outside_customer_service_window",
+                    message,
+                    errors,
+                });
+            }
         }
         let quoted = match req.quoted {
             Some(id) => Some(self.referenced(&session, id, "quoted_message_id").await?),

@@ -1,5 +1,6 @@
 //! Services hold the rules (validation, state machines, tenancy). They know no HTTP.
 
+pub mod cloud;
 mod engines;
 pub mod events;
 mod lifecycle;
@@ -9,6 +10,7 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
+pub use cloud::CloudService;
 pub use engines::Engines;
 pub use lifecycle::Supervisor;
 pub use messages::MessageService;
@@ -53,4 +55,5 @@ pub struct Services {
     pub messages: Arc<MessageService>,
     pub webhooks: Arc<WebhookService>,
     pub engines: Arc<Engines>,
+    pub cloud: Arc<CloudService>,
 }

@@ -9,7 +9,11 @@ use wharf_core::{
 };
 use wharf_store::{NewSession, OperationRow, SessionFilter, SessionRow, Store};
 
-use super::{Caller, Engines, lifecycle::status_event};
+use super::{
+    Caller, CloudService, Engines,
+    cloud::{CloudInput, in_use},
+    lifecycle::status_event,
+};
 use crate::ServiceError;
 
 /// Longest label accepted.
@@ -22,6 +26,8 @@ pub struct CreateSession {
     pub phone_number: Option<Phone>,
     pub settings: SessionSettingsPatch,
     pub engine: Option<EngineKind>,
+    /// The Cloud API credentials (required with `engine: cloud`).
+    pub cloud: Option<CloudInput>,
 }
 
 /// What `update` changes; `None` leaves a field alone, `Some(None)` clears it.
@@ -30,6 +36,8 @@ pub struct UpdateSession {
     pub label: Option<Option<String>>,
     pub phone_number: Option<Option<Phone>>,
     pub settings: Option<SessionSettingsPatch>,
+    /// Changes to a cloud session's settings (only while it is not running).
+    pub cloud: Option<CloudInput>,
 }
 
 /// A created session with its one-time raw key and advice for the caller.
@@ -63,6 +71,7 @@ pub struct SessionService {
     pub(super) instance_id: String,
     default_engine: EngineKind,
     operations: Arc<Notify>,
+    pub(super) cloud: Arc<CloudService>,
 }
 
 /// Trims a label; an empty one means "no label".
@@ -85,6 +94,7 @@ impl SessionService {
         instance_id: String,
         default_engine: EngineKind,
         operations: Arc<Notify>,
+        cloud: Arc<CloudService>,
     ) -> Self {
         Self {
             store,
@@ -92,6 +102,7 @@ impl SessionService {
             instance_id,
             default_engine,
             operations,
+            cloud,
         }
     }
 
@@ -117,16 +128,52 @@ impl SessionService {
                     .to_owned(),
             );
         }
-        let (session, key) = self
+        let cloud = match (engine, &req.cloud) {
+            (EngineKind::Cloud, Some(input)) => Some(self.cloud.seal_new(input)?),
+            (EngineKind::Cloud, None) => {
+                return Err(ServiceError::invalid(
+                    "cloud",
+                    "required for the cloud engine: {phone_number_id, waba_id, access_token, app_secret, verify_token}",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ServiceError::invalid(
+                    "cloud",
+                    "only applies to sessions on the cloud engine",
+                ));
+            }
+            _ => None,
+        };
+        if let Some(c) = &cloud {
+            warnings.push(
+                "call connect to check the credentials against the Graph API; point the app's webhook at /webhooks/meta with this verify_token".to_owned(),
+            );
+            if c.graph_base_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://"))
+            {
+                warnings.push(
+                    "graph_base_url is not https: the access token travels unencrypted".to_owned(),
+                );
+            }
+        }
+        let created = self
             .store
-            .create_session(NewSession {
-                account_id: caller.account_id,
-                engine,
-                label: req.label,
-                phone_number: req.phone_number,
-                settings: SessionSettings::default().apply(&req.settings),
-            })
-            .await?;
+            .create_session_with(
+                NewSession {
+                    account_id: caller.account_id,
+                    engine,
+                    label: req.label,
+                    phone_number: req.phone_number,
+                    settings: SessionSettings::default().apply(&req.settings),
+                },
+                cloud.as_ref(),
+            )
+            .await;
+        let (session, key) = match created {
+            Err(wharf_store::StoreError::Conflict(_)) => return Err(in_use()),
+            other => other?,
+        };
         Ok(CreatedSession {
             session,
             key,
@@ -198,6 +245,29 @@ impl SessionService {
         id: SessionId,
         req: UpdateSession,
     ) -> Result<SessionRow, ServiceError> {
+        if let Some(cloud) = &req.cloud {
+            cloud.check(false)?;
+            let row = self.get(caller, id).await?;
+            if row.engine != EngineKind::Cloud {
+                return Err(ServiceError::invalid(
+                    "cloud",
+                    "only applies to sessions on the cloud engine",
+                ));
+            }
+            if row.status.is_deleting() {
+                return Err(ServiceError::conflict(
+                    "invalid_state",
+                    "the session is being deleted or was deleted",
+                ));
+            }
+            if row.status.is_running() {
+                return Err(ServiceError::conflict(
+                    "invalid_state",
+                    "cloud settings cannot change while the session runs; disconnect it first",
+                ));
+            }
+            self.cloud.change(id, cloud).await?;
+        }
         self.modify(caller, id, |row| {
             if row.status.is_deleting() {
                 return Err(ServiceError::conflict("invalid_state", "the session is being deleted or was deleted"));

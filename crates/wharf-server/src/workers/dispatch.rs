@@ -14,7 +14,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tokio::{
     sync::{Notify, mpsc},
@@ -28,6 +27,7 @@ use wharf_core::{
 };
 use wharf_store::{JobAction, JobOutcome, MessageRow, OutboxJob, Store};
 
+use super::pace::Pace;
 use crate::services::Engines;
 
 /// How the dispatcher behaves.
@@ -68,7 +68,7 @@ pub fn spawn(
         let config = Arc::new(config);
         let mut running: HashMap<SessionId, Running> = HashMap::new();
         // Kept across a dispatcher's restarts so an idle pause does not refill the burst.
-        let mut limiters: HashMap<SessionId, Arc<DefaultDirectRateLimiter>> = HashMap::new();
+        let mut paces: HashMap<SessionId, Arc<Pace>> = HashMap::new();
         let mut sweep = tokio::time::interval(SWEEP);
         loop {
             let woken: Vec<SessionId> = tokio::select! {
@@ -84,18 +84,20 @@ pub fn spawn(
                     Some(r) if !r.task.is_finished() => r.wake.notify_one(),
                     _ => {
                         let wake = Arc::new(Notify::new());
-                        let limiter = match limiters.get(&id) {
-                            Some(l) => l.clone(),
-                            None => {
-                                let rate = match store.find_session(id).await {
-                                    Ok(Some(s)) => config.rate.get(&s.engine).copied(),
-                                    _ => None,
-                                };
-                                let l = Arc::new(RateLimiter::direct(Quota::per_second(
-                                    rate.unwrap_or(NonZeroU32::MIN),
-                                )));
-                                limiters.insert(id, l.clone());
-                                l
+                        let (rate, pacing) = match store.find_session(id).await {
+                            Ok(Some(s)) => (
+                                config.rate.get(&s.engine).copied(),
+                                engines.get(s.engine).ok().and_then(|e| e.pacing(id)),
+                            ),
+                            _ => (None, None),
+                        };
+                        let rate = rate.unwrap_or(NonZeroU32::MIN);
+                        let limiter = match paces.get(&id) {
+                            Some(p) if p.matches(rate, pacing) => p.clone(),
+                            _ => {
+                                let p = Arc::new(Pace::new(rate, pacing));
+                                paces.insert(id, p.clone());
+                                p
                             }
                         };
                         let task = tokio::spawn(run_session(
@@ -126,7 +128,7 @@ async fn run_session(
     engines: Arc<Engines>,
     config: Arc<DispatchConfig>,
     wake: Arc<Notify>,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    pace: Arc<Pace>,
     stop: CancellationToken,
 ) {
     loop {
@@ -182,13 +184,34 @@ async fn run_session(
                 continue;
             }
             if job.action == JobAction::Send {
-                limiter.until_ready().await;
+                if let Err(wait) = pace.take_pair(&chat) {
+                    // This recipient's budget is spent: later, without counting an attempt.
+                    outcomes.push(JobOutcome::Defer {
+                        available_at: now_millis() + wait.as_millis() as i64,
+                        job,
+                    });
+                    held.insert(chat);
+                    continue;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = pace.ready() => {}
+                }
             }
-            let outcome = execute(engine.as_ref(), id, &job, &messages, &config).await;
+            let (outcome, pause) = execute(engine.as_ref(), id, &job, &messages, &config).await;
+            if job.action == JobAction::Send {
+                pace.sent();
+            }
             if matches!(outcome, JobOutcome::Retry { .. }) {
                 held.insert(chat);
             }
             outcomes.push(outcome);
+            if let Some(pause) = pause {
+                // A limit or a failure of the whole number: nothing more of this session goes
+                // out until it passes (the session may also have been disconnected).
+                pace.pause(pause);
+                break;
+            }
             if stop.is_cancelled() {
                 break;
             }
@@ -264,13 +287,15 @@ fn marked_ids(job: &OutboxJob) -> Vec<MessageId> {
         .unwrap_or_default()
 }
 
+/// Carries out one job; also returns how long the whole session must pause, when the engine
+/// said so.
 async fn execute(
     engine: &dyn wharf_core::Engine,
     session: SessionId,
     job: &OutboxJob,
     messages: &HashMap<MessageId, MessageRow>,
     config: &DispatchConfig,
-) -> JobOutcome {
+) -> (JobOutcome, Option<Duration>) {
     let now = now_millis();
     let message = job.message_id.and_then(|id| messages.get(&id));
     let result = match (job.action, message) {
@@ -319,7 +344,16 @@ async fn execute(
             "the message no longer exists".into(),
         )),
     };
-    match result {
+    // A retry waits the usual backoff, or longer when the engine asks (Retry-After).
+    let (hint, session_wide) = match &result {
+        Err(EngineError::RetryLater {
+            after_ms,
+            session_wide,
+            ..
+        }) => (after_ms.map(Duration::from_millis), *session_wide),
+        _ => (None, false),
+    };
+    let outcome = match result {
         Ok(Some(provider_id)) => JobOutcome::Sent {
             job: job.clone(),
             message: message.cloned().map(Box::new),
@@ -330,25 +364,33 @@ async fn execute(
             job: job.clone(),
             at: now,
         },
-        Err(EngineError::Transient(reason)) if (job.attempts as u32) + 1 < config.max_attempts => {
-            let backoff = backoff(config, job.attempts as u32);
+        Err(e) if e.is_retryable() && (job.attempts as u32) + 1 < config.max_attempts => {
+            let delay = backoff(config, job.attempts as u32).max(hint.unwrap_or_default());
+            let reason = match e {
+                EngineError::Transient(r) | EngineError::RetryLater { reason: r, .. } => r,
+                other => other.to_string(),
+            };
             JobOutcome::Retry {
                 job: job.clone(),
-                available_at: now + backoff.as_millis() as i64,
+                available_at: now + delay.as_millis() as i64,
                 error: reason,
             }
         }
-        Err(EngineError::Transient(reason)) => JobOutcome::Failed {
-            job: job.clone(),
-            reason: format!("gave up after {} attempts: {reason}", job.attempts + 1),
-            at: now,
-        },
+        Err(EngineError::Transient(reason) | EngineError::RetryLater { reason, .. }) => {
+            JobOutcome::Failed {
+                job: job.clone(),
+                reason: format!("gave up after {} attempts: {reason}", job.attempts + 1),
+                at: now,
+            }
+        }
         Err(e) => JobOutcome::Failed {
             job: job.clone(),
             reason: e.to_string(),
             at: now,
         },
-    }
+    };
+    let pause = session_wide.then(|| hint.unwrap_or_else(|| backoff(config, job.attempts as u32)));
+    (outcome, pause)
 }
 
 /// Exponential backoff with full jitter in its upper half: `base * 2^attempt`, capped.

@@ -2,6 +2,7 @@
 
 pub mod dispatch;
 pub mod operations;
+mod pace;
 pub mod webhooks;
 
 use std::sync::Arc;

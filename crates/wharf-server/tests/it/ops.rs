@@ -46,6 +46,7 @@ dual_test! {
             ("/healthz", vec!["get"]),
             ("/readyz", vec!["get"]),
             ("/openapi.json", vec!["get"]),
+            ("/webhooks/meta", vec!["get", "post"]),
         ];
         assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
         for (path, methods) in expected {
@@ -56,7 +57,7 @@ dual_test! {
             }
         }
         let schemas = doc["components"]["schemas"].as_object().unwrap();
-        for name in ["SessionView", "SessionListView", "CreatedSessionView", "CreateSessionBody", "ErrorBody", "OperationView", "SessionSettings", "SendMessageBody", "MessageInfoView", "WebhookView", "DeliveryView", "EventListView"] {
+        for name in ["SessionView", "SessionListView", "CreatedSessionView", "CreateSessionBody", "ErrorBody", "OperationView", "SessionSettings", "SendMessageBody", "MessageInfoView", "WebhookView", "DeliveryView", "EventListView", "CloudBody", "CloudView", "ButtonsBody", "ListBody", "TemplateBody"] {
             assert!(schemas.contains_key(name), "schema {name}");
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());

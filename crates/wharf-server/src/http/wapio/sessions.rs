@@ -147,12 +147,13 @@ async fn create_session(
             .flatten(),
         settings: body.settings.unwrap_or_default(),
         engine: body.engine,
+        cloud: body.cloud.map(CloudBody::input),
     };
     let created = app.services.sessions.create(&caller, req).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedSessionView {
-            session: SessionView::from(&created.session),
+            session: view_one(&app, &created.session).await?,
             session_api_key: key_view(&created.key, created.session.created_at, None),
             warnings: created.warnings,
         }),
@@ -168,7 +169,21 @@ async fn get_session(
     Path(id): Path<String>,
 ) -> ApiResult<Json<SessionView>> {
     let row = app.services.sessions.get(&caller, session_id(&id)?).await?;
-    Ok(Json(SessionView::from(&row)))
+    Ok(Json(view_one(&app, &row).await?))
+}
+
+/// A session with its cloud settings, for the answers about one session.
+async fn view_one(app: &AppState, row: &wharf_store::SessionRow) -> ApiResult<SessionView> {
+    let mut view = SessionView::from(row);
+    if row.engine == wharf_core::EngineKind::Cloud {
+        view.cloud = app
+            .services
+            .cloud
+            .summary(row.id)
+            .await?
+            .map(CloudView::from);
+    }
+    Ok(view)
 }
 
 /// PATCH /v1/whatsapp-sessions/{id} — updates label, phone number and settings.
@@ -203,9 +218,10 @@ async fn update_session(
             })
             .transpose()?,
         settings: body.settings,
+        cloud: body.cloud.map(CloudBody::input),
     };
     let row = app.services.sessions.update(&caller, id, req).await?;
-    Ok(Json(SessionView::from(&row)))
+    Ok(Json(view_one(&app, &row).await?))
 }
 
 /// DELETE /v1/whatsapp-sessions/{id} — queues deletion and revokes the session key at once

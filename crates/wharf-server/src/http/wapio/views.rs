@@ -29,6 +29,37 @@ pub struct SessionView {
     pub engine: EngineKind,
     /// Wharf extension: why the session is in its status (e.g. a disconnect reason).
     pub status_reason: Option<String>,
+    /// Wharf extension, cloud sessions only (in the answers about one session): the Graph
+    /// settings. The access token and app secret are never shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudView>,
+}
+
+/// A cloud session's Graph settings, without its secrets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CloudView {
+    pub phone_number_id: String,
+    pub waba_id: String,
+    /// The Graph address used (the server's default unless the session set one).
+    pub graph_base_url: String,
+    pub graph_version: String,
+    /// Sends per second allowed to this number.
+    pub throughput_per_second: u32,
+    /// Where Meta's webhooks for this number go (with the session's verify token).
+    pub webhook_path: &'static str,
+}
+
+impl From<crate::services::cloud::CloudSummary> for CloudView {
+    fn from(c: crate::services::cloud::CloudSummary) -> Self {
+        Self {
+            phone_number_id: c.phone_number_id,
+            waba_id: c.waba_id,
+            graph_base_url: c.graph_base_url,
+            graph_version: c.graph_version,
+            throughput_per_second: c.throughput_per_second,
+            webhook_path: "/webhooks/meta",
+        }
+    }
 }
 
 impl From<&SessionRow> for SessionView {
@@ -46,6 +77,7 @@ impl From<&SessionRow> for SessionView {
             session_api_key_fingerprint: row.key_fingerprint.clone(),
             engine: row.engine,
             status_reason: row.status_reason.clone(),
+            cloud: None,
         }
     }
 }
@@ -143,6 +175,70 @@ pub struct CreateSessionBody {
     pub settings: Option<SessionSettingsPatch>,
     /// Wharf extension: `emulator`, `cloud` or `web`; the server's default when absent.
     pub engine: Option<EngineKind>,
+    /// Wharf extension, required with `engine: "cloud"`: the Graph credentials.
+    pub cloud: Option<CloudBody>,
+}
+
+/// A cloud session's Graph credentials and settings.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudBody {
+    /// The Graph id of the phone number (digits; a JSON number is accepted too).
+    #[serde(default, deserialize_with = "string_or_number")]
+    #[schema(value_type = Option<String>)]
+    pub phone_number_id: Option<String>,
+    /// The WhatsApp Business Account id (digits).
+    #[serde(default, deserialize_with = "string_or_number")]
+    #[schema(value_type = Option<String>)]
+    pub waba_id: Option<String>,
+    /// A system-user access token; stored sealed, never returned.
+    pub access_token: Option<String>,
+    /// The Meta app's secret, which signs webhooks; stored sealed, never returned.
+    pub app_secret: Option<String>,
+    /// The token Meta's webhook verification handshake presents.
+    pub verify_token: Option<String>,
+    /// Default: the server's `cloud_graph_base_url` (`https://graph.facebook.com`).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub graph_base_url: Option<Option<String>>,
+    /// Default: the server's `cloud_graph_version` (`v23.0`).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub graph_version: Option<Option<String>>,
+    /// Sends per second allowed, 1 to 1000; default: the server's `send_rate_cloud` (80).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub throughput_per_second: Option<Option<u32>>,
+}
+
+impl CloudBody {
+    /// As the service takes it.
+    pub fn input(self) -> crate::services::cloud::CloudInput {
+        crate::services::cloud::CloudInput {
+            phone_number_id: self.phone_number_id,
+            waba_id: self.waba_id,
+            access_token: self.access_token,
+            app_secret: self.app_secret,
+            verify_token: self.verify_token,
+            graph_base_url: self.graph_base_url.map(|u| u.filter(|u| !u.is_empty())),
+            graph_version: self.graph_version.map(|v| v.filter(|v| !v.is_empty())),
+            throughput_per_second: self.throughput_per_second,
+        }
+    }
+}
+
+/// A Graph id given as a string or a JSON number.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    Ok(Option::<Id>::deserialize(de)?.map(|id| match id {
+        Id::Text(t) => t,
+        Id::Number(n) => n.to_string(),
+    }))
 }
 
 /// `PATCH /v1/whatsapp-sessions/{id}`.
@@ -158,6 +254,9 @@ pub struct UpdateSessionBody {
     #[schema(value_type = Option<String>)]
     pub phone_number: Option<Option<String>>,
     pub settings: Option<SessionSettingsPatch>,
+    /// Cloud sessions, while disconnected: any of the creation's `cloud` fields (a new
+    /// `access_token` after one expired, …); `null` resets the optional ones to the defaults.
+    pub cloud: Option<CloudBody>,
 }
 
 /// `POST /emulator/sessions/{id}/scan`.
