@@ -27,6 +27,7 @@ macro_rules! dual_test {
 }
 
 mod auth;
+mod cloud;
 mod events;
 mod lifecycle;
 mod messages;
