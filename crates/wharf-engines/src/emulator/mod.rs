@@ -354,7 +354,7 @@ impl Engine for Emulator {
                     ..
                 }
             );
-            self.receipts.schedule(session, id.clone(), audio);
+            self.receipts.schedule(session, id.clone(), audio).await;
         }
         Ok(id)
     }

@@ -1,15 +1,22 @@
 //! The emulator's receipts: the recipient's phone reports `delivered`, then `read` (or
 //! `played` for audio), after configurable delays. One task holds a timer queue for every
 //! session and hands due receipts to the sink in batches.
+//!
+//! The queue is bounded: each pending receipt holds a permit until the sink has taken it, so
+//! when the sink falls behind (the database writer is the slowest part of a full pipeline)
+//! sends wait for room instead of piling receipts up in memory.
 
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
-    sync::Weak,
+    sync::{Arc, Weak},
     time::Duration,
 };
 
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+    time::Instant,
+};
 use wharf_core::{EngineSink, EngineUpdate, SessionId, message::ReceiptKind, time::now_millis};
 
 /// When receipts follow a send; `None` means that receipt never comes.
@@ -24,6 +31,8 @@ struct Due {
     session: SessionId,
     provider_id: String,
     kind: ReceiptKind,
+    /// Room in the bounded queue, given back once the sink has the receipt.
+    room: OwnedSemaphorePermit,
 }
 
 impl PartialEq for Due {
@@ -47,20 +56,31 @@ impl Ord for Due {
 pub(super) struct Receipts {
     tx: mpsc::UnboundedSender<Due>,
     delays: ReceiptDelays,
+    room: Arc<Semaphore>,
 }
 
 /// Receipts handed to the sink at once, at most.
 const BATCH: usize = 500;
+/// Receipts waiting (for their time or for the sink) at most: about 10 MB.
+const PENDING_MAX: usize = 100_000;
 
 impl Receipts {
     pub(super) fn spawn(sink: Weak<dyn EngineSink>, delays: ReceiptDelays) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(sink, rx));
-        Self { tx, delays }
+        Self::with_room(sink, delays, PENDING_MAX)
     }
 
-    /// Schedules the receipts of a message just sent.
-    pub(super) fn schedule(&self, session: SessionId, provider_id: String, audio: bool) {
+    fn with_room(sink: Weak<dyn EngineSink>, delays: ReceiptDelays, room: usize) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(sink, rx));
+        Self {
+            tx,
+            delays,
+            room: Arc::new(Semaphore::new(room)),
+        }
+    }
+
+    /// Schedules the receipts of a message just sent, first waiting for room in the queue.
+    pub(super) async fn schedule(&self, session: SessionId, provider_id: String, audio: bool) {
         let now = Instant::now();
         let last = if audio {
             ReceiptKind::Played
@@ -72,11 +92,15 @@ impl Receipts {
             (self.delays.read, last),
         ] {
             if let Some(delay) = delay {
+                let Ok(room) = self.room.clone().acquire_owned().await else {
+                    return;
+                };
                 let _ = self.tx.send(Due {
                     at: now + delay,
                     session,
                     provider_id: provider_id.clone(),
                     kind,
+                    room,
                 });
             }
         }
@@ -95,10 +119,13 @@ async fn run(sink: Weak<dyn EngineSink>, mut rx: mpsc::UnboundedReceiver<Due>) {
             _ = async { tokio::time::sleep_until(next.unwrap_or_else(Instant::now)).await }, if next.is_some() => {
                 let now = Instant::now();
                 let mut by_session: HashMap<SessionId, Vec<EngineUpdate>> = HashMap::new();
+                // Held until the sink has recorded the batch.
+                let mut room = Vec::new();
                 let mut taken = 0;
                 while taken < BATCH && queue.peek().is_some_and(|Reverse(d)| d.at <= now) {
                     let Some(Reverse(due)) = queue.pop() else { break };
                     taken += 1;
+                    room.push(due.room);
                     by_session.entry(due.session).or_default().push(EngineUpdate::Receipt {
                         provider_id: due.provider_id,
                         kind: due.kind,
@@ -111,7 +138,78 @@ async fn run(sink: Weak<dyn EngineSink>, mut rx: mpsc::UnboundedReceiver<Due>) {
                         tracing::warn!(%session, error = %e, "could not record emulator receipts");
                     }
                 }
+                drop(room);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use wharf_core::EngineError;
+
+    use super::*;
+
+    /// A sink that takes receipts only while its gate is open.
+    struct Gated {
+        gate: Semaphore,
+        taken: std::sync::Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl EngineSink for Gated {
+        async fn updates(
+            &self,
+            _session: SessionId,
+            updates: Vec<EngineUpdate>,
+        ) -> Result<(), EngineError> {
+            let _open = self.gate.acquire().await.expect("gate");
+            *self.taken.lock().unwrap() += updates.len();
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_sink_makes_sends_wait_instead_of_queueing_without_bound() {
+        let gated = Arc::new(Gated {
+            gate: Semaphore::new(0),
+            taken: Default::default(),
+        });
+        let sink: Arc<dyn EngineSink> = gated.clone();
+        let delays = ReceiptDelays {
+            delivered: Some(Duration::ZERO),
+            read: Some(Duration::ZERO),
+        };
+        let receipts = Receipts::with_room(Arc::downgrade(&sink), delays, 4);
+        let session = SessionId::generate();
+        // Two messages fill the room (two receipts each).
+        for id in ["a", "b"] {
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                receipts.schedule(session, id.into(), false),
+            )
+            .await
+            .expect("room for the first receipts");
+        }
+        let third = receipts.schedule(session, "c".into(), false);
+        tokio::pin!(third);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut third)
+                .await
+                .is_err(),
+            "a full queue makes the send wait"
+        );
+        gated.gate.add_permits(1_000);
+        tokio::time::timeout(Duration::from_secs(2), &mut third)
+            .await
+            .expect("room again once the sink took the receipts");
+        tokio::time::timeout(Duration::from_secs(2), async {
+            while *gated.taken.lock().unwrap() < 6 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("every receipt reaches the sink");
     }
 }
