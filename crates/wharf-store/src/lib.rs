@@ -122,6 +122,9 @@ impl Store {
                     AnyPoolOptions::new()
                         .max_connections(max)
                         .min_connections(1)
+                        // A local file does not go stale like a network connection; pinging
+                        // it before each use cost a round trip to its worker thread.
+                        .test_before_acquire(false)
                         .acquire_timeout(Duration::from_secs(10))
                         .after_connect(|conn, _| {
                             Box::pin(async move {

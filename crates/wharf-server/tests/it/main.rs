@@ -33,5 +33,6 @@ mod lifecycle;
 mod messages;
 mod ops;
 mod sessions;
+mod store;
 mod validation;
 mod webhooks;
