@@ -3,6 +3,7 @@
 //! name an empty database) and prints throughput, latency percentiles and, where it has one,
 //! the ratio to a no-op baseline measured in the same run.
 
+mod cloud;
 mod crash;
 mod load;
 mod messaging;
@@ -59,10 +60,19 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         secs: u64,
     },
-    /// Queued messages drained through the emulator to `sent`.
+    /// Queued messages drained through the emulator (or the Cloud API engine) to `sent`.
     Dispatch {
         #[arg(long, default_value_t = 100_000)]
         messages: usize,
+        /// `emulator`, or `cloud` (to a fake Graph server in this process).
+        #[arg(long, default_value = "emulator")]
+        engine: String,
+        /// Cloud: how many numbers (sessions) share the messages.
+        #[arg(long, default_value_t = 10)]
+        numbers: usize,
+        /// Cloud: each number's throughput cap, messages per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
     },
     /// Events delivered to a local webhook receiver.
     Webhooks {
@@ -108,7 +118,16 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Ingest { concurrency, secs } => {
             messaging::ingest(&bin, db, concurrency, secs).await
         }
-        Scenario::Dispatch { messages } => messaging::dispatch(&bin, db, messages).await,
+        Scenario::Dispatch {
+            messages,
+            engine,
+            numbers,
+            rate,
+        } => match engine.as_str() {
+            "emulator" => messaging::dispatch(&bin, db, messages).await,
+            "cloud" => cloud::dispatch(&bin, db, messages, numbers, rate).await,
+            other => anyhow::bail!("--engine must be emulator or cloud (got {other})"),
+        },
         Scenario::Webhooks { events } => messaging::webhooks(&bin, db, events).await,
         Scenario::Memory {
             messages,
