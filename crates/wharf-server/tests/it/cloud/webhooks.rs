@@ -177,6 +177,27 @@ dual_test! {
         assert_no_rejections(&graph);
     }
 
+    async fn a_status_before_the_sends_record_finds_its_message_by_the_echoed_id(app) {
+        let (graph, cloud) = connected(&app).await;
+        user_writes(&graph, PNID, USER, "Hi").await;
+        // Queued, not sent: as if Graph had accepted it and Wharf stopped before recording.
+        app.post(&format!("/v1/whatsapp-sessions/{}/disconnect", cloud.session)).expect(200).await;
+        let id = send(&app, &cloud.session, json!({"text": "hello"})).await;
+        let body = messages_body(json!({"statuses": [
+            {"id": "wamid.EARLY", "status": "sent", "timestamp": "1749416383", "recipient_id": USER, "biz_opaque_callback_data": id},
+            {"id": "wamid.EARLY", "status": "delivered", "timestamp": "1749416384", "recipient_id": USER, "biz_opaque_callback_data": id}]}));
+        let sig = graph.sign(PNID, &body);
+        assert_eq!(graph.emit_raw(body, Some(sig)).await.as_u16(), 200);
+        let info = app.wait_status(&id, "delivered").await;
+        assert_eq!(info["provider_msg_id"], "wamid.EARLY");
+        // It went out, so it is not sent again when the session comes back.
+        app.post(&format!("/v1/whatsapp-sessions/{}/connect", cloud.session)).expect(200).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(graph.sends().is_empty(), "no duplicate send");
+        assert_eq!(events(&app, "message.sent").await.len(), 1);
+        assert_no_rejections(&graph);
+    }
+
     async fn failed_statuses_carry_the_error(app) {
         let (graph, cloud) = connected(&app).await;
         user_writes(&graph, PNID, USER, "Hi").await;
