@@ -25,7 +25,9 @@ pub struct ErrorBody {
     /// `unsupported_by_engine`, `engine_failed`, `rate_limited`, `bad_request`,
     /// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `timeout`,
     /// `database_unavailable`, `idempotency_key_reused`, `edit_window_closed`,
-    /// `session_not_connected`, `delivery_in_progress`, `internal_error`.
+    /// `session_not_connected`, `delivery_in_progress`, `qr_not_supported`,
+    /// `phone_number_in_use`, `outside_customer_service_window`, `invalid_signature`,
+    /// `internal_error`.
     pub reason_code: String,
     /// Messages by field at fault; empty when no single field is.
     pub errors: BTreeMap<String, Vec<String>>,
