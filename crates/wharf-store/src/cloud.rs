@@ -349,29 +349,10 @@ impl Store {
             Backend::Postgres => " FOR UPDATE",
         };
         let mut tx = self.write.begin().await?;
-        let mut by_provider: HashMap<String, MessageRow> = HashMap::new();
         let ids: Vec<&String> = reports.iter().map(|r| &r.provider_id).collect();
-        for chunk in ids.chunks(200) {
-            let mut p = Params::on(&tx);
-            let session_param = p.next();
-            let list = p.list(chunk.len());
-            let sql = format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = {session_param} \
-                 AND direction = 'out' AND provider_msg_id IN ({list}){lock}"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .persistent(false)
-                .bind(session.to_string());
-            for id in chunk {
-                q = q.bind((*id).clone());
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                let m = MessageRow::from_row(&row)?;
-                if let Some(pid) = m.provider_msg_id.clone() {
-                    by_provider.insert(pid, m);
-                }
-            }
-        }
+        let mut by_provider = self
+            .outgoing_by_provider_ids(&mut tx, session, &ids)
+            .await?;
         // Reports that beat the send's record: by the echoed Wharf id.
         let echoed: Vec<MessageId> = reports
             .iter()

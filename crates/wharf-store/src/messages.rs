@@ -418,6 +418,45 @@ async fn commit_group_sqlite(pool: &sqlx::AnyPool, batch: &[PendingAccept]) -> R
     Ok(())
 }
 
+impl Store {
+    /// The outgoing messages of `session` with these provider ids, by provider id (unknown
+    /// ids left out), read inside `tx` and locked for its update on PostgreSQL.
+    pub(crate) async fn outgoing_by_provider_ids(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        session: SessionId,
+        ids: &[&String],
+    ) -> Result<HashMap<String, MessageRow>> {
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        };
+        let mut rows = HashMap::new();
+        for chunk in ids.chunks(200) {
+            let mut p = Params::on(tx);
+            let session_param = p.next();
+            let list = p.list(chunk.len());
+            let sql = format!(
+                "SELECT {COLUMNS} FROM messages WHERE session_id = {session_param} \
+                 AND direction = 'out' AND provider_msg_id IN ({list}){lock}"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .bind(session.to_string());
+            for id in chunk {
+                q = q.bind((*id).clone());
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let m = MessageRow::from_row(&row)?;
+                if let Some(pid) = m.provider_msg_id.clone() {
+                    rows.insert(pid, m);
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
 /// A stored answer to an idempotent request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdempotentAnswer {
@@ -1177,10 +1216,6 @@ impl Store {
         if receipts.is_empty() {
             return Ok(());
         }
-        let lock = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE",
-        };
         let mut tx = self.write.begin().await?;
         let ids: Vec<&String> = {
             let mut seen = std::collections::HashSet::new();
@@ -1190,28 +1225,9 @@ impl Store {
                 .filter(|p| seen.insert(*p))
                 .collect()
         };
-        let mut rows: HashMap<String, MessageRow> = HashMap::new();
-        for chunk in ids.chunks(200) {
-            let mut p = Params::on(&tx);
-            let session_param = p.next();
-            let ids = p.list(chunk.len());
-            let sql = format!(
-                "SELECT {COLUMNS} FROM messages WHERE session_id = {session_param} \
-                 AND direction = 'out' AND provider_msg_id IN ({ids}){lock}"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .persistent(false)
-                .bind(session.to_string());
-            for id in chunk {
-                q = q.bind((*id).clone());
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                let m = MessageRow::from_row(&row)?;
-                if let Some(pid) = m.provider_msg_id.clone() {
-                    rows.insert(pid, m);
-                }
-            }
-        }
+        let mut rows = self
+            .outgoing_by_provider_ids(&mut tx, session, &ids)
+            .await?;
         let mut events = Vec::new();
         let mut changed: Vec<String> = Vec::new();
         for (provider_id, kind, at) in receipts {
