@@ -19,6 +19,8 @@ pub enum EventType {
     MessageFailed,
     MessageDeleted,
     MessageEdited,
+    /// A phone activated its sandbox session (it replied, or sent its code).
+    SandboxActivated,
 }
 
 impl EventType {
@@ -35,11 +37,12 @@ impl EventType {
             Self::MessageFailed => "message.failed",
             Self::MessageDeleted => "message.deleted",
             Self::MessageEdited => "message.edited",
+            Self::SandboxActivated => "sandbox.activated",
         }
     }
 
     /// Every type, for validating subscriptions.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::SessionStatus,
         Self::SessionQr,
         Self::MessageReceived,
@@ -50,6 +53,7 @@ impl EventType {
         Self::MessageFailed,
         Self::MessageDeleted,
         Self::MessageEdited,
+        Self::SandboxActivated,
     ];
 
     /// The type named `text`.

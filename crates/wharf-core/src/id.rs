@@ -51,6 +51,10 @@ id_kind!(/// One delivery of one event to one webhook.
     DeliveryIdKind, DeliveryId, "dlv_");
 id_kind!(/// One attempt at a webhook delivery.
     AttemptIdKind, AttemptId, "att_");
+id_kind!(/// A sandbox session: one phone activated on the shared sandbox number.
+    SandboxIdKind, SandboxId, "sbx_");
+id_kind!(/// An agent (Kapso dialect): a named webhook that sandbox phones can be bound to.
+    AgentIdKind, AgentId, "agt_");
 
 /// A typed id: a prefix and a time-ordered body.
 pub struct Id<K> {

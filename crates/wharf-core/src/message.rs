@@ -357,6 +357,18 @@ impl Content {
         }
     }
 
+    /// The words a person wrote in it: a text's body or a media caption.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Text { text } => Some(text),
+            Self::Media {
+                caption: Some(caption),
+                ..
+            } => Some(caption),
+            _ => None,
+        }
+    }
+
     /// Whether this is view-once media.
     pub fn is_view_once(&self) -> bool {
         matches!(

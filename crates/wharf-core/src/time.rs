@@ -16,8 +16,38 @@ pub fn rfc3339(millis: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The time as the server sees it: the system clock, plus an offset that tests move forward
+/// to make hours pass (expiry of sandbox sessions) without waiting. Clones share the offset.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock {
+    /// Milliseconds since the Unix epoch, as this clock reads.
+    pub fn now_millis(&self) -> i64 {
+        now_millis() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves this clock (and its clones) forward by `by`.
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_advanced_clock_and_its_clones_run_ahead() {
+        let clock = super::Clock::default();
+        let copy = clock.clone();
+        clock.advance(std::time::Duration::from_secs(3600));
+        let ahead = copy.now_millis() - super::now_millis();
+        assert!((3_599_000..=3_601_000).contains(&ahead), "{ahead}");
+    }
+
     #[test]
     fn formats_utc_milliseconds() {
         assert_eq!(

@@ -13,8 +13,8 @@ use crate::{
     Config,
     http::{self, auth::AccountLimiter},
     services::{
-        CloudService, Engines, MessageService, Services, SessionService, Supervisor,
-        WebhookService, cloud,
+        CloudService, Engines, MessageService, SandboxService, Services, SessionService,
+        Supervisor, WebhookService, cloud,
     },
     workers,
 };
@@ -39,10 +39,28 @@ pub async fn run_with_store(
 ) -> anyhow::Result<()> {
     crate::install_crypto();
     let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(id) = config
+        .sandbox_session_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        let id: wharf_core::SessionId = id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("sandbox_session_id is not a session id"))?;
+        store
+            .find_session(id)
+            .await?
+            .filter(|row| !row.status.is_deleting())
+            .ok_or_else(|| anyhow::anyhow!("sandbox_session_id {id}: no such session"))?;
+        store
+            .set_sandbox_number(Some(id), wharf_core::time::now_millis())
+            .await?;
+    }
     let supervisor: Arc<dyn EngineSink> = Arc::new(Supervisor::new(
         store.clone(),
         config.instance_id.clone(),
         dispatch_tx.clone(),
+        config.sandbox(),
     ));
     let emulator = Arc::new(Emulator::new(
         Arc::downgrade(&supervisor),
@@ -96,6 +114,12 @@ pub async fn run_with_store(
         store.clone(),
         engines.clone(),
         dispatch_tx,
+        config.clock.clone(),
+    ));
+    let sandbox = Arc::new(SandboxService::new(
+        store.clone(),
+        engines.clone(),
+        config.sandbox(),
     ));
     let webhooks = Arc::new(WebhookService::new(store.clone()));
     let services = Services {
@@ -105,6 +129,7 @@ pub async fn run_with_store(
         webhooks,
         engines: engines.clone(),
         cloud: cloud_service,
+        sandbox,
     };
     let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
 

@@ -62,6 +62,25 @@ pub struct Config {
     pub cloud_pair_interval_ms: u64,
     /// Cloud API: time limit of one Graph call, in ms.
     pub cloud_timeout_ms: u64,
+    /// The session serving as the shared sandbox number. Set here, it is stored at startup
+    /// (as `wharf sandbox set-number` does); unset, the stored choice stands.
+    pub sandbox_session_id: Option<String>,
+    /// Hours a pending sandbox session waits for its phone.
+    pub sandbox_pending_hours: u64,
+    /// Hours an activated sandbox session lasts.
+    pub sandbox_active_hours: u64,
+    /// The approved template sent as the verification message when the sandbox number is a
+    /// Cloud API number (business-initiated messages must be templates there).
+    pub sandbox_template: String,
+    /// Its language code.
+    pub sandbox_template_language: String,
+    /// The verification message on other engines.
+    pub sandbox_verification_text: String,
+    /// Sent to a phone when its sandbox session activates (empty: nothing is sent).
+    pub sandbox_confirmation_text: String,
+    /// The server's clock; tests move it forward.
+    #[serde(skip)]
+    pub clock: wharf_core::time::Clock,
 }
 
 impl Default for Config {
@@ -97,6 +116,17 @@ impl Default for Config {
             cloud_pair_burst: 45,
             cloud_pair_interval_ms: 6000,
             cloud_timeout_ms: 15_000,
+            sandbox_session_id: None,
+            sandbox_pending_hours: 24,
+            sandbox_active_hours: 24 * 7,
+            sandbox_template: "wharf_sandbox_verification".into(),
+            sandbox_template_language: "en_US".into(),
+            sandbox_verification_text:
+                "Reply to this message to connect this phone to the WhatsApp sandbox.".into(),
+            sandbox_confirmation_text:
+                "You're connected to the WhatsApp sandbox. Messages from this chat now reach the app that invited you."
+                    .into(),
+            clock: wharf_core::time::Clock::default(),
         }
     }
 }
@@ -162,6 +192,25 @@ impl Config {
         {
             return Err(
                 "cloud_pair_burst, cloud_pair_interval_ms and cloud_timeout_ms must be at least 1"
+                    .into(),
+            );
+        }
+        if let Some(id) = self.sandbox_session_id.as_deref().filter(|s| !s.is_empty())
+            && id.parse::<wharf_core::SessionId>().is_err()
+        {
+            return Err(format!(
+                "sandbox_session_id must be a session id (sess_…), got {id}"
+            ));
+        }
+        if self.sandbox_pending_hours == 0 || self.sandbox_active_hours == 0 {
+            return Err("sandbox_pending_hours and sandbox_active_hours must be at least 1".into());
+        }
+        if self.sandbox_template.trim().is_empty()
+            || self.sandbox_template_language.trim().is_empty()
+            || self.sandbox_verification_text.trim().is_empty()
+        {
+            return Err(
+                "sandbox_template, sandbox_template_language and sandbox_verification_text must not be empty"
                     .into(),
             );
         }
@@ -231,11 +280,27 @@ impl fmt::Debug for Config {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("cloud_graph_base_url", &self.cloud_graph_base_url)
             .field("cloud_graph_version", &self.cloud_graph_version)
+            .field("sandbox_session_id", &self.sandbox_session_id)
             .finish_non_exhaustive()
     }
 }
 
 impl Config {
+    /// The sandbox's settings.
+    pub fn sandbox(&self) -> crate::services::sandbox::SandboxSettings {
+        let hours = |h: u64| i64::try_from(h.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+        crate::services::sandbox::SandboxSettings {
+            pending_ttl_ms: hours(self.sandbox_pending_hours),
+            active_ttl_ms: hours(self.sandbox_active_hours),
+            template: self.sandbox_template.clone(),
+            template_language: self.sandbox_template_language.clone(),
+            verification_text: self.sandbox_verification_text.clone(),
+            confirmation_text: Some(self.sandbox_confirmation_text.clone())
+                .filter(|t| !t.trim().is_empty()),
+            clock: self.clock.clone(),
+        }
+    }
+
     /// The dispatcher's settings.
     pub fn dispatch(&self) -> crate::workers::dispatch::DispatchConfig {
         use wharf_core::EngineKind;

@@ -11,6 +11,7 @@ mod events;
 mod keys;
 mod messages;
 mod operations;
+mod sandbox;
 mod sessions;
 mod webhooks;
 
@@ -22,8 +23,10 @@ pub use events::EventRow;
 pub use keys::{KeyRow, NewKey};
 pub use messages::{
     Accepted, IdempotentAnswer, JobAction, JobOutcome, MessageFilter, MessageRow, OutboxJob,
+    SandboxIngest,
 };
 pub use operations::OperationRow;
+pub use sandbox::{AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite};
 pub use sessions::{NewSession, SessionFilter, SessionRow};
 use sqlx::{
     AnyPool, Executor,

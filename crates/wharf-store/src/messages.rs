@@ -503,6 +503,55 @@ pub enum JobOutcome {
     },
 }
 
+/// How inbound traffic on the sandbox number is routed (see [`Store::ingest_inbound_routed`]).
+#[derive(Debug, Clone)]
+pub struct SandboxIngest {
+    /// The server's clock reading (sandbox expiry follows it).
+    pub now: i64,
+    /// How long an activated session lives.
+    pub active_ttl_ms: i64,
+    /// The message sent to a phone when it activates; `None`: none.
+    pub confirmation: Option<String>,
+}
+
+/// The queued confirmation of an activation, owned by the sandbox session's account.
+fn sandbox_confirmation(
+    live: &crate::SandboxRow,
+    session: SessionId,
+    chat: &Jid,
+    text: &str,
+    now: i64,
+) -> MessageRow {
+    let content = Content::Text {
+        text: text.to_owned(),
+    };
+    MessageRow {
+        id: MessageId::generate(),
+        account_id: live.account_id,
+        session_id: session,
+        direction: Direction::Out,
+        chat_jid: chat.clone(),
+        sender_jid: None,
+        kind: content.kind(),
+        content,
+        status: MessageStatus::Queued,
+        // The engine picks it when sending.
+        provider_msg_id: None,
+        quoted_message_id: None,
+        failure_reason: None,
+        attempts: 0,
+        accepted_at: now,
+        sent_at: None,
+        delivered_at: None,
+        read_at: None,
+        played_at: None,
+        failed_at: None,
+        deleted_at: None,
+        edited_at: None,
+        updated_at: now,
+    }
+}
+
 /// Which messages to list.
 #[derive(Debug, Clone)]
 pub struct MessageFilter {
@@ -546,6 +595,14 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (id, account_id, session_id, 
      content, status, provider_msg_id, quoted_message_id, failure_reason, attempts, accepted_at, sent_at, delivered_at, \
      read_at, played_at, failed_at, deleted_at, edited_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
      $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
+
+/// Inserts a message row (in the caller's transaction).
+pub(crate) async fn insert_message(conn: &mut AnyConnection, m: &MessageRow) -> Result<()> {
+    bind_message(sqlx::query(INSERT_MESSAGE), m)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
 
 pub(crate) async fn write_message(conn: &mut AnyConnection, m: &MessageRow) -> Result<()> {
     sqlx::query(
@@ -1299,10 +1356,75 @@ impl Store {
         session: SessionId,
         inbound: &[Inbound],
     ) -> Result<Vec<MessageRow>> {
+        self.ingest_inbound_routed(account, session, inbound, None)
+            .await
+    }
+
+    /// As [`Store::ingest_inbound`], on the sandbox number when `sandbox` is given: in the same
+    /// transaction, a message from a phone with a pending sandbox session that it activates
+    /// (any reply, or the code) activates it, with its `sandbox.activated` event and the
+    /// confirmation message queued; a message from a phone with an active session belongs to
+    /// that session's account (its `message.received` names the sandbox session and agent).
+    pub async fn ingest_inbound_routed(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        inbound: &[Inbound],
+        sandbox: Option<&SandboxIngest>,
+    ) -> Result<Vec<MessageRow>> {
         let mut tx = self.write.begin().await?;
         let mut rows = Vec::new();
+        let mut tags = Vec::new();
+        let mut activations = Vec::new();
         for m in inbound {
             let now = now_millis();
+            let mut owner = account;
+            let mut tag = None;
+            if let Some(sb) = sandbox
+                && m.chat == m.sender
+                && let Some(phone) = m.sender.phone()
+                && let Some(mut live) = crate::sandbox::live_of_phone(
+                    &mut tx,
+                    self.backend == Backend::Postgres,
+                    &phone,
+                    sb.now,
+                )
+                .await?
+            {
+                // A redelivered message changes nothing.
+                let seen: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2",
+                )
+                .bind(session.to_string())
+                .bind(m.provider_id.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if seen.is_none() && live.activated_by(&m.content) {
+                    crate::sandbox::activate(&mut tx, &mut live, session, sb.now, sb.active_ttl_ms)
+                        .await?;
+                    activations.push(live.clone());
+                    if let Some(text) = &sb.confirmation {
+                        let reply = sandbox_confirmation(&live, session, &m.chat, text, now);
+                        insert_message(&mut tx, &reply).await?;
+                        let job = OutboxJob::new(
+                            live.account_id,
+                            session,
+                            m.chat.clone(),
+                            Some(reply.id),
+                            JobAction::Send,
+                            Value::Null,
+                        );
+                        insert_job(&mut tx, &job).await?;
+                    }
+                }
+                if live.is_active_at(sb.now) {
+                    owner = live.account_id;
+                    tag = Some(serde_json::json!({
+                        "sandbox_session_id": live.id,
+                        "agent_id": live.agent_id,
+                    }));
+                }
+            }
             let mut content = m.content.clone();
             // A reaction names its message by WhatsApp id; find ours.
             if let Content::Reaction {
@@ -1323,7 +1445,7 @@ impl Store {
             }
             let row = MessageRow {
                 id: MessageId::generate(),
-                account_id: account,
+                account_id: owner,
                 session_id: session,
                 direction: Direction::In,
                 chat_jid: m.chat.clone(),
@@ -1352,16 +1474,24 @@ impl Store {
                 .await?;
             if inserted.rows_affected() == 1 {
                 rows.push(row);
+                tags.push(tag);
             }
         }
         crate::cloud::touch_windows(&mut tx, &rows).await?;
         let events: Vec<Event> = rows
             .iter()
-            .map(|r| r.event(EventType::MessageReceived))
+            .zip(tags)
+            .map(|(r, tag)| {
+                let mut event = r.event(EventType::MessageReceived);
+                if let (Some(tag), Some(payload)) = (tag, event.payload.as_object_mut()) {
+                    payload.insert("sandbox".into(), tag);
+                }
+                event
+            })
             .collect();
         append_events(&mut tx, &events).await?;
         tx.commit().await?;
-        if !events.is_empty() {
+        if !events.is_empty() || !activations.is_empty() {
             self.events_appended();
         }
         Ok(rows)

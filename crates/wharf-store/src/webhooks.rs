@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use sqlx::{FromRow, any::AnyRow};
-use wharf_core::{AccountId, AttemptId, DeliveryId, SessionId, WebhookId, time::now_millis};
+use wharf_core::{
+    AccountId, AgentId, AttemptId, DeliveryId, SessionId, WebhookId, time::now_millis,
+};
 
 use crate::{Params, Result, Store, StoreError, events::EventRow};
 
@@ -19,6 +21,8 @@ pub struct WebhookRow {
     /// Event types delivered; empty means all.
     pub subscribed_events: Vec<String>,
     pub session_id: Option<SessionId>,
+    /// Set on an agent's endpoint: it receives only sandbox traffic bound to that agent.
+    pub agent_id: Option<AgentId>,
     pub is_active: bool,
     pub signing_secret: String,
     pub description: Option<String>,
@@ -29,7 +33,7 @@ pub struct WebhookRow {
 }
 
 const WEBHOOK_COLUMNS: &str = "id, account_id, target_url, subscribed_events, session_id, is_active, signing_secret, \
-     description, event_cursor, created_at, updated_at";
+     description, event_cursor, created_at, updated_at, agent_id";
 
 #[derive(FromRow)]
 struct RawWebhook {
@@ -44,6 +48,7 @@ struct RawWebhook {
     event_cursor: i64,
     created_at: i64,
     updated_at: i64,
+    agent_id: Option<String>,
 }
 
 impl WebhookRow {
@@ -59,6 +64,11 @@ impl WebhookRow {
                 .session_id
                 .as_deref()
                 .map(|s| s.parse().map_err(|_| corrupt("session_id")))
+                .transpose()?,
+            agent_id: raw
+                .agent_id
+                .as_deref()
+                .map(|s| s.parse().map_err(|_| corrupt("agent_id")))
                 .transpose()?,
             is_active: raw.is_active != 0,
             target_url: raw.target_url,
@@ -76,6 +86,15 @@ impl WebhookRow {
             && self
                 .session_id
                 .is_none_or(|s| event.session_id.as_deref() == Some(&s.to_string()))
+            && self.agent_id.is_none_or(|agent| {
+                let named = event
+                    .payload
+                    .get("sandbox")
+                    .unwrap_or(&event.payload)
+                    .get("agent_id")
+                    .and_then(|a| a.as_str());
+                named == Some(&agent.to_string())
+            })
     }
 }
 
@@ -210,7 +229,7 @@ impl Store {
             .await?;
         row.event_cursor = cursor;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         )))
         .bind(row.id.to_string())
         .bind(row.account_id.to_string())
@@ -223,16 +242,18 @@ impl Store {
         .bind(row.event_cursor)
         .bind(row.created_at)
         .bind(row.updated_at)
+        .bind(row.agent_id.map(|a| a.to_string()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(row)
     }
 
-    /// The account's endpoints, oldest first.
+    /// The account's endpoints, oldest first (agents' endpoints left out).
     pub async fn list_webhooks(&self, account: AccountId) -> Result<Vec<WebhookRow>> {
-        let sql =
-            format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = $1 ORDER BY id");
+        let sql = format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = $1 AND agent_id IS NULL ORDER BY id"
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account.to_string())
             .fetch_all(&self.read)

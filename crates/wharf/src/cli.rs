@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `accounts`, `keys`.
+//! The command line: `serve`, `migrate`, `accounts`, `keys`, `sandbox`.
 
 use std::path::PathBuf;
 
@@ -45,6 +45,26 @@ enum Command {
     /// Manage personal access tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the shared sandbox number.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCommand {
+    /// Make a session the shared sandbox number (any engine; it should be connected). Takes
+    /// effect at once, also on a running server.
+    SetNumber {
+        /// The session (sess_…).
+        session_id: String,
+    },
+    /// Show the sandbox number.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop offering a sandbox number.
+    Clear,
 }
 
 #[derive(Debug, Args)]
@@ -148,7 +168,74 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(cmd) => keys(&store, cmd).await,
+        Command::Sandbox(cmd) => sandbox(&store, cmd).await,
     }
+}
+
+async fn sandbox(store: &Store, cmd: SandboxCommand) -> anyhow::Result<()> {
+    let now = wharf_core::time::now_millis();
+    match cmd {
+        SandboxCommand::SetNumber { session_id } => {
+            let id: wharf_core::SessionId = session_id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{session_id} is not a session id (sess_…)"))?;
+            let row = store
+                .find_session(id)
+                .await?
+                .filter(|row| !row.status.is_deleting())
+                .with_context(|| format!("session {id} does not exist or is being deleted"))?;
+            store.set_sandbox_number(Some(id), now).await?;
+            let phone = row
+                .phone_number
+                .as_ref()
+                .map(|p| p.e164().to_owned())
+                .unwrap_or_else(|| "no number yet".into());
+            println!(
+                "sandbox number: session {id} ({} engine, {}, {phone})",
+                row.engine,
+                row.status.as_str()
+            );
+            if row.phone_number.is_none() {
+                println!(
+                    "note: the session has not connected yet; the sandbox is unavailable until it has a number"
+                );
+            }
+        }
+        SandboxCommand::Show { json } => {
+            let current = match store.sandbox_number().await? {
+                Some(id) => store.find_session(id).await?,
+                None => None,
+            };
+            match (current, json) {
+                (None, true) => println!("{}", json!({ "session_id": null })),
+                (None, false) => println!("no sandbox number is set"),
+                (Some(row), true) => println!(
+                    "{}",
+                    json!({
+                        "session_id": row.id,
+                        "engine": row.engine.as_str(),
+                        "status": row.status.as_str(),
+                        "phone_number": row.phone_number.as_ref().map(|p| p.e164().to_owned()),
+                    })
+                ),
+                (Some(row), false) => println!(
+                    "sandbox number: session {} ({} engine, {}, {})",
+                    row.id,
+                    row.engine,
+                    row.status.as_str(),
+                    row.phone_number
+                        .as_ref()
+                        .map(|p| p.e164().to_owned())
+                        .unwrap_or_else(|| "no number yet".into())
+                ),
+            }
+        }
+        SandboxCommand::Clear => {
+            store.set_sandbox_number(None, now).await?;
+            println!("no sandbox number is set");
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing(filter: &str) {

@@ -153,14 +153,25 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
 
 /// Middleware: authenticates, applies the account's rate limit, and stamps the limit headers
 /// on whatever the route answers.
-pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let caller = match authenticate(&state, req.headers()).await {
+pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    admit_with(&state, req, next, ApiError::into_response).await
+}
+
+/// Authenticates and rate-limits `req`, then runs it with the [`Caller`] and stamps the
+/// limit headers; a refusal is answered through `refuse` (each dialect has its envelope).
+pub async fn admit_with(
+    state: &AppState,
+    mut req: Request,
+    next: Next,
+    refuse: impl FnOnce(ApiError) -> Response,
+) -> Response {
+    let caller = match authenticate(state, req.headers()).await {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(e),
     };
     let limit_headers = match state.limiter.check(&caller.account_id) {
         Ok(h) => h,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(e),
     };
     req.extensions_mut().insert(caller);
     let mut response = next.run(req).await;

@@ -5,10 +5,12 @@ mod emulator;
 pub mod error;
 mod events;
 pub mod extract;
+mod kapso;
 mod meta;
 mod ops;
 pub mod wapio;
 mod webhooks;
+mod zernio;
 
 use std::{sync::Arc, time::Duration};
 
@@ -53,6 +55,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
          (name = "webhooks", description = "Webhook endpoints, signed deliveries and their log."),
          (name = "events", description = "The event log: catch-up and a live stream."),
          (name = "emulator", description = "Control surface of the emulator engine."),
+         (name = "zernio-sandbox", description = "Sandbox sessions in the Zernio dialect (also under /api). Errors use `{error, type, code, param}`."),
+         (name = "kapso-sandbox", description = "Sandbox sessions and agents in the Kapso dialect. Answers are `{data}`; errors `{error, errors}`."),
          (name = "meta-webhook", description = "Webhooks from Meta's Cloud API (public; signed with the app secret)."),
          (name = "ops", description = "Health and readiness."))
 )]
@@ -95,8 +99,12 @@ pub fn router(
 ) -> Router {
     let (authenticated, mut openapi) = authenticated_routes(emulator_control).split_for_parts();
     let (public, public_api) = ops::routes().merge(meta::routes()).split_for_parts();
+    let (zernio_routes, zernio_api) = zernio::routes().split_for_parts();
+    let (kapso_routes, kapso_api) = kapso::routes().split_for_parts();
     // The document describes exactly the routes this instance mounts.
     openapi.merge(public_api);
+    openapi.merge(zernio_api);
+    openapi.merge(kapso_api);
     let state = AppState {
         services,
         limiter,
@@ -108,8 +116,13 @@ pub fn router(
         auth::require_auth,
     ));
     let request_id = HeaderName::from_static("x-request-id");
+    // The dialects with their own envelopes authenticate with their own error shapes.
+    let zernio_routes = zernio::mount(zernio_routes, state.clone());
+    let kapso_routes = kapso::mount(kapso_routes, state.clone());
     Router::new()
         .merge(authenticated)
+        .merge(zernio_routes)
+        .merge(kapso_routes)
         .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

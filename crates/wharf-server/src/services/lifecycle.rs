@@ -53,6 +53,7 @@ pub struct Supervisor {
     store: Store,
     instance_id: String,
     dispatch: mpsc::UnboundedSender<SessionId>,
+    sandbox: super::sandbox::SandboxSettings,
 }
 
 impl Supervisor {
@@ -62,11 +63,13 @@ impl Supervisor {
         store: Store,
         instance_id: String,
         dispatch: mpsc::UnboundedSender<SessionId>,
+        sandbox: super::sandbox::SandboxSettings,
     ) -> Self {
         Self {
             store,
             instance_id,
             dispatch,
+            sandbox,
         }
     }
 
@@ -154,10 +157,17 @@ impl Supervisor {
                 _ => true,
             })
             .collect();
+        // On the sandbox number, phones activate and their messages go to their account.
+        let sandbox =
+            (self.store.sandbox_number().await? == Some(session)).then(|| self.sandbox.routing());
         let stored = self
             .store
-            .ingest_inbound(row.account_id, session, &wanted)
+            .ingest_inbound_routed(row.account_id, session, &wanted, sandbox.as_ref())
             .await?;
+        if sandbox.is_some() && !stored.is_empty() {
+            // An activation may have queued its confirmation.
+            let _ = self.dispatch.send(session);
+        }
         if settings.read_incoming && !stored.is_empty() {
             let mut by_chat: std::collections::BTreeMap<String, (Jid, Vec<MessageId>)> =
                 Default::default();

@@ -11,7 +11,7 @@ use wharf_core::{
     message::{
         Content, Direction, EDIT_WINDOW_MS, MessageKind, MessageStatus, Presence, new_provider_id,
     },
-    time::now_millis,
+    time::{Clock, now_millis},
 };
 use wharf_store::{Accepted, JobAction, MessageFilter, MessageRow, OutboxJob, SessionRow, Store};
 
@@ -25,6 +25,8 @@ pub enum SessionChoice {
     Named(SessionId),
     /// Not named: the session key's own session.
     Implied,
+    /// `"sandbox"`: the shared sandbox number, to phones activated by the caller's account.
+    Sandbox,
 }
 
 /// A parsed send request.
@@ -55,6 +57,7 @@ pub struct MessageService {
     store: Store,
     engines: Arc<Engines>,
     dispatch: mpsc::UnboundedSender<SessionId>,
+    clock: Clock,
 }
 
 impl MessageService {
@@ -63,11 +66,13 @@ impl MessageService {
         store: Store,
         engines: Arc<Engines>,
         dispatch: mpsc::UnboundedSender<SessionId>,
+        clock: Clock,
     ) -> Self {
         Self {
             store,
             engines,
             dispatch,
+            clock,
         }
     }
 
@@ -78,6 +83,7 @@ impl MessageService {
         choice: SessionChoice,
     ) -> Result<SessionRow, ServiceError> {
         let id = match (choice, caller.session_id) {
+            (SessionChoice::Sandbox, _) => return self.sandbox_session(caller).await,
             (SessionChoice::Named(id), _) => id,
             (SessionChoice::Implied, Some(own)) => own,
             (SessionChoice::Implied, None) => {
@@ -102,6 +108,55 @@ impl MessageService {
             ));
         }
         Ok(row)
+    }
+
+    /// The session `session` of the caller's messages: its own, or the sandbox number's for
+    /// messages that went through the sandbox.
+    async fn session_of(
+        &self,
+        caller: &Caller,
+        session: SessionId,
+    ) -> Result<SessionRow, ServiceError> {
+        if caller.session_id.is_none()
+            && self.store.sandbox_number().await? == Some(session)
+            && self
+                .store
+                .get_session(caller.account_id, session)
+                .await?
+                .is_none()
+        {
+            return self.sandbox_session(caller).await;
+        }
+        self.session(caller, SessionChoice::Named(session)).await
+    }
+
+    /// The sandbox number's session, for a personal access token.
+    async fn sandbox_session(&self, caller: &Caller) -> Result<SessionRow, ServiceError> {
+        if caller.session_id.is_some() {
+            return Err(ServiceError::Forbidden(
+                "session-scoped keys cannot send through the sandbox; use a personal access token"
+                    .into(),
+            ));
+        }
+        let not_configured = || ServiceError::Invalid {
+            reason_code: "sandbox_not_configured",
+            message: "this server has no sandbox number".into(),
+            errors: [(
+                "session_id".to_owned(),
+                vec!["this server has no sandbox number".to_owned()],
+            )]
+            .into(),
+        };
+        let id = self
+            .store
+            .sandbox_number()
+            .await?
+            .ok_or_else(not_configured)?;
+        self.store
+            .find_session(id)
+            .await?
+            .filter(|row| !row.status.is_deleting())
+            .ok_or_else(not_configured)
     }
 
     fn unsupported(session: &SessionRow, what: &str) -> ServiceError {
@@ -137,6 +192,22 @@ impl MessageService {
         idempotency: Option<(String, Vec<u8>)>,
     ) -> Result<SendAnswer, ServiceError> {
         let session = self.session(caller, req.session).await?;
+        if matches!(req.session, SessionChoice::Sandbox)
+            && !self
+                .store
+                .sandbox_recipient_active(caller.account_id, &req.to, self.clock.now_millis())
+                .await?
+        {
+            let message = format!(
+                "{} has no active sandbox session with this account: create one and have the phone activate it first",
+                req.to
+            );
+            return Err(ServiceError::Invalid {
+                reason_code: "sandbox_recipient_not_activated",
+                message: message.clone(),
+                errors: [("to".to_owned(), vec![message])].into(),
+            });
+        }
         let hash = idempotency.as_ref().map(|(_, body)| {
             let mut h = Sha256::new();
             h.update(session.id.to_string().as_bytes());
@@ -186,7 +257,10 @@ impl MessageService {
             }
         }
         let quoted = match req.quoted {
-            Some(id) => Some(self.referenced(&session, id, "quoted_message_id").await?),
+            Some(id) => Some(
+                self.referenced(caller, &session, id, "quoted_message_id")
+                    .await?,
+            ),
             None => None,
         };
         let mut content = req.content;
@@ -196,7 +270,9 @@ impl MessageService {
             ..
         } = &mut content
         {
-            let message = self.referenced(&session, *target, "message_id").await?;
+            let message = self
+                .referenced(caller, &session, *target, "message_id")
+                .await?;
             *target_provider_id = message.provider_msg_id.clone().unwrap_or_default();
         }
         let now = now_millis();
@@ -204,7 +280,8 @@ impl MessageService {
         let provider_id = capabilities.client_message_ids.then(new_provider_id);
         let row = MessageRow {
             id,
-            account_id: session.account_id,
+            // The caller's: on the sandbox number, the session belongs to the operator.
+            account_id: caller.account_id,
             session_id: session.id,
             direction: Direction::Out,
             chat_jid: req.to.clone(),
@@ -230,7 +307,7 @@ impl MessageService {
             updated_at: now,
         };
         let job = OutboxJob::new(
-            session.account_id,
+            caller.account_id,
             session.id,
             req.to.clone(),
             Some(id),
@@ -263,13 +340,14 @@ impl MessageService {
     /// it is not there or has no WhatsApp id yet.
     async fn referenced(
         &self,
+        caller: &Caller,
         session: &SessionRow,
         id: MessageId,
         field: &str,
     ) -> Result<MessageRow, ServiceError> {
         let row = self
             .store
-            .get_message(session.account_id, id)
+            .get_message(caller.account_id, id)
             .await?
             .filter(|m| m.session_id == session.id);
         let row =
@@ -324,9 +402,7 @@ impl MessageService {
                 }
             }
             _ => {
-                let session = self
-                    .session(caller, SessionChoice::Named(row.session_id))
-                    .await?;
+                let session = self.session_of(caller, row.session_id).await?;
                 if !self.engines.get(session.engine)?.capabilities().revoke {
                     return Err(Self::unsupported(&session, "revocations"));
                 }
@@ -372,9 +448,7 @@ impl MessageService {
                 "WhatsApp allows edits only within 15 minutes of sending",
             ));
         }
-        let session = self
-            .session(caller, SessionChoice::Named(row.session_id))
-            .await?;
+        let session = self.session_of(caller, row.session_id).await?;
         if !self.engines.get(session.engine)?.capabilities().edits {
             return Err(Self::unsupported(&session, "edits"));
         }
@@ -385,8 +459,7 @@ impl MessageService {
     /// `POST /api/messages/{id}/resend`: a failed message goes out again.
     pub async fn resend(&self, caller: &Caller, id: MessageId) -> Result<(), ServiceError> {
         let row = self.message(caller, id).await?;
-        self.session(caller, SessionChoice::Named(row.session_id))
-            .await?;
+        self.session_of(caller, row.session_id).await?;
         match self.store.requeue_failed(caller.account_id, id).await? {
             Some(row) => {
                 let _ = self.dispatch.send(row.session_id);
@@ -445,14 +518,12 @@ impl MessageService {
                 "must name at least one message",
             ));
         };
-        let session = self
-            .session(caller, SessionChoice::Named(session_id))
-            .await?;
+        let session = self.session_of(caller, session_id).await?;
         if !self.engines.get(session.engine)?.capabilities().mark_read {
             return Err(Self::unsupported(&session, "read receipts"));
         }
         let job = OutboxJob::new(
-            session.account_id,
+            caller.account_id,
             session.id,
             chat,
             None,

@@ -5,6 +5,7 @@ mod engines;
 pub mod events;
 mod lifecycle;
 pub mod messages;
+pub mod sandbox;
 pub mod sessions;
 pub mod webhooks;
 
@@ -14,6 +15,7 @@ pub use cloud::CloudService;
 pub use engines::Engines;
 pub use lifecycle::Supervisor;
 pub use messages::MessageService;
+pub use sandbox::SandboxService;
 pub use sessions::{
     CreateSession, CreatedSession, RotatedKey, SessionList, SessionService, UpdateSession,
 };
@@ -56,4 +58,5 @@ pub struct Services {
     pub webhooks: Arc<WebhookService>,
     pub engines: Arc<Engines>,
     pub cloud: Arc<CloudService>,
+    pub sandbox: Arc<SandboxService>,
 }

@@ -27,14 +27,19 @@ pub fn new_secret() -> String {
 
 /// Checks a target URL: absolute http(s) with a host, no spaces.
 pub fn check_url(url: &str) -> Result<(), ServiceError> {
+    check_url_field("target_url", url)
+}
+
+/// As [`check_url`], naming `field` on failure.
+pub fn check_url_field(field: &str, url: &str) -> Result<(), ServiceError> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| ServiceError::invalid("target_url", "must be an http:// or https:// URL"))?;
+        .ok_or_else(|| ServiceError::invalid(field, "must be an http:// or https:// URL"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || url.chars().any(char::is_whitespace) || url.len() > 2048 {
         return Err(ServiceError::invalid(
-            "target_url",
+            field,
             "must be an absolute URL with a host, without spaces, up to 2048 characters",
         ));
     }
@@ -107,6 +112,7 @@ impl WebhookService {
             target_url,
             subscribed_events: events,
             session_id,
+            agent_id: None,
             is_active: change.is_active.unwrap_or(true),
             signing_secret: new_secret(),
             description: change.description.flatten(),
@@ -126,9 +132,11 @@ impl WebhookService {
     /// One endpoint.
     pub async fn get(&self, caller: &Caller, id: WebhookId) -> Result<WebhookRow, ServiceError> {
         caller.require_pat()?;
+        // Agents' endpoints are managed through their agent.
         self.store
             .get_webhook(caller.account_id, id)
             .await?
+            .filter(|w| w.agent_id.is_none())
             .ok_or(ServiceError::NotFound("webhook"))
     }
 

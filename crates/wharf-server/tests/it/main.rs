@@ -32,6 +32,7 @@ mod events;
 mod lifecycle;
 mod messages;
 mod ops;
+mod sandbox;
 mod sessions;
 mod store;
 mod validation;

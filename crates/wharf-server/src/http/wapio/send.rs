@@ -491,10 +491,11 @@ impl SendMessageBody {
     pub fn session(&self) -> Result<SessionChoice, ServiceError> {
         match self.session_id.as_deref().filter(|s| !s.is_empty()) {
             None => Ok(SessionChoice::Implied),
+            Some("sandbox") => Ok(SessionChoice::Sandbox),
             Some(raw) => raw
                 .parse::<SessionId>()
                 .map(SessionChoice::Named)
-                .map_err(|_| invalid("session_id", "must be a session id (sess_…)")),
+                .map_err(|_| invalid("session_id", "must be a session id (sess_…) or \"sandbox\"")),
         }
     }
 

@@ -1,0 +1,588 @@
+//! The sandbox: one connected session (any engine) serves as a shared number that accounts
+//! without a number of their own use to try messaging. A developer registers their phone
+//! (a sandbox session), the phone proves it is theirs by writing to the number, and from then
+//! on the account can send to that phone with `"session_id": "sandbox"`.
+//!
+//! Both dialects (Zernio: activation by any reply to a verification message; Kapso: by the
+//! activation code) share this service. Activation itself happens in the inbound path
+//! ([`wharf_store::Store::ingest_inbound_routed`]), atomically with the message.
+
+use std::sync::Arc;
+
+use rand::Rng;
+use wharf_core::{
+    AgentId, EngineKind, Jid, MessageId, Phone, SandboxId, WebhookId,
+    message::{Content, Direction, MessageStatus, Outbound, new_provider_id},
+    time::{Clock, now_millis},
+};
+use wharf_store::{
+    AgentRow, MessageRow, PutSandbox, SandboxDialect, SandboxIngest, SandboxRow, SandboxStatus,
+    SandboxWrite, SessionRow, Store, WebhookRow,
+};
+
+use super::{Caller, Engines, webhooks};
+use crate::ServiceError;
+
+/// The sandbox's settings (see the `sandbox_*` configuration keys).
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    pub pending_ttl_ms: i64,
+    pub active_ttl_ms: i64,
+    pub template: String,
+    pub template_language: String,
+    pub verification_text: String,
+    pub confirmation_text: Option<String>,
+    pub clock: Clock,
+}
+
+impl SandboxSettings {
+    /// How inbound traffic on the sandbox number is routed, now.
+    pub fn routing(&self) -> SandboxIngest {
+        SandboxIngest {
+            now: self.clock.now_millis(),
+            active_ttl_ms: self.active_ttl_ms,
+            confirmation: self.confirmation_text.clone(),
+        }
+    }
+}
+
+/// Activation codes: six characters of an alphabet without look-alikes (no 0/O, 1/I/L).
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+fn activation_code() -> String {
+    let mut rng = rand::rng();
+    (0..6)
+        .map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// A request to create (or refresh) a sandbox session.
+#[derive(Debug, Clone)]
+pub struct CreateSandbox {
+    /// The phone as written by the caller.
+    pub phone: String,
+    /// The name of the phone's field in the caller's dialect (for errors).
+    pub phone_field: &'static str,
+    pub dialect: SandboxDialect,
+    pub agent_id: Option<AgentId>,
+}
+
+/// A created or refreshed sandbox session.
+#[derive(Debug, Clone)]
+pub struct CreatedSandbox {
+    pub session: SandboxRow,
+    /// `false` when an existing session of the same phone was refreshed.
+    pub created: bool,
+    /// The sandbox number.
+    pub number: Phone,
+    pub agent: Option<AgentRow>,
+}
+
+/// What creating or editing an agent may set; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct AgentChange {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub webhook_url: Option<Option<String>>,
+}
+
+/// The sandbox service.
+pub struct SandboxService {
+    store: Store,
+    engines: Arc<Engines>,
+    settings: SandboxSettings,
+}
+
+impl SandboxService {
+    pub fn new(store: Store, engines: Arc<Engines>, settings: SandboxSettings) -> Self {
+        Self {
+            store,
+            engines,
+            settings,
+        }
+    }
+
+    /// The server's clock reading.
+    pub fn now(&self) -> i64 {
+        self.settings.clock.now_millis()
+    }
+
+    /// The sandbox number's session and phone, when one is set and connected at least once.
+    pub async fn number(&self) -> Result<Option<(SessionRow, Phone)>, ServiceError> {
+        let Some(id) = self.store.sandbox_number().await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .find_session(id)
+            .await?
+            .filter(|row| !row.status.is_deleting())
+            .and_then(|row| row.phone_number.clone().map(|phone| (row, phone))))
+    }
+
+    async fn require_number(&self) -> Result<(SessionRow, Phone), ServiceError> {
+        self.number().await?.ok_or_else(|| ServiceError::Conflict {
+            reason_code: "sandbox_unavailable",
+            message: "this server has no sandbox number (the operator sets one with `wharf sandbox set-number SESSION_ID`)".into(),
+        })
+    }
+
+    /// The caller's live sandbox sessions and the sandbox number.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+    ) -> Result<(Vec<SandboxRow>, Option<Phone>), ServiceError> {
+        caller.require_pat()?;
+        let sessions = self
+            .store
+            .live_sandbox_sessions(caller.account_id, self.now())
+            .await?;
+        let number = self.number().await?.map(|(_, phone)| phone);
+        Ok((sessions, number))
+    }
+
+    /// One of the caller's live sandbox sessions.
+    pub async fn get(&self, caller: &Caller, id: SandboxId) -> Result<SandboxRow, ServiceError> {
+        caller.require_pat()?;
+        self.store
+            .live_sandbox_session(caller.account_id, id, self.now())
+            .await?
+            .ok_or(ServiceError::NotFound("sandbox session"))
+    }
+
+    /// Revokes one of the caller's live sandbox sessions: sends to its phone are refused from
+    /// now on (messages already accepted still go out).
+    pub async fn delete(&self, caller: &Caller, id: SandboxId) -> Result<(), ServiceError> {
+        caller.require_pat()?;
+        if self
+            .store
+            .delete_sandbox_session(caller.account_id, id, self.now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound("sandbox session"))
+        }
+    }
+
+    /// Creates a pending sandbox session for a phone, or refreshes the caller's live one of
+    /// the same phone. A Zernio-style session first sends the verification message from the
+    /// sandbox number (a template on a Cloud API number); when the engine refuses it, nothing
+    /// is stored and the engine's error is returned.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        req: CreateSandbox,
+    ) -> Result<CreatedSandbox, ServiceError> {
+        caller.require_pat()?;
+        let phone = parse_phone(req.phone_field, &req.phone)?;
+        let agent = match req.agent_id {
+            Some(id) => Some(
+                self.store
+                    .get_agent(caller.account_id, id)
+                    .await?
+                    .ok_or_else(|| ServiceError::invalid("agent_id", "no such agent"))?,
+            ),
+            None => None,
+        };
+        let (number, number_phone) = self.require_number().await?;
+        if phone == number_phone {
+            return Err(ServiceError::invalid(
+                req.phone_field,
+                "is the sandbox number itself; use the phone you want to test with",
+            ));
+        }
+        let now = self.now();
+        let one_phone = req.dialect == SandboxDialect::Zernio;
+        // Checked before anything is sent, and again atomically when stored.
+        if let Some(live) = self.store.live_sandbox_of_phone(&phone, now).await?
+            && live.account_id != caller.account_id
+        {
+            return Err(phone_taken(req.phone_field));
+        }
+        if one_phone
+            && let Some(other) = self
+                .store
+                .live_sandbox_sessions(caller.account_id, now)
+                .await?
+                .into_iter()
+                .find(|r| r.phone != phone)
+        {
+            return Err(other_phone(req.phone_field, &other));
+        }
+        let sent = match req.dialect {
+            SandboxDialect::Zernio => Some(self.send_verification(caller, &number, &phone).await?),
+            SandboxDialect::Kapso => None,
+        };
+        let settings = &self.settings;
+        let new = SandboxRow {
+            id: SandboxId::generate(),
+            account_id: caller.account_id,
+            dialect: req.dialect,
+            phone: phone.clone(),
+            status: SandboxStatus::Pending,
+            activation_code: activation_code(),
+            agent_id: agent.as_ref().map(|a| a.id),
+            expires_at: now + settings.pending_ttl_ms,
+            activated_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let agent_id = new.agent_id;
+        let outcome = self
+            .store
+            .put_sandbox(
+                SandboxWrite {
+                    account: caller.account_id,
+                    phone: &phone,
+                    now,
+                    one_phone_per_account: one_phone,
+                },
+                new,
+                |row| {
+                    match row.status {
+                        SandboxStatus::Pending => {
+                            row.expires_at = now + settings.pending_ttl_ms;
+                            row.dialect = req.dialect;
+                        }
+                        SandboxStatus::Active => {
+                            row.expires_at = row.expires_at.max(now + settings.active_ttl_ms);
+                        }
+                    }
+                    if agent_id.is_some() {
+                        row.agent_id = agent_id;
+                    }
+                },
+                sent.as_ref(),
+            )
+            .await?;
+        let (session, created) = match outcome {
+            PutSandbox::Created(row) => (row, true),
+            PutSandbox::Refreshed(row) => (row, false),
+            PutSandbox::PhoneTaken => return Err(phone_taken(req.phone_field)),
+            PutSandbox::OtherPhone(other) => return Err(other_phone(req.phone_field, &other)),
+        };
+        let agent = match (agent, session.agent_id) {
+            (Some(agent), _) => Some(agent),
+            (None, Some(id)) => self.store.get_agent(caller.account_id, id).await?,
+            (None, None) => None,
+        };
+        Ok(CreatedSandbox {
+            session,
+            created,
+            number: number_phone,
+            agent,
+        })
+    }
+
+    /// Sends the verification message now (not through the outbox: the caller learns at
+    /// once whether WhatsApp took it), and returns its row to record.
+    async fn send_verification(
+        &self,
+        caller: &Caller,
+        number: &SessionRow,
+        phone: &Phone,
+    ) -> Result<MessageRow, ServiceError> {
+        let engine = self.engines.get(number.engine)?;
+        let content = match number.engine {
+            EngineKind::Cloud => Content::Template {
+                name: self.settings.template.clone(),
+                language: self.settings.template_language.clone(),
+                components: Vec::new(),
+            },
+            _ => Content::Text {
+                text: self.settings.verification_text.clone(),
+            },
+        };
+        let to = Jid::from_phone(phone);
+        let id = MessageId::generate();
+        let outbound = Outbound {
+            message_id: id,
+            provider_id: engine
+                .capabilities()
+                .client_message_ids
+                .then(new_provider_id),
+            to: to.clone(),
+            content: content.clone(),
+            quoted_provider_id: None,
+            attempt: 0,
+        };
+        let provider_id = engine
+            .send(number.id, &outbound)
+            .await
+            .map_err(ServiceError::Engine)?;
+        let now = now_millis();
+        Ok(MessageRow {
+            id,
+            account_id: caller.account_id,
+            session_id: number.id,
+            direction: Direction::Out,
+            chat_jid: to,
+            sender_jid: number
+                .phone_number
+                .as_ref()
+                .map(|p| Jid::from_phone(p).to_string()),
+            kind: content.kind(),
+            content,
+            status: MessageStatus::Sent,
+            provider_msg_id: Some(provider_id),
+            quoted_message_id: None,
+            failure_reason: None,
+            attempts: 1,
+            accepted_at: now,
+            sent_at: Some(now),
+            delivered_at: None,
+            read_at: None,
+            played_at: None,
+            failed_at: None,
+            deleted_at: None,
+            edited_at: None,
+            updated_at: now,
+        })
+    }
+
+    /// The caller's agents.
+    pub async fn agents(&self, caller: &Caller) -> Result<Vec<AgentRow>, ServiceError> {
+        caller.require_pat()?;
+        Ok(self.store.list_agents(caller.account_id).await?)
+    }
+
+    /// One of the caller's agents.
+    pub async fn agent(&self, caller: &Caller, id: AgentId) -> Result<AgentRow, ServiceError> {
+        caller.require_pat()?;
+        self.store
+            .get_agent(caller.account_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("agent"))
+    }
+
+    /// Creates an agent. With a `webhook_url`, the agent gets its own signed webhook endpoint
+    /// (receiving `message.received` and `sandbox.activated` of phones bound to it); its
+    /// signing secret is returned here only.
+    pub async fn create_agent(
+        &self,
+        caller: &Caller,
+        change: AgentChange,
+    ) -> Result<(AgentRow, Option<String>), ServiceError> {
+        caller.require_pat()?;
+        let name = check_name(change.name)?;
+        let description = check_description(change.description.flatten())?;
+        let now = now_millis();
+        let mut row = AgentRow {
+            id: AgentId::generate(),
+            account_id: caller.account_id,
+            name,
+            description,
+            webhook_url: None,
+            webhook_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut secret = None;
+        if let Some(url) = change.webhook_url.flatten() {
+            webhooks::check_url_field("webhook_url", &url)?;
+            let hook = self.agent_webhook(&row, &url).await?;
+            row.webhook_url = Some(url);
+            row.webhook_id = Some(hook.id);
+            secret = Some(hook.signing_secret);
+        }
+        if let Err(e) = self.store.create_agent(&row).await {
+            if let Some(hook) = row.webhook_id {
+                let _ = self.store.delete_webhook(caller.account_id, hook).await;
+            }
+            return Err(e.into());
+        }
+        Ok((row, secret))
+    }
+
+    async fn agent_webhook(&self, agent: &AgentRow, url: &str) -> Result<WebhookRow, ServiceError> {
+        let now = now_millis();
+        Ok(self
+            .store
+            .create_webhook(WebhookRow {
+                id: WebhookId::generate(),
+                account_id: agent.account_id,
+                target_url: url.to_owned(),
+                subscribed_events: vec!["message.received".into(), "sandbox.activated".into()],
+                session_id: None,
+                agent_id: Some(agent.id),
+                is_active: true,
+                signing_secret: webhooks::new_secret(),
+                description: Some(format!("agent {}", agent.id)),
+                event_cursor: 0,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?)
+    }
+
+    /// Edits an agent; a new `webhook_url` keeps the endpoint (and its secret), `null` removes
+    /// it. Returns the agent and, when an endpoint was created, its secret.
+    pub async fn update_agent(
+        &self,
+        caller: &Caller,
+        id: AgentId,
+        change: AgentChange,
+    ) -> Result<(AgentRow, Option<String>), ServiceError> {
+        let mut row = self.agent(caller, id).await?;
+        if let Some(name) = change.name {
+            row.name = check_name(Some(name))?;
+        }
+        if let Some(description) = change.description {
+            row.description = check_description(description)?;
+        }
+        let mut secret = None;
+        match change.webhook_url {
+            None => {}
+            Some(None) => {
+                if let Some(hook) = row.webhook_id.take() {
+                    self.store.delete_webhook(caller.account_id, hook).await?;
+                }
+                row.webhook_url = None;
+            }
+            Some(Some(url)) => {
+                webhooks::check_url_field("webhook_url", &url)?;
+                match row.webhook_id {
+                    Some(hook) => {
+                        if let Some(mut existing) =
+                            self.store.get_webhook(caller.account_id, hook).await?
+                        {
+                            existing.target_url = url.clone();
+                            self.store.save_webhook(&existing).await?;
+                        }
+                    }
+                    None => {
+                        let hook = self.agent_webhook(&row, &url).await?;
+                        row.webhook_id = Some(hook.id);
+                        secret = Some(hook.signing_secret);
+                    }
+                }
+                row.webhook_url = Some(url);
+            }
+        }
+        row.updated_at = now_millis();
+        self.store.save_agent(&row).await?;
+        Ok((row, secret))
+    }
+
+    /// Deletes an agent and its endpoint; phones bound to it stay activated, unbound.
+    pub async fn delete_agent(&self, caller: &Caller, id: AgentId) -> Result<(), ServiceError> {
+        let row = self.agent(caller, id).await?;
+        if !self.store.delete_agent(caller.account_id, id).await? {
+            return Err(ServiceError::NotFound("agent"));
+        }
+        if let Some(hook) = row.webhook_id {
+            self.store.delete_webhook(caller.account_id, hook).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A phone as the sandbox accepts it: digits, spaces, dashes and a leading `+`.
+fn parse_phone(field: &str, text: &str) -> Result<Phone, ServiceError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(ServiceError::invalid(field, "required"));
+    }
+    let body = trimmed.strip_prefix('+').unwrap_or(trimmed);
+    if !body
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+    {
+        return Err(ServiceError::invalid(
+            field,
+            "must be a phone number in international format: digits, spaces, dashes and a leading '+' only",
+        ));
+    }
+    // Written as typed: `00` is not an international prefix here.
+    let digits: String = body.chars().filter(char::is_ascii_digit).collect();
+    Phone::parse(&format!("+{digits}"))
+        .map_err(|e| ServiceError::invalid(field, format!("is not a phone number: it {e}")))
+}
+
+fn phone_taken(field: &str) -> ServiceError {
+    ServiceError::invalid(
+        field,
+        "this phone already has a sandbox session with another account; it can join one account's sandbox at a time",
+    )
+}
+
+fn other_phone(field: &str, other: &SandboxRow) -> ServiceError {
+    ServiceError::invalid(
+        field,
+        format!(
+            "you already have a sandbox session for {} (id {}); revoke it first: one phone per account",
+            other.phone.e164(),
+            other.id
+        ),
+    )
+}
+
+fn check_name(name: Option<String>) -> Result<String, ServiceError> {
+    let name = name
+        .map(|n| n.trim().to_owned())
+        .ok_or_else(|| ServiceError::invalid("name", "required"))?;
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ServiceError::invalid("name", "must be 1 to 200 characters"));
+    }
+    Ok(name)
+}
+
+fn check_description(description: Option<String>) -> Result<Option<String>, ServiceError> {
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 2000)
+    {
+        return Err(ServiceError::invalid(
+            "description",
+            "must be at most 2000 characters",
+        ));
+    }
+    Ok(description)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_codes_avoid_look_alikes() {
+        for _ in 0..200 {
+            let code = activation_code();
+            assert_eq!(code.len(), 6);
+            assert!(
+                code.chars()
+                    .all(|c| CODE_ALPHABET.contains(&(c as u8)) && !"01ILO".contains(c)),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn phones_take_digits_spaces_dashes_and_a_leading_plus() {
+        assert_eq!(
+            parse_phone("phone", "+34 688-246 216").unwrap().e164(),
+            "+34688246216"
+        );
+        assert_eq!(
+            parse_phone("phone", "34688246216").unwrap().e164(),
+            "+34688246216"
+        );
+        for bad in [
+            "",
+            "  ",
+            "+34 (688) 246216",
+            "34.688.246.216",
+            "abc",
+            "++34688246216",
+            "+34",
+            "+999 1234 5678",
+        ] {
+            let err = parse_phone("phone", bad).unwrap_err();
+            assert!(
+                matches!(&err, ServiceError::Invalid { errors, .. } if errors.contains_key("phone")),
+                "{bad}: {err:?}"
+            );
+        }
+    }
+}

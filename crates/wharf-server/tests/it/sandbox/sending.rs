@@ -1,0 +1,4 @@
+//! Sending through the sandbox number, expiry, revocation and isolation between accounts.
+
+#[allow(unused_imports)]
+use super::*;

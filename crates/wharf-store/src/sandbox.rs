@@ -1,0 +1,587 @@
+//! The sandbox: which session is the shared sandbox number, the phones activated on it
+//! (sandbox sessions, each owned by one account) and the agents phones can be bound to.
+//!
+//! A phone has at most one live (pending or active, not expired) sandbox session across all
+//! accounts, so inbound traffic from it has exactly one owner. Expired rows are ignored by
+//! every query and pruned by the next write.
+
+use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use wharf_core::{
+    AccountId, AgentId, Event, EventType, Jid, Phone, SandboxId, SessionId, WebhookId,
+    message::Content,
+};
+
+use crate::{
+    Backend, MessageRow, Result, Store, StoreError, events::append_events, messages::insert_message,
+};
+
+/// Which dialect created a sandbox session; it decides what activates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxDialect {
+    /// Any message from the phone activates it (the reply proves ownership).
+    Zernio,
+    /// A message containing the activation code activates it.
+    Kapso,
+}
+
+impl SandboxDialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Zernio => "zernio",
+            Self::Kapso => "kapso",
+        }
+    }
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Zernio, Self::Kapso]
+            .into_iter()
+            .find(|d| d.as_str() == text)
+    }
+}
+
+/// A sandbox session's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxStatus {
+    Pending,
+    Active,
+}
+
+impl SandboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+        }
+    }
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Active]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// A stored sandbox session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxRow {
+    pub id: SandboxId,
+    pub account_id: AccountId,
+    pub dialect: SandboxDialect,
+    pub phone: Phone,
+    pub status: SandboxStatus,
+    pub activation_code: String,
+    pub agent_id: Option<AgentId>,
+    pub expires_at: i64,
+    pub activated_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const SANDBOX_COLUMNS: &str = "id, account_id, dialect, phone, status, activation_code, agent_id, \
+     expires_at, activated_at, created_at, updated_at";
+
+#[derive(FromRow)]
+struct RawSandbox {
+    id: String,
+    account_id: String,
+    dialect: String,
+    phone: String,
+    status: String,
+    activation_code: String,
+    agent_id: Option<String>,
+    expires_at: i64,
+    activated_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl SandboxRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let raw = RawSandbox::from_row(row)?;
+        let corrupt =
+            |what: &str| StoreError::Corrupt(format!("sandbox session {} {what}", raw.id));
+        Ok(Self {
+            id: raw.id.parse().map_err(|_| corrupt("id"))?,
+            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
+            dialect: SandboxDialect::parse(&raw.dialect).ok_or_else(|| corrupt("dialect"))?,
+            phone: Phone::parse(&raw.phone).map_err(|_| corrupt("phone"))?,
+            status: SandboxStatus::parse(&raw.status).ok_or_else(|| corrupt("status"))?,
+            activation_code: raw.activation_code,
+            agent_id: raw
+                .agent_id
+                .as_deref()
+                .map(|a| a.parse().map_err(|_| corrupt("agent_id")))
+                .transpose()?,
+            expires_at: raw.expires_at,
+            activated_at: raw.activated_at,
+            created_at: raw.created_at,
+            updated_at: raw.updated_at,
+        })
+    }
+
+    /// Whether the session lets its account send to its phone at `now`.
+    pub fn is_active_at(&self, now: i64) -> bool {
+        self.status == SandboxStatus::Active && self.expires_at > now
+    }
+
+    /// Whether `content`, sent by the phone, activates this (pending) session.
+    pub fn activated_by(&self, content: &Content) -> bool {
+        if self.status != SandboxStatus::Pending {
+            return false;
+        }
+        match self.dialect {
+            SandboxDialect::Zernio => true,
+            SandboxDialect::Kapso => content.text().is_some_and(|text| {
+                text.to_ascii_uppercase()
+                    .contains(&self.activation_code.to_ascii_uppercase())
+            }),
+        }
+    }
+}
+
+async fn insert_sandbox(conn: &mut AnyConnection, r: &SandboxRow) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO sandbox_sessions ({SANDBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(r.id.to_string())
+        .bind(r.account_id.to_string())
+        .bind(r.dialect.as_str())
+        .bind(r.phone.e164().to_owned())
+        .bind(r.status.as_str())
+        .bind(r.activation_code.clone())
+        .bind(r.agent_id.map(|a| a.to_string()))
+        .bind(r.expires_at)
+        .bind(r.activated_at)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn update_sandbox(conn: &mut AnyConnection, r: &SandboxRow) -> Result<()> {
+    sqlx::query(
+        "UPDATE sandbox_sessions SET dialect = $1, status = $2, activation_code = $3, agent_id = $4, \
+         expires_at = $5, activated_at = $6, updated_at = $7 WHERE id = $8",
+    )
+    .bind(r.dialect.as_str())
+    .bind(r.status.as_str())
+    .bind(r.activation_code.clone())
+    .bind(r.agent_id.map(|a| a.to_string()))
+    .bind(r.expires_at)
+    .bind(r.activated_at)
+    .bind(r.updated_at)
+    .bind(r.id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The live sandbox session of `phone` (any account); `lock` takes a row lock (PostgreSQL,
+/// inside a write transaction).
+pub(crate) async fn live_of_phone(
+    conn: &mut AnyConnection,
+    lock: bool,
+    phone: &Phone,
+    now: i64,
+) -> Result<Option<SandboxRow>> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    let sql = format!(
+        "SELECT {SANDBOX_COLUMNS} FROM sandbox_sessions WHERE phone = $1 AND expires_at > $2 \
+         ORDER BY created_at DESC LIMIT 1{lock}"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(phone.e164().to_owned())
+        .bind(now)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(SandboxRow::from_row)
+        .transpose()
+}
+
+/// Activates `row` (pending) at `now` for `active_ttl_ms`, with its `sandbox.activated` event.
+pub(crate) async fn activate(
+    conn: &mut AnyConnection,
+    row: &mut SandboxRow,
+    session: SessionId,
+    now: i64,
+    active_ttl_ms: i64,
+) -> Result<()> {
+    row.status = SandboxStatus::Active;
+    row.activated_at = Some(now);
+    row.expires_at = now + active_ttl_ms;
+    row.updated_at = now;
+    update_sandbox(conn, row).await?;
+    let event = Event::new(
+        row.account_id,
+        Some(session),
+        EventType::SandboxActivated,
+        serde_json::json!({
+            "sandbox_session_id": row.id,
+            "phone_number": row.phone.e164(),
+            "dialect": row.dialect.as_str(),
+            "agent_id": row.agent_id,
+            "activated_at": wharf_core::time::rfc3339(now),
+            "expires_at": wharf_core::time::rfc3339(row.expires_at),
+        }),
+    );
+    append_events(conn, &[event]).await
+}
+
+async fn record_sent(conn: &mut AnyConnection, sent: Option<&MessageRow>) -> Result<()> {
+    if let Some(m) = sent {
+        insert_message(conn, m).await?;
+        append_events(conn, &[m.event(EventType::MessageSent)]).await?;
+    }
+    Ok(())
+}
+
+/// What [`Store::put_sandbox`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutSandbox {
+    /// A new session was stored.
+    Created(SandboxRow),
+    /// The account's live session of the same phone was refreshed.
+    Refreshed(SandboxRow),
+    /// The phone has a live session with another account.
+    PhoneTaken,
+    /// One phone per account, and the account has a live session of another phone.
+    OtherPhone(SandboxRow),
+}
+
+/// The rules a new or refreshed session is stored under.
+pub struct SandboxWrite<'a> {
+    pub account: AccountId,
+    pub phone: &'a Phone,
+    pub now: i64,
+    /// Refuse when the account has a live session of another phone (Zernio).
+    pub one_phone_per_account: bool,
+}
+
+/// A stored agent (Kapso dialect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub id: AgentId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub description: Option<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_id: Option<WebhookId>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const AGENT_COLUMNS: &str =
+    "id, account_id, name, description, webhook_url, webhook_id, created_at, updated_at";
+
+#[derive(FromRow)]
+struct RawAgent {
+    id: String,
+    account_id: String,
+    name: String,
+    description: Option<String>,
+    webhook_url: Option<String>,
+    webhook_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl AgentRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let raw = RawAgent::from_row(row)?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("agent {} {what}", raw.id));
+        Ok(Self {
+            id: raw.id.parse().map_err(|_| corrupt("id"))?,
+            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
+            name: raw.name,
+            description: raw.description,
+            webhook_url: raw.webhook_url,
+            webhook_id: raw
+                .webhook_id
+                .as_deref()
+                .map(|w| w.parse().map_err(|_| corrupt("webhook_id")))
+                .transpose()?,
+            created_at: raw.created_at,
+            updated_at: raw.updated_at,
+        })
+    }
+}
+
+impl Store {
+    /// The session serving as the sandbox number, if one is set.
+    pub async fn sandbox_number(&self) -> Result<Option<SessionId>> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT session_id FROM sandbox_number WHERE id = 1")
+                .fetch_optional(&self.read)
+                .await?;
+        id.map(|s| {
+            s.parse()
+                .map_err(|_| StoreError::Corrupt("sandbox_number session_id".into()))
+        })
+        .transpose()
+    }
+
+    /// Makes `session` the sandbox number (`None`: no sandbox number).
+    pub async fn set_sandbox_number(&self, session: Option<SessionId>, now: i64) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("DELETE FROM sandbox_number")
+            .execute(&mut *tx)
+            .await?;
+        if let Some(session) = session {
+            sqlx::query(
+                "INSERT INTO sandbox_number (id, session_id, updated_at) VALUES (1, $1, $2)",
+            )
+            .bind(session.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The account's live sandbox sessions, oldest first.
+    pub async fn live_sandbox_sessions(
+        &self,
+        account: AccountId,
+        now: i64,
+    ) -> Result<Vec<SandboxRow>> {
+        let sql = format!(
+            "SELECT {SANDBOX_COLUMNS} FROM sandbox_sessions WHERE account_id = $1 AND expires_at > $2 \
+             ORDER BY created_at, id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account.to_string())
+            .bind(now)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(SandboxRow::from_row)
+            .collect()
+    }
+
+    /// The account's live sandbox session `id`.
+    pub async fn live_sandbox_session(
+        &self,
+        account: AccountId,
+        id: SandboxId,
+        now: i64,
+    ) -> Result<Option<SandboxRow>> {
+        let sql = format!(
+            "SELECT {SANDBOX_COLUMNS} FROM sandbox_sessions WHERE id = $1 AND account_id = $2 AND expires_at > $3"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .bind(now)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(SandboxRow::from_row)
+            .transpose()
+    }
+
+    /// The live sandbox session of `phone`, whichever account owns it.
+    pub async fn live_sandbox_of_phone(
+        &self,
+        phone: &Phone,
+        now: i64,
+    ) -> Result<Option<SandboxRow>> {
+        let mut conn = self.read.acquire().await?;
+        live_of_phone(&mut conn, false, phone, now).await
+    }
+
+    /// Stores a new sandbox session, or refreshes the account's live one of the same phone
+    /// (`refresh` edits it), under the one-owner-per-phone rule, atomically.
+    ///
+    /// `sent` is the verification message already sent to the phone: it is recorded (with
+    /// its `message.sent` event) in the same transaction.
+    pub async fn put_sandbox(
+        &self,
+        rules: SandboxWrite<'_>,
+        new: SandboxRow,
+        refresh: impl FnOnce(&mut SandboxRow),
+        sent: Option<&MessageRow>,
+    ) -> Result<PutSandbox> {
+        let mut tx = self.write.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Creations are rare: serializing them keeps the phone rule exact.
+            sqlx::query("LOCK TABLE sandbox_sessions IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM sandbox_sessions WHERE expires_at <= $1")
+            .bind(rules.now)
+            .execute(&mut *tx)
+            .await?;
+        let sql = format!(
+            "SELECT {SANDBOX_COLUMNS} FROM sandbox_sessions WHERE phone = $1 OR account_id = $2 ORDER BY created_at"
+        );
+        let live: Vec<SandboxRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(rules.phone.e164().to_owned())
+            .bind(rules.account.to_string())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(SandboxRow::from_row)
+            .collect::<Result<_>>()?;
+        if live
+            .iter()
+            .any(|r| &r.phone == rules.phone && r.account_id != rules.account)
+        {
+            return Ok(PutSandbox::PhoneTaken);
+        }
+        if let Some(mut mine) = live
+            .iter()
+            .find(|r| &r.phone == rules.phone && r.account_id == rules.account)
+            .cloned()
+        {
+            refresh(&mut mine);
+            mine.updated_at = rules.now;
+            update_sandbox(&mut tx, &mine).await?;
+            record_sent(&mut tx, sent).await?;
+            tx.commit().await?;
+            if sent.is_some() {
+                self.events_appended();
+            }
+            return Ok(PutSandbox::Refreshed(mine));
+        }
+        if rules.one_phone_per_account
+            && let Some(other) = live.into_iter().find(|r| r.account_id == rules.account)
+        {
+            return Ok(PutSandbox::OtherPhone(other));
+        }
+        insert_sandbox(&mut tx, &new).await?;
+        record_sent(&mut tx, sent).await?;
+        tx.commit().await?;
+        if sent.is_some() {
+            self.events_appended();
+        }
+        Ok(PutSandbox::Created(new))
+    }
+
+    /// Deletes the account's live sandbox session `id`; `false` when there is none.
+    pub async fn delete_sandbox_session(
+        &self,
+        account: AccountId,
+        id: SandboxId,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM sandbox_sessions WHERE id = $1 AND account_id = $2 AND expires_at > $3",
+        )
+        .bind(id.to_string())
+        .bind(account.to_string())
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether the account may send to `to` through the sandbox at `now`: an active, unexpired
+    /// session of its own for that phone.
+    pub async fn sandbox_recipient_active(
+        &self,
+        account: AccountId,
+        to: &Jid,
+        now: i64,
+    ) -> Result<bool> {
+        let Some(phone) = to.phone() else {
+            return Ok(false);
+        };
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM sandbox_sessions WHERE account_id = $1 AND phone = $2 AND status = 'active' \
+             AND expires_at > $3",
+        )
+        .bind(account.to_string())
+        .bind(phone.e164().to_owned())
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// Stores a new agent.
+    pub async fn create_agent(&self, row: &AgentRow) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO sandbox_agents ({AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(row.id.to_string())
+            .bind(row.account_id.to_string())
+            .bind(row.name.clone())
+            .bind(row.description.clone())
+            .bind(row.webhook_url.clone())
+            .bind(row.webhook_id.map(|w| w.to_string()))
+            .bind(row.created_at)
+            .bind(row.updated_at)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes an agent's editable fields.
+    pub async fn save_agent(&self, row: &AgentRow) -> Result<()> {
+        sqlx::query(
+            "UPDATE sandbox_agents SET name = $1, description = $2, webhook_url = $3, webhook_id = $4, \
+             updated_at = $5 WHERE id = $6 AND account_id = $7",
+        )
+        .bind(row.name.clone())
+        .bind(row.description.clone())
+        .bind(row.webhook_url.clone())
+        .bind(row.webhook_id.map(|w| w.to_string()))
+        .bind(row.updated_at)
+        .bind(row.id.to_string())
+        .bind(row.account_id.to_string())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The account's agents, oldest first.
+    pub async fn list_agents(&self, account: AccountId) -> Result<Vec<AgentRow>> {
+        let sql =
+            format!("SELECT {AGENT_COLUMNS} FROM sandbox_agents WHERE account_id = $1 ORDER BY id");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account.to_string())
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(AgentRow::from_row)
+            .collect()
+    }
+
+    /// The account's agent `id`.
+    pub async fn get_agent(&self, account: AccountId, id: AgentId) -> Result<Option<AgentRow>> {
+        let sql =
+            format!("SELECT {AGENT_COLUMNS} FROM sandbox_agents WHERE id = $1 AND account_id = $2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(AgentRow::from_row)
+            .transpose()
+    }
+
+    /// Deletes the account's agent `id` (its sandbox sessions stay, unbound); `false` when
+    /// there was none.
+    pub async fn delete_agent(&self, account: AccountId, id: AgentId) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "UPDATE sandbox_sessions SET agent_id = NULL WHERE agent_id = $1 AND account_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(account.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM sandbox_agents WHERE id = $1 AND account_id = $2")
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
