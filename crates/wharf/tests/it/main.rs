@@ -247,3 +247,61 @@ async fn serve_first_start_and_graceful_shutdown(backend: Backend) {
 wharf_testkit::on_both_backends! {
     serve => serve_first_start_and_graceful_shutdown;
 }
+
+async fn sandbox_number(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = wharf_store::Store::open(db.url()).await.expect("open");
+    let (account, _) = store.create_account("operator").await.expect("account");
+    let (session, _) = store
+        .create_session(wharf_store::NewSession {
+            account_id: account.id,
+            engine: wharf_core::EngineKind::Emulator,
+            label: None,
+            phone_number: Some(wharf_core::Phone::parse("+15550001111").expect("phone")),
+            settings: Default::default(),
+        })
+        .await
+        .expect("session");
+    let id = session.id.to_string();
+
+    let (ok, out, err) = wharf(&db, &["sandbox", "show", "--json"]);
+    assert!(ok, "{err}");
+    assert!(json_of(&out)["session_id"].is_null(), "{out}");
+
+    let (ok, out, err) = wharf(&db, &["sandbox", "set-number", &id]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id) && out.contains("+15550001111"), "{out}");
+    assert_eq!(
+        store.sandbox_number().await.expect("read"),
+        Some(session.id)
+    );
+    let (ok, out, _) = wharf(&db, &["sandbox", "show", "--json"]);
+    assert!(ok);
+    let shown = json_of(&out);
+    assert_eq!(shown["session_id"], id.as_str());
+    assert_eq!(shown["phone_number"], "+15550001111");
+    assert_eq!(shown["engine"], "emulator");
+
+    let (ok, _, err) = wharf(&db, &["sandbox", "set-number", "sess_nope"]);
+    assert!(!ok && err.contains("not a session id"), "{err}");
+    let (ok, _, err) = wharf(
+        &db,
+        &["sandbox", "set-number", "sess_00000000000000000000000000"],
+    );
+    assert!(!ok && err.contains("does not exist"), "{err}");
+    // A failed change leaves the number as it was.
+    assert_eq!(
+        store.sandbox_number().await.expect("read"),
+        Some(session.id)
+    );
+
+    let (ok, _, err) = wharf(&db, &["sandbox", "clear"]);
+    assert!(ok, "{err}");
+    assert_eq!(store.sandbox_number().await.expect("read"), None);
+}
+
+wharf_testkit::on_both_backends! {
+    sandbox_number_cli => sandbox_number;
+}
