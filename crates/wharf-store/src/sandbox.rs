@@ -405,8 +405,9 @@ impl Store {
     ) -> Result<PutSandbox> {
         let mut tx = self.write.begin().await?;
         if self.backend == Backend::Postgres {
-            // Creations are rare: serializing them keeps the phone rule exact.
-            sqlx::query("LOCK TABLE sandbox_sessions IN SHARE ROW EXCLUSIVE MODE")
+            // Creations are rare: serializing them (and only them: the inbound path is not
+            // blocked) keeps the one-owner-per-phone rule exact.
+            sqlx::query("SELECT pg_advisory_xact_lock(7245031)")
                 .execute(&mut *tx)
                 .await?;
         }
