@@ -415,6 +415,15 @@ impl Store {
             .bind(rules.now)
             .execute(&mut *tx)
             .await?;
+        if self.backend == Backend::Postgres {
+            // The inbound path activates under the phone's row lock, not the advisory lock:
+            // wait for an activation in flight, so the read below sees it and the refresh
+            // does not write the pending row back over it.
+            sqlx::query("SELECT id FROM sandbox_sessions WHERE phone = $1 FOR UPDATE")
+                .bind(rules.phone.e164().to_owned())
+                .execute(&mut *tx)
+                .await?;
+        }
         let sql = format!(
             "SELECT {SANDBOX_COLUMNS} FROM sandbox_sessions WHERE phone = $1 OR account_id = $2 ORDER BY created_at"
         );
