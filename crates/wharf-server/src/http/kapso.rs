@@ -127,10 +127,6 @@ async fn kapso_auth(State(state): State<AppState>, req: Request, next: Next) -> 
     auth::admit_with(&state, req, next, |e| KapsoError::from(e).into_response()).await
 }
 
-fn not_found(what: &str) -> KapsoError {
-    KapsoError::from(ApiError::not_found(what))
-}
-
 /// An agent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KapsoAgent {
@@ -232,12 +228,13 @@ pub struct KapsoCreateBody {
     pub whatsapp_sandbox_session: KapsoSessionFields,
 }
 
-fn sandbox_id(id: &str) -> KResult<SandboxId> {
-    id.parse().map_err(|_| not_found("sandbox session"))
+fn sandbox_id(id: &str) -> Result<SandboxId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found("sandbox session"))
 }
 
-fn agent_id(id: &str) -> KResult<AgentId> {
-    id.parse().map_err(|_| not_found("agent"))
+fn agent_id(id: &str) -> Result<AgentId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found("agent"))
 }
 
 /// The agents of `rows`, by id.

@@ -47,6 +47,12 @@ dual_test! {
             ("/readyz", vec!["get"]),
             ("/openapi.json", vec!["get"]),
             ("/webhooks/meta", vec!["get", "post"]),
+            ("/v1/whatsapp/sandbox/sessions", vec!["get", "post"]),
+            ("/v1/whatsapp/sandbox/sessions/{sessionId}", vec!["delete"]),
+            ("/api/v1/sandbox_sessions", vec!["get", "post"]),
+            ("/api/v1/sandbox_sessions/{id}", vec!["get", "delete"]),
+            ("/api/v1/agents", vec!["get", "post"]),
+            ("/api/v1/agents/{id}", vec!["get", "patch", "delete"]),
         ];
         assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
         for (path, methods) in expected {
@@ -57,7 +63,7 @@ dual_test! {
             }
         }
         let schemas = doc["components"]["schemas"].as_object().unwrap();
-        for name in ["SessionView", "SessionListView", "CreatedSessionView", "CreateSessionBody", "ErrorBody", "OperationView", "SessionSettings", "SendMessageBody", "MessageInfoView", "WebhookView", "DeliveryView", "EventListView", "CloudBody", "CloudView", "ButtonsBody", "ListBody", "TemplateBody"] {
+        for name in ["SessionView", "SessionListView", "CreatedSessionView", "CreateSessionBody", "ErrorBody", "OperationView", "SessionSettings", "SendMessageBody", "MessageInfoView", "WebhookView", "DeliveryView", "EventListView", "CloudBody", "CloudView", "ButtonsBody", "ListBody", "TemplateBody", "ZernioSandboxSession", "ZernioErrorBody", "KapsoSandboxSession", "KapsoAgent", "KapsoErrorBody"] {
             assert!(schemas.contains_key(name), "schema {name}");
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
