@@ -50,7 +50,18 @@ pub struct KapsoError {
 }
 
 impl From<ApiError> for KapsoError {
-    fn from(e: ApiError) -> Self {
+    fn from(mut e: ApiError) -> Self {
+        // Fields are named as Kapso's validations name them: without the wrapper object.
+        e.body.errors = std::mem::take(&mut e.body.errors)
+            .into_iter()
+            .map(|(field, messages)| {
+                let short = ["whatsapp_sandbox_session.", "agent."]
+                    .iter()
+                    .find_map(|wrapper| field.strip_prefix(wrapper))
+                    .map(str::to_owned);
+                (short.unwrap_or(field), messages)
+            })
+            .collect();
         let error = match e.body.errors.iter().next() {
             Some((field, messages)) => format!("{field}: {}", messages.join("; ")),
             None => e.body.message.clone(),
@@ -361,7 +372,10 @@ async fn delete_session(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KapsoAgentFields {
-    pub name: Option<String>,
+    /// Required on creation; cannot be `null`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
@@ -379,12 +393,17 @@ pub struct KapsoAgentBody {
 }
 
 impl KapsoAgentFields {
-    fn change(self) -> AgentChange {
-        AgentChange {
-            name: self.name,
+    fn change(self) -> Result<AgentChange, ApiError> {
+        let name = match self.name {
+            Some(None) => return Err(ApiError::invalid("name", "must not be null")),
+            Some(Some(name)) => Some(name),
+            None => None,
+        };
+        Ok(AgentChange {
+            name,
             description: self.description,
             webhook_url: self.webhook_url,
-        }
+        })
     }
 }
 
@@ -412,7 +431,7 @@ async fn create_agent(
     let (row, secret) = app
         .services
         .sandbox
-        .create_agent(&caller, body.agent.change())
+        .create_agent(&caller, body.agent.change()?)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -449,7 +468,7 @@ async fn update_agent(
     let (row, secret) = app
         .services
         .sandbox
-        .update_agent(&caller, agent_id(&id)?, body.agent.change())
+        .update_agent(&caller, agent_id(&id)?, body.agent.change()?)
         .await?;
     Ok(Json(Data {
         data: agent_view(&row, secret),
