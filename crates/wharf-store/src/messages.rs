@@ -109,6 +109,41 @@ impl TryFrom<RawMessage> for MessageRow {
 }
 
 impl MessageRow {
+    /// A new outgoing message of `account` through `session` to `chat`, queued at `now`,
+    /// with no WhatsApp id, sender or reply yet.
+    pub fn outgoing(
+        account_id: AccountId,
+        session_id: SessionId,
+        chat_jid: Jid,
+        content: Content,
+        now: i64,
+    ) -> Self {
+        Self {
+            id: MessageId::generate(),
+            account_id,
+            session_id,
+            direction: Direction::Out,
+            chat_jid,
+            sender_jid: None,
+            kind: content.kind(),
+            content,
+            status: MessageStatus::Queued,
+            provider_msg_id: None,
+            quoted_message_id: None,
+            failure_reason: None,
+            attempts: 0,
+            accepted_at: now,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            played_at: None,
+            failed_at: None,
+            deleted_at: None,
+            edited_at: None,
+            updated_at: now,
+        }
+    }
+
     pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
         RawMessage::from_row(row)?.try_into()
     }
@@ -514,7 +549,8 @@ pub struct SandboxIngest {
     pub confirmation: Option<String>,
 }
 
-/// The queued confirmation of an activation, owned by the sandbox session's account.
+/// The queued confirmation of an activation, owned by the sandbox session's account (the
+/// engine picks its WhatsApp id when sending).
 fn sandbox_confirmation(
     live: &crate::SandboxRow,
     session: SessionId,
@@ -525,31 +561,7 @@ fn sandbox_confirmation(
     let content = Content::Text {
         text: text.to_owned(),
     };
-    MessageRow {
-        id: MessageId::generate(),
-        account_id: live.account_id,
-        session_id: session,
-        direction: Direction::Out,
-        chat_jid: chat.clone(),
-        sender_jid: None,
-        kind: content.kind(),
-        content,
-        status: MessageStatus::Queued,
-        // The engine picks it when sending.
-        provider_msg_id: None,
-        quoted_message_id: None,
-        failure_reason: None,
-        attempts: 0,
-        accepted_at: now,
-        sent_at: None,
-        delivered_at: None,
-        read_at: None,
-        played_at: None,
-        failed_at: None,
-        deleted_at: None,
-        edited_at: None,
-        updated_at: now,
-    }
+    MessageRow::outgoing(live.account_id, session, chat.clone(), content, now)
 }
 
 /// Which messages to list.

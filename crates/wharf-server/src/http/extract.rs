@@ -73,6 +73,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// As [`ApiJson`], with the rejection in another dialect's envelope `E` (built from the
+/// [`ApiError`]).
+pub struct DialectJson<T, E>(pub T, pub std::marker::PhantomData<E>);
+
+impl<S, T, E> FromRequest<S> for DialectJson<T, E>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+    E: From<ApiError> + axum::response::IntoResponse,
+{
+    type Rejection = E;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        ApiJson::<T>::from_request(req, state)
+            .await
+            .map(|ApiJson(body)| Self(body, std::marker::PhantomData))
+            .map_err(E::from)
+    }
+}
+
 /// Parses JSON, naming the field at fault on failure.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Every body is an object; serde would otherwise read a struct from an array.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     Json, Router,
-    extract::{FromRequest, Path, Request, State},
+    extract::{Path, Request, State},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -21,7 +21,7 @@ use wharf_store::{AgentRow, SandboxDialect, SandboxRow, SandboxStatus};
 use super::{
     AppState, auth,
     error::ApiError,
-    extract::{ApiJson, double_option},
+    extract::{DialectJson, double_option},
 };
 use crate::{
     ServiceError,
@@ -106,19 +106,8 @@ impl IntoResponse for KapsoError {
 
 type KResult<T> = Result<T, KapsoError>;
 
-/// A JSON body, with malformed input answered in Kapso's envelope.
-pub struct KJson<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for KJson<T> {
-    type Rejection = KapsoError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        ApiJson::<T>::from_request(req, state)
-            .await
-            .map(|ApiJson(body)| Self(body))
-            .map_err(KapsoError::from)
-    }
-}
+/// A JSON body, with malformed input answered in this dialect's envelope.
+type KJson<T> = DialectJson<T, KapsoError>;
 
 /// The routes, for the OpenAPI document.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -288,7 +277,7 @@ async fn list_sessions(
 async fn create_session(
     State(app): State<AppState>,
     caller: Caller,
-    KJson(body): KJson<KapsoCreateBody>,
+    DialectJson(body, _): KJson<KapsoCreateBody>,
 ) -> KResult<(StatusCode, Json<Data<KapsoSandboxSession>>)> {
     let fields = body.whatsapp_sandbox_session;
     let agent = match fields.agent_id.as_deref().filter(|a| !a.is_empty()) {
@@ -426,7 +415,7 @@ async fn list_agents(
 async fn create_agent(
     State(app): State<AppState>,
     caller: Caller,
-    KJson(body): KJson<KapsoAgentBody>,
+    DialectJson(body, _): KJson<KapsoAgentBody>,
 ) -> KResult<(StatusCode, Json<Data<KapsoAgent>>)> {
     let (row, secret) = app
         .services
@@ -463,7 +452,7 @@ async fn update_agent(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    KJson(body): KJson<KapsoAgentBody>,
+    DialectJson(body, _): KJson<KapsoAgentBody>,
 ) -> KResult<Json<Data<KapsoAgent>>> {
     let (row, secret) = app
         .services

@@ -16,7 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use wharf_core::{EngineError, SandboxId, time::rfc3339};
 use wharf_store::{SandboxDialect, SandboxRow, SandboxStatus};
 
-use super::{AppState, auth, error::ApiError, extract::ApiJson};
+use super::{AppState, auth, error::ApiError, extract::DialectJson};
 use crate::{
     ServiceError,
     services::{Caller, sandbox::CreateSandbox},
@@ -180,19 +180,8 @@ async fn zernio_auth(State(state): State<AppState>, req: Request, next: Next) ->
     auth::admit_with(&state, req, next, |e| ZernioError::from(e).into_response()).await
 }
 
-/// A JSON body, with malformed input answered in Zernio's envelope.
-pub struct ZJson<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for ZJson<T> {
-    type Rejection = ZernioError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        ApiJson::<T>::from_request(req, state)
-            .await
-            .map(|ApiJson(body)| Self(body))
-            .map_err(ZernioError::from)
-    }
-}
+/// A JSON body, with malformed input answered in this dialect's envelope.
+type ZJson<T> = DialectJson<T, ZernioError>;
 
 /// A sandbox session, as Zernio shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -279,7 +268,7 @@ async fn list_sessions(
 async fn create_session(
     State(app): State<AppState>,
     caller: Caller,
-    ZJson(body): ZJson<ZernioCreateBody>,
+    DialectJson(body, _): ZJson<ZernioCreateBody>,
 ) -> ZResult<Json<ZernioSandboxCreated>> {
     let phone = match body.phone {
         serde_json::Value::String(s) => s,

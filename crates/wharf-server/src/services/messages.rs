@@ -278,34 +278,16 @@ impl MessageService {
         let now = now_millis();
         let id = MessageId::generate();
         let provider_id = capabilities.client_message_ids.then(new_provider_id);
-        let row = MessageRow {
-            id,
-            // The caller's: on the sandbox number, the session belongs to the operator.
-            account_id: caller.account_id,
-            session_id: session.id,
-            direction: Direction::Out,
-            chat_jid: req.to.clone(),
-            sender_jid: session
-                .phone_number
-                .as_ref()
-                .map(|p| Jid::from_phone(p).to_string()),
-            kind: content.kind(),
-            content,
-            status: MessageStatus::Queued,
-            provider_msg_id: provider_id.clone(),
-            quoted_message_id: quoted.as_ref().map(|q| q.id),
-            failure_reason: None,
-            attempts: 0,
-            accepted_at: now,
-            sent_at: None,
-            delivered_at: None,
-            read_at: None,
-            played_at: None,
-            failed_at: None,
-            deleted_at: None,
-            edited_at: None,
-            updated_at: now,
-        };
+        // The caller's account: on the sandbox number, the session belongs to the operator.
+        let mut row =
+            MessageRow::outgoing(caller.account_id, session.id, req.to.clone(), content, now);
+        row.id = id;
+        row.sender_jid = session
+            .phone_number
+            .as_ref()
+            .map(|p| Jid::from_phone(p).to_string());
+        row.provider_msg_id = provider_id.clone();
+        row.quoted_message_id = quoted.as_ref().map(|q| q.id);
         let job = OutboxJob::new(
             caller.account_id,
             session.id,

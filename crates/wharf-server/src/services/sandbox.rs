@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rand::Rng;
 use wharf_core::{
     AgentId, EngineKind, Jid, MessageId, Phone, SandboxId, WebhookId,
-    message::{Content, Direction, MessageStatus, Outbound, new_provider_id},
+    message::{Content, MessageStatus, Outbound, new_provider_id},
     time::{Clock, now_millis},
 };
 use wharf_store::{
@@ -312,33 +312,17 @@ impl SandboxService {
             .await
             .map_err(ServiceError::Engine)?;
         let now = now_millis();
-        Ok(MessageRow {
-            id,
-            account_id: caller.account_id,
-            session_id: number.id,
-            direction: Direction::Out,
-            chat_jid: to,
-            sender_jid: number
-                .phone_number
-                .as_ref()
-                .map(|p| Jid::from_phone(p).to_string()),
-            kind: content.kind(),
-            content,
-            status: MessageStatus::Sent,
-            provider_msg_id: Some(provider_id),
-            quoted_message_id: None,
-            failure_reason: None,
-            attempts: 1,
-            accepted_at: now,
-            sent_at: Some(now),
-            delivered_at: None,
-            read_at: None,
-            played_at: None,
-            failed_at: None,
-            deleted_at: None,
-            edited_at: None,
-            updated_at: now,
-        })
+        let mut row = MessageRow::outgoing(caller.account_id, number.id, to, content, now);
+        row.id = id;
+        row.sender_jid = number
+            .phone_number
+            .as_ref()
+            .map(|p| Jid::from_phone(p).to_string());
+        row.status = MessageStatus::Sent;
+        row.provider_msg_id = Some(provider_id);
+        row.attempts = 1;
+        row.sent_at = Some(now);
+        Ok(row)
     }
 
     /// The caller's agents.

@@ -16,31 +16,6 @@ pub const DISPLAY: &str = "15550783881";
 pub const USER: &str = "16505551234";
 pub const USER_JID: &str = "16505551234@s.whatsapp.net";
 
-/// Defines each test twice (SQLite and PostgreSQL) on a server with adjusted settings.
-macro_rules! dual_test_with {
-    ($(async fn $name:ident($app:ident) with |$c:ident| $config:block $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[tokio::test]
-            async fn sqlite() {
-                let app = wharf_testkit::TestApp::spawn_with(wharf_testkit::Backend::Sqlite, |$c: &mut wharf_testkit::Config| $config).await.expect("sqlite");
-                super::$name(app).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(app) = wharf_testkit::TestApp::spawn_with(wharf_testkit::Backend::Postgres, |$c: &mut wharf_testkit::Config| $config).await {
-                    super::$name(app).await;
-                }
-            }
-        }
-        #[allow(unused_mut)]
-        async fn $name(mut $app: wharf_testkit::TestApp) $body
-    )*};
-}
-
 mod errors;
 mod limits;
 mod sending;
