@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 use wharf_core::{
-    AgentId, EngineKind, Jid, MessageId, Phone, SandboxId, WebhookId,
+    AgentId, EngineError, EngineKind, Jid, MessageId, Phone, SandboxId, WebhookId,
     message::{Content, MessageStatus, Outbound, new_provider_id},
     time::{Clock, now_millis},
 };
@@ -307,10 +307,10 @@ impl SandboxService {
             quoted_provider_id: None,
             attempt: 0,
         };
-        let provider_id = engine
-            .send(number.id, &outbound)
-            .await
-            .map_err(ServiceError::Engine)?;
+        let provider_id = match engine.send(number.id, &outbound).await {
+            Ok(id) => id,
+            Err(e) => return Err(ServiceError::Engine(self.settle(number, e).await?)),
+        };
         let now = now_millis();
         let mut row = MessageRow::outgoing(caller.account_id, number.id, to, content, now);
         row.id = id;
@@ -323,6 +323,33 @@ impl SandboxService {
         row.attempts = 1;
         row.sent_at = Some(now);
         Ok(row)
+    }
+
+    /// A failed verification as the caller should see it: a failure that took the number
+    /// offline (its credentials were refused) is the provider refusing the send, not a
+    /// passing condition worth retrying in a moment.
+    async fn settle(
+        &self,
+        number: &SessionRow,
+        e: EngineError,
+    ) -> Result<EngineError, ServiceError> {
+        let reason = match &e {
+            EngineError::Transient(m) => m.clone(),
+            EngineError::RetryLater { reason, .. } => reason.clone(),
+            _ => return Ok(e),
+        };
+        // Running before the send, stopped by it.
+        let offline = number.status.is_running()
+            && self
+                .store
+                .find_session(number.id)
+                .await?
+                .is_none_or(|row| !row.status.is_running());
+        Ok(if offline {
+            EngineError::Permanent(reason)
+        } else {
+            e
+        })
     }
 
     /// The caller's agents.

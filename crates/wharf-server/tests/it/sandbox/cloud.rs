@@ -222,10 +222,10 @@ dual_test! {
         let (graph, cloud) = cloud_number(&app).await;
         graph.expire_token(PNID);
         let answer = app.post(SESSIONS).json(json!({"phone": DEV_PHONE})).send().await;
-        // The engine classes a refused token as passing (the operator reconnects the number),
-        // so it is a 503, not a 400 refusal; Meta's message is in `error` all the same.
-        assert_eq!(answer.status.as_u16(), 503, "{}", answer.text);
-        let error = zernio_error(&answer.json, "platform_error", "platform_unavailable", None);
+        // A refused token takes the number offline: a refusal (400) like Meta's others, with
+        // Meta's message in `error`, not a passing condition to retry in a moment.
+        assert_eq!(answer.status.as_u16(), 400, "{}", answer.text);
+        let error = zernio_error(&answer.json, "platform_error", "platform_error", None);
         assert!(error.contains("Graph error 190") && error.contains("Error validating access token"), "{error}");
         let listing = app.get(SESSIONS).expect(200).await;
         assert_eq!(listing["sessions"], json!([]), "nothing stored");
