@@ -154,7 +154,16 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
 /// Middleware: authenticates, applies the account's rate limit, and stamps the limit headers
 /// on whatever the route answers.
 pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    admit_with(&state, req, next, ApiError::into_response).await
+    admit_with(&state, req, next, Admit::AnyKey, ApiError::into_response).await
+}
+
+/// Which credentials a group of routes takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Personal access tokens and session keys (the handlers decide).
+    AnyKey,
+    /// Personal access tokens only: a session key is 403 before the request is looked at.
+    PatOnly,
 }
 
 /// Authenticates and rate-limits `req`, then runs it with the [`Caller`] and stamps the
@@ -163,12 +172,18 @@ pub async fn admit_with(
     state: &AppState,
     mut req: Request,
     next: Next,
+    admit: Admit,
     refuse: impl FnOnce(ApiError) -> Response,
 ) -> Response {
     let caller = match authenticate(state, req.headers()).await {
         Ok(caller) => caller,
         Err(e) => return refuse(e),
     };
+    if admit == Admit::PatOnly
+        && let Err(e) = caller.require_pat()
+    {
+        return refuse(e.into());
+    }
     let limit_headers = match state.limiter.check(&caller.account_id) {
         Ok(h) => h,
         Err(e) => return refuse(e),

@@ -124,7 +124,10 @@ pub fn mount(router: Router<AppState>, state: AppState) -> Router<AppState> {
 }
 
 async fn kapso_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    auth::admit_with(&state, req, next, |e| KapsoError::from(e).into_response()).await
+    auth::admit_with(&state, req, next, auth::Admit::PatOnly, |e| {
+        KapsoError::from(e).into_response()
+    })
+    .await
 }
 
 /// An agent.

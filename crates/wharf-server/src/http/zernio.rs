@@ -177,7 +177,10 @@ pub fn mount(router: Router<AppState>, state: AppState) -> Router<AppState> {
 }
 
 async fn zernio_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    auth::admit_with(&state, req, next, |e| ZernioError::from(e).into_response()).await
+    auth::admit_with(&state, req, next, auth::Admit::PatOnly, |e| {
+        ZernioError::from(e).into_response()
+    })
+    .await
 }
 
 /// A JSON body, with malformed input answered in this dialect's envelope.

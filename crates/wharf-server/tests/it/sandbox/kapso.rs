@@ -479,6 +479,12 @@ dual_test! {
         kapso_error(&body);
         let body = app.get("/api/v1/agents").api_key(&key).expect(403).await;
         kapso_error(&body);
+        // Judged before the request: a broken body or id changes nothing.
+        let body = app.post("/api/v1/sandbox_sessions").api_key(&key)
+            .raw("[]", "application/json").expect(403).await;
+        kapso_error(&body);
+        let body = app.delete("/api/v1/agents/not-an-id").api_key(&key).expect(403).await;
+        kapso_error(&body);
 
         // And the valid request works.
         kapso_create(&app, &app.pat, DEV_PHONE, 201).await;

@@ -666,6 +666,16 @@ dual_test! {
                 assert_eq!(answer.status.as_u16(), 403, "{what}: {}", answer.text);
             }
         }
+        // The credential is judged before the request: a session key with a broken body or
+        // id is still 403.
+        for prefix in ["", "/api"] {
+            let answer = app.post(&format!("{prefix}{SESSIONS}")).token(&session_key)
+                .raw("{\"phone\": ", "application/json").send().await;
+            assert_eq!(answer.status.as_u16(), 403, "{}", answer.text);
+            zernio_error(&answer.json, "permission_error", "forbidden", None);
+            let answer = app.delete(&format!("{prefix}{SESSIONS}/not-an-id")).token(&session_key).send().await;
+            assert_eq!(answer.status.as_u16(), 403, "{}", answer.text);
+        }
         // None of that created or sent anything.
         assert!(listed(&app).await.is_empty());
         assert!(events_of(&app, &app.pat, "message.sent").await.is_empty());
