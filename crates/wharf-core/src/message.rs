@@ -582,6 +582,8 @@ pub struct Inbound {
     pub content: Content,
     /// When WhatsApp says it was sent (ms).
     pub sent_at: i64,
+    /// The WhatsApp id of the message it replies to, if it is a reply.
+    pub quoted_provider_id: Option<String>,
 }
 
 #[cfg(test)]

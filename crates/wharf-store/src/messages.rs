@@ -163,6 +163,7 @@ impl MessageRow {
         match kind {
             EventType::MessageReceived => {
                 payload["sender_jid"] = json!(self.sender_jid);
+                payload["quoted_message_id"] = json!(self.quoted_message_id);
                 payload["content"] = serde_json::to_value(&self.content).unwrap_or(Value::Null);
             }
             EventType::MessageEdited => {
@@ -1455,6 +1456,20 @@ impl Store {
                 .await?;
                 *target = found.and_then(|id| id.parse().ok());
             }
+            // A reply names its message by WhatsApp id; find ours.
+            let quoted_message_id = match &m.quoted_provider_id {
+                Some(provider_id) => {
+                    let found: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2",
+                    )
+                    .bind(session.to_string())
+                    .bind(provider_id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    found.and_then(|id| id.parse().ok())
+                }
+                None => None,
+            };
             let row = MessageRow {
                 id: MessageId::generate(),
                 account_id: owner,
@@ -1466,7 +1481,7 @@ impl Store {
                 content,
                 status: MessageStatus::Received,
                 provider_msg_id: Some(m.provider_id.clone()),
-                quoted_message_id: None,
+                quoted_message_id,
                 failure_reason: None,
                 attempts: 0,
                 accepted_at: now,

@@ -266,6 +266,8 @@ fn inbound(m: &Value) -> Option<Inbound> {
         sender,
         content,
         sent_at: millis(&m["timestamp"]),
+        // A reply names its message in `context` (a forward's context has no id).
+        quoted_provider_id: text(&m["context"]["id"]),
     })
 }
 

@@ -112,13 +112,15 @@ impl Emulator {
         });
     }
 
-    /// A user of the emulated network writes to the session. Returns the WhatsApp id.
+    /// A user of the emulated network writes to the session, replying to the message with
+    /// WhatsApp id `quoted` when given. Returns the WhatsApp id.
     pub async fn inbound(
         &self,
         session: SessionId,
         from: Jid,
         chat: Option<Jid>,
         content: Content,
+        quoted: Option<String>,
     ) -> Result<String, EngineError> {
         self.online_phone(session)?;
         let provider_id = new_provider_id();
@@ -128,6 +130,7 @@ impl Emulator {
             sender: from,
             content,
             sent_at: now_millis(),
+            quoted_provider_id: quoted,
         };
         self.sink()?
             .update(session, EngineUpdate::Inbound(message))

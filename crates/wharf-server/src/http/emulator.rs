@@ -82,14 +82,16 @@ async fn logout_from_phone(
 }
 
 /// `POST /emulator/sessions/{id}/inbound`: a user writes to the session. `from` is a phone or
-/// JID; `chat` (a group or channel JID) when it is written there; the other fields are the
-/// content fields of `/api/send-message` (`text`, `imageUrl`, `location`, …).
+/// JID; `chat` (a group or channel JID) when it is written there; `quoted_message_id` (a
+/// `msg_…` of this session) when it replies; the other fields are the content fields of
+/// `/api/send-message` (`text`, `imageUrl`, `location`, …).
 /// (Parsed by hand: see `inject_inbound`; this type documents the body.)
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct InboundBody {
     pub from: String,
     pub chat: Option<String>,
+    pub quoted_message_id: Option<String>,
     pub text: Option<String>,
 }
 
@@ -126,7 +128,14 @@ async fn inject_inbound(
     let chat = text_of(fields.remove("chat"), "chat")?
         .map(|c| parse_recipient("chat", &c))
         .transpose()?;
-    for field in ["session_id", "to", "channel_id", "quoted_message_id"] {
+    let quoted = text_of(fields.remove("quoted_message_id"), "quoted_message_id")?
+        .filter(|q| !q.is_empty())
+        .map(|q| {
+            q.parse::<MessageId>()
+                .map_err(|_| ApiError::invalid("quoted_message_id", "must be a message id (msg_…)"))
+        })
+        .transpose()?;
+    for field in ["session_id", "to", "channel_id"] {
         if fields.contains_key(field) {
             return Err(ApiError::invalid(
                 field,
@@ -142,8 +151,27 @@ async fn inject_inbound(
         .sessions
         .emulator_session(&caller, session_id(&id)?)
         .await?;
+    // A reply names a message of this session that has a WhatsApp id.
+    let quoted = match quoted {
+        Some(id) => Some(
+            app.services
+                .store
+                .get_message(caller.account_id, id)
+                .await
+                .map_err(crate::ServiceError::from)?
+                .filter(|m| m.session_id == row.id)
+                .and_then(|m| m.provider_msg_id)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "quoted_message_id",
+                        "no message of this session with a WhatsApp id",
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let provider_msg_id = emulator
-        .inbound(row.id, from, chat, content)
+        .inbound(row.id, from, chat, content, quoted)
         .await
         .map_err(not_connected)?;
     Ok((StatusCode::ACCEPTED, Json(InjectedView { provider_msg_id })))

@@ -270,6 +270,35 @@ dual_test! {
         assert_error(&refused, "session_not_connected");
     }
 
+    async fn a_received_reply_names_the_message_it_replies_to(app) {
+        let (s, _) = app.connected_session().await;
+        let ours = app.send_text(&s, TO, "Open on Sunday?").await;
+        app.wait_status(&ours, "sent").await;
+        app.post(&format!("/emulator/sessions/{s}/inbound"))
+            .json(json!({"from": TO, "text": "Yes, 10 to 4", "quoted_message_id": ours}))
+            .expect(202).await;
+        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 1).await;
+        let reply = &logs["data"][0];
+        assert_eq!(reply["quoted_message_id"], ours.as_str());
+        let events = app.get("/v1/events?after=0&limit=100").expect(200).await;
+        let received: Vec<_> = events["data"].as_array().unwrap().iter().filter(|e| e["type"] == "message.received").collect();
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0]["data"]["quoted_message_id"], ours.as_str());
+
+        // Not a reply: null. A message that is not this session's, or not an id: 422.
+        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "thanks"})).expect(202).await;
+        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 2).await;
+        assert!(logs["data"][0]["quoted_message_id"].is_null());
+        let (other, _) = app.connected_session().await;
+        let theirs = app.send_text(&other, TO, "elsewhere").await;
+        app.wait_status(&theirs, "sent").await;
+        for bad in [json!(theirs), json!("msg_nope"), json!(7)] {
+            let refused = app.post(&format!("/emulator/sessions/{s}/inbound"))
+                .json(json!({"from": TO, "text": "x", "quoted_message_id": bad})).expect(422).await;
+            assert!(refused["errors"]["quoted_message_id"].is_array(), "{refused}");
+        }
+    }
+
     async fn a_queued_message_is_withdrawn_at_once(app) {
         let created = app.create_session(json!({})).await;
         let s = created["session"]["session_id"].as_str().unwrap().to_owned();

@@ -133,6 +133,27 @@ dual_test! {
         assert_no_rejections(&graph);
     }
 
+    async fn a_reply_keeps_the_message_it_replies_to(app) {
+        let (graph, cloud) = connected(&app).await;
+        user_writes(&graph, PNID, USER, "Hi").await;
+        let ours = send(&app, &cloud.session, json!({"text": "Pick a day"})).await;
+        let wamid = app.wait_status(&ours, "sent").await["provider_msg_id"].as_str().unwrap().to_owned();
+        // Meta names the message replied to in `context`.
+        graph.emit_inbound(PNID, USER, "Sheena", json!({"type": "text", "text": {"body": "Friday"}, "context": {"from": DISPLAY, "id": wamid}})).await;
+        // A reply to a message this session never stored, and a forward (context without id).
+        graph.emit_inbound(PNID, USER, "Sheena", json!({"type": "text", "text": {"body": "?"}, "context": {"from": DISPLAY, "id": "wamid.UNKNOWN"}})).await;
+        graph.emit_inbound(PNID, USER, "Sheena", json!({"type": "text", "text": {"body": "fwd"}, "context": {"forwarded": true}})).await;
+        let logs = app.get(&format!("/api/whatsapp-sessions/{}/message-logs?direction=in&limit=3", cloud.session)).expect(200).await;
+        let data = logs["data"].as_array().unwrap();
+        assert_eq!(data[2]["content"]["text"], "Friday");
+        assert_eq!(data[2]["quoted_message_id"], ours.as_str());
+        assert!(data[1]["quoted_message_id"].is_null());
+        assert!(data[0]["quoted_message_id"].is_null());
+        let received = events(&app, "message.received").await;
+        assert_eq!(received[1]["data"]["quoted_message_id"], ours.as_str());
+        assert_no_rejections(&graph);
+    }
+
     async fn redelivered_webhooks_change_nothing(app) {
         let (graph, cloud) = connected(&app).await;
         let inbound = messages_body(json!({
