@@ -26,7 +26,9 @@ pub use messages::{
     SandboxIngest,
 };
 pub use operations::OperationRow;
-pub use sandbox::{AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite};
+pub use sandbox::{
+    AgentRow, AgentWebhook, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,
+};
 pub use sessions::{NewSession, SessionFilter, SessionRow};
 use sqlx::{
     AnyPool, Executor,

@@ -12,7 +12,10 @@ use wharf_core::{
 };
 
 use crate::{
-    Backend, MessageRow, Result, Store, StoreError, events::append_events, messages::insert_message,
+    Backend, MessageRow, Result, Store, StoreError, WebhookRow,
+    events::append_events,
+    messages::insert_message,
+    webhooks::{delete_webhook_in, insert_webhook},
 };
 
 /// Which dialect created a sandbox session; it decides what activates it.
@@ -256,6 +259,19 @@ pub struct SandboxWrite<'a> {
     pub now: i64,
     /// Refuse when the account has a live session of another phone (Zernio).
     pub one_phone_per_account: bool,
+}
+
+/// What saving an agent does to its webhook endpoint.
+#[derive(Debug, Clone)]
+pub enum AgentWebhook {
+    /// Nothing.
+    Keep,
+    /// Creates this endpoint (the agent row names it).
+    Create(WebhookRow),
+    /// Points the endpoint at a new URL (its secret stays).
+    Retarget(WebhookId, String),
+    /// Deletes the endpoint with its deliveries.
+    Remove(WebhookId),
 }
 
 /// A stored agent (Kapso dialect).
@@ -511,8 +527,12 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// Stores a new agent.
-    pub async fn create_agent(&self, row: &AgentRow) -> Result<()> {
+    /// Stores a new agent, with its new webhook endpoint when given, in one transaction.
+    pub async fn create_agent(&self, row: &AgentRow, webhook: Option<WebhookRow>) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        if let Some(hook) = webhook {
+            insert_webhook(&mut tx, hook).await?;
+        }
         let sql = format!(
             "INSERT INTO sandbox_agents ({AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         );
@@ -525,13 +545,36 @@ impl Store {
             .bind(row.webhook_id.map(|w| w.to_string()))
             .bind(row.created_at)
             .bind(row.updated_at)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Writes an agent's editable fields.
-    pub async fn save_agent(&self, row: &AgentRow) -> Result<()> {
+    /// Writes an agent's editable fields and applies `webhook` to its endpoint, in one
+    /// transaction.
+    pub async fn save_agent(&self, row: &AgentRow, webhook: AgentWebhook) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        match webhook {
+            AgentWebhook::Keep => {}
+            AgentWebhook::Create(hook) => {
+                insert_webhook(&mut tx, hook).await?;
+            }
+            AgentWebhook::Retarget(id, url) => {
+                sqlx::query(
+                    "UPDATE webhooks SET target_url = $1, updated_at = $2 WHERE id = $3 AND account_id = $4",
+                )
+                .bind(url)
+                .bind(row.updated_at)
+                .bind(id.to_string())
+                .bind(row.account_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            AgentWebhook::Remove(id) => {
+                delete_webhook_in(&mut tx, row.account_id, id).await?;
+            }
+        }
         sqlx::query(
             "UPDATE sandbox_agents SET name = $1, description = $2, webhook_url = $3, webhook_id = $4, \
              updated_at = $5 WHERE id = $6 AND account_id = $7",
@@ -543,8 +586,9 @@ impl Store {
         .bind(row.updated_at)
         .bind(row.id.to_string())
         .bind(row.account_id.to_string())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -575,10 +619,23 @@ impl Store {
             .transpose()
     }
 
-    /// Deletes the account's agent `id` (its sandbox sessions stay, unbound); `false` when
-    /// there was none.
+    /// Deletes the account's agent `id` with its webhook endpoint (its sandbox sessions stay,
+    /// unbound), in one transaction; `false` when there was none.
     pub async fn delete_agent(&self, account: AccountId, id: AgentId) -> Result<bool> {
         let mut tx = self.write.begin().await?;
+        let hook: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT webhook_id FROM sandbox_agents WHERE id = $1 AND account_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(account.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(hook) = hook else {
+            return Ok(false);
+        };
+        if let Some(hook) = hook.and_then(|h| h.parse().ok()) {
+            delete_webhook_in(&mut tx, account, hook).await?;
+        }
         sqlx::query(
             "UPDATE sandbox_sessions SET agent_id = NULL WHERE agent_id = $1 AND account_id = $2",
         )
@@ -586,12 +643,12 @@ impl Store {
         .bind(account.to_string())
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query("DELETE FROM sandbox_agents WHERE id = $1 AND account_id = $2")
+        sqlx::query("DELETE FROM sandbox_agents WHERE id = $1 AND account_id = $2")
             .bind(id.to_string())
             .bind(account.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(true)
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{FromRow, any::AnyRow};
+use sqlx::{AnyConnection, FromRow, any::AnyRow};
 use wharf_core::{
     AccountId, AgentId, AttemptId, DeliveryId, SessionId, WebhookId, time::now_millis,
 };
@@ -96,6 +96,62 @@ impl WebhookRow {
                 named == Some(&agent.to_string())
             })
     }
+}
+
+/// Inserts an endpoint (in the caller's transaction); it receives the account's events from
+/// now on.
+pub(crate) async fn insert_webhook(
+    conn: &mut AnyConnection,
+    mut row: WebhookRow,
+) -> Result<WebhookRow> {
+    let cursor: i64 = sqlx::query_scalar("SELECT event_seq FROM accounts WHERE id = $1")
+        .bind(row.account_id.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    row.event_cursor = cursor;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    )))
+    .bind(row.id.to_string())
+    .bind(row.account_id.to_string())
+    .bind(row.target_url.clone())
+    .bind(serde_json::to_string(&row.subscribed_events).unwrap_or_default())
+    .bind(row.session_id.map(|s| s.to_string()))
+    .bind(i64::from(row.is_active))
+    .bind(row.signing_secret.clone())
+    .bind(row.description.clone())
+    .bind(row.event_cursor)
+    .bind(row.created_at)
+    .bind(row.updated_at)
+    .bind(row.agent_id.map(|a| a.to_string()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(row)
+}
+
+/// Deletes an endpoint with its deliveries (in the caller's transaction); `false` when there
+/// was none.
+pub(crate) async fn delete_webhook_in(
+    conn: &mut AnyConnection,
+    account: AccountId,
+    id: WebhookId,
+) -> Result<bool> {
+    sqlx::query(
+        "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $1)",
+    )
+    .bind(id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND account_id = $2")
+        .bind(id.to_string())
+        .bind(account.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Delivery states.
@@ -221,30 +277,9 @@ pub struct AttemptResult {
 
 impl Store {
     /// Stores a new endpoint; it receives events from now on.
-    pub async fn create_webhook(&self, mut row: WebhookRow) -> Result<WebhookRow> {
+    pub async fn create_webhook(&self, row: WebhookRow) -> Result<WebhookRow> {
         let mut tx = self.write.begin().await?;
-        let cursor: i64 = sqlx::query_scalar("SELECT event_seq FROM accounts WHERE id = $1")
-            .bind(row.account_id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        row.event_cursor = cursor;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        )))
-        .bind(row.id.to_string())
-        .bind(row.account_id.to_string())
-        .bind(row.target_url.clone())
-        .bind(serde_json::to_string(&row.subscribed_events).unwrap_or_default())
-        .bind(row.session_id.map(|s| s.to_string()))
-        .bind(i64::from(row.is_active))
-        .bind(row.signing_secret.clone())
-        .bind(row.description.clone())
-        .bind(row.event_cursor)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.agent_id.map(|a| a.to_string()))
-        .execute(&mut *tx)
-        .await?;
+        let row = insert_webhook(&mut tx, row).await?;
         tx.commit().await?;
         Ok(row)
     }
@@ -305,23 +340,9 @@ impl Store {
     /// Deletes an endpoint with its deliveries; `false` when there was none.
     pub async fn delete_webhook(&self, account: AccountId, id: WebhookId) -> Result<bool> {
         let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $1)",
-        )
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND account_id = $2")
-            .bind(id.to_string())
-            .bind(account.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let done = delete_webhook_in(&mut tx, account, id).await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done)
     }
 
     /// Turns new events into deliveries for every active endpoint, up to `limit` events per

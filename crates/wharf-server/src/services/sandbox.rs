@@ -16,8 +16,8 @@ use wharf_core::{
     time::{Clock, now_millis},
 };
 use wharf_store::{
-    AgentRow, MessageRow, PutSandbox, SandboxDialect, SandboxIngest, SandboxRow, SandboxStatus,
-    SandboxWrite, SessionRow, Store, WebhookRow,
+    AgentRow, AgentWebhook, MessageRow, PutSandbox, SandboxDialect, SandboxIngest, SandboxRow,
+    SandboxStatus, SandboxWrite, SessionRow, Store, WebhookRow,
 };
 
 use super::{Caller, Engines, webhooks};
@@ -368,8 +368,8 @@ impl SandboxService {
     }
 
     /// Creates an agent. With a `webhook_url`, the agent gets its own signed webhook endpoint
-    /// (receiving `message.received` and `sandbox.activated` of phones bound to it); its
-    /// signing secret is returned here only.
+    /// (receiving `message.received` and `sandbox.activated` of phones bound to it), stored
+    /// with it in one transaction; its signing secret is returned here only.
     pub async fn create_agent(
         &self,
         caller: &Caller,
@@ -389,42 +389,17 @@ impl SandboxService {
             created_at: now,
             updated_at: now,
         };
-        let mut secret = None;
+        let mut hook = None;
         if let Some(url) = change.webhook_url.flatten() {
             webhooks::check_url_field("webhook_url", &url)?;
-            let hook = self.agent_webhook(&row, &url).await?;
+            let new = agent_webhook(&row, &url);
             row.webhook_url = Some(url);
-            row.webhook_id = Some(hook.id);
-            secret = Some(hook.signing_secret);
+            row.webhook_id = Some(new.id);
+            hook = Some(new);
         }
-        if let Err(e) = self.store.create_agent(&row).await {
-            if let Some(hook) = row.webhook_id {
-                let _ = self.store.delete_webhook(caller.account_id, hook).await;
-            }
-            return Err(e.into());
-        }
+        let secret = hook.as_ref().map(|h| h.signing_secret.clone());
+        self.store.create_agent(&row, hook).await?;
         Ok((row, secret))
-    }
-
-    async fn agent_webhook(&self, agent: &AgentRow, url: &str) -> Result<WebhookRow, ServiceError> {
-        let now = now_millis();
-        Ok(self
-            .store
-            .create_webhook(WebhookRow {
-                id: WebhookId::generate(),
-                account_id: agent.account_id,
-                target_url: url.to_owned(),
-                subscribed_events: vec!["message.received".into(), "sandbox.activated".into()],
-                session_id: None,
-                agent_id: Some(agent.id),
-                is_active: true,
-                signing_secret: webhooks::new_secret(),
-                description: Some(format!("agent {}", agent.id)),
-                event_cursor: 0,
-                created_at: now,
-                updated_at: now,
-            })
-            .await?)
     }
 
     /// Edits an agent; a new `webhook_url` keeps the endpoint (and its secret), `null` removes
@@ -443,49 +418,60 @@ impl SandboxService {
             row.description = check_description(description)?;
         }
         let mut secret = None;
-        match change.webhook_url {
-            None => {}
+        let webhook = match change.webhook_url {
+            None => AgentWebhook::Keep,
             Some(None) => {
-                if let Some(hook) = row.webhook_id.take() {
-                    self.store.delete_webhook(caller.account_id, hook).await?;
-                }
                 row.webhook_url = None;
+                match row.webhook_id.take() {
+                    Some(hook) => AgentWebhook::Remove(hook),
+                    None => AgentWebhook::Keep,
+                }
             }
             Some(Some(url)) => {
                 webhooks::check_url_field("webhook_url", &url)?;
+                row.webhook_url = Some(url.clone());
                 match row.webhook_id {
-                    Some(hook) => {
-                        if let Some(mut existing) =
-                            self.store.get_webhook(caller.account_id, hook).await?
-                        {
-                            existing.target_url = url.clone();
-                            self.store.save_webhook(&existing).await?;
-                        }
-                    }
+                    Some(hook) => AgentWebhook::Retarget(hook, url),
                     None => {
-                        let hook = self.agent_webhook(&row, &url).await?;
+                        let hook = agent_webhook(&row, &url);
                         row.webhook_id = Some(hook.id);
-                        secret = Some(hook.signing_secret);
+                        secret = Some(hook.signing_secret.clone());
+                        AgentWebhook::Create(hook)
                     }
                 }
-                row.webhook_url = Some(url);
             }
-        }
+        };
         row.updated_at = now_millis();
-        self.store.save_agent(&row).await?;
+        self.store.save_agent(&row, webhook).await?;
         Ok((row, secret))
     }
 
     /// Deletes an agent and its endpoint; phones bound to it stay activated, unbound.
     pub async fn delete_agent(&self, caller: &Caller, id: AgentId) -> Result<(), ServiceError> {
-        let row = self.agent(caller, id).await?;
-        if !self.store.delete_agent(caller.account_id, id).await? {
-            return Err(ServiceError::NotFound("agent"));
+        caller.require_pat()?;
+        if self.store.delete_agent(caller.account_id, id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound("agent"))
         }
-        if let Some(hook) = row.webhook_id {
-            self.store.delete_webhook(caller.account_id, hook).await?;
-        }
-        Ok(())
+    }
+}
+
+/// The endpoint of `agent` at `url`: its sandbox traffic only.
+fn agent_webhook(agent: &AgentRow, url: &str) -> WebhookRow {
+    WebhookRow {
+        id: WebhookId::generate(),
+        account_id: agent.account_id,
+        target_url: url.to_owned(),
+        subscribed_events: vec!["message.received".into(), "sandbox.activated".into()],
+        session_id: None,
+        agent_id: Some(agent.id),
+        is_active: true,
+        signing_secret: webhooks::new_secret(),
+        description: Some(format!("agent {}", agent.id)),
+        event_cursor: 0,
+        created_at: agent.updated_at,
+        updated_at: agent.updated_at,
     }
 }
 

@@ -55,3 +55,62 @@ dual_test! {
         assert_eq!(app.store.outbox_len(session).await.unwrap(), 41);
     }
 }
+
+dual_test! {
+    async fn an_agent_and_its_webhook_are_written_together_or_not_at_all(app) {
+        use wharf_store::{AgentRow, AgentWebhook, WebhookRow};
+        let account: wharf_core::AccountId = app.account_id.parse().unwrap();
+        let now = wharf_core::time::now_millis();
+        let agent = AgentRow {
+            id: wharf_core::AgentId::generate(),
+            account_id: account,
+            name: "Support".into(),
+            description: None,
+            webhook_url: Some("http://127.0.0.1:9/hook".into()),
+            webhook_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let hook = |agent: &AgentRow| WebhookRow {
+            id: wharf_core::WebhookId::generate(),
+            account_id: account,
+            target_url: "http://127.0.0.1:9/hook".into(),
+            subscribed_events: vec![],
+            session_id: None,
+            agent_id: Some(agent.id),
+            is_active: true,
+            signing_secret: "whsec_x".into(),
+            description: None,
+            event_cursor: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let first = hook(&agent);
+        let mut stored = agent.clone();
+        stored.webhook_id = Some(first.id);
+        app.store.create_agent(&stored, Some(first.clone())).await.expect("create");
+        assert!(app.store.get_webhook(account, first.id).await.unwrap().is_some());
+
+        // The same agent id again fails, and takes its new endpoint with it.
+        let second = hook(&agent);
+        assert!(app.store.create_agent(&stored, Some(second.clone())).await.is_err());
+        assert!(app.store.get_webhook(account, second.id).await.unwrap().is_none(), "no orphan endpoint");
+
+        // Removing the endpoint and saving the agent is one change.
+        let mut edited = stored.clone();
+        edited.webhook_id = None;
+        edited.webhook_url = None;
+        app.store.save_agent(&edited, AgentWebhook::Remove(first.id)).await.expect("save");
+        assert!(app.store.get_webhook(account, first.id).await.unwrap().is_none());
+        assert_eq!(app.store.get_agent(account, agent.id).await.unwrap().unwrap().webhook_id, None);
+
+        // Deleting the agent deletes its endpoint.
+        let third = hook(&agent);
+        edited.webhook_id = Some(third.id);
+        app.store.save_agent(&edited, AgentWebhook::Create(third.clone())).await.expect("save");
+        assert!(app.store.get_webhook(account, third.id).await.unwrap().is_some());
+        assert!(app.store.delete_agent(account, agent.id).await.unwrap());
+        assert!(app.store.get_webhook(account, third.id).await.unwrap().is_none());
+        assert!(!app.store.delete_agent(account, agent.id).await.unwrap());
+    }
+}
