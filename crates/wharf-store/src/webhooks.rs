@@ -136,6 +136,16 @@ pub(crate) async fn delete_webhook_in(
     account: AccountId,
     id: WebhookId,
 ) -> Result<bool> {
+    // Nothing of another account's endpoint is touched.
+    let mine: Option<String> =
+        sqlx::query_scalar("SELECT id FROM webhooks WHERE id = $1 AND account_id = $2")
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    if mine.is_none() {
+        return Ok(false);
+    }
     sqlx::query(
         "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $1)",
     )

@@ -184,7 +184,8 @@ impl WebhookService {
 
     /// Deletes an endpoint and its delivery log.
     pub async fn delete(&self, caller: &Caller, id: WebhookId) -> Result<(), ServiceError> {
-        caller.require_pat()?;
+        // Only the account's own endpoints (an agent's is deleted with its agent).
+        self.get(caller, id).await?;
         if self.store.delete_webhook(caller.account_id, id).await? {
             Ok(())
         } else {

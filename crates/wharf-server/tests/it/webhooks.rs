@@ -54,6 +54,24 @@ dual_test! {
         app.get(&format!("/v1/webhooks/{id}")).expect(404).await;
     }
 
+    async fn another_account_cannot_delete_an_endpoint_or_its_log(app) {
+        let mut receiver = TestReceiver::start().await;
+        let hook = app.post("/v1/webhooks").json(json!({"target_url": receiver.url("/hook")})).expect(201).await;
+        let hook_id = hook["id"].as_str().unwrap().to_owned();
+        app.connected_session().await;
+        receiver.next_of("session.status").await;
+        let before = app.eventually(&format!("/v1/webhooks/{hook_id}/deliveries"), |d| !d["data"].as_array().unwrap().is_empty()).await;
+        let (_, other) = app.store.create_account("other").await.unwrap();
+        app.delete(&format!("/v1/webhooks/{hook_id}")).token(&other.raw).expect(404).await;
+        // The endpoint and its whole delivery log are untouched.
+        app.get(&format!("/v1/webhooks/{hook_id}")).expect(200).await;
+        let after = app.get(&format!("/v1/webhooks/{hook_id}/deliveries")).expect(200).await;
+        let ids = |page: &serde_json::Value| page["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        let kept = ids(&after);
+        assert!(ids(&before).iter().all(|id| kept.contains(id)), "before {before}, after {after}");
+        app.delete(&format!("/v1/webhooks/{hook_id}")).expect(204).await;
+    }
+
     async fn events_are_delivered_signed(app) {
         let mut receiver = TestReceiver::start().await;
         let hook = app.post("/v1/webhooks").json(json!({"target_url": receiver.url("/hook")})).expect(201).await;
