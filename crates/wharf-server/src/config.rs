@@ -202,8 +202,14 @@ impl Config {
                 "sandbox_session_id must be a session id (sess_…), got {id}"
             ));
         }
-        if self.sandbox_pending_hours == 0 || self.sandbox_active_hours == 0 {
-            return Err("sandbox_pending_hours and sandbox_active_hours must be at least 1".into());
+        let hours = 1..=87_600;
+        if !hours.contains(&self.sandbox_pending_hours)
+            || !hours.contains(&self.sandbox_active_hours)
+        {
+            return Err(
+                "sandbox_pending_hours and sandbox_active_hours must be 1 to 87600 (ten years)"
+                    .into(),
+            );
         }
         if self.sandbox_template.trim().is_empty()
             || self.sandbox_template_language.trim().is_empty()
@@ -404,5 +410,35 @@ mod tests {
         };
         assert!(config.validate().unwrap_err().contains("database_url"));
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn validate_checks_the_sandbox_settings() {
+        for (pending, active) in [(0, 24), (24, 0), (87_601, 24), (24, u64::MAX)] {
+            let config = Config {
+                sandbox_pending_hours: pending,
+                sandbox_active_hours: active,
+                ..Config::default()
+            };
+            assert!(
+                config.validate().unwrap_err().contains("sandbox_"),
+                "{pending} {active}"
+            );
+        }
+        let config = Config {
+            sandbox_session_id: Some("sess_nope".into()),
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("sandbox_session_id")
+        );
+        let config = Config {
+            sandbox_template: " ".into(),
+            ..Config::default()
+        };
+        assert!(config.validate().unwrap_err().contains("sandbox_template"));
     }
 }

@@ -27,7 +27,7 @@ pub use messages::{
 };
 pub use operations::OperationRow;
 pub use sandbox::{
-    AgentRow, AgentWebhook, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,
+    AgentEdit, AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,
 };
 pub use sessions::{NewSession, SessionFilter, SessionRow};
 use sqlx::{

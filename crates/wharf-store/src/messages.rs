@@ -1448,10 +1448,11 @@ impl Store {
                 && !target_provider_id.is_empty()
             {
                 let found: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2",
+                    "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2 AND account_id = $3",
                 )
                 .bind(session.to_string())
                 .bind(target_provider_id.clone())
+                .bind(owner.to_string())
                 .fetch_optional(&mut *tx)
                 .await?;
                 *target = found.and_then(|id| id.parse().ok());
@@ -1460,10 +1461,11 @@ impl Store {
             let quoted_message_id = match &m.quoted_provider_id {
                 Some(provider_id) => {
                     let found: Option<String> = sqlx::query_scalar(
-                        "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2",
+                        "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2 AND account_id = $3",
                     )
                     .bind(session.to_string())
                     .bind(provider_id.clone())
+                    .bind(owner.to_string())
                     .fetch_optional(&mut *tx)
                     .await?;
                     found.and_then(|id| id.parse().ok())

@@ -250,6 +250,8 @@ pub enum PutSandbox {
     PhoneTaken,
     /// One phone per account, and the account has a live session of another phone.
     OtherPhone(SandboxRow),
+    /// The agent to bind was deleted meanwhile.
+    AgentGone,
 }
 
 /// The rules a new or refreshed session is stored under.
@@ -261,17 +263,13 @@ pub struct SandboxWrite<'a> {
     pub one_phone_per_account: bool,
 }
 
-/// What saving an agent does to its webhook endpoint.
-#[derive(Debug, Clone)]
-pub enum AgentWebhook {
-    /// Nothing.
-    Keep,
-    /// Creates this endpoint (the agent row names it).
-    Create(WebhookRow),
-    /// Points the endpoint at a new URL (its secret stays).
-    Retarget(WebhookId, String),
-    /// Deletes the endpoint with its deliveries.
-    Remove(WebhookId),
+/// An edit of an agent; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct AgentEdit {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    /// `Some(None)` removes the webhook endpoint.
+    pub webhook_url: Option<Option<String>>,
 }
 
 /// A stored agent (Kapso dialect).
@@ -455,7 +453,26 @@ impl Store {
             .iter()
             .any(|r| &r.phone == rules.phone && r.account_id != rules.account)
         {
-            return Ok(PutSandbox::PhoneTaken);
+            return self.refuse_sandbox(tx, sent, PutSandbox::PhoneTaken).await;
+        }
+        if let Some(agent) = new.agent_id {
+            // Locked (PostgreSQL), so a deletion of the agent waits for this to commit and
+            // then unbinds the session.
+            let lock = if self.backend == Backend::Postgres {
+                " FOR SHARE"
+            } else {
+                ""
+            };
+            let found: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM sandbox_agents WHERE id = $1 AND account_id = $2{lock}"
+            )))
+            .bind(agent.to_string())
+            .bind(rules.account.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.is_none() {
+                return self.refuse_sandbox(tx, sent, PutSandbox::AgentGone).await;
+            }
         }
         if let Some(mut mine) = live
             .iter()
@@ -475,7 +492,9 @@ impl Store {
         if rules.one_phone_per_account
             && let Some(other) = live.into_iter().find(|r| r.account_id == rules.account)
         {
-            return Ok(PutSandbox::OtherPhone(other));
+            return self
+                .refuse_sandbox(tx, sent, PutSandbox::OtherPhone(other))
+                .await;
         }
         insert_sandbox(&mut tx, &new).await?;
         record_sent(&mut tx, sent).await?;
@@ -484,6 +503,22 @@ impl Store {
             self.events_appended();
         }
         Ok(PutSandbox::Created(new))
+    }
+
+    /// Ends a refused [`Store::put_sandbox`]: a verification that already left is still
+    /// recorded (it did reach the phone).
+    async fn refuse_sandbox(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        sent: Option<&MessageRow>,
+        outcome: PutSandbox,
+    ) -> Result<PutSandbox> {
+        record_sent(&mut tx, sent).await?;
+        tx.commit().await?;
+        if sent.is_some() {
+            self.events_appended();
+        }
+        Ok(outcome)
     }
 
     /// Deletes the account's live sandbox session `id`; `false` when there is none.
@@ -551,28 +586,71 @@ impl Store {
         Ok(())
     }
 
-    /// Writes an agent's editable fields and applies `webhook` to its endpoint, in one
-    /// transaction.
-    pub async fn save_agent(&self, row: &AgentRow, webhook: AgentWebhook) -> Result<()> {
+    /// Edits the account's agent `id` in one transaction, deciding what happens to its
+    /// webhook endpoint from the agent as it is then (so concurrent edits cannot orphan an
+    /// endpoint): a new URL retargets the endpoint (its secret stays) or, when there is none,
+    /// creates one with `make_hook`; `Some(None)` deletes it. Returns the agent and a new
+    /// endpoint's secret; `None` when there is no such agent.
+    pub async fn edit_agent(
+        &self,
+        account: AccountId,
+        id: AgentId,
+        edit: AgentEdit,
+        now: i64,
+        make_hook: impl FnOnce(&AgentRow, &str) -> WebhookRow,
+    ) -> Result<Option<(AgentRow, Option<String>)>> {
         let mut tx = self.write.begin().await?;
-        match webhook {
-            AgentWebhook::Keep => {}
-            AgentWebhook::Create(hook) => {
-                insert_webhook(&mut tx, hook).await?;
+        let lock = if self.backend == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM sandbox_agents WHERE id = $1 AND account_id = $2{lock}"
+        );
+        let Some(mut row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(AgentRow::from_row)
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        if let Some(name) = edit.name {
+            row.name = name;
+        }
+        if let Some(description) = edit.description {
+            row.description = description;
+        }
+        row.updated_at = now;
+        let mut secret = None;
+        match (edit.webhook_url, row.webhook_id) {
+            (None, _) | (Some(None), None) => {}
+            (Some(None), Some(hook)) => {
+                delete_webhook_in(&mut tx, account, hook).await?;
+                row.webhook_id = None;
+                row.webhook_url = None;
             }
-            AgentWebhook::Retarget(id, url) => {
+            (Some(Some(url)), Some(hook)) => {
                 sqlx::query(
                     "UPDATE webhooks SET target_url = $1, updated_at = $2 WHERE id = $3 AND account_id = $4",
                 )
-                .bind(url)
-                .bind(row.updated_at)
-                .bind(id.to_string())
-                .bind(row.account_id.to_string())
+                .bind(url.clone())
+                .bind(now)
+                .bind(hook.to_string())
+                .bind(account.to_string())
                 .execute(&mut *tx)
                 .await?;
+                row.webhook_url = Some(url);
             }
-            AgentWebhook::Remove(id) => {
-                delete_webhook_in(&mut tx, row.account_id, id).await?;
+            (Some(Some(url)), None) => {
+                let hook = insert_webhook(&mut tx, make_hook(&row, &url)).await?;
+                secret = Some(hook.signing_secret);
+                row.webhook_id = Some(hook.id);
+                row.webhook_url = Some(url);
             }
         }
         sqlx::query(
@@ -589,7 +667,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Some((row, secret)))
     }
 
     /// The account's agents, oldest first.
@@ -633,6 +711,12 @@ impl Store {
         let Some(hook) = hook else {
             return Ok(false);
         };
+        // The agent row first: a binding in flight holds it, so the unbinding below sees it.
+        sqlx::query("DELETE FROM sandbox_agents WHERE id = $1 AND account_id = $2")
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .execute(&mut *tx)
+            .await?;
         if let Some(hook) = hook.and_then(|h| h.parse().ok()) {
             delete_webhook_in(&mut tx, account, hook).await?;
         }
@@ -643,11 +727,6 @@ impl Store {
         .bind(account.to_string())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM sandbox_agents WHERE id = $1 AND account_id = $2")
-            .bind(id.to_string())
-            .bind(account.to_string())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(true)
     }

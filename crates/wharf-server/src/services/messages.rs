@@ -130,6 +130,40 @@ impl MessageService {
         self.session(caller, SessionChoice::Named(session)).await
     }
 
+    /// Refuses `to` unless it has an active sandbox session of the caller's account.
+    async fn sandbox_recipient(&self, caller: &Caller, to: &Jid) -> Result<(), ServiceError> {
+        if self
+            .store
+            .sandbox_recipient_active(caller.account_id, to, self.clock.now_millis())
+            .await?
+        {
+            return Ok(());
+        }
+        let message = format!(
+            "{to} has no active sandbox session with this account: create one and have the phone activate it first"
+        );
+        Err(ServiceError::Invalid {
+            reason_code: "sandbox_recipient_not_activated",
+            message: message.clone(),
+            errors: [("to".to_owned(), vec![message])].into(),
+        })
+    }
+
+    /// The session an operation on `message` goes through; on the sandbox number (a message
+    /// the caller sent through the sandbox) only while its phone is still activated, since
+    /// a resend or an edit reaches the phone again.
+    async fn session_for_operation(
+        &self,
+        caller: &Caller,
+        message: &MessageRow,
+    ) -> Result<SessionRow, ServiceError> {
+        let session = self.session_of(caller, message.session_id).await?;
+        if session.account_id != caller.account_id {
+            self.sandbox_recipient(caller, &message.chat_jid).await?;
+        }
+        Ok(session)
+    }
+
     /// The sandbox number's session, for a personal access token.
     async fn sandbox_session(&self, caller: &Caller) -> Result<SessionRow, ServiceError> {
         if caller.session_id.is_some() {
@@ -192,22 +226,6 @@ impl MessageService {
         idempotency: Option<(String, Vec<u8>)>,
     ) -> Result<SendAnswer, ServiceError> {
         let session = self.session(caller, req.session).await?;
-        if matches!(req.session, SessionChoice::Sandbox)
-            && !self
-                .store
-                .sandbox_recipient_active(caller.account_id, &req.to, self.clock.now_millis())
-                .await?
-        {
-            let message = format!(
-                "{} has no active sandbox session with this account: create one and have the phone activate it first",
-                req.to
-            );
-            return Err(ServiceError::Invalid {
-                reason_code: "sandbox_recipient_not_activated",
-                message: message.clone(),
-                errors: [("to".to_owned(), vec![message])].into(),
-            });
-        }
         let hash = idempotency.as_ref().map(|(_, body)| {
             let mut h = Sha256::new();
             h.update(session.id.to_string().as_bytes());
@@ -223,6 +241,9 @@ impl MessageService {
                 .await?
         {
             return replay(found, hash);
+        }
+        if matches!(req.session, SessionChoice::Sandbox) {
+            self.sandbox_recipient(caller, &req.to).await?;
         }
         let engine = self.engines.get(session.engine)?;
         let capabilities = engine.capabilities();
@@ -430,7 +451,7 @@ impl MessageService {
                 "WhatsApp allows edits only within 15 minutes of sending",
             ));
         }
-        let session = self.session_of(caller, row.session_id).await?;
+        let session = self.session_for_operation(caller, &row).await?;
         if !self.engines.get(session.engine)?.capabilities().edits {
             return Err(Self::unsupported(&session, "edits"));
         }
@@ -441,7 +462,7 @@ impl MessageService {
     /// `POST /api/messages/{id}/resend`: a failed message goes out again.
     pub async fn resend(&self, caller: &Caller, id: MessageId) -> Result<(), ServiceError> {
         let row = self.message(caller, id).await?;
-        self.session_of(caller, row.session_id).await?;
+        self.session_for_operation(caller, &row).await?;
         match self.store.requeue_failed(caller.account_id, id).await? {
             Some(row) => {
                 let _ = self.dispatch.send(row.session_id);
@@ -525,6 +546,13 @@ impl MessageService {
         to: Option<Jid>,
         presence: Presence,
     ) -> Result<(), ServiceError> {
+        if matches!(choice, SessionChoice::Sandbox) {
+            // The number's presence is the operator's, not any one account's.
+            return Err(ServiceError::invalid(
+                "session_id",
+                "presence updates cannot go through the sandbox number",
+            ));
+        }
         let session = self.session(caller, choice).await?;
         if session.status != SessionStatus::Connected {
             return Err(ServiceError::conflict(

@@ -16,7 +16,7 @@ use wharf_core::{
     time::{Clock, now_millis},
 };
 use wharf_store::{
-    AgentRow, AgentWebhook, MessageRow, PutSandbox, SandboxDialect, SandboxIngest, SandboxRow,
+    AgentEdit, AgentRow, MessageRow, PutSandbox, SandboxDialect, SandboxIngest, SandboxRow,
     SandboxStatus, SandboxWrite, SessionRow, Store, WebhookRow,
 };
 
@@ -170,7 +170,7 @@ impl SandboxService {
     /// sandbox number (a template on a Cloud API number); when the engine refuses it, nothing
     /// is stored and the engine's error is returned.
     pub async fn create(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         req: CreateSandbox,
     ) -> Result<CreatedSandbox, ServiceError> {
@@ -210,8 +210,44 @@ impl SandboxService {
         {
             return Err(other_phone(req.phone_field, &other));
         }
+        // Sending and storing run to the end even if the client goes away in between: a
+        // verification that left is always recorded.
+        let this = Arc::clone(self);
+        let owned = (caller.clone(), req.clone(), number, phone);
+        let agent_id = agent.as_ref().map(|a| a.id);
+        let (session, created) = tokio::spawn(async move {
+            let (caller, req, number, phone) = owned;
+            this.send_and_store(&caller, &req, &number, &phone, agent_id, now)
+                .await
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the sandbox creation task failed: {e}"))??;
+        let agent = match (agent, session.agent_id) {
+            (Some(agent), _) => Some(agent),
+            (None, Some(id)) => self.store.get_agent(caller.account_id, id).await?,
+            (None, None) => None,
+        };
+        Ok(CreatedSandbox {
+            session,
+            created,
+            number: number_phone,
+            agent,
+        })
+    }
+
+    /// The Zernio verification (when due) and the stored session, under the one-owner-per-
+    /// phone rule; `(session, created)`.
+    async fn send_and_store(
+        &self,
+        caller: &Caller,
+        req: &CreateSandbox,
+        number: &SessionRow,
+        phone: &Phone,
+        agent_id: Option<AgentId>,
+        now: i64,
+    ) -> Result<(SandboxRow, bool), ServiceError> {
         let sent = match req.dialect {
-            SandboxDialect::Zernio => Some(self.send_verification(caller, &number, &phone).await?),
+            SandboxDialect::Zernio => Some(self.send_verification(caller, number, phone).await?),
             SandboxDialect::Kapso => None,
         };
         let settings = &self.settings;
@@ -222,28 +258,28 @@ impl SandboxService {
             phone: phone.clone(),
             status: SandboxStatus::Pending,
             activation_code: activation_code(),
-            agent_id: agent.as_ref().map(|a| a.id),
+            agent_id,
             expires_at: now + settings.pending_ttl_ms,
             activated_at: None,
             created_at: now,
             updated_at: now,
         };
-        let agent_id = new.agent_id;
+        let dialect = req.dialect;
         let outcome = self
             .store
             .put_sandbox(
                 SandboxWrite {
                     account: caller.account_id,
-                    phone: &phone,
+                    phone,
                     now,
-                    one_phone_per_account: one_phone,
+                    one_phone_per_account: dialect == SandboxDialect::Zernio,
                 },
                 new,
                 |row| {
                     match row.status {
                         SandboxStatus::Pending => {
                             row.expires_at = now + settings.pending_ttl_ms;
-                            row.dialect = req.dialect;
+                            row.dialect = dialect;
                         }
                         SandboxStatus::Active => {
                             row.expires_at = row.expires_at.max(now + settings.active_ttl_ms);
@@ -256,23 +292,13 @@ impl SandboxService {
                 sent.as_ref(),
             )
             .await?;
-        let (session, created) = match outcome {
-            PutSandbox::Created(row) => (row, true),
-            PutSandbox::Refreshed(row) => (row, false),
-            PutSandbox::PhoneTaken => return Err(phone_taken(req.phone_field)),
-            PutSandbox::OtherPhone(other) => return Err(other_phone(req.phone_field, &other)),
-        };
-        let agent = match (agent, session.agent_id) {
-            (Some(agent), _) => Some(agent),
-            (None, Some(id)) => self.store.get_agent(caller.account_id, id).await?,
-            (None, None) => None,
-        };
-        Ok(CreatedSandbox {
-            session,
-            created,
-            number: number_phone,
-            agent,
-        })
+        match outcome {
+            PutSandbox::Created(row) => Ok((row, true)),
+            PutSandbox::Refreshed(row) => Ok((row, false)),
+            PutSandbox::PhoneTaken => Err(phone_taken(req.phone_field)),
+            PutSandbox::OtherPhone(other) => Err(other_phone(req.phone_field, &other)),
+            PutSandbox::AgentGone => Err(ServiceError::invalid("agent_id", "no such agent")),
+        }
     }
 
     /// Sends the verification message now (not through the outbox: the caller learns at
@@ -410,40 +436,22 @@ impl SandboxService {
         id: AgentId,
         change: AgentChange,
     ) -> Result<(AgentRow, Option<String>), ServiceError> {
-        let mut row = self.agent(caller, id).await?;
-        if let Some(name) = change.name {
-            row.name = check_name(Some(name))?;
-        }
-        if let Some(description) = change.description {
-            row.description = check_description(description)?;
-        }
-        let mut secret = None;
-        let webhook = match change.webhook_url {
-            None => AgentWebhook::Keep,
-            Some(None) => {
-                row.webhook_url = None;
-                match row.webhook_id.take() {
-                    Some(hook) => AgentWebhook::Remove(hook),
-                    None => AgentWebhook::Keep,
+        caller.require_pat()?;
+        let edit = AgentEdit {
+            name: change.name.map(|n| check_name(Some(n))).transpose()?,
+            description: change.description.map(check_description).transpose()?,
+            webhook_url: match change.webhook_url {
+                Some(Some(url)) => {
+                    webhooks::check_url_field("webhook_url", &url)?;
+                    Some(Some(url))
                 }
-            }
-            Some(Some(url)) => {
-                webhooks::check_url_field("webhook_url", &url)?;
-                row.webhook_url = Some(url.clone());
-                match row.webhook_id {
-                    Some(hook) => AgentWebhook::Retarget(hook, url),
-                    None => {
-                        let hook = agent_webhook(&row, &url);
-                        row.webhook_id = Some(hook.id);
-                        secret = Some(hook.signing_secret.clone());
-                        AgentWebhook::Create(hook)
-                    }
-                }
-            }
+                other => other,
+            },
         };
-        row.updated_at = now_millis();
-        self.store.save_agent(&row, webhook).await?;
-        Ok((row, secret))
+        self.store
+            .edit_agent(caller.account_id, id, edit, now_millis(), agent_webhook)
+            .await?
+            .ok_or(ServiceError::NotFound("agent"))
     }
 
     /// Deletes an agent and its endpoint; phones bound to it stay activated, unbound.

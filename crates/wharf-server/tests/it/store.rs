@@ -58,7 +58,7 @@ dual_test! {
 
 dual_test! {
     async fn an_agent_and_its_webhook_are_written_together_or_not_at_all(app) {
-        use wharf_store::{AgentRow, AgentWebhook, WebhookRow};
+        use wharf_store::{AgentRow, WebhookRow};
         let account: wharf_core::AccountId = app.account_id.parse().unwrap();
         let now = wharf_core::time::now_millis();
         let agent = AgentRow {
@@ -97,18 +97,28 @@ dual_test! {
         assert!(app.store.get_webhook(account, second.id).await.unwrap().is_none(), "no orphan endpoint");
 
         // Removing the endpoint and saving the agent is one change.
-        let mut edited = stored.clone();
-        edited.webhook_id = None;
-        edited.webhook_url = None;
-        app.store.save_agent(&edited, AgentWebhook::Remove(first.id)).await.expect("save");
+        let remove = wharf_store::AgentEdit { webhook_url: Some(None), ..Default::default() };
+        let (edited, secret) = app.store.edit_agent(account, agent.id, remove, now, |_, _| unreachable!()).await.unwrap().expect("the agent");
+        assert!(secret.is_none());
+        assert_eq!(edited.webhook_id, None);
         assert!(app.store.get_webhook(account, first.id).await.unwrap().is_none());
         assert_eq!(app.store.get_agent(account, agent.id).await.unwrap().unwrap().webhook_id, None);
 
+        // Two edits that each add a URL: the second finds the first's endpoint and retargets
+        // it, so no endpoint is orphaned.
+        let add = |url: &str| wharf_store::AgentEdit { webhook_url: Some(Some(url.into())), ..Default::default() };
+        let (once, secret) = app.store.edit_agent(account, agent.id, add("http://127.0.0.1:9/a"), now, |a, _| hook(a)).await.unwrap().unwrap();
+        assert!(secret.is_some());
+        let (twice, secret) = app.store.edit_agent(account, agent.id, add("http://127.0.0.1:9/b"), now, |a, _| hook(a)).await.unwrap().unwrap();
+        assert!(secret.is_none(), "the endpoint was retargeted, not created again");
+        assert_eq!(once.webhook_id, twice.webhook_id);
+        let third = app.store.get_webhook(account, twice.webhook_id.unwrap()).await.unwrap().expect("the endpoint");
+        assert_eq!(third.target_url, "http://127.0.0.1:9/b");
+        // An unknown agent is not edited, and nothing is created for it.
+        let ghost = wharf_core::AgentId::generate();
+        assert!(app.store.edit_agent(account, ghost, add("http://127.0.0.1:9/c"), now, |_, _| unreachable!()).await.unwrap().is_none());
+
         // Deleting the agent deletes its endpoint.
-        let third = hook(&agent);
-        edited.webhook_id = Some(third.id);
-        app.store.save_agent(&edited, AgentWebhook::Create(third.clone())).await.expect("save");
-        assert!(app.store.get_webhook(account, third.id).await.unwrap().is_some());
         assert!(app.store.delete_agent(account, agent.id).await.unwrap());
         assert!(app.store.get_webhook(account, third.id).await.unwrap().is_none());
         assert!(!app.store.delete_agent(account, agent.id).await.unwrap());

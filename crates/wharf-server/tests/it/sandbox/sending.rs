@@ -415,3 +415,78 @@ async fn revocation_blocks_new_sends_but_not_accepted_ones(backend: Backend) {
     let id = send_ok(&app, &app.pat, DEV_PHONE).await;
     app.wait_status(&id, "sent").await;
 }
+
+dual_test! {
+    async fn revocation_also_stops_resends_edits_and_presence_but_not_replays(app) {
+        // The number is the test account's; another account uses the sandbox.
+        let (number, _) = emulator_number(&app).await;
+        let user = other_account(&app).await;
+        let session = kapso_create(&app, &user, DEV_PHONE, 201).await;
+        kapso_activate(&app, &user, &number, &session).await;
+
+        // Presence never goes through the sandbox number.
+        let body = app.post("/api/send-presence-update").token(&user)
+            .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "presence": "composing"}))
+            .expect(422).await;
+        assert!(assert_error(&body, "validation_failed")["session_id"].is_array(), "{body}");
+
+        // A keyed send, then a text that is sent, then one that fails for good.
+        let keyed = json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "keyed"});
+        let first = app.post("/api/send-message").token(&user).header("idempotency-key", "k-1").json(keyed.clone()).expect(202).await;
+        let sent = send_ok(&app, &user, DEV_PHONE).await;
+        wait_status_as(&app, &user, &sent, "sent").await;
+        app.post(&format!("/emulator/sessions/{number}/failures")).json(json!({"mode": "permanent", "count": 1})).expect(204).await;
+        let failed = send_ok(&app, &user, DEV_PHONE).await;
+        wait_status_as(&app, &user, &failed, "failed").await;
+        // While the phone is active, both operations are allowed.
+        app.post(&format!("/api/messages/{sent}/edit")).token(&user).json(json!({"text": "edited"})).expect(200).await;
+
+        let id = session["id"].as_str().unwrap();
+        app.delete(&format!("/api/v1/sandbox_sessions/{id}")).api_key(&user).expect(204).await;
+
+        // The retry of an accepted request still gets its answer...
+        let replay = app.post("/api/send-message").token(&user).header("idempotency-key", "k-1").json(keyed).expect(202).await;
+        assert_eq!(replay, first);
+        // ...but nothing new reaches the phone: no resend, no edit.
+        not_activated(&app.post(&format!("/api/messages/{failed}/resend")).token(&user).expect(422).await);
+        not_activated(&app.post(&format!("/api/messages/{sent}/edit")).token(&user).json(json!({"text": "changed"})).expect(422).await);
+        assert_eq!(wait_status_as(&app, &user, &failed, "failed").await["status"], "failed");
+    }
+
+    async fn a_reply_never_names_another_accounts_message(app) {
+        let (number, _) = emulator_number(&app).await;
+        // The number's owner (the test account) writes to the phone first.
+        let own = app.send_text(&number, DEV_PHONE, "operator's message").await;
+        let own_wamid = app.wait_status(&own, "sent").await["provider_msg_id"].as_str().unwrap().to_owned();
+        // Then another account activates the phone.
+        let other = other_account(&app).await;
+        let session = kapso_create(&app, &other, DEV_PHONE, 201).await;
+        kapso_activate(&app, &other, &number, &session).await;
+        // The phone replies to the operator's message: the reply is the other account's, and
+        // names no message of the operator's.
+        app.post(&format!("/emulator/sessions/{number}/inbound"))
+            .json(json!({"from": DEV_PHONE, "text": "re: that", "quoted_message_id": own}))
+            .expect(202).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let reply = loop {
+            let received = events_of(&app, &other, "message.received").await;
+            if let Some(reply) = received.into_iter().find(|e| e["data"]["content"]["text"] == "re: that") {
+                break reply;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the reply never arrived");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        assert!(reply["data"]["quoted_message_id"].is_null(), "{reply}");
+        assert_eq!(reply["data"]["sandbox"]["sandbox_session_id"], session["id"]);
+        // The operator's own reply to its own message still resolves.
+        app.post(&format!("/emulator/sessions/{number}/inbound"))
+            .json(json!({"from": "+15550107777", "text": "mine", "quoted_message_id": own}))
+            .expect(202).await;
+        let logs = app.eventually(&format!("/api/whatsapp-sessions/{number}/message-logs?direction=in"), |l| {
+            l["data"].as_array().unwrap().iter().any(|m| m["content"]["text"] == "mine")
+        }).await;
+        let mine = logs["data"].as_array().unwrap().iter().find(|m| m["content"]["text"] == "mine").unwrap().clone();
+        assert_eq!(mine["quoted_message_id"], own.as_str(), "{mine}");
+        assert!(!own_wamid.is_empty());
+    }
+}
