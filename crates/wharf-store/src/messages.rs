@@ -550,6 +550,25 @@ pub struct SandboxIngest {
     pub confirmation: Option<String>,
 }
 
+/// Our id of the message of `session` with WhatsApp id `provider_id`, when it is `owner`'s
+/// (on the sandbox number, other accounts' messages share the session).
+async fn owned_message(
+    conn: &mut AnyConnection,
+    session: SessionId,
+    owner: AccountId,
+    provider_id: &str,
+) -> Result<Option<MessageId>> {
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2 AND account_id = $3",
+    )
+    .bind(session.to_string())
+    .bind(provider_id.to_owned())
+    .bind(owner.to_string())
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.and_then(|id| id.parse().ok()))
+}
+
 /// The queued confirmation of an activation, owned by the sandbox session's account (the
 /// engine picks its WhatsApp id when sending).
 fn sandbox_confirmation(
@@ -1439,7 +1458,7 @@ impl Store {
                 }
             }
             let mut content = m.content.clone();
-            // A reaction names its message by WhatsApp id; find ours.
+            // Reactions and replies name their message by WhatsApp id; find ours (the owner's).
             if let Content::Reaction {
                 target: target @ None,
                 target_provider_id,
@@ -1447,29 +1466,10 @@ impl Store {
             } = &mut content
                 && !target_provider_id.is_empty()
             {
-                let found: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2 AND account_id = $3",
-                )
-                .bind(session.to_string())
-                .bind(target_provider_id.clone())
-                .bind(owner.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-                *target = found.and_then(|id| id.parse().ok());
+                *target = owned_message(&mut tx, session, owner, target_provider_id).await?;
             }
-            // A reply names its message by WhatsApp id; find ours.
             let quoted_message_id = match &m.quoted_provider_id {
-                Some(provider_id) => {
-                    let found: Option<String> = sqlx::query_scalar(
-                        "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2 AND account_id = $3",
-                    )
-                    .bind(session.to_string())
-                    .bind(provider_id.clone())
-                    .bind(owner.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    found.and_then(|id| id.parse().ok())
-                }
+                Some(provider_id) => owned_message(&mut tx, session, owner, provider_id).await?,
                 None => None,
             };
             let row = MessageRow {

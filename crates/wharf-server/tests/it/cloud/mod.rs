@@ -115,20 +115,7 @@ pub async fn approved_template(graph: &FakeGraph, number: &FakeNumber, name: &st
 
 /// The account's events of `kind`, oldest first.
 pub async fn events(app: &TestApp, kind: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = app
-            .get(&format!("/v1/events?after={after}&limit=100"))
-            .expect(200)
-            .await;
-        let data = page["data"].as_array().cloned().unwrap_or_default();
-        if data.is_empty() {
-            return out;
-        }
-        after = page["next_cursor"].as_i64().unwrap_or_default();
-        out.extend(data.into_iter().filter(|e| e["type"] == kind));
-    }
+    crate::sandbox::events_of(app, &app.pat, kind).await
 }
 
 /// Asserts the fake judged nothing malformed.
