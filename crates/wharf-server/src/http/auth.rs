@@ -116,6 +116,12 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The hash of the request's token, to look the key up again later (a long-lived answer
+/// checks that its key was not revoked meanwhile).
+pub fn presented_hash(headers: &HeaderMap) -> Option<TokenHash> {
+    presented_token(headers).map(TokenHash::of)
+}
+
 /// Resolves the caller from the request's token.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let Some(token) = presented_token(headers) else {

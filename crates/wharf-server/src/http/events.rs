@@ -93,7 +93,10 @@ async fn stream_events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     query.only(&["after"])?;
     let after = cursor(&query, Some(&headers))?;
+    let key = super::auth::presented_hash(&headers);
     let state = StreamState {
+        key,
+        key_checked: tokio::time::Instant::now(),
         store: app.services.store.clone(),
         appended: app.services.store.subscribe_events(),
         caller,
@@ -105,6 +108,15 @@ async fn stream_events(
         loop {
             if s.shutdown.is_cancelled() {
                 return None;
+            }
+            // A revoked key ends its stream (checked at most once a second).
+            if s.key_checked.elapsed() >= KEY_CHECK_INTERVAL {
+                s.key_checked = tokio::time::Instant::now();
+                if let Some(key) = &s.key
+                    && let Ok(None) = s.store.find_live_key(key).await
+                {
+                    return None;
+                }
             }
             if let Some(e) = s.buffer.pop_front() {
                 let event = SseEvent::default()
@@ -139,7 +151,13 @@ async fn stream_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+/// How often an open stream checks that its key is still live.
+const KEY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 struct StreamState {
+    /// The hash of the key the stream was opened with.
+    key: Option<wharf_core::TokenHash>,
+    key_checked: tokio::time::Instant,
     store: Store,
     appended: tokio::sync::watch::Receiver<u64>,
     caller: Caller,

@@ -70,6 +70,30 @@ dual_test! {
     }
 }
 
+dual_test! {
+    async fn a_revoked_key_ends_its_stream(app) {
+        let account = app.account_id.parse().unwrap();
+        let (key, token) = app.store.create_pat(account, Some("stream".into())).await.unwrap();
+        let client = reqwest::Client::new();
+        let mut stream = sse(&client, &app.url("/v1/events/stream"), &token.raw, None).await;
+        let (s, _) = app.connected_session().await;
+        stream.next_event().await;
+        app.store.revoke_key(&key.fingerprint).await.unwrap().expect("revoked");
+        // Events keep coming, but the stream closes within a couple of seconds.
+        app.send_text(&s, TO, "after revocation").await;
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(chunk) = stream.response.chunk().await.unwrap_or(None) {
+                let _ = chunk;
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the stream was still open 5 s after its key was revoked");
+        // And the key opens nothing any more.
+        let again = client.get(app.url("/v1/events/stream")).bearer_auth(&token.raw).send().await.unwrap();
+        assert_eq!(again.status(), 401);
+    }
+}
+
 /// A minimal SSE reader over a streaming response.
 struct SseReader {
     response: reqwest::Response,
