@@ -117,17 +117,16 @@ impl MessageService {
         caller: &Caller,
         session: SessionId,
     ) -> Result<SessionRow, ServiceError> {
-        if caller.session_id.is_none()
-            && self.store.sandbox_number().await? == Some(session)
-            && self
-                .store
-                .get_session(caller.account_id, session)
-                .await?
-                .is_none()
-        {
-            return self.sandbox_session(caller).await;
+        // Not one of the caller's sessions: only then is the sandbox number looked up.
+        match self.session(caller, SessionChoice::Named(session)).await {
+            Err(ServiceError::NotFound(_))
+                if caller.session_id.is_none()
+                    && self.store.sandbox_number().await? == Some(session) =>
+            {
+                self.sandbox_session(caller).await
+            }
+            other => other,
         }
-        self.session(caller, SessionChoice::Named(session)).await
     }
 
     /// Refuses `to` unless it has an active sandbox session of the caller's account.
