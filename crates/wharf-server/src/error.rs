@@ -22,6 +22,12 @@ pub enum ServiceError {
         reason_code: &'static str,
         message: String,
     },
+    /// Something the operator must set up first is missing (503).
+    #[error("{message}")]
+    Unavailable {
+        reason_code: &'static str,
+        message: String,
+    },
     /// Input failed validation; `errors` maps each field at fault to its messages.
     #[error("{message}")]
     Invalid {

@@ -107,6 +107,10 @@ impl From<ServiceError> for ApiError {
                 reason_code,
                 message,
             } => Self::new(StatusCode::CONFLICT, reason_code, message),
+            ServiceError::Unavailable {
+                reason_code,
+                message,
+            } => Self::new(StatusCode::SERVICE_UNAVAILABLE, reason_code, message),
             ServiceError::Invalid {
                 reason_code,
                 message,

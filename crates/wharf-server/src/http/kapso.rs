@@ -79,20 +79,7 @@ impl From<ApiError> for KapsoError {
 
 impl From<ServiceError> for KapsoError {
     fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::Conflict {
-                reason_code: "sandbox_unavailable",
-                message,
-            } => Self {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                body: KapsoErrorBody {
-                    error: message,
-                    errors: BTreeMap::new(),
-                },
-                headers: http::HeaderMap::new(),
-            },
-            other => ApiError::from(other).into(),
-        }
+        ApiError::from(e).into()
     }
 }
 

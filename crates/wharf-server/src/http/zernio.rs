@@ -131,23 +131,16 @@ impl From<ServiceError> for ZernioError {
                 "platform_error",
                 e.to_string(),
             ),
-            ServiceError::Conflict {
-                reason_code: "sandbox_unavailable",
-                message,
-            } => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "api_error",
-                "sandbox_unavailable",
-                message,
-            ),
-            other => {
-                let mut out = Self::from(ApiError::from(other));
+            // A passing engine failure: try again later.
+            e @ ServiceError::Engine(_) => {
+                let mut out = Self::from(ApiError::from(e));
                 if out.status == StatusCode::SERVICE_UNAVAILABLE {
                     out.body.kind = "platform_error".into();
                     out.body.code = "platform_unavailable".into();
                 }
                 out
             }
+            other => Self::from(ApiError::from(other)),
         }
     }
 }

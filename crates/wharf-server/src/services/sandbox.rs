@@ -121,7 +121,7 @@ impl SandboxService {
     }
 
     async fn require_number(&self) -> Result<(SessionRow, Phone), ServiceError> {
-        self.number().await?.ok_or_else(|| ServiceError::Conflict {
+        self.number().await?.ok_or_else(|| ServiceError::Unavailable {
             reason_code: "sandbox_unavailable",
             message: "this server has no sandbox number (the operator sets one with `wharf sandbox set-number SESSION_ID`)".into(),
         })
