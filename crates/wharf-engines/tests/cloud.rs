@@ -156,11 +156,7 @@ async fn start_reads_the_number_and_an_expired_token_disconnects() {
     assert!(
         matches!(&updates.last().unwrap().1, EngineUpdate::Disconnected { reason } if reason.contains("190"))
     );
-    assert!(
-        s.graph.rejections().is_empty(),
-        "{:?}",
-        s.graph.rejections()
-    );
+    s.graph.assert_no_rejections();
 }
 
 #[tokio::test]
@@ -220,11 +216,7 @@ async fn send_errors_are_classified() {
         matches!(e, EngineError::Permanent(ref r) if r.starts_with("Graph error 131047")),
         "{e:?}"
     );
-    assert!(
-        s.graph.rejections().is_empty(),
-        "{:?}",
-        s.graph.rejections()
-    );
+    s.graph.assert_no_rejections();
 }
 
 #[tokio::test]
@@ -300,11 +292,7 @@ async fn templates_can_be_created_listed_edited_and_deleted() {
         matches!(e, CloudError::Graph(ref g) if g.code == Some(100)),
         "{e:?}"
     );
-    assert!(
-        s.graph.rejections().is_empty(),
-        "{:?}",
-        s.graph.rejections()
-    );
+    s.graph.assert_no_rejections();
 }
 
 #[tokio::test]
@@ -342,11 +330,7 @@ async fn profile_numbers_and_registration() {
     assert!(!s.graph.is_registered(PNID));
     s.engine.register(s.session, "123456").await.unwrap();
     assert!(s.graph.is_registered(PNID));
-    assert!(
-        s.graph.rejections().is_empty(),
-        "{:?}",
-        s.graph.rejections()
-    );
+    s.graph.assert_no_rejections();
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@
 //! graph.add_number(FakeNumber::new("106540352242922", "102290129340398", "15550783881"));
 //! graph.fail_next(Failure::code(131_000).on_path("/messages"));
 //! // point the client at graph.base_url() …
-//! assert!(graph.rejections().is_empty());
+//! graph.assert_no_rejections();
 //! # }
 //! ```
 
@@ -164,6 +164,13 @@ impl FakeGraph {
     /// Every request the fake judged malformed, as `"METHOD /path: reason"`.
     pub fn rejections(&self) -> Vec<String> {
         self.sh().lock().rejections.clone()
+    }
+
+    /// Panics, listing them, when the fake judged any request malformed.
+    #[track_caller]
+    pub fn assert_no_rejections(&self) {
+        let rejections = self.rejections();
+        assert!(rejections.is_empty(), "malformed requests: {rejections:?}");
     }
 
     /// Every webhook the fake emitted, in order, with the receiver's status.

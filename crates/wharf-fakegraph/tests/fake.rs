@@ -540,7 +540,7 @@ async fn undeliverable_and_self_recipients() {
     let (_, v) = env.send(m).await;
     assert_eq!(code(&v), 131_021);
     assert!(env.graph.sends().is_empty());
-    assert!(env.graph.rejections().is_empty());
+    env.graph.assert_no_rejections();
 }
 
 #[tokio::test]

@@ -38,7 +38,7 @@ dual_test! {
         let id = send(&app, &cloud.session, json!({"text": "four"})).await;
         app.wait_status(&id, "sent").await;
         assert_eq!(graph.sends().len(), 4, "each message went out once");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn permanent_errors_fail_the_message_with_graph_code_and_message(app) {
@@ -65,7 +65,7 @@ dual_test! {
         let failed = events(&app, "message.failed").await;
         assert_eq!(failed.len(), 3);
         assert!(failed[0]["data"]["failure_reason"].as_str().unwrap().contains("131026"));
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn an_expired_token_disconnects_the_session_and_keeps_its_messages(app) {
@@ -94,6 +94,6 @@ dual_test! {
         assert_eq!(connected["status"], "connected");
         app.wait_status(&id, "sent").await;
         assert_eq!(graph.sends().len(), 1);
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 }

@@ -50,7 +50,7 @@ dual_test! {
         }
         assert!(events(&app, "message.failed").await.is_empty());
         assert_eq!(graph.send_count(PNID), 240, "no send was refused or repeated");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn a_session_may_set_its_own_throughput(app) {
@@ -65,7 +65,7 @@ dual_test! {
         wait_sends(&graph, ids.len()).await;
         let peak = graph.max_sends_in_window(PNID, Duration::from_secs(1));
         assert!((15..=20).contains(&peak), "{peak} sends in one second");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 }
 
@@ -101,6 +101,6 @@ dual_test_with! {
             let info = app.wait_status(id, "sent").await;
             assert_eq!(info["attempts"], 1, "waiting for the pace is not an attempt");
         }
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 }

@@ -117,12 +117,3 @@ pub async fn approved_template(graph: &FakeGraph, number: &FakeNumber, name: &st
 pub async fn events(app: &TestApp, kind: &str) -> Vec<Value> {
     crate::sandbox::events_of(app, &app.pat, kind).await
 }
-
-/// Asserts the fake judged nothing malformed.
-pub fn assert_no_rejections(graph: &FakeGraph) {
-    assert!(
-        graph.rejections().is_empty(),
-        "malformed requests: {:?}",
-        graph.rejections()
-    );
-}

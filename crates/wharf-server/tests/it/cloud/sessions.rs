@@ -105,7 +105,7 @@ dual_test! {
             .json(json!({"engine": "cloud", "cloud": cloud_body(&graph, &n, "other")}))
             .expect(409).await;
         assert_error(&again, "phone_number_in_use");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn connect_checks_the_credentials_against_graph(app) {
@@ -137,7 +137,7 @@ dual_test! {
         app.restart().await;
         let session = app.get(&format!("/v1/whatsapp-sessions/{}", cloud.session)).expect(200).await;
         assert_eq!(session["status"], "connected");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn credentials_change_only_while_disconnected(app) {
@@ -164,7 +164,7 @@ dual_test! {
         let id = emu["session"]["session_id"].as_str().unwrap();
         let refused = app.patch(&format!("/v1/whatsapp-sessions/{id}")).json(json!({"cloud": {"access_token": "x"}})).expect(422).await;
         assert!(refused["errors"]["cloud"].is_array(), "{refused}");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn deleting_a_cloud_session_frees_its_number(app) {
@@ -197,7 +197,7 @@ async fn sqlite_keeps_a_key_file_next_to_the_database() {
     }
     let key = std::fs::read_to_string(&path).unwrap();
     assert!(wharf_server::secrets::decode_key(&key).is_ok());
-    assert_no_rejections(&graph);
+    graph.assert_no_rejections();
 }
 
 /// PostgreSQL has no default key: cloud sessions need `secret_key`.

@@ -47,7 +47,7 @@ dual_test! {
         let doc = app.get("/openapi.json").anonymous().expect(200).await;
         let route = &doc["paths"]["/webhooks/meta"];
         assert!(route["get"].is_object() && route["post"].is_object(), "{route}");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn deliveries_must_be_signed_with_the_sessions_app_secret(app) {
@@ -78,7 +78,7 @@ dual_test! {
         // The genuine one is stored.
         assert_eq!(graph.emit_raw(body, Some(signed)).await.as_u16(), 200);
         assert_eq!(received(&app, &cloud.session).await.len(), 1);
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn inbound_messages_of_every_type_are_received(app) {
@@ -130,7 +130,7 @@ dual_test! {
         let events = events(&app, "message.received").await;
         assert_eq!(events.len(), messages.len() + 1);
         assert_eq!(events[1]["data"]["sender_jid"], USER_JID);
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn a_reply_keeps_the_message_it_replies_to(app) {
@@ -151,7 +151,7 @@ dual_test! {
         assert!(data[0]["quoted_message_id"].is_null());
         let received = events(&app, "message.received").await;
         assert_eq!(received[1]["data"]["quoted_message_id"], ours.as_str());
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn redelivered_webhooks_change_nothing(app) {
@@ -174,7 +174,7 @@ dual_test! {
         }
         app.wait_status(&id, "delivered").await;
         assert_eq!(events(&app, "message.delivered").await.len(), 1);
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn statuses_out_of_order_are_merged(app) {
@@ -195,7 +195,7 @@ dual_test! {
         let info = app.wait_status(&id, "read").await;
         let kinds: Vec<&str> = info["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
         assert!(kinds.iter().filter(|k| **k == "message.sent").count() == 1, "{kinds:?}");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn a_status_before_the_sends_record_finds_its_message_by_the_echoed_id(app) {
@@ -216,7 +216,7 @@ dual_test! {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         assert!(graph.sends().is_empty(), "no duplicate send");
         assert_eq!(events(&app, "message.sent").await.len(), 1);
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn failed_statuses_carry_the_error(app) {
@@ -239,7 +239,7 @@ dual_test! {
         let failed = events(&app, "message.failed").await;
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0]["data"]["failure_reason"], reason);
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn template_status_updates_are_recorded(app) {
@@ -262,6 +262,6 @@ dual_test! {
             "changes": [{"field": "message_template_status_update", "value": {"event": "APPROVED", "message_template_id": "1",
             "message_template_name": "x", "message_template_language": "en"}}]}]})).unwrap();
         assert_eq!(graph.emit_raw(forged, Some("sha256=00".into())).await.as_u16(), 403);
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 }

@@ -10,8 +10,7 @@ use wharf_testkit::{
 
 use super::{zernio::zernio_error, *};
 use crate::cloud::{
-    DISPLAY, PNID, approved_template, assert_no_rejections, connected_with, number, user_writes,
-    wait_sends,
+    DISPLAY, PNID, approved_template, connected_with, number, user_writes, wait_sends,
 };
 
 const SESSIONS: &str = "/v1/whatsapp/sandbox/sessions";
@@ -142,7 +141,7 @@ dual_test! {
         assert_eq!(sends[2].body["biz_opaque_callback_data"], message.as_str());
         let info = app.wait_status(&message, "sent").await;
         assert_eq!(info["status"], "sent");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn a_refresh_sends_the_template_again(app) {
@@ -165,7 +164,7 @@ dual_test! {
         assert_eq!(sends.len(), 4);
         assert_eq!(sends[3].kind, "template");
         assert_eq!(sends[3].to, DEV_DIGITS);
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn metas_refusal_of_the_template_is_returned_and_nothing_is_stored(app) {
@@ -192,7 +191,7 @@ dual_test! {
         assert_eq!(created["session"]["status"], "pending");
         assert_eq!(graph.sends().len(), 1);
         assert_eq!(events_of(&app, &app.pat, "message.sent").await.len(), 1);
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn a_phone_not_on_whatsapp_is_refused_by_graph(app) {
@@ -205,7 +204,7 @@ dual_test! {
         assert_eq!(other["session"]["phoneE164"], "447700900123");
         assert_eq!(graph.sends().len(), 1);
         assert_eq!(graph.sends()[0].to, "447700900123");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn without_the_approved_template_graph_refuses_the_verification(app) {
@@ -215,7 +214,7 @@ dual_test! {
         approved_template(&graph, &number(), TEMPLATE, "Reply to connect.").await;
         app.post(SESSIONS).json(json!({"phone": DEV_PHONE})).expect(200).await;
         assert_eq!(graph.sends().len(), 1);
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn a_refused_token_stores_nothing_and_names_metas_error(app) {
@@ -234,7 +233,7 @@ dual_test! {
         // And the number's session learnt its credentials are refused.
         let session = app.get(&format!("/v1/whatsapp-sessions/{}", cloud.session)).expect(200).await;
         assert_eq!(session["status"], "disconnected", "{session}");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn the_cloud_number_itself_is_refused_before_graph_is_called(app) {
@@ -245,7 +244,7 @@ dual_test! {
             assert!(error.contains("sandbox number"), "{error}");
         }
         assert!(graph.sends().is_empty());
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 }
 
@@ -271,7 +270,7 @@ dual_test_with! {
         let sends = graph.sends();
         assert_eq!(sends.len(), 1);
         assert_eq!(sends[0].body["template"], json!({"name": "dev_verify", "language": {"code": "es"}}));
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 
     async fn with_no_confirmation_text_activation_sends_nothing(app) with |c| {
@@ -288,6 +287,6 @@ dual_test_with! {
         assert_eq!(sends.len(), 2, "{sends:?}");
         assert_eq!(sends[0]["type"], "template");
         assert_eq!(sends[1]["text"]["body"], "first");
-        assert_no_rejections(&graph);
+        graph.assert_no_rejections();
     }
 }
