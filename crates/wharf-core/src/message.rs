@@ -50,7 +50,7 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    /// Every kind.
+    /// Every kind; the ones that only arrive come last.
     pub const ALL: [Self; 15] = [
         Self::Text,
         Self::Image,
@@ -69,22 +69,9 @@ impl MessageKind {
         Self::Unsupported,
     ];
 
-    /// The kinds a message can be sent as (the others only arrive).
-    pub const SENDABLE: [Self; 13] = [
-        Self::Text,
-        Self::Image,
-        Self::Video,
-        Self::Document,
-        Self::Audio,
-        Self::Sticker,
-        Self::Location,
-        Self::Contact,
-        Self::Poll,
-        Self::Reaction,
-        Self::Buttons,
-        Self::List,
-        Self::Template,
-    ];
+    /// The kinds a message can be sent as: all but the last two of [`Self::ALL`]
+    /// (`interactive_reply` and `unsupported` only arrive).
+    pub const SENDABLE: &'static [Self] = Self::ALL.split_at(Self::ALL.len() - 2).0;
 
     /// The wire and storage name.
     pub fn as_str(self) -> &'static str {
@@ -589,6 +576,22 @@ pub struct Inbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_but_the_arriving_ones_can_be_sent() {
+        assert_eq!(MessageKind::SENDABLE.len(), 13);
+        for kind in MessageKind::ALL {
+            let arrives_only = matches!(
+                kind,
+                MessageKind::InteractiveReply | MessageKind::Unsupported
+            );
+            assert_eq!(
+                MessageKind::SENDABLE.contains(&kind),
+                !arrives_only,
+                "{kind:?}"
+            );
+        }
+    }
 
     #[test]
     fn statuses_only_move_forward() {
