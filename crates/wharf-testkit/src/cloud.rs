@@ -57,14 +57,7 @@ impl TestApp {
         let created = self
             .create_session(json!({"engine": "cloud", "cloud": cloud}))
             .await;
-        let session = created["session"]["session_id"]
-            .as_str()
-            .expect("session id")
-            .to_owned();
-        let key = created["session_api_key"]["raw"]
-            .as_str()
-            .expect("raw key")
-            .to_owned();
+        let (session, key) = crate::session_and_key(&created);
         let connected = self
             .post(&format!("/v1/whatsapp-sessions/{session}/connect"))
             .expect(200)

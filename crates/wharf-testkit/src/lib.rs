@@ -196,14 +196,7 @@ impl TestApp {
     /// Returns `(session_id, session_key)`.
     pub async fn connected_session(&self) -> (String, String) {
         let created = self.create_session(serde_json::json!({})).await;
-        let id = created["session"]["session_id"]
-            .as_str()
-            .expect("session id")
-            .to_owned();
-        let key = created["session_api_key"]["raw"]
-            .as_str()
-            .expect("raw key")
-            .to_owned();
+        let (id, key) = session_and_key(&created);
         self.post(&format!("/v1/whatsapp-sessions/{id}/connect"))
             .expect(200)
             .await;
@@ -386,4 +379,17 @@ pub fn assert_error(body: &Value, reason_code: &str) -> Value {
         "no message: {body}"
     );
     body["errors"].clone()
+}
+
+/// The session id and raw session key of a session creation's answer.
+pub(crate) fn session_and_key(created: &Value) -> (String, String) {
+    let id = created["session"]["session_id"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let key = created["session_api_key"]["raw"]
+        .as_str()
+        .expect("raw key")
+        .to_owned();
+    (id, key)
 }
