@@ -13,6 +13,13 @@ pub enum ServiceError {
     /// existence of another tenant's objects does not leak).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The credential is unknown or was revoked (found by a check after authentication).
+    #[error("the token is invalid or was revoked")]
+    Unauthorized,
+    /// A send decided with cached credentials found them changed at commit time; the send
+    /// path decides it again. Answered 503 should it ever get out.
+    #[error("the key or session changed while the request was handled; retry")]
+    Stale,
     /// Authenticated, but this credential may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -86,7 +93,10 @@ impl ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(anyhow::Error::new(e))
+        match e {
+            StoreError::Stale => Self::Stale,
+            e => Self::Internal(anyhow::Error::new(e)),
+        }
     }
 }
 

@@ -114,6 +114,34 @@ impl Store {
         Ok((row, token))
     }
 
+    /// For the send path only: the live key with this hash and the auth epoch it was read
+    /// at, from memory when cached (`fresh` reads the database and refreshes the entry). A
+    /// send made with it must be committed with that epoch (`accept_outgoing`'s `verify`).
+    pub async fn key_for_send(
+        &self,
+        hash: &TokenHash,
+        fresh: bool,
+    ) -> Result<Option<(KeyRow, i64)>> {
+        if !fresh && let Some(hit) = self.auth.key(&hash.0) {
+            return Ok(Some(hit));
+        }
+        let sql = format!(
+            "SELECT {KEY_COLUMNS}, {} AS auth_epoch FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
+            crate::authcache::EPOCH
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&hash.0)
+            .fetch_optional(&self.read)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let key = KeyRow::from_row(&row)?;
+        let epoch: i64 = row.try_get("auth_epoch")?;
+        self.auth.put_key(&hash.0, key.clone(), epoch);
+        Ok(Some((key, epoch)))
+    }
+
     /// The live (unrevoked) key with this hash.
     pub async fn find_live_key(&self, hash: &TokenHash) -> Result<Option<KeyRow>> {
         let sql =

@@ -6,11 +6,13 @@
 //! failing with `SQLITE_BUSY`; reads use their own pool (WAL lets them run beside the writer).
 
 mod accounts;
+mod authcache;
 mod cloud;
 mod events;
 mod keys;
 mod messages;
 mod operations;
+mod pool;
 mod sandbox;
 mod sessions;
 mod webhooks;
@@ -26,12 +28,12 @@ pub use messages::{
     SandboxIngest,
 };
 pub use operations::OperationRow;
+use pool::Pool;
 pub use sandbox::{
     AgentEdit, AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,
 };
 pub use sessions::{NewSession, SessionFilter, SessionRow};
 use sqlx::{
-    AnyPool, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
     migrate::Migrator,
 };
@@ -41,6 +43,18 @@ pub use webhooks::{
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Run on every SQLite connection. Statement journals (a multi-row insert inside a
+/// transaction keeps one) stay in memory instead of a temporary file.
+const SQLITE_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
+
+/// The writer connection's: it leaves checkpoints to the checkpointer (copying the WAL
+/// into the database file, and its fsync, held up every commit that triggered one), and
+/// keeps up to 32 MiB of pages in its cache (the indexes it writes to).
+const SQLITE_WRITER_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+     PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -32768;";
 
 /// The database behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +79,10 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// A send made with cached credentials found them changed at commit time and wrote
+    /// nothing; decide it again from fresh reads.
+    #[error("the key or session changed since it was read")]
+    Stale,
     /// Migrations failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -76,14 +94,16 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    write: AnyPool,
-    read: AnyPool,
+    write: Pool,
+    read: Pool,
     backend: Backend,
     /// Bumped after every commit that appended events, so readers of the log (webhook
     /// fan-out, event streams) wake without polling. In-process only.
     appended: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// The group-commit task of sends, started on first use.
     ingest: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<messages::PendingAccept>>>,
+    /// Keys and sessions of the send path (see `authcache`).
+    auth: std::sync::Arc<authcache::AuthCache>,
 }
 
 /// The SQLite URL for a file path, creating the file when missing.
@@ -123,33 +143,16 @@ impl Store {
                         StoreError::BadUrl(format!("cannot create {}: {e}", dir.display()))
                     })?;
                 }
-                let pool = |max: u32| {
-                    AnyPoolOptions::new()
-                        .max_connections(max)
-                        .min_connections(1)
-                        // A local file does not go stale like a network connection; pinging
-                        // it before each use cost a round trip to its worker thread.
-                        .test_before_acquire(false)
-                        .acquire_timeout(Duration::from_secs(10))
-                        .after_connect(|conn, _| {
-                            Box::pin(async move {
-                                conn.execute(
-                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                                )
-                                .await?;
-                                Ok(())
-                            })
-                        })
-                };
-                let write = pool(1).connect_with(options.clone()).await?;
-                let read = pool(4).connect_with(options).await?;
+                let write = pool::Local::open(options.clone(), SQLITE_WRITER_SETUP, 1).await?;
+                let read = pool::Local::open(options.clone(), SQLITE_SETUP, 4).await?;
+                pool::spawn_checkpointer(options, SQLITE_SETUP, &write).await?;
                 Ok(Self {
-                    write,
-                    read,
+                    write: Pool::Local(write),
+                    read: Pool::Local(read),
                     backend,
                     appended: Default::default(),
                     ingest: Default::default(),
+                    auth: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -159,11 +162,12 @@ impl Store {
                     .connect_with(options)
                     .await?;
                 Ok(Self {
-                    write: pool.clone(),
-                    read: pool,
+                    write: Pool::Sqlx(pool.clone()),
+                    read: Pool::Sqlx(pool),
                     backend,
                     appended: Default::default(),
                     ingest: Default::default(),
+                    auth: Default::default(),
                 })
             }
         }
@@ -178,10 +182,12 @@ impl Store {
 
     /// Runs the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<()> {
-        match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.write).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.write).await?,
-        }
+        let mut conn = self.write.acquire().await?;
+        let migrations = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrations.run_direct(None, &mut *conn, false).await?;
         Ok(())
     }
 

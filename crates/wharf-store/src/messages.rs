@@ -331,6 +331,8 @@ impl OutboxJob {
 pub(crate) struct PendingAccept {
     message: MessageRow,
     job: OutboxJob,
+    /// The auth epoch the send was decided at, when it used cached credentials.
+    verify: Option<i64>,
     reply: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
@@ -341,7 +343,7 @@ const GROUP_MAX: usize = 512;
 
 /// Starts the task that commits queued sends in groups.
 pub(crate) fn spawn_batcher(
-    pool: sqlx::AnyPool,
+    pool: crate::pool::Pool,
     backend: Backend,
 ) -> tokio::sync::mpsc::Sender<PendingAccept> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<PendingAccept>(4096);
@@ -355,16 +357,35 @@ pub(crate) fn spawn_batcher(
                     Err(_) => break,
                 }
             }
+            // Sends decided at an older epoch than another in the group are stale already.
+            if let Some(newest) = batch.iter().filter_map(|p| p.verify).max() {
+                for p in batch.extract_if(.., |p| p.verify.is_some_and(|e| e < newest)) {
+                    let _ = p.reply.send(Err(StoreError::Stale));
+                }
+            }
             match commit_group(&pool, backend, &batch).await {
-                Ok(()) => {
+                Ok(Committed::All) => {
                     for p in batch.drain(..) {
                         let _ = p.reply.send(Ok(()));
+                    }
+                }
+                Ok(Committed::Unchecked) => {
+                    for p in batch.drain(..) {
+                        let _ = p.reply.send(match p.verify {
+                            None => Ok(()),
+                            Some(_) => Err(StoreError::Stale),
+                        });
                     }
                 }
                 Err(_) if batch.len() > 1 => {
                     // Find the culprit: each request on its own, so one bad row fails alone.
                     for p in batch.drain(..) {
-                        let result = commit_group(&pool, backend, std::slice::from_ref(&p)).await;
+                        let result = commit_group(&pool, backend, std::slice::from_ref(&p))
+                            .await
+                            .and_then(|c| match (c, p.verify) {
+                                (Committed::Unchecked, Some(_)) => Err(StoreError::Stale),
+                                _ => Ok(()),
+                            });
                         let _ = p.reply.send(result);
                     }
                 }
@@ -381,77 +402,212 @@ pub(crate) fn spawn_batcher(
     tx
 }
 
+/// What a group commit wrote.
+enum Committed {
+    /// Every send.
+    All,
+    /// Only the sends without an epoch to check: the auth epoch had moved.
+    Unchecked,
+}
+
+/// The statements of a group: for the sends without an epoch, plain multi-row inserts; for
+/// the others (all at one epoch, given last), inserts that write only while the auth epoch
+/// still has that value. Each statement numbers its own parameters.
+fn group_statements(backend: Backend, unchecked: usize, checked: usize) -> Vec<String> {
+    let head = INSERT_MESSAGE
+        .split(" VALUES ")
+        .next()
+        .unwrap_or(INSERT_MESSAGE);
+    let mut statements = Vec::new();
+    for (count, check) in [(unchecked, false), (checked, true)] {
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(GROUP_CHUNK);
+            left -= n;
+            for (table, cols) in [(head, 22), (INSERT_JOB, 11)] {
+                let mut params = Params::new(backend);
+                let rows = params.rows(n, cols);
+                statements.push(if check {
+                    let epoch = params.next();
+                    format!(
+                        "{table} SELECT * FROM (VALUES {rows}) AS v WHERE {} = {epoch}",
+                        crate::authcache::EPOCH
+                    )
+                } else {
+                    format!("{table} VALUES {rows}")
+                });
+            }
+        }
+    }
+    statements
+}
+
+/// Binds a group's parameters in the order of [`group_statements`].
+fn bind_group<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    batch: &'q [PendingAccept],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let unchecked: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_none()).collect();
+    let checked: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_some()).collect();
+    for group in [unchecked, checked] {
+        for chunk in group.chunks(GROUP_CHUNK) {
+            for p in chunk {
+                q = bind_message(q, &p.message);
+            }
+            if let Some(epoch) = chunk.first().and_then(|p| p.verify) {
+                q = q.bind(epoch);
+            }
+            for p in chunk {
+                q = bind_job(q, &p.job);
+            }
+            if let Some(epoch) = chunk.first().and_then(|p| p.verify) {
+                q = q.bind(epoch);
+            }
+        }
+    }
+    q
+}
+
+/// Reads how much of a group was written from its statements' row counts.
+fn committed(batch: &[PendingAccept], rows: u64) -> Result<Committed> {
+    let all = 2 * batch.len() as u64;
+    let unchecked = 2 * batch.iter().filter(|p| p.verify.is_none()).count() as u64;
+    if rows == all {
+        Ok(Committed::All)
+    } else if rows == unchecked {
+        Ok(Committed::Unchecked)
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "group commit wrote {rows} rows, expected {all} or {unchecked}"
+        )))
+    }
+}
+
 async fn commit_group(
-    pool: &sqlx::AnyPool,
+    pool: &crate::pool::Pool,
     backend: Backend,
     batch: &[PendingAccept],
-) -> Result<()> {
+) -> Result<Committed> {
+    let unchecked = batch.iter().filter(|p| p.verify.is_none()).count();
+    let checked = batch.len() - unchecked;
     if backend == Backend::Sqlite {
-        return commit_group_sqlite(pool, batch).await;
+        return commit_group_sqlite(pool, batch, unchecked, checked).await;
     }
+    // PostgreSQL: one statement at a time (each is one round trip anyway), binding each
+    // statement's own slice of the group.
     let mut tx = pool.begin().await?;
-    for chunk in batch.chunks(GROUP_CHUNK) {
-        let values = Params::on(&tx).rows(chunk.len(), 22);
-        let head = INSERT_MESSAGE
-            .split(" VALUES ")
-            .next()
-            .unwrap_or(INSERT_MESSAGE);
-        let sql = format!("{head} VALUES {values}");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for p in chunk {
-            q = bind_message(q, &p.message);
+    let mut rows = 0;
+    let unchecked_rows: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_none()).collect();
+    let checked_rows: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_some()).collect();
+    for group in [unchecked_rows, checked_rows] {
+        for chunk in group.chunks(GROUP_CHUNK) {
+            let epoch = chunk.first().and_then(|p| p.verify);
+            let statements = group_statements(
+                Backend::Postgres,
+                if epoch.is_none() { chunk.len() } else { 0 },
+                if epoch.is_some() { chunk.len() } else { 0 },
+            );
+            let [messages, jobs] = statements.as_slice() else {
+                return Err(StoreError::Corrupt("group statements".into()));
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(messages.clone())).persistent(false);
+            for p in chunk {
+                q = bind_message(q, &p.message);
+            }
+            if let Some(epoch) = epoch {
+                q = q.bind(epoch);
+            }
+            rows += q.execute(&mut *tx).await?.rows_affected();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(jobs.clone())).persistent(false);
+            for p in chunk {
+                q = bind_job(q, &p.job);
+            }
+            if let Some(epoch) = epoch {
+                q = q.bind(epoch);
+            }
+            rows += q.execute(&mut *tx).await?.rows_affected();
         }
-        q.execute(&mut *tx).await?;
-        let values = Params::on(&tx).rows(chunk.len(), 11);
-        let sql = format!("{INSERT_JOB} VALUES {values}");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for p in chunk {
-            q = bind_job(q, &p.job);
-        }
-        q.execute(&mut *tx).await?;
     }
+    let outcome = committed(batch, rows)?;
     tx.commit().await?;
-    Ok(())
+    Ok(outcome)
+}
+
+/// The text of a SQLite group commit of `unchecked` and `checked` sends, made once per
+/// make-up.
+fn sqlite_group_sql(unchecked: usize, checked: usize) -> std::sync::Arc<str> {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex},
+    };
+    /// SQL text by (unchecked, checked) sends.
+    type Made = HashMap<(usize, usize), Arc<str>>;
+    static MADE: Mutex<Option<Made>> = Mutex::new(None);
+    if let Ok(mut made) = MADE.lock() {
+        let made = made.get_or_insert_default();
+        if let Some(sql) = made.get(&(unchecked, checked)) {
+            return sql.clone();
+        }
+        if made.len() >= 1024 {
+            made.clear();
+        }
+    }
+    // The epoch cannot change inside this write transaction, so the one it reads says
+    // whether the checked inserts wrote (SQLite's row counts cannot tell: after COMMIT it
+    // reports the last insert's count again).
+    let mut sql = format!("BEGIN IMMEDIATE;\nSELECT {};\n", crate::authcache::EPOCH);
+    for statement in group_statements(Backend::Sqlite, unchecked, checked) {
+        sql.push_str(&statement);
+        sql.push_str(";\n");
+    }
+    sql.push_str("COMMIT;");
+    let sql: Arc<str> = sql.into();
+    if let Ok(mut made) = MADE.lock() {
+        made.get_or_insert_default()
+            .insert((unchecked, checked), sql.clone());
+    }
+    sql
 }
 
 /// The group commit on SQLite: the whole transaction is one multi-statement call, a single
 /// hand-off to the connection's worker thread instead of one per statement (on a busy
 /// machine each hand-off waits for the thread to be scheduled, and that wait, not SQLite,
 /// bounded how fast sends were committed).
-async fn commit_group_sqlite(pool: &sqlx::AnyPool, batch: &[PendingAccept]) -> Result<()> {
+async fn commit_group_sqlite(
+    pool: &crate::pool::Pool,
+    batch: &[PendingAccept],
+    unchecked: usize,
+    checked: usize,
+) -> Result<Committed> {
     let mut conn = pool.acquire().await?;
-    let mut sql = String::from("BEGIN IMMEDIATE;\n");
-    let head = INSERT_MESSAGE
-        .split(" VALUES ")
-        .next()
-        .unwrap_or(INSERT_MESSAGE);
-    for chunk in batch.chunks(GROUP_CHUNK) {
-        let mut p = Params::new(Backend::Sqlite);
-        let messages = p.rows(chunk.len(), 22);
-        let jobs = p.rows(chunk.len(), 11);
-        sql.push_str(&format!(
-            "{head} VALUES {messages};\n{INSERT_JOB} VALUES {jobs};\n"
-        ));
-    }
-    sql.push_str("COMMIT;");
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-    for chunk in batch.chunks(GROUP_CHUNK) {
-        for p in chunk {
-            q = bind_message(q, &p.message);
+    // Kept prepared: the text depends only on the group's make-up, and parsing it again for
+    // every group cost the writer more than a twentieth of its time (and writing it out, a
+    // few percent of the server's).
+    let sql = sqlite_group_sql(unchecked, checked);
+    let q = bind_group(sqlx::query(sqlx::AssertSqlSafe(sql)), batch);
+    // Every statement must run: `fetch_all`, since fetching one row stops after it.
+    match q.fetch_all(&mut *conn).await {
+        Ok(rows) => {
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Corrupt("group commit read no epoch".into()))?;
+            let epoch: i64 = sqlx::Row::try_get(row, 0)?;
+            let wrote = batch.iter().all(|p| p.verify.is_none_or(|e| e == epoch));
+            Ok(if wrote {
+                Committed::All
+            } else {
+                Committed::Unchecked
+            })
         }
-        for p in chunk {
-            q = bind_job(q, &p.job);
+        Err(e) => {
+            // Leave no transaction open on a pooled connection; one that cannot roll back is
+            // closed rather than reused.
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                conn.discard();
+            }
+            Err(e.into())
         }
     }
-    if let Err(e) = q.execute(&mut *conn).await {
-        // Leave no transaction open on a pooled connection; one that cannot roll back is
-        // closed rather than reused.
-        if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-            let _ = conn.detach();
-        }
-        return Err(e.into());
-    }
-    Ok(())
 }
 
 impl Store {
@@ -727,19 +883,25 @@ impl Store {
     ///
     /// Sends without a key are committed in groups: concurrent requests share one transaction
     /// (and one multi-row insert), and each returns only once that transaction committed.
+    ///
+    /// `verify` is the auth epoch of the cached key and session the send was decided with
+    /// ([`Store::key_for_send`]): the send is written only if the epoch still has that value,
+    /// else nothing is written and the answer is [`StoreError::Stale`].
     pub async fn accept_outgoing(
         &self,
         message: &MessageRow,
         job: &OutboxJob,
         idempotency: Option<(&str, &str, u16, &Value)>,
+        verify: Option<i64>,
     ) -> Result<Accepted> {
         if idempotency.is_some() {
-            return self.accept_one(message, job, idempotency).await;
+            return self.accept_one(message, job, idempotency, verify).await;
         }
         let (reply, done) = tokio::sync::oneshot::channel();
         let pending = PendingAccept {
             message: message.clone(),
             job: job.clone(),
+            verify,
             reply,
         };
         let batcher = self
@@ -763,8 +925,20 @@ impl Store {
         message: &MessageRow,
         job: &OutboxJob,
         idempotency: Option<(&str, &str, u16, &Value)>,
+        verify: Option<i64>,
     ) -> Result<Accepted> {
         let mut tx = self.write.begin().await?;
+        if let Some(epoch) = verify {
+            let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT {}",
+                crate::authcache::EPOCH
+            )))
+            .fetch_one(&mut *tx)
+            .await?;
+            if now != epoch {
+                return Err(StoreError::Stale);
+            }
+        }
         if let Some((key, ..)) = idempotency
             && let Some(found) = self
                 .idempotent_answer(&mut tx, message.account_id, key)

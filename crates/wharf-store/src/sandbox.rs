@@ -509,7 +509,7 @@ impl Store {
     /// recorded (it did reach the phone).
     async fn refuse_sandbox(
         &self,
-        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        mut tx: crate::pool::Tx,
         sent: Option<&MessageRow>,
         outcome: PutSandbox,
     ) -> Result<PutSandbox> {

@@ -183,6 +183,43 @@ impl Store {
         Ok((row, token))
     }
 
+    /// For the send path only: the session `id` of `account` and the auth epoch it was read
+    /// at, from memory when cached at `epoch`, else read again (the answer's epoch may then
+    /// differ from `epoch`: the caller must not combine the two).
+    pub async fn session_for_send(
+        &self,
+        account: AccountId,
+        id: SessionId,
+        epoch: i64,
+    ) -> Result<Option<(SessionRow, i64)>> {
+        if let Some(hit) = self.auth.session(account, id)
+            && hit.1 == epoch
+        {
+            return Ok(Some(hit));
+        }
+        let sql = format!(
+            "SELECT {COLUMNS}, {} AS auth_epoch FROM sessions WHERE id = $1 AND account_id = $2",
+            crate::authcache::EPOCH
+        );
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .fetch_optional(&self.read)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let session = SessionRow::from_row(&row)?;
+        let now: i64 = sqlx::Row::try_get(&row, "auth_epoch")?;
+        self.auth.put_session(session.clone(), now);
+        Ok(Some((session, now)))
+    }
+
+    /// Empties the send path's cache of keys and sessions (a commit found it stale).
+    pub fn forget_cached_auth(&self) {
+        self.auth.clear();
+    }
+
     /// The session `id` of `account`; another account's session is `None`.
     pub async fn get_session(
         &self,

@@ -20,7 +20,7 @@ use governor::{
     state::keyed::DefaultKeyedStateStore,
 };
 use http::{HeaderMap, HeaderValue, StatusCode, request::Parts};
-use wharf_core::{AccountId, KeyKind, TokenHash};
+use wharf_core::{AccountId, TokenHash};
 
 use super::{AppState, error::ApiError};
 use crate::services::Caller;
@@ -122,8 +122,28 @@ pub fn presented_hash(headers: &HeaderMap) -> Option<TokenHash> {
     presented_token(headers).map(TokenHash::of)
 }
 
+/// Routes whose handlers commit what they do with the auth epoch of the key
+/// (`MessageService::send`), so their key may come from the send path's cache. Every other
+/// route reads the key from the database on each request.
+const CACHED_KEY_ROUTES: &[&str] = &["/api/send-message"];
+
+/// Whether `req` may be authenticated from the send path's cache: a send without an
+/// `Idempotency-Key` (a replay answers from storage before anything is committed).
+fn may_use_cached_key(req: &Request) -> bool {
+    req.method() == http::Method::POST
+        && req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|p| CACHED_KEY_ROUTES.contains(&p.as_str()))
+        && !req.headers().contains_key("idempotency-key")
+}
+
 /// Resolves the caller from the request's token.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    cached: bool,
+) -> Result<Caller, ApiError> {
     let Some(token) = presented_token(headers) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -131,30 +151,21 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
             "missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key: <token>'",
         ));
     };
-    let invalid = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "the token is invalid or was revoked",
-        )
-    };
+    let invalid = || ApiError::from(crate::ServiceError::Unauthorized);
     if wharf_core::keys::kind_of(token).is_none() {
         return Err(invalid());
     }
-    let key = state
-        .services
-        .store
-        .find_live_key(&TokenHash::of(token))
-        .await
+    let hash = TokenHash::of(token);
+    let store = &state.services.store;
+    let found = if cached {
+        store.key_for_send(&hash, false).await
+    } else {
+        store.find_live_key(&hash).await.map(|k| k.map(|k| (k, 0)))
+    };
+    let (key, epoch) = found
         .map_err(|e| ApiError::from(crate::ServiceError::from(e)))?
         .ok_or_else(invalid)?;
-    Ok(Caller {
-        account_id: key.account_id,
-        session_id: match key.kind {
-            KeyKind::Pat => None,
-            KeyKind::Session => key.session_id,
-        },
-    })
+    Ok(Caller::of_key(&key, hash, cached.then_some(epoch)))
 }
 
 /// Middleware: authenticates, applies the account's rate limit, and stamps the limit headers
@@ -181,7 +192,8 @@ pub async fn admit_with(
     admit: Admit,
     refuse: impl FnOnce(ApiError) -> Response,
 ) -> Response {
-    let caller = match authenticate(state, req.headers()).await {
+    let cached = may_use_cached_key(&req);
+    let caller = match authenticate(state, req.headers(), cached).await {
         Ok(caller) => caller,
         Err(e) => return refuse(e),
     };

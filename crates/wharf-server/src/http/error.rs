@@ -100,6 +100,17 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::NotFound(what) => Self::not_found(what),
+            ServiceError::Unauthorized => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the token is invalid or was revoked",
+            ),
+            ServiceError::Stale => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "credentials_changed",
+                "the key or session changed while the request was handled; retry",
+            )
+            .with_header("retry-after", "1".into()),
             ServiceError::Forbidden(message) => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", message)
             }

@@ -96,11 +96,21 @@ impl MessageService {
         if !caller.can_see(id) {
             return Err(ServiceError::NotFound("session"));
         }
-        let row = self
-            .store
-            .get_session(caller.account_id, id)
-            .await?
-            .ok_or(ServiceError::NotFound("session"))?;
+        let row = match caller.auth_epoch {
+            // The send path with a cached key: the session from the cache too, at the same
+            // epoch (one read at another epoch means something changed: decide again).
+            Some(epoch) => match self
+                .store
+                .session_for_send(caller.account_id, id, epoch)
+                .await?
+            {
+                Some((row, at)) if at == epoch => Some(row),
+                Some(_) => return Err(ServiceError::Stale),
+                None => None,
+            },
+            None => self.store.get_session(caller.account_id, id).await?,
+        }
+        .ok_or(ServiceError::NotFound("session"))?;
         if row.status.is_deleting() {
             return Err(ServiceError::conflict(
                 "invalid_state",
@@ -218,7 +228,49 @@ impl MessageService {
 
     /// Accepts a send: validates it against the session's engine, then commits the message
     /// and its outbox job (and the idempotency record) before answering 202.
+    ///
+    /// A caller whose key came from the send path's cache (`auth_epoch` set) is served from
+    /// cached entries and committed only at that epoch; when the epoch moved, the cache is
+    /// emptied and the send decided again from fresh reads (a revoked key then gets 401). An
+    /// error decided from cached entries is answered only after the key is read again.
     pub async fn send(
+        &self,
+        caller: &Caller,
+        req: SendRequest,
+        idempotency: Option<(String, Vec<u8>)>,
+    ) -> Result<SendAnswer, ServiceError> {
+        const ATTEMPTS: usize = 5;
+        let (Some(_), Some(token)) = (caller.auth_epoch, caller.token.clone()) else {
+            return self.send_once(caller, req, idempotency).await;
+        };
+        let mut caller = caller.clone();
+        for _ in 0..ATTEMPTS {
+            match self
+                .send_once(&caller, req.clone(), idempotency.clone())
+                .await
+            {
+                Ok(answer) => return Ok(answer),
+                Err(ServiceError::Stale) => {
+                    self.store.forget_cached_auth();
+                    let (key, epoch) = self
+                        .store
+                        .key_for_send(&token, true)
+                        .await?
+                        .ok_or(ServiceError::Unauthorized)?;
+                    caller = Caller::of_key(&key, token.clone(), Some(epoch));
+                }
+                Err(e) => {
+                    return match self.store.find_live_key(&token).await? {
+                        Some(_) => Err(e),
+                        None => Err(ServiceError::Unauthorized),
+                    };
+                }
+            }
+        }
+        Err(ServiceError::Stale)
+    }
+
+    async fn send_once(
         &self,
         caller: &Caller,
         req: SendRequest,
@@ -329,7 +381,11 @@ impl MessageService {
             .as_ref()
             .zip(hash.as_ref())
             .map(|((key, _), hash)| (key.as_str(), hash.as_str(), answer.status, &answer.body));
-        match self.store.accept_outgoing(&row, &job, idem).await? {
+        match self
+            .store
+            .accept_outgoing(&row, &job, idem, caller.auth_epoch)
+            .await?
+        {
             Accepted::New => {
                 let _ = self.dispatch.send(session.id);
                 Ok(answer)

@@ -30,9 +30,31 @@ pub struct Caller {
     pub account_id: AccountId,
     /// Set for session keys, which act on this session only.
     pub session_id: Option<SessionId>,
+    /// The hash of the presented token, to check the key again.
+    pub token: Option<wharf_core::TokenHash>,
+    /// Set when the key came from the send path's cache: the auth epoch it was read at,
+    /// which the send must be committed with (see `wharf_store::Store::key_for_send`).
+    pub auth_epoch: Option<i64>,
 }
 
 impl Caller {
+    /// The caller a live key stands for.
+    pub fn of_key(
+        key: &wharf_store::KeyRow,
+        token: wharf_core::TokenHash,
+        auth_epoch: Option<i64>,
+    ) -> Self {
+        Self {
+            account_id: key.account_id,
+            session_id: match key.kind {
+                wharf_core::KeyKind::Pat => None,
+                wharf_core::KeyKind::Session => key.session_id,
+            },
+            token: Some(token),
+            auth_epoch,
+        }
+    }
+
     /// Refuses session keys (for routes reserved to personal access tokens).
     pub fn require_pat(&self) -> Result<(), ServiceError> {
         match self.session_id {

@@ -58,6 +58,7 @@ mod lifecycle;
 mod messages;
 mod ops;
 mod sandbox;
+mod send_auth;
 mod sessions;
 mod store;
 mod validation;

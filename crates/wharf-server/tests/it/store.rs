@@ -37,7 +37,7 @@ dual_test! {
             let store = app.store.clone();
             let job = job(m);
             let m = m.clone();
-            async move { store.accept_outgoing(&m, &job, None).await }
+            async move { store.accept_outgoing(&m, &job, None, None).await }
         }))
         .await;
         for (i, result) in results.iter().enumerate() {

@@ -1,0 +1,144 @@
+//! The send path takes its key and session from memory (the auth epoch makes that exact):
+//! a change made by another process (here: the test's own `Store`, which the server does
+//! not share) takes effect for the very next send, and nothing is committed after it.
+
+use serde_json::json;
+use wharf_core::{MessageId, SessionId, TokenHash};
+use wharf_store::{JobAction, OutboxJob, StoreError};
+use wharf_testkit::assert_error;
+
+/// The messages of `session`, as the API lists them.
+async fn logged(app: &wharf_testkit::TestApp, session: &str) -> usize {
+    let page = app
+        .get(&format!(
+            "/api/whatsapp-sessions/{session}/message-logs?limit=100"
+        ))
+        .expect(200)
+        .await;
+    page["data"].as_array().expect("a page").len()
+}
+
+dual_test! {
+    async fn a_key_revoked_elsewhere_stops_the_next_send(app) {
+        let created = app.create_session(json!({})).await;
+        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let account = app.account_id.parse().unwrap();
+        let (key, token) = app.store.create_pat(account, Some("sender".into())).await.unwrap();
+        let send = |text: &str| json!({"session_id": session, "to": "+15550102030", "text": text});
+        // Two sends: the second is served from the cache the first filled.
+        for text in ["one", "two"] {
+            app.post("/api/send-message").token(&token.raw).json(send(text)).expect(202).await;
+        }
+        app.store.revoke_key(&key.fingerprint).await.unwrap().expect("revoked");
+        let refused = app.post("/api/send-message").token(&token.raw).json(send("three")).expect(401).await;
+        assert_error(&refused, "invalid_token");
+        // A mistake in the body is not answered for a revoked key either.
+        let refused = app
+            .post("/api/send-message")
+            .token(&token.raw)
+            .json(json!({"session_id": session, "to": "garbage", "text": "x"}))
+            .expect(401)
+            .await;
+        assert_error(&refused, "invalid_token");
+        assert_eq!(logged(&app, &session).await, 2, "nothing was committed after the revocation");
+        // Other keys of the account still send (the cache was emptied, not poisoned).
+        app.post("/api/send-message").json(send("four")).expect(202).await;
+        assert_eq!(logged(&app, &session).await, 3);
+    }
+
+    async fn a_session_key_revoked_elsewhere_stops_the_next_send(app) {
+        let created = app.create_session(json!({})).await;
+        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let raw = created["session_api_key"]["raw"].as_str().unwrap().to_owned();
+        let fingerprint = created["session_api_key"]["fingerprint"].as_str().unwrap().to_owned();
+        app.post("/api/send-message").token(&raw).json(json!({"to": "+15550102030", "text": "one"})).expect(202).await;
+        app.store.revoke_key(&fingerprint).await.unwrap().expect("revoked");
+        let refused = app.post("/api/send-message").token(&raw).json(json!({"to": "+15550102030", "text": "two"})).expect(401).await;
+        assert_error(&refused, "invalid_token");
+        assert_eq!(logged(&app, &session).await, 1);
+    }
+
+    async fn a_session_being_deleted_takes_no_more_sends(app) {
+        let created = app.create_session(json!({})).await;
+        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let send = |text: &str| json!({"session_id": session, "to": "+15550102030", "text": text});
+        app.post("/api/send-message").json(send("one")).expect(202).await;
+        app.post("/api/send-message").json(send("two")).expect(202).await;
+        // Marked for deletion by another process: the cached session must not be used.
+        let id: SessionId = session.parse().unwrap();
+        let account = app.account_id.parse().unwrap();
+        app.store
+            .modify_session::<StoreError>(Some(account), id, |row| {
+                row.status = wharf_core::SessionStatus::PendingDeletion;
+                Ok(Vec::new())
+            })
+            .await
+            .unwrap()
+            .expect("the session");
+        let refused = app.post("/api/send-message").json(send("three")).expect(409).await;
+        assert_error(&refused, "invalid_state");
+        assert_eq!(logged(&app, &session).await, 2);
+    }
+}
+
+dual_test! {
+    async fn a_send_decided_at_an_old_epoch_writes_nothing(app) {
+        let created = app.create_session(json!({})).await;
+        let session: SessionId = created["session"]["session_id"].as_str().unwrap().parse().unwrap();
+        let first: MessageId = app.send_text(&session.to_string(), "+15550102030", "first").await.parse().unwrap();
+        let account = app.account_id.parse().unwrap();
+        let template = app.store.get_message(account, first).await.unwrap().expect("the first message");
+        let hash = TokenHash::of(&app.pat);
+        let (_, before) = app.store.key_for_send(&hash, true).await.unwrap().expect("the PAT");
+        // Any revocation moves the epoch.
+        let (other, _) = app.store.create_pat(account, None).await.unwrap();
+        app.store.revoke_key(&other.fingerprint).await.unwrap();
+        let (_, now) = app.store.key_for_send(&hash, true).await.unwrap().expect("the PAT");
+        assert!(now > before, "the epoch moved: {before} -> {now}");
+
+        // Concurrent sends share group commits: those decided at the old epoch are refused,
+        // the others (current epoch, or read from the database) are written.
+        let mut sends = Vec::new();
+        for i in 0..30 {
+            let mut m = template.clone();
+            m.id = MessageId::generate();
+            m.provider_msg_id = Some(wharf_core::message::new_provider_id());
+            let verify = match i % 3 {
+                0 => Some(before),
+                1 => Some(now),
+                _ => None,
+            };
+            sends.push((m, verify));
+        }
+        let results = futures::future::join_all(sends.iter().map(|(m, verify)| {
+            let store = app.store.clone();
+            let job = OutboxJob::new(m.account_id, session, m.chat_jid.clone(), Some(m.id), JobAction::Send, serde_json::Value::Null);
+            let (m, verify) = (m.clone(), *verify);
+            async move { store.accept_outgoing(&m, &job, None, verify).await }
+        }))
+        .await;
+        for ((m, verify), result) in sends.iter().zip(&results) {
+            let stored = app.store.get_message(account, m.id).await.unwrap();
+            if *verify == Some(before) {
+                assert!(matches!(result, Err(StoreError::Stale)), "{result:?}");
+                assert!(stored.is_none(), "a stale send wrote its message");
+            } else {
+                assert!(result.is_ok(), "{result:?}");
+                assert!(stored.is_some(), "an accepted send was not written");
+            }
+        }
+        assert_eq!(app.store.outbox_len(session).await.unwrap(), 21, "the first and 20 current ones");
+
+        // With an idempotency key (committed on its own), the same rule.
+        let mut m = template.clone();
+        m.id = MessageId::generate();
+        m.provider_msg_id = Some(wharf_core::message::new_provider_id());
+        let job = OutboxJob::new(m.account_id, session, m.chat_jid.clone(), Some(m.id), JobAction::Send, serde_json::Value::Null);
+        let answer = json!({"status": "queued"});
+        let stale = app.store.accept_outgoing(&m, &job, Some(("k1", "h", 202, &answer)), Some(before)).await;
+        assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
+        assert!(app.store.get_message(account, m.id).await.unwrap().is_none());
+        app.store.accept_outgoing(&m, &job, Some(("k1", "h", 202, &answer)), Some(now)).await.unwrap();
+        assert!(app.store.get_message(account, m.id).await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,406 @@
+//! Connection pools that lend a connection without extra round trips.
+//!
+//! sqlx's pool pings every connection it takes back, in a task it spawns for that: on SQLite
+//! each ping is one more hand-off to the connection's worker thread (and back), so a
+//! one-statement read cost two hand-offs and a task, and the single writer connection could
+//! not be lent again until its ping had run. Measured with `wharf-bench ingest`, those
+//! hand-offs (thread wake-ups and context switches) were the largest cost of a send.
+//!
+//! A SQLite file does not go stale like a network connection, and sqlx's SQLite connections
+//! are safe to reuse after a cancelled call (its worker finishes or stops the statement and
+//! resets it), so SQLite uses [`Pool::Local`]: a fixed set of connections behind a fair
+//! semaphore, opened on demand, returned as they are. PostgreSQL keeps sqlx's pool, whose
+//! checks notice connections that a server restart broke.
+
+use std::{
+    ops::{Deref, DerefMut},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{TryStreamExt, future::BoxFuture, stream::BoxStream};
+use sqlx::{
+    Any, AnyConnection, AnyPool, ConnectOptions, Connection, Either, Execute, Executor,
+    any::{AnyConnectOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTransactionManager},
+    pool::PoolConnection,
+};
+use sqlx_core::{sql_str::SqlStr, transaction::TransactionManager};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a caller waits for a connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pool of connections: sqlx's, or the local one (SQLite).
+#[derive(Clone, Debug)]
+pub(crate) enum Pool {
+    Sqlx(AnyPool),
+    Local(Arc<Local>),
+}
+
+/// Connections to a local database: at most `max` at once, opened when first needed.
+pub(crate) struct Local {
+    options: AnyConnectOptions,
+    /// Run on every new connection.
+    setup: &'static str,
+    idle: Mutex<Vec<AnyConnection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local")
+            .field("idle", &self.idle.lock().map(|v| v.len()).unwrap_or(0))
+            .field("available", &self.permits.available_permits())
+            .finish()
+    }
+}
+
+impl Local {
+    /// A pool of at most `max` connections, one opened now (so a bad URL fails at once).
+    pub(crate) async fn open(
+        options: AnyConnectOptions,
+        setup: &'static str,
+        max: usize,
+    ) -> Result<Arc<Self>, sqlx::Error> {
+        let local = Arc::new(Self {
+            options,
+            setup,
+            idle: Mutex::new(Vec::with_capacity(max)),
+            permits: Arc::new(Semaphore::new(max)),
+        });
+        let first = local.connect().await?;
+        local.give_back(first);
+        Ok(local)
+    }
+
+    async fn connect(&self) -> Result<AnyConnection, sqlx::Error> {
+        let mut conn = self.options.connect().await?;
+        conn.execute(self.setup).await?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: AnyConnection) {
+        if self.permits.is_closed() {
+            return; // closed: the connection ends when dropped
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+    }
+}
+
+impl Pool {
+    /// A connection, waiting up to ten seconds for one.
+    pub(crate) async fn acquire(&self) -> Result<Conn, sqlx::Error> {
+        match self {
+            Pool::Sqlx(pool) => Ok(Conn::Sqlx(pool.acquire().await?)),
+            Pool::Local(local) => {
+                let permit =
+                    tokio::time::timeout(ACQUIRE_TIMEOUT, local.permits.clone().acquire_owned())
+                        .await
+                        .map_err(|_| sqlx::Error::PoolTimedOut)?
+                        .map_err(|_| sqlx::Error::PoolClosed)?;
+                let idle = local.idle.lock().ok().and_then(|mut idle| idle.pop());
+                let conn = match idle {
+                    Some(conn) => conn,
+                    None => local.connect().await?,
+                };
+                Ok(Conn::Local {
+                    conn: Some(conn),
+                    pool: local.clone(),
+                    _permit: permit,
+                })
+            }
+        }
+    }
+
+    /// A connection in a new transaction.
+    pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        let mut conn = self.acquire().await?;
+        AnyTransactionManager::begin(&mut conn, None).await?;
+        Ok(Tx { conn, open: true })
+    }
+
+    /// Closes the pool: connections in use end when they are given back.
+    pub(crate) async fn close(&self) {
+        match self {
+            Pool::Sqlx(pool) => pool.close().await,
+            Pool::Local(local) => {
+                local.permits.close();
+                let idle = local
+                    .idle
+                    .lock()
+                    .map(|mut idle| std::mem::take(&mut *idle))
+                    .unwrap_or_default();
+                for conn in idle {
+                    let _ = conn.close().await;
+                }
+            }
+        }
+    }
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Starts the SQLite checkpointer: on a connection of its own, a passive checkpoint every
+/// 100 ms while `writer`'s pool is open (the writer runs none itself). A passive checkpoint
+/// never waits for the writer or readers, so commits no longer stop for one; the WAL wraps
+/// around once everything in it was copied, as with SQLite's automatic checkpoints.
+pub(crate) async fn spawn_checkpointer(
+    options: AnyConnectOptions,
+    setup: &'static str,
+    writer: &Arc<Local>,
+) -> Result<(), sqlx::Error> {
+    let mut conn = options.connect().await?;
+    conn.execute(setup).await?;
+    let writer = Arc::downgrade(writer);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
+            match writer.upgrade() {
+                Some(pool) if !pool.permits.is_closed() => {}
+                _ => break,
+            }
+            if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
+        let _ = conn.close().await;
+    });
+    Ok(())
+}
+
+/// A lent connection; given back when dropped.
+pub(crate) enum Conn {
+    Sqlx(PoolConnection<Any>),
+    Local {
+        conn: Option<AnyConnection>,
+        pool: Arc<Local>,
+        _permit: OwnedSemaphorePermit,
+    },
+}
+
+impl Conn {
+    /// Drops the connection instead of giving it back (its state is in doubt).
+    pub(crate) fn discard(mut self) {
+        match &mut self {
+            Conn::Sqlx(conn) => conn.close_on_drop(),
+            Conn::Local { conn, .. } => drop(conn.take()),
+        }
+    }
+}
+
+impl Deref for Conn {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Conn::Sqlx(conn) => conn,
+            Conn::Local { conn, .. } => conn.as_ref().expect("a lent connection"),
+        }
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Conn::Sqlx(conn) => conn,
+            Conn::Local { conn, .. } => conn.as_mut().expect("a lent connection"),
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Conn::Local { conn, pool, .. } = self
+            && let Some(conn) = conn.take()
+        {
+            // Given back before the permit is released, so the next borrower finds it.
+            pool.give_back(conn);
+        }
+    }
+}
+
+/// A connection in a transaction; rolled back when dropped uncommitted (the rollback is
+/// queued on the connection and runs before its next statement).
+pub(crate) struct Tx {
+    conn: Conn,
+    open: bool,
+}
+
+impl Tx {
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        AnyTransactionManager::commit(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if self.open {
+            AnyTransactionManager::start_rollback(&mut self.conn);
+        }
+    }
+}
+
+/// `&pool` runs a query on a connection it borrows for that query alone.
+impl<'p> Executor<'p> for &'_ Pool {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, Any>,
+    {
+        let pool = self.clone();
+        // Every caller collects the whole answer, so it is read before the connection
+        // goes back.
+        Box::pin(
+            futures::stream::once(async move {
+                let mut conn = pool.acquire().await?;
+                conn.fetch_many(query).try_collect::<Vec<_>>().await
+            })
+            .map_ok(|all| futures::stream::iter(all.into_iter().map(Ok)))
+            .try_flatten(),
+        )
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, Any>,
+    {
+        let pool = self.clone();
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            conn.fetch_optional(query).await
+        })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [sqlx::any::AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        let pool = self.clone();
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            conn.prepare_with(sql, parameters).await
+        })
+    }
+
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<Any>, sqlx::Error>> {
+        let pool = self.clone();
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            conn.describe(sql).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::Row;
+
+    use super::*;
+
+    async fn local(dir: &std::path::Path, max: usize) -> Pool {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let options = AnyConnectOptions::from_str(&url).expect("url");
+        Pool::Local(
+            Local::open(options, "PRAGMA journal_mode = WAL;", max)
+                .await
+                .expect("open"),
+        )
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "wharf-pool-{}-{}",
+            std::process::id(),
+            wharf_core::time::now_millis()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_dropped_transaction_is_rolled_back_before_the_next_use() {
+        let dir = tempdir();
+        let pool = local(&dir, 1).await;
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await
+            .expect("create");
+        {
+            let mut tx = pool.begin().await.expect("begin");
+            sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+        }
+        let mut tx = pool
+            .begin()
+            .await
+            .expect("a new transaction on the same connection");
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        let rows: Vec<i64> = sqlx::query("SELECT n FROM t")
+            .fetch_all(&pool)
+            .await
+            .expect("select")
+            .iter()
+            .map(|r| r.get::<i64, _>(0))
+            .collect();
+        assert_eq!(rows, vec![2]);
+        pool.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn borrowers_wait_for_the_one_connection_and_get_it_back() {
+        let dir = tempdir();
+        let pool = local(&dir, 1).await;
+        let held = pool.acquire().await.expect("first");
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { sqlx::query("SELECT 1").fetch_one(&pool).await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the second borrower waits");
+        drop(held);
+        waiting.await.expect("join").expect("then gets it");
+        pool.close().await;
+        assert!(matches!(pool.acquire().await, Err(sqlx::Error::PoolClosed)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
