@@ -51,10 +51,11 @@ const SQLITE_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORM
 
 /// The writer connection's: it leaves checkpoints to the checkpointer (copying the WAL
 /// into the database file, and its fsync, held up every commit that triggered one), and
-/// keeps up to 32 MiB of pages in its cache (the indexes it writes to).
+/// keeps up to 8 MiB of pages in its cache (the index pages it writes to; SQLite's default
+/// is 2 MiB).
 const SQLITE_WRITER_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
-     PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -32768;";
+     PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -8192;";
 
 /// The database behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -340,6 +340,8 @@ pub(crate) struct PendingAccept {
 const GROUP_CHUNK: usize = 100;
 /// Sends committed together, at most.
 const GROUP_MAX: usize = 512;
+/// Largest group whose SQLite statement is kept prepared.
+const PREPARED_GROUP_MAX: usize = 64;
 
 /// Starts the task that commits queued sends in groups.
 pub(crate) fn spawn_batcher(
@@ -584,7 +586,10 @@ async fn commit_group_sqlite(
     // every group cost the writer more than a twentieth of its time (and writing it out, a
     // few percent of the server's).
     let sql = sqlite_group_sql(unchecked, checked);
-    let q = bind_group(sqlx::query(sqlx::AssertSqlSafe(sql)), batch);
+    // Groups of up to `PREPARED_GROUP_MAX` sends (what a busy server makes) stay prepared;
+    // larger ones are rare and each shape would hold a large prepared statement in memory.
+    let q = bind_group(sqlx::query(sqlx::AssertSqlSafe(sql)), batch)
+        .persistent(batch.len() <= PREPARED_GROUP_MAX);
     // Every statement must run: `fetch_all`, since fetching one row stops after it.
     match q.fetch_all(&mut *conn).await {
         Ok(rows) => {
