@@ -444,26 +444,38 @@ fn group_statements(backend: Backend, unchecked: usize, checked: usize) -> Vec<S
     statements
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds one statement of a group: each send's row (`bind` picks the message or the job),
+/// then the epoch when the statement checks one.
+fn bind_rows<'q>(
+    mut q: AnyQuery<'q>,
+    chunk: &[&PendingAccept],
+    bind: fn(AnyQuery<'q>, &PendingAccept) -> AnyQuery<'q>,
+) -> AnyQuery<'q> {
+    for p in chunk {
+        q = bind(q, p);
+    }
+    match chunk.first().and_then(|p| p.verify) {
+        Some(epoch) => q.bind(epoch),
+        None => q,
+    }
+}
+
+/// The message, then the job, of a send.
+const ROW_BINDERS: [for<'q> fn(AnyQuery<'q>, &PendingAccept) -> AnyQuery<'q>; 2] = [
+    |q, p| bind_message(q, &p.message),
+    |q, p| bind_job(q, &p.job),
+];
+
 /// Binds a group's parameters in the order of [`group_statements`].
-fn bind_group<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    batch: &'q [PendingAccept],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+fn bind_group<'q>(mut q: AnyQuery<'q>, batch: &[PendingAccept]) -> AnyQuery<'q> {
     let unchecked: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_none()).collect();
     let checked: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_some()).collect();
     for group in [unchecked, checked] {
         for chunk in group.chunks(GROUP_CHUNK) {
-            for p in chunk {
-                q = bind_message(q, &p.message);
-            }
-            if let Some(epoch) = chunk.first().and_then(|p| p.verify) {
-                q = q.bind(epoch);
-            }
-            for p in chunk {
-                q = bind_job(q, &p.job);
-            }
-            if let Some(epoch) = chunk.first().and_then(|p| p.verify) {
-                q = q.bind(epoch);
+            for bind in ROW_BINDERS {
+                q = bind_rows(q, chunk, bind);
             }
         }
     }
@@ -509,25 +521,13 @@ async fn commit_group(
                 if epoch.is_none() { chunk.len() } else { 0 },
                 if epoch.is_some() { chunk.len() } else { 0 },
             );
-            let [messages, jobs] = statements.as_slice() else {
-                return Err(StoreError::Corrupt("group statements".into()));
-            };
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(messages.clone())).persistent(false);
-            for p in chunk {
-                q = bind_message(q, &p.message);
+            for (sql, bind) in statements.into_iter().zip(ROW_BINDERS) {
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                rows += bind_rows(q, chunk, bind)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             }
-            if let Some(epoch) = epoch {
-                q = q.bind(epoch);
-            }
-            rows += q.execute(&mut *tx).await?.rows_affected();
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(jobs.clone())).persistent(false);
-            for p in chunk {
-                q = bind_job(q, &p.job);
-            }
-            if let Some(epoch) = epoch {
-                q = q.bind(epoch);
-            }
-            rows += q.execute(&mut *tx).await?.rows_affected();
         }
     }
     let outcome = committed(batch, rows)?;
