@@ -7,8 +7,9 @@
 //! account changes, by this process or any other. A send built from cached entries is
 //! committed only if the counter still has their value at commit time (checked inside the
 //! insert); otherwise the commit writes nothing, answers [`crate::StoreError::Stale`], the
-//! cache is emptied and the send is decided again from fresh reads. So a revocation takes
-//! effect for sends exactly as before: no send commits after the revocation committed.
+//! cache is emptied and the send is decided again from fresh reads. A send's transaction
+//! reads the counter first and, on PostgreSQL, holds it (`FOR SHARE`) until it commits, so a
+//! revocation waits for sends in flight: no send commits after the revocation committed.
 //!
 //! Nothing else may use these entries: other routes read the database on every request.
 
@@ -23,6 +24,17 @@ const MAX_ENTRIES: usize = 10_000;
 
 /// The SQL expression of the current epoch.
 pub(crate) const EPOCH: &str = "(SELECT n FROM auth_epoch WHERE id = 1)";
+
+/// Reads the epoch at the start of a send's transaction and, on PostgreSQL, holds it: a
+/// change that bumps it (a revocation, say) then waits for the send to commit, and the
+/// send's later statements see the same value. On SQLite the write transaction already
+/// excludes every other writer.
+pub(crate) fn hold_epoch(backend: crate::Backend) -> &'static str {
+    match backend {
+        crate::Backend::Sqlite => "SELECT n FROM auth_epoch WHERE id = 1",
+        crate::Backend::Postgres => "SELECT n FROM auth_epoch WHERE id = 1 FOR SHARE",
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct AuthCache {
@@ -41,6 +53,12 @@ impl AuthCache {
                 keys.clear();
             }
             keys.insert(hash.to_owned(), (row, epoch));
+        }
+    }
+
+    pub(crate) fn forget_key(&self, hash: &str) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.remove(hash);
         }
     }
 

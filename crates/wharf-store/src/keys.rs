@@ -134,6 +134,7 @@ impl Store {
             .fetch_optional(&self.read)
             .await?
         else {
+            self.auth.forget_key(&hash.0);
             return Ok(None);
         };
         let key = KeyRow::from_row(&row)?;

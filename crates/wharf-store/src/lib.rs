@@ -146,7 +146,8 @@ impl Store {
                 }
                 let write = pool::Local::open(options.clone(), SQLITE_WRITER_SETUP, 1).await?;
                 let read = pool::Local::open(options.clone(), SQLITE_SETUP, 4).await?;
-                pool::spawn_checkpointer(options, SQLITE_SETUP, &write).await?;
+                pool::spawn_checkpointer(options, SQLITE_SETUP, &write, pool::TRUNCATE_AT_PAGES)
+                    .await?;
                 Ok(Self {
                     write: Pool::Local(write),
                     read: Pool::Local(read),

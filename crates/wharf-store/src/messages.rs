@@ -510,6 +510,12 @@ async fn commit_group(
     // PostgreSQL: one statement at a time (each is one round trip anyway), binding each
     // statement's own slice of the group.
     let mut tx = pool.begin().await?;
+    if checked > 0 {
+        // Held until the commit: the checked inserts all see one value.
+        sqlx::query(crate::authcache::hold_epoch(Backend::Postgres))
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut rows = 0;
     let unchecked_rows: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_none()).collect();
     let checked_rows: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_some()).collect();
@@ -934,12 +940,9 @@ impl Store {
     ) -> Result<Accepted> {
         let mut tx = self.write.begin().await?;
         if let Some(epoch) = verify {
-            let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT {}",
-                crate::authcache::EPOCH
-            )))
-            .fetch_one(&mut *tx)
-            .await?;
+            let now: i64 = sqlx::query_scalar(crate::authcache::hold_epoch(self.backend))
+                .fetch_one(&mut *tx)
+                .await?;
             if now != epoch {
                 return Err(StoreError::Stale);
             }

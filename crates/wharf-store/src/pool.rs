@@ -142,15 +142,22 @@ impl Pool {
 
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL pages (4 KiB each) past which the checkpointer truncates the WAL: 64 MiB.
+pub(crate) const TRUNCATE_AT_PAGES: i64 = 16_384;
 
 /// Starts the SQLite checkpointer: on a connection of its own, a passive checkpoint every
 /// 100 ms while `writer`'s pool is open (the writer runs none itself). A passive checkpoint
-/// never waits for the writer or readers, so commits no longer stop for one; the WAL wraps
-/// around once everything in it was copied, as with SQLite's automatic checkpoints.
+/// never waits for the writer or readers, so commits no longer stop for one. But SQLite
+/// rewinds the WAL only when a write starts after everything in it was copied, which a
+/// passive checkpoint beside a busy writer never reaches: under sustained writes the WAL
+/// would grow without end. So once it holds more than 64 MiB, the checkpointer borrows the
+/// writer connection and runs a `TRUNCATE` checkpoint on it: writes wait while it copies
+/// what is left (little, after the passive ones) and empties the file.
 pub(crate) async fn spawn_checkpointer(
     options: AnyConnectOptions,
     setup: &'static str,
     writer: &Arc<Local>,
+    truncate_at_pages: i64,
 ) -> Result<(), sqlx::Error> {
     let mut conn = options.connect().await?;
     conn.execute(setup).await?;
@@ -158,16 +165,39 @@ pub(crate) async fn spawn_checkpointer(
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(CHECKPOINT_EVERY).await;
-            match writer.upgrade() {
-                Some(pool) if !pool.permits.is_closed() => {}
+            let pool = match writer.upgrade() {
+                Some(pool) if !pool.permits.is_closed() => Pool::Local(pool),
                 _ => break,
-            }
-            if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            };
+            if let Err(e) = checkpoint(&mut conn, &pool, truncate_at_pages).await {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
             }
         }
         let _ = conn.close().await;
     });
+    Ok(())
+}
+
+/// One round of the checkpointer: passive on its own connection; when the WAL is too long,
+/// truncating on the writer's connection, borrowed like any writer borrows it, so the
+/// process's writes wait their turn instead of keeping the checkpoint from ever finishing.
+async fn checkpoint(
+    conn: &mut AnyConnection,
+    writer: &Pool,
+    truncate_at_pages: i64,
+) -> Result<(), sqlx::Error> {
+    use sqlx::Row;
+    // (busy, pages in the WAL, pages copied)
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(&mut *conn)
+        .await?;
+    let pages: i64 = row.try_get(1)?;
+    if pages > truncate_at_pages {
+        let mut writer = writer.acquire().await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *writer)
+            .await?;
+    }
     Ok(())
 }
 
@@ -341,10 +371,12 @@ mod tests {
     }
 
     fn tempdir() -> std::path::PathBuf {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "wharf-pool-{}-{}",
+            "wharf-pool-{}-{}-{}",
             std::process::id(),
-            wharf_core::time::now_millis()
+            wharf_core::time::now_millis(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("dir");
         dir
@@ -382,6 +414,52 @@ mod tests {
             .map(|r| r.get::<i64, _>(0))
             .collect();
         assert_eq!(rows, vec![2]);
+        pool.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_stays_bounded_under_back_to_back_writes() {
+        const SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0;";
+        sqlx::any::install_default_drivers();
+        let dir = tempdir();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let options = AnyConnectOptions::from_str(&url).expect("url");
+        let writer = Local::open(options.clone(), SETUP, 1).await.expect("open");
+        // 1 MiB here (256 pages) instead of 64 MiB, so a few seconds of writes cross it often.
+        spawn_checkpointer(options, SETUP, &writer, 256)
+            .await
+            .expect("checkpointer");
+        let pool = Pool::Local(writer);
+        sqlx::query("CREATE TABLE t (b BLOB)")
+            .execute(&pool)
+            .await
+            .expect("create");
+        let wal = dir.join("t.db-wal");
+        let (mut written, mut largest) = (0u64, 0u64);
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            let mut tx = pool.begin().await.expect("begin");
+            for _ in 0..8 {
+                sqlx::query("INSERT INTO t VALUES (randomblob(4000))")
+                    .execute(&mut *tx)
+                    .await
+                    .expect("insert");
+            }
+            tx.commit().await.expect("commit");
+            written += 32_000;
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        }
+        assert!(
+            written > 20 << 20,
+            "the test wrote too little to say anything: {written}"
+        );
+        // Without the truncation the WAL grew to a multiple of what was written.
+        assert!(
+            largest < 16 << 20,
+            "the WAL reached {largest} bytes after {written} written"
+        );
         pool.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }

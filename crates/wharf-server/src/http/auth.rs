@@ -202,14 +202,43 @@ pub async fn admit_with(
     {
         return refuse(e.into());
     }
+    // A key from the send path's cache may have been revoked since it was cached: anything
+    // but a committed send is answered only once the key is read again.
+    let token = cached.then(|| caller.token.clone()).flatten();
     let limit_headers = match state.limiter.check(&caller.account_id) {
         Ok(h) => h,
-        Err(e) => return refuse(e),
+        Err(e) => {
+            return match revoked_since_cached(state, token.as_ref()).await {
+                Some(refusal) => refuse(refusal),
+                None => refuse(e),
+            };
+        }
     };
     req.extensions_mut().insert(caller);
     let mut response = next.run(req).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && status != StatusCode::UNAUTHORIZED
+        && let Some(refusal) = revoked_since_cached(state, token.as_ref()).await
+    {
+        return refuse(refusal);
+    }
     response.headers_mut().extend(limit_headers);
     response
+}
+
+/// For a key that came from the send path's cache: the refusal to answer instead when it is
+/// no longer live (and the cache is emptied, so its next request is refused at once).
+async fn revoked_since_cached(state: &AppState, token: Option<&TokenHash>) -> Option<ApiError> {
+    let store = &state.services.store;
+    match store.find_live_key(token?).await {
+        Ok(Some(_)) => None,
+        Ok(None) => {
+            store.forget_cached_auth();
+            Some(crate::ServiceError::Unauthorized.into())
+        }
+        Err(e) => Some(crate::ServiceError::from(e).into()),
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {

@@ -231,8 +231,8 @@ impl MessageService {
     ///
     /// A caller whose key came from the send path's cache (`auth_epoch` set) is served from
     /// cached entries and committed only at that epoch; when the epoch moved, the cache is
-    /// emptied and the send decided again from fresh reads (a revoked key then gets 401). An
-    /// error decided from cached entries is answered only after the key is read again.
+    /// emptied and the send decided again from fresh reads (a revoked key then gets 401). The
+    /// HTTP layer answers an error of a cached caller only after reading its key again.
     pub async fn send(
         &self,
         caller: &Caller,
@@ -259,12 +259,8 @@ impl MessageService {
                         .ok_or(ServiceError::Unauthorized)?;
                     caller = Caller::of_key(&key, token.clone(), Some(epoch));
                 }
-                Err(e) => {
-                    return match self.store.find_live_key(&token).await? {
-                        Some(_) => Err(e),
-                        None => Err(ServiceError::Unauthorized),
-                    };
-                }
+                // Answered after the HTTP layer reads the key again (`http/auth.rs`).
+                Err(e) => return Err(e),
             }
         }
         Err(ServiceError::Stale)

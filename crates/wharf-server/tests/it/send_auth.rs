@@ -3,6 +3,7 @@
 //! not share) takes effect for the very next send, and nothing is committed after it.
 
 use serde_json::json;
+use sqlx::{Connection, Executor};
 use wharf_core::{MessageId, SessionId, TokenHash};
 use wharf_store::{JobAction, OutboxJob, StoreError};
 use wharf_testkit::assert_error;
@@ -32,18 +33,33 @@ dual_test! {
         app.store.revoke_key(&key.fingerprint).await.unwrap().expect("revoked");
         let refused = app.post("/api/send-message").token(&token.raw).json(send("three")).expect(401).await;
         assert_error(&refused, "invalid_token");
-        // A mistake in the body is not answered for a revoked key either.
-        let refused = app
-            .post("/api/send-message")
-            .token(&token.raw)
-            .json(json!({"session_id": session, "to": "garbage", "text": "x"}))
-            .expect(401)
-            .await;
-        assert_error(&refused, "invalid_token");
         assert_eq!(logged(&app, &session).await, 2, "nothing was committed after the revocation");
         // Other keys of the account still send (the cache was emptied, not poisoned).
         app.post("/api/send-message").json(send("four")).expect(202).await;
         assert_eq!(logged(&app, &session).await, 3);
+    }
+
+    async fn a_key_revoked_elsewhere_gets_401_for_a_bad_body_too(app) {
+        let created = app.create_session(json!({})).await;
+        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let account = app.account_id.parse().unwrap();
+        let (key, token) = app.store.create_pat(account, None).await.unwrap();
+        app.post("/api/send-message")
+            .token(&token.raw)
+            .json(json!({"session_id": session, "to": "+15550102030", "text": "one"}))
+            .expect(202)
+            .await;
+        app.store.revoke_key(&key.fingerprint).await.unwrap().expect("revoked");
+        // Still cached (no send has committed since), and the body is refused before any
+        // commit: the answer is 401 all the same, never the body's 422.
+        for body in [
+            json!({"session_id": session, "to": "garbage", "text": "x"}),
+            json!({"session_id": "sess_00000000000000000000000000", "to": "+15550102030", "text": "x"}),
+        ] {
+            let refused = app.post("/api/send-message").token(&token.raw).json(body).expect(401).await;
+            assert_error(&refused, "invalid_token");
+        }
+        assert_eq!(logged(&app, &session).await, 1);
     }
 
     async fn a_session_key_revoked_elsewhere_stops_the_next_send(app) {
@@ -78,6 +94,108 @@ dual_test! {
         let refused = app.post("/api/send-message").json(send("three")).expect(409).await;
         assert_error(&refused, "invalid_state");
         assert_eq!(logged(&app, &session).await, 2);
+    }
+}
+
+dual_test! {
+    async fn a_new_key_does_not_see_a_session_cached_before_it_changed(app) {
+        let created = app.create_session(json!({})).await;
+        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
+        app.post("/api/send-message").json(send.clone()).expect(202).await;
+        let id: SessionId = session.parse().unwrap();
+        let account = app.account_id.parse().unwrap();
+        app.store
+            .modify_session::<StoreError>(Some(account), id, |row| {
+                row.status = wharf_core::SessionStatus::PendingDeletion;
+                Ok(Vec::new())
+            })
+            .await
+            .unwrap()
+            .expect("the session");
+        // A key read now is at the new epoch; the session cached at the old one is not used.
+        let (_, token) = app.store.create_pat(account, None).await.unwrap();
+        let refused = app.post("/api/send-message").token(&token.raw).json(send).expect(409).await;
+        assert_error(&refused, "invalid_state");
+    }
+
+    async fn the_send_path_reads_keys_from_memory_until_asked_for_fresh(app) {
+        let account = app.account_id.parse().unwrap();
+        let (key, token) = app.store.create_pat(account, None).await.unwrap();
+        let hash = TokenHash::of(&token.raw);
+        let (_, epoch) = app.store.key_for_send(&hash, false).await.unwrap().expect("live");
+        app.store.revoke_key(&key.fingerprint).await.unwrap().expect("revoked");
+        // Cached: the same answer at the old epoch (a commit with it would be refused)...
+        let (_, cached) = app.store.key_for_send(&hash, false).await.unwrap().expect("from memory");
+        assert_eq!(cached, epoch);
+        // ... until read again.
+        assert!(app.store.key_for_send(&hash, true).await.unwrap().is_none());
+        assert!(app.store.key_for_send(&hash, false).await.unwrap().is_none());
+    }
+
+    async fn large_mixed_groups_bind_every_row_in_order(app) {
+        let created = app.create_session(json!({})).await;
+        let session: SessionId = created["session"]["session_id"].as_str().unwrap().parse().unwrap();
+        let first: MessageId = app.send_text(&session.to_string(), "+15550102030", "first").await.parse().unwrap();
+        let account = app.account_id.parse().unwrap();
+        let template = app.store.get_message(account, first).await.unwrap().expect("first");
+        let hash = TokenHash::of(&app.pat);
+        let (_, before) = app.store.key_for_send(&hash, true).await.unwrap().expect("pat");
+        let (other, _) = app.store.create_pat(account, None).await.unwrap();
+        app.store.revoke_key(&other.fingerprint).await.unwrap();
+        let (_, now) = app.store.key_for_send(&hash, true).await.unwrap().expect("pat");
+        let mut total = 1;
+        // More than 100 of each kind, so groups have several chunks of each; at the current
+        // epoch every send is written, at an old one only those without an epoch.
+        for epoch in [now, before] {
+            let mut sends = Vec::new();
+            for i in 0..430 {
+                let mut m = template.clone();
+                m.id = MessageId::generate();
+                m.provider_msg_id = Some(wharf_core::message::new_provider_id());
+                m.chat_jid = wharf_core::Jid::parse(&format!("1555010{:04}@s.whatsapp.net", i)).unwrap();
+                sends.push((m, if i % 2 == 0 { None } else { Some(epoch) }));
+            }
+            let results = futures::future::join_all(sends.iter().map(|(m, verify)| {
+                let store = app.store.clone();
+                let job = OutboxJob::new(m.account_id, session, m.chat_jid.clone(), Some(m.id), JobAction::Send, serde_json::Value::Null);
+                let (m, verify) = (m.clone(), *verify);
+                async move { store.accept_outgoing(&m, &job, None, verify).await }
+            }))
+            .await;
+            for ((m, verify), result) in sends.iter().zip(&results) {
+                let stored = app.store.get_message(account, m.id).await.unwrap();
+                if *verify == Some(before) {
+                    assert!(matches!(result, Err(StoreError::Stale)), "{result:?}");
+                    assert!(stored.is_none(), "a stale send wrote its message");
+                } else {
+                    assert!(result.is_ok(), "{result:?}");
+                    let stored = stored.expect("written");
+                    assert_eq!(stored.provider_msg_id, m.provider_msg_id, "columns bound in order");
+                    assert_eq!(stored.chat_jid, m.chat_jid);
+                    total += 1;
+                }
+            }
+            assert_eq!(app.store.outbox_len(session).await.unwrap(), total);
+        }
+    }
+}
+
+dual_test_with! {
+    async fn a_revoked_cached_key_over_its_limit_gets_401_not_429(app) with |c| {
+        c.rate_limit_per_minute = 3.try_into().unwrap();
+    } {
+        let created = app.create_session(json!({})).await;
+        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
+        let account = app.account_id.parse().unwrap();
+        let (key, token) = app.store.create_pat(account, None).await.unwrap();
+        for _ in 0..2 {
+            app.post("/api/send-message").token(&token.raw).json(send.clone()).expect(202).await;
+        }
+        app.store.revoke_key(&key.fingerprint).await.unwrap().expect("revoked");
+        let refused = app.post("/api/send-message").token(&token.raw).json(send).expect(401).await;
+        assert_error(&refused, "invalid_token");
     }
 }
 
@@ -141,4 +259,98 @@ dual_test! {
         app.store.accept_outgoing(&m, &job, Some(("k1", "h", 202, &answer)), Some(now)).await.unwrap();
         assert!(app.store.get_message(account, m.id).await.unwrap().is_some());
     }
+}
+
+/// PostgreSQL only: runs `sql` on the test's database.
+async fn pg(app: &wharf_testkit::TestApp, sql: &str) {
+    let mut conn = sqlx::PgConnection::connect(&app.config.database_url)
+        .await
+        .expect("connect");
+    conn.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+        .await
+        .expect("sql");
+    let _ = conn.close().await;
+}
+
+/// Makes every insert into `table` take a second, so a change can land in the middle.
+async fn slow_inserts(app: &wharf_testkit::TestApp, table: &str) {
+    pg(app, &format!(
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END; $$; \
+         CREATE TRIGGER slow AFTER INSERT ON {table} FOR EACH STATEMENT EXECUTE FUNCTION slow();"
+    ))
+    .await;
+}
+
+// PostgreSQL runs statements at READ COMMITTED: without a lock, a revocation could commit
+// in the middle of a send's transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_revocation_waits_for_a_send_in_flight() {
+    let Some(app) = wharf_testkit::TestApp::spawn(wharf_testkit::Backend::Postgres).await else {
+        return;
+    };
+    let created = app.create_session(json!({})).await;
+    let session = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let account = app.account_id.parse().unwrap();
+    let (key, token) = app.store.create_pat(account, None).await.unwrap();
+    let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
+    app.post("/api/send-message")
+        .token(&token.raw)
+        .json(send.clone())
+        .expect(202)
+        .await;
+    slow_inserts(&app, "outbox").await;
+    let call = async {
+        let answer = app
+            .post("/api/send-message")
+            .token(&token.raw)
+            .json(send.clone())
+            .send()
+            .await;
+        (answer, std::time::Instant::now())
+    };
+    let revoke = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        app.store
+            .revoke_key(&key.fingerprint)
+            .await
+            .unwrap()
+            .expect("revoked");
+        std::time::Instant::now()
+    };
+    let ((answer, answered_at), revoked_at) = tokio::join!(call, revoke);
+    assert!(
+        answer.status.as_u16() != 202 || revoked_at > answered_at,
+        "a send was accepted after its key's revocation committed: {}",
+        answer.json
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_an_unrelated_change_during_a_send_does_not_fail_it() {
+    let Some(app) = wharf_testkit::TestApp::spawn(wharf_testkit::Backend::Postgres).await else {
+        return;
+    };
+    let created = app.create_session(json!({})).await;
+    let session = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
+    app.post("/api/send-message")
+        .json(send.clone())
+        .expect(202)
+        .await;
+    slow_inserts(&app, "messages").await;
+    let account = app.account_id.parse().unwrap();
+    let call = app.post("/api/send-message").json(send.clone()).send();
+    let bump = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (other, _) = app.store.create_pat(account, None).await.unwrap();
+        app.store.revoke_key(&other.fingerprint).await.unwrap();
+    };
+    let (answer, ()) = tokio::join!(call, bump);
+    assert_eq!(answer.status.as_u16(), 202, "{}", answer.json);
 }
