@@ -52,10 +52,10 @@ const SQLITE_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORM
 /// The writer connection's: it leaves checkpoints to the checkpointer (copying the WAL
 /// into the database file, and its fsync, held up every commit that triggered one), and
 /// keeps up to 8 MiB of pages in its cache (the index pages it writes to; SQLite's default
-/// is 2 MiB).
+/// is 2 MiB). A WAL file that grew past 64 MiB is trimmed back when it starts over.
 const SQLITE_WRITER_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
-     PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -8192;";
+     PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -8192; PRAGMA journal_size_limit = 67108864;";
 
 /// The database behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +146,7 @@ impl Store {
                 }
                 let write = pool::Local::open(options.clone(), SQLITE_WRITER_SETUP, 1).await?;
                 let read = pool::Local::open(options.clone(), SQLITE_SETUP, 4).await?;
-                pool::spawn_checkpointer(options, SQLITE_SETUP, &write, pool::TRUNCATE_AT_PAGES)
+                pool::spawn_checkpointer(options, SQLITE_SETUP, &write, pool::REWIND_AT_PAGES)
                     .await?;
                 Ok(Self {
                     write: Pool::Local(write),

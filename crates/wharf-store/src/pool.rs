@@ -142,22 +142,27 @@ impl Pool {
 
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-/// WAL pages (4 KiB each) past which the checkpointer truncates the WAL: 64 MiB.
-pub(crate) const TRUNCATE_AT_PAGES: i64 = 16_384;
+/// WAL pages (4 KiB each) past which the checkpointer checkpoints on the writer's
+/// connection, so the WAL can start over: 64 MiB.
+pub(crate) const REWIND_AT_PAGES: i64 = 16_384;
 
 /// Starts the SQLite checkpointer: on a connection of its own, a passive checkpoint every
 /// 100 ms while `writer`'s pool is open (the writer runs none itself). A passive checkpoint
 /// never waits for the writer or readers, so commits no longer stop for one. But SQLite
-/// rewinds the WAL only when a write starts after everything in it was copied, which a
-/// passive checkpoint beside a busy writer never reaches: under sustained writes the WAL
-/// would grow without end. So once it holds more than 64 MiB, the checkpointer borrows the
-/// writer connection and runs a `TRUNCATE` checkpoint on it: writes wait while it copies
-/// what is left (little, after the passive ones) and empties the file.
+/// starts the WAL over only when a write begins after everything in it was copied, which a
+/// checkpoint running beside a busy writer never reaches: under sustained writes the WAL
+/// would grow without end. So once it holds more than `rewind_at_pages`, the checkpointer
+/// borrows the writer connection, like any writer, and runs the passive checkpoint there,
+/// between two write transactions: it copies what the last rounds left (little) and the
+/// next write starts the WAL over. (A `RESTART` or `TRUNCATE` checkpoint there also waits
+/// for readers and, for `TRUNCATE`, makes the file grow again: they stalled sends for up to
+/// 100 ms at a time in `wharf-bench ingest`.) The writer's `journal_size_limit` then trims
+/// the file back to 64 MiB.
 pub(crate) async fn spawn_checkpointer(
     options: AnyConnectOptions,
     setup: &'static str,
     writer: &Arc<Local>,
-    truncate_at_pages: i64,
+    rewind_at_pages: i64,
 ) -> Result<(), sqlx::Error> {
     let mut conn = options.connect().await?;
     conn.execute(setup).await?;
@@ -169,7 +174,7 @@ pub(crate) async fn spawn_checkpointer(
                 Some(pool) if !pool.permits.is_closed() => Pool::Local(pool),
                 _ => break,
             };
-            if let Err(e) = checkpoint(&mut conn, &pool, truncate_at_pages).await {
+            if let Err(e) = checkpoint(&mut conn, &pool, rewind_at_pages).await {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
             }
         }
@@ -179,12 +184,12 @@ pub(crate) async fn spawn_checkpointer(
 }
 
 /// One round of the checkpointer: passive on its own connection; when the WAL is too long,
-/// truncating on the writer's connection, borrowed like any writer borrows it, so the
-/// process's writes wait their turn instead of keeping the checkpoint from ever finishing.
+/// passive again on the writer's connection, borrowed like any writer borrows it, so the
+/// process's writes wait their turn instead of keeping the WAL from ever starting over.
 async fn checkpoint(
     conn: &mut AnyConnection,
     writer: &Pool,
-    truncate_at_pages: i64,
+    rewind_at_pages: i64,
 ) -> Result<(), sqlx::Error> {
     use sqlx::Row;
     // (busy, pages in the WAL, pages copied)
@@ -192,9 +197,9 @@ async fn checkpoint(
         .fetch_one(&mut *conn)
         .await?;
     let pages: i64 = row.try_get(1)?;
-    if pages > truncate_at_pages {
+    if pages > rewind_at_pages {
         let mut writer = writer.acquire().await?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .fetch_one(&mut *writer)
             .await?;
     }
@@ -455,7 +460,8 @@ mod tests {
             written > 20 << 20,
             "the test wrote too little to say anything: {written}"
         );
-        // Without the truncation the WAL grew to a multiple of what was written.
+        // With checkpoints only beside the writer, the WAL grew to a multiple of what was
+        // written (hundreds of MiB in a few seconds).
         assert!(
             largest < 16 << 20,
             "the WAL reached {largest} bytes after {written} written"
