@@ -19,6 +19,105 @@ async fn logged(app: &wharf_testkit::TestApp, session: &str) -> usize {
     page["data"].as_array().expect("a page").len()
 }
 
+/// A session with one message (the template of the rows below), and the auth epoch read
+/// before and after an unrelated revocation moved it.
+async fn around_a_revocation(
+    app: &wharf_testkit::TestApp,
+) -> (SessionId, wharf_store::MessageRow, i64, i64) {
+    let created = app.create_session(json!({})).await;
+    let session: SessionId = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first: MessageId = app
+        .send_text(&session.to_string(), "+15550102030", "first")
+        .await
+        .parse()
+        .unwrap();
+    let account = app.account_id.parse().unwrap();
+    let template = app
+        .store
+        .get_message(account, first)
+        .await
+        .unwrap()
+        .expect("the first message");
+    let hash = TokenHash::of(&app.pat);
+    let (_, before) = app
+        .store
+        .key_for_send(&hash, true)
+        .await
+        .unwrap()
+        .expect("the PAT");
+    let (other, _) = app.store.create_pat(account, None).await.unwrap();
+    app.store.revoke_key(&other.fingerprint).await.unwrap();
+    let (_, now) = app
+        .store
+        .key_for_send(&hash, true)
+        .await
+        .unwrap()
+        .expect("the PAT");
+    assert!(now > before, "the epoch moved: {before} -> {now}");
+    (session, template, before, now)
+}
+
+/// A new message like `template`, to `chat` when given.
+fn like(
+    template: &wharf_store::MessageRow,
+    chat: Option<wharf_core::Jid>,
+) -> wharf_store::MessageRow {
+    let mut m = template.clone();
+    m.id = MessageId::generate();
+    m.provider_msg_id = Some(wharf_core::message::new_provider_id());
+    if let Some(chat) = chat {
+        m.chat_jid = chat;
+    }
+    m
+}
+
+/// Accepts `sends` concurrently (so they share group commits) and checks each outcome: those
+/// decided at `stale` are refused and wrote nothing, the others are stored as given. Returns
+/// how many were written.
+async fn accept_and_check(
+    app: &wharf_testkit::TestApp,
+    session: SessionId,
+    sends: &[(wharf_store::MessageRow, Option<i64>)],
+    stale: i64,
+) -> usize {
+    let results = futures::future::join_all(sends.iter().map(|(m, verify)| {
+        let store = app.store.clone();
+        let job = OutboxJob::new(
+            m.account_id,
+            session,
+            m.chat_jid.clone(),
+            Some(m.id),
+            JobAction::Send,
+            serde_json::Value::Null,
+        );
+        let (m, verify) = (m.clone(), *verify);
+        async move { store.accept_outgoing(&m, &job, None, verify).await }
+    }))
+    .await;
+    let mut written = 0;
+    for ((m, verify), result) in sends.iter().zip(&results) {
+        let stored = app.store.get_message(m.account_id, m.id).await.unwrap();
+        if *verify == Some(stale) {
+            assert!(matches!(result, Err(StoreError::Stale)), "{result:?}");
+            assert!(stored.is_none(), "a stale send wrote its message");
+        } else {
+            assert!(result.is_ok(), "{result:?}");
+            let stored = stored.expect("an accepted send was not written");
+            assert_eq!(
+                stored.provider_msg_id, m.provider_msg_id,
+                "columns bound in order"
+            );
+            assert_eq!(stored.chat_jid, m.chat_jid);
+            written += 1;
+        }
+    }
+    written
+}
+
 dual_test! {
     async fn a_key_revoked_elsewhere_stops_the_next_send(app) {
         let created = app.create_session(json!({})).await;
@@ -134,49 +233,19 @@ dual_test! {
     }
 
     async fn large_mixed_groups_bind_every_row_in_order(app) {
-        let created = app.create_session(json!({})).await;
-        let session: SessionId = created["session"]["session_id"].as_str().unwrap().parse().unwrap();
-        let first: MessageId = app.send_text(&session.to_string(), "+15550102030", "first").await.parse().unwrap();
-        let account = app.account_id.parse().unwrap();
-        let template = app.store.get_message(account, first).await.unwrap().expect("first");
-        let hash = TokenHash::of(&app.pat);
-        let (_, before) = app.store.key_for_send(&hash, true).await.unwrap().expect("pat");
-        let (other, _) = app.store.create_pat(account, None).await.unwrap();
-        app.store.revoke_key(&other.fingerprint).await.unwrap();
-        let (_, now) = app.store.key_for_send(&hash, true).await.unwrap().expect("pat");
+        let (session, template, before, now) = around_a_revocation(&app).await;
         let mut total = 1;
         // More than 100 of each kind, so groups have several chunks of each; at the current
         // epoch every send is written, at an old one only those without an epoch.
         for epoch in [now, before] {
-            let mut sends = Vec::new();
-            for i in 0..430 {
-                let mut m = template.clone();
-                m.id = MessageId::generate();
-                m.provider_msg_id = Some(wharf_core::message::new_provider_id());
-                m.chat_jid = wharf_core::Jid::parse(&format!("1555010{:04}@s.whatsapp.net", i)).unwrap();
-                sends.push((m, if i % 2 == 0 { None } else { Some(epoch) }));
-            }
-            let results = futures::future::join_all(sends.iter().map(|(m, verify)| {
-                let store = app.store.clone();
-                let job = OutboxJob::new(m.account_id, session, m.chat_jid.clone(), Some(m.id), JobAction::Send, serde_json::Value::Null);
-                let (m, verify) = (m.clone(), *verify);
-                async move { store.accept_outgoing(&m, &job, None, verify).await }
-            }))
-            .await;
-            for ((m, verify), result) in sends.iter().zip(&results) {
-                let stored = app.store.get_message(account, m.id).await.unwrap();
-                if *verify == Some(before) {
-                    assert!(matches!(result, Err(StoreError::Stale)), "{result:?}");
-                    assert!(stored.is_none(), "a stale send wrote its message");
-                } else {
-                    assert!(result.is_ok(), "{result:?}");
-                    let stored = stored.expect("written");
-                    assert_eq!(stored.provider_msg_id, m.provider_msg_id, "columns bound in order");
-                    assert_eq!(stored.chat_jid, m.chat_jid);
-                    total += 1;
-                }
-            }
-            assert_eq!(app.store.outbox_len(session).await.unwrap(), total);
+            let sends: Vec<_> = (0..430)
+                .map(|i| {
+                    let chat = wharf_core::Jid::parse(&format!("1555010{i:04}@s.whatsapp.net")).unwrap();
+                    (like(&template, Some(chat)), (i % 2 == 1).then_some(epoch))
+                })
+                .collect();
+            total += accept_and_check(&app, session, &sends, before).await;
+            assert_eq!(app.store.outbox_len(session).await.unwrap(), total as i64);
         }
     }
 }
@@ -201,56 +270,18 @@ dual_test_with! {
 
 dual_test! {
     async fn a_send_decided_at_an_old_epoch_writes_nothing(app) {
-        let created = app.create_session(json!({})).await;
-        let session: SessionId = created["session"]["session_id"].as_str().unwrap().parse().unwrap();
-        let first: MessageId = app.send_text(&session.to_string(), "+15550102030", "first").await.parse().unwrap();
+        let (session, template, before, now) = around_a_revocation(&app).await;
         let account = app.account_id.parse().unwrap();
-        let template = app.store.get_message(account, first).await.unwrap().expect("the first message");
-        let hash = TokenHash::of(&app.pat);
-        let (_, before) = app.store.key_for_send(&hash, true).await.unwrap().expect("the PAT");
-        // Any revocation moves the epoch.
-        let (other, _) = app.store.create_pat(account, None).await.unwrap();
-        app.store.revoke_key(&other.fingerprint).await.unwrap();
-        let (_, now) = app.store.key_for_send(&hash, true).await.unwrap().expect("the PAT");
-        assert!(now > before, "the epoch moved: {before} -> {now}");
-
         // Concurrent sends share group commits: those decided at the old epoch are refused,
         // the others (current epoch, or read from the database) are written.
-        let mut sends = Vec::new();
-        for i in 0..30 {
-            let mut m = template.clone();
-            m.id = MessageId::generate();
-            m.provider_msg_id = Some(wharf_core::message::new_provider_id());
-            let verify = match i % 3 {
-                0 => Some(before),
-                1 => Some(now),
-                _ => None,
-            };
-            sends.push((m, verify));
-        }
-        let results = futures::future::join_all(sends.iter().map(|(m, verify)| {
-            let store = app.store.clone();
-            let job = OutboxJob::new(m.account_id, session, m.chat_jid.clone(), Some(m.id), JobAction::Send, serde_json::Value::Null);
-            let (m, verify) = (m.clone(), *verify);
-            async move { store.accept_outgoing(&m, &job, None, verify).await }
-        }))
-        .await;
-        for ((m, verify), result) in sends.iter().zip(&results) {
-            let stored = app.store.get_message(account, m.id).await.unwrap();
-            if *verify == Some(before) {
-                assert!(matches!(result, Err(StoreError::Stale)), "{result:?}");
-                assert!(stored.is_none(), "a stale send wrote its message");
-            } else {
-                assert!(result.is_ok(), "{result:?}");
-                assert!(stored.is_some(), "an accepted send was not written");
-            }
-        }
+        let sends: Vec<_> = (0..30)
+            .map(|i| (like(&template, None), [Some(before), Some(now), None][i % 3]))
+            .collect();
+        assert_eq!(accept_and_check(&app, session, &sends, before).await, 20);
         assert_eq!(app.store.outbox_len(session).await.unwrap(), 21, "the first and 20 current ones");
 
         // With an idempotency key (committed on its own), the same rule.
-        let mut m = template.clone();
-        m.id = MessageId::generate();
-        m.provider_msg_id = Some(wharf_core::message::new_provider_id());
+        let m = like(&template, None);
         let job = OutboxJob::new(m.account_id, session, m.chat_jid.clone(), Some(m.id), JobAction::Send, serde_json::Value::Null);
         let answer = json!({"status": "queued"});
         let stale = app.store.accept_outgoing(&m, &job, Some(("k1", "h", 202, &answer)), Some(before)).await;
