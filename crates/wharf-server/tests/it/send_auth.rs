@@ -19,6 +19,20 @@ async fn logged(app: &wharf_testkit::TestApp, session: &str) -> usize {
     page["data"].as_array().expect("a page").len()
 }
 
+/// Marks `session` for deletion through the test's own store (another process, for the
+/// server).
+async fn mark_for_deletion(app: &wharf_testkit::TestApp, session: &str) {
+    let id: SessionId = session.parse().unwrap();
+    app.store
+        .modify_session::<StoreError>(Some(app.account_id.parse().unwrap()), id, |row| {
+            row.status = wharf_core::SessionStatus::PendingDeletion;
+            Ok(Vec::new())
+        })
+        .await
+        .unwrap()
+        .expect("the session");
+}
+
 /// A session with one message (the template of the rows below), and the auth epoch read
 /// before and after an unrelated revocation moved it.
 async fn around_a_revocation(
@@ -180,16 +194,7 @@ dual_test! {
         app.post("/api/send-message").json(send("one")).expect(202).await;
         app.post("/api/send-message").json(send("two")).expect(202).await;
         // Marked for deletion by another process: the cached session must not be used.
-        let id: SessionId = session.parse().unwrap();
-        let account = app.account_id.parse().unwrap();
-        app.store
-            .modify_session::<StoreError>(Some(account), id, |row| {
-                row.status = wharf_core::SessionStatus::PendingDeletion;
-                Ok(Vec::new())
-            })
-            .await
-            .unwrap()
-            .expect("the session");
+        mark_for_deletion(&app, &session).await;
         let refused = app.post("/api/send-message").json(send("three")).expect(409).await;
         assert_error(&refused, "invalid_state");
         assert_eq!(logged(&app, &session).await, 2);
@@ -202,17 +207,9 @@ dual_test! {
         let session = created["session"]["session_id"].as_str().unwrap().to_owned();
         let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
         app.post("/api/send-message").json(send.clone()).expect(202).await;
-        let id: SessionId = session.parse().unwrap();
-        let account = app.account_id.parse().unwrap();
-        app.store
-            .modify_session::<StoreError>(Some(account), id, |row| {
-                row.status = wharf_core::SessionStatus::PendingDeletion;
-                Ok(Vec::new())
-            })
-            .await
-            .unwrap()
-            .expect("the session");
+        mark_for_deletion(&app, &session).await;
         // A key read now is at the new epoch; the session cached at the old one is not used.
+        let account = app.account_id.parse().unwrap();
         let (_, token) = app.store.create_pat(account, None).await.unwrap();
         let refused = app.post("/api/send-message").token(&token.raw).json(send).expect(409).await;
         assert_error(&refused, "invalid_state");
@@ -333,28 +330,29 @@ async fn postgres_a_revocation_waits_for_a_send_in_flight() {
         .expect(202)
         .await;
     slow_inserts(&app, "outbox").await;
-    let call = async {
-        let answer = app
-            .post("/api/send-message")
-            .token(&token.raw)
-            .json(send.clone())
-            .send()
-            .await;
-        (answer, std::time::Instant::now())
-    };
+    let call = app
+        .post("/api/send-message")
+        .token(&token.raw)
+        .json(send.clone())
+        .send();
     let revoke = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
         app.store
             .revoke_key(&key.fingerprint)
             .await
             .unwrap()
             .expect("revoked");
-        std::time::Instant::now()
+        started.elapsed()
     };
-    let ((answer, answered_at), revoked_at) = tokio::join!(call, revoke);
+    let (answer, took) = tokio::join!(call, revoke);
+    // The send's transaction lasts about a second (the slow trigger) and the revocation
+    // starts 300 ms into it: either the send was refused, or the revocation waited for its
+    // commit. (The clients' own clocks cannot order the two: the send's answer still has to
+    // travel after its commit.)
     assert!(
-        answer.status.as_u16() != 202 || revoked_at > answered_at,
-        "a send was accepted after its key's revocation committed: {}",
+        answer.status.as_u16() != 202 || took >= std::time::Duration::from_millis(400),
+        "the revocation ({took:?}) did not wait for the send accepted meanwhile: {}",
         answer.json
     );
 }
