@@ -17,7 +17,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use wharf_core::{AccountId, SessionId};
 
-use crate::{KeyRow, SessionRow};
+use crate::{KeyRow, SessionRow, Store};
 
 /// Entries kept at most per kind; a full cache is emptied rather than managed.
 const MAX_ENTRIES: usize = 10_000;
@@ -82,5 +82,13 @@ impl AuthCache {
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.clear();
         }
+    }
+}
+
+impl Store {
+    /// Empties the send path's cache of keys and sessions (a commit found it stale, or a
+    /// cached key turned out revoked).
+    pub fn forget_cached_auth(&self) {
+        self.auth.clear();
     }
 }

@@ -125,6 +125,21 @@ impl Store {
         if !fresh && let Some(hit) = self.auth.key(&hash.0) {
             return Ok(Some(hit));
         }
+        let Some((key, epoch)) = self.read_live_key(hash).await? else {
+            self.auth.forget_key(&hash.0);
+            return Ok(None);
+        };
+        self.auth.put_key(&hash.0, key.clone(), epoch);
+        Ok(Some((key, epoch)))
+    }
+
+    /// The live (unrevoked) key with this hash.
+    pub async fn find_live_key(&self, hash: &TokenHash) -> Result<Option<KeyRow>> {
+        Ok(self.read_live_key(hash).await?.map(|(key, _)| key))
+    }
+
+    /// The live key with this hash and the auth epoch, read in one statement.
+    async fn read_live_key(&self, hash: &TokenHash) -> Result<Option<(KeyRow, i64)>> {
         let sql = format!(
             "SELECT {KEY_COLUMNS}, {} AS auth_epoch FROM api_keys WHERE hash = $1 AND revoked_at IS NULL",
             crate::authcache::EPOCH
@@ -134,26 +149,9 @@ impl Store {
             .fetch_optional(&self.read)
             .await?
         else {
-            self.auth.forget_key(&hash.0);
             return Ok(None);
         };
-        let key = KeyRow::from_row(&row)?;
-        let epoch: i64 = row.try_get("auth_epoch")?;
-        self.auth.put_key(&hash.0, key.clone(), epoch);
-        Ok(Some((key, epoch)))
-    }
-
-    /// The live (unrevoked) key with this hash.
-    pub async fn find_live_key(&self, hash: &TokenHash) -> Result<Option<KeyRow>> {
-        let sql =
-            format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1 AND revoked_at IS NULL");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&hash.0)
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(KeyRow::from_row)
-            .transpose()
+        Ok(Some((KeyRow::from_row(&row)?, row.try_get("auth_epoch")?)))
     }
 
     /// Every key of an account, newest first, revoked ones included.

@@ -215,11 +215,6 @@ impl Store {
         Ok(Some((session, now)))
     }
 
-    /// Empties the send path's cache of keys and sessions (a commit found it stale).
-    pub fn forget_cached_auth(&self) {
-        self.auth.clear();
-    }
-
     /// The session `id` of `account`; another account's session is `None`.
     pub async fn get_session(
         &self,
