@@ -443,8 +443,9 @@ mod tests {
             .expect("create");
         let wal = dir.join("t.db-wal");
         let (mut written, mut largest) = (0u64, 0u64);
-        let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(3) {
+        // 48 MiB in transactions of 32 KB, as fast as they go (a fixed amount, not a fixed
+        // time, so a loaded machine writes as much).
+        while written < 48 << 20 {
             let mut tx = pool.begin().await.expect("begin");
             for _ in 0..8 {
                 sqlx::query("INSERT INTO t VALUES (randomblob(4000))")
@@ -456,10 +457,6 @@ mod tests {
             written += 32_000;
             largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
         }
-        assert!(
-            written > 20 << 20,
-            "the test wrote too little to say anything: {written}"
-        );
         // With checkpoints only beside the writer, the WAL grew to a multiple of what was
         // written (hundreds of MiB in a few seconds).
         assert!(
