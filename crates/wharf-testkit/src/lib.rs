@@ -382,7 +382,7 @@ pub fn assert_error(body: &Value, reason_code: &str) -> Value {
 }
 
 /// The session id and raw session key of a session creation's answer.
-pub(crate) fn session_and_key(created: &Value) -> (String, String) {
+pub fn session_and_key(created: &Value) -> (String, String) {
     let id = created["session"]["session_id"]
         .as_str()
         .expect("session id")

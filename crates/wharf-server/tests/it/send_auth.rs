@@ -6,7 +6,12 @@ use serde_json::json;
 use sqlx::{Connection, Executor};
 use wharf_core::{MessageId, SessionId, TokenHash};
 use wharf_store::{JobAction, OutboxJob, StoreError};
-use wharf_testkit::assert_error;
+use wharf_testkit::{assert_error, session_and_key};
+
+/// A new session's id.
+async fn new_session(app: &wharf_testkit::TestApp) -> String {
+    session_and_key(&app.create_session(json!({})).await).0
+}
 
 /// The messages of `session`, as the API lists them.
 async fn logged(app: &wharf_testkit::TestApp, session: &str) -> usize {
@@ -38,12 +43,7 @@ async fn mark_for_deletion(app: &wharf_testkit::TestApp, session: &str) {
 async fn around_a_revocation(
     app: &wharf_testkit::TestApp,
 ) -> (SessionId, wharf_store::MessageRow, i64, i64) {
-    let created = app.create_session(json!({})).await;
-    let session: SessionId = created["session"]["session_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let session: SessionId = new_session(app).await.parse().unwrap();
     let first: MessageId = app
         .send_text(&session.to_string(), "+15550102030", "first")
         .await
@@ -134,8 +134,7 @@ async fn accept_and_check(
 
 dual_test! {
     async fn a_key_revoked_elsewhere_stops_the_next_send(app) {
-        let created = app.create_session(json!({})).await;
-        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let session = new_session(&app).await;
         let account = app.account_id.parse().unwrap();
         let (key, token) = app.store.create_pat(account, Some("sender".into())).await.unwrap();
         let send = |text: &str| json!({"session_id": session, "to": "+15550102030", "text": text});
@@ -153,8 +152,7 @@ dual_test! {
     }
 
     async fn a_key_revoked_elsewhere_gets_401_for_a_bad_body_too(app) {
-        let created = app.create_session(json!({})).await;
-        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let session = new_session(&app).await;
         let account = app.account_id.parse().unwrap();
         let (key, token) = app.store.create_pat(account, None).await.unwrap();
         app.post("/api/send-message")
@@ -177,8 +175,7 @@ dual_test! {
 
     async fn a_session_key_revoked_elsewhere_stops_the_next_send(app) {
         let created = app.create_session(json!({})).await;
-        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
-        let raw = created["session_api_key"]["raw"].as_str().unwrap().to_owned();
+        let (session, raw) = session_and_key(&created);
         let fingerprint = created["session_api_key"]["fingerprint"].as_str().unwrap().to_owned();
         app.post("/api/send-message").token(&raw).json(json!({"to": "+15550102030", "text": "one"})).expect(202).await;
         app.store.revoke_key(&fingerprint).await.unwrap().expect("revoked");
@@ -188,8 +185,7 @@ dual_test! {
     }
 
     async fn a_session_being_deleted_takes_no_more_sends(app) {
-        let created = app.create_session(json!({})).await;
-        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let session = new_session(&app).await;
         let send = |text: &str| json!({"session_id": session, "to": "+15550102030", "text": text});
         app.post("/api/send-message").json(send("one")).expect(202).await;
         app.post("/api/send-message").json(send("two")).expect(202).await;
@@ -203,8 +199,7 @@ dual_test! {
 
 dual_test! {
     async fn a_new_key_does_not_see_a_session_cached_before_it_changed(app) {
-        let created = app.create_session(json!({})).await;
-        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let session = new_session(&app).await;
         let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
         app.post("/api/send-message").json(send.clone()).expect(202).await;
         mark_for_deletion(&app, &session).await;
@@ -251,8 +246,7 @@ dual_test_with! {
     async fn a_revoked_cached_key_over_its_limit_gets_401_not_429(app) with |c| {
         c.rate_limit_per_minute = 3.try_into().unwrap();
     } {
-        let created = app.create_session(json!({})).await;
-        let session = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let session = new_session(&app).await;
         let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
         let account = app.account_id.parse().unwrap();
         let (key, token) = app.store.create_pat(account, None).await.unwrap();
@@ -309,21 +303,23 @@ async fn slow_inserts(app: &wharf_testkit::TestApp, table: &str) {
     .await;
 }
 
+/// PostgreSQL only (`None` without it): a test app and a send to a new session of it.
+async fn postgres_app_and_send() -> Option<(wharf_testkit::TestApp, serde_json::Value)> {
+    let app = wharf_testkit::TestApp::spawn(wharf_testkit::Backend::Postgres).await?;
+    let session = new_session(&app).await;
+    let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
+    Some((app, send))
+}
+
 // PostgreSQL runs statements at READ COMMITTED: without a lock, a revocation could commit
 // in the middle of a send's transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_revocation_waits_for_a_send_in_flight() {
-    let Some(app) = wharf_testkit::TestApp::spawn(wharf_testkit::Backend::Postgres).await else {
+    let Some((app, send)) = postgres_app_and_send().await else {
         return;
     };
-    let created = app.create_session(json!({})).await;
-    let session = created["session"]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let account = app.account_id.parse().unwrap();
     let (key, token) = app.store.create_pat(account, None).await.unwrap();
-    let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
     app.post("/api/send-message")
         .token(&token.raw)
         .json(send.clone())
@@ -359,15 +355,9 @@ async fn postgres_a_revocation_waits_for_a_send_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_an_unrelated_change_during_a_send_does_not_fail_it() {
-    let Some(app) = wharf_testkit::TestApp::spawn(wharf_testkit::Backend::Postgres).await else {
+    let Some((app, send)) = postgres_app_and_send().await else {
         return;
     };
-    let created = app.create_session(json!({})).await;
-    let session = created["session"]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
     app.post("/api/send-message")
         .json(send.clone())
         .expect(202)
