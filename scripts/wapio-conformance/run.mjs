@@ -18,14 +18,9 @@ import { fileURLToPath } from "node:url";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
 const require = createRequire(import.meta.url);
-const newman = require(process.env.WAPIO_NEWMAN || path.join(root, ".ci/node/node_modules/newman"));
 const collectionFile =
   process.env.WAPIO_COLLECTION || path.join(root, "../shared/seeds/004_0944628b54915536.txt");
 const verbose = process.argv.includes("--verbose");
-
-const collection = JSON.parse(fs.readFileSync(collectionFile, "utf8"));
-const environment = JSON.parse(fs.readFileSync(path.join(here, "environment.json"), "utf8"));
-const expected = JSON.parse(fs.readFileSync(path.join(here, "expected.json"), "utf8"));
 
 /** Every request of the collection by "Folder / Name", with its documented examples. */
 function requestsOf(items, folder, out = new Map()) {
@@ -41,9 +36,26 @@ function requestsOf(items, folder, out = new Map()) {
   return out;
 }
 
-const requests = requestsOf(collection.item, "");
-for (const key of [...Object.keys(expected.requests), ...expected.not_served.requests]) {
-  if (!requests.has(key)) throw new Error(`expected.json names ${key}, which the collection does not have`);
+let newman, collection, environment, expected, requests;
+
+/** Reads newman, the collection and the repo's two files, and checks expected.json. */
+function load() {
+  newman = require(process.env.WAPIO_NEWMAN || path.join(root, ".ci/node/node_modules/newman"));
+  collection = JSON.parse(fs.readFileSync(collectionFile, "utf8"));
+  environment = JSON.parse(fs.readFileSync(path.join(here, "environment.json"), "utf8"));
+  expected = JSON.parse(fs.readFileSync(path.join(here, "expected.json"), "utf8"));
+  requests = requestsOf(collection.item, "");
+  for (const key of [...Object.keys(expected.requests), ...expected.not_served.requests]) {
+    if (!requests.has(key)) throw new Error(`expected.json names ${key}, which the collection does not have`);
+  }
+  // A status outside the documented ones is expected only of a placeholder body, naming its field.
+  for (const [key, rule] of Object.entries(expected.requests)) {
+    const documented = (requests.get(key).response ?? []).map((r) => r.code);
+    if (!rule.why) throw new Error(`expected.json: ${key} says no why`);
+    if (rule.status && !documented.includes(rule.status) && !rule.field) {
+      throw new Error(`expected.json: ${key} expects ${rule.status}, undocumented, without a field`);
+    }
+  }
 }
 
 function freePort() {
@@ -284,6 +296,7 @@ function run(env) {
 }
 
 async function main() {
+  load();
   const env = Object.fromEntries(environment.values.map((v) => [v.key, v.value]));
   let server = null;
   if (process.env.WAPIO_BASE_URL) {
