@@ -291,7 +291,17 @@ function run(env) {
           results.push({ key, line, status, text, problem });
         }
       })
-      .on("done", (err) => (err ? reject(err) : resolve(results)));
+      .on("done", (err, summary) => {
+        if (err) return reject(err);
+        // The collection has no tests: a failure here is an error of the runner's scripts.
+        for (const f of summary.run.failures) {
+          const problem = `script error: ${f.error?.message}`;
+          const result = results.find((r) => r.key === f.source?.id);
+          if (result) result.problem = result.problem ? `${result.problem}; ${problem}` : problem;
+          else results.push({ key: f.source?.id ?? "newman", line: "", problem });
+        }
+        resolve(results);
+      });
   });
 }
 
