@@ -58,7 +58,7 @@ impl ServiceError {
         let mut errors = BTreeMap::new();
         errors.insert(field.clone(), vec![message.clone()]);
         Self::Invalid {
-            reason_code: "validation_failed",
+            reason_code: "validation_error",
             message: format!("{field}: {message}"),
             errors,
         }

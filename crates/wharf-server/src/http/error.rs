@@ -21,7 +21,7 @@ pub struct ErrorBody {
     /// What went wrong, for a person.
     pub message: String,
     /// What went wrong, for a program: `unauthenticated`, `invalid_token`, `forbidden`,
-    /// `not_found`, `invalid_state`, `validation_failed`, `engine_unavailable`,
+    /// `not_found`, `invalid_state`, `validation_error`, `engine_unavailable`,
     /// `unsupported_by_engine`, `engine_failed`, `rate_limited`, `bad_request`,
     /// `payload_too_large`, `unsupported_media_type`, `method_not_allowed`, `timeout`,
     /// `database_unavailable`, `idempotency_key_reused`, `edit_window_closed`,

@@ -90,7 +90,7 @@ impl From<ApiError> for ZernioError {
             (403, _) => (status, "permission_error", reason),
             (429, _) => (status, "rate_limit_error", "rate_limited"),
             // Zernio answers every validation failure with 400.
-            (422, "validation_failed") => (
+            (422, "validation_error") => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_field_value",

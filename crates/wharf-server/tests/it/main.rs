@@ -62,4 +62,5 @@ mod send_auth;
 mod sessions;
 mod store;
 mod validation;
+mod wapio_envelope;
 mod webhooks;

@@ -13,7 +13,7 @@ async fn send(app: &TestApp, body: Value) -> Value {
 
 async fn invalid(app: &TestApp, body: Value, field: &str) -> String {
     let answer = app.post("/api/send-message").json(body).expect(422).await;
-    let errors = assert_error(&answer, "validation_failed");
+    let errors = assert_error(&answer, "validation_error");
     errors[field][0]
         .as_str()
         .unwrap_or_else(|| panic!("no error on {field}: {answer}"))
@@ -223,7 +223,7 @@ dual_test! {
         let kinds: Vec<&str> = info["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
         assert_eq!(kinds, ["message.sent", "message.read"], "no double counting");
         let bad = app.post(&format!("/emulator/sessions/{s}/receipts")).json(json!({"message_id": id, "status": "seen"})).expect(422).await;
-        assert_error(&bad, "validation_failed");
+        assert_error(&bad, "validation_error");
         // Receipts are for messages the session sent, not ones it received.
         app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "hi"})).expect(202).await;
         let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 1).await;

@@ -10,10 +10,10 @@ async fn session(app: &TestApp) -> String {
         .to_owned()
 }
 
-/// Asserts a 422 `validation_failed` whose `errors` names `field`.
+/// Asserts a 422 `validation_error` whose `errors` names `field`.
 async fn assert_invalid(call: wharf_testkit::Call<'_>, field: &str) -> String {
     let body = call.expect(422).await;
-    let errors = assert_error(&body, "validation_failed");
+    let errors = assert_error(&body, "validation_error");
     let messages = errors[field]
         .as_array()
         .unwrap_or_else(|| panic!("no error for {field}: {body}"));

@@ -41,7 +41,7 @@ dual_test! {
             (json!({"target_url": "https://x.com", "extra": 1}), "extra"),
         ] {
             let err = app.post("/v1/webhooks").json(body).expect(422).await;
-            assert!(assert_error(&err, "validation_failed")[field].is_array(), "{err}");
+            assert!(assert_error(&err, "validation_error")[field].is_array(), "{err}");
         }
         // Session keys cannot manage webhooks; other tenants cannot see them.
         let (_, key) = app.connected_session().await;

@@ -15,7 +15,7 @@ async fn invalid_field(app: &TestApp, body: Value, field: &str) {
         .json(body.clone())
         .expect(422)
         .await;
-    let errors = assert_error(&answer, "validation_failed");
+    let errors = assert_error(&answer, "validation_error");
     assert!(
         errors[field].is_array(),
         "expected an error on {field} for {body}: {answer}"
@@ -146,7 +146,7 @@ dual_test! {
         let busy = app.patch(&path).json(json!({"cloud": {"access_token": "EAANEW"}})).expect(409).await;
         assert!(busy["message"].as_str().unwrap().contains("disconnect"), "{busy}");
         let bad = app.patch(&path).json(json!({"cloud": {"graph_version": "x"}})).expect(422).await;
-        assert_error(&bad, "validation_failed");
+        assert_error(&bad, "validation_error");
         app.post(&format!("{path}/disconnect")).expect(200).await;
         // A new token for the number.
         let mut renewed = cloud.number.clone();

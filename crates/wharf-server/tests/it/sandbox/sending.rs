@@ -428,7 +428,7 @@ dual_test! {
         let body = app.post("/api/send-presence-update").token(&user)
             .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "presence": "composing"}))
             .expect(422).await;
-        assert!(assert_error(&body, "validation_failed")["session_id"].is_array(), "{body}");
+        assert!(assert_error(&body, "validation_error")["session_id"].is_array(), "{body}");
 
         // A keyed send, then a text that is sent, then one that fails for good.
         let keyed = json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "keyed"});
