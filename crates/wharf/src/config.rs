@@ -141,4 +141,26 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn outbound_allow_takes_a_list_or_comma_separated_text_and_is_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "WHARF_OUTBOUND_ALLOW",
+                "10.0.0.0/8, receiver.internal,[::1]",
+            );
+            let config = load(None, FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.outbound_allow,
+                ["10.0.0.0/8", "receiver.internal", "[::1]"]
+            );
+            jail.set_env("WHARF_OUTBOUND_ALLOW", "[\"10.0.0.0/33\"]");
+            let err = format!("{:#}", load(None, FlagOverrides::default()).unwrap_err());
+            assert!(err.contains("outbound_allow"), "{err}");
+            jail.set_env("WHARF_OUTBOUND_ALLOW", "http://receiver");
+            let err = format!("{:#}", load(None, FlagOverrides::default()).unwrap_err());
+            assert!(err.contains("outbound_allow"), "{err}");
+            Ok(())
+        });
+    }
 }
