@@ -198,3 +198,52 @@ dual_test_with! {
         assert!(got.json["message_id"].as_str().is_some_and(|m| m.starts_with("msg_")));
     }
 }
+
+/// PostgreSQL without `secret_key` has no key: signing secrets are stored as written (and
+/// still sign); once a key is configured, the next start seals them.
+#[tokio::test]
+async fn postgres_without_a_key_stores_secrets_plain_until_a_key_is_set() {
+    let Some(mut app) = TestApp::spawn_with(wharf_testkit::Backend::Postgres, |c| {
+        c.secret_key = None;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut receiver = TestReceiver::start().await;
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
+        .expect(201)
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let secret = hook["signing_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stored_secret(&app, &id).await,
+        secret,
+        "no key: stored as written"
+    );
+    let (session, _) = app.connected_session().await;
+    app.send_text(&session, TO, "hello").await;
+    assert!(
+        receiver
+            .next_of("message.sent")
+            .await
+            .signature_valid(&secret)
+    );
+    app.config.secret_key = Some("q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=".into());
+    app.restart().await;
+    app.get(&format!("/v1/webhooks/{id}")).expect(200).await;
+    let stored = stored_secret(&app, &id).await;
+    assert!(
+        stored.starts_with("v1:") && !stored.contains(secret.trim_start_matches("whsec_")),
+        "{stored}"
+    );
+    app.send_text(&session, TO, "again").await;
+    assert!(
+        receiver
+            .next_of("message.sent")
+            .await
+            .signature_valid(&secret)
+    );
+}
