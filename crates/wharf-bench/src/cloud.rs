@@ -74,6 +74,7 @@ pub async fn dispatch(
     let spec = Spec::new(bin, db)?
         .args(&["--rate-limit-per-minute", "1000000000"])
         .env("send_rate_cloud", rate)
+        .env("cloud_graph_base_url", graph.base_url())
         .env(
             "secret_key",
             base64::engine::general_purpose::STANDARD.encode(key),
@@ -91,7 +92,7 @@ pub async fn dispatch(
                 Some(json!({"engine": "cloud", "cloud": {
                     "phone_number_id": n.phone_number_id, "waba_id": WABA,
                     "access_token": n.access_token, "app_secret": n.app_secret,
-                    "verify_token": format!("bench-{i}"), "graph_base_url": graph.base_url(),
+                    "verify_token": format!("bench-{i}"),
                     "throughput_per_second": rate,
                 }})),
                 201,

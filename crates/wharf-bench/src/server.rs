@@ -41,7 +41,9 @@ impl Spec {
             bin: bin.to_owned(),
             url,
             addr: format!("127.0.0.1:{port}"),
-            env: Vec::new(),
+            // The webhook receivers listen on loopback, which the outbound policy refuses
+            // unless allowed.
+            env: vec![("WHARF_OUTBOUND_ALLOW".into(), "[\"127.0.0.0/8\"]".into())],
             extra: Vec::new(),
             dir,
         })

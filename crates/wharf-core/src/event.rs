@@ -21,6 +21,8 @@ pub enum EventType {
     MessageEdited,
     /// A phone activated its sandbox session (it replied, or sent its code).
     SandboxActivated,
+    /// A webhook endpoint was disabled after failing for too long.
+    WebhookDisabled,
 }
 
 impl EventType {
@@ -38,11 +40,12 @@ impl EventType {
             Self::MessageDeleted => "message.deleted",
             Self::MessageEdited => "message.edited",
             Self::SandboxActivated => "sandbox.activated",
+            Self::WebhookDisabled => "webhook.disabled",
         }
     }
 
     /// Every type, for validating subscriptions.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::SessionStatus,
         Self::SessionQr,
         Self::MessageReceived,
@@ -54,6 +57,7 @@ impl EventType {
         Self::MessageDeleted,
         Self::MessageEdited,
         Self::SandboxActivated,
+        Self::WebhookDisabled,
     ];
 
     /// The type named `text`.

@@ -16,6 +16,13 @@ pub fn rfc3339(millis: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Milliseconds since the Unix epoch of RFC 3339 text (`2026-12-01T09:30:00Z`, with an offset
+/// or `Z`, fractions of a second allowed); `None` when it is not such a time.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// The time as the server sees it: the system clock, plus an offset that tests move forward
 /// to make hours pass (expiry of sandbox sessions) without waiting. Clones share the offset.
 #[derive(Debug, Clone, Default)]
@@ -55,5 +62,15 @@ mod tests {
             "2023-11-14T22:13:20.123Z"
         );
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            super::parse_rfc3339("2023-11-14T22:13:20.123Z"),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            super::parse_rfc3339("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(super::parse_rfc3339("2023-11-14"), None);
+        assert_eq!(super::parse_rfc3339("yesterday"), None);
     }
 }

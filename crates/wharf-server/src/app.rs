@@ -69,6 +69,24 @@ pub async fn run_with_store(
     let secrets = crate::secrets::load(&config)
         .map_err(anyhow::Error::msg)?
         .map(Arc::new);
+    match &secrets {
+        Some(key) => {
+            let sealed = crate::services::webhooks::seal_stored_secrets(&store, key).await?;
+            if sealed > 0 {
+                tracing::info!(
+                    sealed,
+                    "sealed webhook signing secrets stored in plain text"
+                );
+            }
+        }
+        None => tracing::warn!(
+            "no secret_key: webhook signing secrets are stored unsealed (set secret_key to seal them)"
+        ),
+    }
+    let outbound = Arc::new(
+        crate::outbound::Outbound::new(&config.outbound_allow, config.outbound_lookup.clone())
+            .map_err(anyhow::Error::msg)?,
+    );
     let cloud: Result<Arc<CloudEngine>, String> = match &secrets {
         Some(key) => CloudEngine::new(
             Arc::downgrade(&supervisor),
@@ -84,7 +102,7 @@ pub async fn run_with_store(
     };
     let cloud_service = Arc::new(CloudService::new(
         store.clone(),
-        secrets,
+        secrets.clone(),
         cloud.as_ref().ok().cloned(),
         Arc::downgrade(&supervisor),
     ));
@@ -120,8 +138,14 @@ pub async fn run_with_store(
         store.clone(),
         engines.clone(),
         config.sandbox(),
+        outbound.clone(),
+        secrets.clone(),
     ));
-    let webhooks = Arc::new(WebhookService::new(store.clone()));
+    let webhooks = Arc::new(WebhookService::new(
+        store.clone(),
+        outbound.clone(),
+        secrets.clone(),
+    ));
     let services = Services {
         store: store.clone(),
         sessions: sessions.clone(),
@@ -130,6 +154,7 @@ pub async fn run_with_store(
         engines: engines.clone(),
         cloud: cloud_service,
         sandbox,
+        outbound: outbound.clone(),
     };
     let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
 
@@ -152,8 +177,12 @@ pub async fn run_with_store(
         dispatch_rx,
         workers_stop.clone(),
     );
-    let mut handles =
-        workers::webhooks::spawn(store.clone(), config.webhooks(), workers_stop.clone());
+    let mut handles = workers::webhooks::spawn(
+        store.clone(),
+        config.webhooks(),
+        workers::webhooks::Senders { outbound, secrets },
+        workers_stop.clone(),
+    );
     handles.push(dispatcher);
     http::auth::spawn_pruner(limiter.clone(), workers_stop.clone());
 

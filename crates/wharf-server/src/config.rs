@@ -47,12 +47,19 @@ pub struct Config {
     pub webhook_concurrency: usize,
     /// Webhook requests in flight to one endpoint.
     pub webhook_per_endpoint: usize,
+    /// An endpoint whose deliveries have only failed for this many days is disabled (0: never).
+    pub webhook_disable_after_days: u32,
+    /// Hosts and ranges that requests made for tenants (webhooks, agents, media) may reach
+    /// although they are not public: host names, IP addresses and CIDR ranges. A list, or
+    /// one text with entries separated by commas or spaces.
+    #[serde(deserialize_with = "list_or_text")]
+    pub outbound_allow: Vec<String>,
     /// How long an Idempotency-Key is remembered, in hours.
     pub idempotency_hours: u64,
     /// Base64 of the 32-byte key sealing secrets at rest (Cloud API tokens and app secrets).
     /// Unset: a key file next to a SQLite database; on PostgreSQL the cloud engine is off.
     pub secret_key: Option<String>,
-    /// Graph API address for cloud sessions that do not set their own.
+    /// Graph API address of every cloud session (operator configuration, never a tenant's).
     pub cloud_graph_base_url: String,
     /// Graph API version for cloud sessions that do not set their own.
     pub cloud_graph_version: String,
@@ -81,6 +88,9 @@ pub struct Config {
     /// The server's clock; tests move it forward.
     #[serde(skip)]
     pub clock: wharf_core::time::Clock,
+    /// The outbound client's resolver (the system's when unset); tests play DNS with it.
+    #[serde(skip)]
+    pub outbound_lookup: Option<std::sync::Arc<dyn crate::outbound::Lookup>>,
 }
 
 impl Default for Config {
@@ -109,6 +119,8 @@ impl Default for Config {
             webhook_timeout_ms: 10_000,
             webhook_concurrency: 256,
             webhook_per_endpoint: 64,
+            webhook_disable_after_days: 5,
+            outbound_allow: Vec::new(),
             idempotency_hours: 24,
             secret_key: None,
             cloud_graph_base_url: "https://graph.facebook.com".into(),
@@ -127,8 +139,29 @@ impl Default for Config {
                 "You're connected to the WhatsApp sandbox. Messages from this chat now reach the app that invited you."
                     .into(),
             clock: wharf_core::time::Clock::default(),
+            outbound_lookup: None,
         }
     }
+}
+
+/// A list of strings, also accepted as one text separated by commas or spaces (handy in
+/// environment variables: `WHARF_OUTBOUND_ALLOW=10.0.0.0/8,receiver.internal`).
+fn list_or_text<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Either::deserialize(de)? {
+        Either::List(list) => list,
+        Either::Text(text) => text
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 fn default_instance_id() -> String {
@@ -177,6 +210,10 @@ impl Config {
         }
         if let Some(key) = self.secret_key.as_deref().filter(|k| !k.trim().is_empty()) {
             crate::secrets::decode_key(key)?;
+        }
+        crate::outbound::Policy::new(&self.outbound_allow)?;
+        if self.webhook_disable_after_days > 3650 {
+            return Err("webhook_disable_after_days must be 0 (never) to 3650".into());
         }
         if !(self.cloud_graph_base_url.starts_with("https://")
             || self.cloud_graph_base_url.starts_with("http://"))
@@ -283,6 +320,11 @@ impl fmt::Debug for Config {
             .field("send_rate_cloud", &self.send_rate_cloud)
             .field("send_max_attempts", &self.send_max_attempts)
             .field("webhook_retry_delays_ms", &self.webhook_retry_delays_ms)
+            .field(
+                "webhook_disable_after_days",
+                &self.webhook_disable_after_days,
+            )
+            .field("outbound_allow", &self.outbound_allow)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("cloud_graph_base_url", &self.cloud_graph_base_url)
             .field("cloud_graph_version", &self.cloud_graph_version)
@@ -335,6 +377,10 @@ impl Config {
             timeout: std::time::Duration::from_millis(self.webhook_timeout_ms),
             concurrency: self.webhook_concurrency,
             per_endpoint: self.webhook_per_endpoint,
+            disable_after: std::time::Duration::from_secs(
+                u64::from(self.webhook_disable_after_days) * 86_400,
+            ),
+            clock: self.clock.clone(),
         }
     }
 

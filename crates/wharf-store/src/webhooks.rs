@@ -7,10 +7,14 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, FromRow, any::AnyRow};
 use wharf_core::{
-    AccountId, AgentId, AttemptId, DeliveryId, SessionId, WebhookId, time::now_millis,
+    AccountId, AgentId, AttemptId, DeliveryId, Event, EventType, SessionId, WebhookId,
+    time::{now_millis, rfc3339},
 };
 
-use crate::{Params, Result, Store, StoreError, events::EventRow};
+use crate::{
+    Params, Result, Store, StoreError,
+    events::{EventRow, append_event},
+};
 
 /// A stored webhook endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,10 +34,14 @@ pub struct WebhookRow {
     pub event_cursor: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the current run of failed attempts began; `None` after a success.
+    pub failing_since: Option<i64>,
+    /// When the endpoint was disabled for failing too long; `None` unless so disabled.
+    pub disabled_at: Option<i64>,
 }
 
 const WEBHOOK_COLUMNS: &str = "id, account_id, target_url, subscribed_events, session_id, is_active, signing_secret, \
-     description, event_cursor, created_at, updated_at, agent_id";
+     description, event_cursor, created_at, updated_at, agent_id, failing_since, disabled_at";
 
 #[derive(FromRow)]
 struct RawWebhook {
@@ -49,6 +57,8 @@ struct RawWebhook {
     created_at: i64,
     updated_at: i64,
     agent_id: Option<String>,
+    failing_since: Option<i64>,
+    disabled_at: Option<i64>,
 }
 
 impl WebhookRow {
@@ -77,6 +87,8 @@ impl WebhookRow {
             event_cursor: raw.event_cursor,
             created_at: raw.created_at,
             updated_at: raw.updated_at,
+            failing_since: raw.failing_since,
+            disabled_at: raw.disabled_at,
         })
     }
 
@@ -110,7 +122,7 @@ pub(crate) async fn insert_webhook(
         .await?;
     row.event_cursor = cursor;
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     )))
     .bind(row.id.to_string())
     .bind(row.account_id.to_string())
@@ -124,6 +136,8 @@ pub(crate) async fn insert_webhook(
     .bind(row.created_at)
     .bind(row.updated_at)
     .bind(row.agent_id.map(|a| a.to_string()))
+    .bind(row.failing_since)
+    .bind(row.disabled_at)
     .execute(&mut *conn)
     .await?;
     Ok(row)
@@ -277,6 +291,8 @@ pub struct DeliveryJob {
 #[derive(Debug, Clone)]
 pub struct AttemptResult {
     pub delivery_id: DeliveryId,
+    /// The delivery's endpoint.
+    pub webhook_id: WebhookId,
     pub attempted_at: i64,
     pub status_code: Option<u16>,
     pub error: Option<String>,
@@ -327,11 +343,12 @@ impl Store {
     }
 
     /// Writes an endpoint's editable fields (URL, subscriptions, session, active, secret,
-    /// description).
+    /// description, failure state).
     pub async fn save_webhook(&self, row: &WebhookRow) -> Result<()> {
         sqlx::query(
             "UPDATE webhooks SET target_url = $1, subscribed_events = $2, session_id = $3, is_active = $4, \
-             signing_secret = $5, description = $6, updated_at = $7 WHERE id = $8 AND account_id = $9",
+             signing_secret = $5, description = $6, updated_at = $7, failing_since = $10, disabled_at = $11 \
+             WHERE id = $8 AND account_id = $9",
         )
         .bind(row.target_url.clone())
         .bind(serde_json::to_string(&row.subscribed_events).unwrap_or_default())
@@ -342,9 +359,74 @@ impl Store {
         .bind(now_millis())
         .bind(row.id.to_string())
         .bind(row.account_id.to_string())
+        .bind(row.failing_since)
+        .bind(row.disabled_at)
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+
+    /// Endpoints whose signing secret is stored as written (not sealed: it does not start
+    /// with `sealed_prefix`), as `(id, stored secret)`.
+    pub async fn unsealed_webhook_secrets(
+        &self,
+        sealed_prefix: &str,
+    ) -> Result<Vec<(WebhookId, String)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, signing_secret FROM webhooks WHERE signing_secret NOT LIKE $1",
+        )
+        // The prefix is ours (`v1:`): no LIKE wildcards in it.
+        .bind(format!("{sealed_prefix}%"))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(id, secret)| {
+                Ok((
+                    id.parse()
+                        .map_err(|_| StoreError::Corrupt(format!("webhook {id} id")))?,
+                    secret,
+                ))
+            })
+            .collect()
+    }
+
+    /// Replaces an endpoint's stored secret `old` by `new`; nothing when it changed meanwhile
+    /// (a rotation, another instance sealing it first).
+    pub async fn replace_webhook_secret(
+        &self,
+        id: WebhookId,
+        old: &str,
+        new: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET signing_secret = $1 WHERE id = $2 AND signing_secret = $3",
+        )
+        .bind(new.to_owned())
+        .bind(id.to_string())
+        .bind(old.to_owned())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Queues again every failed delivery of `webhook` created at or after `since`, due at
+    /// `now` (they go out in their original order); returns how many.
+    pub async fn recover_deliveries(
+        &self,
+        webhook: WebhookId,
+        since: i64,
+        now: i64,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, lease_until = NULL, updated_at = $1 \
+             WHERE webhook_id = $2 AND status = 'failed' AND created_at >= $3",
+        )
+        .bind(now)
+        .bind(webhook.to_string())
+        .bind(since)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Deletes an endpoint with its deliveries; `false` when there was none.
@@ -502,10 +584,18 @@ impl Store {
     }
 
     /// Records attempts and moves their deliveries on, in one transaction and a few
-    /// statements.
-    pub async fn record_attempts(&self, results: &[AttemptResult]) -> Result<()> {
+    /// statements. Each endpoint's run of failures is tracked (`failing_since`, set to `now`
+    /// at the first failure after a success); an endpoint failing since `disable_after` ms or
+    /// more before `now` is disabled, with a `webhook.disabled` event in its account's log.
+    /// Returns the endpoints disabled.
+    pub async fn record_attempts(
+        &self,
+        results: &[AttemptResult],
+        now: i64,
+        disable_after: Option<i64>,
+    ) -> Result<Vec<WebhookId>> {
         if results.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut tx = self.write.begin().await?;
         for chunk in results.chunks(100) {
@@ -555,8 +645,62 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        // The latest attempt of each endpoint in the batch says whether it is failing.
+        let mut latest: HashMap<WebhookId, (i64, bool)> = HashMap::new();
+        for r in results {
+            let ok = r.status_code.is_some_and(|c| (200..300).contains(&c));
+            let entry = latest.entry(r.webhook_id).or_insert((r.attempted_at, ok));
+            if r.attempted_at >= entry.0 {
+                *entry = (r.attempted_at, ok);
+            }
+        }
+        let mut disabled = Vec::new();
+        for (hook, (_, ok)) in latest {
+            if ok {
+                sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                    .bind(hook.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            }
+            sqlx::query(
+                "UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL",
+            )
+            .bind(now)
+            .bind(hook.to_string())
+            .execute(&mut *tx)
+            .await?;
+            let Some(after) = disable_after else { continue };
+            let off: Option<(String, String, i64)> = sqlx::query_as(
+                "UPDATE webhooks SET is_active = 0, disabled_at = $1, updated_at = $1 \
+                 WHERE id = $2 AND is_active = 1 AND failing_since <= $3 RETURNING account_id, target_url, failing_since",
+            )
+            .bind(now)
+            .bind(hook.to_string())
+            .bind(now.saturating_sub(after))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((account, target_url, since)) = off {
+                let account: AccountId = account
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("webhook {hook} account_id")))?;
+                let event = Event::new(
+                    account,
+                    None,
+                    EventType::WebhookDisabled,
+                    serde_json::json!({
+                        "webhook_id": hook.to_string(),
+                        "target_url": target_url,
+                        "failing_since": rfc3339(since),
+                        "reason": "every delivery attempt failed for too long",
+                    }),
+                );
+                append_event(&mut tx, &event).await?;
+                disabled.push(hook);
+            }
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(disabled)
     }
 
     /// A page of an endpoint's deliveries, newest first, each with its attempts.

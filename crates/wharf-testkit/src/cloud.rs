@@ -23,15 +23,15 @@ impl CloudNumber {
     }
 }
 
-/// The `cloud` object for `number` on `graph`.
-pub fn cloud_body(graph: &FakeGraph, number: &FakeNumber, verify_token: &str) -> Value {
+/// The `cloud` object for `number` (on the app's fake Graph server, which the server is
+/// configured with: the Graph address is not a session's setting).
+pub fn cloud_body(number: &FakeNumber, verify_token: &str) -> Value {
     json!({
         "phone_number_id": number.phone_number_id,
         "waba_id": number.waba_id,
         "access_token": number.access_token,
         "app_secret": number.app_secret,
         "verify_token": verify_token,
-        "graph_base_url": graph.base_url(),
         "graph_version": "v23.0",
     })
 }
@@ -45,10 +45,15 @@ impl TestApp {
         number: FakeNumber,
         extra: Value,
     ) -> CloudNumber {
+        assert_eq!(
+            graph.base_url(),
+            self.config.cloud_graph_base_url,
+            "cloud sessions talk to the app's own fake Graph server (TestApp::graph)"
+        );
         graph.add_number(number.clone());
         graph.set_webhook_url(&self.url("/webhooks/meta"));
         let verify_token = format!("verify-{}", number.phone_number_id);
-        let mut cloud = cloud_body(graph, &number, &verify_token);
+        let mut cloud = cloud_body(&number, &verify_token);
         if let Value::Object(extra) = extra {
             for (k, v) in extra {
                 cloud[k] = v;

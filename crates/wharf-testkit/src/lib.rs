@@ -56,6 +56,8 @@ pub struct TestApp {
     /// The server task; its error is kept as text.
     server: Option<JoinHandle<Result<(), String>>>,
     db: TestDb,
+    /// The fake Graph server the app's `cloud_graph_base_url` points at.
+    graph: wharf_fakegraph::FakeGraph,
 }
 
 impl TestApp {
@@ -75,6 +77,7 @@ impl TestApp {
         }
         wharf_server::install_crypto();
         let db = TestDb::create(backend).await?;
+        let graph = wharf_fakegraph::FakeGraph::start().await;
         let mut config = Config {
             database_url: db.url().to_owned(),
             instance_id: "test-instance".into(),
@@ -87,6 +90,11 @@ impl TestApp {
             // A fresh key per test, so cloud sessions work on both backends.
             secret_key: Some(random_key()),
             webhook_retry_delays_ms: vec![50, 100, 200],
+            // Receivers (and the fake Graph server) listen on loopback, which the outbound
+            // policy refuses unless allowed. Tests of the policy set their own list.
+            outbound_allow: vec!["127.0.0.0/8".into(), "::1".into()],
+            // The Graph address is operator configuration: the fake's.
+            cloud_graph_base_url: graph.base_url(),
             ..Config::default()
         };
         configure(&mut config);
@@ -107,6 +115,7 @@ impl TestApp {
             shutdown: CancellationToken::new(),
             server: None,
             db,
+            graph,
         };
         app.start().await;
         Some(app)
@@ -147,6 +156,11 @@ impl TestApp {
     /// The test database (to play outages with [`TestDb::set_reachable`]).
     pub fn db(&self) -> &TestDb {
         &self.db
+    }
+
+    /// The fake Graph server behind the app's cloud sessions.
+    pub fn graph(&self) -> &wharf_fakegraph::FakeGraph {
+        &self.graph
     }
 
     /// The database behind this app.

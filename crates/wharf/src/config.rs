@@ -108,6 +108,11 @@ mod tests {
             );
             jail.set_env("WHARF_CLOUD_GRAPH_BASE_URL", "http://127.0.0.1:9999");
             jail.set_env("WHARF_CLOUD_PAIR_BURST", "5");
+            jail.set_env(
+                "WHARF_OUTBOUND_ALLOW",
+                "[\"10.0.0.0/8\", \"receiver.internal\"]",
+            );
+            jail.set_env("WHARF_WEBHOOK_DISABLE_AFTER_DAYS", "2");
             let config = load(None, FlagOverrides::default()).map_err(|e| e.to_string())?;
             assert_eq!(
                 config.secret_key.as_deref(),
@@ -115,6 +120,8 @@ mod tests {
             );
             assert_eq!(config.cloud_graph_base_url, "http://127.0.0.1:9999");
             assert_eq!(config.cloud_pair_burst, 5);
+            assert_eq!(config.outbound_allow, ["10.0.0.0/8", "receiver.internal"]);
+            assert_eq!(config.webhook_disable_after_days, 2);
             assert_eq!(config.send_rate_emulator.get(), 7);
             assert_eq!(config.webhook_retry_delays_ms, vec![10, 20]);
             assert_eq!(config.emulator_read_after_ms, -1);
@@ -131,6 +138,28 @@ mod tests {
                 err.to_lowercase().contains("rate_limit_per_minute"),
                 "{err}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn outbound_allow_takes_a_list_or_comma_separated_text_and_is_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "WHARF_OUTBOUND_ALLOW",
+                "10.0.0.0/8, receiver.internal,[::1]",
+            );
+            let config = load(None, FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.outbound_allow,
+                ["10.0.0.0/8", "receiver.internal", "[::1]"]
+            );
+            jail.set_env("WHARF_OUTBOUND_ALLOW", "[\"10.0.0.0/33\"]");
+            let err = format!("{:#}", load(None, FlagOverrides::default()).unwrap_err());
+            assert!(err.contains("outbound_allow"), "{err}");
+            jail.set_env("WHARF_OUTBOUND_ALLOW", "http://receiver");
+            let err = format!("{:#}", load(None, FlagOverrides::default()).unwrap_err());
+            assert!(err.contains("outbound_allow"), "{err}");
             Ok(())
         });
     }

@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_secret))
         .routes(routes!(list_deliveries))
         .routes(routes!(redeliver))
+        .routes(routes!(recover))
 }
 
 /// A webhook endpoint.
@@ -38,7 +39,14 @@ pub struct WebhookView {
     pub subscribed_events: Vec<String>,
     /// Only events of this session, when set.
     pub session_id: Option<String>,
+    /// False when paused by the account (`PATCH` with `is_active: false`) or disabled by
+    /// Wharf after failing too long (then `disabled_at` is set); `PATCH` with
+    /// `is_active: true` enables it again.
     pub is_active: bool,
+    /// When Wharf disabled the endpoint because every attempt failed for too long.
+    pub disabled_at: Option<String>,
+    /// Since when every attempt has failed (the first failure after the last success).
+    pub failing_since: Option<String>,
     pub description: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -54,6 +62,8 @@ fn view(row: &WebhookRow, with_secret: bool) -> WebhookView {
         subscribed_events: row.subscribed_events.clone(),
         session_id: row.session_id.map(|s| s.to_string()),
         is_active: row.is_active,
+        disabled_at: row.disabled_at.map(rfc3339),
+        failing_since: row.failing_since.map(rfc3339),
         description: row.description.clone(),
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
@@ -321,4 +331,45 @@ async fn redeliver(
         .redeliver(&caller, webhook_id(&id)?, delivery)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(delivery_view(&row))))
+}
+
+/// `POST /v1/webhooks/{id}/recover`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverBody {
+    /// RFC 3339 time (`2026-12-01T09:30:00Z`): failed deliveries created at or after it are
+    /// queued again.
+    pub since: Option<String>,
+}
+
+/// What a recovery queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoverView {
+    /// How many failed deliveries were queued again.
+    pub queued: u64,
+}
+
+/// POST /v1/webhooks/{id}/recover — queues again every failed delivery since a time, in order.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/recover", tag = "webhooks", params(("id" = String, Path)),
+    request_body = RecoverBody,
+    responses((status = 202, body = RecoverView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn recover(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RecoverBody>,
+) -> ApiResult<(StatusCode, Json<RecoverView>)> {
+    let id = webhook_id(&id)?;
+    let since = body
+        .since
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("since", "required: an RFC 3339 time"))?;
+    let since = wharf_core::time::parse_rfc3339(since).ok_or_else(|| {
+        ApiError::invalid(
+            "since",
+            "must be an RFC 3339 time such as 2026-12-01T09:30:00Z",
+        )
+    })?;
+    let queued = app.services.webhooks.recover(&caller, id, since).await?;
+    Ok((StatusCode::ACCEPTED, Json(RecoverView { queued })))
 }

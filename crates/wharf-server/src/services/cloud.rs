@@ -25,7 +25,6 @@ pub struct CloudInput {
     pub app_secret: Option<String>,
     pub verify_token: Option<String>,
     /// `Some(None)` (in a change) goes back to the server's default.
-    pub graph_base_url: Option<Option<String>>,
     pub graph_version: Option<Option<String>>,
     pub throughput_per_second: Option<Option<u32>>,
 }
@@ -35,7 +34,6 @@ pub struct CloudInput {
 pub struct CloudSummary {
     pub phone_number_id: String,
     pub waba_id: String,
-    pub graph_base_url: String,
     pub graph_version: String,
     pub throughput_per_second: u32,
 }
@@ -68,24 +66,6 @@ fn secret(field: &str, v: &str, max: usize) -> Result<String, ServiceError> {
     Ok(v.to_owned())
 }
 
-fn base_url(v: &str) -> Result<String, ServiceError> {
-    let rest = v
-        .strip_prefix("https://")
-        .or_else(|| v.strip_prefix("http://"));
-    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    if host.is_none_or(str::is_empty)
-        || v.len() > 2048
-        || v.chars().any(char::is_whitespace)
-        || v.contains(['?', '#'])
-    {
-        return Err(invalid(
-            "graph_base_url",
-            "must be an http:// or https:// URL with a host (e.g. https://graph.facebook.com)",
-        ));
-    }
-    Ok(v.trim_end_matches('/').to_owned())
-}
-
 impl CloudInput {
     /// Checks each given field (`required` ones must be there), naming the one at fault.
     pub fn check(&self, required: bool) -> Result<(), ServiceError> {
@@ -115,9 +95,6 @@ impl CloudInput {
         }
         if let Some(v) = &self.verify_token {
             secret("verify_token", v, 256)?;
-        }
-        if let Some(Some(v)) = &self.graph_base_url {
-            base_url(v)?;
         }
         if let Some(Some(v)) = &self.graph_version
             && !is_graph_version(v)
@@ -174,7 +151,8 @@ impl CloudDirectory for Directory {
             app_secret: open(SECRET, &c.app_secret)?,
             phone_number_id: c.phone_number_id,
             waba_id: c.waba_id,
-            graph_base_url: c.graph_base_url,
+            // The Graph address is the operator's (`cloud_graph_base_url`), never a tenant's.
+            graph_base_url: None,
             graph_version: c.graph_version,
             throughput_per_second: c.throughput_per_second,
         })
@@ -260,12 +238,7 @@ impl CloudService {
             access_token: secrets.seal(TOKEN, &text(&input.access_token)),
             app_secret: secrets.seal(SECRET, &text(&input.app_secret)),
             verify_token_hash: hash(&text(&input.verify_token)),
-            graph_base_url: input
-                .graph_base_url
-                .clone()
-                .flatten()
-                .map(|u| base_url(&u))
-                .transpose()?,
+            graph_base_url: None,
             graph_version: input.graph_version.clone().flatten(),
             throughput_per_second: input.throughput_per_second.flatten(),
         })
@@ -295,9 +268,6 @@ impl CloudService {
         }
         if let Some(v) = &input.verify_token {
             c.verify_token_hash = hash(v);
-        }
-        if let Some(v) = &input.graph_base_url {
-            c.graph_base_url = v.as_deref().map(base_url).transpose()?;
         }
         if let Some(v) = &input.graph_version {
             c.graph_version = v.clone();
@@ -330,7 +300,6 @@ impl CloudService {
         CloudSummary {
             phone_number_id: c.phone_number_id.clone(),
             waba_id: c.waba_id.clone(),
-            graph_base_url: c.graph_base_url.clone().unwrap_or(defaults.graph_base_url),
             graph_version: c.graph_version.clone().unwrap_or(defaults.graph_version),
             throughput_per_second: c
                 .throughput_per_second

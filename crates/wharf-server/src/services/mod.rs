@@ -81,4 +81,6 @@ pub struct Services {
     pub engines: Arc<Engines>,
     pub cloud: Arc<CloudService>,
     pub sandbox: Arc<SandboxService>,
+    /// The outbound policy, for URLs a dialect takes (media in sends).
+    pub outbound: Arc<crate::outbound::Outbound>,
 }

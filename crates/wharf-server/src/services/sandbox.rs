@@ -91,15 +91,32 @@ pub struct SandboxService {
     store: Store,
     engines: Arc<Engines>,
     settings: SandboxSettings,
+    /// Agents' endpoints: their URLs' policy and the sealing of their secrets.
+    outbound: Arc<crate::outbound::Outbound>,
+    secrets: Option<Arc<crate::secrets::SecretBox>>,
 }
 
 impl SandboxService {
-    pub fn new(store: Store, engines: Arc<Engines>, settings: SandboxSettings) -> Self {
+    pub fn new(
+        store: Store,
+        engines: Arc<Engines>,
+        settings: SandboxSettings,
+        outbound: Arc<crate::outbound::Outbound>,
+        secrets: Option<Arc<crate::secrets::SecretBox>>,
+    ) -> Self {
         Self {
             store,
             engines,
             settings,
+            outbound,
+            secrets,
         }
+    }
+
+    /// Checks an agent's `webhook_url`: its form and the outbound policy.
+    async fn check_agent_url(&self, url: &str) -> Result<(), ServiceError> {
+        webhooks::check_url_field("webhook_url", url)?;
+        self.outbound.check_url("webhook_url", url).await
     }
 
     /// The server's clock reading.
@@ -416,14 +433,14 @@ impl SandboxService {
             updated_at: now,
         };
         let mut hook = None;
+        let mut secret = None;
         if let Some(url) = change.webhook_url.flatten() {
-            webhooks::check_url_field("webhook_url", &url)?;
-            let new = agent_webhook(&row, &url);
+            self.check_agent_url(&url).await?;
+            let new = agent_webhook(&row, &url, self.secrets.as_deref(), &mut secret);
             row.webhook_url = Some(url);
             row.webhook_id = Some(new.id);
             hook = Some(new);
         }
-        let secret = hook.as_ref().map(|h| h.signing_secret.clone());
         self.store.create_agent(&row, hook).await?;
         Ok((row, secret))
     }
@@ -442,16 +459,23 @@ impl SandboxService {
             description: change.description.map(check_description).transpose()?,
             webhook_url: match change.webhook_url {
                 Some(Some(url)) => {
-                    webhooks::check_url_field("webhook_url", &url)?;
+                    self.check_agent_url(&url).await?;
                     Some(Some(url))
                 }
                 other => other,
             },
         };
-        self.store
-            .edit_agent(caller.account_id, id, edit, now_millis(), agent_webhook)
+        let mut secret = None;
+        let secrets = self.secrets.as_deref();
+        let (agent, created) = self
+            .store
+            .edit_agent(caller.account_id, id, edit, now_millis(), |agent, url| {
+                agent_webhook(agent, url, secrets, &mut secret)
+            })
             .await?
-            .ok_or(ServiceError::NotFound("agent"))
+            .ok_or(ServiceError::NotFound("agent"))?;
+        // The store hands back what it stored (sealed); the answer shows the secret itself.
+        Ok((agent, created.and(secret)))
     }
 
     /// Deletes an agent and its endpoint; phones bound to it stay activated, unbound.
@@ -465,21 +489,33 @@ impl SandboxService {
     }
 }
 
-/// The endpoint of `agent` at `url`: its sandbox traffic only.
-fn agent_webhook(agent: &AgentRow, url: &str) -> WebhookRow {
+/// The endpoint of `agent` at `url`: its sandbox traffic only. Its new signing secret is
+/// stored sealed and put in `secret`.
+fn agent_webhook(
+    agent: &AgentRow,
+    url: &str,
+    secrets: Option<&crate::secrets::SecretBox>,
+    secret: &mut Option<String>,
+) -> WebhookRow {
+    let id = WebhookId::generate();
+    let plain = webhooks::new_secret();
+    let sealed = webhooks::seal_secret(secrets, id, &plain);
+    *secret = Some(plain);
     WebhookRow {
-        id: WebhookId::generate(),
+        id,
         account_id: agent.account_id,
         target_url: url.to_owned(),
         subscribed_events: vec!["message.received".into(), "sandbox.activated".into()],
         session_id: None,
         agent_id: Some(agent.id),
         is_active: true,
-        signing_secret: webhooks::new_secret(),
+        signing_secret: sealed,
         description: Some(format!("agent {}", agent.id)),
         event_cursor: 0,
         created_at: agent.updated_at,
         updated_at: agent.updated_at,
+        failing_since: None,
+        disabled_at: None,
     }
 }
 

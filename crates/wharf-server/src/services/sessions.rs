@@ -144,18 +144,10 @@ impl SessionService {
             }
             _ => None,
         };
-        if let Some(c) = &cloud {
+        if cloud.is_some() {
             warnings.push(
                 "call connect to check the credentials against the Graph API; point the app's webhook at /webhooks/meta with this verify_token".to_owned(),
             );
-            if c.graph_base_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("http://"))
-            {
-                warnings.push(
-                    "graph_base_url is not https: the access token travels unencrypted".to_owned(),
-                );
-            }
         }
         let created = self
             .store

@@ -1,12 +1,66 @@
 //! Webhook endpoints of an account: validation, secrets, and reading deliveries back.
 
+use std::sync::Arc;
+
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use rand::RngCore;
 use wharf_core::{DeliveryId, EventType, SessionId, WebhookId, time::now_millis};
 use wharf_store::{AttemptRow, DeliveryRow, Store, WebhookRow};
 
 use super::Caller;
-use crate::ServiceError;
+use crate::{ServiceError, outbound::Outbound, secrets::SecretBox};
+
+/// What a sealed value starts with (see [`crate::secrets`]); a stored secret without it was
+/// written plain (before sealing existed, or without a key).
+pub const SEALED_PREFIX: &str = "v1:";
+
+/// The label a signing secret is sealed under: bound to its endpoint, so a sealed secret
+/// cannot be moved to another row.
+fn secret_label(id: WebhookId) -> String {
+    format!("webhook_signing_secret:{id}")
+}
+
+/// The stored form of endpoint `id`'s signing secret: sealed with the server's key, or as
+/// written when there is no key (PostgreSQL without `secret_key`).
+pub fn seal_secret(secrets: Option<&SecretBox>, id: WebhookId, plain: &str) -> String {
+    match secrets {
+        Some(key) => key.seal(&secret_label(id), plain),
+        None => plain.to_owned(),
+    }
+}
+
+/// The signing secret of endpoint `id` from its stored form.
+pub fn open_secret(
+    secrets: Option<&SecretBox>,
+    id: WebhookId,
+    stored: &str,
+) -> Result<String, String> {
+    if !stored.starts_with(SEALED_PREFIX) {
+        return Ok(stored.to_owned());
+    }
+    let key = secrets.ok_or("the signing secret is sealed and the server has no secret_key")?;
+    key.open(&secret_label(id), stored)
+        .map_err(|e| e.to_string())
+}
+
+/// The startup data migration: seals every signing secret still stored plain. Idempotent
+/// (sealed rows are left alone) and safe beside other instances (a row is replaced only if
+/// it still holds the plain value read). Returns how many were sealed.
+pub async fn seal_stored_secrets(
+    store: &Store,
+    secrets: &SecretBox,
+) -> Result<usize, ServiceError> {
+    let mut sealed = 0;
+    for (id, plain) in store.unsealed_webhook_secrets(SEALED_PREFIX).await? {
+        if store
+            .replace_webhook_secret(id, &plain, &seal_secret(Some(secrets), id, &plain))
+            .await?
+        {
+            sealed += 1;
+        }
+    }
+    Ok(sealed)
+}
 
 /// What creating or editing an endpoint may set; `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
@@ -62,11 +116,30 @@ fn check_events(events: &[String]) -> Result<(), ServiceError> {
 /// The webhooks service.
 pub struct WebhookService {
     store: Store,
+    outbound: Arc<Outbound>,
+    secrets: Option<Arc<SecretBox>>,
 }
 
 impl WebhookService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, outbound: Arc<Outbound>, secrets: Option<Arc<SecretBox>>) -> Self {
+        Self {
+            store,
+            outbound,
+            secrets,
+        }
+    }
+
+    /// Checks a target URL's form and the outbound policy.
+    async fn check_target(&self, url: &str) -> Result<(), ServiceError> {
+        check_url(url)?;
+        self.outbound.check_url("target_url", url).await
+    }
+
+    /// `row` with its signing secret replaced by a new one, sealed; returns the new secret.
+    fn new_sealed_secret(&self, row: &mut WebhookRow) -> String {
+        let plain = new_secret();
+        row.signing_secret = seal_secret(self.secrets.as_deref(), row.id, &plain);
+        plain
     }
 
     async fn check_session(
@@ -100,13 +173,13 @@ impl WebhookService {
         let target_url = change
             .target_url
             .ok_or_else(|| ServiceError::invalid("target_url", "required"))?;
-        check_url(&target_url)?;
+        self.check_target(&target_url).await?;
         let events = change.subscribed_events.unwrap_or_default();
         check_events(&events)?;
         let session_id = change.session_id.flatten();
         self.check_session(caller, session_id).await?;
         let now = now_millis();
-        let row = WebhookRow {
+        let mut row = WebhookRow {
             id: WebhookId::generate(),
             account_id: caller.account_id,
             target_url,
@@ -114,13 +187,19 @@ impl WebhookService {
             session_id,
             agent_id: None,
             is_active: change.is_active.unwrap_or(true),
-            signing_secret: new_secret(),
+            signing_secret: String::new(),
             description: change.description.flatten(),
             event_cursor: 0,
             created_at: now,
             updated_at: now,
+            failing_since: None,
+            disabled_at: None,
         };
-        Ok(self.store.create_webhook(row).await?)
+        let secret = self.new_sealed_secret(&mut row);
+        let mut row = self.store.create_webhook(row).await?;
+        // The answer shows the secret itself, once.
+        row.signing_secret = secret;
+        Ok(row)
     }
 
     /// The account's endpoints.
@@ -149,7 +228,7 @@ impl WebhookService {
     ) -> Result<WebhookRow, ServiceError> {
         let mut row = self.get(caller, id).await?;
         if let Some(url) = change.target_url {
-            check_url(&url)?;
+            self.check_target(&url).await?;
             row.target_url = url;
         }
         if let Some(events) = change.subscribed_events {
@@ -161,6 +240,11 @@ impl WebhookService {
             row.session_id = session;
         }
         if let Some(active) = change.is_active {
+            if active && !row.is_active {
+                // Enabled again: its failures start afresh.
+                row.failing_since = None;
+                row.disabled_at = None;
+            }
             row.is_active = active;
         }
         if let Some(description) = change.description {
@@ -177,9 +261,26 @@ impl WebhookService {
         id: WebhookId,
     ) -> Result<WebhookRow, ServiceError> {
         let mut row = self.get(caller, id).await?;
-        row.signing_secret = new_secret();
+        let secret = self.new_sealed_secret(&mut row);
         self.store.save_webhook(&row).await?;
+        row.signing_secret = secret;
         Ok(row)
+    }
+
+    /// Queues again every failed delivery of the endpoint created at or after `since` (ms),
+    /// in their original order; returns how many. A disabled endpoint's deliveries wait until
+    /// it is enabled again.
+    pub async fn recover(
+        &self,
+        caller: &Caller,
+        id: WebhookId,
+        since: i64,
+    ) -> Result<u64, ServiceError> {
+        self.get(caller, id).await?;
+        Ok(self
+            .store
+            .recover_deliveries(id, since, now_millis())
+            .await?)
     }
 
     /// Deletes an endpoint and its delivery log.

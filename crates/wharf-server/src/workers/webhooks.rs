@@ -18,7 +18,11 @@ use tokio_util::sync::CancellationToken;
 use wharf_core::{WebhookId, time::now_millis};
 use wharf_store::{AttemptResult, DeliveryJob, Store};
 
-use crate::services::events::envelope;
+use crate::{
+    outbound::{Outbound, SendError},
+    secrets::SecretBox,
+    services::{events::envelope, webhooks::open_secret},
+};
 
 /// How deliveries are made.
 #[derive(Debug, Clone)]
@@ -31,6 +35,10 @@ pub struct WebhookConfig {
     pub concurrency: usize,
     /// Requests in flight to one endpoint.
     pub per_endpoint: usize,
+    /// An endpoint failing for this long is disabled (zero: never).
+    pub disable_after: Duration,
+    /// The clock judging how long an endpoint has been failing.
+    pub clock: wharf_core::time::Clock,
 }
 
 impl Default for WebhookConfig {
@@ -42,6 +50,8 @@ impl Default for WebhookConfig {
             timeout: Duration::from_secs(10),
             concurrency: 256,
             per_endpoint: 64,
+            disable_after: Duration::from_secs(5 * 86_400),
+            clock: wharf_core::time::Clock::default(),
         }
     }
 }
@@ -57,12 +67,24 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> String {
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// What the deliverer sends with: the outbound client (its policy decides which addresses
+/// may be reached) and the key opening signing secrets.
+pub struct Senders {
+    pub outbound: Arc<Outbound>,
+    pub secrets: Option<Arc<SecretBox>>,
+}
+
 /// Starts the fan-out loop and the deliverer.
-pub fn spawn(store: Store, config: WebhookConfig, stop: CancellationToken) -> Vec<JoinHandle<()>> {
+pub fn spawn(
+    store: Store,
+    config: WebhookConfig,
+    senders: Senders,
+    stop: CancellationToken,
+) -> Vec<JoinHandle<()>> {
     let wake = Arc::new(tokio::sync::Notify::new());
     vec![
         tokio::spawn(fan_out(store.clone(), wake.clone(), stop.clone())),
-        tokio::spawn(deliver(store, config, wake, stop)),
+        tokio::spawn(deliver(store, config, senders, wake, stop)),
     ]
 }
 
@@ -90,21 +112,13 @@ async fn fan_out(store: Store, wake: Arc<tokio::sync::Notify>, stop: Cancellatio
 async fn deliver(
     store: Store,
     config: WebhookConfig,
+    senders: Senders,
     wake: Arc<tokio::sync::Notify>,
     stop: CancellationToken,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(config.timeout)
-        // A redirect is an answer, not a delivery: a 3xx counts as a failed attempt.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the webhook HTTP client");
-            return;
-        }
-    };
+    let senders = Arc::new(senders);
+    let disable_after = (!config.disable_after.is_zero())
+        .then(|| i64::try_from(config.disable_after.as_millis()).unwrap_or(i64::MAX));
     let (tx, mut rx) = mpsc::unbounded_channel::<(WebhookId, AttemptResult)>();
     let mut in_flight: HashMap<WebhookId, usize> = HashMap::new();
     let mut total = 0usize;
@@ -134,11 +148,15 @@ async fn deliver(
                     for job in jobs {
                         *in_flight.entry(job.delivery.webhook_id).or_default() += 1;
                         total += 1;
-                        let (client, tx, delays) =
-                            (client.clone(), tx.clone(), config.retry_delays.clone());
+                        let (senders, tx, delays, timeout) = (
+                            senders.clone(),
+                            tx.clone(),
+                            config.retry_delays.clone(),
+                            config.timeout,
+                        );
                         tokio::spawn(async move {
                             let webhook = job.delivery.webhook_id;
-                            let result = attempt(&client, &job, &delays).await;
+                            let result = attempt(&senders, &job, &delays, timeout).await;
                             let _ = tx.send((webhook, result));
                         });
                     }
@@ -176,45 +194,39 @@ async fn deliver(
             }
         }
         let attempts: Vec<AttemptResult> = results.into_iter().map(|(_, r)| r).collect();
-        if let Err(e) = store.record_attempts(&attempts).await {
+        match store
+            .record_attempts(&attempts, config.clock.now_millis(), disable_after)
+            .await
+        {
+            Ok(disabled) => {
+                for webhook in disabled {
+                    tracing::warn!(%webhook, "webhook endpoint disabled: its deliveries have failed for too long");
+                }
+            }
             // The leases expire and the deliveries are attempted again: at least once.
-            tracing::error!(error = %e, "could not record webhook attempts");
+            Err(e) => tracing::error!(error = %e, "could not record webhook attempts"),
         }
     }
 }
 
-/// One attempt: POST the envelope, signed; a 2xx within the timeout is a success.
+/// One attempt: POST the envelope, signed; a 2xx within the timeout is a success. No request
+/// is made when the outbound policy refuses the address, nor when the secret cannot be
+/// opened (an unsigned delivery would be worse than none).
 async fn attempt(
-    client: &reqwest::Client,
+    senders: &Senders,
     job: &DeliveryJob,
     delays: &[Duration],
+    timeout: Duration,
 ) -> AttemptResult {
-    let body = envelope(&job.event).to_string();
-    let timestamp = now_millis() / 1000;
-    let signature = sign(&job.signing_secret, &job.event.id, timestamp, &body);
     let started = Instant::now();
     let attempted_at = now_millis();
-    let response = client
-        .post(&job.target_url)
-        .header("content-type", "application/json")
-        .header(
-            "user-agent",
-            concat!("Wharf-Webhooks/", env!("CARGO_PKG_VERSION")),
-        )
-        .header("webhook-id", &job.event.id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await;
-    let (status_code, error) = match response {
+    let (status_code, error) = match post(senders, job, timeout).await {
         Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
         Ok(r) => (
             Some(r.status().as_u16()),
             Some(format!("the endpoint answered {}", r.status())),
         ),
-        Err(e) if e.is_timeout() => (None, Some("timed out".to_owned())),
-        Err(e) => (None, Some(format!("request failed: {e}"))),
+        Err(error) => (None, Some(error)),
     };
     let retry_at = match error {
         None => None,
@@ -224,11 +236,52 @@ async fn attempt(
     };
     AttemptResult {
         delivery_id: job.delivery.id,
+        webhook_id: job.delivery.webhook_id,
         attempted_at,
         status_code,
         error,
         duration_ms: started.elapsed().as_millis() as i64,
         retry_at,
+    }
+}
+
+async fn post(
+    senders: &Senders,
+    job: &DeliveryJob,
+    timeout: Duration,
+) -> Result<reqwest::Response, String> {
+    let secret = open_secret(
+        senders.secrets.as_deref(),
+        job.delivery.webhook_id,
+        &job.signing_secret,
+    )
+    .map_err(|e| format!("not sent: {e}; rotate the endpoint's secret"))?;
+    let body = envelope(&job.event).to_string();
+    let timestamp = now_millis() / 1000;
+    let signature = sign(&secret, &job.event.id, timestamp, &body);
+    let request = senders
+        .outbound
+        .post(&job.target_url)
+        .map_err(describe)?
+        .timeout(timeout)
+        .header("content-type", "application/json")
+        .header(
+            "user-agent",
+            concat!("Wharf-Webhooks/", env!("CARGO_PKG_VERSION")),
+        )
+        .header("webhook-id", &job.event.id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body);
+    senders.outbound.send(request).await.map_err(describe)
+}
+
+/// The attempt's error as the delivery log shows it. A refusal says nothing of the address.
+fn describe(e: SendError) -> String {
+    match e {
+        SendError::Refused => "not sent: refused by the outbound policy".to_owned(),
+        SendError::Timeout => "timed out".to_owned(),
+        SendError::Failed(e) => e,
     }
 }
 

@@ -41,6 +41,7 @@ dual_test! {
             ("/v1/webhooks/{id}/rotate-secret", vec!["post"]),
             ("/v1/webhooks/{id}/deliveries", vec!["get"]),
             ("/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", vec!["post"]),
+            ("/v1/webhooks/{id}/recover", vec!["post"]),
             ("/v1/events", vec!["get"]),
             ("/v1/events/stream", vec!["get"]),
             ("/healthz", vec!["get"]),

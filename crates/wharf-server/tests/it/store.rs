@@ -84,6 +84,8 @@ dual_test! {
             event_cursor: 0,
             created_at: now,
             updated_at: now,
+            failing_since: None,
+            disabled_at: None,
         };
         let first = hook(&agent);
         let mut stored = agent.clone();

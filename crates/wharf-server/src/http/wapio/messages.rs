@@ -198,6 +198,10 @@ async fn send_message(
         content: parsed.content()?,
         quoted: parsed.quoted()?,
     };
+    // Media the engine will fetch must pass the outbound policy.
+    for (field, url) in parsed.media_urls(&req.content) {
+        app.services.outbound.check_url(&field, &url).await?;
+    }
     let answer = app
         .services
         .messages

@@ -142,6 +142,47 @@ fn bounded(field: &str, text: &str, max: usize, required: bool) -> Result<String
 }
 
 impl SendMessageBody {
+    /// The media URLs of `content` (parsed from this body), each with the field that gave
+    /// it, for the outbound policy's check.
+    pub fn media_urls(&self, content: &Content) -> Vec<(String, String)> {
+        use wharf_core::message::TemplateParameter as P;
+        match content {
+            Content::Media { media, url, .. } if !url.is_empty() => {
+                let field = match (self.url.is_some(), media) {
+                    (true, _) => "url",
+                    (false, MessageKind::Image) => "imageUrl",
+                    (false, MessageKind::Video) => "videoUrl",
+                    (false, MessageKind::Document) => "documentUrl",
+                    (false, MessageKind::Audio) => "audioUrl",
+                    (false, _) => "stickerUrl",
+                };
+                vec![(field.to_owned(), url.clone())]
+            }
+            Content::Template { components, .. } => {
+                let mut urls = Vec::new();
+                for (i, c) in components.iter().enumerate() {
+                    for (j, p) in c.parameters.iter().enumerate() {
+                        let path = format!("template.components[{i}].parameters[{j}]");
+                        match p {
+                            P::Image { image } => {
+                                urls.push((format!("{path}.image.link"), image.link.clone()))
+                            }
+                            P::Video { video } => {
+                                urls.push((format!("{path}.video.link"), video.link.clone()))
+                            }
+                            P::Document { document } => {
+                                urls.push((format!("{path}.document.link"), document.link.clone()))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                urls
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The kind asked for, or the one the fields make obvious.
     fn kind(&self) -> Result<MessageKind, ServiceError> {
         if let Some(kind) = &self.kind {

@@ -40,8 +40,6 @@ pub struct SessionView {
 pub struct CloudView {
     pub phone_number_id: String,
     pub waba_id: String,
-    /// The Graph address used (the server's default unless the session set one).
-    pub graph_base_url: String,
     pub graph_version: String,
     /// Sends per second allowed to this number.
     pub throughput_per_second: u32,
@@ -54,7 +52,6 @@ impl From<crate::services::cloud::CloudSummary> for CloudView {
         Self {
             phone_number_id: c.phone_number_id,
             waba_id: c.waba_id,
-            graph_base_url: c.graph_base_url,
             graph_version: c.graph_version,
             throughput_per_second: c.throughput_per_second,
             webhook_path: "/webhooks/meta",
@@ -197,10 +194,6 @@ pub struct CloudBody {
     pub app_secret: Option<String>,
     /// The token Meta's webhook verification handshake presents.
     pub verify_token: Option<String>,
-    /// Default: the server's `cloud_graph_base_url` (`https://graph.facebook.com`).
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub graph_base_url: Option<Option<String>>,
     /// Default: the server's `cloud_graph_version` (`v23.0`).
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -220,7 +213,6 @@ impl CloudBody {
             access_token: self.access_token,
             app_secret: self.app_secret,
             verify_token: self.verify_token,
-            graph_base_url: self.graph_base_url.map(|u| u.filter(|u| !u.is_empty())),
             graph_version: self.graph_version.map(|v| v.filter(|v| !v.is_empty())),
             throughput_per_second: self.throughput_per_second,
         }

@@ -30,7 +30,7 @@ dual_test! {
         let mut n = number();
         // The fake enforces Meta's limit too: going over it would answer 130429.
         n.throughput_cap = Some(80);
-        let graph = wharf_testkit::fakegraph::FakeGraph::start().await;
+        let graph = app.graph().clone();
         graph.add_number(n.clone());
         approved_template(&graph, &n, "welcome", "Welcome").await;
         let cloud = app.cloud_session(&graph, n, json!({})).await;
@@ -54,7 +54,7 @@ dual_test! {
     }
 
     async fn a_session_may_set_its_own_throughput(app) {
-        let graph = wharf_testkit::fakegraph::FakeGraph::start().await;
+        let graph = app.graph().clone();
         let n = number();
         graph.add_number(n.clone());
         approved_template(&graph, &n, "welcome", "Welcome").await;

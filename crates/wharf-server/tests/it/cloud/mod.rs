@@ -38,7 +38,7 @@ pub async fn connected_with(
     number: FakeNumber,
     extra: Value,
 ) -> (FakeGraph, CloudNumber) {
-    let graph = FakeGraph::start().await;
+    let graph = app.graph().clone();
     let cloud = app.cloud_session(&graph, number, extra).await;
     (graph, cloud)
 }

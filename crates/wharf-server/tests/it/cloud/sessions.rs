@@ -2,10 +2,7 @@
 //! rest, connect against Graph, QR codes refused, changes of credentials, deletion.
 
 use serde_json::{Value, json};
-use wharf_testkit::{
-    Backend, TestApp, assert_error, cloud_body,
-    fakegraph::{FakeGraph, FakeNumber},
-};
+use wharf_testkit::{Backend, TestApp, assert_error, cloud_body, fakegraph::FakeNumber};
 
 use super::*;
 
@@ -24,9 +21,8 @@ async fn invalid_field(app: &TestApp, body: Value, field: &str) {
 
 dual_test! {
     async fn cloud_sessions_are_validated_field_by_field(app) {
-        let graph = FakeGraph::start().await;
         let n = number();
-        let good = cloud_body(&graph, &n, "tok");
+        let good = cloud_body(&n, "tok");
         let with = |field: &str, value: Value| {
             let mut c = good.clone();
             if value.is_null() {
@@ -45,7 +41,6 @@ dual_test! {
             ("access_token", Value::Null),
             ("app_secret", Value::Null),
             ("verify_token", json!("")),
-            ("graph_base_url", json!("ftp://graph")),
             ("graph_version", json!("23")),
             ("throughput_per_second", json!(0)),
             ("throughput_per_second", json!(1001)),
@@ -53,6 +48,8 @@ dual_test! {
             invalid_field(&app, with(field, value), &format!("cloud.{field}")).await;
         }
         invalid_field(&app, with("colour", json!("blue")), "cloud.colour").await;
+        // The Graph address is the operator's: a tenant may not set it.
+        invalid_field(&app, with("graph_base_url", json!("http://169.254.169.254")), "cloud.graph_base_url").await;
         invalid_field(&app, with("throughput_per_second", json!("fast")), "cloud.throughput_per_second").await;
         invalid_field(&app, json!({"engine": "emulator", "cloud": good.clone()}), "cloud").await;
         // Ids may be JSON numbers.
@@ -66,9 +63,9 @@ dual_test! {
     }
 
     async fn secrets_are_never_shown_and_are_sealed_at_rest(app) {
-        let graph = FakeGraph::start().await;
+        let graph = app.graph().clone();
         let n = number();
-        let body = json!({"engine": "cloud", "label": "Support", "cloud": cloud_body(&graph, &n, "my-verify-token")});
+        let body = json!({"engine": "cloud", "label": "Support", "cloud": cloud_body(&n, "my-verify-token")});
         let answer = app.post("/v1/whatsapp-sessions").json(body).send().await;
         assert_eq!(answer.status.as_u16(), 201, "{}", answer.text);
         let leaks = |text: &str| {
@@ -79,7 +76,7 @@ dual_test! {
         let cloud = &answer.json["session"]["cloud"];
         assert_eq!(cloud["phone_number_id"], PNID);
         assert_eq!(cloud["waba_id"], WABA);
-        assert_eq!(cloud["graph_base_url"], graph.base_url());
+        assert!(cloud.get("graph_base_url").is_none(), "{cloud}");
         assert_eq!(cloud["throughput_per_second"], 80);
         assert_eq!(cloud["webhook_path"], "/webhooks/meta");
         assert!(answer.json["warnings"].to_string().contains("connect"));
@@ -102,7 +99,7 @@ dual_test! {
         assert!(!leaks(&stored.credentials.verify_token_hash));
         // One number, one session.
         let again = app.post("/v1/whatsapp-sessions")
-            .json(json!({"engine": "cloud", "cloud": cloud_body(&graph, &n, "other")}))
+            .json(json!({"engine": "cloud", "cloud": cloud_body(&n, "other")}))
             .expect(409).await;
         assert_error(&again, "phone_number_in_use");
         graph.assert_no_rejections();
@@ -123,7 +120,7 @@ dual_test! {
         // A token Graph does not know: disconnected, with Graph's error as the reason.
         let mut stranger = FakeNumber::new("200000000000001", WABA, "15550783882");
         stranger.access_token = "EAAWRONG".into();
-        let created = app.create_session(json!({"engine": "cloud", "cloud": cloud_body(&graph, &stranger, "t2")})).await;
+        let created = app.create_session(json!({"engine": "cloud", "cloud": cloud_body(&stranger, "t2")})).await;
         let id = created["session"]["session_id"].as_str().unwrap();
         let answer = app.post(&format!("/v1/whatsapp-sessions/{id}/connect")).expect(200).await;
         assert_eq!(answer["status"], "disconnected");
@@ -152,9 +149,10 @@ dual_test! {
         let mut renewed = cloud.number.clone();
         renewed.access_token = "EAARENEWED".into();
         graph.add_number(renewed);
-        app.patch(&path).json(json!({"cloud": {"access_token": "EAARENEWED", "graph_base_url": null}})).expect(200).await;
-        // graph_base_url went back to the server's default, which is not the fake: set it again.
-        app.patch(&path).json(json!({"cloud": {"graph_base_url": graph.base_url()}})).expect(200).await;
+        app.patch(&path).json(json!({"cloud": {"access_token": "EAARENEWED"}})).expect(200).await;
+        // The Graph address is not a session's to change.
+        let refused = app.patch(&path).json(json!({"cloud": {"graph_base_url": "http://127.0.0.1:1"}})).expect(422).await;
+        assert!(refused["errors"]["cloud.graph_base_url"].is_array(), "{refused}");
         let answer = app.post(&format!("{path}/connect")).expect(200).await;
         assert_eq!(answer["status"], "connected", "{answer}");
         let last = graph.requests().last().cloned().unwrap();
@@ -168,13 +166,13 @@ dual_test! {
     }
 
     async fn deleting_a_cloud_session_frees_its_number(app) {
-        let (graph, cloud) = connected(&app).await;
+        let (_graph, cloud) = connected(&app).await;
         let op = app.delete(&format!("/v1/whatsapp-sessions/{}", cloud.session)).expect(202).await;
         let op_path = op["status_url"].as_str().unwrap().to_owned();
         app.eventually(&op_path, |o| o["status"] == "succeeded").await;
         assert!(app.store.cloud_session(cloud.session.parse().unwrap()).await.unwrap().is_none());
         app.post("/v1/whatsapp-sessions")
-            .json(json!({"engine": "cloud", "cloud": cloud_body(&graph, &cloud.number, "again")}))
+            .json(json!({"engine": "cloud", "cloud": cloud_body(&cloud.number, "again")}))
             .expect(201)
             .await;
     }
@@ -206,10 +204,9 @@ async fn postgres_without_a_key_refuses_cloud_sessions() {
     let Some(app) = TestApp::spawn_with(Backend::Postgres, |c| c.secret_key = None).await else {
         return;
     };
-    let graph = FakeGraph::start().await;
     let answer = app
         .post("/v1/whatsapp-sessions")
-        .json(json!({"engine": "cloud", "cloud": cloud_body(&graph, &number(), "t")}))
+        .json(json!({"engine": "cloud", "cloud": cloud_body(&number(), "t")}))
         .expect(422)
         .await;
     let errors = assert_error(&answer, "engine_unavailable");

@@ -476,6 +476,28 @@ dual_test! {
         assert_ne!(other["session"]["id"], session["id"]);
     }
 
+    async fn delete_answers_foreign_missing_and_malformed_ids_identically(app) {
+        // Zernio's seed: a sandbox delete answers 400 for an id that is someone else's, one
+        // that does not exist and one that is not an id at all, byte for byte the same, so
+        // the answer tells nothing about other accounts.
+        emulator_number(&app).await;
+        let other = other_account(&app).await;
+        let theirs = app.post(SESSIONS).token(&other).json(json!({"phone": DEV_PHONE})).expect(200).await;
+        let foreign = theirs["session"]["id"].as_str().expect("id").to_owned();
+        let missing = SandboxId::generate().to_string();
+        let mut seen = Vec::new();
+        for id in [foreign.as_str(), missing.as_str(), "not-an-id"] {
+            let answer = app.delete(&format!("{SESSIONS}/{id}")).send().await;
+            seen.push((answer.status.as_u16(), answer.header("content-type").map(str::to_owned), answer.text));
+        }
+        assert_eq!(seen[0].0, 400, "{seen:?}");
+        assert_eq!(seen[0], seen[1], "foreign and missing ids answer alike");
+        assert_eq!(seen[1], seen[2], "missing and malformed ids answer alike");
+        // The foreign session is untouched.
+        let their_list = app.get(SESSIONS).token(&other).expect(200).await;
+        assert_eq!(their_list["sessions"][0]["id"], foreign.as_str());
+    }
+
     async fn delete_revokes_and_answers_unknown_foreign_and_malformed_ids_alike(app) {
         let (number, _) = emulator_number(&app).await;
         let mine = create(&app, DEV_PHONE, 200).await;
