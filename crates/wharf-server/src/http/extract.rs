@@ -102,8 +102,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "malformed JSON: the body must be a JSON object",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    if let Some(field) = nul_in(bytes) {
+        return Err(ApiError::invalid(&field, NUL_MESSAGE));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner();
         let message = inner.to_string();
         if inner.is_syntax() || inner.is_eof() {
@@ -128,7 +131,61 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .unwrap_or(&message)
             .to_owned();
         ApiError::invalid(&field, message)
-    })
+    })?;
+    // One JSON value and nothing after it: `{"a":1} xx` and `{}{}` are malformed.
+    de.end().map_err(|e| {
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        ApiError::invalid("body", format!("malformed JSON: {message}"))
+    })?;
+    Ok(value)
+}
+
+/// What a 422 for a NUL character says.
+pub const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
+/// The path of the first string (or object key) holding a NUL character, named as
+/// [`parse_json`] names fields, or `None` when there is none or the body is not JSON (its
+/// syntax error is reported by the parse). PostgreSQL cannot store NUL in text, so client
+/// input with one is refused on every backend; JSON can only carry it as the `\u0000`
+/// escape, so bodies without that sequence (nearly all) cost one scan.
+fn nul_in(bytes: &[u8]) -> Option<String> {
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        let child = |name: &str| {
+            if path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            }
+        };
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => Some(if path.is_empty() {
+                "body".into()
+            } else {
+                path.into()
+            }),
+            serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+                walk(
+                    v,
+                    &format!("{}[{i}]", if path.is_empty() { "body" } else { path }),
+                )
+            }),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                if k.contains('\0') {
+                    // The key itself is the fault; name it readably.
+                    Some(child(&k.replace('\0', "\u{FFFD}")))
+                } else {
+                    walk(v, &child(k))
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(&value, "")
 }
 
 /// The query string as ordered pairs, for handlers that validate each parameter themselves
@@ -140,9 +197,20 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
-        serde_urlencoded::from_str(query)
-            .map(QueryPairs)
-            .map_err(|e| ApiError::invalid("query", format!("malformed query string: {e}")))
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| ApiError::invalid("query", format!("malformed query string: {e}")))?;
+        if let Some((k, v)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            let field = if v.contains('\0') && !k.contains('\0') {
+                k.as_str()
+            } else {
+                "query"
+            };
+            return Err(ApiError::invalid(field, NUL_MESSAGE));
+        }
+        Ok(QueryPairs(pairs))
     }
 }
 

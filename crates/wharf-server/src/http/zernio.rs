@@ -145,6 +145,13 @@ impl From<ServiceError> for ZernioError {
     }
 }
 
+impl ZernioError {
+    /// The envelope's JSON alone (for answers made below the router).
+    pub fn body_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&self.body)
+    }
+}
+
 impl IntoResponse for ZernioError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();
