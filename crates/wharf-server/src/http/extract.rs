@@ -188,6 +188,12 @@ fn nul_in(bytes: &[u8]) -> Option<String> {
     walk(&value, "")
 }
 
+/// The smallest page size a `limit` parameter takes (the OpenAPI document states the same
+/// bounds on every `limit`; a test holds them equal).
+pub const LIMIT_MIN: i64 = 1;
+/// The largest page size a `limit` parameter takes.
+pub const LIMIT_MAX: i64 = 100;
+
 /// The query string as ordered pairs, for handlers that validate each parameter themselves
 /// (and refuse unknown ones).
 pub struct QueryPairs(pub Vec<(String, String)>);
@@ -229,15 +235,20 @@ impl QueryPairs {
         }
     }
 
-    /// `limit`: 1 to 100, 50 when absent.
+    /// `limit`: [`LIMIT_MIN`] to [`LIMIT_MAX`], 50 when absent.
     pub fn limit(&self) -> Result<i64, ApiError> {
         match self.get("limit") {
             None => Ok(50),
             Some(l) => l
                 .parse::<i64>()
                 .ok()
-                .filter(|l| (1..=100).contains(l))
-                .ok_or_else(|| ApiError::invalid("limit", "must be an integer from 1 to 100")),
+                .filter(|l| (LIMIT_MIN..=LIMIT_MAX).contains(l))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "limit",
+                        format!("must be an integer from {LIMIT_MIN} to {LIMIT_MAX}"),
+                    )
+                }),
         }
     }
 

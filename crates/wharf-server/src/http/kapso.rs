@@ -360,7 +360,7 @@ async fn delete_session(
 pub struct KapsoAgentFields {
     /// Required on creation; cannot be `null`.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]

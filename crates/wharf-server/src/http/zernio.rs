@@ -231,6 +231,7 @@ pub struct ZernioSandboxList {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ZernioCreateBody {
     /// The phone in international format: digits, spaces, dashes and a leading `+`.
+    #[schema(value_type = String)]
     pub phone: serde_json::Value,
 }
 

@@ -298,3 +298,79 @@ dual_test! {
         graph.assert_no_rejections();
     }
 }
+
+/// Every parameter named `name` of every operation of `doc`, with its operation.
+fn params_named<'a>(doc: &'a Value, name: &str) -> Vec<(String, &'a Value)> {
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["name"] == name {
+                    found.push((format!("{method} {path}"), p));
+                }
+            }
+        }
+    }
+    found
+}
+
+dual_test! {
+    async fn the_openapi_document_states_what_the_server_accepts(app) {
+        use wharf_server::http::extract::{LIMIT_MAX, LIMIT_MIN};
+        let doc = app.get("/openapi.json").anonymous().expect(200).await;
+        // Page sizes: the bounds the server checks, on every `limit`.
+        let limits = params_named(&doc, "limit");
+        assert_eq!(limits.len(), 4, "{limits:?}");
+        for (op, p) in &limits {
+            assert_eq!(p["schema"]["minimum"], json!(LIMIT_MIN), "{op}");
+            assert_eq!(p["schema"]["maximum"], json!(LIMIT_MAX), "{op}");
+        }
+        for (op, p) in params_named(&doc, "after") {
+            assert_eq!(p["schema"]["minimum"], json!(0), "{op}");
+        }
+        let (id, _) = app.connected_session().await;
+        app.get(&format!("/v1/whatsapp-sessions?limit={LIMIT_MAX}")).expect(200).await;
+        refused(app.get(&format!("/v1/whatsapp-sessions?limit={}", LIMIT_MAX + 1)), "limit").await;
+        refused(app.get(&format!("/v1/events?limit={}", LIMIT_MIN - 1)), "limit").await;
+        refused(app.get("/v1/events?after=-1"), "after").await;
+        // The QR format: exactly the values the server takes.
+        let format = &params_named(&doc, "format")[0].1["schema"];
+        assert_eq!(format["pattern"], "^(text|string|image|png)$", "{format}");
+        refused(app.get(&format!("/v1/whatsapp-sessions/{id}/qrcode?format=svg")), "format").await;
+        // The idempotency key's shape.
+        let key = &params_named(&doc, "Idempotency-Key")[0].1["schema"];
+        assert_eq!((key["minLength"].clone(), key["maxLength"].clone()), (json!(1), json!(255)), "{key}");
+        refused(app.post("/api/send-message").header("idempotency-key", &"k".repeat(256)).json(json!({"session_id": id, "to": "+15551234567", "text": "x"})), "Idempotency-Key").await;
+        // Bodies the server takes absent are not required; the others are.
+        let body = |method: &str, path: &str| doc["paths"][path][method]["requestBody"].clone();
+        for (method, path) in [("post", "/v1/whatsapp-sessions"), ("patch", "/v1/whatsapp-sessions/{id}"),
+                               ("patch", "/v1/whatsapp-sessions/{id}/settings"), ("post", "/emulator/sessions/{id}/scan"),
+                               ("patch", "/v1/webhooks/{id}")] {
+            assert_ne!(body(method, path)["required"], json!(true), "{method} {path}");
+        }
+        app.post("/v1/whatsapp-sessions").expect(201).await;
+        app.patch(&format!("/v1/whatsapp-sessions/{id}")).expect(200).await;
+        app.patch(&format!("/v1/whatsapp-sessions/{id}/settings")).expect(200).await;
+        for (method, path) in [("post", "/api/send-message"), ("post", "/v1/webhooks"), ("post", "/api/v1/agents"),
+                               ("post", "/v1/whatsapp/sandbox/sessions"), ("post", "/emulator/sessions/{id}/failures")] {
+            assert_eq!(body(method, path)["required"], json!(true), "{method} {path}");
+        }
+        // Fields the server refuses as null are not nullable.
+        let schemas = &doc["components"]["schemas"];
+        let zernio_phone = &schemas["ZernioCreateBody"]["properties"]["phone"];
+        assert_eq!(zernio_phone["type"], "string", "{zernio_phone}");
+        assert_eq!(schemas["ZernioCreateBody"]["required"], json!(["phone"]));
+        let agent_name = &schemas["KapsoAgentFields"]["properties"]["name"];
+        assert_eq!(agent_name["type"], "string", "{agent_name}");
+        let answer = app.post("/api/v1/agents").api_key(&app.pat).json(json!({"agent": {"name": null}})).send().await;
+        assert_kapso(&answer, 422, Some("name"));
+        // Lists and enumerations the server bounds.
+        let ids = &schemas["ReadBody"]["properties"]["message_ids"];
+        assert_eq!((ids["minItems"].clone(), ids["maxItems"].clone()), (json!(1), json!(100)), "{ids}");
+        let failures = &schemas["FailuresBody"]["properties"];
+        assert_eq!(failures["mode"]["pattern"], "^(retryable|permanent|none)$");
+        assert_eq!(failures["count"]["minimum"], json!(1));
+        refused(app.post(&format!("/emulator/sessions/{id}/failures")).json(json!({"mode": "permanent", "count": 0})), "count").await;
+        assert_eq!(schemas["ReceiptBody"]["properties"]["status"]["pattern"], "^(delivered|read|played)$");
+    }
+}
