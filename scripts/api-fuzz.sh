@@ -14,7 +14,7 @@ backends=("$@")
 [ ${#backends[@]} -eq 0 ] && backends=(sqlite postgres)
 examples="${EXAMPLES:-15}"
 pg="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
-venv=.ci/venv
+venv="$PWD/.ci/venv"
 start=$(date +%s)
 
 if [ ! -x "$venv/bin/st" ]; then
@@ -23,7 +23,7 @@ if [ ! -x "$venv/bin/st" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check 'schemathesis>=4.3,<5'
 fi
 cargo build -q -p wharf
-bin=target/debug/wharf
+bin="$PWD/target/debug/wharf"
 
 work="$(mktemp -d)"
 server=""
@@ -62,11 +62,12 @@ fuzz() {
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null || { echo "api-fuzz ($backend): the server did not start" >&2; cat "$work/server-$backend.log" >&2; return 1; }
   local status=0
   # The event stream never ends by design; it is left out.
-  "$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
+  # (From the scratch directory: schemathesis leaves a .schemathesis folder behind.)
+  (cd "$work" && "$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
     -H "Authorization: Bearer $pat" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$examples" --seed 1 --generation-database none --generation-allow-x00 false --workers 2 \
-    --exclude-path /v1/events/stream --request-timeout 10 --no-color \
+    --exclude-path /v1/events/stream --request-timeout 10 --no-color) \
     || status=$?
   if ! kill -0 "$server" 2>/dev/null; then
     echo "api-fuzz ($backend): the server is down after the run" >&2
