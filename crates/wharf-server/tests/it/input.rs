@@ -362,6 +362,9 @@ dual_test! {
         assert_eq!(schemas["ZernioCreateBody"]["required"], json!(["phone"]));
         let agent_name = &schemas["KapsoAgentFields"]["properties"]["name"];
         assert_eq!(agent_name["type"], "string", "{agent_name}");
+        assert_eq!((agent_name["pattern"].clone(), agent_name["maxLength"].clone()), (json!("\\S"), json!(200)), "{agent_name}");
+        let answer = app.post("/api/v1/agents").api_key(&app.pat).json(json!({"agent": {"name": "  "}})).send().await;
+        assert_kapso(&answer, 422, Some("name"));
         let answer = app.post("/api/v1/agents").api_key(&app.pat).json(json!({"agent": {"name": null}})).send().await;
         assert_kapso(&answer, 422, Some("name"));
         // Lists and enumerations the server bounds.
