@@ -190,7 +190,7 @@ pub async fn run_with_store(
     workers::resume(sessions).await;
     let router = http::router(services, limiter, config.emulator_control, shutdown.clone());
     tracing::info!(addr = %listener.local_addr()?, "wharf is serving");
-    axum::serve(listener, router)
+    axum::serve(http::conn::EnvelopedListener(listener), router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
 

@@ -287,7 +287,7 @@ impl Store {
         .bind(t.name.clone())
         .bind(t.language.clone())
         .bind(t.status.clone())
-        .bind(t.reason.clone())
+        .bind(crate::plain(&t.reason))
         .bind(t.event_at)
         .bind(now_millis())
         .execute(&self.write)

@@ -5,6 +5,23 @@
 //! writes go through a single-connection pool so writers queue in the process instead of
 //! failing with `SQLITE_BUSY`; reads use their own pool (WAL lets them run beside the writer).
 
+/// Text reported by engines, receivers or providers, as a column of plain text can hold it:
+/// PostgreSQL refuses the NUL character in text (SQLite would store it), so each becomes
+/// U+FFFD. Client input never gets here with one (the API refuses it); this keeps what others
+/// said from failing a write.
+pub(crate) fn plain(text: &Option<String>) -> Option<String> {
+    text.as_deref().map(plain_str)
+}
+
+/// As [`plain`], for text that is always there.
+pub(crate) fn plain_str(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.to_owned()
+    }
+}
+
 mod accounts;
 mod authcache;
 mod cloud;

@@ -775,9 +775,9 @@ fn bind_message<'q>(
         .bind(m.kind.as_str())
         .bind(serde_json::to_string(&m.content).unwrap_or_default())
         .bind(m.status.as_str())
-        .bind(m.provider_msg_id.clone())
+        .bind(crate::plain(&m.provider_msg_id))
         .bind(m.quoted_message_id.map(|q| q.to_string()))
-        .bind(m.failure_reason.clone())
+        .bind(crate::plain(&m.failure_reason))
         .bind(m.attempts)
         .bind(m.accepted_at)
         .bind(m.sent_at)
@@ -811,8 +811,8 @@ pub(crate) async fn write_message(conn: &mut AnyConnection, m: &MessageRow) -> R
     )
     .bind(serde_json::to_string(&m.content).unwrap_or_default())
     .bind(m.status.as_str())
-    .bind(m.provider_msg_id.clone())
-    .bind(m.failure_reason.clone())
+    .bind(crate::plain(&m.provider_msg_id))
+    .bind(crate::plain(&m.failure_reason))
     .bind(m.attempts)
     .bind(m.sent_at)
     .bind(m.delivered_at)
@@ -844,7 +844,7 @@ fn bind_job<'q>(
         .bind(job.payload.to_string())
         .bind(job.available_at)
         .bind(job.attempts)
-        .bind(job.last_error.clone())
+        .bind(crate::plain(&job.last_error))
         .bind(job.created_at)
 }
 
@@ -1262,7 +1262,7 @@ impl Store {
                 } => {
                     sqlx::query("UPDATE outbox SET available_at = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3")
                         .bind(*available_at)
-                        .bind(error.clone())
+                        .bind(crate::plain_str(error))
                         .bind(job.id.to_string())
                         .execute(&mut *tx)
                         .await?;

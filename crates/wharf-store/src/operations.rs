@@ -154,7 +154,7 @@ impl Store {
         )
         .bind(status.as_str())
         .bind(result.map(str::to_owned))
-        .bind(error.map(str::to_owned))
+        .bind(crate::plain(&error.map(str::to_owned)))
         .bind(now_millis())
         .bind(id.to_string())
         .execute(&self.write)

@@ -418,7 +418,7 @@ fn bind_all<'q>(
         .bind(row.account_id.to_string())
         .bind(row.engine.as_str())
         .bind(row.status.as_str())
-        .bind(row.status_reason.clone())
+        .bind(crate::plain(&row.status_reason))
         .bind(row.label.clone())
         .bind(row.phone_number.as_ref().map(|p| p.e164().to_owned()))
         .bind(i64::from(row.paired))

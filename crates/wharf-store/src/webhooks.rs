@@ -610,7 +610,7 @@ impl Store {
                     .bind(r.delivery_id.to_string())
                     .bind(r.attempted_at)
                     .bind(r.status_code.map(i64::from))
-                    .bind(r.error.clone())
+                    .bind(crate::plain(&r.error))
                     .bind(r.duration_ms);
             }
             q.execute(&mut *tx).await?;
@@ -639,7 +639,7 @@ impl Store {
                     .bind(status.as_str())
                     .bind(r.retry_at.map(|t| t.to_string()))
                     .bind(r.status_code.map(|c| c.to_string()))
-                    .bind(r.error.clone())
+                    .bind(crate::plain(&r.error))
                     .bind(r.attempted_at.to_string())
                     .bind(if succeeded { "1" } else { "0" });
             }

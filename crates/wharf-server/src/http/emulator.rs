@@ -41,7 +41,7 @@ fn session_id(raw: &str) -> Result<SessionId, ApiError> {
 
 /// POST /emulator/sessions/{id}/scan — a phone scans the session's QR; the session connects.
 #[utoipa::path(post, path = "/emulator/sessions/{id}/scan", tag = "emulator", params(("id" = String, Path)),
-    request_body = ScanBody,
+    request_body = Option<ScanBody>,
     responses((status = 200, body = SessionView), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "Not waiting for a scan."),
         (status = 422, body = ErrorBody, description = "Invalid phone, or `unsupported_by_engine` for a session of another engine.")))]
@@ -192,8 +192,10 @@ fn not_connected(e: wharf_core::EngineError) -> ApiError {
 pub struct FailuresBody {
     /// `retryable` (the dispatcher retries with backoff), `permanent` (the message fails at
     /// once), or `none` to stop failing.
+    #[schema(pattern = "^(retryable|permanent|none)$")]
     pub mode: String,
     /// How many sends fail; absent means every send until changed.
+    #[schema(minimum = 1)]
     pub count: Option<u32>,
     /// What the failure says (default: "emulated failure").
     pub reason: Option<String>,
@@ -276,7 +278,7 @@ pub struct ReceiptBody {
     /// The message (`msg_…`) the session sent.
     pub message_id: String,
     /// `delivered`, `read` or `played`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^(delivered|read|played)$")]
     pub status: ReceiptKind,
 }
 

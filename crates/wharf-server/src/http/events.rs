@@ -60,8 +60,8 @@ fn cursor(query: &QueryPairs, headers: Option<&HeaderMap>) -> Result<i64, ApiErr
 
 /// GET /v1/events — events after a cursor, oldest first, for catching up.
 #[utoipa::path(get, path = "/v1/events", tag = "events",
-    params(("after" = Option<i64>, Query, description = "Cursor; 0 (default) reads from the start."),
-        ("limit" = Option<i64>, Query, description = "1..100, default 50.")),
+    params(("after" = Option<i64>, Query, minimum = 0, description = "Cursor; 0 (default) reads from the start."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50.")),
     responses((status = 200, body = EventListView), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_events(
     State(app): State<AppState>,
@@ -82,7 +82,7 @@ async fn list_events(
 /// `event: <type>`, `data: <envelope>`; reconnect with `Last-Event-ID` (or `?after=`) to
 /// resume without a gap.
 #[utoipa::path(get, path = "/v1/events/stream", tag = "events",
-    params(("after" = Option<i64>, Query, description = "Cursor to start after (else `Last-Event-ID`, else 0).")),
+    params(("after" = Option<i64>, Query, minimum = 0, description = "Cursor to start after (else `Last-Event-ID`, else 0).")),
     responses((status = 200, content_type = "text/event-stream", description = "The stream."), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn stream_events(

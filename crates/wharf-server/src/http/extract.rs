@@ -102,8 +102,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "malformed JSON: the body must be a JSON object",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    if let Some(field) = nul_in(bytes) {
+        return Err(ApiError::invalid(&field, NUL_MESSAGE));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner();
         let message = inner.to_string();
         if inner.is_syntax() || inner.is_eof() {
@@ -128,8 +131,77 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .unwrap_or(&message)
             .to_owned();
         ApiError::invalid(&field, message)
-    })
+    })?;
+    // One JSON value and nothing after it: `{"a":1} xx` and `{}{}` are malformed.
+    de.end().map_err(|e| {
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        ApiError::invalid("body", format!("malformed JSON: {message}"))
+    })?;
+    Ok(value)
 }
+
+/// What a 422 for a NUL character says.
+pub const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
+/// The path of the first string (or object key) holding a NUL character, named as
+/// [`parse_json`] names fields, or `None` when there is none or the body is not JSON (its
+/// syntax error is reported by the parse). PostgreSQL cannot store NUL in text, so client
+/// input with one is refused on every backend; JSON can only carry it as the `\u0000`
+/// escape, so bodies without that sequence (nearly all) cost one scan.
+fn nul_in(bytes: &[u8]) -> Option<String> {
+    let mut rest = bytes;
+    let escaped_nul = loop {
+        // Bodies mostly hold no backslash at all: one pass for one byte value.
+        match rest.iter().position(|&b| b == b'\\') {
+            None => break false,
+            Some(at) if rest[at + 1..].starts_with(b"u0000") => break true,
+            Some(at) => rest = &rest[at + 1..],
+        }
+    };
+    if !escaped_nul {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        let child = |name: &str| {
+            if path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            }
+        };
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => Some(if path.is_empty() {
+                "body".into()
+            } else {
+                path.into()
+            }),
+            serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+                walk(
+                    v,
+                    &format!("{}[{i}]", if path.is_empty() { "body" } else { path }),
+                )
+            }),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                if k.contains('\0') {
+                    // The key itself is the fault; name it readably.
+                    Some(child(&k.replace('\0', "\u{FFFD}")))
+                } else {
+                    walk(v, &child(k))
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(&value, "")
+}
+
+/// The smallest page size a `limit` parameter takes (the OpenAPI document states the same
+/// bounds on every `limit`; a test holds them equal).
+pub const LIMIT_MIN: i64 = 1;
+/// The largest page size a `limit` parameter takes.
+pub const LIMIT_MAX: i64 = 100;
 
 /// The query string as ordered pairs, for handlers that validate each parameter themselves
 /// (and refuse unknown ones).
@@ -140,9 +212,20 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
-        serde_urlencoded::from_str(query)
-            .map(QueryPairs)
-            .map_err(|e| ApiError::invalid("query", format!("malformed query string: {e}")))
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| ApiError::invalid("query", format!("malformed query string: {e}")))?;
+        if let Some((k, v)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            let field = if v.contains('\0') && !k.contains('\0') {
+                k.as_str()
+            } else {
+                "query"
+            };
+            return Err(ApiError::invalid(field, NUL_MESSAGE));
+        }
+        Ok(QueryPairs(pairs))
     }
 }
 
@@ -161,15 +244,20 @@ impl QueryPairs {
         }
     }
 
-    /// `limit`: 1 to 100, 50 when absent.
+    /// `limit`: [`LIMIT_MIN`] to [`LIMIT_MAX`], 50 when absent.
     pub fn limit(&self) -> Result<i64, ApiError> {
         match self.get("limit") {
             None => Ok(50),
             Some(l) => l
                 .parse::<i64>()
                 .ok()
-                .filter(|l| (1..=100).contains(l))
-                .ok_or_else(|| ApiError::invalid("limit", "must be an integer from 1 to 100")),
+                .filter(|l| (LIMIT_MIN..=LIMIT_MAX).contains(l))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "limit",
+                        format!("must be an integer from {LIMIT_MIN} to {LIMIT_MAX}"),
+                    )
+                }),
         }
     }
 

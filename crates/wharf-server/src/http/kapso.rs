@@ -83,6 +83,13 @@ impl From<ServiceError> for KapsoError {
     }
 }
 
+impl KapsoError {
+    /// The envelope's JSON alone (for answers made below the router).
+    pub fn body_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&self.body)
+    }
+}
+
 impl IntoResponse for KapsoError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();
@@ -353,10 +360,11 @@ async fn delete_session(
 pub struct KapsoAgentFields {
     /// Required on creation; cannot be `null`.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    /// 1 to 200 characters once trimmed.
+    #[schema(value_type = String, required = false, pattern = "\\S", max_length = 200)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     pub description: Option<Option<String>>,
     /// Where the agent's sandbox traffic is delivered; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]

@@ -34,9 +34,9 @@ pub struct Received {
 /// `hub.verify_token` is a cloud session's verify token.
 #[utoipa::path(get, path = "/webhooks/meta", tag = "meta-webhook", security(),
     params(
-        ("hub.mode" = String, Query, description = "`subscribe`."),
-        ("hub.verify_token" = String, Query, description = "A cloud session's `verify_token`."),
-        ("hub.challenge" = String, Query, description = "Echoed back on success."),
+        ("hub.mode" = String, Query, min_length = 1, description = "`subscribe`."),
+        ("hub.verify_token" = String, Query, min_length = 1, description = "A cloud session's `verify_token`."),
+        ("hub.challenge" = String, Query, min_length = 1, description = "Echoed back on success."),
     ),
     responses(
         (status = 200, content_type = "text/plain", body = String, description = "The challenge."),

@@ -1,7 +1,9 @@
 //! HTTP: the dialects' routers, the shared middleware and the OpenAPI document.
 
 pub mod auth;
+pub mod conn;
 mod emulator;
+pub mod envelope;
 pub mod error;
 mod events;
 pub mod extract;
@@ -12,13 +14,12 @@ pub mod wapio;
 mod webhooks;
 mod zernio;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use axum::{Router, extract::Request, middleware, response::IntoResponse};
-use http::{HeaderName, HeaderValue, StatusCode};
+use axum::{Router, extract::Request, middleware};
+use http::{HeaderName, HeaderValue};
 use tower::ServiceBuilder;
 use tower_http::{
-    catch_panic::CatchPanicLayer,
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
@@ -28,7 +29,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use self::{auth::AccountLimiter, error::ApiError};
+use self::auth::AccountLimiter;
 use crate::services::Services;
 
 /// What every handler can reach; cloned for every request (and by every middleware that
@@ -137,51 +138,21 @@ pub fn router(
         .merge(zernio_routes)
         .merge(kapso_routes)
         .merge(public)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(envelope::not_found)
+        .method_not_allowed_fallback(envelope::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(envelope::request_id_rule))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeWharfRequestId))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
                     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
                 }))
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal server error").into_response()
-                }))
-                .layer(middleware::from_fn(time_limit)),
+                .layer(middleware::from_fn(envelope::guard)),
         )
         .with_state(state)
-}
-
-/// How long a request may take before it is answered with 504.
-const REQUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
-
-/// Answers 504 in the envelope when a request takes longer than [`REQUEST_TIME_LIMIT`].
-async fn time_limit(req: Request, next: middleware::Next) -> axum::response::Response {
-    match tokio::time::timeout(REQUEST_TIME_LIMIT, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            "the request took too long and was abandoned",
-        )
-        .into_response(),
-    }
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("route")
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this method is not allowed on this route",
-    )
 }
 
 /// Gives each request a `req_…` id unless the client sent one.

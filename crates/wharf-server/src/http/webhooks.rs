@@ -171,7 +171,7 @@ async fn get_webhook(
 }
 
 /// PATCH /v1/webhooks/{id} — changes an endpoint.
-#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = WebhookBody,
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = Option<WebhookBody>,
     responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_webhook(
     State(app): State<AppState>,
@@ -285,7 +285,7 @@ pub struct DeliveryListView {
 
 /// GET /v1/webhooks/{id}/deliveries — the delivery log, newest first, with every attempt.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
-    params(("id" = String, Path), ("limit" = Option<i64>, Query), ("before_id" = Option<String>, Query)),
+    params(("id" = String, Path), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50."), ("before_id" = Option<String>, Query)),
     responses((status = 200, body = DeliveryListView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_deliveries(
     State(app): State<AppState>,

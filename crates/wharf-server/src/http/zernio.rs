@@ -145,6 +145,13 @@ impl From<ServiceError> for ZernioError {
     }
 }
 
+impl ZernioError {
+    /// The envelope's JSON alone (for answers made below the router).
+    pub fn body_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&self.body)
+    }
+}
+
 impl IntoResponse for ZernioError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();
@@ -224,6 +231,7 @@ pub struct ZernioSandboxList {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ZernioCreateBody {
     /// The phone in international format: digits, spaces, dashes and a leading `+`.
+    #[schema(value_type = String)]
     pub phone: serde_json::Value,
 }
 

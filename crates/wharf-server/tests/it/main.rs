@@ -54,6 +54,7 @@ macro_rules! dual_test_with {
 mod auth;
 mod cloud;
 mod events;
+mod input;
 mod lifecycle;
 mod messages;
 mod ops;

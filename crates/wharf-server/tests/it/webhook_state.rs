@@ -132,7 +132,7 @@ dual_test_with! {
             (json!({"since": 1700000000}), "since"),
         ] {
             let err = app.post(&format!("/v1/webhooks/{id}/recover")).json(body).expect(422).await;
-            assert!(assert_error(&err, "validation_failed")[field].is_array(), "{err}");
+            assert!(assert_error(&err, "validation_error")[field].is_array(), "{err}");
         }
         let (_, other) = app.store.create_account("other").await.unwrap();
         app.post(&format!("/v1/webhooks/{id}/recover")).token(&other.raw)

@@ -165,7 +165,7 @@ fn message_id(raw: &str) -> ApiResult<MessageId> {
 
 /// POST /api/send-message — queues a message of any kind; answers 202 once it is stored.
 #[utoipa::path(post, path = "/api/send-message", tag = "messages", request_body = SendMessageBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the first answer again, nothing new sent. Same key, other body: 409.")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$", description = "Same key and body: the first answer again, nothing new sent. Same key, other body: 409.")),
     responses((status = 202, body = SendAnswerView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "Invalid, or `unsupported_by_engine`."),
         (status = 429, body = ErrorBody)))]
@@ -342,6 +342,7 @@ async fn resend_message(
 #[serde(deny_unknown_fields)]
 pub struct ReadBody {
     /// Received messages (`msg_…`) of one chat, 1 to 100.
+    #[schema(min_items = 1, max_items = 100)]
     pub message_ids: Vec<String>,
     pub chat_jid: String,
 }
@@ -436,7 +437,7 @@ pub struct MessageListView {
     params(("id" = String, Path),
         ("direction" = Option<Direction>, Query, description = "`in` or `out`."),
         ("chat" = Option<String>, Query, description = "Only this chat (phone or JID)."),
-        ("limit" = Option<i64>, Query, description = "1..100, default 50."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50."),
         ("before_id" = Option<String>, Query, description = "Cursor: `next_cursor` of the previous page.")),
     responses((status = 200, body = MessageListView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_message_logs(

@@ -69,7 +69,7 @@ fn key_view(
 #[utoipa::path(get, path = "/v1/whatsapp-sessions", tag = "sessions",
     params(
         ("status" = Option<SessionStatus>, Query, description = "Only sessions in this status; without it, every status but `deleted`."),
-        ("limit" = Option<i64>, Query, description = "Page size, 1..100 (default 50)."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1..100 (default 50)."),
         ("before_id" = Option<String>, Query, description = "Cursor: the `next_cursor` of the previous page."),
     ),
     responses(
@@ -120,7 +120,7 @@ async fn list_sessions(
 }
 
 /// POST /v1/whatsapp-sessions — creates a session (PAT only).
-#[utoipa::path(post, path = "/v1/whatsapp-sessions", tag = "sessions", request_body = CreateSessionBody,
+#[utoipa::path(post, path = "/v1/whatsapp-sessions", tag = "sessions", request_body = Option<CreateSessionBody>,
     responses(
         (status = 201, body = CreatedSessionView, description = "Created; `session_api_key.raw` is shown only now."),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
@@ -188,7 +188,7 @@ async fn view_one(app: &AppState, row: &wharf_store::SessionRow) -> ApiResult<Se
 
 /// PATCH /v1/whatsapp-sessions/{id} — updates label, phone number and settings.
 #[utoipa::path(patch, path = "/v1/whatsapp-sessions/{id}", tag = "sessions", params(("id" = String, Path)),
-    request_body = UpdateSessionBody,
+    request_body = Option<UpdateSessionBody>,
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_session(
@@ -295,7 +295,7 @@ async fn restart_session(
 
 /// GET /v1/whatsapp-sessions/{id}/qrcode — the pairing QR while the session is pairing.
 #[utoipa::path(get, path = "/v1/whatsapp-sessions/{id}/qrcode", tag = "sessions",
-    params(("id" = String, Path), ("format" = Option<String>, Query, description = "`text` (default) or `image` for a PNG data URI.")),
+    params(("id" = String, Path), ("format" = Option<String>, Query, pattern = "^(text|string|image|png)$", description = "`text` (default; also `string`) or `image` (also `png`) for a PNG data URI.")),
     responses((status = 200, body = QrView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn get_qrcode(
@@ -370,7 +370,7 @@ async fn get_settings(
 
 /// PATCH /v1/whatsapp-sessions/{id}/settings — changes some settings.
 #[utoipa::path(patch, path = "/v1/whatsapp-sessions/{id}/settings", tag = "sessions", params(("id" = String, Path)),
-    request_body = SessionSettingsPatch,
+    request_body = Option<SessionSettingsPatch>,
     responses((status = 200, body = SettingsView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn update_settings(
