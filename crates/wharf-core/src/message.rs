@@ -576,8 +576,112 @@ pub struct Inbound {
     pub quoted_provider_id: Option<String>,
 }
 
+/// Whether `text` is exactly one emoji, as a reaction carries: a pictograph (with its
+/// presentation selector, skin tone and tag sequence, and others joined to it by zero-width
+/// joiners), a keycap such as "1️⃣", or a flag of two regional indicators.
+pub fn is_one_emoji(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    let is_regional = |c: char| ('\u{1F1E6}'..='\u{1F1FF}').contains(&c);
+    match chars.as_slice() {
+        [] => false,
+        ['0'..='9' | '#' | '*', rest @ ..] => {
+            matches!(rest, ['\u{20E3}'] | ['\u{FE0F}', '\u{20E3}'])
+        }
+        [a, b] if is_regional(*a) && is_regional(*b) => true,
+        _ => {
+            let mut i = 0;
+            loop {
+                // One element: a pictograph and what may follow it.
+                if !chars.get(i).is_some_and(|c| is_pictograph(*c)) {
+                    return false;
+                }
+                i += 1;
+                if matches!(chars.get(i), Some('\u{FE0F}' | '\u{FE0E}')) {
+                    i += 1;
+                }
+                if chars
+                    .get(i)
+                    .is_some_and(|c| ('\u{1F3FB}'..='\u{1F3FF}').contains(c))
+                {
+                    i += 1;
+                }
+                if chars
+                    .get(i)
+                    .is_some_and(|c| ('\u{E0020}'..='\u{E007E}').contains(c))
+                {
+                    while chars
+                        .get(i)
+                        .is_some_and(|c| ('\u{E0020}'..='\u{E007E}').contains(c))
+                    {
+                        i += 1;
+                    }
+                    if chars.get(i) != Some(&'\u{E007F}') {
+                        return false;
+                    }
+                    i += 1;
+                }
+                match chars.get(i) {
+                    None => return true,
+                    Some('\u{200D}') => i += 1,
+                    Some(_) => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Characters that stand as an emoji (Unicode's extended pictographs, roughly), skin tones
+/// included; not regional indicators, which only pair into flags.
+fn is_pictograph(c: char) -> bool {
+    let c = u32::from(c);
+    matches!(c,
+        0x00A9 | 0x00AE | 0x203C | 0x2049 | 0x2122 | 0x2139 | 0x2194..=0x2199 | 0x21A9..=0x21AA
+        | 0x231A..=0x231B | 0x2328 | 0x23CF | 0x23E9..=0x23F3 | 0x23F8..=0x23FA | 0x24C2
+        | 0x25AA..=0x25AB | 0x25B6 | 0x25C0 | 0x25FB..=0x25FE | 0x2600..=0x27BF
+        | 0x2934..=0x2935 | 0x2B05..=0x2B07 | 0x2B1B..=0x2B1C | 0x2B50 | 0x2B55 | 0x3030
+        | 0x303D | 0x3297 | 0x3299 | 0x1F000..=0x1F1E5 | 0x1F200..=0x1FAFF)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_emoji_is_a_sequence_not_text() {
+        for yes in [
+            "👍",
+            "1️⃣",
+            "1⃣",
+            "#️⃣",
+            "*️⃣",
+            "❤️",
+            "👍🏽",
+            "👨‍👩‍👧",
+            "🏳️‍🌈",
+            "🇵🇹",
+            "©️",
+            "™",
+            "🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}",
+        ] {
+            assert!(super::is_one_emoji(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "a",
+            "1",
+            "ok",
+            "é",
+            "👍👍",
+            "👍 ",
+            "👍a",
+            "1⃣x",
+            "🇵",
+            "\u{200D}",
+            "👨‍",
+            "❤️‍",
+        ] {
+            assert!(!super::is_one_emoji(no), "{no:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -146,16 +146,16 @@ pub async fn run_with_store(
         outbound.clone(),
         secrets.clone(),
     ));
-    let services = Services {
-        store: store.clone(),
-        sessions: sessions.clone(),
+    let services = Services::new(
+        store.clone(),
+        sessions.clone(),
         messages,
         webhooks,
-        engines: engines.clone(),
-        cloud: cloud_service,
+        engines.clone(),
+        cloud_service,
         sandbox,
-        outbound: outbound.clone(),
-    };
+        outbound.clone(),
+    );
     let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
 
     let workers_stop = CancellationToken::new();
@@ -168,6 +168,7 @@ pub async fn run_with_store(
     workers.spawn(workers::expire_idempotency_keys(
         store.clone(),
         config.idempotency_hours,
+        config.clock.clone(),
         workers_stop.clone(),
     ));
     let dispatcher = workers::dispatch::spawn(

@@ -363,6 +363,7 @@ impl Config {
             max_attempts: self.send_max_attempts,
             base_backoff: std::time::Duration::from_millis(self.send_retry_base_ms),
             max_backoff: std::time::Duration::from_millis(self.send_retry_max_ms),
+            clock: self.clock.clone(),
         }
     }
 

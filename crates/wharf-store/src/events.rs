@@ -139,11 +139,17 @@ impl Store {
     }
 
     /// Events about one message, oldest first.
-    pub async fn message_events(&self, message: MessageId) -> Result<Vec<EventRow>> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM events WHERE message_id = $1 ORDER BY account_id, seq");
+    pub async fn message_events(
+        &self,
+        account: AccountId,
+        message: MessageId,
+    ) -> Result<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE message_id = $1 AND account_id = $2 ORDER BY seq"
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(message.to_string())
+            .bind(account.to_string())
             .fetch_all(&self.read)
             .await?
             .iter()

@@ -706,6 +706,40 @@ pub enum JobOutcome {
     },
 }
 
+impl JobOutcome {
+    /// The job this outcome is about.
+    pub fn job(&self) -> &OutboxJob {
+        match self {
+            Self::Sent { job, .. }
+            | Self::Done { job, .. }
+            | Self::Defer { job, .. }
+            | Self::Retry { job, .. }
+            | Self::Failed { job, .. } => job,
+        }
+    }
+
+    /// Whether the outcome leaves the job waiting in the outbox (its chat is held meanwhile).
+    pub fn waits(&self) -> bool {
+        matches!(self, Self::Defer { .. } | Self::Retry { .. })
+    }
+
+    /// The same outcome with the texts an engine gave (a failure's reason, a retry's error,
+    /// the WhatsApp id) made writable: NUL characters removed (PostgreSQL refuses them in
+    /// text) and the reason and error cut to `max_chars` characters.
+    pub fn cut_down(&self, max_chars: usize) -> Self {
+        let clean = |text: &str| text.chars().filter(|c| *c != '\0').collect::<String>();
+        let cut = |text: &str| clean(text).chars().take(max_chars).collect::<String>();
+        let mut out = self.clone();
+        match &mut out {
+            Self::Sent { provider_id, .. } => *provider_id = clean(provider_id),
+            Self::Retry { error, .. } => *error = cut(error),
+            Self::Failed { reason, .. } => *reason = cut(reason),
+            Self::Done { .. } | Self::Defer { .. } => {}
+        }
+        out
+    }
+}
+
 /// How inbound traffic on the sandbox number is routed (see [`Store::ingest_inbound_routed`]).
 #[derive(Debug, Clone)]
 pub struct SandboxIngest {
@@ -1079,11 +1113,12 @@ impl Store {
 
     /// Withdraws a message that never went out (queued, or failed): a pending send job is
     /// dropped and the message is `deleted` at once. `false` when it has left meanwhile.
-    pub async fn withdraw(&self, message: MessageId) -> Result<bool> {
+    pub async fn withdraw(&self, account: AccountId, message: MessageId) -> Result<bool> {
         let mut tx = self.write.begin().await?;
         let Some(mut row) = self
             .lock_message(&mut tx, "id", message.to_string(), None)
             .await?
+            .filter(|row| row.account_id == account)
         else {
             return Ok(false);
         };
@@ -1178,24 +1213,22 @@ impl Store {
         Ok(Some(row))
     }
 
-    /// Jobs of `session` ready at `now`, in order, at most `limit`. A job waiting for a retry
-    /// holds back every later job of its chat (FIFO per chat); other chats go on.
+    /// Jobs of `session` ready at `now`, in order, at most `limit`. A job waiting (for a
+    /// retry or its chat's pace) holds back every later job of its chat (FIFO per chat); other
+    /// chats go on. The hold-back is part of the query, before the limit, so any number of
+    /// held jobs at the front cannot hide the jobs of other chats (`outbox_by_chat` finds a
+    /// chat's waiting jobs).
     pub async fn ready_jobs(
         &self,
         session: SessionId,
         now: i64,
         limit: i64,
     ) -> Result<Vec<OutboxJob>> {
-        let held: Vec<(String, String)> = sqlx::query_as(
-            "SELECT chat_jid, MIN(id) FROM outbox WHERE session_id = $1 AND available_at > $2 GROUP BY chat_jid",
-        )
-        .bind(session.to_string())
-        .bind(now)
-        .fetch_all(&self.read)
-        .await?;
-        let held: HashMap<String, String> = held.into_iter().collect();
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM outbox WHERE session_id = $1 AND available_at <= $2 ORDER BY id LIMIT $3"
+            "SELECT {JOB_COLUMNS} FROM outbox o WHERE o.session_id = $1 AND o.available_at <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM outbox h WHERE h.session_id = o.session_id \
+             AND h.chat_jid = o.chat_jid AND h.available_at > $2 AND h.id < o.id) \
+             ORDER BY o.id LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(session.to_string())
@@ -1203,17 +1236,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.read)
             .await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let job = OutboxJob::from_row(row)?;
-            let blocked = held
-                .get(&job.chat_jid.to_string())
-                .is_some_and(|first| job.id.to_string() > *first);
-            if !blocked {
-                jobs.push(job);
-            }
-        }
-        Ok(jobs)
+        rows.iter().map(OutboxJob::from_row).collect()
     }
 
     /// How many jobs a session has waiting.
@@ -1709,12 +1732,43 @@ impl Store {
     }
 
     /// The messages with these ids (in no particular order; missing ones are left out).
-    pub async fn messages_by_ids(&self, ids: &[MessageId]) -> Result<Vec<MessageRow>> {
+    pub async fn messages_by_ids(
+        &self,
+        account: AccountId,
+        ids: &[MessageId],
+    ) -> Result<Vec<MessageRow>> {
+        self.messages_where("account_id", &account.to_string(), ids)
+            .await
+    }
+
+    /// The messages of `session` among `ids` (the dispatcher's read: on the sandbox number
+    /// one session carries several accounts' messages).
+    pub async fn session_messages_by_ids(
+        &self,
+        session: SessionId,
+        ids: &[MessageId],
+    ) -> Result<Vec<MessageRow>> {
+        self.messages_where("session_id", &session.to_string(), ids)
+            .await
+    }
+
+    async fn messages_where(
+        &self,
+        column: &'static str,
+        value: &str,
+        ids: &[MessageId],
+    ) -> Result<Vec<MessageRow>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
-            let ids = Params::new(self.backend).list(chunk.len());
-            let sql = format!("SELECT {COLUMNS} FROM messages WHERE id IN ({ids})");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            let mut params = Params::new(self.backend);
+            let owner = params.next();
+            let ids = params.list(chunk.len());
+            let sql = format!(
+                "SELECT {COLUMNS} FROM messages WHERE {column} = {owner} AND id IN ({ids})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .bind(value.to_owned());
             for id in chunk {
                 q = q.bind(id.to_string());
             }

@@ -98,6 +98,60 @@ impl TestDb {
         true
     }
 
+    /// Runs `sql` (one or more statements) on this database, beside the server: to add a
+    /// trigger that makes a write fail, say.
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect to the SQLite file");
+                conn.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .await
+                    .expect("run the SQL");
+                conn.close().await.ok();
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect to the test database");
+                conn.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .await
+                    .expect("run the SQL");
+                conn.close().await.ok();
+            }
+        }
+    }
+
+    /// A trigger named `name` that refuses (raises an error on) every `event` (`INSERT`,
+    /// `UPDATE`, `DELETE`) of rows of `table` for which `when` (SQL over `NEW`/`OLD`) holds.
+    pub async fn refuse(&self, name: &str, event: &str, table: &str, when: &str) {
+        let sql = match self.backend {
+            Backend::Sqlite => format!(
+                "CREATE TRIGGER {name} BEFORE {event} ON {table} WHEN {when} \
+                 BEGIN SELECT RAISE(ABORT, 'refused by test trigger {name}'); END;"
+            ),
+            Backend::Postgres => format!(
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 RAISE EXCEPTION 'refused by test trigger {name}'; END; $$; \
+                 CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW WHEN ({when}) \
+                 EXECUTE FUNCTION {name}();"
+            ),
+        };
+        self.execute(&sql).await;
+    }
+
+    /// Removes a trigger made by [`TestDb::refuse`].
+    pub async fn allow(&self, name: &str, table: &str) {
+        let sql = match self.backend {
+            Backend::Sqlite => format!("DROP TRIGGER {name};"),
+            Backend::Postgres => {
+                format!("DROP TRIGGER {name} ON {table}; DROP FUNCTION {name}();")
+            }
+        };
+        self.execute(&sql).await;
+    }
+
     /// The URL Wharf should use.
     pub fn url(&self) -> &str {
         &self.url

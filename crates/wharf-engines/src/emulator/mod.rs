@@ -9,7 +9,7 @@
 mod receipts;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex, Weak},
     time::Duration,
 };
@@ -51,16 +51,97 @@ pub struct FailurePlan {
     pub reason: String,
 }
 
-/// The emulated network as one session sees it: failures on demand, numbers not on WhatsApp.
+/// A message as the other side of its chat sees it: the emulated contact's phone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenMessage {
+    /// Its WhatsApp id.
+    pub provider_id: String,
+    /// The chat it is in.
+    pub chat: Jid,
+    /// Sent by the session (else written by the contact to the session).
+    pub from_session: bool,
+    /// What it shows; `None` once revoked ("This message was deleted").
+    pub content: Option<Content>,
+    pub edited: bool,
+    pub revoked: bool,
+    /// For a message the contact wrote: the session marked it read (blue ticks).
+    pub read: bool,
+}
+
+/// Messages remembered per session, oldest forgotten first.
+const SEEN_KEPT: usize = 10_000;
+
+/// The emulated network as one session sees it: failures on demand, numbers not on WhatsApp,
+/// and the messages its contacts have seen.
 #[derive(Debug, Default)]
 struct Network {
     failures: Option<FailurePlan>,
     not_on_whatsapp: HashSet<Phone>,
+    seen: HashMap<String, SeenMessage>,
+    seen_order: VecDeque<String>,
+}
+
+impl Network {
+    fn remember(&mut self, message: SeenMessage) {
+        if self.seen_order.len() >= SEEN_KEPT
+            && let Some(old) = self.seen_order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.seen_order.push_back(message.provider_id.clone());
+        self.seen.insert(message.provider_id.clone(), message);
+    }
+
+    /// Applies an action as the contact's phone would show it.
+    fn apply(&mut self, action: &MessageAction) -> Result<(), EngineError> {
+        fn ours<'a>(
+            seen: &'a mut HashMap<String, SeenMessage>,
+            chat: &Jid,
+            id: &str,
+        ) -> Result<&'a mut SeenMessage, EngineError> {
+            match seen.get_mut(id) {
+                Some(m) if m.from_session && &m.chat == chat && !m.revoked => Ok(m),
+                _ => Err(EngineError::Permanent(format!(
+                    "the chat {chat} has no message {id} of this session to change"
+                ))),
+            }
+        }
+        match action {
+            MessageAction::Edit {
+                chat,
+                provider_id,
+                text,
+            } => {
+                let m = ours(&mut self.seen, chat, provider_id)?;
+                m.content = Some(Content::Text { text: text.clone() });
+                m.edited = true;
+            }
+            MessageAction::Revoke { chat, provider_id } => {
+                let m = ours(&mut self.seen, chat, provider_id)?;
+                m.content = None;
+                m.revoked = true;
+            }
+            MessageAction::MarkRead { chat, provider_ids } => {
+                for id in provider_ids {
+                    if let Some(m) = self.seen.get_mut(id)
+                        && !m.from_session
+                        && &m.chat == chat
+                    {
+                        m.read = true;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The emulator engine.
 pub struct Emulator {
     sink: Weak<dyn EngineSink>,
+    /// Held from a change of a session's connection until the sink has its update, so the
+    /// sink gets the updates of concurrent changes (a start and a scan) in their order.
+    turn: tokio::sync::Mutex<()>,
     sessions: Mutex<HashMap<SessionId, Running>>,
     networks: Mutex<HashMap<SessionId, Network>>,
     receipts: Receipts,
@@ -76,6 +157,7 @@ impl Emulator {
         let receipts = Receipts::spawn(sink.clone(), delays);
         Self {
             sink,
+            turn: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
             networks: Mutex::new(HashMap::new()),
             receipts,
@@ -132,10 +214,34 @@ impl Emulator {
             sent_at: now_millis(),
             quoted_provider_id: quoted,
         };
+        self.network(session, |n| {
+            n.remember(SeenMessage {
+                provider_id: provider_id.clone(),
+                chat: message.chat.clone(),
+                from_session: false,
+                content: Some(message.content.clone()),
+                edited: false,
+                revoked: false,
+                read: false,
+            })
+        });
         self.sink()?
             .update(session, EngineUpdate::Inbound(message))
             .await?;
         Ok(provider_id)
+    }
+
+    /// The messages of `chat` as the contact's phone shows them, oldest first: edits and
+    /// revocations of the session's messages, and read marks of the contact's.
+    pub fn seen(&self, session: SessionId, chat: &Jid) -> Vec<SeenMessage> {
+        self.network(session, |n| {
+            n.seen_order
+                .iter()
+                .filter_map(|id| n.seen.get(id))
+                .filter(|m| &m.chat == chat)
+                .cloned()
+                .collect()
+        })
     }
 
     /// The recipient's phone sends a receipt for a message the session sent, now.
@@ -177,6 +283,7 @@ impl Emulator {
         session: SessionId,
         phone: Option<Phone>,
     ) -> Result<Phone, EngineError> {
+        let _turn = self.turn.lock().await;
         let phone = {
             let mut sessions = self.lock();
             let Some(Running::Pairing {
@@ -218,6 +325,7 @@ impl Emulator {
 
     /// The phone logs the linked device out (as "Log out" on the phone does).
     pub async fn unlink_from_phone(&self, session: SessionId) -> Result<(), EngineError> {
+        let _turn = self.turn.lock().await;
         if self.lock().remove(&session).is_none() {
             return Err(EngineError::Conflict("the session is not running".into()));
         }
@@ -275,6 +383,7 @@ impl Engine for Emulator {
     }
 
     async fn start(&self, session: &EngineSession) -> Result<(), EngineError> {
+        let _turn = self.turn.lock().await;
         let update = {
             let mut sessions = self.lock();
             if session.paired {
@@ -305,11 +414,13 @@ impl Engine for Emulator {
     }
 
     async fn stop(&self, session: SessionId) -> Result<(), EngineError> {
+        let _turn = self.turn.lock().await;
         self.lock().remove(&session);
         Ok(())
     }
 
     async fn logout(&self, session: SessionId) -> Result<(), EngineError> {
+        let _turn = self.turn.lock().await;
         self.lock().remove(&session);
         self.networks
             .lock()
@@ -349,6 +460,17 @@ impl Engine for Emulator {
             return Err(e);
         }
         let id = message.provider_id.clone().unwrap_or_else(new_provider_id);
+        self.network(session, |n| {
+            n.remember(SeenMessage {
+                provider_id: id.clone(),
+                chat: message.to.clone(),
+                from_session: true,
+                content: Some(message.content.clone()),
+                edited: false,
+                revoked: false,
+                read: false,
+            })
+        });
         if message.to.server() != JidServer::Newsletter {
             let audio = matches!(
                 message.content,
@@ -362,8 +484,9 @@ impl Engine for Emulator {
         Ok(id)
     }
 
-    async fn act(&self, session: SessionId, _action: &MessageAction) -> Result<(), EngineError> {
-        self.online_phone(session).map(|_| ())
+    async fn act(&self, session: SessionId, action: &MessageAction) -> Result<(), EngineError> {
+        self.online_phone(session)?;
+        self.network(session, |n| n.apply(action))
     }
 
     async fn presence(

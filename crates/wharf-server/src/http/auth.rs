@@ -96,24 +96,26 @@ fn headers(limit: u32, remaining: u32, reset_secs: u64) -> HeaderMap {
     h
 }
 
-/// The presented token, from `Authorization: Bearer` or `X-API-Key`.
+/// The presented token, from `Authorization: Bearer`, else `X-API-Key` (an `Authorization`
+/// header of another scheme, say a proxy's Basic credentials, is not ours to read).
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers
+    let bearer = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    {
-        let value = value.trim();
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim())
-            .filter(|t| !t.is_empty());
-    }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim())
+                .filter(|t| !t.is_empty())
+        });
+    bearer.or_else(|| {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    })
 }
 
 /// The hash of the request's token, to look the key up again later (a long-lived answer
@@ -156,14 +158,10 @@ async fn authenticate(
         return Err(invalid());
     }
     let hash = TokenHash::of(token);
-    let store = &state.services.store;
-    let found = if cached {
-        store.key_for_send(&hash, false).await
-    } else {
-        store.find_live_key(&hash).await.map(|k| k.map(|k| (k, 0)))
-    };
-    let (key, epoch) = found
-        .map_err(|e| ApiError::from(crate::ServiceError::from(e)))?
+    let (key, epoch) = state
+        .services
+        .key_of(&hash, cached)
+        .await?
         .ok_or_else(invalid)?;
     Ok(Caller::of_key(&key, hash, cached.then_some(epoch)))
 }
@@ -230,14 +228,10 @@ pub async fn admit_with(
 /// For a key that came from the send path's cache: the refusal to answer instead when it is
 /// no longer live (and the cache is emptied, so its next request is refused at once).
 async fn revoked_since_cached(state: &AppState, token: Option<&TokenHash>) -> Option<ApiError> {
-    let store = &state.services.store;
-    match store.find_live_key(token?).await {
-        Ok(Some(_)) => None,
-        Ok(None) => {
-            store.forget_cached_auth();
-            Some(crate::ServiceError::Unauthorized.into())
-        }
-        Err(e) => Some(crate::ServiceError::from(e).into()),
+    match state.services.key_is_live(token?).await {
+        Ok(true) => None,
+        Ok(false) => Some(crate::ServiceError::Unauthorized.into()),
+        Err(e) => Some(e.into()),
     }
 }
 

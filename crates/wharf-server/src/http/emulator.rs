@@ -33,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(set_failures))
         .routes(routes!(set_contact))
         .routes(routes!(send_receipt))
+        .routes(routes!(chat_as_seen))
 }
 
 fn session_id(raw: &str) -> Result<SessionId, ApiError> {
@@ -155,11 +156,9 @@ async fn inject_inbound(
     let quoted = match quoted {
         Some(id) => Some(
             app.services
-                .store
-                .get_message(caller.account_id, id)
-                .await
-                .map_err(crate::ServiceError::from)?
-                .filter(|m| m.session_id == row.id)
+                .messages
+                .of_session(&caller, row.id, id)
+                .await?
                 .and_then(|m| m.provider_msg_id)
                 .ok_or_else(|| {
                     ApiError::invalid(
@@ -305,11 +304,10 @@ async fn send_receipt(
         .await?;
     let sent = app
         .services
-        .store
-        .get_message(caller.account_id, message)
-        .await
-        .map_err(crate::ServiceError::from)?
-        .filter(|m| m.session_id == row.id && m.direction == wharf_core::message::Direction::Out)
+        .messages
+        .of_session(&caller, row.id, message)
+        .await?
+        .filter(|m| m.direction == wharf_core::message::Direction::Out)
         .and_then(|m| m.provider_msg_id.filter(|_| m.sent_at.is_some()))
         .ok_or_else(|| ApiError::invalid("message_id", "no message this session has sent"))?;
     emulator
@@ -317,4 +315,59 @@ async fn send_receipt(
         .await
         .map_err(not_connected)?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// A message as the emulated contact's phone shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeenMessageView {
+    /// Its WhatsApp id.
+    pub provider_msg_id: String,
+    /// `out`: the session sent it; `in`: the contact wrote it.
+    pub direction: String,
+    /// What the phone shows (`null` once revoked).
+    #[schema(value_type = Option<Object>)]
+    pub content: Option<serde_json::Value>,
+    pub edited: bool,
+    pub revoked: bool,
+    /// For a message the contact wrote: the session marked it read.
+    pub read: bool,
+}
+
+/// The messages of one chat, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeenChatView {
+    pub data: Vec<SeenMessageView>,
+}
+
+/// GET /emulator/sessions/{id}/chats/{chat} — the chat as the contact's phone shows it (a
+/// phone number or JID): the session's messages with their edits and revocations, the
+/// contact's own with the session's read marks. Kept in memory (the last 10,000 messages of
+/// a session), so a restart forgets it.
+#[utoipa::path(get, path = "/emulator/sessions/{id}/chats/{chat}", tag = "emulator",
+    params(("id" = String, Path), ("chat" = String, Path)),
+    responses((status = 200, body = SeenChatView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn chat_as_seen(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, chat)): Path<(String, String)>,
+) -> Result<Json<SeenChatView>, ApiError> {
+    let chat = parse_recipient("chat", &chat)?;
+    let (row, emulator) = app
+        .services
+        .sessions
+        .emulator_session(&caller, session_id(&id)?)
+        .await?;
+    let data = emulator
+        .seen(row.id, &chat)
+        .into_iter()
+        .map(|m| SeenMessageView {
+            provider_msg_id: m.provider_id,
+            direction: if m.from_session { "out" } else { "in" }.to_owned(),
+            content: m.content.and_then(|c| serde_json::to_value(c).ok()),
+            edited: m.edited,
+            revoked: m.revoked,
+            read: m.read,
+        })
+        .collect();
+    Ok(Json(SeenChatView { data }))
 }

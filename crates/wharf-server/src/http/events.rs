@@ -14,17 +14,14 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use wharf_store::{EventRow, Store};
+use wharf_store::EventRow;
 
 use super::{
     AppState,
     error::{ApiError, ErrorBody},
     extract::QueryPairs,
 };
-use crate::services::{
-    Caller,
-    events::{catch_up, envelope},
-};
+use crate::services::{Caller, events::envelope};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -71,7 +68,7 @@ async fn list_events(
     query.only(&["after", "limit"])?;
     let after = cursor(&query, None)?;
     let limit = query.limit()?;
-    let (rows, next_cursor) = catch_up(&app.services.store, &caller, after, limit).await?;
+    let (rows, next_cursor) = app.services.events_after(&caller, after, limit).await?;
     Ok(Json(EventListView {
         data: rows.iter().map(envelope).collect(),
         next_cursor,
@@ -97,8 +94,8 @@ async fn stream_events(
     let state = StreamState {
         key,
         key_checked: tokio::time::Instant::now(),
-        store: app.services.store.clone(),
-        appended: app.services.store.subscribe_events(),
+        appended: app.services.subscribe_events(),
+        services: app.services.clone(),
         caller,
         cursor: after,
         buffer: VecDeque::new(),
@@ -113,7 +110,7 @@ async fn stream_events(
             if s.key_checked.elapsed() >= KEY_CHECK_INTERVAL {
                 s.key_checked = tokio::time::Instant::now();
                 if let Some(key) = &s.key
-                    && let Ok(None) = s.store.find_live_key(key).await
+                    && let Ok(false) = s.services.key_is_live(key).await
                 {
                     return None;
                 }
@@ -125,7 +122,7 @@ async fn stream_events(
                     .data(envelope(&e).to_string());
                 return Some((Ok(event), s));
             }
-            match catch_up(&s.store, &s.caller, s.cursor, 100).await {
+            match s.services.events_after(&s.caller, s.cursor, 100).await {
                 Ok((rows, next)) => {
                     let moved = next != s.cursor;
                     s.cursor = next;
@@ -158,7 +155,7 @@ struct StreamState {
     /// The hash of the key the stream was opened with.
     key: Option<wharf_core::TokenHash>,
     key_checked: tokio::time::Instant,
-    store: Store,
+    services: crate::services::Services,
     appended: tokio::sync::watch::Receiver<u64>,
     caller: Caller,
     cursor: i64,

@@ -325,12 +325,11 @@ async fn get_session(
     let row = app.services.sandbox.get(&caller, sandbox_id(&id)?).await?;
     let number = app.services.sandbox.number().await?.map(|(_, p)| p);
     let agent = match row.agent_id {
-        Some(a) => app
-            .services
-            .store
-            .get_agent(caller.account_id, a)
-            .await
-            .map_err(|e| KapsoError::from(ServiceError::from(e)))?,
+        Some(a) => match app.services.sandbox.agent(&caller, a).await {
+            Ok(agent) => Some(agent),
+            Err(ServiceError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        },
         None => None,
     };
     Ok(Json(Data {

@@ -31,7 +31,7 @@ async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(),
     responses((status = 200, body = Health), (status = 503, body = super::error::ErrorBody)))]
 async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
-    app.services.store.ping().await.map_err(|e| {
+    app.services.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -11,7 +12,7 @@ use wharf_core::{
     message::{
         Content, Direction, EDIT_WINDOW_MS, MessageKind, MessageStatus, Presence, new_provider_id,
     },
-    time::{Clock, now_millis},
+    time::Clock,
 };
 use wharf_store::{Accepted, JobAction, MessageFilter, MessageRow, OutboxJob, SessionRow, Store};
 
@@ -39,11 +40,21 @@ pub struct SendRequest {
     pub quoted: Option<MessageId>,
 }
 
-/// What a send answers (also what an idempotent replay answers).
-#[derive(Debug, Clone, PartialEq)]
+/// What a send answers: the message accepted and queued (also what an idempotent replay
+/// answers). Each dialect renders it. Stored with an idempotency key as this JSON; the
+/// aliases read answers stored in the Wapio shape before it was typed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendAnswer {
-    pub status: u16,
-    pub body: Value,
+    /// Wharf's id.
+    pub message_id: MessageId,
+    /// The WhatsApp id, when the engine lets Wharf choose it at acceptance.
+    #[serde(alias = "msgId")]
+    pub provider_id: Option<String>,
+    /// The recipient.
+    #[serde(alias = "jid")]
+    pub to: Jid,
+    /// `queued`.
+    pub status: MessageStatus,
 }
 
 /// A page of messages.
@@ -272,23 +283,34 @@ impl MessageService {
         req: SendRequest,
         idempotency: Option<(String, Vec<u8>)>,
     ) -> Result<SendAnswer, ServiceError> {
-        let session = self.session(caller, req.session).await?;
-        let hash = idempotency.as_ref().map(|(_, body)| {
-            let mut h = Sha256::new();
-            h.update(session.id.to_string().as_bytes());
-            h.update(b"\n");
-            h.update(body);
-            format!("{:x}", h.finalize())
-        });
-        // A replay answers before anything else is looked at.
-        if let (Some((key, _)), Some(hash)) = (&idempotency, &hash)
-            && let Some(found) = self
-                .store
-                .idempotent_answer_of(caller.account_id, key)
-                .await?
-        {
-            return replay(found, hash);
+        let hash_for = |session: SessionId| {
+            idempotency.as_ref().map(|(_, body)| {
+                let mut h = Sha256::new();
+                h.update(session.to_string().as_bytes());
+                h.update(b"\n");
+                h.update(body);
+                format!("{:x}", h.finalize())
+            })
+        };
+        // A replay answers the first response before anything else is looked at, the
+        // session included: it may have been deleted since (DESIGN §3.5).
+        if let Some((key, _)) = &idempotency {
+            let named = match (req.session, caller.session_id) {
+                (SessionChoice::Named(id), _) | (SessionChoice::Implied, Some(id)) => Some(id),
+                (SessionChoice::Sandbox, None) => self.store.sandbox_number().await?,
+                _ => None,
+            };
+            if let Some(named) = named.filter(|id| caller.can_see(*id))
+                && let Some(found) = self
+                    .store
+                    .idempotent_answer_of(caller.account_id, key)
+                    .await?
+            {
+                return replay(found, &hash_for(named).unwrap_or_default());
+            }
         }
+        let session = self.session(caller, req.session).await?;
+        let hash = hash_for(session.id);
         if matches!(req.session, SessionChoice::Sandbox) {
             self.sandbox_recipient(caller, &req.to).await?;
         }
@@ -301,7 +323,7 @@ impl MessageService {
             && req.content.kind() != MessageKind::Template
         {
             let last = self.store.last_inbound_at(session.id, &req.to).await?;
-            if last.is_none_or(|at| now_millis() - at > window) {
+            if last.is_none_or(|at| self.clock.now_millis() - at > window) {
                 let message = match last {
                     None => format!(
                         "{} has never written to this session; outside the {}-hour customer service window only templates can be sent",
@@ -343,7 +365,7 @@ impl MessageService {
                 .await?;
             *target_provider_id = message.provider_msg_id.clone().unwrap_or_default();
         }
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let id = MessageId::generate();
         let provider_id = capabilities.client_message_ids.then(new_provider_id);
         // The caller's account: on the sandbox number, the session belongs to the operator.
@@ -365,18 +387,17 @@ impl MessageService {
             Value::Null,
         );
         let answer = SendAnswer {
-            status: 202,
-            body: json!({
-                "msgId": provider_id.unwrap_or_else(|| id.to_string()),
-                "message_id": id,
-                "jid": req.to,
-                "status": "queued",
-            }),
+            message_id: id,
+            provider_id,
+            to: req.to.clone(),
+            status: MessageStatus::Queued,
         };
+        let stored = serde_json::to_value(&answer)
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("a send answer as JSON: {e}")))?;
         let idem = idempotency
             .as_ref()
             .zip(hash.as_ref())
-            .map(|((key, _), hash)| (key.as_str(), hash.as_str(), answer.status, &answer.body));
+            .map(|((key, _), hash)| (key.as_str(), hash.as_str(), 202, &stored));
         match self
             .store
             .accept_outgoing(&row, &job, idem, caller.auth_epoch)
@@ -388,6 +409,20 @@ impl MessageService {
             }
             Accepted::Replayed(found) => replay(found, hash.as_deref().unwrap_or_default()),
         }
+    }
+
+    /// The caller's message `id` when it is one of `session`'s (`None` otherwise).
+    pub async fn of_session(
+        &self,
+        caller: &Caller,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<MessageRow>, ServiceError> {
+        Ok(self
+            .store
+            .get_message(caller.account_id, id)
+            .await?
+            .filter(|m| m.session_id == session && caller.can_see(m.session_id)))
     }
 
     /// A message of `session` that a send refers to (reply or reaction); 422 on `field` when
@@ -428,42 +463,52 @@ impl MessageService {
         id: MessageId,
     ) -> Result<(MessageRow, Vec<wharf_store::EventRow>), ServiceError> {
         let row = self.message(caller, id).await?;
-        let events = self.store.message_events(id).await?;
+        let events = self.store.message_events(caller.account_id, id).await?;
         Ok((row, events))
     }
 
     /// `DELETE /api/messages/{id}`: revokes a sent message for everyone; one still queued (or
     /// failed) is withdrawn at once.
     pub async fn delete(&self, caller: &Caller, id: MessageId) -> Result<(), ServiceError> {
-        let row = self.message(caller, id).await?;
-        if row.direction != Direction::Out {
-            return Err(ServiceError::conflict(
-                "invalid_state",
-                "only messages this session sent can be revoked",
-            ));
-        }
-        match row.status {
-            MessageStatus::Deleted => Err(ServiceError::conflict(
-                "invalid_state",
-                "the message is already deleted",
-            )),
-            MessageStatus::Queued | MessageStatus::Failed => {
-                if self.store.withdraw(id).await? {
-                    Ok(())
-                } else {
+        // A withdrawal loses a race when the message leaves meanwhile; then it is revoked
+        // instead. A few rounds settle that; more means it keeps changing.
+        const ROUNDS: usize = 3;
+        for _ in 0..ROUNDS {
+            let row = self.message(caller, id).await?;
+            if row.direction != Direction::Out {
+                return Err(ServiceError::conflict(
+                    "invalid_state",
+                    "only messages this session sent can be revoked",
+                ));
+            }
+            match row.status {
+                MessageStatus::Deleted => {
+                    return Err(ServiceError::conflict(
+                        "invalid_state",
+                        "the message is already deleted",
+                    ));
+                }
+                MessageStatus::Queued | MessageStatus::Failed => {
+                    if self.store.withdraw(caller.account_id, id).await? {
+                        return Ok(());
+                    }
                     // It left in the meantime: revoke it through WhatsApp instead.
-                    Box::pin(self.delete(caller, id)).await
                 }
-            }
-            _ => {
-                let session = self.session_of(caller, row.session_id).await?;
-                if !self.engines.get(session.engine)?.capabilities().revoke {
-                    return Err(Self::unsupported(&session, "revocations"));
+                _ => {
+                    let session = self.session_of(caller, row.session_id).await?;
+                    if !self.engines.get(session.engine)?.capabilities().revoke {
+                        return Err(Self::unsupported(&session, "revocations"));
+                    }
+                    return self
+                        .queue_action(&row, JobAction::Revoke, Value::Null)
+                        .await;
                 }
-                self.queue_action(&row, JobAction::Revoke, Value::Null)
-                    .await
             }
         }
+        Err(ServiceError::conflict(
+            "invalid_state",
+            "the message is being sent right now; try again in a moment",
+        ))
     }
 
     /// `POST /api/messages/{id}/edit`: new text for a sent text message, within WhatsApp's
@@ -496,7 +541,7 @@ impl MessageService {
             }
             (_, Some(at)) => at,
         };
-        if now_millis() - sent_at > EDIT_WINDOW_MS {
+        if self.clock.now_millis() - sent_at > EDIT_WINDOW_MS {
             return Err(ServiceError::conflict(
                 "edit_window_closed",
                 "WhatsApp allows edits only within 15 minutes of sending",
@@ -536,7 +581,7 @@ impl MessageService {
         ids: Vec<MessageId>,
         chat: Jid,
     ) -> Result<(), ServiceError> {
-        let rows = self.store.messages_by_ids(&ids).await?;
+        let rows = self.store.messages_by_ids(caller.account_id, &ids).await?;
         let mut session = None;
         for id in &ids {
             let row = rows
@@ -693,8 +738,6 @@ fn replay(found: wharf_store::IdempotentAnswer, hash: &str) -> Result<SendAnswer
             "this Idempotency-Key was used with a different request",
         ));
     }
-    Ok(SendAnswer {
-        status: found.status_code,
-        body: found.response,
-    })
+    serde_json::from_value(found.response)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("a stored send answer: {e}")))
 }

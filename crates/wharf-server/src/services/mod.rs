@@ -71,10 +71,11 @@ impl Caller {
     }
 }
 
-/// Everything the dialects call, shared by all of them.
+/// Everything the dialects call, shared by all of them. The store is private to the
+/// services: a dialect reaches data only through a service, which takes the caller.
 #[derive(Clone)]
 pub struct Services {
-    pub store: wharf_store::Store,
+    store: wharf_store::Store,
     pub sessions: Arc<SessionService>,
     pub messages: Arc<MessageService>,
     pub webhooks: Arc<WebhookService>,
@@ -83,4 +84,74 @@ pub struct Services {
     pub sandbox: Arc<SandboxService>,
     /// The outbound policy, for URLs a dialect takes (media in sends).
     pub outbound: Arc<crate::outbound::Outbound>,
+}
+
+impl Services {
+    /// The services over `store`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: wharf_store::Store,
+        sessions: Arc<SessionService>,
+        messages: Arc<MessageService>,
+        webhooks: Arc<WebhookService>,
+        engines: Arc<Engines>,
+        cloud: Arc<CloudService>,
+        sandbox: Arc<SandboxService>,
+        outbound: Arc<crate::outbound::Outbound>,
+    ) -> Self {
+        Self {
+            store,
+            sessions,
+            messages,
+            webhooks,
+            engines,
+            cloud,
+            sandbox,
+            outbound,
+        }
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), ServiceError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// The live key a token stands for, with the auth epoch it was read at; `cached` takes
+    /// it from the send path's cache (see `wharf_store::Store::key_for_send`).
+    pub async fn key_of(
+        &self,
+        token: &wharf_core::TokenHash,
+        cached: bool,
+    ) -> Result<Option<(wharf_store::KeyRow, i64)>, ServiceError> {
+        Ok(if cached {
+            self.store.key_for_send(token, false).await?
+        } else {
+            self.store.find_live_key(token).await?.map(|k| (k, 0))
+        })
+    }
+
+    /// Whether the token's key is still live; when it is not, the send path's cache is
+    /// emptied so its next request is refused at once.
+    pub async fn key_is_live(&self, token: &wharf_core::TokenHash) -> Result<bool, ServiceError> {
+        let live = self.store.find_live_key(token).await?.is_some();
+        if !live {
+            self.store.forget_cached_auth();
+        }
+        Ok(live)
+    }
+
+    /// The caller's events after `after` (see [`events::catch_up`]).
+    pub async fn events_after(
+        &self,
+        caller: &Caller,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<wharf_store::EventRow>, i64), ServiceError> {
+        events::catch_up(&self.store, caller, after, limit).await
+    }
+
+    /// Bumped after every commit that appended events.
+    pub fn subscribe_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.subscribe_events()
+    }
 }

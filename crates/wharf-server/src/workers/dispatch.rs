@@ -10,20 +10,23 @@
 use std::{
     collections::{HashMap, HashSet},
     num::NonZeroU32,
-    sync::Arc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use rand::Rng;
 use tokio::{
     sync::{Notify, mpsc},
-    task::JoinHandle,
+    task::{JoinHandle, JoinSet},
 };
 use tokio_util::sync::CancellationToken;
 use wharf_core::{
-    EngineError, EngineKind, MessageId, SessionId, SessionStatus,
+    EngineError, EngineKind, JobId, MessageId, SessionId, SessionStatus,
     message::{MessageAction, Outbound},
-    time::now_millis,
+    time::Clock,
 };
 use wharf_store::{JobAction, JobOutcome, MessageRow, OutboxJob, Store};
 
@@ -40,6 +43,8 @@ pub struct DispatchConfig {
     /// First retry delay; doubles each attempt (with jitter), capped by `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// When jobs are due and retries are scheduled.
+    pub clock: Clock,
 }
 
 /// Jobs read per batch.
@@ -51,12 +56,72 @@ const FLUSH_AFTER: Duration = Duration::from_millis(200);
 /// How often work left behind is looked for.
 const SWEEP: Duration = Duration::from_secs(2);
 
+/// What the manager keeps of a session between its tasks: its pace (so an idle moment does
+/// not refill a burst) and the outcomes that could not be recorded yet.
+struct SessionState {
+    pace: Arc<Pace>,
+    /// Outcomes of jobs that were carried out but whose recording failed. Their jobs are
+    /// still in the outbox; they are fenced (never carried out again) while the write is
+    /// retried, so a failed outcome write never sends a message twice.
+    unrecorded: Mutex<Vec<JobOutcome>>,
+}
+
+impl SessionState {
+    fn unrecorded(&self) -> std::sync::MutexGuard<'_, Vec<JobOutcome>> {
+        self.unrecorded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether nothing would be lost by forgetting this state.
+    fn forgettable(&self) -> bool {
+        self.unrecorded().is_empty() && self.pace.rested()
+    }
+}
+
+/// A session's task, as the manager sees it.
 struct Running {
     wake: Arc<Notify>,
-    task: JoinHandle<()>,
+    /// Set by every wake, cleared by the task each time it looks for work: a task that ends
+    /// with it set missed a wake, and is started again.
+    woken: Arc<AtomicBool>,
+}
+
+/// The manager's bookkeeping of tasks and per-session state.
+#[derive(Default)]
+struct Sessions {
+    running: HashMap<SessionId, Running>,
+    states: HashMap<SessionId, Arc<SessionState>>,
+}
+
+impl Sessions {
+    /// Wakes the session's task; `false` when it has none (the caller starts one).
+    fn wake(&self, id: SessionId) -> bool {
+        match self.running.get(&id) {
+            Some(r) => {
+                r.woken.store(true, Ordering::SeqCst);
+                r.wake.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The session's task ended; `true` when it must run again (it missed a wake).
+    fn ended(&mut self, id: SessionId) -> bool {
+        self.running
+            .remove(&id)
+            .is_some_and(|r| r.woken.load(Ordering::SeqCst))
+    }
+
+    /// Forgets the state of sessions with no task and nothing to remember.
+    fn prune(&mut self) {
+        let running = &self.running;
+        self.states
+            .retain(|id, s| running.contains_key(id) || !s.forgettable());
+    }
 }
 
 /// Starts the manager; session ids sent to `wake` start or wake that session's dispatcher.
+/// Session tasks run in one `JoinSet` and stop with `stop`.
 pub fn spawn(
     store: Store,
     engines: Arc<Engines>,
@@ -66,191 +131,292 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let config = Arc::new(config);
-        let mut running: HashMap<SessionId, Running> = HashMap::new();
-        // Kept across a dispatcher's restarts so an idle pause does not refill the burst.
-        let mut paces: HashMap<SessionId, Arc<Pace>> = HashMap::new();
+        let mut sessions = Sessions::default();
+        let mut tasks: JoinSet<SessionId> = JoinSet::new();
+        let mut task_sessions: HashMap<tokio::task::Id, SessionId> = HashMap::new();
         let mut sweep = tokio::time::interval(SWEEP);
         loop {
             let woken: Vec<SessionId> = tokio::select! {
                 _ = stop.cancelled() => break,
                 id = wake_rx.recv() => match id { Some(id) => vec![id], None => break },
-                _ = sweep.tick() => match store.sessions_with_jobs().await {
-                    Ok(ids) => ids,
-                    Err(e) => { tracing::warn!(error = %e, "dispatcher sweep failed"); Vec::new() }
-                },
-            };
-            for id in woken {
-                match running.get(&id) {
-                    Some(r) if !r.task.is_finished() => r.wake.notify_one(),
-                    _ => {
-                        let wake = Arc::new(Notify::new());
-                        let (rate, pacing) = match store.find_session(id).await {
-                            Ok(Some(s)) => (
-                                config.rate.get(&s.engine).copied(),
-                                engines.get(s.engine).ok().and_then(|e| e.pacing(id)),
-                            ),
-                            _ => (None, None),
-                        };
-                        let rate = rate.unwrap_or(NonZeroU32::MIN);
-                        let limiter = match paces.get(&id) {
-                            Some(p) if p.matches(rate, pacing) => p.clone(),
-                            _ => {
-                                let p = Arc::new(Pace::new(rate, pacing));
-                                paces.insert(id, p.clone());
-                                p
-                            }
-                        };
-                        let task = tokio::spawn(run_session(
-                            id,
-                            store.clone(),
-                            engines.clone(),
-                            config.clone(),
-                            wake.clone(),
-                            limiter,
-                            stop.clone(),
-                        ));
-                        running.insert(id, Running { wake, task });
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let task = match &done { Ok((task, _)) => *task, Err(e) => e.id() };
+                    if let Err(e) = &done {
+                        tracing::error!(error = %e, "a session's dispatcher ended abnormally");
+                    }
+                    match task_sessions.remove(&task) {
+                        Some(id) if sessions.ended(id) => vec![id],
+                        _ => Vec::new(),
                     }
                 }
+                _ = sweep.tick() => {
+                    sessions.prune();
+                    match store.sessions_with_jobs().await {
+                        Ok(ids) => ids,
+                        Err(e) => { tracing::warn!(error = %e, "dispatcher sweep failed"); Vec::new() }
+                    }
+                }
+            };
+            for id in woken {
+                if sessions.wake(id) {
+                    continue;
+                }
+                let (rate, pacing) = match store.find_session(id).await {
+                    Ok(Some(s)) => (
+                        config.rate.get(&s.engine).copied(),
+                        engines.get(s.engine).ok().and_then(|e| e.pacing(id)),
+                    ),
+                    _ => (None, None),
+                };
+                let rate = rate.unwrap_or(NonZeroU32::MIN);
+                let state = match sessions.states.get(&id) {
+                    Some(s) if s.pace.matches(rate, pacing) => s.clone(),
+                    old => {
+                        let unrecorded = old.map(|s| std::mem::take(&mut *s.unrecorded()));
+                        let s = Arc::new(SessionState {
+                            pace: Arc::new(Pace::new(rate, pacing)),
+                            unrecorded: Mutex::new(unrecorded.unwrap_or_default()),
+                        });
+                        sessions.states.insert(id, s.clone());
+                        s
+                    }
+                };
+                let running = Running {
+                    wake: Arc::new(Notify::new()),
+                    woken: Arc::new(AtomicBool::new(false)),
+                };
+                let task = SessionTask {
+                    id,
+                    store: store.clone(),
+                    engines: engines.clone(),
+                    config: config.clone(),
+                    wake: running.wake.clone(),
+                    woken: running.woken.clone(),
+                    state,
+                    stop: stop.clone(),
+                };
+                let handle = tasks.spawn(async move {
+                    task.run().await;
+                    id
+                });
+                task_sessions.insert(handle.id(), id);
+                sessions.running.insert(id, running);
             }
-            running.retain(|_, r| !r.task.is_finished());
         }
-        for (_, r) in running {
-            let _ = r.task.await;
-        }
+        while tasks.join_next().await.is_some() {}
     })
 }
 
 /// One session's dispatcher: runs while the session is connected and has work.
-async fn run_session(
+struct SessionTask {
     id: SessionId,
     store: Store,
     engines: Arc<Engines>,
     config: Arc<DispatchConfig>,
     wake: Arc<Notify>,
-    pace: Arc<Pace>,
+    woken: Arc<AtomicBool>,
+    state: Arc<SessionState>,
     stop: CancellationToken,
-) {
-    loop {
-        if stop.is_cancelled() {
-            return;
-        }
-        let session = match store.find_session(id).await {
-            Ok(Some(s)) if s.status == SessionStatus::Connected => s,
-            Ok(_) => return, // not connected: the work waits; connecting wakes us again
-            Err(e) => {
-                tracing::warn!(session = %id, error = %e, "dispatcher cannot read its session");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+}
+
+impl SessionTask {
+    async fn run(self) {
+        let Self {
+            id,
+            ref store,
+            ref engines,
+            ref config,
+            ref wake,
+            ref woken,
+            ref state,
+            ref stop,
+        } = self;
+        let pace = &state.pace;
+        loop {
+            if stop.is_cancelled() {
+                return;
             }
-        };
-        let Ok(engine) = engines.get(session.engine) else {
-            return;
-        };
-        let jobs = match store.ready_jobs(id, now_millis(), BATCH).await {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::warn!(session = %id, error = %e, "dispatcher cannot read its outbox");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if jobs.is_empty() {
-            // Idle until new work, or a retry comes due (the sweep also wakes us).
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    if store.outbox_len(id).await.unwrap_or(1) == 0 { return; }
-                }
-            }
-            continue;
-        }
-        let messages = match load_messages(&store, &jobs).await {
-            Ok(messages) => messages,
-            Err(e) => {
-                tracing::warn!(session = %id, error = %e, "dispatcher cannot read messages");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        let mut flushed = Instant::now();
-        // A chat whose job must wait holds back its later jobs (FIFO per chat).
-        let mut held: HashSet<String> = HashSet::new();
-        for job in jobs {
-            let chat = job.chat_jid.to_string();
-            if held.contains(&chat) {
-                continue;
-            }
-            if job.action == JobAction::Send {
-                if let Err(wait) = pace.take_pair(&chat) {
-                    // This recipient's budget is spent: later, without counting an attempt.
-                    outcomes.push(JobOutcome::Defer {
-                        available_at: now_millis() + wait.as_millis() as i64,
-                        job,
-                    });
-                    held.insert(chat);
+            woken.store(false, Ordering::SeqCst);
+            // Outcomes not recorded yet go first; their jobs stay fenced until they are.
+            let pending = std::mem::take(&mut *state.unrecorded());
+            let mut pending = pending;
+            record(store, id, &mut pending, state).await;
+            let (fenced, mut held) = {
+                let unrecorded = state.unrecorded();
+                let fenced: HashSet<JobId> = unrecorded.iter().map(|o| o.job().id).collect();
+                let held: HashSet<String> = unrecorded
+                    .iter()
+                    .filter(|o| o.waits())
+                    .map(|o| o.job().chat_jid.to_string())
+                    .collect();
+                (fenced, held)
+            };
+            let session = match store.find_session(id).await {
+                Ok(Some(s)) if s.status == SessionStatus::Connected => s,
+                Ok(_) => return, // not connected: the work waits; connecting wakes us again
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "dispatcher cannot read its session");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = pace.ready() => {}
+            };
+            let Ok(engine) = engines.get(session.engine) else {
+                return;
+            };
+            let jobs = match store.ready_jobs(id, config.clock.now_millis(), BATCH).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "dispatcher cannot read its outbox");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
+            };
+            let jobs: Vec<OutboxJob> = jobs
+                .into_iter()
+                .filter(|j| !fenced.contains(&j.id))
+                .collect();
+            if jobs.is_empty() {
+                // Idle until new work, or a retry comes due (the sweep also wakes us).
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if store.outbox_len(id).await.unwrap_or(1) == 0
+                            && state.unrecorded().is_empty()
+                        {
+                            return;
+                        }
+                    }
+                }
+                continue;
             }
-            let (outcome, pause) = execute(engine.as_ref(), id, &job, &messages, &config).await;
-            if job.action == JobAction::Send {
-                pace.sent();
-            }
-            if matches!(outcome, JobOutcome::Retry { .. }) {
-                held.insert(chat);
-            }
-            outcomes.push(outcome);
-            if let Some(pause) = pause {
-                // A limit or a failure of the whole number: nothing more of this session goes
-                // out until it passes (the session may also have been disconnected).
-                pace.pause(pause);
-                break;
-            }
-            if stop.is_cancelled() {
-                break;
-            }
-            // Record often: a slow send rate must not keep outcomes (and their events)
-            // waiting for a whole batch, nor leave many sends to repeat after a crash.
-            if outcomes.len() >= FLUSH_JOBS || flushed.elapsed() >= FLUSH_AFTER {
-                if !record(&store, id, &mut outcomes).await {
+            let messages = match load_messages(store, id, &jobs).await {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "dispatcher cannot read messages");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            let mut flushed = Instant::now();
+            // A chat whose job must wait holds back its later jobs (FIFO per chat).
+            for job in jobs {
+                let chat = job.chat_jid.to_string();
+                if held.contains(&chat) {
+                    continue;
+                }
+                if job.action == JobAction::Send {
+                    if let Err(wait) = pace.take_pair(&chat) {
+                        // This recipient's budget is spent: later, without counting an attempt.
+                        outcomes.push(JobOutcome::Defer {
+                            available_at: config.clock.now_millis() + wait.as_millis() as i64,
+                            job,
+                        });
+                        held.insert(chat);
+                        continue;
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = pace.ready() => {}
+                    }
+                }
+                let (outcome, pause) = execute(engine.as_ref(), id, &job, &messages, config).await;
+                if job.action == JobAction::Send {
+                    pace.sent();
+                }
+                if outcome.waits() {
+                    held.insert(chat);
+                }
+                outcomes.push(outcome);
+                if let Some(pause) = pause {
+                    // A limit or a failure of the whole number: nothing more of this session goes
+                    // out until it passes (the session may also have been disconnected).
+                    pace.pause(pause);
                     break;
                 }
-                flushed = Instant::now();
+                if stop.is_cancelled() {
+                    break;
+                }
+                // Record often: a slow send rate must not keep outcomes (and their events)
+                // waiting for a whole batch, nor leave many sends to repeat after a crash.
+                if outcomes.len() >= FLUSH_JOBS || flushed.elapsed() >= FLUSH_AFTER {
+                    if !record(store, id, &mut outcomes, state).await {
+                        break;
+                    }
+                    flushed = Instant::now();
+                }
             }
+            record(store, id, &mut outcomes, state).await;
         }
-        record(&store, id, &mut outcomes).await;
     }
 }
 
-/// Records outcomes; on failure the jobs stay in the outbox and go out again.
-async fn record(store: &Store, id: SessionId, outcomes: &mut Vec<JobOutcome>) -> bool {
+/// Records outcomes. When the batch cannot be written, each is written alone, then with its
+/// engine-given texts cut down (a value the database refuses fails only its own outcome);
+/// what still cannot be written is kept in `state` and retried, its job fenced meanwhile.
+/// Returns whether everything was recorded.
+async fn record(
+    store: &Store,
+    id: SessionId,
+    outcomes: &mut Vec<JobOutcome>,
+    state: &SessionState,
+) -> bool {
     if outcomes.is_empty() {
         return true;
     }
-    match store.record_outcomes(outcomes).await {
-        Ok(()) => {
-            outcomes.clear();
-            true
-        }
-        Err(e) => {
-            tracing::error!(session = %id, error = %e, "could not record dispatch outcomes");
-            outcomes.clear();
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            false
+    let Err(e) = store.record_outcomes(outcomes).await else {
+        outcomes.clear();
+        return true;
+    };
+    tracing::warn!(session = %id, error = %e, "could not record dispatch outcomes; recording them one by one");
+    let mut left = Vec::new();
+    for outcome in outcomes.drain(..) {
+        if let Err(outcome) = record_alone(store, outcome).await {
+            left.push(outcome);
         }
     }
+    if left.is_empty() {
+        return true;
+    }
+    tracing::error!(
+        session = %id,
+        jobs = left.len(),
+        "could not record dispatch outcomes; their jobs wait (not carried out again) while the write is retried"
+    );
+    state.unrecorded().extend(left);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    false
+}
+
+/// Longest engine-given text kept when an outcome had to be cut down, in two steps.
+const CUT_DOWN: [usize; 2] = [1000, 200];
+
+async fn record_alone(store: &Store, outcome: JobOutcome) -> Result<(), JobOutcome> {
+    if store
+        .record_outcomes(std::slice::from_ref(&outcome))
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    for max in CUT_DOWN {
+        let cut = outcome.cut_down(max);
+        match store.record_outcomes(std::slice::from_ref(&cut)).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(job = %outcome.job().id, error = %e, "could not record a dispatch outcome")
+            }
+        }
+    }
+    Err(outcome)
 }
 
 /// The messages a batch needs: those its jobs are about, the ones they quote, and those a
 /// read mark names.
 async fn load_messages(
     store: &Store,
+    session: SessionId,
     jobs: &[OutboxJob],
 ) -> Result<HashMap<MessageId, MessageRow>, wharf_store::StoreError> {
     let mut ids: Vec<MessageId> = jobs.iter().filter_map(|j| j.message_id).collect();
@@ -258,7 +424,7 @@ async fn load_messages(
         ids.extend(marked_ids(job));
     }
     let mut messages: HashMap<_, _> = store
-        .messages_by_ids(&ids)
+        .session_messages_by_ids(session, &ids)
         .await?
         .into_iter()
         .map(|m| (m.id, m))
@@ -271,7 +437,7 @@ async fn load_messages(
     if !quoted.is_empty() {
         messages.extend(
             store
-                .messages_by_ids(&quoted)
+                .session_messages_by_ids(session, &quoted)
                 .await?
                 .into_iter()
                 .map(|m| (m.id, m)),
@@ -296,7 +462,7 @@ async fn execute(
     messages: &HashMap<MessageId, MessageRow>,
     config: &DispatchConfig,
 ) -> (JobOutcome, Option<Duration>) {
-    let now = now_millis();
+    let now = config.clock.now_millis();
     let message = job.message_id.and_then(|id| messages.get(&id));
     let result = match (job.action, message) {
         (JobAction::Send, Some(m)) => {
@@ -353,7 +519,15 @@ async fn execute(
         }) => (after_ms.map(Duration::from_millis), *session_wide),
         _ => (None, false),
     };
+    let pause = session_wide.then(|| hint.unwrap_or_else(|| backoff(config, job.attempts as u32)));
     let outcome = match result {
+        // Throttled (a limit of the whole number): waiting, not failing, so no attempt counts.
+        Err(EngineError::RetryLater {
+            session_wide: true, ..
+        }) => JobOutcome::Defer {
+            job: job.clone(),
+            available_at: now + pause.unwrap_or_default().as_millis() as i64,
+        },
         Ok(Some(provider_id)) => JobOutcome::Sent {
             job: job.clone(),
             message: message.cloned().map(Box::new),
@@ -389,7 +563,6 @@ async fn execute(
             at: now,
         },
     };
-    let pause = session_wide.then(|| hint.unwrap_or_else(|| backoff(config, job.attempts as u32)));
     (outcome, pause)
 }
 
@@ -407,6 +580,68 @@ fn backoff(config: &DispatchConfig, attempt: u32) -> Duration {
 mod tests {
     use super::*;
 
+    fn running() -> Running {
+        Running {
+            wake: Arc::new(Notify::new()),
+            woken: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[test]
+    fn a_wake_while_a_task_returns_starts_it_again() {
+        let mut sessions = Sessions::default();
+        let id = SessionId::generate();
+        sessions.running.insert(id, running());
+        // The task looked for work, found none and is returning; a wake comes meanwhile.
+        assert!(sessions.wake(id), "the task is still known, so it is woken");
+        assert!(sessions.ended(id), "it missed the wake: started again");
+        // A task that ends with no wake since it last looked stays ended.
+        sessions.running.insert(id, running());
+        assert!(!sessions.ended(id));
+        assert!(!sessions.wake(id), "no task: the caller starts one");
+    }
+
+    #[test]
+    fn states_are_forgotten_once_rested_and_unneeded() {
+        let mut sessions = Sessions::default();
+        let state = |rested: bool| {
+            let pace = Arc::new(Pace::new(NonZeroU32::MIN, None));
+            if rested {
+                pace.rest();
+            }
+            Arc::new(SessionState {
+                pace,
+                unrecorded: Mutex::new(Vec::new()),
+            })
+        };
+        let (idle, busy, running_id, unrecorded) = (
+            SessionId::generate(),
+            SessionId::generate(),
+            SessionId::generate(),
+            SessionId::generate(),
+        );
+        sessions.states.insert(idle, state(true));
+        sessions.states.insert(busy, state(false));
+        sessions.states.insert(running_id, state(true));
+        sessions.running.insert(running_id, running());
+        let kept = state(true);
+        let job = OutboxJob::new(
+            wharf_core::AccountId::generate(),
+            unrecorded,
+            wharf_core::Jid::parse("15550100001@s.whatsapp.net").unwrap(),
+            None,
+            JobAction::MarkRead,
+            serde_json::Value::Null,
+        );
+        kept.unrecorded().push(JobOutcome::Done { job, at: 1 });
+        sessions.states.insert(unrecorded, kept);
+        sessions.prune();
+        assert!(!sessions.states.contains_key(&idle));
+        for id in [busy, running_id, unrecorded] {
+            assert!(sessions.states.contains_key(&id));
+        }
+    }
+
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {
         let config = DispatchConfig {
@@ -414,6 +649,7 @@ mod tests {
             max_attempts: 5,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
+            clock: Clock::default(),
         };
         for _ in 0..100 {
             let first = backoff(&config, 0);

@@ -23,6 +23,7 @@ pub async fn resume(sessions: Arc<SessionService>) {
 pub async fn expire_idempotency_keys(
     store: wharf_store::Store,
     hours: u64,
+    clock: wharf_core::time::Clock,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -30,7 +31,7 @@ pub async fn expire_idempotency_keys(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                let before = wharf_core::time::now_millis() - (hours as i64) * 3_600_000;
+                let before = clock.now_millis() - (hours as i64) * 3_600_000;
                 if let Err(e) = store.expire_idempotency_keys(before).await {
                     tracing::warn!(error = %e, "could not expire idempotency keys");
                 }

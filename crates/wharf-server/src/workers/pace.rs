@@ -18,6 +18,8 @@ pub struct Pace {
     kind: Kind,
     /// Nothing goes out before this: a limit of the whole number was hit.
     paused_until: Mutex<Option<Instant>>,
+    /// When a send last took from the budgets.
+    last_used: Mutex<Instant>,
 }
 
 enum Kind {
@@ -66,6 +68,7 @@ impl Pace {
         Self {
             kind,
             paused_until: Mutex::new(None),
+            last_used: Mutex::new(Instant::now()),
         }
     }
 
@@ -82,11 +85,44 @@ impl Pace {
         }
     }
 
+    /// Whether every budget is full again and no pause is pending: a new pace would be the
+    /// same, so this one can be forgotten.
+    pub fn rested(&self) -> bool {
+        let now = Instant::now();
+        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if paused.is_some_and(|until| until > now) {
+            return false;
+        }
+        let refill = match &self.kind {
+            Kind::Bucket { .. } => Duration::from_secs(1),
+            Kind::Window { pacing, .. } => Duration::from_millis(
+                pacing
+                    .pair_interval_ms
+                    .saturating_mul(u64::from(pacing.pair_burst))
+                    .max(1001),
+            ),
+        };
+        let last = *self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        now.duration_since(last) > refill
+    }
+
+    /// As if unused for a long time (tests).
+    #[cfg(test)]
+    pub fn rest(&self) {
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) =
+            Instant::now() - Duration::from_secs(3600);
+    }
+
+    fn used(&self) {
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
     /// Takes one send to `chat` from its budget; `Err(wait)` when the chat must wait.
     pub fn take_pair(&self, chat: &str) -> Result<(), Duration> {
         let Kind::Window { pacing, pairs, .. } = &self.kind else {
             return Ok(());
         };
+        self.used();
         let now = Instant::now();
         let burst = f64::from(pacing.pair_burst);
         let per_ms = 1.0 / pacing.pair_interval_ms as f64;
@@ -152,6 +188,7 @@ impl Pace {
 
     /// Records that a send attempt finished (it counts whether or not it was accepted).
     pub fn sent(&self) {
+        self.used();
         if let Kind::Window { pacing, recent, .. } = &self.kind {
             let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
             recent.push_back(Instant::now());
@@ -195,6 +232,17 @@ mod tests {
             "{wait:?}"
         );
         assert!(pace.take_pair("b").is_ok(), "other chats are not held");
+        assert!(!pace.rested(), "budgets refill over 18 s");
+    }
+
+    #[test]
+    fn a_pace_unused_for_its_refill_time_is_rested() {
+        let pace = Pace::new(NonZeroU32::MIN, pacing(80, 1, 1));
+        assert!(!pace.rested());
+        pace.rest();
+        assert!(pace.rested());
+        pace.pause(Duration::from_secs(5));
+        assert!(!pace.rested(), "a pause must be remembered");
     }
 
     #[tokio::test]

@@ -27,6 +27,19 @@ dual_test! {
         app.get("/v1/whatsapp-sessions").anonymous().header("authorization", &format!("bearer {pat}")).expect(200).await;
     }
 
+    async fn an_authorization_header_that_is_not_bearer_falls_back_to_x_api_key(app) {
+        let pat = app.pat.clone();
+        // A proxy's Basic credentials beside the key: the key is used.
+        for other in ["Basic dXNlcjpwYXNz", "Negotiate", "Bearer"] {
+            app.get("/v1/whatsapp-sessions").api_key(&pat).header("authorization", other).expect(200).await;
+        }
+        let alone = app.get("/v1/whatsapp-sessions").anonymous().header("authorization", "Basic dXNlcjpwYXNz").expect(401).await;
+        assert_error(&alone, "unauthenticated");
+        // A Bearer token is the credential even beside a key; a bad one is refused.
+        let body = app.get("/v1/whatsapp-sessions").api_key(&pat).header("authorization", "Bearer nope").expect(401).await;
+        assert_error(&body, "invalid_token");
+    }
+
     async fn a_revoked_pat_stops_working(app) {
         let account = app.account_id.parse().unwrap();
         let (key, token) = app.store.create_pat(account, Some("ci".into())).await.unwrap();

@@ -53,6 +53,7 @@ macro_rules! dual_test_with {
 
 mod auth;
 mod cloud;
+mod dispatch;
 mod events;
 mod input;
 mod lifecycle;

@@ -143,6 +143,32 @@ dual_test! {
         assert_eq!(logs["data"].as_array().unwrap().len(), 3);
     }
 
+    async fn a_replay_answers_the_first_response_after_the_session_was_deleted(app) {
+        let (s, _) = app.connected_session().await;
+        let body = json!({"session_id": s, "to": TO, "text": "once"});
+        let first = app.post("/api/send-message").header("idempotency-key", "order-43").json(body.clone()).expect(202).await;
+        app.wait_status(first["message_id"].as_str().unwrap(), "sent").await;
+        app.delete(&format!("/v1/whatsapp-sessions/{s}")).send().await;
+        let again = app.post("/api/send-message").header("idempotency-key", "order-43").json(body.clone()).expect(202).await;
+        assert_eq!(first, again, "the stored answer");
+        // Without the key, the deleted session refuses.
+        let refused = app.post("/api/send-message").json(body).send().await;
+        assert!(refused.status == 404 || refused.status == 409, "{}", refused.text);
+    }
+
+    async fn reactions_take_emoji_sequences_and_refuse_text(app) {
+        let (s, _) = app.connected_session().await;
+        let original = app.send_text(&s, TO, "pick one").await;
+        app.wait_status(&original, "sent").await;
+        for emoji in ["1️⃣", "#️⃣", "❤️", "👍🏽", "👨‍👩‍👧", "🇵🇹", "🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}", "©️", ""] {
+            send(&app, json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": emoji, "message_id": original})).await;
+        }
+        for text in ["a", "ok", "1", "é", "1⃣x", "👍 ", "👍a", "hello 👍"] {
+            let error = invalid(&app, json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": text, "message_id": original}), "emoji").await;
+            assert!(error.contains("one emoji"), "{text}: {error}");
+        }
+    }
+
     async fn messages_wait_for_a_disconnected_session(app) {
         let created = app.create_session(json!({})).await;
         let s = created["session"]["session_id"].as_str().unwrap().to_owned();
@@ -270,6 +296,50 @@ dual_test! {
         assert_error(&refused, "session_not_connected");
     }
 
+    async fn the_contact_sees_edits_revocations_and_read_marks(app) {
+        let (s, _) = app.connected_session().await;
+        let typo = app.send_text(&s, TO, "typo").await;
+        let gone = app.send_text(&s, TO, "oops").await;
+        let typo_wid = app.wait_status(&typo, "sent").await["provider_msg_id"].as_str().unwrap().to_owned();
+        let gone_wid = app.wait_status(&gone, "sent").await["provider_msg_id"].as_str().unwrap().to_owned();
+        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "hello?"})).expect(202).await;
+        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 1).await;
+        let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
+
+        app.post(&format!("/api/messages/{typo}/edit")).json(json!({"text": "fixed"})).expect(200).await;
+        app.delete(&format!("/api/messages/{gone}")).expect(200).await;
+        app.post("/api/messages/read").json(json!({"message_ids": [inbound], "chat_jid": TO_JID})).expect(200).await;
+        app.wait_status(&gone, "deleted").await;
+        app.wait_status(&inbound, "read").await;
+        app.eventually(&format!("/api/messages/{typo}/info"), |m| m["edited_at"].is_string()).await;
+
+        let chat = app.get(&format!("/emulator/sessions/{s}/chats/{TO_JID}")).expect(200).await;
+        let seen = chat["data"].as_array().unwrap();
+        assert_eq!(seen.len(), 3, "{chat}");
+        assert_eq!(seen[0]["provider_msg_id"], typo_wid.as_str());
+        assert_eq!(seen[0]["content"]["text"], "fixed");
+        assert_eq!(seen[0]["edited"], true);
+        assert_eq!(seen[1]["provider_msg_id"], gone_wid.as_str());
+        assert_eq!(seen[1]["revoked"], true);
+        assert!(seen[1]["content"].is_null());
+        assert_eq!(seen[2]["direction"], "in");
+        assert_eq!(seen[2]["read"], true);
+        // Another chat is empty; another tenant sees nothing.
+        let other = app.get(&format!("/emulator/sessions/{s}/chats/+15550109999")).expect(200).await;
+        assert_eq!(other["data"].as_array().unwrap().len(), 0);
+    }
+
+    async fn the_edit_window_closes_fifteen_minutes_after_the_send(app) {
+        let (s, _) = app.connected_session().await;
+        let id = app.send_text(&s, TO, "typo").await;
+        app.wait_status(&id, "sent").await;
+        app.config.clock.advance(std::time::Duration::from_secs(14 * 60));
+        app.post(&format!("/api/messages/{id}/edit")).json(json!({"text": "fixed"})).expect(200).await;
+        app.config.clock.advance(std::time::Duration::from_secs(2 * 60));
+        let closed = app.post(&format!("/api/messages/{id}/edit")).json(json!({"text": "late"})).expect(409).await;
+        assert_error(&closed, "edit_window_closed");
+    }
+
     async fn a_received_reply_names_the_message_it_replies_to(app) {
         let (s, _) = app.connected_session().await;
         let ours = app.send_text(&s, TO, "Open on Sunday?").await;
@@ -311,6 +381,20 @@ dual_test! {
         app.post(&format!("/emulator/sessions/{s}/scan")).expect(200).await;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert_eq!(app.get(&format!("/api/messages/{id}/info")).expect(200).await["sent_at"], Value::Null);
+    }
+
+    async fn deleting_a_message_that_keeps_changing_gives_up(app) {
+        // A queued message whose send job is gone (as while its outcome is being recorded):
+        // withdrawing it loses every time.
+        let created = app.create_session(json!({})).await;
+        let s = created["session"]["session_id"].as_str().unwrap().to_owned();
+        let id = app.send_text(&s, TO, "in flight").await;
+        app.db().execute(&format!("DELETE FROM outbox WHERE message_id = '{id}'")).await;
+        let started = std::time::Instant::now();
+        let answer = app.delete(&format!("/api/messages/{id}")).expect(409).await;
+        assert_error(&answer, "invalid_state");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_eq!(app.get(&format!("/api/messages/{id}/info")).expect(200).await["status"], "queued");
     }
 
     async fn replies_and_reactions_refer_to_sent_messages(app) {
@@ -413,7 +497,7 @@ dual_test! {
         let message: wharf_core::MessageId = id.parse().unwrap();
         let account: wharf_core::AccountId = app.account_id.parse().unwrap();
         let row = app.store.get_message(account, message).await.unwrap().unwrap();
-        assert!(app.store.withdraw(message).await.unwrap());
+        assert!(app.store.withdraw(account, message).await.unwrap());
         let job = wharf_store::OutboxJob::new(account, row.session_id, row.chat_jid.clone(), Some(message), wharf_store::JobAction::Send, Value::Null);
         let at = wharf_core::time::now_millis();
         app.store

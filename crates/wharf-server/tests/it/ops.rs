@@ -28,6 +28,7 @@ dual_test! {
             ("/emulator/sessions/{id}/failures", vec!["post"]),
             ("/emulator/sessions/{id}/contacts", vec!["post"]),
             ("/emulator/sessions/{id}/receipts", vec!["post"]),
+            ("/emulator/sessions/{id}/chats/{chat}", vec!["get"]),
             ("/api/send-message", vec!["post"]),
             ("/api/messages/{id}/info", vec!["get"]),
             ("/api/messages/{id}", vec!["delete", "put"]),

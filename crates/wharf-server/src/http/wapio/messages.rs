@@ -24,7 +24,10 @@ use crate::{
         error::{ApiError, ErrorBody},
         extract::{ApiJson, JsonBytes, QueryPairs, parse_json},
     },
-    services::{Caller, messages::SendRequest},
+    services::{
+        Caller,
+        messages::{SendAnswer, SendRequest},
+    },
 };
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -108,6 +111,20 @@ pub struct SendAnswerView {
     pub status: String,
 }
 
+impl From<&SendAnswer> for SendAnswerView {
+    fn from(a: &SendAnswer) -> Self {
+        Self {
+            msg_id: a
+                .provider_id
+                .clone()
+                .unwrap_or_else(|| a.message_id.to_string()),
+            message_id: a.message_id.to_string(),
+            jid: a.to.to_string(),
+            status: a.status.as_str().to_owned(),
+        }
+    }
+}
+
 /// One event of a message's history.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageEventView {
@@ -174,7 +191,7 @@ async fn send_message(
     caller: Caller,
     headers: HeaderMap,
     JsonBytes(body): JsonBytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<SendAnswerView>)> {
     let parsed: SendMessageBody = parse_json(&body)?;
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -207,8 +224,7 @@ async fn send_message(
         .messages
         .send(&caller, req, key.map(|k| (k, body.to_vec())))
         .await?;
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::ACCEPTED);
-    Ok((status, Json(answer.body)))
+    Ok((StatusCode::ACCEPTED, Json(SendAnswerView::from(&answer))))
 }
 
 /// GET /api/messages/{id}/info — the message's delivery state and history.

@@ -473,7 +473,7 @@ impl SendMessageBody {
                     .emoji
                     .as_deref()
                     .ok_or_else(|| invalid("emoji", "required for reactions (\"\" removes one)"))?;
-                if emoji.chars().count() > 16 || emoji.chars().any(|c| c.is_ascii_alphanumeric()) {
+                if !emoji.is_empty() && !wharf_core::message::is_one_emoji(emoji) {
                     return Err(invalid(
                         "emoji",
                         "must be one emoji, or \"\" to remove the reaction",

@@ -24,7 +24,7 @@ dual_test! {
         let id = send(&app, &cloud.session, json!({"text": "two"})).await;
         let info = app.wait_status(&id, "sent").await;
         assert!(started.elapsed() >= Duration::from_secs(1), "retried after {:?}", started.elapsed());
-        assert_eq!(info["attempts"], 2);
+        assert_eq!(info["attempts"], 1, "a throttle is waiting, not an attempt");
 
         // The pair rate limit: that recipient waits 4^n seconds (1 s first).
         graph.fail_next(Failure::code(131_056).on_path("/messages"));
@@ -94,6 +94,23 @@ dual_test! {
         assert_eq!(connected["status"], "connected");
         app.wait_status(&id, "sent").await;
         assert_eq!(graph.sends().len(), 1);
+        graph.assert_no_rejections();
+    }
+}
+
+dual_test_with! {
+    async fn being_throttled_is_waiting_not_an_attempt(app) with |c| {
+        c.send_max_attempts = 2;
+    } {
+        let (graph, cloud) = connected(&app).await;
+        user_writes(&graph, PNID, USER, "Hi").await;
+        // The number's throughput limit, five times over: more than the attempts allowed.
+        graph.fail_next(Failure::code(130_429).retry_after(0).times(5).on_path("/messages"));
+        let id = send(&app, &cloud.session, json!({"text": "patient"})).await;
+        let info = app.wait_status(&id, "sent").await;
+        assert_eq!(info["attempts"], 1, "throttles are not attempts");
+        assert!(events(&app, "message.failed").await.is_empty());
+        assert_eq!(graph.send_count(PNID), 1);
         graph.assert_no_rejections();
     }
 }

@@ -104,3 +104,29 @@ dual_test_with! {
         graph.assert_no_rejections();
     }
 }
+
+dual_test_with! {
+    async fn a_recipient_over_its_pair_limit_does_not_stall_the_others(app) with |c| {
+        c.cloud_pair_burst = 1;
+        c.cloud_pair_interval_ms = 6000;
+    } {
+        let (graph, cloud) = connected(&app).await;
+        user_writes(&graph, PNID, USER, "Hi").await;
+        user_writes(&graph, PNID, "16505559999", "Hi").await;
+        app.post(&format!("/v1/whatsapp-sessions/{}/disconnect", cloud.session)).expect(200).await;
+        // More than a batch of messages to one number: after the first, its pair budget holds
+        // all of them for six seconds.
+        for i in 0..210 {
+            send(&app, &cloud.session, json!({"text": format!("n{i}")})).await;
+        }
+        let other = send(&app, &cloud.session, json!({"to": "+16505559999", "text": "other"})).await;
+        let started = std::time::Instant::now();
+        app.post(&format!("/v1/whatsapp-sessions/{}/connect", cloud.session)).expect(200).await;
+        app.wait_status(&other, "sent").await;
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_millis(3000), "the other number waited {waited:?}");
+        let to_user = graph.sends().iter().filter(|s| s.to == USER).count();
+        assert_eq!(to_user, 1, "the first number is paced meanwhile");
+        graph.assert_no_rejections();
+    }
+}

@@ -167,4 +167,19 @@ dual_test! {
         send(&app, &emu, json!({"text": "no window on the emulator"})).await;
         graph.assert_no_rejections();
     }
+
+    async fn the_customer_service_window_closes_24_hours_after_the_last_inbound(app) {
+        let (graph, cloud) = connected(&app).await;
+        user_writes(&graph, PNID, USER, "Hi!").await;
+        app.config.clock.advance(std::time::Duration::from_secs(23 * 3600));
+        let text = send(&app, &cloud.session, json!({"text": "still open"})).await;
+        app.wait_status(&text, "sent").await;
+        app.config.clock.advance(std::time::Duration::from_secs(2 * 3600));
+        let late = app.post("/api/send-message")
+            .json(json!({"session_id": cloud.session, "to": USER, "text": "closed"}))
+            .expect(422).await;
+        let errors = assert_error(&late, "outside_customer_service_window");
+        assert!(errors["to"][0].as_str().unwrap().contains("more than 24 hours"), "{late}");
+        graph.assert_no_rejections();
+    }
 }
