@@ -2,31 +2,22 @@
 //! or PostgreSQL database, with a client whose calls assert the expected status.
 //!
 //! PostgreSQL tests use `WHARF_TEST_DATABASE_URL` (a server URL; each test gets its own
-//! database, dropped afterwards). When the variable is unset they are skipped with a notice;
-//! when it is set and the server is unreachable they fail.
+//! database, dropped afterwards). [`dual_test`] defines each test on both backends: when the
+//! variable is unset at build time the PostgreSQL half is `#[ignore]`d (cargo counts it as
+//! ignored, not passed); when it is set and the server is unreachable, the test fails. A test
+//! crate using it needs the build script that turns the variable into `cfg(wharf_postgres)`:
+//!
+//! ```text
+//! println!("cargo::rerun-if-env-changed=WHARF_TEST_DATABASE_URL");
+//! println!("cargo::rustc-check-cfg=cfg(wharf_postgres)");
+//! if std::env::var_os("WHARF_TEST_DATABASE_URL").is_some() {
+//!     println!("cargo::rustc-cfg=wharf_postgres");
+//! }
+//! ```
 
 mod cloud;
 mod db;
 mod receiver;
-
-/// Defines `NAME::sqlite` and `NAME::postgres` tests that call `async fn FUNCTION(Backend)`
-/// (a function in the invoking module).
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident => $function:ident;)*) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$function($crate::Backend::Sqlite).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                super::$function($crate::Backend::Postgres).await;
-            }
-        }
-    )*};
-}
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -41,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 pub use wharf_fakegraph as fakegraph;
 pub use wharf_server::Config;
 use wharf_store::Store;
+/// Runs a test on SQLite and on PostgreSQL (see the macro crate for the rules).
+pub use wharf_testkit_macros::dual_test;
 
 /// A running server with an account and its personal access token.
 pub struct TestApp {

@@ -4,133 +4,300 @@
 use serde_json::json;
 use wharf_testkit::{Backend, TestApp, assert_error};
 
-dual_test! {
-    async fn missing_and_invalid_tokens_are_401(app) {
-        let body = app.get("/v1/whatsapp-sessions").anonymous().expect(401).await;
-        assert_error(&body, "unauthenticated");
-        for bad in ["nope", "wh_pat_0000", "wh_sk_ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"] {
-            let body = app.get("/v1/whatsapp-sessions").token(bad).expect(401).await;
-            assert_error(&body, "invalid_token");
-        }
-        let basic = app.get("/v1/whatsapp-sessions").anonymous().header("authorization", "Basic dXNlcjpwYXNz").expect(401).await;
-        assert_error(&basic, "unauthenticated");
-        // Every route behind auth refuses, emulator control included.
-        app.post("/v1/whatsapp-sessions").anonymous().json(json!({})).expect(401).await;
-        app.post("/emulator/sessions/sess_00000000000000000000000000/scan").anonymous().expect(401).await;
-        app.get("/v1/operations/op_00000000000000000000000000").anonymous().expect(401).await;
-    }
-
-    async fn pat_works_as_bearer_and_as_x_api_key(app) {
-        app.get("/v1/whatsapp-sessions").expect(200).await;
-        let pat = app.pat.clone();
-        app.get("/v1/whatsapp-sessions").api_key(&pat).expect(200).await;
-        app.get("/v1/whatsapp-sessions").anonymous().header("authorization", &format!("bearer {pat}")).expect(200).await;
-    }
-
-    async fn an_authorization_header_that_is_not_bearer_falls_back_to_x_api_key(app) {
-        let pat = app.pat.clone();
-        // A proxy's Basic credentials beside the key: the key is used.
-        for other in ["Basic dXNlcjpwYXNz", "Negotiate", "Bearer"] {
-            app.get("/v1/whatsapp-sessions").api_key(&pat).header("authorization", other).expect(200).await;
-        }
-        let alone = app.get("/v1/whatsapp-sessions").anonymous().header("authorization", "Basic dXNlcjpwYXNz").expect(401).await;
-        assert_error(&alone, "unauthenticated");
-        // A Bearer token is the credential even beside a key; a bad one is refused.
-        let body = app.get("/v1/whatsapp-sessions").api_key(&pat).header("authorization", "Bearer nope").expect(401).await;
+#[wharf_testkit::dual_test]
+async fn missing_and_invalid_tokens_are_401(mut app: wharf_testkit::TestApp) {
+    let body = app
+        .get("/v1/whatsapp-sessions")
+        .anonymous()
+        .expect(401)
+        .await;
+    assert_error(&body, "unauthenticated");
+    for bad in [
+        "nope",
+        "wh_pat_0000",
+        "wh_sk_ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ] {
+        let body = app
+            .get("/v1/whatsapp-sessions")
+            .token(bad)
+            .expect(401)
+            .await;
         assert_error(&body, "invalid_token");
     }
-
-    async fn a_revoked_pat_stops_working(app) {
-        let account = app.account_id.parse().unwrap();
-        let (key, token) = app.store.create_pat(account, Some("ci".into())).await.unwrap();
-        app.get("/v1/whatsapp-sessions").token(&token.raw).expect(200).await;
-        app.store.revoke_key(&key.fingerprint).await.unwrap().unwrap();
-        let body = app.get("/v1/whatsapp-sessions").token(&token.raw).expect(401).await;
-        assert_error(&body, "invalid_token");
-    }
-
-    async fn a_session_key_sees_and_acts_on_its_own_session_only(app) {
-        let mine = app.create_session(json!({"label": "mine"})).await;
-        let other = app.create_session(json!({"label": "other"})).await;
-        let key = mine["session_api_key"]["raw"].as_str().unwrap();
-        let my_id = mine["session"]["session_id"].as_str().unwrap();
-        let other_id = other["session"]["session_id"].as_str().unwrap();
-
-        let list = app.get("/v1/whatsapp-sessions").token(key).expect(200).await;
-        assert_eq!(list["data"].as_array().unwrap().len(), 1);
-        assert_eq!(list["data"][0]["session_id"], my_id);
-
-        app.get(&format!("/v1/whatsapp-sessions/{my_id}")).token(key).expect(200).await;
-        app.patch(&format!("/v1/whatsapp-sessions/{my_id}")).token(key).json(json!({"label": "renamed"})).expect(200).await;
-        app.patch(&format!("/v1/whatsapp-sessions/{my_id}/settings")).token(key).json(json!({"typing": true})).expect(200).await;
-        app.post(&format!("/v1/whatsapp-sessions/{my_id}/connect")).token(key).expect(200).await;
-        app.get(&format!("/v1/whatsapp-sessions/{my_id}/qrcode")).token(key).expect(200).await;
-        app.post(&format!("/emulator/sessions/{my_id}/scan")).token(key).expect(200).await;
-        app.post(&format!("/v1/whatsapp-sessions/{my_id}/restart")).token(key).expect(200).await;
-        app.post(&format!("/v1/whatsapp-sessions/{my_id}/disconnect")).token(key).expect(200).await;
-
-        // The other session does not exist for this key.
-        for path in [
-            format!("/v1/whatsapp-sessions/{other_id}"),
-            format!("/v1/whatsapp-sessions/{other_id}/settings"),
-            format!("/v1/whatsapp-sessions/{other_id}/qrcode"),
-        ] {
-            let body = app.get(&path).token(key).expect(404).await;
-            assert_error(&body, "not_found");
-        }
-        app.post(&format!("/v1/whatsapp-sessions/{other_id}/connect")).token(key).expect(404).await;
-        app.post(&format!("/emulator/sessions/{other_id}/scan")).token(key).expect(404).await;
-
-        // PAT-only routes are forbidden to session keys.
-        let body = app.post("/v1/whatsapp-sessions").token(key).json(json!({})).expect(403).await;
-        assert_error(&body, "forbidden");
-        app.delete(&format!("/v1/whatsapp-sessions/{my_id}")).token(key).expect(403).await;
-        app.post(&format!("/v1/whatsapp-sessions/{my_id}/regenerate-key")).token(key).expect(403).await;
-        // Still alive: the forbidden calls changed nothing.
-        app.get(&format!("/v1/whatsapp-sessions/{my_id}")).token(key).expect(200).await;
-    }
-
-    async fn another_tenant_cannot_tell_our_sessions_exist(app) {
-        let ours = app.create_session(json!({})).await;
-        let id = ours["session"]["session_id"].as_str().unwrap();
-        let (_, their_pat) = app.store.create_account("intruder").await.unwrap();
-        let theirs = app.post("/v1/whatsapp-sessions").token(&their_pat.raw).json(json!({})).expect(201).await;
-        let their_key = theirs["session_api_key"]["raw"].as_str().unwrap();
-
-        let missing = app.get("/v1/whatsapp-sessions/sess_00000000000000000000000000").token(&their_pat.raw).expect(404).await;
-        for token in [their_pat.raw.as_str(), their_key] {
-            let body = app.get(&format!("/v1/whatsapp-sessions/{id}")).token(token).expect(404).await;
-            assert_eq!(body, missing, "indistinguishable from a missing session");
-            app.patch(&format!("/v1/whatsapp-sessions/{id}")).token(token).json(json!({"label": "x"})).expect(404).await;
-            app.post(&format!("/v1/whatsapp-sessions/{id}/connect")).token(token).expect(404).await;
-            app.get(&format!("/v1/whatsapp-sessions/{id}/settings")).token(token).expect(404).await;
-        }
-        app.delete(&format!("/v1/whatsapp-sessions/{id}")).token(&their_pat.raw).expect(404).await;
-        app.post(&format!("/v1/whatsapp-sessions/{id}/regenerate-key")).token(&their_pat.raw).expect(404).await;
-        let list = app.get("/v1/whatsapp-sessions").token(&their_pat.raw).expect(200).await;
-        assert_eq!(list["data"].as_array().unwrap().len(), 1, "only their own session");
-
-        // Our deletion operation is invisible to them too.
-        let op = app.delete(&format!("/v1/whatsapp-sessions/{id}")).expect(202).await;
-        app.get(op["status_url"].as_str().unwrap()).token(&their_pat.raw).expect(404).await;
-        // Our session is untouched by their attempts.
-        let s = app.get(&format!("/v1/whatsapp-sessions/{id}")).expect(200).await;
-        assert_eq!(s["label"], serde_json::Value::Null);
-    }
-
-    async fn authenticated_answers_carry_rate_limit_headers(app) {
-        let answer = app.get("/v1/whatsapp-sessions").send().await;
-        assert_eq!(answer.header("x-ratelimit-limit"), Some("100000"));
-        assert!(answer.header("x-ratelimit-remaining").is_some());
-        assert!(answer.header("x-ratelimit-reset").is_some());
-        // Errors of rate-limited routes carry them too.
-        let missing = app.get("/v1/whatsapp-sessions/nope").send().await;
-        assert_eq!(missing.status, 404);
-        assert!(missing.header("x-ratelimit-remaining").is_some());
-    }
+    let basic = app
+        .get("/v1/whatsapp-sessions")
+        .anonymous()
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .expect(401)
+        .await;
+    assert_error(&basic, "unauthenticated");
+    // Every route behind auth refuses, emulator control included.
+    app.post("/v1/whatsapp-sessions")
+        .anonymous()
+        .json(json!({}))
+        .expect(401)
+        .await;
+    app.post("/emulator/sessions/sess_00000000000000000000000000/scan")
+        .anonymous()
+        .expect(401)
+        .await;
+    app.get("/v1/operations/op_00000000000000000000000000")
+        .anonymous()
+        .expect(401)
+        .await;
 }
 
-async fn rate_limit_refuses_past_the_allowance(backend: Backend) {
+#[wharf_testkit::dual_test]
+async fn pat_works_as_bearer_and_as_x_api_key(mut app: wharf_testkit::TestApp) {
+    app.get("/v1/whatsapp-sessions").expect(200).await;
+    let pat = app.pat.clone();
+    app.get("/v1/whatsapp-sessions")
+        .api_key(&pat)
+        .expect(200)
+        .await;
+    app.get("/v1/whatsapp-sessions")
+        .anonymous()
+        .header("authorization", &format!("bearer {pat}"))
+        .expect(200)
+        .await;
+}
+
+#[wharf_testkit::dual_test]
+async fn an_authorization_header_that_is_not_bearer_falls_back_to_x_api_key(
+    mut app: wharf_testkit::TestApp,
+) {
+    let pat = app.pat.clone();
+    // A proxy's Basic credentials beside the key: the key is used.
+    for other in ["Basic dXNlcjpwYXNz", "Negotiate", "Bearer"] {
+        app.get("/v1/whatsapp-sessions")
+            .api_key(&pat)
+            .header("authorization", other)
+            .expect(200)
+            .await;
+    }
+    let alone = app
+        .get("/v1/whatsapp-sessions")
+        .anonymous()
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .expect(401)
+        .await;
+    assert_error(&alone, "unauthenticated");
+    // A Bearer token is the credential even beside a key; a bad one is refused.
+    let body = app
+        .get("/v1/whatsapp-sessions")
+        .api_key(&pat)
+        .header("authorization", "Bearer nope")
+        .expect(401)
+        .await;
+    assert_error(&body, "invalid_token");
+}
+
+#[wharf_testkit::dual_test]
+async fn a_revoked_pat_stops_working(mut app: wharf_testkit::TestApp) {
+    let account = app.account_id.parse().unwrap();
+    let (key, token) = app
+        .store
+        .create_pat(account, Some("ci".into()))
+        .await
+        .unwrap();
+    app.get("/v1/whatsapp-sessions")
+        .token(&token.raw)
+        .expect(200)
+        .await;
+    app.store
+        .revoke_key(&key.fingerprint)
+        .await
+        .unwrap()
+        .unwrap();
+    let body = app
+        .get("/v1/whatsapp-sessions")
+        .token(&token.raw)
+        .expect(401)
+        .await;
+    assert_error(&body, "invalid_token");
+}
+
+#[wharf_testkit::dual_test]
+async fn a_session_key_sees_and_acts_on_its_own_session_only(mut app: wharf_testkit::TestApp) {
+    let mine = app.create_session(json!({"label": "mine"})).await;
+    let other = app.create_session(json!({"label": "other"})).await;
+    let key = mine["session_api_key"]["raw"].as_str().unwrap();
+    let my_id = mine["session"]["session_id"].as_str().unwrap();
+    let other_id = other["session"]["session_id"].as_str().unwrap();
+
+    let list = app
+        .get("/v1/whatsapp-sessions")
+        .token(key)
+        .expect(200)
+        .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"][0]["session_id"], my_id);
+
+    app.get(&format!("/v1/whatsapp-sessions/{my_id}"))
+        .token(key)
+        .expect(200)
+        .await;
+    app.patch(&format!("/v1/whatsapp-sessions/{my_id}"))
+        .token(key)
+        .json(json!({"label": "renamed"}))
+        .expect(200)
+        .await;
+    app.patch(&format!("/v1/whatsapp-sessions/{my_id}/settings"))
+        .token(key)
+        .json(json!({"typing": true}))
+        .expect(200)
+        .await;
+    app.post(&format!("/v1/whatsapp-sessions/{my_id}/connect"))
+        .token(key)
+        .expect(200)
+        .await;
+    app.get(&format!("/v1/whatsapp-sessions/{my_id}/qrcode"))
+        .token(key)
+        .expect(200)
+        .await;
+    app.post(&format!("/emulator/sessions/{my_id}/scan"))
+        .token(key)
+        .expect(200)
+        .await;
+    app.post(&format!("/v1/whatsapp-sessions/{my_id}/restart"))
+        .token(key)
+        .expect(200)
+        .await;
+    app.post(&format!("/v1/whatsapp-sessions/{my_id}/disconnect"))
+        .token(key)
+        .expect(200)
+        .await;
+
+    // The other session does not exist for this key.
+    for path in [
+        format!("/v1/whatsapp-sessions/{other_id}"),
+        format!("/v1/whatsapp-sessions/{other_id}/settings"),
+        format!("/v1/whatsapp-sessions/{other_id}/qrcode"),
+    ] {
+        let body = app.get(&path).token(key).expect(404).await;
+        assert_error(&body, "not_found");
+    }
+    app.post(&format!("/v1/whatsapp-sessions/{other_id}/connect"))
+        .token(key)
+        .expect(404)
+        .await;
+    app.post(&format!("/emulator/sessions/{other_id}/scan"))
+        .token(key)
+        .expect(404)
+        .await;
+
+    // PAT-only routes are forbidden to session keys.
+    let body = app
+        .post("/v1/whatsapp-sessions")
+        .token(key)
+        .json(json!({}))
+        .expect(403)
+        .await;
+    assert_error(&body, "forbidden");
+    app.delete(&format!("/v1/whatsapp-sessions/{my_id}"))
+        .token(key)
+        .expect(403)
+        .await;
+    app.post(&format!("/v1/whatsapp-sessions/{my_id}/regenerate-key"))
+        .token(key)
+        .expect(403)
+        .await;
+    // Still alive: the forbidden calls changed nothing.
+    app.get(&format!("/v1/whatsapp-sessions/{my_id}"))
+        .token(key)
+        .expect(200)
+        .await;
+}
+
+#[wharf_testkit::dual_test]
+async fn another_tenant_cannot_tell_our_sessions_exist(mut app: wharf_testkit::TestApp) {
+    let ours = app.create_session(json!({})).await;
+    let id = ours["session"]["session_id"].as_str().unwrap();
+    let (_, their_pat) = app.store.create_account("intruder").await.unwrap();
+    let theirs = app
+        .post("/v1/whatsapp-sessions")
+        .token(&their_pat.raw)
+        .json(json!({}))
+        .expect(201)
+        .await;
+    let their_key = theirs["session_api_key"]["raw"].as_str().unwrap();
+
+    let missing = app
+        .get("/v1/whatsapp-sessions/sess_00000000000000000000000000")
+        .token(&their_pat.raw)
+        .expect(404)
+        .await;
+    for token in [their_pat.raw.as_str(), their_key] {
+        let body = app
+            .get(&format!("/v1/whatsapp-sessions/{id}"))
+            .token(token)
+            .expect(404)
+            .await;
+        assert_eq!(body, missing, "indistinguishable from a missing session");
+        app.patch(&format!("/v1/whatsapp-sessions/{id}"))
+            .token(token)
+            .json(json!({"label": "x"}))
+            .expect(404)
+            .await;
+        app.post(&format!("/v1/whatsapp-sessions/{id}/connect"))
+            .token(token)
+            .expect(404)
+            .await;
+        app.get(&format!("/v1/whatsapp-sessions/{id}/settings"))
+            .token(token)
+            .expect(404)
+            .await;
+    }
+    app.delete(&format!("/v1/whatsapp-sessions/{id}"))
+        .token(&their_pat.raw)
+        .expect(404)
+        .await;
+    app.post(&format!("/v1/whatsapp-sessions/{id}/regenerate-key"))
+        .token(&their_pat.raw)
+        .expect(404)
+        .await;
+    let list = app
+        .get("/v1/whatsapp-sessions")
+        .token(&their_pat.raw)
+        .expect(200)
+        .await;
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        1,
+        "only their own session"
+    );
+
+    // Our deletion operation is invisible to them too.
+    let op = app
+        .delete(&format!("/v1/whatsapp-sessions/{id}"))
+        .expect(202)
+        .await;
+    app.get(op["status_url"].as_str().unwrap())
+        .token(&their_pat.raw)
+        .expect(404)
+        .await;
+    // Our session is untouched by their attempts.
+    let s = app
+        .get(&format!("/v1/whatsapp-sessions/{id}"))
+        .expect(200)
+        .await;
+    assert_eq!(s["label"], serde_json::Value::Null);
+}
+
+#[wharf_testkit::dual_test]
+async fn authenticated_answers_carry_rate_limit_headers(mut app: wharf_testkit::TestApp) {
+    let answer = app.get("/v1/whatsapp-sessions").send().await;
+    assert_eq!(answer.header("x-ratelimit-limit"), Some("100000"));
+    assert!(answer.header("x-ratelimit-remaining").is_some());
+    assert!(answer.header("x-ratelimit-reset").is_some());
+    // Errors of rate-limited routes carry them too.
+    let missing = app.get("/v1/whatsapp-sessions/nope").send().await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.header("x-ratelimit-remaining").is_some());
+}
+
+#[wharf_testkit::dual_test]
+async fn rate_limit(backend: Backend) {
     let Some(app) =
         TestApp::spawn_with(backend, |c| c.rate_limit_per_minute = 3.try_into().unwrap()).await
     else {
@@ -170,8 +337,4 @@ async fn rate_limit_refuses_past_the_allowance(backend: Backend) {
         .await;
     // Public routes are not limited.
     app.get("/healthz").anonymous().expect(200).await;
-}
-
-wharf_testkit::on_both_backends! {
-    rate_limit => rate_limit_refuses_past_the_allowance;
 }

@@ -20,498 +20,1105 @@ async fn invalid(app: &TestApp, body: Value, field: &str) -> String {
         .to_owned()
 }
 
-dual_test! {
-    async fn every_kind_goes_out(app) {
-        let (session, _) = app.connected_session().await;
-        let bodies = [
-            json!({"kind": "text", "text": "Hello from Wapio"}),
-            json!({"kind": "image", "imageUrl": "https://example.com/image.jpg", "caption": "Image caption"}),
-            json!({"kind": "video", "videoUrl": "https://example.com/video.mp4", "caption": "Video caption"}),
-            json!({"kind": "document", "documentUrl": "https://example.com/invoice.pdf", "file_name": "invoice.pdf", "mime_type": "application/pdf", "caption": "Doc"}),
-            json!({"kind": "audio", "audioUrl": "https://example.com/audio.mp3"}),
-            json!({"kind": "sticker", "stickerUrl": "https://example.com/sticker.webp"}),
-            json!({"kind": "image", "imageUrl": "https://example.com/private.jpg", "caption": "Open once", "viewOnce": true}),
-            json!({"kind": "location", "location": {"latitude": 33.5731, "longitude": -7.5898, "name": "Casablanca", "address": "Casablanca, Morocco"}}),
-            json!({"kind": "contact", "contact": {"fullName": "M", "phoneNumber": "+212600000000"}}),
-            json!({"kind": "poll", "poll": {"question": "Which time works best?", "options": ["Morning", "Afternoon"], "multiSelect": false}}),
-            json!({"kind": "video", "url": "https://example.com/generic.mp4"}),
-        ];
-        let mut ids = Vec::new();
-        for mut body in bodies {
-            body["session_id"] = json!(session);
-            body["to"] = json!(TO);
-            let answer = send(&app, body).await;
-            assert_eq!(answer["status"], "queued");
-            assert_eq!(answer["jid"], TO_JID);
-            assert!(answer["msgId"].as_str().unwrap().starts_with("3EB0"), "WhatsApp-style id: {answer}");
-            ids.push(answer["message_id"].as_str().unwrap().to_owned());
-        }
-        // A channel message.
-        let channel = send(&app, json!({"session_id": session, "channel_id": "120363000000000000@newsletter", "kind": "text", "text": "Hello channel"})).await;
-        assert_eq!(channel["jid"], "120363000000000000@newsletter");
-        ids.push(channel["message_id"].as_str().unwrap().to_owned());
-
-        for id in &ids {
-            let info = app.wait_status(id, "sent").await;
-            assert!(info["sent_at"].is_string());
-            assert_eq!(info["events"].as_array().unwrap().iter().filter(|e| e["event_type"] == "message.sent").count(), 1);
-        }
-        let view_once = app.get(&format!("/api/messages/{}/info", ids[6])).expect(200).await;
-        assert_eq!(view_once["kind"], "image");
-        let logs = app.get(&format!("/api/whatsapp-sessions/{session}/message-logs?limit=100")).expect(200).await;
-        let logged = logs["data"].as_array().unwrap();
-        assert_eq!(logged.len(), ids.len());
-        let poll = logged.iter().find(|m| m["kind"] == "poll").unwrap();
-        assert_eq!(poll["content"]["options"], json!(["Morning", "Afternoon"]));
-        let once = logged.iter().find(|m| m["message_id"] == ids[6].as_str()).unwrap();
-        assert_eq!(once["content"]["view_once"], true);
+#[wharf_testkit::dual_test]
+async fn every_kind_goes_out(mut app: wharf_testkit::TestApp) {
+    let (session, _) = app.connected_session().await;
+    let bodies = [
+        json!({"kind": "text", "text": "Hello from Wapio"}),
+        json!({"kind": "image", "imageUrl": "https://example.com/image.jpg", "caption": "Image caption"}),
+        json!({"kind": "video", "videoUrl": "https://example.com/video.mp4", "caption": "Video caption"}),
+        json!({"kind": "document", "documentUrl": "https://example.com/invoice.pdf", "file_name": "invoice.pdf", "mime_type": "application/pdf", "caption": "Doc"}),
+        json!({"kind": "audio", "audioUrl": "https://example.com/audio.mp3"}),
+        json!({"kind": "sticker", "stickerUrl": "https://example.com/sticker.webp"}),
+        json!({"kind": "image", "imageUrl": "https://example.com/private.jpg", "caption": "Open once", "viewOnce": true}),
+        json!({"kind": "location", "location": {"latitude": 33.5731, "longitude": -7.5898, "name": "Casablanca", "address": "Casablanca, Morocco"}}),
+        json!({"kind": "contact", "contact": {"fullName": "M", "phoneNumber": "+212600000000"}}),
+        json!({"kind": "poll", "poll": {"question": "Which time works best?", "options": ["Morning", "Afternoon"], "multiSelect": false}}),
+        json!({"kind": "video", "url": "https://example.com/generic.mp4"}),
+    ];
+    let mut ids = Vec::new();
+    for mut body in bodies {
+        body["session_id"] = json!(session);
+        body["to"] = json!(TO);
+        let answer = send(&app, body).await;
+        assert_eq!(answer["status"], "queued");
+        assert_eq!(answer["jid"], TO_JID);
+        assert!(
+            answer["msgId"].as_str().unwrap().starts_with("3EB0"),
+            "WhatsApp-style id: {answer}"
+        );
+        ids.push(answer["message_id"].as_str().unwrap().to_owned());
     }
+    // A channel message.
+    let channel = send(&app, json!({"session_id": session, "channel_id": "120363000000000000@newsletter", "kind": "text", "text": "Hello channel"})).await;
+    assert_eq!(channel["jid"], "120363000000000000@newsletter");
+    ids.push(channel["message_id"].as_str().unwrap().to_owned());
 
-    async fn kind_is_inferred_and_session_keys_imply_their_session(app) {
-        let (session, key) = app.connected_session().await;
-        let answer = app.post("/api/send-message").token(&key).json(json!({"to": TO, "text": "hi"})).expect(202).await;
-        let info = app.wait_status(answer["message_id"].as_str().unwrap(), "sent").await;
-        assert_eq!(info["kind"], "text");
-        assert_eq!(info["session_id"], session.as_str());
-        // Inference from a media field.
-        send(&app, json!({"session_id": session, "to": TO, "imageUrl": "https://example.com/a.png"})).await;
-        // A PAT must name the session.
-        let msg = invalid(&app, json!({"to": TO, "text": "hi"}), "session_id").await;
-        assert!(msg.contains("required"), "{msg}");
-        // A session key cannot send through another session.
-        let other = app.create_session(json!({})).await;
-        let other_id = other["session"]["session_id"].as_str().unwrap();
-        app.post("/api/send-message").token(&key).json(json!({"session_id": other_id, "to": TO, "text": "x"})).expect(404).await;
+    for id in &ids {
+        let info = app.wait_status(id, "sent").await;
+        assert!(info["sent_at"].is_string());
+        assert_eq!(
+            info["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["event_type"] == "message.sent")
+                .count(),
+            1
+        );
     }
+    let view_once = app
+        .get(&format!("/api/messages/{}/info", ids[6]))
+        .expect(200)
+        .await;
+    assert_eq!(view_once["kind"], "image");
+    let logs = app
+        .get(&format!(
+            "/api/whatsapp-sessions/{session}/message-logs?limit=100"
+        ))
+        .expect(200)
+        .await;
+    let logged = logs["data"].as_array().unwrap();
+    assert_eq!(logged.len(), ids.len());
+    let poll = logged.iter().find(|m| m["kind"] == "poll").unwrap();
+    assert_eq!(poll["content"]["options"], json!(["Morning", "Afternoon"]));
+    let once = logged
+        .iter()
+        .find(|m| m["message_id"] == ids[6].as_str())
+        .unwrap();
+    assert_eq!(once["content"]["view_once"], true);
+}
 
-    async fn bad_sends_are_refused_with_the_field(app) {
-        let (s, _) = app.connected_session().await;
-        let cases = [
-            (json!({"session_id": s, "text": "x"}), "to"),
-            (json!({"session_id": s, "to": "hello", "text": "x"}), "to"),
-            (json!({"session_id": s, "to": "1@example.com", "text": "x"}), "to"),
-            (json!({"session_id": s, "to": TO}), "kind"),
-            (json!({"session_id": s, "to": TO, "kind": "fax"}), "kind"),
-            (json!({"session_id": s, "to": TO, "kind": "text"}), "text"),
-            (json!({"session_id": s, "to": TO, "text": ""}), "text"),
-            (json!({"session_id": s, "to": TO, "text": "x".repeat(4097)}), "text"),
-            (json!({"session_id": s, "to": TO, "kind": "image", "imageUrl": "ftp://x/y.png"}), "imageUrl"),
-            (json!({"session_id": s, "to": TO, "kind": "image"}), "imageUrl"),
-            (json!({"session_id": s, "to": TO, "kind": "image", "imageUrl": "https://x.com/a.png", "caption": "c".repeat(1025)}), "caption"),
-            (json!({"session_id": s, "to": TO, "kind": "text", "text": "x", "imageUrl": "https://x.com/a.png"}), "imageUrl"),
-            (json!({"session_id": s, "to": TO, "location": {"latitude": 91.0, "longitude": 0.0}}), "location.latitude"),
-            (json!({"session_id": s, "to": TO, "location": {"latitude": 0.0, "longitude": -181.0}}), "location.longitude"),
-            (json!({"session_id": s, "to": TO, "contact": {"fullName": "A", "phoneNumber": "nope"}}), "contact.phoneNumber"),
-            (json!({"session_id": s, "to": TO, "poll": {"question": "Q?", "options": ["only one"]}}), "poll.options"),
-            (json!({"session_id": s, "to": TO, "poll": {"question": "Q?", "options": (0..13).map(|i| i.to_string()).collect::<Vec<_>>()}}), "poll.options"),
-            (json!({"session_id": s, "to": TO, "poll": {"question": "Q?", "options": ["a", "A"]}}), "poll.options[1]"),
-            (json!({"session_id": s, "channel_id": "123@g.us", "text": "x"}), "channel_id"),
-            (json!({"session_id": s, "to": TO, "channel_id": "1@newsletter", "text": "x"}), "channel_id"),
-            (json!({"session_id": s, "to": TO, "text": "x", "colour": "red"}), "colour"),
-            (json!({"session_id": s, "to": TO, "text": "x", "quoted_message_id": "msg_00000000000000000000000000"}), "quoted_message_id"),
-            (json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": "👍"}), "message_id"),
-            (json!({"session_id": "nope", "to": TO, "text": "x"}), "session_id"),
-        ];
-        for (body, field) in cases {
-            invalid(&app, body, field).await;
-        }
-        // Nothing was stored by any of them.
-        let logs = app.get(&format!("/api/whatsapp-sessions/{s}/message-logs")).expect(200).await;
-        assert_eq!(logs["data"].as_array().unwrap().len(), 0);
+#[wharf_testkit::dual_test]
+async fn kind_is_inferred_and_session_keys_imply_their_session(mut app: wharf_testkit::TestApp) {
+    let (session, key) = app.connected_session().await;
+    let answer = app
+        .post("/api/send-message")
+        .token(&key)
+        .json(json!({"to": TO, "text": "hi"}))
+        .expect(202)
+        .await;
+    let info = app
+        .wait_status(answer["message_id"].as_str().unwrap(), "sent")
+        .await;
+    assert_eq!(info["kind"], "text");
+    assert_eq!(info["session_id"], session.as_str());
+    // Inference from a media field.
+    send(
+        &app,
+        json!({"session_id": session, "to": TO, "imageUrl": "https://example.com/a.png"}),
+    )
+    .await;
+    // A PAT must name the session.
+    let msg = invalid(&app, json!({"to": TO, "text": "hi"}), "session_id").await;
+    assert!(msg.contains("required"), "{msg}");
+    // A session key cannot send through another session.
+    let other = app.create_session(json!({})).await;
+    let other_id = other["session"]["session_id"].as_str().unwrap();
+    app.post("/api/send-message")
+        .token(&key)
+        .json(json!({"session_id": other_id, "to": TO, "text": "x"}))
+        .expect(404)
+        .await;
+}
+
+#[wharf_testkit::dual_test]
+async fn bad_sends_are_refused_with_the_field(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let cases = [
+        (json!({"session_id": s, "text": "x"}), "to"),
+        (json!({"session_id": s, "to": "hello", "text": "x"}), "to"),
+        (
+            json!({"session_id": s, "to": "1@example.com", "text": "x"}),
+            "to",
+        ),
+        (json!({"session_id": s, "to": TO}), "kind"),
+        (json!({"session_id": s, "to": TO, "kind": "fax"}), "kind"),
+        (json!({"session_id": s, "to": TO, "kind": "text"}), "text"),
+        (json!({"session_id": s, "to": TO, "text": ""}), "text"),
+        (
+            json!({"session_id": s, "to": TO, "text": "x".repeat(4097)}),
+            "text",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "kind": "image", "imageUrl": "ftp://x/y.png"}),
+            "imageUrl",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "kind": "image"}),
+            "imageUrl",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "kind": "image", "imageUrl": "https://x.com/a.png", "caption": "c".repeat(1025)}),
+            "caption",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "kind": "text", "text": "x", "imageUrl": "https://x.com/a.png"}),
+            "imageUrl",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "location": {"latitude": 91.0, "longitude": 0.0}}),
+            "location.latitude",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "location": {"latitude": 0.0, "longitude": -181.0}}),
+            "location.longitude",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "contact": {"fullName": "A", "phoneNumber": "nope"}}),
+            "contact.phoneNumber",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "poll": {"question": "Q?", "options": ["only one"]}}),
+            "poll.options",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "poll": {"question": "Q?", "options": (0..13).map(|i| i.to_string()).collect::<Vec<_>>()}}),
+            "poll.options",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "poll": {"question": "Q?", "options": ["a", "A"]}}),
+            "poll.options[1]",
+        ),
+        (
+            json!({"session_id": s, "channel_id": "123@g.us", "text": "x"}),
+            "channel_id",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "channel_id": "1@newsletter", "text": "x"}),
+            "channel_id",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "text": "x", "colour": "red"}),
+            "colour",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "text": "x", "quoted_message_id": "msg_00000000000000000000000000"}),
+            "quoted_message_id",
+        ),
+        (
+            json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": "👍"}),
+            "message_id",
+        ),
+        (
+            json!({"session_id": "nope", "to": TO, "text": "x"}),
+            "session_id",
+        ),
+    ];
+    for (body, field) in cases {
+        invalid(&app, body, field).await;
     }
+    // Nothing was stored by any of them.
+    let logs = app
+        .get(&format!("/api/whatsapp-sessions/{s}/message-logs"))
+        .expect(200)
+        .await;
+    assert_eq!(logs["data"].as_array().unwrap().len(), 0);
+}
 
-    async fn idempotency_key_replays_and_refuses_a_different_body(app) {
-        let (s, _) = app.connected_session().await;
-        let body = json!({"session_id": s, "to": TO, "text": "once"});
-        let first = app.post("/api/send-message").header("idempotency-key", "order-42").json(body.clone()).expect(202).await;
-        let again = app.post("/api/send-message").header("idempotency-key", "order-42").json(body.clone()).expect(202).await;
-        assert_eq!(first, again, "the same answer");
-        let other = app
-            .post("/api/send-message")
-            .header("idempotency-key", "order-42")
-            .json(json!({"session_id": s, "to": TO, "text": "twice?"}))
-            .expect(409)
-            .await;
-        assert_error(&other, "idempotency_key_reused");
-        app.wait_status(first["message_id"].as_str().unwrap(), "sent").await;
-        let logs = app.get(&format!("/api/whatsapp-sessions/{s}/message-logs")).expect(200).await;
-        assert_eq!(logs["data"].as_array().unwrap().len(), 1, "one message, not two");
-        // Without a key, the same body is a new message.
-        send(&app, body.clone()).await;
-        send(&app, body).await;
-        let logs = app.get(&format!("/api/whatsapp-sessions/{s}/message-logs")).expect(200).await;
-        assert_eq!(logs["data"].as_array().unwrap().len(), 3);
+#[wharf_testkit::dual_test]
+async fn idempotency_key_replays_and_refuses_a_different_body(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let body = json!({"session_id": s, "to": TO, "text": "once"});
+    let first = app
+        .post("/api/send-message")
+        .header("idempotency-key", "order-42")
+        .json(body.clone())
+        .expect(202)
+        .await;
+    let again = app
+        .post("/api/send-message")
+        .header("idempotency-key", "order-42")
+        .json(body.clone())
+        .expect(202)
+        .await;
+    assert_eq!(first, again, "the same answer");
+    let other = app
+        .post("/api/send-message")
+        .header("idempotency-key", "order-42")
+        .json(json!({"session_id": s, "to": TO, "text": "twice?"}))
+        .expect(409)
+        .await;
+    assert_error(&other, "idempotency_key_reused");
+    app.wait_status(first["message_id"].as_str().unwrap(), "sent")
+        .await;
+    let logs = app
+        .get(&format!("/api/whatsapp-sessions/{s}/message-logs"))
+        .expect(200)
+        .await;
+    assert_eq!(
+        logs["data"].as_array().unwrap().len(),
+        1,
+        "one message, not two"
+    );
+    // Without a key, the same body is a new message.
+    send(&app, body.clone()).await;
+    send(&app, body).await;
+    let logs = app
+        .get(&format!("/api/whatsapp-sessions/{s}/message-logs"))
+        .expect(200)
+        .await;
+    assert_eq!(logs["data"].as_array().unwrap().len(), 3);
+}
+
+#[wharf_testkit::dual_test]
+async fn a_replay_answers_the_first_response_after_the_session_was_deleted(
+    mut app: wharf_testkit::TestApp,
+) {
+    let (s, _) = app.connected_session().await;
+    let body = json!({"session_id": s, "to": TO, "text": "once"});
+    let first = app
+        .post("/api/send-message")
+        .header("idempotency-key", "order-43")
+        .json(body.clone())
+        .expect(202)
+        .await;
+    app.wait_status(first["message_id"].as_str().unwrap(), "sent")
+        .await;
+    app.delete(&format!("/v1/whatsapp-sessions/{s}"))
+        .send()
+        .await;
+    let again = app
+        .post("/api/send-message")
+        .header("idempotency-key", "order-43")
+        .json(body.clone())
+        .expect(202)
+        .await;
+    assert_eq!(first, again, "the stored answer");
+    // Without the key, the deleted session refuses.
+    let refused = app.post("/api/send-message").json(body).send().await;
+    assert!(
+        refused.status == 404 || refused.status == 409,
+        "{}",
+        refused.text
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn reactions_take_emoji_sequences_and_refuse_text(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let original = app.send_text(&s, TO, "pick one").await;
+    app.wait_status(&original, "sent").await;
+    for emoji in [
+        "1️⃣",
+        "#️⃣",
+        "❤️",
+        "👍🏽",
+        "👨‍👩‍👧",
+        "🇵🇹",
+        "🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}",
+        "©️",
+        "",
+    ] {
+        send(&app, json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": emoji, "message_id": original})).await;
     }
-
-    async fn a_replay_answers_the_first_response_after_the_session_was_deleted(app) {
-        let (s, _) = app.connected_session().await;
-        let body = json!({"session_id": s, "to": TO, "text": "once"});
-        let first = app.post("/api/send-message").header("idempotency-key", "order-43").json(body.clone()).expect(202).await;
-        app.wait_status(first["message_id"].as_str().unwrap(), "sent").await;
-        app.delete(&format!("/v1/whatsapp-sessions/{s}")).send().await;
-        let again = app.post("/api/send-message").header("idempotency-key", "order-43").json(body.clone()).expect(202).await;
-        assert_eq!(first, again, "the stored answer");
-        // Without the key, the deleted session refuses.
-        let refused = app.post("/api/send-message").json(body).send().await;
-        assert!(refused.status == 404 || refused.status == 409, "{}", refused.text);
-    }
-
-    async fn reactions_take_emoji_sequences_and_refuse_text(app) {
-        let (s, _) = app.connected_session().await;
-        let original = app.send_text(&s, TO, "pick one").await;
-        app.wait_status(&original, "sent").await;
-        for emoji in ["1️⃣", "#️⃣", "❤️", "👍🏽", "👨‍👩‍👧", "🇵🇹", "🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}", "©️", ""] {
-            send(&app, json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": emoji, "message_id": original})).await;
-        }
-        for text in ["a", "ok", "1", "é", "1⃣x", "👍 ", "👍a", "hello 👍"] {
-            let error = invalid(&app, json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": text, "message_id": original}), "emoji").await;
-            assert!(error.contains("one emoji"), "{text}: {error}");
-        }
-    }
-
-    async fn messages_wait_for_a_disconnected_session(app) {
-        let created = app.create_session(json!({})).await;
-        let s = created["session"]["session_id"].as_str().unwrap().to_owned();
-        let id = app.send_text(&s, TO, "waiting").await;
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert_eq!(app.get(&format!("/api/messages/{id}/info")).expect(200).await["status"], "queued");
-        app.post(&format!("/v1/whatsapp-sessions/{s}/connect")).expect(200).await;
-        app.post(&format!("/emulator/sessions/{s}/scan")).expect(200).await;
-        app.wait_status(&id, "sent").await;
-        // Deleting a session fails what it had not sent yet; a deleted session accepts nothing.
-        app.post(&format!("/v1/whatsapp-sessions/{s}/disconnect")).expect(200).await;
-        let stranded = app.send_text(&s, TO, "never to leave").await;
-        app.delete(&format!("/v1/whatsapp-sessions/{s}")).expect(202).await;
-        let info = app.wait_status(&stranded, "failed").await;
-        assert!(info["failure_reason"].as_str().unwrap().contains("deleted"), "{info}");
-        let refused = app.post("/api/send-message").json(json!({"session_id": s, "to": TO, "text": "x"})).expect(409).await;
-        assert_error(&refused, "invalid_state");
-    }
-
-    async fn a_retryable_failure_recovers(app) {
-        let (s, _) = app.connected_session().await;
-        app.post(&format!("/emulator/sessions/{s}/failures")).json(json!({"mode": "retryable", "count": 2, "reason": "network hiccup"})).expect(204).await;
-        let id = app.send_text(&s, TO, "eventually").await;
-        let info = app.wait_status(&id, "sent").await;
-        assert_eq!(info["attempts"], 3, "two failures then success: {info}");
-        assert_eq!(info["failure_reason"], Value::Null);
-    }
-
-    async fn a_permanent_failure_fails_at_once_and_can_be_resent(app) {
-        let (s, _) = app.connected_session().await;
-        app.post(&format!("/emulator/sessions/{s}/contacts")).json(json!({"phone": TO, "on_whatsapp": false})).expect(204).await;
-        let id = app.send_text(&s, TO, "nobody there").await;
-        let info = app.wait_status(&id, "failed").await;
-        assert_eq!(info["attempts"], 1);
-        assert!(info["failure_reason"].as_str().unwrap().contains("not on WhatsApp"), "{info}");
-        assert!(info["failed_at"].is_string());
-        assert!(info["events"].as_array().unwrap().iter().any(|e| e["event_type"] == "message.failed"));
-
-        // Resend only fails again while the number is off WhatsApp; once on, it goes out.
-        app.post(&format!("/emulator/sessions/{s}/contacts")).json(json!({"phone": TO, "on_whatsapp": true})).expect(204).await;
-        app.post(&format!("/api/messages/{id}/resend")).expect(200).await;
-        let info = app.wait_status(&id, "sent").await;
-        assert_eq!(info["failure_reason"], Value::Null);
-        app.post(&format!("/api/messages/{id}/resend")).expect(409).await;
-    }
-
-    async fn retries_give_up_after_the_configured_attempts(app) {
-        let (s, _) = app.connected_session().await;
-        app.post(&format!("/emulator/sessions/{s}/failures")).json(json!({"mode": "retryable"})).expect(204).await;
-        let id = app.send_text(&s, TO, "doomed").await;
-        let info = app.wait_status(&id, "failed").await;
-        assert_eq!(info["attempts"], 8);
-        assert!(info["failure_reason"].as_str().unwrap().starts_with("gave up after 8 attempts"), "{info}");
-    }
-
-    async fn a_retrying_chat_holds_its_later_messages_but_not_other_chats(app) {
-        let (s, _) = app.connected_session().await;
-        app.post(&format!("/emulator/sessions/{s}/failures")).json(json!({"mode": "retryable", "count": 1})).expect(204).await;
-        let first = app.send_text(&s, TO, "first").await;
-        let second = app.send_text(&s, TO, "second").await;
-        let first_info = app.wait_status(&first, "sent").await;
-        let second_info = app.wait_status(&second, "sent").await;
-        assert!(first_info["sent_at"].as_str() <= second_info["sent_at"].as_str(), "FIFO per chat");
-    }
-
-    async fn receipts_move_status_forward_only(app) {
-        let (s, _) = app.connected_session().await;
-        let id = app.send_text(&s, TO, "track me").await;
-        app.wait_status(&id, "sent").await;
-        let receipt = |status: &'static str| app.post(&format!("/emulator/sessions/{s}/receipts")).json(json!({"message_id": id, "status": status}));
-        receipt("read").expect(202).await;
-        app.wait_status(&id, "read").await;
-        receipt("delivered").expect(202).await; // late and out of order
-        receipt("read").expect(202).await; // duplicate
-        let info = app.get(&format!("/api/messages/{id}/info")).expect(200).await;
-        assert_eq!(info["status"], "read");
-        assert!(info["delivered_at"].is_string() && info["read_at"].is_string());
-        let kinds: Vec<&str> = info["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["message.sent", "message.read"], "no double counting");
-        let bad = app.post(&format!("/emulator/sessions/{s}/receipts")).json(json!({"message_id": id, "status": "seen"})).expect(422).await;
-        assert_error(&bad, "validation_error");
-        // Receipts are for messages the session sent, not ones it received.
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "hi"})).expect(202).await;
-        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 1).await;
-        let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
-        app.post(&format!("/emulator/sessions/{s}/receipts")).json(json!({"message_id": inbound, "status": "read"})).expect(422).await;
-    }
-
-    async fn edit_delete_read_and_presence(app) {
-        let (s, _) = app.connected_session().await;
-        let id = app.send_text(&s, TO, "typo").await;
-        app.wait_status(&id, "sent").await;
-        app.post(&format!("/api/messages/{id}/edit")).json(json!({"text": "fixed"})).expect(200).await;
-        let edited = app.eventually(&format!("/api/messages/{id}/info"), |m| m["edited_at"].is_string()).await;
-        assert!(edited["events"].as_array().unwrap().iter().any(|e| e["event_type"] == "message.edited"));
-        let logs = app.get(&format!("/api/whatsapp-sessions/{s}/message-logs")).expect(200).await;
-        assert_eq!(logs["data"][0]["content"]["text"], "fixed");
-        app.call(reqwest::Method::PUT, &format!("/api/messages/{id}")).json(json!({"text": "again"})).expect(200).await;
-        app.post(&format!("/api/messages/{id}/edit")).json(json!({"text": ""})).expect(422).await;
-
-        let answer = app.delete(&format!("/api/messages/{id}")).expect(200).await;
-        assert_eq!(answer["message"], "Dispatched");
-        app.wait_status(&id, "deleted").await;
-        app.delete(&format!("/api/messages/{id}")).expect(409).await;
-        app.post(&format!("/api/messages/{id}/edit")).json(json!({"text": "late"})).expect(409).await;
-
-        // Received messages are marked read.
-        let injected = app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "hello?"})).expect(202).await;
-        assert!(injected["provider_msg_id"].as_str().unwrap().starts_with("3EB0"));
-        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 1).await;
-        let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
-        app.post("/api/messages/read").json(json!({"message_ids": [inbound], "chat_jid": TO_JID})).expect(200).await;
-        app.wait_status(&inbound, "read").await;
-        app.post("/api/messages/read").json(json!({"message_ids": [inbound], "chat_jid": "15559999999@s.whatsapp.net"})).expect(422).await;
-        app.post("/api/messages/read").json(json!({"message_ids": [id], "chat_jid": TO_JID})).expect(422).await;
-        app.post("/api/messages/read").json(json!({"message_ids": [], "chat_jid": TO_JID})).expect(422).await;
-
-        for presence in ["available", "unavailable", "composing", "recording", "paused"] {
-            app.post("/api/send-presence-update").json(json!({"session_id": s, "to": TO, "presence": presence})).expect(200).await;
-        }
-        app.post("/api/send-presence-update").json(json!({"session_id": s, "to": TO, "presence": "dancing"})).expect(422).await;
-        app.post("/api/send-presence-update").json(json!({"session_id": s, "presence": "composing"})).expect(422).await;
-        app.post(&format!("/v1/whatsapp-sessions/{s}/disconnect")).expect(200).await;
-        let refused = app.post("/api/send-presence-update").json(json!({"session_id": s, "presence": "available"})).expect(409).await;
-        assert_error(&refused, "session_not_connected");
-    }
-
-    async fn the_contact_sees_edits_revocations_and_read_marks(app) {
-        let (s, _) = app.connected_session().await;
-        let typo = app.send_text(&s, TO, "typo").await;
-        let gone = app.send_text(&s, TO, "oops").await;
-        let typo_wid = app.wait_status(&typo, "sent").await["provider_msg_id"].as_str().unwrap().to_owned();
-        let gone_wid = app.wait_status(&gone, "sent").await["provider_msg_id"].as_str().unwrap().to_owned();
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "hello?"})).expect(202).await;
-        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 1).await;
-        let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
-
-        app.post(&format!("/api/messages/{typo}/edit")).json(json!({"text": "fixed"})).expect(200).await;
-        app.delete(&format!("/api/messages/{gone}")).expect(200).await;
-        app.post("/api/messages/read").json(json!({"message_ids": [inbound], "chat_jid": TO_JID})).expect(200).await;
-        app.wait_status(&gone, "deleted").await;
-        app.wait_status(&inbound, "read").await;
-        app.eventually(&format!("/api/messages/{typo}/info"), |m| m["edited_at"].is_string()).await;
-
-        let chat = app.get(&format!("/emulator/sessions/{s}/chats/{TO_JID}")).expect(200).await;
-        let seen = chat["data"].as_array().unwrap();
-        assert_eq!(seen.len(), 3, "{chat}");
-        assert_eq!(seen[0]["provider_msg_id"], typo_wid.as_str());
-        assert_eq!(seen[0]["content"]["text"], "fixed");
-        assert_eq!(seen[0]["edited"], true);
-        assert_eq!(seen[1]["provider_msg_id"], gone_wid.as_str());
-        assert_eq!(seen[1]["revoked"], true);
-        assert!(seen[1]["content"].is_null());
-        assert_eq!(seen[2]["direction"], "in");
-        assert_eq!(seen[2]["read"], true);
-        // Another chat is empty; another tenant sees nothing.
-        let other = app.get(&format!("/emulator/sessions/{s}/chats/+15550109999")).expect(200).await;
-        assert_eq!(other["data"].as_array().unwrap().len(), 0);
-    }
-
-    async fn the_edit_window_closes_fifteen_minutes_after_the_send(app) {
-        let (s, _) = app.connected_session().await;
-        let id = app.send_text(&s, TO, "typo").await;
-        app.wait_status(&id, "sent").await;
-        app.config.clock.advance(std::time::Duration::from_secs(14 * 60));
-        app.post(&format!("/api/messages/{id}/edit")).json(json!({"text": "fixed"})).expect(200).await;
-        app.config.clock.advance(std::time::Duration::from_secs(2 * 60));
-        let closed = app.post(&format!("/api/messages/{id}/edit")).json(json!({"text": "late"})).expect(409).await;
-        assert_error(&closed, "edit_window_closed");
-    }
-
-    async fn a_received_reply_names_the_message_it_replies_to(app) {
-        let (s, _) = app.connected_session().await;
-        let ours = app.send_text(&s, TO, "Open on Sunday?").await;
-        app.wait_status(&ours, "sent").await;
-        app.post(&format!("/emulator/sessions/{s}/inbound"))
-            .json(json!({"from": TO, "text": "Yes, 10 to 4", "quoted_message_id": ours}))
-            .expect(202).await;
-        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 1).await;
-        let reply = &logs["data"][0];
-        assert_eq!(reply["quoted_message_id"], ours.as_str());
-        let events = app.get("/v1/events?after=0&limit=100").expect(200).await;
-        let received: Vec<_> = events["data"].as_array().unwrap().iter().filter(|e| e["type"] == "message.received").collect();
-        assert_eq!(received.len(), 1);
-        assert_eq!(received[0]["data"]["quoted_message_id"], ours.as_str());
-
-        // Not a reply: null. A message that is not this session's, or not an id: 422.
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "thanks"})).expect(202).await;
-        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 2).await;
-        assert!(logs["data"][0]["quoted_message_id"].is_null());
-        let (other, _) = app.connected_session().await;
-        let theirs = app.send_text(&other, TO, "elsewhere").await;
-        app.wait_status(&theirs, "sent").await;
-        for bad in [json!(theirs), json!("msg_nope"), json!(7)] {
-            let refused = app.post(&format!("/emulator/sessions/{s}/inbound"))
-                .json(json!({"from": TO, "text": "x", "quoted_message_id": bad})).expect(422).await;
-            assert!(refused["errors"]["quoted_message_id"].is_array(), "{refused}");
-        }
-    }
-
-    async fn a_queued_message_is_withdrawn_at_once(app) {
-        let created = app.create_session(json!({})).await;
-        let s = created["session"]["session_id"].as_str().unwrap().to_owned();
-        let id = app.send_text(&s, TO, "never mind").await;
-        app.delete(&format!("/api/messages/{id}")).expect(200).await;
-        let info = app.get(&format!("/api/messages/{id}/info")).expect(200).await;
-        assert_eq!(info["status"], "deleted");
-        // Connecting later sends nothing.
-        app.post(&format!("/v1/whatsapp-sessions/{s}/connect")).expect(200).await;
-        app.post(&format!("/emulator/sessions/{s}/scan")).expect(200).await;
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert_eq!(app.get(&format!("/api/messages/{id}/info")).expect(200).await["sent_at"], Value::Null);
-    }
-
-    async fn deleting_a_message_that_keeps_changing_gives_up(app) {
-        // A queued message whose send job is gone (as while its outcome is being recorded):
-        // withdrawing it loses every time.
-        let created = app.create_session(json!({})).await;
-        let s = created["session"]["session_id"].as_str().unwrap().to_owned();
-        let id = app.send_text(&s, TO, "in flight").await;
-        app.db().execute(&format!("DELETE FROM outbox WHERE message_id = '{id}'")).await;
-        let started = std::time::Instant::now();
-        let answer = app.delete(&format!("/api/messages/{id}")).expect(409).await;
-        assert_error(&answer, "invalid_state");
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
-        assert_eq!(app.get(&format!("/api/messages/{id}/info")).expect(200).await["status"], "queued");
-    }
-
-    async fn replies_and_reactions_refer_to_sent_messages(app) {
-        let (s, _) = app.connected_session().await;
-        let original = app.send_text(&s, TO, "original").await;
-        let early = app.post("/api/send-message").json(json!({"session_id": s, "to": TO, "text": "re", "quoted_message_id": original})).send().await;
-        assert!(early.status == 202 || early.status == 422, "{}", early.text);
-        app.wait_status(&original, "sent").await;
-        let reply = send(&app, json!({"session_id": s, "to": TO, "text": "a reply", "quoted_message_id": original})).await;
-        let reply_info = app.wait_status(reply["message_id"].as_str().unwrap(), "sent").await;
-        assert_eq!(reply_info["kind"], "text");
-        let reaction = send(&app, json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": "👍", "message_id": original})).await;
-        app.wait_status(reaction["message_id"].as_str().unwrap(), "sent").await;
-        let logs = app.get(&format!("/api/whatsapp-sessions/{s}/message-logs")).expect(200).await;
-        let reaction_row = logs["data"].as_array().unwrap().iter().find(|m| m["kind"] == "reaction").unwrap().clone();
-        assert_eq!(reaction_row["content"]["target"], original.as_str());
-        assert!(reaction_row["content"]["target_provider_id"].as_str().unwrap().starts_with("3EB0"));
-        let reply_row = logs["data"].as_array().unwrap().iter().find(|m| m["message_id"] == reply["message_id"]).unwrap().clone();
-        assert_eq!(reply_row["quoted_message_id"], original.as_str());
-        // A message that never went out cannot be replied to.
-        app.post(&format!("/emulator/sessions/{s}/contacts")).json(json!({"phone": "+15550109999", "on_whatsapp": false})).expect(204).await;
-        let failed = app.send_text(&s, "+15550109999", "lost").await;
-        app.wait_status(&failed, "failed").await;
-        invalid(&app, json!({"session_id": s, "to": TO, "text": "re", "quoted_message_id": failed}), "quoted_message_id").await;
-    }
-
-    async fn inbound_messages_are_stored_and_settings_apply(app) {
-        let (s, _) = app.connected_session().await;
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "hi"})).expect(202).await;
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "location": {"latitude": 1.0, "longitude": 2.0}})).expect(202).await;
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "chat": "120363000000000001@g.us", "text": "in a group"})).expect(202).await;
-        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"].as_array().unwrap().len() == 3).await;
-        let first = &logs["data"][2];
-        assert_eq!(first["direction"], "in");
-        assert_eq!(first["status"], "received");
-        assert_eq!(first["chat_jid"], TO_JID);
-        assert_eq!(first["sender_jid"], TO_JID);
-        assert_eq!(first["content"]["text"], "hi");
-        let group = app.get(&format!("/api/whatsapp-sessions/{s}/message-logs?chat=120363000000000001@g.us")).expect(200).await;
-        assert_eq!(group["data"].as_array().unwrap().len(), 1);
-        assert_eq!(group["data"][0]["sender_jid"], TO_JID);
-
-        // ignore_groups drops group messages; read_incoming marks the rest read.
-        app.patch(&format!("/v1/whatsapp-sessions/{s}/settings")).json(json!({"ignore_groups": true, "read_incoming": true})).expect(200).await;
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "chat": "120363000000000001@g.us", "text": "ignored"})).expect(202).await;
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "auto read"})).expect(202).await;
-        let logs = app.eventually(&format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"), |l| l["data"][0]["content"]["text"] == "auto read").await;
-        assert_eq!(logs["data"].as_array().unwrap().len(), 4, "the group message was dropped");
-        app.wait_status(logs["data"][0]["message_id"].as_str().unwrap(), "read").await;
-
-        // Bad injections.
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"text": "who?"})).expect(422).await;
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "to": TO, "text": "x"})).expect(422).await;
-        app.post(&format!("/v1/whatsapp-sessions/{s}/disconnect")).expect(200).await;
-        let off = app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "x"})).expect(409).await;
-        assert_error(&off, "session_not_connected");
-    }
-
-    async fn message_logs_page_and_filter(app) {
-        let (s, _) = app.connected_session().await;
-        let mut ids = Vec::new();
-        for i in 0..5 {
-            ids.push(app.send_text(&s, TO, &format!("m{i}")).await);
-        }
-        ids.reverse();
-        let page = app.get(&format!("/api/whatsapp-sessions/{s}/message-logs?limit=2&direction=out")).expect(200).await;
-        let got: Vec<&str> = page["data"].as_array().unwrap().iter().map(|m| m["message_id"].as_str().unwrap()).collect();
-        assert_eq!(got, ids[..2]);
-        let next = page["next_cursor"].as_str().unwrap();
-        let page2 = app.get(&format!("/api/whatsapp-sessions/{s}/message-logs?limit=2&before_id={next}")).expect(200).await;
-        assert_eq!(page2["data"][0]["message_id"], ids[2].as_str());
-        for bad in ["limit=0", "direction=sideways", "before_id=x", "chat=nope", "colour=red"] {
-            app.get(&format!("/api/whatsapp-sessions/{s}/message-logs?{bad}")).expect(422).await;
-        }
-        app.get("/api/whatsapp-sessions/sess_00000000000000000000000000/message-logs").expect(404).await;
-    }
-
-    async fn other_tenants_cannot_see_or_touch_messages(app) {
-        let (s, _) = app.connected_session().await;
-        let id = app.send_text(&s, TO, "private").await;
-        let (_, intruder) = app.store.create_account("intruder").await.unwrap();
-        let t = intruder.raw.as_str();
-        app.get(&format!("/api/messages/{id}/info")).token(t).expect(404).await;
-        app.delete(&format!("/api/messages/{id}")).token(t).expect(404).await;
-        app.post(&format!("/api/messages/{id}/edit")).token(t).json(json!({"text": "x"})).expect(404).await;
-        app.post(&format!("/api/messages/{id}/resend")).token(t).expect(404).await;
-        app.get(&format!("/api/whatsapp-sessions/{s}/message-logs")).token(t).expect(404).await;
-        app.post("/api/send-message").token(t).json(json!({"session_id": s, "to": TO, "text": "x"})).expect(404).await;
-        app.get("/api/messages/msg_00000000000000000000000000/info").expect(404).await;
-        app.get("/api/messages/garbage/info").expect(404).await;
+    for text in ["a", "ok", "1", "é", "1⃣x", "👍 ", "👍a", "hello 👍"] {
+        let error = invalid(&app, json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": text, "message_id": original}), "emoji").await;
+        assert!(error.contains("one emoji"), "{text}: {error}");
     }
 }
 
-dual_test! {
-    async fn a_message_withdrawn_while_it_was_being_sent_is_revoked(app) {
-        // Played at the store: the dispatcher sent the message, the withdrawal committed first.
-        let created = app.create_session(json!({})).await;
-        let s = created["session"]["session_id"].as_str().unwrap().to_owned();
-        let id = app.send_text(&s, TO, "too late to take back").await;
-        let message: wharf_core::MessageId = id.parse().unwrap();
-        let account: wharf_core::AccountId = app.account_id.parse().unwrap();
-        let row = app.store.get_message(account, message).await.unwrap().unwrap();
-        assert!(app.store.withdraw(account, message).await.unwrap());
-        let job = wharf_store::OutboxJob::new(account, row.session_id, row.chat_jid.clone(), Some(message), wharf_store::JobAction::Send, Value::Null);
-        let at = wharf_core::time::now_millis();
-        app.store
-            .record_outcomes(&[wharf_store::JobOutcome::Sent { job, message: Some(Box::new(row.clone())), provider_id: "3EB0LATE".into(), at }])
-            .await
-            .unwrap();
-        let after = app.store.get_message(account, message).await.unwrap().unwrap();
-        assert_eq!(after.status, wharf_core::message::MessageStatus::Deleted);
-        assert_eq!(after.sent_at, Some(at));
-        let jobs = app.store.ready_jobs(row.session_id, wharf_core::time::now_millis() + 1, 10).await.unwrap();
-        assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].action, wharf_store::JobAction::Revoke, "it is revoked on WhatsApp");
-        let info = app.get(&format!("/api/messages/{id}/info")).expect(200).await;
-        let kinds: Vec<&str> = info["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["message.deleted"], "no message.sent for a withdrawn message");
+#[wharf_testkit::dual_test]
+async fn messages_wait_for_a_disconnected_session(mut app: wharf_testkit::TestApp) {
+    let created = app.create_session(json!({})).await;
+    let s = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = app.send_text(&s, TO, "waiting").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.get(&format!("/api/messages/{id}/info"))
+            .expect(200)
+            .await["status"],
+        "queued"
+    );
+    app.post(&format!("/v1/whatsapp-sessions/{s}/connect"))
+        .expect(200)
+        .await;
+    app.post(&format!("/emulator/sessions/{s}/scan"))
+        .expect(200)
+        .await;
+    app.wait_status(&id, "sent").await;
+    // Deleting a session fails what it had not sent yet; a deleted session accepts nothing.
+    app.post(&format!("/v1/whatsapp-sessions/{s}/disconnect"))
+        .expect(200)
+        .await;
+    let stranded = app.send_text(&s, TO, "never to leave").await;
+    app.delete(&format!("/v1/whatsapp-sessions/{s}"))
+        .expect(202)
+        .await;
+    let info = app.wait_status(&stranded, "failed").await;
+    assert!(
+        info["failure_reason"].as_str().unwrap().contains("deleted"),
+        "{info}"
+    );
+    let refused = app
+        .post("/api/send-message")
+        .json(json!({"session_id": s, "to": TO, "text": "x"}))
+        .expect(409)
+        .await;
+    assert_error(&refused, "invalid_state");
+}
+
+#[wharf_testkit::dual_test]
+async fn a_retryable_failure_recovers(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    app.post(&format!("/emulator/sessions/{s}/failures"))
+        .json(json!({"mode": "retryable", "count": 2, "reason": "network hiccup"}))
+        .expect(204)
+        .await;
+    let id = app.send_text(&s, TO, "eventually").await;
+    let info = app.wait_status(&id, "sent").await;
+    assert_eq!(info["attempts"], 3, "two failures then success: {info}");
+    assert_eq!(info["failure_reason"], Value::Null);
+}
+
+#[wharf_testkit::dual_test]
+async fn a_permanent_failure_fails_at_once_and_can_be_resent(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    app.post(&format!("/emulator/sessions/{s}/contacts"))
+        .json(json!({"phone": TO, "on_whatsapp": false}))
+        .expect(204)
+        .await;
+    let id = app.send_text(&s, TO, "nobody there").await;
+    let info = app.wait_status(&id, "failed").await;
+    assert_eq!(info["attempts"], 1);
+    assert!(
+        info["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("not on WhatsApp"),
+        "{info}"
+    );
+    assert!(info["failed_at"].is_string());
+    assert!(
+        info["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event_type"] == "message.failed")
+    );
+
+    // Resend only fails again while the number is off WhatsApp; once on, it goes out.
+    app.post(&format!("/emulator/sessions/{s}/contacts"))
+        .json(json!({"phone": TO, "on_whatsapp": true}))
+        .expect(204)
+        .await;
+    app.post(&format!("/api/messages/{id}/resend"))
+        .expect(200)
+        .await;
+    let info = app.wait_status(&id, "sent").await;
+    assert_eq!(info["failure_reason"], Value::Null);
+    app.post(&format!("/api/messages/{id}/resend"))
+        .expect(409)
+        .await;
+}
+
+#[wharf_testkit::dual_test]
+async fn retries_give_up_after_the_configured_attempts(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    app.post(&format!("/emulator/sessions/{s}/failures"))
+        .json(json!({"mode": "retryable"}))
+        .expect(204)
+        .await;
+    let id = app.send_text(&s, TO, "doomed").await;
+    let info = app.wait_status(&id, "failed").await;
+    assert_eq!(info["attempts"], 8);
+    assert!(
+        info["failure_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("gave up after 8 attempts"),
+        "{info}"
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn a_retrying_chat_holds_its_later_messages_but_not_other_chats(
+    mut app: wharf_testkit::TestApp,
+) {
+    let (s, _) = app.connected_session().await;
+    app.post(&format!("/emulator/sessions/{s}/failures"))
+        .json(json!({"mode": "retryable", "count": 1}))
+        .expect(204)
+        .await;
+    let first = app.send_text(&s, TO, "first").await;
+    let second = app.send_text(&s, TO, "second").await;
+    let first_info = app.wait_status(&first, "sent").await;
+    let second_info = app.wait_status(&second, "sent").await;
+    assert!(
+        first_info["sent_at"].as_str() <= second_info["sent_at"].as_str(),
+        "FIFO per chat"
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn receipts_move_status_forward_only(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let id = app.send_text(&s, TO, "track me").await;
+    app.wait_status(&id, "sent").await;
+    let receipt = |status: &'static str| {
+        app.post(&format!("/emulator/sessions/{s}/receipts"))
+            .json(json!({"message_id": id, "status": status}))
+    };
+    receipt("read").expect(202).await;
+    app.wait_status(&id, "read").await;
+    receipt("delivered").expect(202).await; // late and out of order
+    receipt("read").expect(202).await; // duplicate
+    let info = app
+        .get(&format!("/api/messages/{id}/info"))
+        .expect(200)
+        .await;
+    assert_eq!(info["status"], "read");
+    assert!(info["delivered_at"].is_string() && info["read_at"].is_string());
+    let kinds: Vec<&str> = info["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["message.sent", "message.read"],
+        "no double counting"
+    );
+    let bad = app
+        .post(&format!("/emulator/sessions/{s}/receipts"))
+        .json(json!({"message_id": id, "status": "seen"}))
+        .expect(422)
+        .await;
+    assert_error(&bad, "validation_error");
+    // Receipts are for messages the session sent, not ones it received.
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "hi"}))
+        .expect(202)
+        .await;
+    let logs = app
+        .eventually(
+            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
+            |l| l["data"].as_array().unwrap().len() == 1,
+        )
+        .await;
+    let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
+    app.post(&format!("/emulator/sessions/{s}/receipts"))
+        .json(json!({"message_id": inbound, "status": "read"}))
+        .expect(422)
+        .await;
+}
+
+#[wharf_testkit::dual_test]
+async fn edit_delete_read_and_presence(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let id = app.send_text(&s, TO, "typo").await;
+    app.wait_status(&id, "sent").await;
+    app.post(&format!("/api/messages/{id}/edit"))
+        .json(json!({"text": "fixed"}))
+        .expect(200)
+        .await;
+    let edited = app
+        .eventually(&format!("/api/messages/{id}/info"), |m| {
+            m["edited_at"].is_string()
+        })
+        .await;
+    assert!(
+        edited["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event_type"] == "message.edited")
+    );
+    let logs = app
+        .get(&format!("/api/whatsapp-sessions/{s}/message-logs"))
+        .expect(200)
+        .await;
+    assert_eq!(logs["data"][0]["content"]["text"], "fixed");
+    app.call(reqwest::Method::PUT, &format!("/api/messages/{id}"))
+        .json(json!({"text": "again"}))
+        .expect(200)
+        .await;
+    app.post(&format!("/api/messages/{id}/edit"))
+        .json(json!({"text": ""}))
+        .expect(422)
+        .await;
+
+    let answer = app.delete(&format!("/api/messages/{id}")).expect(200).await;
+    assert_eq!(answer["message"], "Dispatched");
+    app.wait_status(&id, "deleted").await;
+    app.delete(&format!("/api/messages/{id}")).expect(409).await;
+    app.post(&format!("/api/messages/{id}/edit"))
+        .json(json!({"text": "late"}))
+        .expect(409)
+        .await;
+
+    // Received messages are marked read.
+    let injected = app
+        .post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "hello?"}))
+        .expect(202)
+        .await;
+    assert!(
+        injected["provider_msg_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("3EB0")
+    );
+    let logs = app
+        .eventually(
+            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
+            |l| l["data"].as_array().unwrap().len() == 1,
+        )
+        .await;
+    let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
+    app.post("/api/messages/read")
+        .json(json!({"message_ids": [inbound], "chat_jid": TO_JID}))
+        .expect(200)
+        .await;
+    app.wait_status(&inbound, "read").await;
+    app.post("/api/messages/read")
+        .json(json!({"message_ids": [inbound], "chat_jid": "15559999999@s.whatsapp.net"}))
+        .expect(422)
+        .await;
+    app.post("/api/messages/read")
+        .json(json!({"message_ids": [id], "chat_jid": TO_JID}))
+        .expect(422)
+        .await;
+    app.post("/api/messages/read")
+        .json(json!({"message_ids": [], "chat_jid": TO_JID}))
+        .expect(422)
+        .await;
+
+    for presence in [
+        "available",
+        "unavailable",
+        "composing",
+        "recording",
+        "paused",
+    ] {
+        app.post("/api/send-presence-update")
+            .json(json!({"session_id": s, "to": TO, "presence": presence}))
+            .expect(200)
+            .await;
     }
+    app.post("/api/send-presence-update")
+        .json(json!({"session_id": s, "to": TO, "presence": "dancing"}))
+        .expect(422)
+        .await;
+    app.post("/api/send-presence-update")
+        .json(json!({"session_id": s, "presence": "composing"}))
+        .expect(422)
+        .await;
+    app.post(&format!("/v1/whatsapp-sessions/{s}/disconnect"))
+        .expect(200)
+        .await;
+    let refused = app
+        .post("/api/send-presence-update")
+        .json(json!({"session_id": s, "presence": "available"}))
+        .expect(409)
+        .await;
+    assert_error(&refused, "session_not_connected");
+}
+
+#[wharf_testkit::dual_test]
+async fn the_contact_sees_edits_revocations_and_read_marks(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let typo = app.send_text(&s, TO, "typo").await;
+    let gone = app.send_text(&s, TO, "oops").await;
+    let typo_wid = app.wait_status(&typo, "sent").await["provider_msg_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gone_wid = app.wait_status(&gone, "sent").await["provider_msg_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "hello?"}))
+        .expect(202)
+        .await;
+    let logs = app
+        .eventually(
+            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
+            |l| l["data"].as_array().unwrap().len() == 1,
+        )
+        .await;
+    let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
+
+    app.post(&format!("/api/messages/{typo}/edit"))
+        .json(json!({"text": "fixed"}))
+        .expect(200)
+        .await;
+    app.delete(&format!("/api/messages/{gone}"))
+        .expect(200)
+        .await;
+    app.post("/api/messages/read")
+        .json(json!({"message_ids": [inbound], "chat_jid": TO_JID}))
+        .expect(200)
+        .await;
+    app.wait_status(&gone, "deleted").await;
+    app.wait_status(&inbound, "read").await;
+    app.eventually(&format!("/api/messages/{typo}/info"), |m| {
+        m["edited_at"].is_string()
+    })
+    .await;
+
+    let chat = app
+        .get(&format!("/emulator/sessions/{s}/chats/{TO_JID}"))
+        .expect(200)
+        .await;
+    let seen = chat["data"].as_array().unwrap();
+    assert_eq!(seen.len(), 3, "{chat}");
+    assert_eq!(seen[0]["provider_msg_id"], typo_wid.as_str());
+    assert_eq!(seen[0]["content"]["text"], "fixed");
+    assert_eq!(seen[0]["edited"], true);
+    assert_eq!(seen[1]["provider_msg_id"], gone_wid.as_str());
+    assert_eq!(seen[1]["revoked"], true);
+    assert!(seen[1]["content"].is_null());
+    assert_eq!(seen[2]["direction"], "in");
+    assert_eq!(seen[2]["read"], true);
+    // Another chat is empty; another tenant sees nothing.
+    let other = app
+        .get(&format!("/emulator/sessions/{s}/chats/+15550109999"))
+        .expect(200)
+        .await;
+    assert_eq!(other["data"].as_array().unwrap().len(), 0);
+}
+
+#[wharf_testkit::dual_test]
+async fn the_edit_window_closes_fifteen_minutes_after_the_send(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let id = app.send_text(&s, TO, "typo").await;
+    app.wait_status(&id, "sent").await;
+    app.config
+        .clock
+        .advance(std::time::Duration::from_secs(14 * 60));
+    app.post(&format!("/api/messages/{id}/edit"))
+        .json(json!({"text": "fixed"}))
+        .expect(200)
+        .await;
+    app.config
+        .clock
+        .advance(std::time::Duration::from_secs(2 * 60));
+    let closed = app
+        .post(&format!("/api/messages/{id}/edit"))
+        .json(json!({"text": "late"}))
+        .expect(409)
+        .await;
+    assert_error(&closed, "edit_window_closed");
+}
+
+#[wharf_testkit::dual_test]
+async fn a_received_reply_names_the_message_it_replies_to(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let ours = app.send_text(&s, TO, "Open on Sunday?").await;
+    app.wait_status(&ours, "sent").await;
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "Yes, 10 to 4", "quoted_message_id": ours}))
+        .expect(202)
+        .await;
+    let logs = app
+        .eventually(
+            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
+            |l| l["data"].as_array().unwrap().len() == 1,
+        )
+        .await;
+    let reply = &logs["data"][0];
+    assert_eq!(reply["quoted_message_id"], ours.as_str());
+    let events = app.get("/v1/events?after=0&limit=100").expect(200).await;
+    let received: Vec<_> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "message.received")
+        .collect();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["data"]["quoted_message_id"], ours.as_str());
+
+    // Not a reply: null. A message that is not this session's, or not an id: 422.
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "thanks"}))
+        .expect(202)
+        .await;
+    let logs = app
+        .eventually(
+            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
+            |l| l["data"].as_array().unwrap().len() == 2,
+        )
+        .await;
+    assert!(logs["data"][0]["quoted_message_id"].is_null());
+    let (other, _) = app.connected_session().await;
+    let theirs = app.send_text(&other, TO, "elsewhere").await;
+    app.wait_status(&theirs, "sent").await;
+    for bad in [json!(theirs), json!("msg_nope"), json!(7)] {
+        let refused = app
+            .post(&format!("/emulator/sessions/{s}/inbound"))
+            .json(json!({"from": TO, "text": "x", "quoted_message_id": bad}))
+            .expect(422)
+            .await;
+        assert!(
+            refused["errors"]["quoted_message_id"].is_array(),
+            "{refused}"
+        );
+    }
+}
+
+#[wharf_testkit::dual_test]
+async fn a_queued_message_is_withdrawn_at_once(mut app: wharf_testkit::TestApp) {
+    let created = app.create_session(json!({})).await;
+    let s = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = app.send_text(&s, TO, "never mind").await;
+    app.delete(&format!("/api/messages/{id}")).expect(200).await;
+    let info = app
+        .get(&format!("/api/messages/{id}/info"))
+        .expect(200)
+        .await;
+    assert_eq!(info["status"], "deleted");
+    // Connecting later sends nothing.
+    app.post(&format!("/v1/whatsapp-sessions/{s}/connect"))
+        .expect(200)
+        .await;
+    app.post(&format!("/emulator/sessions/{s}/scan"))
+        .expect(200)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.get(&format!("/api/messages/{id}/info"))
+            .expect(200)
+            .await["sent_at"],
+        Value::Null
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn deleting_a_message_that_keeps_changing_gives_up(mut app: wharf_testkit::TestApp) {
+    // A queued message whose send job is gone (as while its outcome is being recorded):
+    // withdrawing it loses every time.
+    let created = app.create_session(json!({})).await;
+    let s = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = app.send_text(&s, TO, "in flight").await;
+    app.db()
+        .execute(&format!("DELETE FROM outbox WHERE message_id = '{id}'"))
+        .await;
+    let started = std::time::Instant::now();
+    let answer = app.delete(&format!("/api/messages/{id}")).expect(409).await;
+    assert_error(&answer, "invalid_state");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        app.get(&format!("/api/messages/{id}/info"))
+            .expect(200)
+            .await["status"],
+        "queued"
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn replies_and_reactions_refer_to_sent_messages(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let original = app.send_text(&s, TO, "original").await;
+    let early = app
+        .post("/api/send-message")
+        .json(json!({"session_id": s, "to": TO, "text": "re", "quoted_message_id": original}))
+        .send()
+        .await;
+    assert!(early.status == 202 || early.status == 422, "{}", early.text);
+    app.wait_status(&original, "sent").await;
+    let reply = send(
+        &app,
+        json!({"session_id": s, "to": TO, "text": "a reply", "quoted_message_id": original}),
+    )
+    .await;
+    let reply_info = app
+        .wait_status(reply["message_id"].as_str().unwrap(), "sent")
+        .await;
+    assert_eq!(reply_info["kind"], "text");
+    let reaction = send(&app, json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": "👍", "message_id": original})).await;
+    app.wait_status(reaction["message_id"].as_str().unwrap(), "sent")
+        .await;
+    let logs = app
+        .get(&format!("/api/whatsapp-sessions/{s}/message-logs"))
+        .expect(200)
+        .await;
+    let reaction_row = logs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "reaction")
+        .unwrap()
+        .clone();
+    assert_eq!(reaction_row["content"]["target"], original.as_str());
+    assert!(
+        reaction_row["content"]["target_provider_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("3EB0")
+    );
+    let reply_row = logs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == reply["message_id"])
+        .unwrap()
+        .clone();
+    assert_eq!(reply_row["quoted_message_id"], original.as_str());
+    // A message that never went out cannot be replied to.
+    app.post(&format!("/emulator/sessions/{s}/contacts"))
+        .json(json!({"phone": "+15550109999", "on_whatsapp": false}))
+        .expect(204)
+        .await;
+    let failed = app.send_text(&s, "+15550109999", "lost").await;
+    app.wait_status(&failed, "failed").await;
+    invalid(
+        &app,
+        json!({"session_id": s, "to": TO, "text": "re", "quoted_message_id": failed}),
+        "quoted_message_id",
+    )
+    .await;
+}
+
+#[wharf_testkit::dual_test]
+async fn inbound_messages_are_stored_and_settings_apply(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "hi"}))
+        .expect(202)
+        .await;
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "location": {"latitude": 1.0, "longitude": 2.0}}))
+        .expect(202)
+        .await;
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "chat": "120363000000000001@g.us", "text": "in a group"}))
+        .expect(202)
+        .await;
+    let logs = app
+        .eventually(
+            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
+            |l| l["data"].as_array().unwrap().len() == 3,
+        )
+        .await;
+    let first = &logs["data"][2];
+    assert_eq!(first["direction"], "in");
+    assert_eq!(first["status"], "received");
+    assert_eq!(first["chat_jid"], TO_JID);
+    assert_eq!(first["sender_jid"], TO_JID);
+    assert_eq!(first["content"]["text"], "hi");
+    let group = app
+        .get(&format!(
+            "/api/whatsapp-sessions/{s}/message-logs?chat=120363000000000001@g.us"
+        ))
+        .expect(200)
+        .await;
+    assert_eq!(group["data"].as_array().unwrap().len(), 1);
+    assert_eq!(group["data"][0]["sender_jid"], TO_JID);
+
+    // ignore_groups drops group messages; read_incoming marks the rest read.
+    app.patch(&format!("/v1/whatsapp-sessions/{s}/settings"))
+        .json(json!({"ignore_groups": true, "read_incoming": true}))
+        .expect(200)
+        .await;
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "chat": "120363000000000001@g.us", "text": "ignored"}))
+        .expect(202)
+        .await;
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "auto read"}))
+        .expect(202)
+        .await;
+    let logs = app
+        .eventually(
+            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
+            |l| l["data"][0]["content"]["text"] == "auto read",
+        )
+        .await;
+    assert_eq!(
+        logs["data"].as_array().unwrap().len(),
+        4,
+        "the group message was dropped"
+    );
+    app.wait_status(logs["data"][0]["message_id"].as_str().unwrap(), "read")
+        .await;
+
+    // Bad injections.
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"text": "who?"}))
+        .expect(422)
+        .await;
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "to": TO, "text": "x"}))
+        .expect(422)
+        .await;
+    app.post(&format!("/v1/whatsapp-sessions/{s}/disconnect"))
+        .expect(200)
+        .await;
+    let off = app
+        .post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "x"}))
+        .expect(409)
+        .await;
+    assert_error(&off, "session_not_connected");
+}
+
+#[wharf_testkit::dual_test]
+async fn message_logs_page_and_filter(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(app.send_text(&s, TO, &format!("m{i}")).await);
+    }
+    ids.reverse();
+    let page = app
+        .get(&format!(
+            "/api/whatsapp-sessions/{s}/message-logs?limit=2&direction=out"
+        ))
+        .expect(200)
+        .await;
+    let got: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ids[..2]);
+    let next = page["next_cursor"].as_str().unwrap();
+    let page2 = app
+        .get(&format!(
+            "/api/whatsapp-sessions/{s}/message-logs?limit=2&before_id={next}"
+        ))
+        .expect(200)
+        .await;
+    assert_eq!(page2["data"][0]["message_id"], ids[2].as_str());
+    for bad in [
+        "limit=0",
+        "direction=sideways",
+        "before_id=x",
+        "chat=nope",
+        "colour=red",
+    ] {
+        app.get(&format!("/api/whatsapp-sessions/{s}/message-logs?{bad}"))
+            .expect(422)
+            .await;
+    }
+    app.get("/api/whatsapp-sessions/sess_00000000000000000000000000/message-logs")
+        .expect(404)
+        .await;
+}
+
+#[wharf_testkit::dual_test]
+async fn other_tenants_cannot_see_or_touch_messages(mut app: wharf_testkit::TestApp) {
+    let (s, _) = app.connected_session().await;
+    let id = app.send_text(&s, TO, "private").await;
+    let (_, intruder) = app.store.create_account("intruder").await.unwrap();
+    let t = intruder.raw.as_str();
+    app.get(&format!("/api/messages/{id}/info"))
+        .token(t)
+        .expect(404)
+        .await;
+    app.delete(&format!("/api/messages/{id}"))
+        .token(t)
+        .expect(404)
+        .await;
+    app.post(&format!("/api/messages/{id}/edit"))
+        .token(t)
+        .json(json!({"text": "x"}))
+        .expect(404)
+        .await;
+    app.post(&format!("/api/messages/{id}/resend"))
+        .token(t)
+        .expect(404)
+        .await;
+    app.get(&format!("/api/whatsapp-sessions/{s}/message-logs"))
+        .token(t)
+        .expect(404)
+        .await;
+    app.post("/api/send-message")
+        .token(t)
+        .json(json!({"session_id": s, "to": TO, "text": "x"}))
+        .expect(404)
+        .await;
+    app.get("/api/messages/msg_00000000000000000000000000/info")
+        .expect(404)
+        .await;
+    app.get("/api/messages/garbage/info").expect(404).await;
+}
+
+#[wharf_testkit::dual_test]
+async fn a_message_withdrawn_while_it_was_being_sent_is_revoked(mut app: wharf_testkit::TestApp) {
+    // Played at the store: the dispatcher sent the message, the withdrawal committed first.
+    let created = app.create_session(json!({})).await;
+    let s = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = app.send_text(&s, TO, "too late to take back").await;
+    let message: wharf_core::MessageId = id.parse().unwrap();
+    let account: wharf_core::AccountId = app.account_id.parse().unwrap();
+    let row = app
+        .store
+        .get_message(account, message)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(app.store.withdraw(account, message).await.unwrap());
+    let job = wharf_store::OutboxJob::new(
+        account,
+        row.session_id,
+        row.chat_jid.clone(),
+        Some(message),
+        wharf_store::JobAction::Send,
+        Value::Null,
+    );
+    let at = wharf_core::time::now_millis();
+    app.store
+        .record_outcomes(&[wharf_store::JobOutcome::Sent {
+            job,
+            message: Some(Box::new(row.clone())),
+            provider_id: "3EB0LATE".into(),
+            at,
+        }])
+        .await
+        .unwrap();
+    let after = app
+        .store
+        .get_message(account, message)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.status, wharf_core::message::MessageStatus::Deleted);
+    assert_eq!(after.sent_at, Some(at));
+    let jobs = app
+        .store
+        .ready_jobs(row.session_id, wharf_core::time::now_millis() + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        jobs[0].action,
+        wharf_store::JobAction::Revoke,
+        "it is revoked on WhatsApp"
+    );
+    let info = app
+        .get(&format!("/api/messages/{id}/info"))
+        .expect(200)
+        .await;
+    let kinds: Vec<&str> = info["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["message.deleted"],
+        "no message.sent for a withdrawn message"
+    );
 }

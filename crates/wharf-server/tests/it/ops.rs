@@ -2,74 +2,111 @@
 
 use wharf_testkit::TestApp;
 
-dual_test! {
-    async fn health_and_readiness(app) {
-        assert_eq!(app.get("/healthz").anonymous().expect(200).await["status"], "ok");
-        assert_eq!(app.get("/readyz").anonymous().expect(200).await["status"], "ok");
-    }
+#[wharf_testkit::dual_test]
+async fn health_and_readiness(mut app: wharf_testkit::TestApp) {
+    assert_eq!(
+        app.get("/healthz").anonymous().expect(200).await["status"],
+        "ok"
+    );
+    assert_eq!(
+        app.get("/readyz").anonymous().expect(200).await["status"],
+        "ok"
+    );
+}
 
-    async fn openapi_covers_every_route_with_schemas(app) {
-        let doc = app.get("/openapi.json").anonymous().expect(200).await;
-        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-        let paths = doc["paths"].as_object().unwrap();
-        let expected = [
-            ("/v1/whatsapp-sessions", vec!["get", "post"]),
-            ("/v1/whatsapp-sessions/{id}", vec!["get", "patch", "delete"]),
-            ("/v1/whatsapp-sessions/{id}/connect", vec!["post"]),
-            ("/v1/whatsapp-sessions/{id}/disconnect", vec!["post"]),
-            ("/v1/whatsapp-sessions/{id}/restart", vec!["post"]),
-            ("/v1/whatsapp-sessions/{id}/qrcode", vec!["get"]),
-            ("/v1/whatsapp-sessions/{id}/regenerate-key", vec!["post"]),
-            ("/v1/whatsapp-sessions/{id}/settings", vec!["get", "patch"]),
-            ("/v1/operations/{id}", vec!["get"]),
-            ("/emulator/sessions/{id}/scan", vec!["post"]),
-            ("/emulator/sessions/{id}/logout", vec!["post"]),
-            ("/emulator/sessions/{id}/inbound", vec!["post"]),
-            ("/emulator/sessions/{id}/failures", vec!["post"]),
-            ("/emulator/sessions/{id}/contacts", vec!["post"]),
-            ("/emulator/sessions/{id}/receipts", vec!["post"]),
-            ("/emulator/sessions/{id}/chats/{chat}", vec!["get"]),
-            ("/api/send-message", vec!["post"]),
-            ("/api/messages/{id}/info", vec!["get"]),
-            ("/api/messages/{id}", vec!["delete", "put"]),
-            ("/api/messages/{id}/edit", vec!["post"]),
-            ("/api/messages/{id}/resend", vec!["post"]),
-            ("/api/messages/read", vec!["post"]),
-            ("/api/send-presence-update", vec!["post"]),
-            ("/api/whatsapp-sessions/{id}/message-logs", vec!["get"]),
-            ("/v1/webhooks", vec!["get", "post"]),
-            ("/v1/webhooks/{id}", vec!["get", "patch", "delete"]),
-            ("/v1/webhooks/{id}/rotate-secret", vec!["post"]),
-            ("/v1/webhooks/{id}/deliveries", vec!["get"]),
-            ("/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", vec!["post"]),
-            ("/v1/webhooks/{id}/recover", vec!["post"]),
-            ("/v1/events", vec!["get"]),
-            ("/v1/events/stream", vec!["get"]),
-            ("/healthz", vec!["get"]),
-            ("/readyz", vec!["get"]),
-            ("/openapi.json", vec!["get"]),
-            ("/webhooks/meta", vec!["get", "post"]),
-            ("/v1/whatsapp/sandbox/sessions", vec!["get", "post"]),
-            ("/v1/whatsapp/sandbox/sessions/{sessionId}", vec!["delete"]),
-            ("/api/v1/sandbox_sessions", vec!["get", "post"]),
-            ("/api/v1/sandbox_sessions/{id}", vec!["get", "delete"]),
-            ("/api/v1/agents", vec!["get", "post"]),
-            ("/api/v1/agents/{id}", vec!["get", "patch", "delete"]),
-        ];
-        assert_eq!(paths.len(), expected.len(), "{:?}", paths.keys().collect::<Vec<_>>());
-        for (path, methods) in expected {
-            let item = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
-            for method in methods {
-                let op = &item[method];
-                assert!(op["responses"].is_object(), "{method} {path} has responses");
-            }
+#[wharf_testkit::dual_test]
+async fn openapi_covers_every_route_with_schemas(mut app: wharf_testkit::TestApp) {
+    let doc = app.get("/openapi.json").anonymous().expect(200).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    let expected = [
+        ("/v1/whatsapp-sessions", vec!["get", "post"]),
+        ("/v1/whatsapp-sessions/{id}", vec!["get", "patch", "delete"]),
+        ("/v1/whatsapp-sessions/{id}/connect", vec!["post"]),
+        ("/v1/whatsapp-sessions/{id}/disconnect", vec!["post"]),
+        ("/v1/whatsapp-sessions/{id}/restart", vec!["post"]),
+        ("/v1/whatsapp-sessions/{id}/qrcode", vec!["get"]),
+        ("/v1/whatsapp-sessions/{id}/regenerate-key", vec!["post"]),
+        ("/v1/whatsapp-sessions/{id}/settings", vec!["get", "patch"]),
+        ("/v1/operations/{id}", vec!["get"]),
+        ("/emulator/sessions/{id}/scan", vec!["post"]),
+        ("/emulator/sessions/{id}/logout", vec!["post"]),
+        ("/emulator/sessions/{id}/inbound", vec!["post"]),
+        ("/emulator/sessions/{id}/failures", vec!["post"]),
+        ("/emulator/sessions/{id}/contacts", vec!["post"]),
+        ("/emulator/sessions/{id}/receipts", vec!["post"]),
+        ("/emulator/sessions/{id}/chats/{chat}", vec!["get"]),
+        ("/api/send-message", vec!["post"]),
+        ("/api/messages/{id}/info", vec!["get"]),
+        ("/api/messages/{id}", vec!["delete", "put"]),
+        ("/api/messages/{id}/edit", vec!["post"]),
+        ("/api/messages/{id}/resend", vec!["post"]),
+        ("/api/messages/read", vec!["post"]),
+        ("/api/send-presence-update", vec!["post"]),
+        ("/api/whatsapp-sessions/{id}/message-logs", vec!["get"]),
+        ("/v1/webhooks", vec!["get", "post"]),
+        ("/v1/webhooks/{id}", vec!["get", "patch", "delete"]),
+        ("/v1/webhooks/{id}/rotate-secret", vec!["post"]),
+        ("/v1/webhooks/{id}/deliveries", vec!["get"]),
+        (
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+            vec!["post"],
+        ),
+        ("/v1/webhooks/{id}/recover", vec!["post"]),
+        ("/v1/events", vec!["get"]),
+        ("/v1/events/stream", vec!["get"]),
+        ("/healthz", vec!["get"]),
+        ("/readyz", vec!["get"]),
+        ("/openapi.json", vec!["get"]),
+        ("/webhooks/meta", vec!["get", "post"]),
+        ("/v1/whatsapp/sandbox/sessions", vec!["get", "post"]),
+        ("/v1/whatsapp/sandbox/sessions/{sessionId}", vec!["delete"]),
+        ("/api/v1/sandbox_sessions", vec!["get", "post"]),
+        ("/api/v1/sandbox_sessions/{id}", vec!["get", "delete"]),
+        ("/api/v1/agents", vec!["get", "post"]),
+        ("/api/v1/agents/{id}", vec!["get", "patch", "delete"]),
+    ];
+    assert_eq!(
+        paths.len(),
+        expected.len(),
+        "{:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (path, methods) in expected {
+        let item = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
+        for method in methods {
+            let op = &item[method];
+            assert!(op["responses"].is_object(), "{method} {path} has responses");
         }
-        let schemas = doc["components"]["schemas"].as_object().unwrap();
-        for name in ["SessionView", "SessionListView", "CreatedSessionView", "CreateSessionBody", "ErrorBody", "OperationView", "SessionSettings", "SendMessageBody", "MessageInfoView", "WebhookView", "DeliveryView", "EventListView", "CloudBody", "CloudView", "ButtonsBody", "ListBody", "TemplateBody", "ZernioSandboxSession", "ZernioErrorBody", "KapsoSandboxSession", "KapsoAgent", "KapsoErrorBody"] {
-            assert!(schemas.contains_key(name), "schema {name}");
-        }
-        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "SessionView",
+        "SessionListView",
+        "CreatedSessionView",
+        "CreateSessionBody",
+        "ErrorBody",
+        "OperationView",
+        "SessionSettings",
+        "SendMessageBody",
+        "MessageInfoView",
+        "WebhookView",
+        "DeliveryView",
+        "EventListView",
+        "CloudBody",
+        "CloudView",
+        "ButtonsBody",
+        "ListBody",
+        "TemplateBody",
+        "ZernioSandboxSession",
+        "ZernioErrorBody",
+        "KapsoSandboxSession",
+        "KapsoAgent",
+        "KapsoErrorBody",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name}");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 
 #[tokio::test]

@@ -84,7 +84,8 @@ fn refused_naming(body: &Value, field: &str) {
     assert!(errors[field].is_array(), "{body}");
 }
 
-async fn registration_refuses_every_spelling(backend: wharf_testkit::Backend) {
+#[wharf_testkit::dual_test]
+async fn registration_refuses_every_spelling_of_a_refused_address(backend: wharf_testkit::Backend) {
     let dns = Dns::default();
     let Some(app) = policy_app(backend, &dns).await else {
         return;
@@ -147,7 +148,8 @@ async fn registration_refuses_every_spelling(backend: wharf_testkit::Backend) {
     assert!(answer["errors"]["webhook_url"].is_array(), "{answer}");
 }
 
-async fn media_urls_are_checked_at_acceptance(backend: wharf_testkit::Backend) {
+#[wharf_testkit::dual_test]
+async fn media_urls_refused_at_acceptance(backend: wharf_testkit::Backend) {
     let dns = Dns::default();
     let Some(app) = policy_app(backend, &dns).await else {
         return;
@@ -206,7 +208,8 @@ async fn attempts(app: &TestApp, id: &str, n: usize) -> Vec<Value> {
     found["data"][0]["attempt_log"].as_array().unwrap().clone()
 }
 
-async fn a_name_rebound_to_loopback_is_refused_when_connecting(backend: wharf_testkit::Backend) {
+#[wharf_testkit::dual_test]
+async fn a_rebound_name_is_refused_at_connect_time(backend: wharf_testkit::Backend) {
     let dns = Dns::default();
     let Some(app) = policy_app(backend, &dns).await else {
         return;
@@ -237,7 +240,8 @@ async fn a_name_rebound_to_loopback_is_refused_when_connecting(backend: wharf_te
     );
 }
 
-async fn an_allowed_range_lets_the_resolved_address_through(backend: wharf_testkit::Backend) {
+#[wharf_testkit::dual_test]
+async fn an_allowed_range_is_delivered(backend: wharf_testkit::Backend) {
     // The test kit allows 127.0.0.0/8: the same name, resolved by the same hook, is delivered
     // (so the refusal above is the policy's, not a failed lookup).
     let dns = Dns::default();
@@ -259,11 +263,4 @@ async fn an_allowed_range_lets_the_resolved_address_through(backend: wharf_testk
     app.create_session(json!({})).await;
     app.connected_session().await;
     receiver.next_of("session.status").await;
-}
-
-wharf_testkit::on_both_backends! {
-    registration_refuses_every_spelling_of_a_refused_address => registration_refuses_every_spelling;
-    media_urls_refused_at_acceptance => media_urls_are_checked_at_acceptance;
-    a_rebound_name_is_refused_at_connect_time => a_name_rebound_to_loopback_is_refused_when_connecting;
-    an_allowed_range_is_delivered => an_allowed_range_lets_the_resolved_address_through;
 }

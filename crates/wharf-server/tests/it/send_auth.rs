@@ -132,155 +132,295 @@ async fn accept_and_check(
     written
 }
 
-dual_test! {
-    async fn a_key_revoked_elsewhere_stops_the_next_send(app) {
-        let session = new_session(&app).await;
-        let account = app.account_id.parse().unwrap();
-        let (key, token) = app.store.create_pat(account, Some("sender".into())).await.unwrap();
-        let send = |text: &str| json!({"session_id": session, "to": "+15550102030", "text": text});
-        // Two sends: the second is served from the cache the first filled.
-        for text in ["one", "two"] {
-            app.post("/api/send-message").token(&token.raw).json(send(text)).expect(202).await;
-        }
-        app.store.revoke_key(&key.fingerprint).await.unwrap().expect("revoked");
-        let refused = app.post("/api/send-message").token(&token.raw).json(send("three")).expect(401).await;
-        assert_error(&refused, "invalid_token");
-        assert_eq!(logged(&app, &session).await, 2, "nothing was committed after the revocation");
-        // Other keys of the account still send (the cache was emptied, not poisoned).
-        app.post("/api/send-message").json(send("four")).expect(202).await;
-        assert_eq!(logged(&app, &session).await, 3);
-    }
-
-    async fn a_key_revoked_elsewhere_gets_401_for_a_bad_body_too(app) {
-        let session = new_session(&app).await;
-        let account = app.account_id.parse().unwrap();
-        let (key, token) = app.store.create_pat(account, None).await.unwrap();
+#[wharf_testkit::dual_test]
+async fn a_key_revoked_elsewhere_stops_the_next_send(mut app: wharf_testkit::TestApp) {
+    let session = new_session(&app).await;
+    let account = app.account_id.parse().unwrap();
+    let (key, token) = app
+        .store
+        .create_pat(account, Some("sender".into()))
+        .await
+        .unwrap();
+    let send = |text: &str| json!({"session_id": session, "to": "+15550102030", "text": text});
+    // Two sends: the second is served from the cache the first filled.
+    for text in ["one", "two"] {
         app.post("/api/send-message")
             .token(&token.raw)
-            .json(json!({"session_id": session, "to": "+15550102030", "text": "one"}))
+            .json(send(text))
             .expect(202)
             .await;
-        app.store.revoke_key(&key.fingerprint).await.unwrap().expect("revoked");
-        // Still cached (no send has committed since), and the body is refused before any
-        // commit: the answer is 401 all the same, never the body's 422.
-        for body in [
-            json!({"session_id": session, "to": "garbage", "text": "x"}),
-            json!({"session_id": "sess_00000000000000000000000000", "to": "+15550102030", "text": "x"}),
-        ] {
-            let refused = app.post("/api/send-message").token(&token.raw).json(body).expect(401).await;
-            assert_error(&refused, "invalid_token");
-        }
-        assert_eq!(logged(&app, &session).await, 1);
     }
-
-    async fn a_session_key_revoked_elsewhere_stops_the_next_send(app) {
-        let created = app.create_session(json!({})).await;
-        let (session, raw) = session_and_key(&created);
-        let fingerprint = created["session_api_key"]["fingerprint"].as_str().unwrap().to_owned();
-        app.post("/api/send-message").token(&raw).json(json!({"to": "+15550102030", "text": "one"})).expect(202).await;
-        app.store.revoke_key(&fingerprint).await.unwrap().expect("revoked");
-        let refused = app.post("/api/send-message").token(&raw).json(json!({"to": "+15550102030", "text": "two"})).expect(401).await;
-        assert_error(&refused, "invalid_token");
-        assert_eq!(logged(&app, &session).await, 1);
-    }
-
-    async fn a_session_being_deleted_takes_no_more_sends(app) {
-        let session = new_session(&app).await;
-        let send = |text: &str| json!({"session_id": session, "to": "+15550102030", "text": text});
-        app.post("/api/send-message").json(send("one")).expect(202).await;
-        app.post("/api/send-message").json(send("two")).expect(202).await;
-        // Marked for deletion by another process: the cached session must not be used.
-        mark_for_deletion(&app, &session).await;
-        let refused = app.post("/api/send-message").json(send("three")).expect(409).await;
-        assert_error(&refused, "invalid_state");
-        assert_eq!(logged(&app, &session).await, 2);
-    }
+    app.store
+        .revoke_key(&key.fingerprint)
+        .await
+        .unwrap()
+        .expect("revoked");
+    let refused = app
+        .post("/api/send-message")
+        .token(&token.raw)
+        .json(send("three"))
+        .expect(401)
+        .await;
+    assert_error(&refused, "invalid_token");
+    assert_eq!(
+        logged(&app, &session).await,
+        2,
+        "nothing was committed after the revocation"
+    );
+    // Other keys of the account still send (the cache was emptied, not poisoned).
+    app.post("/api/send-message")
+        .json(send("four"))
+        .expect(202)
+        .await;
+    assert_eq!(logged(&app, &session).await, 3);
 }
 
-dual_test! {
-    async fn a_new_key_does_not_see_a_session_cached_before_it_changed(app) {
-        let session = new_session(&app).await;
-        let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
-        app.post("/api/send-message").json(send.clone()).expect(202).await;
-        mark_for_deletion(&app, &session).await;
-        // A key read now is at the new epoch; the session cached at the old one is not used.
-        let account = app.account_id.parse().unwrap();
-        let (_, token) = app.store.create_pat(account, None).await.unwrap();
-        let refused = app.post("/api/send-message").token(&token.raw).json(send).expect(409).await;
-        assert_error(&refused, "invalid_state");
-    }
-
-    async fn the_send_path_reads_keys_from_memory_until_asked_for_fresh(app) {
-        let account = app.account_id.parse().unwrap();
-        let (key, token) = app.store.create_pat(account, None).await.unwrap();
-        let hash = TokenHash::of(&token.raw);
-        let (_, epoch) = app.store.key_for_send(&hash, false).await.unwrap().expect("live");
-        app.store.revoke_key(&key.fingerprint).await.unwrap().expect("revoked");
-        // Cached: the same answer at the old epoch (a commit with it would be refused)...
-        let (_, cached) = app.store.key_for_send(&hash, false).await.unwrap().expect("from memory");
-        assert_eq!(cached, epoch);
-        // ... until read again.
-        assert!(app.store.key_for_send(&hash, true).await.unwrap().is_none());
-        assert!(app.store.key_for_send(&hash, false).await.unwrap().is_none());
-    }
-
-    async fn large_mixed_groups_bind_every_row_in_order(app) {
-        let (session, template, before, now) = around_a_revocation(&app).await;
-        let mut total = 1;
-        // More than 100 of each kind, so groups have several chunks of each; at the current
-        // epoch every send is written, at an old one only those without an epoch.
-        for epoch in [now, before] {
-            let sends: Vec<_> = (0..430)
-                .map(|i| {
-                    let chat = wharf_core::Jid::parse(&format!("1555010{i:04}@s.whatsapp.net")).unwrap();
-                    (like(&template, Some(chat)), (i % 2 == 1).then_some(epoch))
-                })
-                .collect();
-            total += accept_and_check(&app, session, &sends, before).await;
-            assert_eq!(app.store.outbox_len(session).await.unwrap(), total as i64);
-        }
-    }
-}
-
-dual_test_with! {
-    async fn a_revoked_cached_key_over_its_limit_gets_401_not_429(app) with |c| {
-        c.rate_limit_per_minute = 3.try_into().unwrap();
-    } {
-        let session = new_session(&app).await;
-        let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
-        let account = app.account_id.parse().unwrap();
-        let (key, token) = app.store.create_pat(account, None).await.unwrap();
-        for _ in 0..2 {
-            app.post("/api/send-message").token(&token.raw).json(send.clone()).expect(202).await;
-        }
-        app.store.revoke_key(&key.fingerprint).await.unwrap().expect("revoked");
-        let refused = app.post("/api/send-message").token(&token.raw).json(send).expect(401).await;
+#[wharf_testkit::dual_test]
+async fn a_key_revoked_elsewhere_gets_401_for_a_bad_body_too(mut app: wharf_testkit::TestApp) {
+    let session = new_session(&app).await;
+    let account = app.account_id.parse().unwrap();
+    let (key, token) = app.store.create_pat(account, None).await.unwrap();
+    app.post("/api/send-message")
+        .token(&token.raw)
+        .json(json!({"session_id": session, "to": "+15550102030", "text": "one"}))
+        .expect(202)
+        .await;
+    app.store
+        .revoke_key(&key.fingerprint)
+        .await
+        .unwrap()
+        .expect("revoked");
+    // Still cached (no send has committed since), and the body is refused before any
+    // commit: the answer is 401 all the same, never the body's 422.
+    for body in [
+        json!({"session_id": session, "to": "garbage", "text": "x"}),
+        json!({"session_id": "sess_00000000000000000000000000", "to": "+15550102030", "text": "x"}),
+    ] {
+        let refused = app
+            .post("/api/send-message")
+            .token(&token.raw)
+            .json(body)
+            .expect(401)
+            .await;
         assert_error(&refused, "invalid_token");
     }
+    assert_eq!(logged(&app, &session).await, 1);
 }
 
-dual_test! {
-    async fn a_send_decided_at_an_old_epoch_writes_nothing(app) {
-        let (session, template, before, now) = around_a_revocation(&app).await;
-        let account = app.account_id.parse().unwrap();
-        // Concurrent sends share group commits: those decided at the old epoch are refused,
-        // the others (current epoch, or read from the database) are written.
-        let sends: Vec<_> = (0..30)
-            .map(|i| (like(&template, None), [Some(before), Some(now), None][i % 3]))
+#[wharf_testkit::dual_test]
+async fn a_session_key_revoked_elsewhere_stops_the_next_send(mut app: wharf_testkit::TestApp) {
+    let created = app.create_session(json!({})).await;
+    let (session, raw) = session_and_key(&created);
+    let fingerprint = created["session_api_key"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post("/api/send-message")
+        .token(&raw)
+        .json(json!({"to": "+15550102030", "text": "one"}))
+        .expect(202)
+        .await;
+    app.store
+        .revoke_key(&fingerprint)
+        .await
+        .unwrap()
+        .expect("revoked");
+    let refused = app
+        .post("/api/send-message")
+        .token(&raw)
+        .json(json!({"to": "+15550102030", "text": "two"}))
+        .expect(401)
+        .await;
+    assert_error(&refused, "invalid_token");
+    assert_eq!(logged(&app, &session).await, 1);
+}
+
+#[wharf_testkit::dual_test]
+async fn a_session_being_deleted_takes_no_more_sends(mut app: wharf_testkit::TestApp) {
+    let session = new_session(&app).await;
+    let send = |text: &str| json!({"session_id": session, "to": "+15550102030", "text": text});
+    app.post("/api/send-message")
+        .json(send("one"))
+        .expect(202)
+        .await;
+    app.post("/api/send-message")
+        .json(send("two"))
+        .expect(202)
+        .await;
+    // Marked for deletion by another process: the cached session must not be used.
+    mark_for_deletion(&app, &session).await;
+    let refused = app
+        .post("/api/send-message")
+        .json(send("three"))
+        .expect(409)
+        .await;
+    assert_error(&refused, "invalid_state");
+    assert_eq!(logged(&app, &session).await, 2);
+}
+
+#[wharf_testkit::dual_test]
+async fn a_new_key_does_not_see_a_session_cached_before_it_changed(
+    mut app: wharf_testkit::TestApp,
+) {
+    let session = new_session(&app).await;
+    let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
+    app.post("/api/send-message")
+        .json(send.clone())
+        .expect(202)
+        .await;
+    mark_for_deletion(&app, &session).await;
+    // A key read now is at the new epoch; the session cached at the old one is not used.
+    let account = app.account_id.parse().unwrap();
+    let (_, token) = app.store.create_pat(account, None).await.unwrap();
+    let refused = app
+        .post("/api/send-message")
+        .token(&token.raw)
+        .json(send)
+        .expect(409)
+        .await;
+    assert_error(&refused, "invalid_state");
+}
+
+#[wharf_testkit::dual_test]
+async fn the_send_path_reads_keys_from_memory_until_asked_for_fresh(
+    mut app: wharf_testkit::TestApp,
+) {
+    let account = app.account_id.parse().unwrap();
+    let (key, token) = app.store.create_pat(account, None).await.unwrap();
+    let hash = TokenHash::of(&token.raw);
+    let (_, epoch) = app
+        .store
+        .key_for_send(&hash, false)
+        .await
+        .unwrap()
+        .expect("live");
+    app.store
+        .revoke_key(&key.fingerprint)
+        .await
+        .unwrap()
+        .expect("revoked");
+    // Cached: the same answer at the old epoch (a commit with it would be refused)...
+    let (_, cached) = app
+        .store
+        .key_for_send(&hash, false)
+        .await
+        .unwrap()
+        .expect("from memory");
+    assert_eq!(cached, epoch);
+    // ... until read again.
+    assert!(app.store.key_for_send(&hash, true).await.unwrap().is_none());
+    assert!(
+        app.store
+            .key_for_send(&hash, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn large_mixed_groups_bind_every_row_in_order(mut app: wharf_testkit::TestApp) {
+    let (session, template, before, now) = around_a_revocation(&app).await;
+    let mut total = 1;
+    // More than 100 of each kind, so groups have several chunks of each; at the current
+    // epoch every send is written, at an old one only those without an epoch.
+    for epoch in [now, before] {
+        let sends: Vec<_> = (0..430)
+            .map(|i| {
+                let chat =
+                    wharf_core::Jid::parse(&format!("1555010{i:04}@s.whatsapp.net")).unwrap();
+                (like(&template, Some(chat)), (i % 2 == 1).then_some(epoch))
+            })
             .collect();
-        assert_eq!(accept_and_check(&app, session, &sends, before).await, 20);
-        assert_eq!(app.store.outbox_len(session).await.unwrap(), 21, "the first and 20 current ones");
-
-        // With an idempotency key (committed on its own), the same rule.
-        let m = like(&template, None);
-        let job = OutboxJob::new(m.account_id, session, m.chat_jid.clone(), Some(m.id), JobAction::Send, serde_json::Value::Null);
-        let answer = json!({"status": "queued"});
-        let stale = app.store.accept_outgoing(&m, &job, Some(("k1", "h", 202, &answer)), Some(before)).await;
-        assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
-        assert!(app.store.get_message(account, m.id).await.unwrap().is_none());
-        app.store.accept_outgoing(&m, &job, Some(("k1", "h", 202, &answer)), Some(now)).await.unwrap();
-        assert!(app.store.get_message(account, m.id).await.unwrap().is_some());
+        total += accept_and_check(&app, session, &sends, before).await;
+        assert_eq!(app.store.outbox_len(session).await.unwrap(), total as i64);
     }
+}
+
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
+    c.rate_limit_per_minute = 3.try_into().unwrap();
+})]
+async fn a_revoked_cached_key_over_its_limit_gets_401_not_429(mut app: wharf_testkit::TestApp) {
+    let session = new_session(&app).await;
+    let send = json!({"session_id": session, "to": "+15550102030", "text": "x"});
+    let account = app.account_id.parse().unwrap();
+    let (key, token) = app.store.create_pat(account, None).await.unwrap();
+    for _ in 0..2 {
+        app.post("/api/send-message")
+            .token(&token.raw)
+            .json(send.clone())
+            .expect(202)
+            .await;
+    }
+    app.store
+        .revoke_key(&key.fingerprint)
+        .await
+        .unwrap()
+        .expect("revoked");
+    let refused = app
+        .post("/api/send-message")
+        .token(&token.raw)
+        .json(send)
+        .expect(401)
+        .await;
+    assert_error(&refused, "invalid_token");
+}
+
+#[wharf_testkit::dual_test]
+async fn a_send_decided_at_an_old_epoch_writes_nothing(mut app: wharf_testkit::TestApp) {
+    let (session, template, before, now) = around_a_revocation(&app).await;
+    let account = app.account_id.parse().unwrap();
+    // Concurrent sends share group commits: those decided at the old epoch are refused,
+    // the others (current epoch, or read from the database) are written.
+    let sends: Vec<_> = (0..30)
+        .map(|i| {
+            (
+                like(&template, None),
+                [Some(before), Some(now), None][i % 3],
+            )
+        })
+        .collect();
+    assert_eq!(accept_and_check(&app, session, &sends, before).await, 20);
+    assert_eq!(
+        app.store.outbox_len(session).await.unwrap(),
+        21,
+        "the first and 20 current ones"
+    );
+
+    // With an idempotency key (committed on its own), the same rule.
+    let m = like(&template, None);
+    let job = OutboxJob::new(
+        m.account_id,
+        session,
+        m.chat_jid.clone(),
+        Some(m.id),
+        JobAction::Send,
+        serde_json::Value::Null,
+    );
+    let answer = json!({"status": "queued"});
+    let stale = app
+        .store
+        .accept_outgoing(&m, &job, Some(("k1", "h", 202, &answer)), Some(before))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
+    assert!(
+        app.store
+            .get_message(account, m.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    app.store
+        .accept_outgoing(&m, &job, Some(("k1", "h", 202, &answer)), Some(now))
+        .await
+        .unwrap();
+    assert!(
+        app.store
+            .get_message(account, m.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// PostgreSQL only: runs `sql` on the test's database.

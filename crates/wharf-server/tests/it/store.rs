@@ -4,125 +4,235 @@
 use wharf_core::{MessageId, SessionId};
 use wharf_store::{JobAction, OutboxJob};
 
-dual_test! {
-    async fn a_bad_send_in_a_group_commit_fails_alone(app) {
-        // A session that is not connected keeps its outbox, so the jobs can be counted.
-        let created = app.create_session(serde_json::json!({})).await;
-        let session: SessionId = created["session"]["session_id"].as_str().unwrap().parse().unwrap();
-        let first: MessageId = app
-            .send_text(&session.to_string(), "+15550102030", "first")
-            .await
-            .parse()
-            .unwrap();
-        let template = app
-            .store
-            .get_message(app.account_id.parse().unwrap(), first)
-            .await
-            .unwrap()
-            .expect("the first message");
-        let job = |m: &wharf_store::MessageRow| {
-            OutboxJob::new(m.account_id, session, m.chat_jid.clone(), Some(m.id), JobAction::Send, serde_json::Value::Null)
-        };
-        // Many sends at once, so they share group commits; one reuses the first's id.
-        let mut rows = Vec::new();
-        for i in 0..40 {
-            let mut m = template.clone();
-            if i != 20 {
-                m.id = MessageId::generate();
-                m.provider_msg_id = Some(format!("3EB0{i:020X}"));
-            }
-            rows.push(m);
+#[wharf_testkit::dual_test]
+async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestApp) {
+    // A session that is not connected keeps its outbox, so the jobs can be counted.
+    let created = app.create_session(serde_json::json!({})).await;
+    let session: SessionId = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first: MessageId = app
+        .send_text(&session.to_string(), "+15550102030", "first")
+        .await
+        .parse()
+        .unwrap();
+    let template = app
+        .store
+        .get_message(app.account_id.parse().unwrap(), first)
+        .await
+        .unwrap()
+        .expect("the first message");
+    let job = |m: &wharf_store::MessageRow| {
+        OutboxJob::new(
+            m.account_id,
+            session,
+            m.chat_jid.clone(),
+            Some(m.id),
+            JobAction::Send,
+            serde_json::Value::Null,
+        )
+    };
+    // Many sends at once, so they share group commits; one reuses the first's id.
+    let mut rows = Vec::new();
+    for i in 0..40 {
+        let mut m = template.clone();
+        if i != 20 {
+            m.id = MessageId::generate();
+            m.provider_msg_id = Some(format!("3EB0{i:020X}"));
         }
-        let results = futures::future::join_all(rows.iter().map(|m| {
-            let store = app.store.clone();
-            let job = job(m);
-            let m = m.clone();
-            async move { store.accept_outgoing(&m, &job, None, None).await }
-        }))
-        .await;
-        for (i, result) in results.iter().enumerate() {
-            assert_eq!(result.is_ok(), i != 20, "send {i}: {result:?}");
-        }
-        for (i, m) in rows.iter().enumerate() {
-            if i != 20 {
-                let stored = app.store.get_message(m.account_id, m.id).await.unwrap();
-                assert!(stored.is_some(), "send {i} was committed");
-            }
-        }
-        assert_eq!(app.store.outbox_len(session).await.unwrap(), 40, "the first and 39 good ones: one job each");
-        // The writer is usable afterwards (no transaction was left open).
-        app.send_text(&session.to_string(), "+15550102030", "after").await;
-        assert_eq!(app.store.outbox_len(session).await.unwrap(), 41);
+        rows.push(m);
     }
+    let results = futures::future::join_all(rows.iter().map(|m| {
+        let store = app.store.clone();
+        let job = job(m);
+        let m = m.clone();
+        async move { store.accept_outgoing(&m, &job, None, None).await }
+    }))
+    .await;
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result.is_ok(), i != 20, "send {i}: {result:?}");
+    }
+    for (i, m) in rows.iter().enumerate() {
+        if i != 20 {
+            let stored = app.store.get_message(m.account_id, m.id).await.unwrap();
+            assert!(stored.is_some(), "send {i} was committed");
+        }
+    }
+    assert_eq!(
+        app.store.outbox_len(session).await.unwrap(),
+        40,
+        "the first and 39 good ones: one job each"
+    );
+    // The writer is usable afterwards (no transaction was left open).
+    app.send_text(&session.to_string(), "+15550102030", "after")
+        .await;
+    assert_eq!(app.store.outbox_len(session).await.unwrap(), 41);
 }
 
-dual_test! {
-    async fn an_agent_and_its_webhook_are_written_together_or_not_at_all(app) {
-        use wharf_store::{AgentRow, WebhookRow};
-        let account: wharf_core::AccountId = app.account_id.parse().unwrap();
-        let now = wharf_core::time::now_millis();
-        let agent = AgentRow {
-            id: wharf_core::AgentId::generate(),
-            account_id: account,
-            name: "Support".into(),
-            description: None,
-            webhook_url: Some("http://127.0.0.1:9/hook".into()),
-            webhook_id: None,
-            created_at: now,
-            updated_at: now,
-        };
-        let hook = |agent: &AgentRow| WebhookRow {
-            id: wharf_core::WebhookId::generate(),
-            account_id: account,
-            target_url: "http://127.0.0.1:9/hook".into(),
-            subscribed_events: vec![],
-            session_id: None,
-            agent_id: Some(agent.id),
-            is_active: true,
-            signing_secret: "whsec_x".into(),
-            description: None,
-            event_cursor: 0,
-            created_at: now,
-            updated_at: now,
-            failing_since: None,
-            disabled_at: None,
-        };
-        let first = hook(&agent);
-        let mut stored = agent.clone();
-        stored.webhook_id = Some(first.id);
-        app.store.create_agent(&stored, Some(first.clone())).await.expect("create");
-        assert!(app.store.get_webhook(account, first.id).await.unwrap().is_some());
+#[wharf_testkit::dual_test]
+async fn an_agent_and_its_webhook_are_written_together_or_not_at_all(
+    mut app: wharf_testkit::TestApp,
+) {
+    use wharf_store::{AgentRow, WebhookRow};
+    let account: wharf_core::AccountId = app.account_id.parse().unwrap();
+    let now = wharf_core::time::now_millis();
+    let agent = AgentRow {
+        id: wharf_core::AgentId::generate(),
+        account_id: account,
+        name: "Support".into(),
+        description: None,
+        webhook_url: Some("http://127.0.0.1:9/hook".into()),
+        webhook_id: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let hook = |agent: &AgentRow| WebhookRow {
+        id: wharf_core::WebhookId::generate(),
+        account_id: account,
+        target_url: "http://127.0.0.1:9/hook".into(),
+        subscribed_events: vec![],
+        session_id: None,
+        agent_id: Some(agent.id),
+        is_active: true,
+        signing_secret: "whsec_x".into(),
+        description: None,
+        event_cursor: 0,
+        created_at: now,
+        updated_at: now,
+        failing_since: None,
+        disabled_at: None,
+    };
+    let first = hook(&agent);
+    let mut stored = agent.clone();
+    stored.webhook_id = Some(first.id);
+    app.store
+        .create_agent(&stored, Some(first.clone()))
+        .await
+        .expect("create");
+    assert!(
+        app.store
+            .get_webhook(account, first.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
-        // The same agent id again fails, and takes its new endpoint with it.
-        let second = hook(&agent);
-        assert!(app.store.create_agent(&stored, Some(second.clone())).await.is_err());
-        assert!(app.store.get_webhook(account, second.id).await.unwrap().is_none(), "no orphan endpoint");
+    // The same agent id again fails, and takes its new endpoint with it.
+    let second = hook(&agent);
+    assert!(
+        app.store
+            .create_agent(&stored, Some(second.clone()))
+            .await
+            .is_err()
+    );
+    assert!(
+        app.store
+            .get_webhook(account, second.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "no orphan endpoint"
+    );
 
-        // Removing the endpoint and saving the agent is one change.
-        let remove = wharf_store::AgentEdit { webhook_url: Some(None), ..Default::default() };
-        let (edited, secret) = app.store.edit_agent(account, agent.id, remove, now, |_, _| unreachable!()).await.unwrap().expect("the agent");
-        assert!(secret.is_none());
-        assert_eq!(edited.webhook_id, None);
-        assert!(app.store.get_webhook(account, first.id).await.unwrap().is_none());
-        assert_eq!(app.store.get_agent(account, agent.id).await.unwrap().unwrap().webhook_id, None);
+    // Removing the endpoint and saving the agent is one change.
+    let remove = wharf_store::AgentEdit {
+        webhook_url: Some(None),
+        ..Default::default()
+    };
+    let (edited, secret) = app
+        .store
+        .edit_agent(account, agent.id, remove, now, |_, _| unreachable!())
+        .await
+        .unwrap()
+        .expect("the agent");
+    assert!(secret.is_none());
+    assert_eq!(edited.webhook_id, None);
+    assert!(
+        app.store
+            .get_webhook(account, first.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        app.store
+            .get_agent(account, agent.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .webhook_id,
+        None
+    );
 
-        // Two edits that each add a URL: the second finds the first's endpoint and retargets
-        // it, so no endpoint is orphaned.
-        let add = |url: &str| wharf_store::AgentEdit { webhook_url: Some(Some(url.into())), ..Default::default() };
-        let (once, secret) = app.store.edit_agent(account, agent.id, add("http://127.0.0.1:9/a"), now, |a, _| hook(a)).await.unwrap().unwrap();
-        assert!(secret.is_some());
-        let (twice, secret) = app.store.edit_agent(account, agent.id, add("http://127.0.0.1:9/b"), now, |a, _| hook(a)).await.unwrap().unwrap();
-        assert!(secret.is_none(), "the endpoint was retargeted, not created again");
-        assert_eq!(once.webhook_id, twice.webhook_id);
-        let third = app.store.get_webhook(account, twice.webhook_id.unwrap()).await.unwrap().expect("the endpoint");
-        assert_eq!(third.target_url, "http://127.0.0.1:9/b");
-        // An unknown agent is not edited, and nothing is created for it.
-        let ghost = wharf_core::AgentId::generate();
-        assert!(app.store.edit_agent(account, ghost, add("http://127.0.0.1:9/c"), now, |_, _| unreachable!()).await.unwrap().is_none());
+    // Two edits that each add a URL: the second finds the first's endpoint and retargets
+    // it, so no endpoint is orphaned.
+    let add = |url: &str| wharf_store::AgentEdit {
+        webhook_url: Some(Some(url.into())),
+        ..Default::default()
+    };
+    let (once, secret) = app
+        .store
+        .edit_agent(
+            account,
+            agent.id,
+            add("http://127.0.0.1:9/a"),
+            now,
+            |a, _| hook(a),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(secret.is_some());
+    let (twice, secret) = app
+        .store
+        .edit_agent(
+            account,
+            agent.id,
+            add("http://127.0.0.1:9/b"),
+            now,
+            |a, _| hook(a),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        secret.is_none(),
+        "the endpoint was retargeted, not created again"
+    );
+    assert_eq!(once.webhook_id, twice.webhook_id);
+    let third = app
+        .store
+        .get_webhook(account, twice.webhook_id.unwrap())
+        .await
+        .unwrap()
+        .expect("the endpoint");
+    assert_eq!(third.target_url, "http://127.0.0.1:9/b");
+    // An unknown agent is not edited, and nothing is created for it.
+    let ghost = wharf_core::AgentId::generate();
+    assert!(
+        app.store
+            .edit_agent(
+                account,
+                ghost,
+                add("http://127.0.0.1:9/c"),
+                now,
+                |_, _| unreachable!()
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
 
-        // Deleting the agent deletes its endpoint.
-        assert!(app.store.delete_agent(account, agent.id).await.unwrap());
-        assert!(app.store.get_webhook(account, third.id).await.unwrap().is_none());
-        assert!(!app.store.delete_agent(account, agent.id).await.unwrap());
-    }
+    // Deleting the agent deletes its endpoint.
+    assert!(app.store.delete_agent(account, agent.id).await.unwrap());
+    assert!(
+        app.store
+            .get_webhook(account, third.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!app.store.delete_agent(account, agent.id).await.unwrap());
 }

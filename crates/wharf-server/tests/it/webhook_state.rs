@@ -29,174 +29,261 @@ async fn deliveries(app: &TestApp, id: &str, done: impl Fn(&[Value]) -> bool) ->
     page["data"].as_array().unwrap().clone()
 }
 
-dual_test! {
-    async fn signing_secrets_are_sealed_at_rest_and_still_sign(app) {
-        let mut receiver = TestReceiver::start().await;
-        let hook = app.post("/v1/webhooks")
-            .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
-            .expect(201).await;
-        let id = hook["id"].as_str().unwrap().to_owned();
-        let secret = hook["signing_secret"].as_str().unwrap().to_owned();
-        let key = secret.trim_start_matches("whsec_");
-        let stored = stored_secret(&app, &id).await;
-        assert!(stored.starts_with("v1:"), "sealed: {stored}");
-        assert!(!stored.contains(key), "the secret is not readable in the database");
-        let (session, _) = app.connected_session().await;
-        app.send_text(&session, TO, "hello").await;
-        let got = receiver.next_of("message.sent").await;
-        assert!(got.signature_valid(&secret), "signed with the secret shown at creation");
+#[wharf_testkit::dual_test]
+async fn signing_secrets_are_sealed_at_rest_and_still_sign(mut app: wharf_testkit::TestApp) {
+    let mut receiver = TestReceiver::start().await;
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
+        .expect(201)
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let secret = hook["signing_secret"].as_str().unwrap().to_owned();
+    let key = secret.trim_start_matches("whsec_");
+    let stored = stored_secret(&app, &id).await;
+    assert!(stored.starts_with("v1:"), "sealed: {stored}");
+    assert!(
+        !stored.contains(key),
+        "the secret is not readable in the database"
+    );
+    let (session, _) = app.connected_session().await;
+    app.send_text(&session, TO, "hello").await;
+    let got = receiver.next_of("message.sent").await;
+    assert!(
+        got.signature_valid(&secret),
+        "signed with the secret shown at creation"
+    );
 
-        // A rotated secret is sealed too, and signs from then on.
-        let rotated = app.post(&format!("/v1/webhooks/{id}/rotate-secret")).expect(200).await;
-        let new_secret = rotated["signing_secret"].as_str().unwrap().to_owned();
-        let stored = stored_secret(&app, &id).await;
-        assert!(stored.starts_with("v1:") && !stored.contains(new_secret.trim_start_matches("whsec_")));
-        app.send_text(&session, TO, "again").await;
-        let got = receiver.next_of("message.sent").await;
-        assert!(got.signature_valid(&new_secret));
+    // A rotated secret is sealed too, and signs from then on.
+    let rotated = app
+        .post(&format!("/v1/webhooks/{id}/rotate-secret"))
+        .expect(200)
+        .await;
+    let new_secret = rotated["signing_secret"].as_str().unwrap().to_owned();
+    let stored = stored_secret(&app, &id).await;
+    assert!(stored.starts_with("v1:") && !stored.contains(new_secret.trim_start_matches("whsec_")));
+    app.send_text(&session, TO, "again").await;
+    let got = receiver.next_of("message.sent").await;
+    assert!(got.signature_valid(&new_secret));
 
-        // A Kapso agent's endpoint: the same.
-        let agent = app.post("/api/v1/agents").api_key(&app.pat)
-            .json(json!({"agent": {"name": "Bot", "webhook_url": receiver.url("/agent")}}))
-            .expect(201).await;
-        let agent_secret = agent["data"]["webhook_secret"].as_str().unwrap().to_owned();
-        let agent_id: wharf_core::AgentId = agent["data"]["id"].as_str().unwrap().parse().unwrap();
-        let row = app.store.get_agent(app.account_id.parse().unwrap(), agent_id).await.unwrap().unwrap();
-        let agent_hook = row.webhook_id.unwrap().to_string();
-        let stored = stored_secret(&app, &agent_hook).await;
-        assert!(stored.starts_with("v1:") && !stored.contains(agent_secret.trim_start_matches("whsec_")), "{stored}");
-    }
-
-    async fn secrets_stored_plain_are_sealed_at_start(app) {
-        let mut receiver = TestReceiver::start().await;
-        let hook = app.post("/v1/webhooks")
-            .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
-            .expect(201).await;
-        let id = hook["id"].as_str().unwrap().to_owned();
-        // As a row written before secrets were sealed.
-        let plain = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let sealed = stored_secret(&app, &id).await;
-        assert!(app.store.replace_webhook_secret(id.parse().unwrap(), &sealed, plain).await.unwrap());
-        app.restart().await;
-        // Answering means started (the listener is bound first; serving begins after the
-        // startup steps).
-        app.get(&format!("/v1/webhooks/{id}")).expect(200).await;
-        let stored = stored_secret(&app, &id).await;
-        assert!(stored.starts_with("v1:"), "sealed at start: {stored}");
-        assert!(!stored.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
-        // Idempotent: a second start leaves it as it is.
-        app.restart().await;
-        app.get(&format!("/v1/webhooks/{id}")).expect(200).await;
-        assert_eq!(stored_secret(&app, &id).await, stored);
-        let (session, _) = app.connected_session().await;
-        app.send_text(&session, TO, "hello").await;
-        let got = receiver.next_of("message.sent").await;
-        assert!(got.signature_valid(plain), "still signs with the same secret");
-    }
+    // A Kapso agent's endpoint: the same.
+    let agent = app
+        .post("/api/v1/agents")
+        .api_key(&app.pat)
+        .json(json!({"agent": {"name": "Bot", "webhook_url": receiver.url("/agent")}}))
+        .expect(201)
+        .await;
+    let agent_secret = agent["data"]["webhook_secret"].as_str().unwrap().to_owned();
+    let agent_id: wharf_core::AgentId = agent["data"]["id"].as_str().unwrap().parse().unwrap();
+    let row = app
+        .store
+        .get_agent(app.account_id.parse().unwrap(), agent_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let agent_hook = row.webhook_id.unwrap().to_string();
+    let stored = stored_secret(&app, &agent_hook).await;
+    assert!(
+        stored.starts_with("v1:") && !stored.contains(agent_secret.trim_start_matches("whsec_")),
+        "{stored}"
+    );
 }
 
-dual_test_with! {
-    async fn recover_queues_failed_deliveries_since_a_time_in_order(app) with |c| {
-        // One request at a time, so the order of arrival is the order of queueing.
-        c.webhook_per_endpoint = 1;
-    } {
-        let mut receiver = TestReceiver::start().await;
-        let hook = app.post("/v1/webhooks")
-            .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
-            .expect(201).await;
-        let id = hook["id"].as_str().unwrap().to_owned();
-        let (session, _) = app.connected_session().await;
-        // The endpoint is down for the whole schedule (4 attempts each) of a first message…
-        receiver.fail_next(4);
-        let first = app.send_text(&session, TO, "m0").await;
-        app.wait_status(&first, "sent").await;
-        deliveries(&app, &id, |d| d.len() == 1 && d[0]["status"] == "failed").await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let since = wharf_core::time::rfc3339(wharf_core::time::now_millis());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        // …and of three more, after `since`.
-        receiver.fail_next(12);
-        let mut sent = Vec::new();
-        for i in 1..=3 {
-            let m = app.send_text(&session, TO, &format!("m{i}")).await;
-            app.wait_status(&m, "sent").await;
-            sent.push(m);
-        }
-        deliveries(&app, &id, |d| d.len() == 4 && d.iter().all(|x| x["status"] == "failed")).await;
-        while !receiver.quiet_for(Duration::from_millis(100)).await {}
+#[wharf_testkit::dual_test]
+async fn secrets_stored_plain_are_sealed_at_start(mut app: wharf_testkit::TestApp) {
+    let mut receiver = TestReceiver::start().await;
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
+        .expect(201)
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    // As a row written before secrets were sealed.
+    let plain = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let sealed = stored_secret(&app, &id).await;
+    assert!(
+        app.store
+            .replace_webhook_secret(id.parse().unwrap(), &sealed, plain)
+            .await
+            .unwrap()
+    );
+    app.restart().await;
+    // Answering means started (the listener is bound first; serving begins after the
+    // startup steps).
+    app.get(&format!("/v1/webhooks/{id}")).expect(200).await;
+    let stored = stored_secret(&app, &id).await;
+    assert!(stored.starts_with("v1:"), "sealed at start: {stored}");
+    assert!(!stored.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    // Idempotent: a second start leaves it as it is.
+    app.restart().await;
+    app.get(&format!("/v1/webhooks/{id}")).expect(200).await;
+    assert_eq!(stored_secret(&app, &id).await, stored);
+    let (session, _) = app.connected_session().await;
+    app.send_text(&session, TO, "hello").await;
+    let got = receiver.next_of("message.sent").await;
+    assert!(
+        got.signature_valid(plain),
+        "still signs with the same secret"
+    );
+}
 
-        for (body, field) in [
-            (json!({}), "since"),
-            (json!({"since": "yesterday"}), "since"),
-            (json!({"since": "2026-12-01"}), "since"),
-            (json!({"since": 1700000000}), "since"),
-        ] {
-            let err = app.post(&format!("/v1/webhooks/{id}/recover")).json(body).expect(422).await;
-            assert!(assert_error(&err, "validation_error")[field].is_array(), "{err}");
-        }
-        let (_, other) = app.store.create_account("other").await.unwrap();
-        app.post(&format!("/v1/webhooks/{id}/recover")).token(&other.raw)
-            .json(json!({"since": since})).expect(404).await;
-
-        let answer = app.post(&format!("/v1/webhooks/{id}/recover")).json(json!({"since": since})).expect(202).await;
-        assert_eq!(answer["queued"], 3, "{answer}");
-        let mut order = Vec::new();
-        for _ in 0..3 {
-            let got = receiver.next_of("message.sent").await;
-            order.push(got.json["message_id"].as_str().unwrap().to_owned());
-        }
-        assert_eq!(order, sent, "delivered again in their original order");
-        let all = deliveries(&app, &id, |d| d.iter().filter(|x| x["status"] == "succeeded").count() == 3).await;
-        assert_eq!(all.iter().filter(|x| x["status"] == "failed").count(), 1, "the one before `since` stays failed");
-        // Nothing failed since: nothing to queue.
-        let again = app.post(&format!("/v1/webhooks/{id}/recover")).json(json!({"since": since})).expect(202).await;
-        assert_eq!(again["queued"], 0);
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
+    // One request at a time, so the order of arrival is the order of queueing.
+    c.webhook_per_endpoint = 1;
+})]
+async fn recover_queues_failed_deliveries_since_a_time_in_order(mut app: wharf_testkit::TestApp) {
+    let mut receiver = TestReceiver::start().await;
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
+        .expect(201)
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let (session, _) = app.connected_session().await;
+    // The endpoint is down for the whole schedule (4 attempts each) of a first message…
+    receiver.fail_next(4);
+    let first = app.send_text(&session, TO, "m0").await;
+    app.wait_status(&first, "sent").await;
+    deliveries(&app, &id, |d| d.len() == 1 && d[0]["status"] == "failed").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let since = wharf_core::time::rfc3339(wharf_core::time::now_millis());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // …and of three more, after `since`.
+    receiver.fail_next(12);
+    let mut sent = Vec::new();
+    for i in 1..=3 {
+        let m = app.send_text(&session, TO, &format!("m{i}")).await;
+        app.wait_status(&m, "sent").await;
+        sent.push(m);
     }
+    deliveries(&app, &id, |d| {
+        d.len() == 4 && d.iter().all(|x| x["status"] == "failed")
+    })
+    .await;
+    while !receiver.quiet_for(Duration::from_millis(100)).await {}
 
-    async fn an_endpoint_failing_for_days_is_disabled_with_an_event(app) with |c| {
-        c.webhook_retry_delays_ms = vec![];
-    } {
-        let mut receiver = TestReceiver::start().await;
-        let hook = app.post("/v1/webhooks")
-            .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
-            .expect(201).await;
-        let id = hook["id"].as_str().unwrap().to_owned();
-        let (session, _) = app.connected_session().await;
-        receiver.fail_next(usize::MAX);
-        app.send_text(&session, TO, "one").await;
-        deliveries(&app, &id, |d| d.len() == 1 && d[0]["status"] == "failed").await;
-        let failing = app.get(&format!("/v1/webhooks/{id}")).expect(200).await;
-        assert!(failing["failing_since"].is_string(), "{failing}");
-        assert_eq!(failing["is_active"], true, "one failure does not disable it");
-        // Four days of failures: still enabled.
-        app.config.clock.advance(Duration::from_secs(4 * 86_400));
-        app.send_text(&session, TO, "two").await;
-        deliveries(&app, &id, |d| d.len() == 2 && d.iter().all(|x| x["status"] == "failed")).await;
-        assert_eq!(app.get(&format!("/v1/webhooks/{id}")).expect(200).await["is_active"], true);
-        // Past five days: disabled, with an event.
-        app.config.clock.advance(Duration::from_secs(86_400 + 60));
-        app.send_text(&session, TO, "three").await;
-        let disabled = app.eventually(&format!("/v1/webhooks/{id}"), |w| w["is_active"] == false).await;
-        assert!(disabled["disabled_at"].is_string(), "{disabled}");
-        let events = app.get("/v1/events?limit=100").expect(200).await;
-        let event = events["data"].as_array().unwrap().iter()
-            .find(|e| e["type"] == "webhook.disabled").cloned()
-            .unwrap_or_else(|| panic!("no webhook.disabled event: {events}"));
-        assert_eq!(event["data"]["webhook_id"], id.as_str(), "{event}");
-        // Nothing more is delivered while disabled.
-        receiver.fail_next(0);
-        while !receiver.quiet_for(Duration::from_millis(200)).await {}
-        app.send_text(&session, TO, "four").await;
-        assert!(receiver.quiet_for(Duration::from_millis(500)).await);
-        // Enabled again through PATCH: the state is cleared and deliveries resume.
-        let enabled = app.patch(&format!("/v1/webhooks/{id}")).json(json!({"is_active": true})).expect(200).await;
-        assert_eq!(enabled["is_active"], true);
-        assert_eq!(enabled["disabled_at"], Value::Null);
-        assert_eq!(enabled["failing_since"], Value::Null);
-        app.send_text(&session, TO, "five").await;
+    for (body, field) in [
+        (json!({}), "since"),
+        (json!({"since": "yesterday"}), "since"),
+        (json!({"since": "2026-12-01"}), "since"),
+        (json!({"since": 1700000000}), "since"),
+    ] {
+        let err = app
+            .post(&format!("/v1/webhooks/{id}/recover"))
+            .json(body)
+            .expect(422)
+            .await;
+        assert!(
+            assert_error(&err, "validation_error")[field].is_array(),
+            "{err}"
+        );
+    }
+    let (_, other) = app.store.create_account("other").await.unwrap();
+    app.post(&format!("/v1/webhooks/{id}/recover"))
+        .token(&other.raw)
+        .json(json!({"since": since}))
+        .expect(404)
+        .await;
+
+    let answer = app
+        .post(&format!("/v1/webhooks/{id}/recover"))
+        .json(json!({"since": since}))
+        .expect(202)
+        .await;
+    assert_eq!(answer["queued"], 3, "{answer}");
+    let mut order = Vec::new();
+    for _ in 0..3 {
         let got = receiver.next_of("message.sent").await;
-        assert!(got.json["message_id"].as_str().is_some_and(|m| m.starts_with("msg_")));
+        order.push(got.json["message_id"].as_str().unwrap().to_owned());
     }
+    assert_eq!(order, sent, "delivered again in their original order");
+    let all = deliveries(&app, &id, |d| {
+        d.iter().filter(|x| x["status"] == "succeeded").count() == 3
+    })
+    .await;
+    assert_eq!(
+        all.iter().filter(|x| x["status"] == "failed").count(),
+        1,
+        "the one before `since` stays failed"
+    );
+    // Nothing failed since: nothing to queue.
+    let again = app
+        .post(&format!("/v1/webhooks/{id}/recover"))
+        .json(json!({"since": since}))
+        .expect(202)
+        .await;
+    assert_eq!(again["queued"], 0);
+}
+
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
+    c.webhook_retry_delays_ms = vec![];
+})]
+async fn an_endpoint_failing_for_days_is_disabled_with_an_event(mut app: wharf_testkit::TestApp) {
+    let mut receiver = TestReceiver::start().await;
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
+        .expect(201)
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let (session, _) = app.connected_session().await;
+    receiver.fail_next(usize::MAX);
+    app.send_text(&session, TO, "one").await;
+    deliveries(&app, &id, |d| d.len() == 1 && d[0]["status"] == "failed").await;
+    let failing = app.get(&format!("/v1/webhooks/{id}")).expect(200).await;
+    assert!(failing["failing_since"].is_string(), "{failing}");
+    assert_eq!(
+        failing["is_active"], true,
+        "one failure does not disable it"
+    );
+    // Four days of failures: still enabled.
+    app.config.clock.advance(Duration::from_secs(4 * 86_400));
+    app.send_text(&session, TO, "two").await;
+    deliveries(&app, &id, |d| {
+        d.len() == 2 && d.iter().all(|x| x["status"] == "failed")
+    })
+    .await;
+    assert_eq!(
+        app.get(&format!("/v1/webhooks/{id}")).expect(200).await["is_active"],
+        true
+    );
+    // Past five days: disabled, with an event.
+    app.config.clock.advance(Duration::from_secs(86_400 + 60));
+    app.send_text(&session, TO, "three").await;
+    let disabled = app
+        .eventually(&format!("/v1/webhooks/{id}"), |w| w["is_active"] == false)
+        .await;
+    assert!(disabled["disabled_at"].is_string(), "{disabled}");
+    let events = app.get("/v1/events?limit=100").expect(200).await;
+    let event = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "webhook.disabled")
+        .cloned()
+        .unwrap_or_else(|| panic!("no webhook.disabled event: {events}"));
+    assert_eq!(event["data"]["webhook_id"], id.as_str(), "{event}");
+    // Nothing more is delivered while disabled.
+    receiver.fail_next(0);
+    while !receiver.quiet_for(Duration::from_millis(200)).await {}
+    app.send_text(&session, TO, "four").await;
+    assert!(receiver.quiet_for(Duration::from_millis(500)).await);
+    // Enabled again through PATCH: the state is cleared and deliveries resume.
+    let enabled = app
+        .patch(&format!("/v1/webhooks/{id}"))
+        .json(json!({"is_active": true}))
+        .expect(200)
+        .await;
+    assert_eq!(enabled["is_active"], true);
+    assert_eq!(enabled["disabled_at"], Value::Null);
+    assert_eq!(enabled["failing_since"], Value::Null);
+    app.send_text(&session, TO, "five").await;
+    let got = receiver.next_of("message.sent").await;
+    assert!(
+        got.json["message_id"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("msg_"))
+    );
 }
 
 /// PostgreSQL without `secret_key` has no key: signing secrets are stored as written (and

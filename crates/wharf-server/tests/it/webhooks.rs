@@ -8,193 +8,326 @@ use wharf_testkit::{TestReceiver, assert_error};
 
 const TO: &str = "+15550102030";
 
-dual_test! {
-    async fn webhooks_crud_and_validation(app) {
-        let created = app
-            .post("/v1/webhooks")
-            .json(json!({"target_url": "https://hooks.example.com/wharf", "subscribed_events": ["message.sent"], "description": "prod"}))
-            .expect(201)
-            .await;
-        let id = created["id"].as_str().unwrap().to_owned();
-        assert!(id.starts_with("whk_"));
-        let secret = created["signing_secret"].as_str().unwrap().to_owned();
-        assert!(secret.starts_with("whsec_"));
-        assert_eq!(created["is_active"], true);
+#[wharf_testkit::dual_test]
+async fn webhooks_crud_and_validation(mut app: wharf_testkit::TestApp) {
+    let created = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": "https://hooks.example.com/wharf", "subscribed_events": ["message.sent"], "description": "prod"}))
+        .expect(201)
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("whk_"));
+    let secret = created["signing_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(created["is_active"], true);
 
-        let fetched = app.get(&format!("/v1/webhooks/{id}")).expect(200).await;
-        assert!(fetched.get("signing_secret").is_none(), "the secret is shown once");
-        let listed = app.get("/v1/webhooks").expect(200).await;
-        assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    let fetched = app.get(&format!("/v1/webhooks/{id}")).expect(200).await;
+    assert!(
+        fetched.get("signing_secret").is_none(),
+        "the secret is shown once"
+    );
+    let listed = app.get("/v1/webhooks").expect(200).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
 
-        let patched = app.patch(&format!("/v1/webhooks/{id}")).json(json!({"is_active": false, "subscribed_events": []})).expect(200).await;
-        assert_eq!(patched["is_active"], false);
-        assert_eq!(patched["subscribed_events"], json!([]));
-        let rotated = app.post(&format!("/v1/webhooks/{id}/rotate-secret")).expect(200).await;
-        assert_ne!(rotated["signing_secret"], secret.as_str());
+    let patched = app
+        .patch(&format!("/v1/webhooks/{id}"))
+        .json(json!({"is_active": false, "subscribed_events": []}))
+        .expect(200)
+        .await;
+    assert_eq!(patched["is_active"], false);
+    assert_eq!(patched["subscribed_events"], json!([]));
+    let rotated = app
+        .post(&format!("/v1/webhooks/{id}/rotate-secret"))
+        .expect(200)
+        .await;
+    assert_ne!(rotated["signing_secret"], secret.as_str());
 
-        for (body, field) in [
-            (json!({}), "target_url"),
-            (json!({"target_url": "ftp://x"}), "target_url"),
-            (json!({"target_url": "https://"}), "target_url"),
-            (json!({"target_url": "https://x.com", "subscribed_events": ["message.exploded"]}), "subscribed_events"),
-            (json!({"target_url": "https://x.com", "session_id": "sess_00000000000000000000000000"}), "session_id"),
-            (json!({"target_url": "https://x.com", "extra": 1}), "extra"),
-        ] {
-            let err = app.post("/v1/webhooks").json(body).expect(422).await;
-            assert!(assert_error(&err, "validation_error")[field].is_array(), "{err}");
-        }
-        // Session keys cannot manage webhooks; other tenants cannot see them.
-        let (_, key) = app.connected_session().await;
-        app.get("/v1/webhooks").token(&key).expect(403).await;
-        let (_, other) = app.store.create_account("other").await.unwrap();
-        app.get(&format!("/v1/webhooks/{id}")).token(&other.raw).expect(404).await;
-        app.delete(&format!("/v1/webhooks/{id}")).token(&other.raw).expect(404).await;
-
-        app.delete(&format!("/v1/webhooks/{id}")).expect(204).await;
-        app.get(&format!("/v1/webhooks/{id}")).expect(404).await;
+    for (body, field) in [
+        (json!({}), "target_url"),
+        (json!({"target_url": "ftp://x"}), "target_url"),
+        (json!({"target_url": "https://"}), "target_url"),
+        (
+            json!({"target_url": "https://x.com", "subscribed_events": ["message.exploded"]}),
+            "subscribed_events",
+        ),
+        (
+            json!({"target_url": "https://x.com", "session_id": "sess_00000000000000000000000000"}),
+            "session_id",
+        ),
+        (json!({"target_url": "https://x.com", "extra": 1}), "extra"),
+    ] {
+        let err = app.post("/v1/webhooks").json(body).expect(422).await;
+        assert!(
+            assert_error(&err, "validation_error")[field].is_array(),
+            "{err}"
+        );
     }
+    // Session keys cannot manage webhooks; other tenants cannot see them.
+    let (_, key) = app.connected_session().await;
+    app.get("/v1/webhooks").token(&key).expect(403).await;
+    let (_, other) = app.store.create_account("other").await.unwrap();
+    app.get(&format!("/v1/webhooks/{id}"))
+        .token(&other.raw)
+        .expect(404)
+        .await;
+    app.delete(&format!("/v1/webhooks/{id}"))
+        .token(&other.raw)
+        .expect(404)
+        .await;
 
-    async fn another_account_cannot_delete_an_endpoint_or_its_log(app) {
-        let mut receiver = TestReceiver::start().await;
-        let hook = app.post("/v1/webhooks").json(json!({"target_url": receiver.url("/hook")})).expect(201).await;
-        let hook_id = hook["id"].as_str().unwrap().to_owned();
-        app.connected_session().await;
-        receiver.next_of("session.status").await;
-        let before = app.eventually(&format!("/v1/webhooks/{hook_id}/deliveries"), |d| !d["data"].as_array().unwrap().is_empty()).await;
-        let (_, other) = app.store.create_account("other").await.unwrap();
-        app.delete(&format!("/v1/webhooks/{hook_id}")).token(&other.raw).expect(404).await;
-        // The endpoint and its whole delivery log are untouched.
-        app.get(&format!("/v1/webhooks/{hook_id}")).expect(200).await;
-        let after = app.get(&format!("/v1/webhooks/{hook_id}/deliveries")).expect(200).await;
-        let ids = |page: &serde_json::Value| page["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
-        let kept = ids(&after);
-        assert!(ids(&before).iter().all(|id| kept.contains(id)), "before {before}, after {after}");
-        app.delete(&format!("/v1/webhooks/{hook_id}")).expect(204).await;
-    }
-
-    async fn events_are_delivered_signed(app) {
-        let mut receiver = TestReceiver::start().await;
-        let hook = app.post("/v1/webhooks").json(json!({"target_url": receiver.url("/hook")})).expect(201).await;
-        let secret = hook["signing_secret"].as_str().unwrap().to_owned();
-        let (s, _) = app.connected_session().await;
-        let status = receiver.next_of("session.status").await;
-        assert!(status.signature_valid(&secret), "signed with the endpoint's secret");
-        assert!(status.header("webhook-id").starts_with("evt_"));
-        assert!(status.header("webhook-timestamp").parse::<i64>().unwrap() > 1_700_000_000);
-        assert_eq!(status.json["session_id"], s.as_str());
-        assert!(status.json["cursor"].as_i64().unwrap() > 0);
-
-        let id = app.send_text(&s, TO, "hook me").await;
-        let sent = receiver.next_of("message.sent").await;
-        assert_eq!(sent.json["message_id"], id.as_str());
-        assert_eq!(sent.json["data"]["status"], "sent");
-        assert!(sent.signature_valid(&secret));
-        assert!(!sent.signature_valid("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
-
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "hello"})).expect(202).await;
-        let received = receiver.next_of("message.received").await;
-        assert_eq!(received.json["data"]["content"]["text"], "hello");
-        assert_eq!(received.json["data"]["direction"], "in");
-    }
-
-    async fn subscriptions_and_session_filters_apply(app) {
-        let mut receiver = TestReceiver::start().await;
-        let (s1, _) = app.connected_session().await;
-        let (s2, _) = app.connected_session().await;
-        app.post("/v1/webhooks")
-            .json(json!({"target_url": receiver.url("/"), "subscribed_events": ["message.sent"], "session_id": s2}))
-            .expect(201)
-            .await;
-        app.send_text(&s1, TO, "not for this hook").await;
-        let wanted = app.send_text(&s2, TO, "for this hook").await;
-        let got = receiver.next().await;
-        assert_eq!(got.json["type"], "message.sent");
-        assert_eq!(got.json["message_id"], wanted.as_str());
-        assert!(receiver.quiet_for(Duration::from_millis(500)).await, "nothing else");
-    }
-
-    async fn failed_deliveries_are_retried_and_logged(app) {
-        let mut receiver = TestReceiver::start().await;
-        receiver.fail_next(2);
-        let hook = app
-            .post("/v1/webhooks")
-            .json(json!({"target_url": receiver.url("/flaky"), "subscribed_events": ["message.received"]}))
-            .expect(201)
-            .await;
-        let hook_id = hook["id"].as_str().unwrap();
-        let (s, _) = app.connected_session().await;
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "retry me"})).expect(202).await;
-        let first = receiver.next().await;
-        let second = receiver.next().await;
-        let third = receiver.next().await;
-        assert_eq!((first.answered, second.answered, third.answered), (500, 500, 204));
-        assert_eq!(first.header("webhook-id"), third.header("webhook-id"), "the same event id on every attempt");
-
-        let log = app
-            .eventually(&format!("/v1/webhooks/{hook_id}/deliveries"), |d| d["data"][0]["status"] == "succeeded")
-            .await;
-        let delivery = &log["data"][0];
-        assert_eq!(delivery["attempts"], 3);
-        let attempts = delivery["attempt_log"].as_array().unwrap();
-        assert_eq!(attempts.iter().map(|a| a["status_code"].as_i64().unwrap()).collect::<Vec<_>>(), [500, 500, 204]);
-        assert!(delivery["delivered_at"].is_string());
-
-        // Redelivery sends it once more.
-        let delivery_id = delivery["id"].as_str().unwrap();
-        let again = app.post(&format!("/v1/webhooks/{hook_id}/deliveries/{delivery_id}/redeliver")).expect(202).await;
-        assert_eq!(again["status"], "pending");
-        let redelivered = receiver.next().await;
-        assert_eq!(redelivered.header("webhook-id"), first.header("webhook-id"));
-        app.post(&format!("/v1/webhooks/{hook_id}/deliveries/dlv_00000000000000000000000000/redeliver")).expect(404).await;
-    }
-
-    async fn a_dead_endpoint_gives_up_after_the_schedule(app) {
-        let hook = app
-            .post("/v1/webhooks")
-            .json(json!({"target_url": "http://127.0.0.1:9/nothing-listens", "subscribed_events": ["message.received"]}))
-            .expect(201)
-            .await;
-        let hook_id = hook["id"].as_str().unwrap();
-        let (s, _) = app.connected_session().await;
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "into the void"})).expect(202).await;
-        let log = app.eventually(&format!("/v1/webhooks/{hook_id}/deliveries"), |d| d["data"][0]["status"] == "failed").await;
-        // The test schedule has three retries: four attempts in all.
-        assert_eq!(log["data"][0]["attempts"], 4);
-        assert!(log["data"][0]["last_error"].as_str().unwrap().contains("request failed"));
-    }
-
-    async fn a_slow_endpoint_does_not_delay_others(app) {
-        let mut slow = TestReceiver::start().await;
-        slow.set_delay(Duration::from_secs(3)).await;
-        let mut fast = TestReceiver::start().await;
-        app.post("/v1/webhooks").json(json!({"target_url": slow.url("/"), "subscribed_events": ["message.received"]})).expect(201).await;
-        app.post("/v1/webhooks").json(json!({"target_url": fast.url("/"), "subscribed_events": ["message.received"]})).expect(201).await;
-        let (s, _) = app.connected_session().await;
-        for i in 0..40 {
-            app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": format!("n{i}")})).expect(202).await;
-        }
-        let started = std::time::Instant::now();
-        for _ in 0..40 {
-            fast.next().await;
-        }
-        assert!(started.elapsed() < Duration::from_secs(3), "the fast endpoint got everything while the slow one stalled: {:?}", started.elapsed());
-        slow.next().await;
-    }
+    app.delete(&format!("/v1/webhooks/{id}")).expect(204).await;
+    app.get(&format!("/v1/webhooks/{id}")).expect(404).await;
 }
 
-dual_test! {
-    async fn an_inactive_endpoint_is_paused_and_resumes_with_its_backlog(app) {
-        let mut receiver = TestReceiver::start().await;
-        let hook = app
-            .post("/v1/webhooks")
-            .json(json!({"target_url": receiver.url("/"), "subscribed_events": ["message.received"], "is_active": false}))
-            .expect(201)
+#[wharf_testkit::dual_test]
+async fn another_account_cannot_delete_an_endpoint_or_its_log(mut app: wharf_testkit::TestApp) {
+    let mut receiver = TestReceiver::start().await;
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/hook")}))
+        .expect(201)
+        .await;
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    app.connected_session().await;
+    receiver.next_of("session.status").await;
+    let before = app
+        .eventually(&format!("/v1/webhooks/{hook_id}/deliveries"), |d| {
+            !d["data"].as_array().unwrap().is_empty()
+        })
+        .await;
+    let (_, other) = app.store.create_account("other").await.unwrap();
+    app.delete(&format!("/v1/webhooks/{hook_id}"))
+        .token(&other.raw)
+        .expect(404)
+        .await;
+    // The endpoint and its whole delivery log are untouched.
+    app.get(&format!("/v1/webhooks/{hook_id}"))
+        .expect(200)
+        .await;
+    let after = app
+        .get(&format!("/v1/webhooks/{hook_id}/deliveries"))
+        .expect(200)
+        .await;
+    let ids = |page: &serde_json::Value| {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let kept = ids(&after);
+    assert!(
+        ids(&before).iter().all(|id| kept.contains(id)),
+        "before {before}, after {after}"
+    );
+    app.delete(&format!("/v1/webhooks/{hook_id}"))
+        .expect(204)
+        .await;
+}
+
+#[wharf_testkit::dual_test]
+async fn events_are_delivered_signed(mut app: wharf_testkit::TestApp) {
+    let mut receiver = TestReceiver::start().await;
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/hook")}))
+        .expect(201)
+        .await;
+    let secret = hook["signing_secret"].as_str().unwrap().to_owned();
+    let (s, _) = app.connected_session().await;
+    let status = receiver.next_of("session.status").await;
+    assert!(
+        status.signature_valid(&secret),
+        "signed with the endpoint's secret"
+    );
+    assert!(status.header("webhook-id").starts_with("evt_"));
+    assert!(status.header("webhook-timestamp").parse::<i64>().unwrap() > 1_700_000_000);
+    assert_eq!(status.json["session_id"], s.as_str());
+    assert!(status.json["cursor"].as_i64().unwrap() > 0);
+
+    let id = app.send_text(&s, TO, "hook me").await;
+    let sent = receiver.next_of("message.sent").await;
+    assert_eq!(sent.json["message_id"], id.as_str());
+    assert_eq!(sent.json["data"]["status"], "sent");
+    assert!(sent.signature_valid(&secret));
+    assert!(!sent.signature_valid("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "hello"}))
+        .expect(202)
+        .await;
+    let received = receiver.next_of("message.received").await;
+    assert_eq!(received.json["data"]["content"]["text"], "hello");
+    assert_eq!(received.json["data"]["direction"], "in");
+}
+
+#[wharf_testkit::dual_test]
+async fn subscriptions_and_session_filters_apply(mut app: wharf_testkit::TestApp) {
+    let mut receiver = TestReceiver::start().await;
+    let (s1, _) = app.connected_session().await;
+    let (s2, _) = app.connected_session().await;
+    app.post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/"), "subscribed_events": ["message.sent"], "session_id": s2}))
+        .expect(201)
+        .await;
+    app.send_text(&s1, TO, "not for this hook").await;
+    let wanted = app.send_text(&s2, TO, "for this hook").await;
+    let got = receiver.next().await;
+    assert_eq!(got.json["type"], "message.sent");
+    assert_eq!(got.json["message_id"], wanted.as_str());
+    assert!(
+        receiver.quiet_for(Duration::from_millis(500)).await,
+        "nothing else"
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn failed_deliveries_are_retried_and_logged(mut app: wharf_testkit::TestApp) {
+    let mut receiver = TestReceiver::start().await;
+    receiver.fail_next(2);
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/flaky"), "subscribed_events": ["message.received"]}))
+        .expect(201)
+        .await;
+    let hook_id = hook["id"].as_str().unwrap();
+    let (s, _) = app.connected_session().await;
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "retry me"}))
+        .expect(202)
+        .await;
+    let first = receiver.next().await;
+    let second = receiver.next().await;
+    let third = receiver.next().await;
+    assert_eq!(
+        (first.answered, second.answered, third.answered),
+        (500, 500, 204)
+    );
+    assert_eq!(
+        first.header("webhook-id"),
+        third.header("webhook-id"),
+        "the same event id on every attempt"
+    );
+
+    let log = app
+        .eventually(&format!("/v1/webhooks/{hook_id}/deliveries"), |d| {
+            d["data"][0]["status"] == "succeeded"
+        })
+        .await;
+    let delivery = &log["data"][0];
+    assert_eq!(delivery["attempts"], 3);
+    let attempts = delivery["attempt_log"].as_array().unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| a["status_code"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [500, 500, 204]
+    );
+    assert!(delivery["delivered_at"].is_string());
+
+    // Redelivery sends it once more.
+    let delivery_id = delivery["id"].as_str().unwrap();
+    let again = app
+        .post(&format!(
+            "/v1/webhooks/{hook_id}/deliveries/{delivery_id}/redeliver"
+        ))
+        .expect(202)
+        .await;
+    assert_eq!(again["status"], "pending");
+    let redelivered = receiver.next().await;
+    assert_eq!(redelivered.header("webhook-id"), first.header("webhook-id"));
+    app.post(&format!(
+        "/v1/webhooks/{hook_id}/deliveries/dlv_00000000000000000000000000/redeliver"
+    ))
+    .expect(404)
+    .await;
+}
+
+#[wharf_testkit::dual_test]
+async fn a_dead_endpoint_gives_up_after_the_schedule(mut app: wharf_testkit::TestApp) {
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": "http://127.0.0.1:9/nothing-listens", "subscribed_events": ["message.received"]}))
+        .expect(201)
+        .await;
+    let hook_id = hook["id"].as_str().unwrap();
+    let (s, _) = app.connected_session().await;
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "into the void"}))
+        .expect(202)
+        .await;
+    let log = app
+        .eventually(&format!("/v1/webhooks/{hook_id}/deliveries"), |d| {
+            d["data"][0]["status"] == "failed"
+        })
+        .await;
+    // The test schedule has three retries: four attempts in all.
+    assert_eq!(log["data"][0]["attempts"], 4);
+    assert!(
+        log["data"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("request failed")
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn a_slow_endpoint_does_not_delay_others(mut app: wharf_testkit::TestApp) {
+    let mut slow = TestReceiver::start().await;
+    slow.set_delay(Duration::from_secs(3)).await;
+    let mut fast = TestReceiver::start().await;
+    app.post("/v1/webhooks")
+        .json(json!({"target_url": slow.url("/"), "subscribed_events": ["message.received"]}))
+        .expect(201)
+        .await;
+    app.post("/v1/webhooks")
+        .json(json!({"target_url": fast.url("/"), "subscribed_events": ["message.received"]}))
+        .expect(201)
+        .await;
+    let (s, _) = app.connected_session().await;
+    for i in 0..40 {
+        app.post(&format!("/emulator/sessions/{s}/inbound"))
+            .json(json!({"from": TO, "text": format!("n{i}")}))
+            .expect(202)
             .await;
-        let (s, _) = app.connected_session().await;
-        app.post(&format!("/emulator/sessions/{s}/inbound")).json(json!({"from": TO, "text": "while paused"})).expect(202).await;
-        assert!(receiver.quiet_for(Duration::from_millis(700)).await, "nothing while inactive");
-        app.patch(&format!("/v1/webhooks/{}", hook["id"].as_str().unwrap())).json(json!({"is_active": true})).expect(200).await;
-        let got = receiver.next().await;
-        assert_eq!(got.json["data"]["content"]["text"], "while paused");
     }
+    let started = std::time::Instant::now();
+    for _ in 0..40 {
+        fast.next().await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the fast endpoint got everything while the slow one stalled: {:?}",
+        started.elapsed()
+    );
+    slow.next().await;
+}
+
+#[wharf_testkit::dual_test]
+async fn an_inactive_endpoint_is_paused_and_resumes_with_its_backlog(
+    mut app: wharf_testkit::TestApp,
+) {
+    let mut receiver = TestReceiver::start().await;
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/"), "subscribed_events": ["message.received"], "is_active": false}))
+        .expect(201)
+        .await;
+    let (s, _) = app.connected_session().await;
+    app.post(&format!("/emulator/sessions/{s}/inbound"))
+        .json(json!({"from": TO, "text": "while paused"}))
+        .expect(202)
+        .await;
+    assert!(
+        receiver.quiet_for(Duration::from_millis(700)).await,
+        "nothing while inactive"
+    );
+    app.patch(&format!("/v1/webhooks/{}", hook["id"].as_str().unwrap()))
+        .json(json!({"is_active": true}))
+        .expect(200)
+        .await;
+    let got = receiver.next().await;
+    assert_eq!(got.json["data"]["content"]["text"], "while paused");
 }

@@ -32,7 +32,8 @@ fn json_of(stdout: &str) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
-async fn accounts_and_keys(backend: Backend) {
+#[wharf_testkit::dual_test]
+async fn accounts_and_keys_cli(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
@@ -112,13 +113,9 @@ async fn accounts_and_keys(backend: Backend) {
     assert!(!ok && err.contains("--account"), "{err}");
 }
 
-wharf_testkit::on_both_backends! {
-    accounts_and_keys_cli => accounts_and_keys;
-}
-
 /// Starts `wharf serve` on a free port; returns the child, its address and what it printed
 /// on stdout by the time it listened.
-fn serve(db: &TestDb, expect_banner: bool) -> (Child, SocketAddr, String) {
+fn serve_on(db: &TestDb, expect_banner: bool) -> (Child, SocketAddr, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args([
             "serve",
@@ -179,11 +176,12 @@ fn terminate(child: &Child) {
     assert!(status.success());
 }
 
-async fn serve_first_start_and_graceful_shutdown(backend: Backend) {
+#[wharf_testkit::dual_test]
+async fn serve(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
-    let (mut child, addr, banner) = serve(&db, true);
+    let (mut child, addr, banner) = serve_on(&db, true);
     let pat = banner
         .split_whitespace()
         .find(|w| w.starts_with("wh_pat_"))
@@ -237,18 +235,15 @@ async fn serve_first_start_and_graceful_shutdown(backend: Backend) {
     assert!(status.success(), "graceful exit: {status:?}");
 
     // The second start finds the account and prints no token.
-    let (child2, _, banner2) = serve(&db, false);
+    let (child2, _, banner2) = serve_on(&db, false);
     assert!(!banner2.contains("wh_pat_"), "{banner2}");
     terminate(&child2);
     let mut child2 = child2;
     assert!(child2.wait().unwrap().success());
 }
 
-wharf_testkit::on_both_backends! {
-    serve => serve_first_start_and_graceful_shutdown;
-}
-
-async fn sandbox_number(backend: Backend) {
+#[wharf_testkit::dual_test]
+async fn sandbox_number_cli(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
@@ -300,8 +295,4 @@ async fn sandbox_number(backend: Backend) {
     let (ok, _, err) = wharf(&db, &["sandbox", "clear"]);
     assert!(ok, "{err}");
     assert_eq!(store.sandbox_number().await.expect("read"), None);
-}
-
-wharf_testkit::on_both_backends! {
-    sandbox_number_cli => sandbox_number;
 }

@@ -73,789 +73,1165 @@ async fn assert_unavailable(app: &TestApp) {
     assert!(events_of(app, &app.pat, "message.sent").await.is_empty());
 }
 
-dual_test! {
-    async fn a_phone_activates_by_replying_and_then_receives_sends(app) {
-        let (number, number_phone) = emulator_number(&app).await;
-        let created = app
-            .post("/v1/whatsapp/sandbox/sessions")
-            .json(json!({"phone": "+34 688-246 216"}))
-            .expect(200)
-            .await;
-        assert_eq!(created["sandboxNumber"], number_phone.as_str());
-        let session = &created["session"];
-        assert_eq!(session["phoneE164"], DEV_DIGITS);
-        assert_eq!(session["status"], "pending");
-        assert!(session["activatedAt"].is_null());
-        let id = session["id"].as_str().expect("id").to_owned();
-        // The verification message went out from the sandbox number.
-        let sent = wait_events(&app, &app.pat, "message.sent").await;
-        assert_eq!(sent[0]["data"]["chat_jid"], format!("{DEV_DIGITS}@s.whatsapp.net"));
+#[wharf_testkit::dual_test]
+async fn a_phone_activates_by_replying_and_then_receives_sends(mut app: wharf_testkit::TestApp) {
+    let (number, number_phone) = emulator_number(&app).await;
+    let created = app
+        .post("/v1/whatsapp/sandbox/sessions")
+        .json(json!({"phone": "+34 688-246 216"}))
+        .expect(200)
+        .await;
+    assert_eq!(created["sandboxNumber"], number_phone.as_str());
+    let session = &created["session"];
+    assert_eq!(session["phoneE164"], DEV_DIGITS);
+    assert_eq!(session["status"], "pending");
+    assert!(session["activatedAt"].is_null());
+    let id = session["id"].as_str().expect("id").to_owned();
+    // The verification message went out from the sandbox number.
+    let sent = wait_events(&app, &app.pat, "message.sent").await;
+    assert_eq!(
+        sent[0]["data"]["chat_jid"],
+        format!("{DEV_DIGITS}@s.whatsapp.net")
+    );
 
-        // Not activated yet: sending through the sandbox is refused before queueing.
-        let refused = app
-            .post("/api/send-message")
-            .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "hi"}))
-            .expect(422)
-            .await;
-        assert_eq!(refused["reason_code"], "sandbox_recipient_not_activated");
-        assert!(refused["errors"]["to"].is_array());
+    // Not activated yet: sending through the sandbox is refused before queueing.
+    let refused = app
+        .post("/api/send-message")
+        .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "hi"}))
+        .expect(422)
+        .await;
+    assert_eq!(refused["reason_code"], "sandbox_recipient_not_activated");
+    assert!(refused["errors"]["to"].is_array());
 
-        phone_writes(&app, &number, DEV_PHONE, "yes it's me").await;
-        let activated = wait_events(&app, &app.pat, "sandbox.activated").await;
-        assert_eq!(activated[0]["data"]["sandbox_session_id"], id.as_str());
-        let listed = app.get("/api/v1/whatsapp/sandbox/sessions").expect(200).await;
-        assert_eq!(listed["sessions"][0]["status"], "active");
-        assert!(listed["sessions"][0]["activatedAt"].is_string());
+    phone_writes(&app, &number, DEV_PHONE, "yes it's me").await;
+    let activated = wait_events(&app, &app.pat, "sandbox.activated").await;
+    assert_eq!(activated[0]["data"]["sandbox_session_id"], id.as_str());
+    let listed = app
+        .get("/api/v1/whatsapp/sandbox/sessions")
+        .expect(200)
+        .await;
+    assert_eq!(listed["sessions"][0]["status"], "active");
+    assert!(listed["sessions"][0]["activatedAt"].is_string());
 
-        let sent = app
-            .post("/api/send-message")
-            .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "hello from the sandbox"}))
-            .expect(202)
-            .await;
-        let message = sent["message_id"].as_str().expect("message_id");
-        let info = app.wait_status(message, "sent").await;
-        assert_eq!(info["status"], "sent");
-    }
+    let sent = app
+        .post("/api/send-message")
+        .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "hello from the sandbox"}))
+        .expect(202)
+        .await;
+    let message = sent["message_id"].as_str().expect("message_id");
+    let info = app.wait_status(message, "sent").await;
+    assert_eq!(info["status"], "sent");
+}
 
-    async fn every_malformed_phone_is_a_400_naming_phone(app) {
-        emulator_number(&app).await;
-        const FORMAT: &str = "digits, spaces, dashes and a leading '+' only";
-        // (body, what the error must say)
-        let cases: Vec<(Value, &str)> = vec![
-            // Missing, null, empty, blank.
-            (json!({}), "phone"),
-            (json!({"phone": null}), "required"),
-            (json!({"phone": ""}), "required"),
-            (json!({"phone": "   "}), "required"),
-            // Not a string.
-            (json!({"phone": 34_688_246_216_u64}), "must be a string"),
-            (json!({"phone": true}), "must be a string"),
-            (json!({"phone": ["+34688246216"]}), "must be a string"),
-            (json!({"phone": {"e164": "+34688246216"}}), "must be a string"),
-            // Letters.
-            (json!({"phone": "abc"}), FORMAT),
-            (json!({"phone": "+34 688 246 21x"}), FORMAT),
-            (json!({"phone": "+34688246216 ext 1"}), FORMAT),
-            // Parentheses and dots (which Phone::parse elsewhere tolerates) are refused here.
-            (json!({"phone": "+34 (688) 246216"}), FORMAT),
-            (json!({"phone": "34.688.246.216"}), FORMAT),
-            (json!({"phone": "+34/688/246/216"}), FORMAT),
-            // A plus anywhere but at the start.
-            (json!({"phone": "++34688246216"}), FORMAT),
-            (json!({"phone": "34+688246216"}), FORMAT),
-            (json!({"phone": "34688246216+"}), FORMAT),
-            // Too short, too long.
-            (json!({"phone": "+34"}), "is not a phone number"),
-            (json!({"phone": "+34 688"}), "is not a phone number"),
-            (json!({"phone": "+34 688 246 216 1234 5678"}), "is not a phone number"),
-            // No such country code; `00` is not read as an international prefix.
-            (json!({"phone": "+999 1234 5678"}), "is not a phone number"),
-            (json!({"phone": "0034 688 246 216"}), "is not a phone number"),
-        ];
-        for prefix in ["", "/api"] {
-            for (body, says) in &cases {
-                let answer = app
-                    .post(&format!("{prefix}{SESSIONS}"))
-                    .json(body.clone())
-                    .expect(400)
-                    .await;
-                let error = zernio_error(&answer, "invalid_request_error", "invalid_field_value", Some("phone"));
-                assert!(error.starts_with("phone: "), "{body}: {error}");
-                assert!(error.contains(says), "{body}: {error} does not say {says:?}");
-            }
-        }
-
-        // A body that is not JSON, or not an object: param `body`.
-        for raw in ["{\"phone\": ", "{\"phone\": \"+34688246216\",}", "not json", "[\"+34688246216\"]", "\"+34688246216\""] {
+#[wharf_testkit::dual_test]
+async fn every_malformed_phone_is_a_400_naming_phone(mut app: wharf_testkit::TestApp) {
+    emulator_number(&app).await;
+    const FORMAT: &str = "digits, spaces, dashes and a leading '+' only";
+    // (body, what the error must say)
+    let cases: Vec<(Value, &str)> = vec![
+        // Missing, null, empty, blank.
+        (json!({}), "phone"),
+        (json!({"phone": null}), "required"),
+        (json!({"phone": ""}), "required"),
+        (json!({"phone": "   "}), "required"),
+        // Not a string.
+        (json!({"phone": 34_688_246_216_u64}), "must be a string"),
+        (json!({"phone": true}), "must be a string"),
+        (json!({"phone": ["+34688246216"]}), "must be a string"),
+        (
+            json!({"phone": {"e164": "+34688246216"}}),
+            "must be a string",
+        ),
+        // Letters.
+        (json!({"phone": "abc"}), FORMAT),
+        (json!({"phone": "+34 688 246 21x"}), FORMAT),
+        (json!({"phone": "+34688246216 ext 1"}), FORMAT),
+        // Parentheses and dots (which Phone::parse elsewhere tolerates) are refused here.
+        (json!({"phone": "+34 (688) 246216"}), FORMAT),
+        (json!({"phone": "34.688.246.216"}), FORMAT),
+        (json!({"phone": "+34/688/246/216"}), FORMAT),
+        // A plus anywhere but at the start.
+        (json!({"phone": "++34688246216"}), FORMAT),
+        (json!({"phone": "34+688246216"}), FORMAT),
+        (json!({"phone": "34688246216+"}), FORMAT),
+        // Too short, too long.
+        (json!({"phone": "+34"}), "is not a phone number"),
+        (json!({"phone": "+34 688"}), "is not a phone number"),
+        (
+            json!({"phone": "+34 688 246 216 1234 5678"}),
+            "is not a phone number",
+        ),
+        // No such country code; `00` is not read as an international prefix.
+        (json!({"phone": "+999 1234 5678"}), "is not a phone number"),
+        (
+            json!({"phone": "0034 688 246 216"}),
+            "is not a phone number",
+        ),
+    ];
+    for prefix in ["", "/api"] {
+        for (body, says) in &cases {
             let answer = app
-                .post(SESSIONS)
-                .raw(raw, "application/json")
+                .post(&format!("{prefix}{SESSIONS}"))
+                .json(body.clone())
                 .expect(400)
                 .await;
-            let error = zernio_error(&answer, "invalid_request_error", "invalid_field_value", Some("body"));
-            assert!(error.contains("malformed JSON"), "{raw}: {error}");
+            let error = zernio_error(
+                &answer,
+                "invalid_request_error",
+                "invalid_field_value",
+                Some("phone"),
+            );
+            assert!(error.starts_with("phone: "), "{body}: {error}");
+            assert!(
+                error.contains(says),
+                "{body}: {error} does not say {says:?}"
+            );
         }
-        // A body that is not declared JSON at all.
+    }
+
+    // A body that is not JSON, or not an object: param `body`.
+    for raw in [
+        "{\"phone\": ",
+        "{\"phone\": \"+34688246216\",}",
+        "not json",
+        "[\"+34688246216\"]",
+        "\"+34688246216\"",
+    ] {
         let answer = app
             .post(SESSIONS)
-            .raw("phone=%2B34688246216", "application/x-www-form-urlencoded")
-            .expect(415)
-            .await;
-        zernio_error(&answer, "invalid_request_error", "unsupported_media_type", None);
-
-        // Nothing was stored or sent.
-        assert!(listed(&app).await.is_empty());
-        assert!(events_of(&app, &app.pat, "message.sent").await.is_empty());
-    }
-
-    async fn phones_are_normalized_to_e164_digits(app) {
-        let (number, number_phone) = emulator_number(&app).await;
-        let first = create(&app, "+34 688-246 216", 200).await;
-        assert_eq!(first["session"]["phoneE164"], DEV_DIGITS);
-        assert_eq!(first["sandboxNumber"], number_phone.as_str());
-        assert!(number_phone.starts_with('+'), "the number is E.164: {number_phone}");
-        let id = first["session"]["id"].as_str().expect("id").to_owned();
-        assert!(id.starts_with("sbx_"), "{id}");
-        // Written differently, it is the same phone: the same session.
-        for written in ["34688246216", " +34688246216 ", "34-688-246-216", "+34 688 246 216"] {
-            let again = create(&app, written, 200).await;
-            assert_eq!(again["session"]["phoneE164"], DEV_DIGITS, "{written}");
-            assert_eq!(again["session"]["id"], id.as_str(), "{written}");
-        }
-        let sessions = listed(&app).await;
-        assert_eq!(sessions.len(), 1);
-        assert_eq!(sessions[0]["phoneE164"], DEV_DIGITS);
-        assert_eq!(sessions[0]["id"], id.as_str());
-        for field in ["expiresAt", "createdAt"] {
-            assert!(sessions[0][field].as_str().is_some_and(|t| t.ends_with('Z')), "{field}: {}", sessions[0]);
-        }
-        // The verification went to that phone's chat, as the configured text.
-        let sent = events_of(&app, &app.pat, "message.sent").await;
-        assert_eq!(sent.len(), 5, "one verification per POST");
-        for event in &sent {
-            assert_eq!(event["data"]["chat_jid"], format!("{DEV_DIGITS}@s.whatsapp.net"));
-            assert_eq!(event["data"]["session_id"], number.as_str());
-        }
-        let logs = app
-            .get(&format!("/api/whatsapp-sessions/{number}/message-logs?direction=out"))
-            .expect(200)
-            .await;
-        let logged = logs["data"].as_array().expect("data");
-        assert_eq!(logged.len(), 5);
-        for m in logged {
-            assert_eq!(m["content"]["text"], app.config.sandbox_verification_text.as_str(), "{m}");
-        }
-    }
-
-    async fn the_sandbox_number_itself_is_refused(app) {
-        let (_, number_phone) = emulator_number(&app).await;
-        let digits = number_phone.trim_start_matches('+').to_owned();
-        let spaced = format!("+{} {}", &digits[..2], &digits[2..]);
-        for written in [number_phone.clone(), digits, spaced] {
-            let answer = create(&app, &written, 400).await;
-            let error = zernio_error(&answer, "invalid_request_error", "invalid_field_value", Some("phone"));
-            assert!(error.contains("sandbox number"), "{written}: {error}");
-        }
-        assert!(listed(&app).await.is_empty());
-        assert!(events_of(&app, &app.pat, "message.sent").await.is_empty(), "nothing was sent");
-    }
-
-    async fn one_phone_per_account_until_the_first_is_revoked(app) {
-        const OTHER: &str = "+44 7700 900123";
-        emulator_number(&app).await;
-        let first = create(&app, DEV_PHONE, 200).await;
-        let first_id = first["session"]["id"].as_str().expect("id").to_owned();
-
-        let refused = create(&app, OTHER, 400).await;
-        let error = zernio_error(&refused, "invalid_request_error", "invalid_field_value", Some("phone"));
-        assert!(error.contains(DEV_PHONE), "names the existing phone in E.164: {error}");
-        assert!(error.contains(&first_id), "names the existing session: {error}");
-        // Also under /api, and however the second phone is written.
-        let refused = app
-            .post(&format!("/api{SESSIONS}"))
-            .json(json!({"phone": "447700900123"}))
+            .raw(raw, "application/json")
             .expect(400)
             .await;
-        assert!(zernio_error(&refused, "invalid_request_error", "invalid_field_value", Some("phone")).contains(DEV_PHONE));
-
-        // Nothing was sent to the second phone, and the first session is untouched.
-        let sent = events_of(&app, &app.pat, "message.sent").await;
-        assert_eq!(sent.len(), 1, "{sent:?}");
-        assert_eq!(sent[0]["data"]["chat_jid"], format!("{DEV_DIGITS}@s.whatsapp.net"));
-        let sessions = listed(&app).await;
-        assert_eq!(sessions.len(), 1);
-        assert_eq!(sessions[0]["id"], first_id.as_str());
-
-        // Revoked, the first phone no longer counts.
-        let deleted = app.delete(&format!("{SESSIONS}/{first_id}")).expect(200).await;
-        assert_eq!(deleted, json!({"success": true}));
-        let second = create(&app, OTHER, 200).await;
-        assert_eq!(second["session"]["phoneE164"], "447700900123");
-        assert_eq!(second["session"]["status"], "pending");
-        assert_ne!(second["session"]["id"], first_id.as_str());
-        let sessions = listed(&app).await;
-        assert_eq!(sessions.len(), 1);
-        assert_eq!(sessions[0]["phoneE164"], "447700900123");
-        // And now the first phone is the other one.
-        let refused = create(&app, DEV_PHONE, 400).await;
-        assert!(zernio_error(&refused, "invalid_request_error", "invalid_field_value", Some("phone")).contains("+447700900123"));
-        assert_eq!(events_of(&app, &app.pat, "message.sent").await.len(), 2);
+        let error = zernio_error(
+            &answer,
+            "invalid_request_error",
+            "invalid_field_value",
+            Some("body"),
+        );
+        assert!(error.contains("malformed JSON"), "{raw}: {error}");
     }
+    // A body that is not declared JSON at all.
+    let answer = app
+        .post(SESSIONS)
+        .raw("phone=%2B34688246216", "application/x-www-form-urlencoded")
+        .expect(415)
+        .await;
+    zernio_error(
+        &answer,
+        "invalid_request_error",
+        "unsupported_media_type",
+        None,
+    );
 
-    async fn an_activated_phone_still_counts_as_the_one_phone(app) {
-        let (number, _) = emulator_number(&app).await;
-        create(&app, DEV_PHONE, 200).await;
-        phone_writes(&app, &number, DEV_PHONE, "me").await;
-        wait_events(&app, &app.pat, "sandbox.activated").await;
-        let refused = create(&app, "+44 7700 900123", 400).await;
-        let error = zernio_error(&refused, "invalid_request_error", "invalid_field_value", Some("phone"));
-        assert!(error.contains(DEV_PHONE), "{error}");
+    // Nothing was stored or sent.
+    assert!(listed(&app).await.is_empty());
+    assert!(events_of(&app, &app.pat, "message.sent").await.is_empty());
+}
+
+#[wharf_testkit::dual_test]
+async fn phones_are_normalized_to_e164_digits(mut app: wharf_testkit::TestApp) {
+    let (number, number_phone) = emulator_number(&app).await;
+    let first = create(&app, "+34 688-246 216", 200).await;
+    assert_eq!(first["session"]["phoneE164"], DEV_DIGITS);
+    assert_eq!(first["sandboxNumber"], number_phone.as_str());
+    assert!(
+        number_phone.starts_with('+'),
+        "the number is E.164: {number_phone}"
+    );
+    let id = first["session"]["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("sbx_"), "{id}");
+    // Written differently, it is the same phone: the same session.
+    for written in [
+        "34688246216",
+        " +34688246216 ",
+        "34-688-246-216",
+        "+34 688 246 216",
+    ] {
+        let again = create(&app, written, 200).await;
+        assert_eq!(again["session"]["phoneE164"], DEV_DIGITS, "{written}");
+        assert_eq!(again["session"]["id"], id.as_str(), "{written}");
     }
-
-    async fn the_same_phone_again_refreshes_and_resends(app) {
-        let (number, _) = emulator_number(&app).await;
-        let first = create(&app, DEV_PHONE, 200).await;
-        let id = first["session"]["id"].as_str().expect("id").to_owned();
-        let rows = stored(&app).await;
-        assert_eq!(rows.len(), 1);
-        let (created_at, first_expiry) = (rows[0].created_at, rows[0].expires_at);
-        let pending_ttl = i64::try_from(app.config.sandbox_pending_hours).unwrap() * 3_600_000;
-        assert!((first_expiry - created_at - pending_ttl).abs() < 1000, "pending sessions get 24 h");
-
-        // An hour later, the same phone again: same session, a later expiry, a new message.
-        app.config.clock.advance(Duration::from_secs(3600));
-        let again = create(&app, "34 688 246 216", 200).await;
-        assert_eq!(again["session"]["id"], id.as_str());
-        assert_eq!(again["session"]["status"], "pending");
-        assert_eq!(again["session"]["createdAt"], first["session"]["createdAt"]);
-        assert!(again["session"]["activatedAt"].is_null());
-        assert_ne!(again["session"]["expiresAt"], first["session"]["expiresAt"]);
-        let rows = stored(&app).await;
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].created_at, created_at);
+    let sessions = listed(&app).await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["phoneE164"], DEV_DIGITS);
+    assert_eq!(sessions[0]["id"], id.as_str());
+    for field in ["expiresAt", "createdAt"] {
         assert!(
-            rows[0].expires_at >= first_expiry + 3_600_000 - 1000,
-            "extended: {} then {}",
-            first_expiry,
-            rows[0].expires_at
+            sessions[0][field]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z')),
+            "{field}: {}",
+            sessions[0]
         );
-        let refreshed_expiry = rows[0].expires_at;
-        let sent = events_of(&app, &app.pat, "message.sent").await;
-        assert_eq!(sent.len(), 2, "the verification was sent again");
-        assert_ne!(sent[0]["data"]["message_id"], sent[1]["data"]["message_id"]);
-        for event in &sent {
-            assert_eq!(event["data"]["chat_jid"], format!("{DEV_DIGITS}@s.whatsapp.net"));
-        }
-        assert_eq!(listed(&app).await.len(), 1);
-
-        // Activated (and confirmed), a refresh keeps it active and its activation, never
-        // shortening it, and sends the verification again.
-        phone_writes(&app, &number, DEV_PHONE, "it's me").await;
-        wait_events(&app, &app.pat, "sandbox.activated").await;
-        let active = app.eventually(SESSIONS, |l| l["sessions"][0]["status"] == "active").await;
-        let activated_at = active["sessions"][0]["activatedAt"].clone();
-        assert!(activated_at.is_string());
-        let active_expiry = stored(&app).await[0].expires_at;
-        assert!(active_expiry > refreshed_expiry, "activated sessions get 7 days");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while events_of(&app, &app.pat, "message.sent").await.len() < 3 {
-            assert!(tokio::time::Instant::now() < deadline, "the confirmation was never sent");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let again = create(&app, DEV_PHONE, 200).await;
-        assert_eq!(again["session"]["id"], id.as_str());
-        assert_eq!(again["session"]["status"], "active");
-        assert_eq!(again["session"]["activatedAt"], activated_at);
-        assert!(stored(&app).await[0].expires_at >= active_expiry);
+    }
+    // The verification went to that phone's chat, as the configured text.
+    let sent = events_of(&app, &app.pat, "message.sent").await;
+    assert_eq!(sent.len(), 5, "one verification per POST");
+    for event in &sent {
         assert_eq!(
-            events_of(&app, &app.pat, "message.sent").await.len(),
-            4,
-            "two verifications, the confirmation, and the refresh's verification"
+            event["data"]["chat_jid"],
+            format!("{DEV_DIGITS}@s.whatsapp.net")
         );
-        // Still one sandbox.activated: refreshing does not re-activate.
-        assert_eq!(events_of(&app, &app.pat, "sandbox.activated").await.len(), 1);
+        assert_eq!(event["data"]["session_id"], number.as_str());
     }
+    let logs = app
+        .get(&format!(
+            "/api/whatsapp-sessions/{number}/message-logs?direction=out"
+        ))
+        .expect(200)
+        .await;
+    let logged = logs["data"].as_array().expect("data");
+    assert_eq!(logged.len(), 5);
+    for m in logged {
+        assert_eq!(
+            m["content"]["text"],
+            app.config.sandbox_verification_text.as_str(),
+            "{m}"
+        );
+    }
+}
 
-    async fn a_refused_verification_stores_nothing_and_says_why(app) {
-        let (number, _) = emulator_number(&app).await;
-        app.post(&format!("/emulator/sessions/{number}/contacts"))
-            .json(json!({"phone": DEV_PHONE, "on_whatsapp": false}))
-            .expect(204)
-            .await;
-        let answer = create(&app, "+34 688 246 216", 400).await;
-        let error = zernio_error(&answer, "platform_error", "platform_error", None);
-        assert_eq!(error, format!("{DEV_PHONE} is not on WhatsApp"), "the engine's message");
-        let listing = app.get(SESSIONS).expect(200).await;
-        assert_eq!(listing["sessions"], json!([]), "nothing stored");
-        assert!(stored(&app).await.is_empty());
-        assert!(events_of(&app, &app.pat, "message.sent").await.is_empty());
-        // Not stored means not blocking: the one-phone rule lets another phone in.
-        let other = create(&app, "+44 7700 900123", 200).await;
-        assert_eq!(other["session"]["phoneE164"], "447700900123");
-        app.delete(&format!("{SESSIONS}/{}", other["session"]["id"].as_str().unwrap()))
+#[wharf_testkit::dual_test]
+async fn the_sandbox_number_itself_is_refused(mut app: wharf_testkit::TestApp) {
+    let (_, number_phone) = emulator_number(&app).await;
+    let digits = number_phone.trim_start_matches('+').to_owned();
+    let spaced = format!("+{} {}", &digits[..2], &digits[2..]);
+    for written in [number_phone.clone(), digits, spaced] {
+        let answer = create(&app, &written, 400).await;
+        let error = zernio_error(
+            &answer,
+            "invalid_request_error",
+            "invalid_field_value",
+            Some("phone"),
+        );
+        assert!(error.contains("sandbox number"), "{written}: {error}");
+    }
+    assert!(listed(&app).await.is_empty());
+    assert!(
+        events_of(&app, &app.pat, "message.sent").await.is_empty(),
+        "nothing was sent"
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn one_phone_per_account_until_the_first_is_revoked(mut app: wharf_testkit::TestApp) {
+    const OTHER: &str = "+44 7700 900123";
+    emulator_number(&app).await;
+    let first = create(&app, DEV_PHONE, 200).await;
+    let first_id = first["session"]["id"].as_str().expect("id").to_owned();
+
+    let refused = create(&app, OTHER, 400).await;
+    let error = zernio_error(
+        &refused,
+        "invalid_request_error",
+        "invalid_field_value",
+        Some("phone"),
+    );
+    assert!(
+        error.contains(DEV_PHONE),
+        "names the existing phone in E.164: {error}"
+    );
+    assert!(
+        error.contains(&first_id),
+        "names the existing session: {error}"
+    );
+    // Also under /api, and however the second phone is written.
+    let refused = app
+        .post(&format!("/api{SESSIONS}"))
+        .json(json!({"phone": "447700900123"}))
+        .expect(400)
+        .await;
+    assert!(
+        zernio_error(
+            &refused,
+            "invalid_request_error",
+            "invalid_field_value",
+            Some("phone")
+        )
+        .contains(DEV_PHONE)
+    );
+
+    // Nothing was sent to the second phone, and the first session is untouched.
+    let sent = events_of(&app, &app.pat, "message.sent").await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0]["data"]["chat_jid"],
+        format!("{DEV_DIGITS}@s.whatsapp.net")
+    );
+    let sessions = listed(&app).await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["id"], first_id.as_str());
+
+    // Revoked, the first phone no longer counts.
+    let deleted = app
+        .delete(&format!("{SESSIONS}/{first_id}"))
+        .expect(200)
+        .await;
+    assert_eq!(deleted, json!({"success": true}));
+    let second = create(&app, OTHER, 200).await;
+    assert_eq!(second["session"]["phoneE164"], "447700900123");
+    assert_eq!(second["session"]["status"], "pending");
+    assert_ne!(second["session"]["id"], first_id.as_str());
+    let sessions = listed(&app).await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["phoneE164"], "447700900123");
+    // And now the first phone is the other one.
+    let refused = create(&app, DEV_PHONE, 400).await;
+    assert!(
+        zernio_error(
+            &refused,
+            "invalid_request_error",
+            "invalid_field_value",
+            Some("phone")
+        )
+        .contains("+447700900123")
+    );
+    assert_eq!(events_of(&app, &app.pat, "message.sent").await.len(), 2);
+}
+
+#[wharf_testkit::dual_test]
+async fn an_activated_phone_still_counts_as_the_one_phone(mut app: wharf_testkit::TestApp) {
+    let (number, _) = emulator_number(&app).await;
+    create(&app, DEV_PHONE, 200).await;
+    phone_writes(&app, &number, DEV_PHONE, "me").await;
+    wait_events(&app, &app.pat, "sandbox.activated").await;
+    let refused = create(&app, "+44 7700 900123", 400).await;
+    let error = zernio_error(
+        &refused,
+        "invalid_request_error",
+        "invalid_field_value",
+        Some("phone"),
+    );
+    assert!(error.contains(DEV_PHONE), "{error}");
+}
+
+#[wharf_testkit::dual_test]
+async fn the_same_phone_again_refreshes_and_resends(mut app: wharf_testkit::TestApp) {
+    let (number, _) = emulator_number(&app).await;
+    let first = create(&app, DEV_PHONE, 200).await;
+    let id = first["session"]["id"].as_str().expect("id").to_owned();
+    let rows = stored(&app).await;
+    assert_eq!(rows.len(), 1);
+    let (created_at, first_expiry) = (rows[0].created_at, rows[0].expires_at);
+    let pending_ttl = i64::try_from(app.config.sandbox_pending_hours).unwrap() * 3_600_000;
+    assert!(
+        (first_expiry - created_at - pending_ttl).abs() < 1000,
+        "pending sessions get 24 h"
+    );
+
+    // An hour later, the same phone again: same session, a later expiry, a new message.
+    app.config.clock.advance(Duration::from_secs(3600));
+    let again = create(&app, "34 688 246 216", 200).await;
+    assert_eq!(again["session"]["id"], id.as_str());
+    assert_eq!(again["session"]["status"], "pending");
+    assert_eq!(again["session"]["createdAt"], first["session"]["createdAt"]);
+    assert!(again["session"]["activatedAt"].is_null());
+    assert_ne!(again["session"]["expiresAt"], first["session"]["expiresAt"]);
+    let rows = stored(&app).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].created_at, created_at);
+    assert!(
+        rows[0].expires_at >= first_expiry + 3_600_000 - 1000,
+        "extended: {} then {}",
+        first_expiry,
+        rows[0].expires_at
+    );
+    let refreshed_expiry = rows[0].expires_at;
+    let sent = events_of(&app, &app.pat, "message.sent").await;
+    assert_eq!(sent.len(), 2, "the verification was sent again");
+    assert_ne!(sent[0]["data"]["message_id"], sent[1]["data"]["message_id"]);
+    for event in &sent {
+        assert_eq!(
+            event["data"]["chat_jid"],
+            format!("{DEV_DIGITS}@s.whatsapp.net")
+        );
+    }
+    assert_eq!(listed(&app).await.len(), 1);
+
+    // Activated (and confirmed), a refresh keeps it active and its activation, never
+    // shortening it, and sends the verification again.
+    phone_writes(&app, &number, DEV_PHONE, "it's me").await;
+    wait_events(&app, &app.pat, "sandbox.activated").await;
+    let active = app
+        .eventually(SESSIONS, |l| l["sessions"][0]["status"] == "active")
+        .await;
+    let activated_at = active["sessions"][0]["activatedAt"].clone();
+    assert!(activated_at.is_string());
+    let active_expiry = stored(&app).await[0].expires_at;
+    assert!(
+        active_expiry > refreshed_expiry,
+        "activated sessions get 7 days"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events_of(&app, &app.pat, "message.sent").await.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the confirmation was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let again = create(&app, DEV_PHONE, 200).await;
+    assert_eq!(again["session"]["id"], id.as_str());
+    assert_eq!(again["session"]["status"], "active");
+    assert_eq!(again["session"]["activatedAt"], activated_at);
+    assert!(stored(&app).await[0].expires_at >= active_expiry);
+    assert_eq!(
+        events_of(&app, &app.pat, "message.sent").await.len(),
+        4,
+        "two verifications, the confirmation, and the refresh's verification"
+    );
+    // Still one sandbox.activated: refreshing does not re-activate.
+    assert_eq!(
+        events_of(&app, &app.pat, "sandbox.activated").await.len(),
+        1
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn a_refused_verification_stores_nothing_and_says_why(mut app: wharf_testkit::TestApp) {
+    let (number, _) = emulator_number(&app).await;
+    app.post(&format!("/emulator/sessions/{number}/contacts"))
+        .json(json!({"phone": DEV_PHONE, "on_whatsapp": false}))
+        .expect(204)
+        .await;
+    let answer = create(&app, "+34 688 246 216", 400).await;
+    let error = zernio_error(&answer, "platform_error", "platform_error", None);
+    assert_eq!(
+        error,
+        format!("{DEV_PHONE} is not on WhatsApp"),
+        "the engine's message"
+    );
+    let listing = app.get(SESSIONS).expect(200).await;
+    assert_eq!(listing["sessions"], json!([]), "nothing stored");
+    assert!(stored(&app).await.is_empty());
+    assert!(events_of(&app, &app.pat, "message.sent").await.is_empty());
+    // Not stored means not blocking: the one-phone rule lets another phone in.
+    let other = create(&app, "+44 7700 900123", 200).await;
+    assert_eq!(other["session"]["phoneE164"], "447700900123");
+    app.delete(&format!(
+        "{SESSIONS}/{}",
+        other["session"]["id"].as_str().unwrap()
+    ))
+    .expect(200)
+    .await;
+
+    // A permanent engine failure with its own words.
+    app.post(&format!("/emulator/sessions/{number}/contacts"))
+        .json(json!({"phone": DEV_PHONE, "on_whatsapp": true}))
+        .expect(204)
+        .await;
+    app.post(&format!("/emulator/sessions/{number}/failures"))
+        .json(json!({"mode": "permanent", "count": 1, "reason": "the business account is paused"}))
+        .expect(204)
+        .await;
+    let answer = create(&app, DEV_PHONE, 400).await;
+    let error = zernio_error(&answer, "platform_error", "platform_error", None);
+    assert_eq!(error, "the business account is paused");
+    assert!(listed(&app).await.is_empty());
+
+    // A passing failure: 503, nothing stored either.
+    app.post(&format!("/emulator/sessions/{number}/failures"))
+        .json(json!({"mode": "retryable", "count": 1, "reason": "the phone is offline"}))
+        .expect(204)
+        .await;
+    let answer = app
+        .post(SESSIONS)
+        .json(json!({"phone": DEV_PHONE}))
+        .send()
+        .await;
+    assert_eq!(answer.status.as_u16(), 503, "{}", answer.text);
+    let error = zernio_error(&answer.json, "platform_error", "platform_unavailable", None);
+    assert!(error.contains("the phone is offline"), "{error}");
+    assert!(answer.header("retry-after").is_some(), "says when to retry");
+    assert!(listed(&app).await.is_empty());
+    assert_eq!(
+        events_of(&app, &app.pat, "message.sent").await.len(),
+        1,
+        "only the other phone's"
+    );
+
+    // Once the engine takes it, the phone registers.
+    let created = create(&app, DEV_PHONE, 200).await;
+    assert_eq!(created["session"]["status"], "pending");
+    assert_eq!(listed(&app).await.len(), 1);
+}
+
+#[wharf_testkit::dual_test]
+async fn without_a_sandbox_number_the_list_says_null_and_creation_is_503(
+    mut app: wharf_testkit::TestApp,
+) {
+    // None set.
+    assert_unavailable(&app).await;
+    // A session that never connected has no number yet.
+    let created = app.create_session(json!({})).await;
+    let unconnected = created["session"]["session_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    set_number(&app, &unconnected).await;
+    assert_unavailable(&app).await;
+    // A connected one: the list names it.
+    let (number, number_phone) = emulator_number(&app).await;
+    let listing = app.get(SESSIONS).expect(200).await;
+    assert_eq!(
+        listing,
+        json!({"sessions": [], "sandboxNumber": number_phone})
+    );
+    assert_eq!(
+        app.get(&format!("/api{SESSIONS}")).expect(200).await["sandboxNumber"],
+        number_phone.as_str()
+    );
+    create(&app, DEV_PHONE, 200).await;
+    assert_eq!(listed(&app).await.len(), 1);
+    // Unset again (`wharf sandbox set-number` to nothing): sessions stay listed, number null.
+    app.store
+        .set_sandbox_number(None, wharf_core::time::now_millis())
+        .await
+        .expect("unset the sandbox number");
+    let listing = app.get(SESSIONS).expect(200).await;
+    assert!(listing["sandboxNumber"].is_null(), "{listing}");
+    assert_eq!(listing["sessions"].as_array().map(Vec::len), Some(1));
+    let answer = create(&app, DEV_PHONE, 503).await;
+    zernio_error(&answer, "api_error", "sandbox_unavailable", None);
+    // Sending through the sandbox is refused too.
+    let refused = app
+        .post("/api/send-message")
+        .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "hi"}))
+        .expect(422)
+        .await;
+    assert_eq!(refused["reason_code"], "sandbox_not_configured");
+    // Set again, then that session deleted: no number either.
+    set_number(&app, &number).await;
+    assert_eq!(
+        app.get(SESSIONS).expect(200).await["sandboxNumber"],
+        number_phone.as_str()
+    );
+    let deleted = app
+        .delete(&format!("/v1/whatsapp-sessions/{number}"))
+        .send()
+        .await;
+    assert!(deleted.status.is_success(), "{}", deleted.text);
+    let listing = app.get(SESSIONS).expect(200).await;
+    assert!(listing["sandboxNumber"].is_null(), "{listing}");
+    let answer = create(&app, DEV_PHONE, 503).await;
+    zernio_error(&answer, "api_error", "sandbox_unavailable", None);
+}
+
+#[wharf_testkit::dual_test]
+async fn the_list_holds_the_accounts_live_sessions_and_the_number(mut app: wharf_testkit::TestApp) {
+    let (_, number_phone) = emulator_number(&app).await;
+    let empty = app.get(SESSIONS).expect(200).await;
+    assert_eq!(
+        empty,
+        json!({"sessions": [], "sandboxNumber": number_phone})
+    );
+    let created = create(&app, DEV_PHONE, 200).await;
+    for prefix in ["", "/api"] {
+        let listing = app.get(&format!("{prefix}{SESSIONS}")).expect(200).await;
+        assert_eq!(listing["sandboxNumber"], number_phone.as_str());
+        assert_eq!(
+            listing["sessions"],
+            json!([created["session"]]),
+            "the list shows what POST answered"
+        );
+    }
+    let session = &created["session"];
+    let keys: Vec<&str> = session
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in [
+        "id",
+        "phoneE164",
+        "status",
+        "expiresAt",
+        "activatedAt",
+        "createdAt",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {session}");
+    }
+    // Past its 24 hours, a pending session is gone from the list.
+    app.config
+        .clock
+        .advance(Duration::from_secs(24 * 3600 + 60));
+    assert_eq!(app.get(SESSIONS).expect(200).await["sessions"], json!([]));
+    // And no longer holds the one phone.
+    let other = create(&app, "+44 7700 900123", 200).await;
+    assert_eq!(other["session"]["phoneE164"], "447700900123");
+    assert_ne!(other["session"]["id"], session["id"]);
+}
+
+#[wharf_testkit::dual_test]
+async fn delete_answers_foreign_missing_and_malformed_ids_identically(
+    mut app: wharf_testkit::TestApp,
+) {
+    // Zernio's seed: a sandbox delete answers 400 for an id that is someone else's, one
+    // that does not exist and one that is not an id at all, byte for byte the same, so
+    // the answer tells nothing about other accounts.
+    emulator_number(&app).await;
+    let other = other_account(&app).await;
+    let theirs = app
+        .post(SESSIONS)
+        .token(&other)
+        .json(json!({"phone": DEV_PHONE}))
+        .expect(200)
+        .await;
+    let foreign = theirs["session"]["id"].as_str().expect("id").to_owned();
+    let missing = SandboxId::generate().to_string();
+    let mut seen = Vec::new();
+    for id in [foreign.as_str(), missing.as_str(), "not-an-id"] {
+        let answer = app.delete(&format!("{SESSIONS}/{id}")).send().await;
+        seen.push((
+            answer.status.as_u16(),
+            answer.header("content-type").map(str::to_owned),
+            answer.text,
+        ));
+    }
+    assert_eq!(seen[0].0, 400, "{seen:?}");
+    assert_eq!(seen[0], seen[1], "foreign and missing ids answer alike");
+    assert_eq!(seen[1], seen[2], "missing and malformed ids answer alike");
+    // The foreign session is untouched.
+    let their_list = app.get(SESSIONS).token(&other).expect(200).await;
+    assert_eq!(their_list["sessions"][0]["id"], foreign.as_str());
+}
+
+#[wharf_testkit::dual_test]
+async fn delete_revokes_and_answers_unknown_foreign_and_malformed_ids_alike(
+    mut app: wharf_testkit::TestApp,
+) {
+    let (number, _) = emulator_number(&app).await;
+    let mine = create(&app, DEV_PHONE, 200).await;
+    let id = mine["session"]["id"].as_str().expect("id").to_owned();
+    let other = other_account(&app).await;
+    let theirs = app
+        .post(SESSIONS)
+        .token(&other)
+        .json(json!({"phone": "+44 7700 900123"}))
+        .expect(200)
+        .await;
+    let their_id = theirs["session"]["id"].as_str().expect("id").to_owned();
+
+    let unknown = SandboxId::generate().to_string();
+    let mut answers = Vec::new();
+    for (path, token) in [
+        (format!("{SESSIONS}/{unknown}"), app.pat.clone()),
+        (format!("/api{SESSIONS}/{unknown}"), app.pat.clone()),
+        (format!("{SESSIONS}/nope"), app.pat.clone()),
+        (format!("{SESSIONS}/sbx_"), app.pat.clone()),
+        (
+            format!("{SESSIONS}/{}", id.replace("sbx_", "sess_")),
+            app.pat.clone(),
+        ),
+        // Someone else's: for us, theirs; for them, ours.
+        (format!("{SESSIONS}/{their_id}"), app.pat.clone()),
+        (format!("/api{SESSIONS}/{their_id}"), app.pat.clone()),
+        (format!("{SESSIONS}/{id}"), other.clone()),
+    ] {
+        let answer = app.delete(&path).token(&token).expect(400).await;
+        zernio_error(
+            &answer,
+            "invalid_request_error",
+            "invalid_field_value",
+            Some("sessionId"),
+        );
+        answers.push(answer);
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "the same answer: {answers:?}"
+    );
+    // Both sessions survived.
+    assert_eq!(listed(&app).await.len(), 1);
+    let their_list = app.get(SESSIONS).token(&other).expect(200).await;
+    assert_eq!(their_list["sessions"][0]["id"], their_id.as_str());
+
+    // Activated, then revoked: sends to the phone stop, and the id is gone.
+    phone_writes(&app, &number, DEV_PHONE, "me").await;
+    wait_events(&app, &app.pat, "sandbox.activated").await;
+    let sent = app.send_text("sandbox", DEV_PHONE, "before").await;
+    app.wait_status(&sent, "sent").await;
+    let deleted = app
+        .delete(&format!("/api{SESSIONS}/{id}"))
+        .expect(200)
+        .await;
+    assert_eq!(deleted, json!({"success": true}));
+    assert!(listed(&app).await.is_empty());
+    let refused = app
+        .post("/api/send-message")
+        .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "after"}))
+        .expect(422)
+        .await;
+    assert_eq!(refused["reason_code"], "sandbox_recipient_not_activated");
+    // The message sent before is untouched.
+    assert_eq!(
+        app.get(&format!("/api/messages/{sent}/info"))
             .expect(200)
-            .await;
+            .await["status"],
+        "sent"
+    );
+    let again = app.delete(&format!("{SESSIONS}/{id}")).expect(400).await;
+    assert_eq!(again, answers[0], "a revoked id is unknown");
+    // Their session is still theirs.
+    let their_list = app.get(SESSIONS).token(&other).expect(200).await;
+    assert_eq!(their_list["sessions"].as_array().map(Vec::len), Some(1));
+    app.delete(&format!("{SESSIONS}/{their_id}"))
+        .token(&other)
+        .expect(200)
+        .await;
+    assert_eq!(
+        app.get(SESSIONS).token(&other).expect(200).await["sessions"],
+        json!([])
+    );
+}
 
-        // A permanent engine failure with its own words.
-        app.post(&format!("/emulator/sessions/{number}/contacts"))
-            .json(json!({"phone": DEV_PHONE, "on_whatsapp": true}))
-            .expect(204)
-            .await;
-        app.post(&format!("/emulator/sessions/{number}/failures"))
-            .json(json!({"mode": "permanent", "count": 1, "reason": "the business account is paused"}))
-            .expect(204)
-            .await;
-        let answer = create(&app, DEV_PHONE, 400).await;
-        let error = zernio_error(&answer, "platform_error", "platform_error", None);
-        assert_eq!(error, "the business account is paused");
-        assert!(listed(&app).await.is_empty());
-
-        // A passing failure: 503, nothing stored either.
-        app.post(&format!("/emulator/sessions/{number}/failures"))
-            .json(json!({"mode": "retryable", "count": 1, "reason": "the phone is offline"}))
-            .expect(204)
-            .await;
-        let answer = app.post(SESSIONS).json(json!({"phone": DEV_PHONE})).send().await;
-        assert_eq!(answer.status.as_u16(), 503, "{}", answer.text);
-        let error = zernio_error(&answer.json, "platform_error", "platform_unavailable", None);
-        assert!(error.contains("the phone is offline"), "{error}");
-        assert!(answer.header("retry-after").is_some(), "says when to retry");
-        assert!(listed(&app).await.is_empty());
-        assert_eq!(events_of(&app, &app.pat, "message.sent").await.len(), 1, "only the other phone's");
-
-        // Once the engine takes it, the phone registers.
-        let created = create(&app, DEV_PHONE, 200).await;
-        assert_eq!(created["session"]["status"], "pending");
-        assert_eq!(listed(&app).await.len(), 1);
-    }
-
-    async fn without_a_sandbox_number_the_list_says_null_and_creation_is_503(app) {
-        // None set.
-        assert_unavailable(&app).await;
-        // A session that never connected has no number yet.
-        let created = app.create_session(json!({})).await;
-        let unconnected = created["session"]["session_id"].as_str().expect("id").to_owned();
-        set_number(&app, &unconnected).await;
-        assert_unavailable(&app).await;
-        // A connected one: the list names it.
-        let (number, number_phone) = emulator_number(&app).await;
-        let listing = app.get(SESSIONS).expect(200).await;
-        assert_eq!(listing, json!({"sessions": [], "sandboxNumber": number_phone}));
-        assert_eq!(app.get(&format!("/api{SESSIONS}")).expect(200).await["sandboxNumber"], number_phone.as_str());
-        create(&app, DEV_PHONE, 200).await;
-        assert_eq!(listed(&app).await.len(), 1);
-        // Unset again (`wharf sandbox set-number` to nothing): sessions stay listed, number null.
-        app.store
-            .set_sandbox_number(None, wharf_core::time::now_millis())
-            .await
-            .expect("unset the sandbox number");
-        let listing = app.get(SESSIONS).expect(200).await;
-        assert!(listing["sandboxNumber"].is_null(), "{listing}");
-        assert_eq!(listing["sessions"].as_array().map(Vec::len), Some(1));
-        let answer = create(&app, DEV_PHONE, 503).await;
-        zernio_error(&answer, "api_error", "sandbox_unavailable", None);
-        // Sending through the sandbox is refused too.
+#[wharf_testkit::dual_test]
+async fn accounts_see_and_touch_only_their_own_sessions(mut app: wharf_testkit::TestApp) {
+    let (number, number_phone) = emulator_number(&app).await;
+    let mine = create(&app, DEV_PHONE, 200).await;
+    let other = other_account(&app).await;
+    // They see the number, not my session.
+    let theirs = app.get(SESSIONS).token(&other).expect(200).await;
+    assert_eq!(
+        theirs,
+        json!({"sessions": [], "sandboxNumber": number_phone})
+    );
+    // My phone is taken: they cannot claim it (and nothing is sent for them).
+    for written in [DEV_PHONE, "34 688 246 216"] {
         let refused = app
-            .post("/api/send-message")
-            .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "hi"}))
-            .expect(422)
-            .await;
-        assert_eq!(refused["reason_code"], "sandbox_not_configured");
-        // Set again, then that session deleted: no number either.
-        set_number(&app, &number).await;
-        assert_eq!(app.get(SESSIONS).expect(200).await["sandboxNumber"], number_phone.as_str());
-        let deleted = app.delete(&format!("/v1/whatsapp-sessions/{number}")).send().await;
-        assert!(deleted.status.is_success(), "{}", deleted.text);
-        let listing = app.get(SESSIONS).expect(200).await;
-        assert!(listing["sandboxNumber"].is_null(), "{listing}");
-        let answer = create(&app, DEV_PHONE, 503).await;
-        zernio_error(&answer, "api_error", "sandbox_unavailable", None);
-    }
-
-    async fn the_list_holds_the_accounts_live_sessions_and_the_number(app) {
-        let (_, number_phone) = emulator_number(&app).await;
-        let empty = app.get(SESSIONS).expect(200).await;
-        assert_eq!(empty, json!({"sessions": [], "sandboxNumber": number_phone}));
-        let created = create(&app, DEV_PHONE, 200).await;
-        for prefix in ["", "/api"] {
-            let listing = app.get(&format!("{prefix}{SESSIONS}")).expect(200).await;
-            assert_eq!(listing["sandboxNumber"], number_phone.as_str());
-            assert_eq!(listing["sessions"], json!([created["session"]]), "the list shows what POST answered");
-        }
-        let session = &created["session"];
-        let keys: Vec<&str> = session.as_object().unwrap().keys().map(String::as_str).collect();
-        for key in ["id", "phoneE164", "status", "expiresAt", "activatedAt", "createdAt"] {
-            assert!(keys.contains(&key), "{key} missing from {session}");
-        }
-        // Past its 24 hours, a pending session is gone from the list.
-        app.config.clock.advance(Duration::from_secs(24 * 3600 + 60));
-        assert_eq!(app.get(SESSIONS).expect(200).await["sessions"], json!([]));
-        // And no longer holds the one phone.
-        let other = create(&app, "+44 7700 900123", 200).await;
-        assert_eq!(other["session"]["phoneE164"], "447700900123");
-        assert_ne!(other["session"]["id"], session["id"]);
-    }
-
-    async fn delete_answers_foreign_missing_and_malformed_ids_identically(app) {
-        // Zernio's seed: a sandbox delete answers 400 for an id that is someone else's, one
-        // that does not exist and one that is not an id at all, byte for byte the same, so
-        // the answer tells nothing about other accounts.
-        emulator_number(&app).await;
-        let other = other_account(&app).await;
-        let theirs = app.post(SESSIONS).token(&other).json(json!({"phone": DEV_PHONE})).expect(200).await;
-        let foreign = theirs["session"]["id"].as_str().expect("id").to_owned();
-        let missing = SandboxId::generate().to_string();
-        let mut seen = Vec::new();
-        for id in [foreign.as_str(), missing.as_str(), "not-an-id"] {
-            let answer = app.delete(&format!("{SESSIONS}/{id}")).send().await;
-            seen.push((answer.status.as_u16(), answer.header("content-type").map(str::to_owned), answer.text));
-        }
-        assert_eq!(seen[0].0, 400, "{seen:?}");
-        assert_eq!(seen[0], seen[1], "foreign and missing ids answer alike");
-        assert_eq!(seen[1], seen[2], "missing and malformed ids answer alike");
-        // The foreign session is untouched.
-        let their_list = app.get(SESSIONS).token(&other).expect(200).await;
-        assert_eq!(their_list["sessions"][0]["id"], foreign.as_str());
-    }
-
-    async fn delete_revokes_and_answers_unknown_foreign_and_malformed_ids_alike(app) {
-        let (number, _) = emulator_number(&app).await;
-        let mine = create(&app, DEV_PHONE, 200).await;
-        let id = mine["session"]["id"].as_str().expect("id").to_owned();
-        let other = other_account(&app).await;
-        let theirs = app
             .post(SESSIONS)
             .token(&other)
-            .json(json!({"phone": "+44 7700 900123"}))
-            .expect(200)
+            .json(json!({"phone": written}))
+            .expect(400)
             .await;
-        let their_id = theirs["session"]["id"].as_str().expect("id").to_owned();
-
-        let unknown = SandboxId::generate().to_string();
-        let mut answers = Vec::new();
-        for (path, token) in [
-            (format!("{SESSIONS}/{unknown}"), app.pat.clone()),
-            (format!("/api{SESSIONS}/{unknown}"), app.pat.clone()),
-            (format!("{SESSIONS}/nope"), app.pat.clone()),
-            (format!("{SESSIONS}/sbx_"), app.pat.clone()),
-            (format!("{SESSIONS}/{}", id.replace("sbx_", "sess_")), app.pat.clone()),
-            // Someone else's: for us, theirs; for them, ours.
-            (format!("{SESSIONS}/{their_id}"), app.pat.clone()),
-            (format!("/api{SESSIONS}/{their_id}"), app.pat.clone()),
-            (format!("{SESSIONS}/{id}"), other.clone()),
-        ] {
-            let answer = app.delete(&path).token(&token).expect(400).await;
-            zernio_error(&answer, "invalid_request_error", "invalid_field_value", Some("sessionId"));
-            answers.push(answer);
-        }
-        assert!(answers.windows(2).all(|w| w[0] == w[1]), "the same answer: {answers:?}");
-        // Both sessions survived.
-        assert_eq!(listed(&app).await.len(), 1);
-        let their_list = app.get(SESSIONS).token(&other).expect(200).await;
-        assert_eq!(their_list["sessions"][0]["id"], their_id.as_str());
-
-        // Activated, then revoked: sends to the phone stop, and the id is gone.
-        phone_writes(&app, &number, DEV_PHONE, "me").await;
-        wait_events(&app, &app.pat, "sandbox.activated").await;
-        let sent = app.send_text("sandbox", DEV_PHONE, "before").await;
-        app.wait_status(&sent, "sent").await;
-        let deleted = app.delete(&format!("/api{SESSIONS}/{id}")).expect(200).await;
-        assert_eq!(deleted, json!({"success": true}));
-        assert!(listed(&app).await.is_empty());
-        let refused = app
-            .post("/api/send-message")
-            .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "after"}))
-            .expect(422)
-            .await;
-        assert_eq!(refused["reason_code"], "sandbox_recipient_not_activated");
-        // The message sent before is untouched.
-        assert_eq!(app.get(&format!("/api/messages/{sent}/info")).expect(200).await["status"], "sent");
-        let again = app.delete(&format!("{SESSIONS}/{id}")).expect(400).await;
-        assert_eq!(again, answers[0], "a revoked id is unknown");
-        // Their session is still theirs.
-        let their_list = app.get(SESSIONS).token(&other).expect(200).await;
-        assert_eq!(their_list["sessions"].as_array().map(Vec::len), Some(1));
-        app.delete(&format!("{SESSIONS}/{their_id}")).token(&other).expect(200).await;
-        assert_eq!(app.get(SESSIONS).token(&other).expect(200).await["sessions"], json!([]));
-    }
-
-    async fn accounts_see_and_touch_only_their_own_sessions(app) {
-        let (number, number_phone) = emulator_number(&app).await;
-        let mine = create(&app, DEV_PHONE, 200).await;
-        let other = other_account(&app).await;
-        // They see the number, not my session.
-        let theirs = app.get(SESSIONS).token(&other).expect(200).await;
-        assert_eq!(theirs, json!({"sessions": [], "sandboxNumber": number_phone}));
-        // My phone is taken: they cannot claim it (and nothing is sent for them).
-        for written in [DEV_PHONE, "34 688 246 216"] {
-            let refused = app
-                .post(SESSIONS)
-                .token(&other)
-                .json(json!({"phone": written}))
-                .expect(400)
-                .await;
-            let error = zernio_error(&refused, "invalid_request_error", "invalid_field_value", Some("phone"));
-            assert!(error.contains("another account"), "{error}");
-        }
-        assert!(events_of(&app, &other, "message.sent").await.is_empty());
-        // Their own phone works, and its verification is theirs, not mine.
-        let created = app
-            .post(&format!("/api{SESSIONS}"))
-            .token(&other)
-            .json(json!({"phone": "+44 7700 900123"}))
-            .expect(200)
-            .await;
-        assert_eq!(created["sandboxNumber"], number_phone.as_str());
-        let their_sent = events_of(&app, &other, "message.sent").await;
-        assert_eq!(their_sent.len(), 1);
-        assert_eq!(their_sent[0]["data"]["chat_jid"], "447700900123@s.whatsapp.net");
-        let my_sent = events_of(&app, &app.pat, "message.sent").await;
-        assert_eq!(my_sent.len(), 1);
-        assert_eq!(my_sent[0]["data"]["chat_jid"], format!("{DEV_DIGITS}@s.whatsapp.net"));
-        // Each lists its own.
-        assert_eq!(listed(&app).await, vec![mine["session"].clone()]);
-        let theirs = app.get(SESSIONS).token(&other).expect(200).await;
-        assert_eq!(theirs["sessions"], json!([created["session"]]));
-
-        // Their phone replies: their session activates, the event is theirs.
-        phone_writes(&app, &number, "+447700900123", "hello").await;
-        let activated = wait_events(&app, &other, "sandbox.activated").await;
-        assert_eq!(activated[0]["data"]["sandbox_session_id"], created["session"]["id"]);
-        assert!(events_of(&app, &app.pat, "sandbox.activated").await.is_empty());
-        assert_eq!(listed(&app).await[0]["status"], "pending", "mine is still pending");
-        // Their phone's messages are theirs from now on, not the number's owner's.
-        phone_writes(&app, &number, "+447700900123", "second").await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while events_of(&app, &other, "message.received").await.is_empty() {
-            assert!(tokio::time::Instant::now() < deadline, "their phone's message never reached them");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let received = events_of(&app, &other, "message.received").await;
-        assert_eq!(received[0]["data"]["sandbox"]["sandbox_session_id"], created["session"]["id"]);
-        assert!(
-            events_of(&app, &app.pat, "message.received").await.iter().all(|e| e["data"]["chat_jid"] != "447700900123@s.whatsapp.net"),
-            "the number's owner does not see them"
+        let error = zernio_error(
+            &refused,
+            "invalid_request_error",
+            "invalid_field_value",
+            Some("phone"),
         );
-        // They cannot send to my phone through the sandbox; I cannot send to theirs.
-        let refused = app
-            .post("/api/send-message")
-            .token(&other)
-            .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "hi"}))
-            .expect(422)
-            .await;
-        assert_eq!(refused["reason_code"], "sandbox_recipient_not_activated");
-        let refused = app
-            .post("/api/send-message")
-            .json(json!({"session_id": "sandbox", "to": "+447700900123", "text": "hi"}))
-            .expect(422)
-            .await;
-        assert_eq!(refused["reason_code"], "sandbox_recipient_not_activated");
-        let sent = app
-            .post("/api/send-message")
-            .token(&other)
-            .json(json!({"session_id": "sandbox", "to": "+447700900123", "text": "hi from them"}))
-            .expect(202)
-            .await;
-        assert_eq!(sent["status"], "queued");
+        assert!(error.contains("another account"), "{error}");
     }
+    assert!(events_of(&app, &other, "message.sent").await.is_empty());
+    // Their own phone works, and its verification is theirs, not mine.
+    let created = app
+        .post(&format!("/api{SESSIONS}"))
+        .token(&other)
+        .json(json!({"phone": "+44 7700 900123"}))
+        .expect(200)
+        .await;
+    assert_eq!(created["sandboxNumber"], number_phone.as_str());
+    let their_sent = events_of(&app, &other, "message.sent").await;
+    assert_eq!(their_sent.len(), 1);
+    assert_eq!(
+        their_sent[0]["data"]["chat_jid"],
+        "447700900123@s.whatsapp.net"
+    );
+    let my_sent = events_of(&app, &app.pat, "message.sent").await;
+    assert_eq!(my_sent.len(), 1);
+    assert_eq!(
+        my_sent[0]["data"]["chat_jid"],
+        format!("{DEV_DIGITS}@s.whatsapp.net")
+    );
+    // Each lists its own.
+    assert_eq!(listed(&app).await, vec![mine["session"].clone()]);
+    let theirs = app.get(SESSIONS).token(&other).expect(200).await;
+    assert_eq!(theirs["sessions"], json!([created["session"]]));
 
-    async fn credentials_are_checked_in_zernios_envelope(app) {
-        let (_, session_key) = app.connected_session().await;
-        emulator_number(&app).await;
-        let unknown_pat = format!("wh_pat_{}", "0".repeat(64));
-        let sid = SandboxId::generate().to_string();
-        for prefix in ["", "/api"] {
-            let collection = format!("{prefix}{SESSIONS}");
-            let item = format!("{prefix}{SESSIONS}/{sid}");
-            let calls = [
-                (Method::GET, collection.clone()),
-                (Method::POST, collection.clone()),
-                (Method::DELETE, item.clone()),
-            ];
-            for (method, path) in &calls {
-                let call = || {
-                    let call = app.call(method.clone(), path);
-                    if *method == Method::POST {
-                        call.json(json!({"phone": DEV_PHONE}))
-                    } else {
-                        call
-                    }
-                };
-                let what = format!("{method} {path}");
-                // No credentials at all, or a scheme that is not Bearer.
-                for answer in [
-                    call().anonymous().send().await,
-                    call().anonymous().header("authorization", "Basic dXNlcjpwYXNz").send().await,
-                    call().anonymous().header("authorization", "Bearer ").send().await,
-                ] {
-                    assert_eq!(answer.status.as_u16(), 401, "{what}: {}", answer.text);
-                    let error = zernio_error(&answer.json, "authentication_error", "missing_credentials", None);
-                    assert!(error.contains("Bearer"), "{what}: {error}");
-                }
-                // A token that is not one, or no longer / never was.
-                for token in ["nonsense", unknown_pat.as_str()] {
-                    let answer = call().token(token).send().await;
-                    assert_eq!(answer.status.as_u16(), 401, "{what}: {}", answer.text);
-                    zernio_error(&answer.json, "authentication_error", "invalid_credentials", None);
-                }
-                // A session-scoped key authenticates, but the sandbox is for the account.
-                let answer = call().token(&session_key).send().await;
-                assert_eq!(answer.status.as_u16(), 403, "{what}: {}", answer.text);
-                let error = zernio_error(&answer.json, "permission_error", "forbidden", None);
-                assert!(error.contains("personal access token"), "{what}: {error}");
-                // The same key in X-API-Key is no better.
-                let answer = call().api_key(&session_key).send().await;
-                assert_eq!(answer.status.as_u16(), 403, "{what}: {}", answer.text);
-            }
-        }
-        // The credential is judged before the request: a session key with a broken body or
-        // id is still 403.
-        for prefix in ["", "/api"] {
-            let answer = app.post(&format!("{prefix}{SESSIONS}")).token(&session_key)
-                .raw("{\"phone\": ", "application/json").send().await;
-            assert_eq!(answer.status.as_u16(), 403, "{}", answer.text);
-            zernio_error(&answer.json, "permission_error", "forbidden", None);
-            let answer = app.delete(&format!("{prefix}{SESSIONS}/not-an-id")).token(&session_key).send().await;
-            assert_eq!(answer.status.as_u16(), 403, "{}", answer.text);
-        }
-        // None of that created or sent anything.
-        assert!(listed(&app).await.is_empty());
-        assert!(events_of(&app, &app.pat, "message.sent").await.is_empty());
-        // The personal access token works on both mounts.
-        app.get(SESSIONS).expect(200).await;
-        app.get(&format!("/api{SESSIONS}")).expect(200).await;
+    // Their phone replies: their session activates, the event is theirs.
+    phone_writes(&app, &number, "+447700900123", "hello").await;
+    let activated = wait_events(&app, &other, "sandbox.activated").await;
+    assert_eq!(
+        activated[0]["data"]["sandbox_session_id"],
+        created["session"]["id"]
+    );
+    assert!(
+        events_of(&app, &app.pat, "sandbox.activated")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        listed(&app).await[0]["status"],
+        "pending",
+        "mine is still pending"
+    );
+    // Their phone's messages are theirs from now on, not the number's owner's.
+    phone_writes(&app, &number, "+447700900123", "second").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events_of(&app, &other, "message.received").await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "their phone's message never reached them"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let received = events_of(&app, &other, "message.received").await;
+    assert_eq!(
+        received[0]["data"]["sandbox"]["sandbox_session_id"],
+        created["session"]["id"]
+    );
+    assert!(
+        events_of(&app, &app.pat, "message.received")
+            .await
+            .iter()
+            .all(|e| e["data"]["chat_jid"] != "447700900123@s.whatsapp.net"),
+        "the number's owner does not see them"
+    );
+    // They cannot send to my phone through the sandbox; I cannot send to theirs.
+    let refused = app
+        .post("/api/send-message")
+        .token(&other)
+        .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "hi"}))
+        .expect(422)
+        .await;
+    assert_eq!(refused["reason_code"], "sandbox_recipient_not_activated");
+    let refused = app
+        .post("/api/send-message")
+        .json(json!({"session_id": "sandbox", "to": "+447700900123", "text": "hi"}))
+        .expect(422)
+        .await;
+    assert_eq!(refused["reason_code"], "sandbox_recipient_not_activated");
+    let sent = app
+        .post("/api/send-message")
+        .token(&other)
+        .json(json!({"session_id": "sandbox", "to": "+447700900123", "text": "hi from them"}))
+        .expect(202)
+        .await;
+    assert_eq!(sent["status"], "queued");
 }
 
-dual_test! {
-    async fn a_refresh_racing_the_reply_never_undoes_the_activation(app) {
-        let (number, _) = emulator_number(&app).await;
-        for round in 0..10 {
-            let created = create(&app, DEV_PHONE, 200).await;
-            let id = created["session"]["id"].as_str().expect("id").to_owned();
-            let refreshes = async {
-                for _ in 0..20 {
-                    create(&app, DEV_PHONE, 200).await;
+#[wharf_testkit::dual_test]
+async fn credentials_are_checked_in_zernios_envelope(mut app: wharf_testkit::TestApp) {
+    let (_, session_key) = app.connected_session().await;
+    emulator_number(&app).await;
+    let unknown_pat = format!("wh_pat_{}", "0".repeat(64));
+    let sid = SandboxId::generate().to_string();
+    for prefix in ["", "/api"] {
+        let collection = format!("{prefix}{SESSIONS}");
+        let item = format!("{prefix}{SESSIONS}/{sid}");
+        let calls = [
+            (Method::GET, collection.clone()),
+            (Method::POST, collection.clone()),
+            (Method::DELETE, item.clone()),
+        ];
+        for (method, path) in &calls {
+            let call = || {
+                let call = app.call(method.clone(), path);
+                if *method == Method::POST {
+                    call.json(json!({"phone": DEV_PHONE}))
+                } else {
+                    call
                 }
             };
-            let reply = phone_writes(&app, &number, DEV_PHONE, "me");
-            tokio::join!(refreshes, reply);
-            // Activated (the event says so): the session must say so too, for good.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while events_of(&app, &app.pat, "sandbox.activated").await.len() < round + 1 {
-                assert!(tokio::time::Instant::now() < deadline, "round {round}: never activated");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            let what = format!("{method} {path}");
+            // No credentials at all, or a scheme that is not Bearer.
+            for answer in [
+                call().anonymous().send().await,
+                call()
+                    .anonymous()
+                    .header("authorization", "Basic dXNlcjpwYXNz")
+                    .send()
+                    .await,
+                call()
+                    .anonymous()
+                    .header("authorization", "Bearer ")
+                    .send()
+                    .await,
+            ] {
+                assert_eq!(answer.status.as_u16(), 401, "{what}: {}", answer.text);
+                let error = zernio_error(
+                    &answer.json,
+                    "authentication_error",
+                    "missing_credentials",
+                    None,
+                );
+                assert!(error.contains("Bearer"), "{what}: {error}");
             }
-            let sessions = listed(&app).await;
-            assert_eq!(sessions.len(), 1);
-            assert_eq!(sessions[0]["status"], "active", "round {round}: the activation was undone: {}", sessions[0]);
-            assert!(sessions[0]["activatedAt"].is_string());
-            app.delete(&format!("{SESSIONS}/{id}")).expect(200).await;
+            // A token that is not one, or no longer / never was.
+            for token in ["nonsense", unknown_pat.as_str()] {
+                let answer = call().token(token).send().await;
+                assert_eq!(answer.status.as_u16(), 401, "{what}: {}", answer.text);
+                zernio_error(
+                    &answer.json,
+                    "authentication_error",
+                    "invalid_credentials",
+                    None,
+                );
+            }
+            // A session-scoped key authenticates, but the sandbox is for the account.
+            let answer = call().token(&session_key).send().await;
+            assert_eq!(answer.status.as_u16(), 403, "{what}: {}", answer.text);
+            let error = zernio_error(&answer.json, "permission_error", "forbidden", None);
+            assert!(error.contains("personal access token"), "{what}: {error}");
+            // The same key in X-API-Key is no better.
+            let answer = call().api_key(&session_key).send().await;
+            assert_eq!(answer.status.as_u16(), 403, "{what}: {}", answer.text);
         }
     }
+    // The credential is judged before the request: a session key with a broken body or
+    // id is still 403.
+    for prefix in ["", "/api"] {
+        let answer = app
+            .post(&format!("{prefix}{SESSIONS}"))
+            .token(&session_key)
+            .raw("{\"phone\": ", "application/json")
+            .send()
+            .await;
+        assert_eq!(answer.status.as_u16(), 403, "{}", answer.text);
+        zernio_error(&answer.json, "permission_error", "forbidden", None);
+        let answer = app
+            .delete(&format!("{prefix}{SESSIONS}/not-an-id"))
+            .token(&session_key)
+            .send()
+            .await;
+        assert_eq!(answer.status.as_u16(), 403, "{}", answer.text);
+    }
+    // None of that created or sent anything.
+    assert!(listed(&app).await.is_empty());
+    assert!(events_of(&app, &app.pat, "message.sent").await.is_empty());
+    // The personal access token works on both mounts.
+    app.get(SESSIONS).expect(200).await;
+    app.get(&format!("/api{SESSIONS}")).expect(200).await;
 }
 
-dual_test! {
-    async fn racing_creations_keep_one_phone_per_account_and_one_owner_per_phone(app) {
-        emulator_number(&app).await;
-        // Five phones at once: exactly one is stored, the others are told which.
-        let phones: Vec<String> = (1..=5).map(|i| format!("+44 7700 90010{i}")).collect();
-        let answers = futures::future::join_all(
-            phones.iter().map(|p| app.post(SESSIONS).json(json!({"phone": p})).send()),
-        )
-        .await;
-        let won: Vec<&Value> = answers.iter().filter(|a| a.status.as_u16() == 200).map(|a| &a.json).collect();
-        assert_eq!(won.len(), 1, "{answers:?}");
-        let winner = won[0]["session"]["phoneE164"].as_str().expect("phoneE164").to_owned();
-        for a in answers.iter().filter(|a| a.status.as_u16() != 200) {
-            assert_eq!(a.status.as_u16(), 400, "{}", a.text);
-            let error = zernio_error(&a.json, "invalid_request_error", "invalid_field_value", Some("phone"));
-            assert!(error.contains(&format!("+{winner}")), "{error}");
+#[wharf_testkit::dual_test]
+async fn a_refresh_racing_the_reply_never_undoes_the_activation(mut app: wharf_testkit::TestApp) {
+    let (number, _) = emulator_number(&app).await;
+    for round in 0..10 {
+        let created = create(&app, DEV_PHONE, 200).await;
+        let id = created["session"]["id"].as_str().expect("id").to_owned();
+        let refreshes = async {
+            for _ in 0..20 {
+                create(&app, DEV_PHONE, 200).await;
+            }
+        };
+        let reply = phone_writes(&app, &number, DEV_PHONE, "me");
+        tokio::join!(refreshes, reply);
+        // Activated (the event says so): the session must say so too, for good.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while events_of(&app, &app.pat, "sandbox.activated").await.len() < round + 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: never activated"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let sessions = listed(&app).await;
         assert_eq!(sessions.len(), 1);
-        assert_eq!(sessions[0]["phoneE164"], winner.as_str());
-
-        // The same phone twice at once (a double click): one session.
-        let id = sessions[0]["id"].as_str().expect("id").to_owned();
-        app.delete(&format!("{SESSIONS}/{id}")).expect(200).await;
-        let (a, b) = tokio::join!(create(&app, DEV_PHONE, 200), create(&app, DEV_PHONE, 200));
-        assert_eq!(a["session"]["id"], b["session"]["id"]);
-        assert_eq!(listed(&app).await.len(), 1);
-
-        // Two accounts racing for one phone: one owner.
-        app.delete(&format!("{SESSIONS}/{}", a["session"]["id"].as_str().unwrap())).expect(200).await;
-        let other = other_account(&app).await;
-        let (mine, theirs) = tokio::join!(
-            app.post(SESSIONS).json(json!({"phone": DEV_PHONE})).send(),
-            app.post(SESSIONS).token(&other).json(json!({"phone": DEV_PHONE})).send(),
+        assert_eq!(
+            sessions[0]["status"], "active",
+            "round {round}: the activation was undone: {}",
+            sessions[0]
         );
-        let statuses = [mine.status.as_u16(), theirs.status.as_u16()];
-        assert!(statuses.contains(&200) && statuses.contains(&400), "{statuses:?}: {} / {}", mine.text, theirs.text);
-        let loser = if mine.status.as_u16() == 400 { &mine } else { &theirs };
-        assert!(zernio_error(&loser.json, "invalid_request_error", "invalid_field_value", Some("phone")).contains("another account"));
-        let mine_listed = listed(&app).await.len();
-        let theirs_listed = app.get(SESSIONS).token(&other).expect(200).await["sessions"].as_array().map(Vec::len);
-        assert_eq!(mine_listed + theirs_listed.unwrap_or_default(), 1);
+        assert!(sessions[0]["activatedAt"].is_string());
+        app.delete(&format!("{SESSIONS}/{id}")).expect(200).await;
     }
+}
 
-    async fn a_late_reply_does_not_activate_an_expired_session(app) {
-        let (number, _) = emulator_number(&app).await;
-        create(&app, DEV_PHONE, 200).await;
-        app.config.clock.advance(Duration::from_secs(24 * 3600 + 1));
-        phone_writes(&app, &number, DEV_PHONE, "sorry, I was away").await;
-        // The reply arrives as an ordinary message of the number's account...
-        let received = wait_events(&app, &app.pat, "message.received").await;
-        assert!(received[0]["data"].get("sandbox").is_none(), "{}", received[0]);
-        // ...and activates nothing.
-        assert!(events_of(&app, &app.pat, "sandbox.activated").await.is_empty());
-        assert!(listed(&app).await.is_empty());
-        let refused = app
-            .post("/api/send-message")
-            .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "hi"}))
-            .expect(422)
+#[wharf_testkit::dual_test]
+async fn racing_creations_keep_one_phone_per_account_and_one_owner_per_phone(
+    mut app: wharf_testkit::TestApp,
+) {
+    emulator_number(&app).await;
+    // Five phones at once: exactly one is stored, the others are told which.
+    let phones: Vec<String> = (1..=5).map(|i| format!("+44 7700 90010{i}")).collect();
+    let answers = futures::future::join_all(
+        phones
+            .iter()
+            .map(|p| app.post(SESSIONS).json(json!({"phone": p})).send()),
+    )
+    .await;
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a.status.as_u16() == 200)
+        .map(|a| &a.json)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    let winner = won[0]["session"]["phoneE164"]
+        .as_str()
+        .expect("phoneE164")
+        .to_owned();
+    for a in answers.iter().filter(|a| a.status.as_u16() != 200) {
+        assert_eq!(a.status.as_u16(), 400, "{}", a.text);
+        let error = zernio_error(
+            &a.json,
+            "invalid_request_error",
+            "invalid_field_value",
+            Some("phone"),
+        );
+        assert!(error.contains(&format!("+{winner}")), "{error}");
+    }
+    let sessions = listed(&app).await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["phoneE164"], winner.as_str());
+
+    // The same phone twice at once (a double click): one session.
+    let id = sessions[0]["id"].as_str().expect("id").to_owned();
+    app.delete(&format!("{SESSIONS}/{id}")).expect(200).await;
+    let (a, b) = tokio::join!(create(&app, DEV_PHONE, 200), create(&app, DEV_PHONE, 200));
+    assert_eq!(a["session"]["id"], b["session"]["id"]);
+    assert_eq!(listed(&app).await.len(), 1);
+
+    // Two accounts racing for one phone: one owner.
+    app.delete(&format!(
+        "{SESSIONS}/{}",
+        a["session"]["id"].as_str().unwrap()
+    ))
+    .expect(200)
+    .await;
+    let other = other_account(&app).await;
+    let (mine, theirs) = tokio::join!(
+        app.post(SESSIONS).json(json!({"phone": DEV_PHONE})).send(),
+        app.post(SESSIONS)
+            .token(&other)
+            .json(json!({"phone": DEV_PHONE}))
+            .send(),
+    );
+    let statuses = [mine.status.as_u16(), theirs.status.as_u16()];
+    assert!(
+        statuses.contains(&200) && statuses.contains(&400),
+        "{statuses:?}: {} / {}",
+        mine.text,
+        theirs.text
+    );
+    let loser = if mine.status.as_u16() == 400 {
+        &mine
+    } else {
+        &theirs
+    };
+    assert!(
+        zernio_error(
+            &loser.json,
+            "invalid_request_error",
+            "invalid_field_value",
+            Some("phone")
+        )
+        .contains("another account")
+    );
+    let mine_listed = listed(&app).await.len();
+    let theirs_listed = app.get(SESSIONS).token(&other).expect(200).await["sessions"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(mine_listed + theirs_listed.unwrap_or_default(), 1);
+}
+
+#[wharf_testkit::dual_test]
+async fn a_late_reply_does_not_activate_an_expired_session(mut app: wharf_testkit::TestApp) {
+    let (number, _) = emulator_number(&app).await;
+    create(&app, DEV_PHONE, 200).await;
+    app.config.clock.advance(Duration::from_secs(24 * 3600 + 1));
+    phone_writes(&app, &number, DEV_PHONE, "sorry, I was away").await;
+    // The reply arrives as an ordinary message of the number's account...
+    let received = wait_events(&app, &app.pat, "message.received").await;
+    assert!(
+        received[0]["data"].get("sandbox").is_none(),
+        "{}",
+        received[0]
+    );
+    // ...and activates nothing.
+    assert!(
+        events_of(&app, &app.pat, "sandbox.activated")
+            .await
+            .is_empty()
+    );
+    assert!(listed(&app).await.is_empty());
+    let refused = app
+        .post("/api/send-message")
+        .json(json!({"session_id": "sandbox", "to": DEV_PHONE, "text": "hi"}))
+        .expect(422)
+        .await;
+    assert_eq!(refused["reason_code"], "sandbox_recipient_not_activated");
+    // A new POST starts over: a new session, pending.
+    let again = create(&app, DEV_PHONE, 200).await;
+    assert_eq!(again["session"]["status"], "pending");
+}
+
+#[wharf_testkit::dual_test]
+async fn only_a_reply_to_the_sandbox_number_activates(mut app: wharf_testkit::TestApp) {
+    emulator_number(&app).await;
+    let (elsewhere, _) = app.connected_session().await;
+    create(&app, DEV_PHONE, 200).await;
+    // The phone writes to another session of the server: not a reply to the sandbox.
+    phone_writes(&app, &elsewhere, DEV_PHONE, "hello other number").await;
+    wait_events(&app, &app.pat, "message.received").await;
+    assert!(
+        events_of(&app, &app.pat, "sandbox.activated")
+            .await
+            .is_empty()
+    );
+    assert_eq!(listed(&app).await[0]["status"], "pending");
+}
+
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
+    c.rate_limit_per_minute = std::num::NonZeroU32::new(3).expect("non-zero");
+})]
+async fn the_rate_limit_answers_in_zernios_envelope(mut app: wharf_testkit::TestApp) {
+    for path in [
+        SESSIONS.to_owned(),
+        format!("/api{SESSIONS}"),
+        SESSIONS.to_owned(),
+    ] {
+        let answer = app.get(&path).send().await;
+        assert_eq!(answer.status.as_u16(), 200, "{}", answer.text);
+        assert_eq!(answer.header("x-ratelimit-limit"), Some("3"));
+    }
+    // The allowance is the account's, whichever mount is called.
+    for path in [SESSIONS.to_owned(), format!("/api{SESSIONS}")] {
+        let answer = app
+            .post(&path)
+            .json(json!({"phone": DEV_PHONE}))
+            .send()
             .await;
-        assert_eq!(refused["reason_code"], "sandbox_recipient_not_activated");
-        // A new POST starts over: a new session, pending.
-        let again = create(&app, DEV_PHONE, 200).await;
-        assert_eq!(again["session"]["status"], "pending");
+        assert_eq!(answer.status.as_u16(), 429, "{}", answer.text);
+        let error = zernio_error(&answer.json, "rate_limit_error", "rate_limited", None);
+        assert!(error.contains("rate limit"), "{error}");
+        assert!(
+            answer
+                .header("retry-after")
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|s| s >= 1)
+        );
+        assert_eq!(answer.header("x-ratelimit-remaining"), Some("0"));
     }
-
-    async fn only_a_reply_to_the_sandbox_number_activates(app) {
-        emulator_number(&app).await;
-        let (elsewhere, _) = app.connected_session().await;
-        create(&app, DEV_PHONE, 200).await;
-        // The phone writes to another session of the server: not a reply to the sandbox.
-        phone_writes(&app, &elsewhere, DEV_PHONE, "hello other number").await;
-        wait_events(&app, &app.pat, "message.received").await;
-        assert!(events_of(&app, &app.pat, "sandbox.activated").await.is_empty());
-        assert_eq!(listed(&app).await[0]["status"], "pending");
-    }
+    // Another account has its own allowance.
+    let other = other_account(&app).await;
+    app.get(SESSIONS).token(&other).expect(200).await;
 }
 
-dual_test_with! {
-    async fn the_rate_limit_answers_in_zernios_envelope(app) with |c| {
-        c.rate_limit_per_minute = std::num::NonZeroU32::new(3).expect("non-zero");
-    } {
-        for path in [SESSIONS.to_owned(), format!("/api{SESSIONS}"), SESSIONS.to_owned()] {
-            let answer = app.get(&path).send().await;
-            assert_eq!(answer.status.as_u16(), 200, "{}", answer.text);
-            assert_eq!(answer.header("x-ratelimit-limit"), Some("3"));
-        }
-        // The allowance is the account's, whichever mount is called.
-        for path in [SESSIONS.to_owned(), format!("/api{SESSIONS}")] {
-            let answer = app.post(&path).json(json!({"phone": DEV_PHONE})).send().await;
-            assert_eq!(answer.status.as_u16(), 429, "{}", answer.text);
-            let error = zernio_error(&answer.json, "rate_limit_error", "rate_limited", None);
-            assert!(error.contains("rate limit"), "{error}");
-            assert!(answer.header("retry-after").and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= 1));
-            assert_eq!(answer.header("x-ratelimit-remaining"), Some("0"));
-        }
-        // Another account has its own allowance.
-        let other = other_account(&app).await;
-        app.get(SESSIONS).token(&other).expect(200).await;
+#[wharf_testkit::dual_test]
+async fn a_disconnected_number_is_unavailable_and_stores_nothing(mut app: wharf_testkit::TestApp) {
+    let (number, number_phone) = emulator_number(&app).await;
+    let disconnected = app
+        .post(&format!("/v1/whatsapp-sessions/{number}/disconnect"))
+        .send()
+        .await;
+    assert!(disconnected.status.is_success(), "{}", disconnected.text);
+    // Still the number (it keeps its phone), but it cannot send now: try again later.
+    for prefix in ["", "/api"] {
+        let answer = app
+            .post(&format!("{prefix}{SESSIONS}"))
+            .json(json!({"phone": DEV_PHONE}))
+            .send()
+            .await;
+        assert_eq!(answer.status.as_u16(), 503, "{}", answer.text);
+        let error = zernio_error(&answer.json, "platform_error", "platform_unavailable", None);
+        assert!(error.contains("not connected"), "{error}");
     }
-}
-
-dual_test! {
-    async fn a_disconnected_number_is_unavailable_and_stores_nothing(app) {
-        let (number, number_phone) = emulator_number(&app).await;
-        let disconnected = app.post(&format!("/v1/whatsapp-sessions/{number}/disconnect")).send().await;
-        assert!(disconnected.status.is_success(), "{}", disconnected.text);
-        // Still the number (it keeps its phone), but it cannot send now: try again later.
-        for prefix in ["", "/api"] {
-            let answer = app.post(&format!("{prefix}{SESSIONS}")).json(json!({"phone": DEV_PHONE})).send().await;
-            assert_eq!(answer.status.as_u16(), 503, "{}", answer.text);
-            let error = zernio_error(&answer.json, "platform_error", "platform_unavailable", None);
-            assert!(error.contains("not connected"), "{error}");
-        }
-        let listing = app.get(SESSIONS).expect(200).await;
-        assert_eq!(listing, json!({"sessions": [], "sandboxNumber": number_phone}));
-        assert!(events_of(&app, &app.pat, "message.sent").await.is_empty());
-        // Connected again, it works.
-        app.post(&format!("/v1/whatsapp-sessions/{number}/connect")).expect(200).await;
-        app.eventually(&format!("/v1/whatsapp-sessions/{number}"), |s| s["status"] == "connected" || s["session"]["status"] == "connected").await;
-        create(&app, DEV_PHONE, 200).await;
-        assert_eq!(listed(&app).await.len(), 1);
-    }
+    let listing = app.get(SESSIONS).expect(200).await;
+    assert_eq!(
+        listing,
+        json!({"sessions": [], "sandboxNumber": number_phone})
+    );
+    assert!(events_of(&app, &app.pat, "message.sent").await.is_empty());
+    // Connected again, it works.
+    app.post(&format!("/v1/whatsapp-sessions/{number}/connect"))
+        .expect(200)
+        .await;
+    app.eventually(&format!("/v1/whatsapp-sessions/{number}"), |s| {
+        s["status"] == "connected" || s["session"]["status"] == "connected"
+    })
+    .await;
+    create(&app, DEV_PHONE, 200).await;
+    assert_eq!(listed(&app).await.len(), 1);
 }
