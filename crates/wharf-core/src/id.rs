@@ -188,6 +188,40 @@ impl<'de, K: IdKind> Deserialize<'de> for Id<K> {
     }
 }
 
+/// Ids bind to and read from SQL as their text, on sqlx's `Any` driver (the store's), so
+/// repositories bind `id` rather than `id.to_string()` and read rows without string twins.
+#[cfg(feature = "sqlx")]
+mod sql {
+    use sqlx::{Any, Database, Decode, Encode, Type, encode::IsNull, error::BoxDynError};
+
+    use super::{Id, IdKind};
+
+    impl<K: IdKind> Type<Any> for Id<K> {
+        fn type_info() -> <Any as Database>::TypeInfo {
+            <String as Type<Any>>::type_info()
+        }
+        fn compatible(ty: &<Any as Database>::TypeInfo) -> bool {
+            <String as Type<Any>>::compatible(ty)
+        }
+    }
+
+    impl<K: IdKind> Encode<'_, Any> for Id<K> {
+        fn encode_by_ref(
+            &self,
+            buf: &mut <Any as Database>::ArgumentBuffer,
+        ) -> Result<IsNull, BoxDynError> {
+            <String as Encode<'_, Any>>::encode(self.as_string(), buf)
+        }
+    }
+
+    impl<'r, K: IdKind> Decode<'r, Any> for Id<K> {
+        fn decode(value: <Any as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+            let text = <&str as Decode<'r, Any>>::decode(value)?;
+            Ok(text.parse::<Self>()?)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,9 +76,9 @@ pub(crate) async fn append_events(conn: &mut AnyConnection, events: &[Event]) ->
                 query = query
                     .bind(account.clone())
                     .bind(seq)
-                    .bind(event.id.to_string())
-                    .bind(event.session_id.map(|s| s.to_string()))
-                    .bind(event.message_id.map(|m| m.to_string()))
+                    .bind(event.id)
+                    .bind(event.session_id)
+                    .bind(event.message_id)
                     .bind(event.kind.as_str())
                     .bind(event.payload.to_string())
                     .bind(now);
@@ -101,7 +101,7 @@ impl Store {
             "SELECT {COLUMNS} FROM events WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account.to_string())
+            .bind(account)
             .bind(after)
             .bind(limit)
             .fetch_all(&self.read)
@@ -127,7 +127,7 @@ impl Store {
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .persistent(false)
-                .bind(account.to_string());
+                .bind(account);
             for seq in chunk {
                 q = q.bind(*seq);
             }
@@ -148,8 +148,8 @@ impl Store {
             "SELECT {COLUMNS} FROM events WHERE message_id = $1 AND account_id = $2 ORDER BY seq"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(message.to_string())
-            .bind(account.to_string())
+            .bind(message)
+            .bind(account)
             .fetch_all(&self.read)
             .await?
             .iter()
@@ -160,7 +160,7 @@ impl Store {
     /// The account's latest cursor (0 before its first event).
     pub async fn event_cursor(&self, account: AccountId) -> Result<i64> {
         let seq: Option<i64> = sqlx::query_scalar("SELECT event_seq FROM accounts WHERE id = $1")
-            .bind(account.to_string())
+            .bind(account)
             .fetch_optional(&self.read)
             .await?;
         Ok(seq.unwrap_or(0))

@@ -4,9 +4,8 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use sqlx::{AnyConnection, Row, any::AnyRow};
 use wharf_core::{
     AccountId, Event, EventType, Jid, JobId, MessageId, SessionId,
     message::{Content, Direction, Inbound, MessageKind, MessageStatus, ReceiptKind},
@@ -46,68 +45,6 @@ pub(crate) const COLUMNS: &str = "id, account_id, session_id, direction, chat_ji
      provider_msg_id, quoted_message_id, failure_reason, attempts, accepted_at, sent_at, delivered_at, read_at, \
      played_at, failed_at, deleted_at, edited_at, updated_at";
 
-#[derive(Debug, FromRow, Deserialize)]
-struct RawMessage {
-    id: String,
-    account_id: String,
-    session_id: String,
-    direction: String,
-    chat_jid: String,
-    sender_jid: Option<String>,
-    kind: String,
-    content: String,
-    status: String,
-    provider_msg_id: Option<String>,
-    quoted_message_id: Option<String>,
-    failure_reason: Option<String>,
-    attempts: i64,
-    accepted_at: i64,
-    sent_at: Option<i64>,
-    delivered_at: Option<i64>,
-    read_at: Option<i64>,
-    played_at: Option<i64>,
-    failed_at: Option<i64>,
-    deleted_at: Option<i64>,
-    edited_at: Option<i64>,
-    updated_at: i64,
-}
-
-impl TryFrom<RawMessage> for MessageRow {
-    type Error = StoreError;
-
-    fn try_from(raw: RawMessage) -> Result<Self> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("message {} {what}", raw.id));
-        Ok(Self {
-            id: raw.id.parse().map_err(|_| corrupt("id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
-            session_id: raw.session_id.parse().map_err(|_| corrupt("session_id"))?,
-            direction: Direction::parse(&raw.direction).ok_or_else(|| corrupt("direction"))?,
-            chat_jid: Jid::parse(&raw.chat_jid).map_err(|_| corrupt("chat_jid"))?,
-            kind: MessageKind::parse(&raw.kind).ok_or_else(|| corrupt("kind"))?,
-            content: serde_json::from_str(&raw.content).map_err(|_| corrupt("content"))?,
-            status: MessageStatus::parse(&raw.status).ok_or_else(|| corrupt("status"))?,
-            quoted_message_id: raw
-                .quoted_message_id
-                .as_deref()
-                .map(|q| q.parse().map_err(|_| corrupt("quoted_message_id")))
-                .transpose()?,
-            sender_jid: raw.sender_jid,
-            provider_msg_id: raw.provider_msg_id,
-            failure_reason: raw.failure_reason,
-            attempts: raw.attempts,
-            accepted_at: raw.accepted_at,
-            sent_at: raw.sent_at,
-            delivered_at: raw.delivered_at,
-            read_at: raw.read_at,
-            played_at: raw.played_at,
-            failed_at: raw.failed_at,
-            deleted_at: raw.deleted_at,
-            edited_at: raw.edited_at,
-            updated_at: raw.updated_at,
-        })
-    }
-}
-
 impl MessageRow {
     /// A new outgoing message of `account` through `session` to `chat`, queued at `now`,
     /// with no WhatsApp id, sender or reply yet.
@@ -145,7 +82,33 @@ impl MessageRow {
     }
 
     pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
-        RawMessage::from_row(row)?.try_into()
+        let id: MessageId = row.try_get("id")?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("message {id} {what}"));
+        let text = |column: &str| row.try_get::<String, _>(column);
+        Ok(Self {
+            id,
+            account_id: row.try_get("account_id")?,
+            session_id: row.try_get("session_id")?,
+            direction: Direction::parse(&text("direction")?).ok_or_else(|| corrupt("direction"))?,
+            chat_jid: Jid::parse(&text("chat_jid")?).map_err(|_| corrupt("chat_jid"))?,
+            sender_jid: row.try_get("sender_jid")?,
+            kind: MessageKind::parse(&text("kind")?).ok_or_else(|| corrupt("kind"))?,
+            content: serde_json::from_str(&text("content")?).map_err(|_| corrupt("content"))?,
+            status: MessageStatus::parse(&text("status")?).ok_or_else(|| corrupt("status"))?,
+            provider_msg_id: row.try_get("provider_msg_id")?,
+            quoted_message_id: row.try_get("quoted_message_id")?,
+            failure_reason: row.try_get("failure_reason")?,
+            attempts: row.try_get("attempts")?,
+            accepted_at: row.try_get("accepted_at")?,
+            sent_at: row.try_get("sent_at")?,
+            delivered_at: row.try_get("delivered_at")?,
+            read_at: row.try_get("read_at")?,
+            played_at: row.try_get("played_at")?,
+            failed_at: row.try_get("failed_at")?,
+            deleted_at: row.try_get("deleted_at")?,
+            edited_at: row.try_get("edited_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
     }
 
     /// The event recording this message's current state, of type `kind`.
@@ -263,21 +226,6 @@ pub struct OutboxJob {
 
 const JOB_COLUMNS: &str = "id, account_id, session_id, chat_jid, message_id, action, payload, available_at, attempts, last_error, created_at";
 
-#[derive(Debug, FromRow)]
-struct RawJob {
-    id: String,
-    account_id: String,
-    session_id: String,
-    chat_jid: String,
-    message_id: Option<String>,
-    action: String,
-    payload: String,
-    available_at: i64,
-    attempts: i64,
-    last_error: Option<String>,
-    created_at: i64,
-}
-
 impl OutboxJob {
     /// A job for `action` on a message, available now.
     pub fn new(
@@ -305,24 +253,21 @@ impl OutboxJob {
     }
 
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawJob::from_row(row)?;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("outbox job {} {what}", raw.id));
+        let id: JobId = row.try_get("id")?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("outbox job {id} {what}"));
+        let text = |column: &str| row.try_get::<String, _>(column);
         Ok(Self {
-            id: raw.id.parse().map_err(|_| corrupt("id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
-            session_id: raw.session_id.parse().map_err(|_| corrupt("session_id"))?,
-            chat_jid: Jid::parse(&raw.chat_jid).map_err(|_| corrupt("chat_jid"))?,
-            message_id: raw
-                .message_id
-                .as_deref()
-                .map(|m| m.parse().map_err(|_| corrupt("message_id")))
-                .transpose()?,
-            action: JobAction::parse(&raw.action).ok_or_else(|| corrupt("action"))?,
-            payload: serde_json::from_str(&raw.payload).map_err(|_| corrupt("payload"))?,
-            available_at: raw.available_at,
-            attempts: raw.attempts,
-            last_error: raw.last_error,
-            created_at: raw.created_at,
+            id,
+            account_id: row.try_get("account_id")?,
+            session_id: row.try_get("session_id")?,
+            chat_jid: Jid::parse(&text("chat_jid")?).map_err(|_| corrupt("chat_jid"))?,
+            message_id: row.try_get("message_id")?,
+            action: JobAction::parse(&text("action")?).ok_or_else(|| corrupt("action"))?,
+            payload: serde_json::from_str(&text("payload")?).map_err(|_| corrupt("payload"))?,
+            available_at: row.try_get("available_at")?,
+            attempts: row.try_get("attempts")?,
+            last_error: row.try_get("last_error")?,
+            created_at: row.try_get("created_at")?,
         })
     }
 }
@@ -645,7 +590,7 @@ impl Store {
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .persistent(false)
-                .bind(session.to_string());
+                .bind(session);
             for id in chunk {
                 q = q.bind((*id).clone());
             }
@@ -762,7 +707,7 @@ async fn owned_message(
     let found: Option<String> = sqlx::query_scalar(
         "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2 AND account_id = $3",
     )
-    .bind(session.to_string())
+    .bind(session)
     .bind(provider_id.to_owned())
     .bind(owner.to_string())
     .fetch_optional(conn)
@@ -800,9 +745,9 @@ fn bind_message<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     m: &MessageRow,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    q.bind(m.id.to_string())
-        .bind(m.account_id.to_string())
-        .bind(m.session_id.to_string())
+    q.bind(m.id)
+        .bind(m.account_id)
+        .bind(m.session_id)
         .bind(m.direction.as_str())
         .bind(m.chat_jid.to_string())
         .bind(m.sender_jid.clone())
@@ -810,7 +755,7 @@ fn bind_message<'q>(
         .bind(serde_json::to_string(&m.content).unwrap_or_default())
         .bind(m.status.as_str())
         .bind(crate::plain(&m.provider_msg_id))
-        .bind(m.quoted_message_id.map(|q| q.to_string()))
+        .bind(m.quoted_message_id)
         .bind(crate::plain(&m.failure_reason))
         .bind(m.attempts)
         .bind(m.accepted_at)
@@ -856,7 +801,7 @@ pub(crate) async fn write_message(conn: &mut AnyConnection, m: &MessageRow) -> R
     .bind(m.deleted_at)
     .bind(m.edited_at)
     .bind(m.updated_at)
-    .bind(m.id.to_string())
+    .bind(m.id)
     .execute(conn)
     .await?;
     Ok(())
@@ -869,11 +814,11 @@ fn bind_job<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     job: &OutboxJob,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    q.bind(job.id.to_string())
-        .bind(job.account_id.to_string())
-        .bind(job.session_id.to_string())
+    q.bind(job.id)
+        .bind(job.account_id)
+        .bind(job.session_id)
         .bind(job.chat_jid.to_string())
-        .bind(job.message_id.map(|m| m.to_string()))
+        .bind(job.message_id)
         .bind(job.action.as_str())
         .bind(job.payload.to_string())
         .bind(job.available_at)
@@ -892,7 +837,7 @@ async fn insert_job(conn: &mut AnyConnection, job: &OutboxJob) -> Result<()> {
 
 async fn delete_job(conn: &mut AnyConnection, id: JobId) -> Result<()> {
     sqlx::query("DELETE FROM outbox WHERE id = $1")
-        .bind(id.to_string())
+        .bind(id)
         .execute(conn)
         .await?;
     Ok(())
@@ -915,7 +860,7 @@ impl Store {
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(value)
-            .bind(session.map(|s| s.to_string()))
+            .bind(session)
             .fetch_optional(conn)
             .await?
             .as_ref()
@@ -997,7 +942,7 @@ impl Store {
                 "INSERT INTO idempotency_keys (account_id, key, request_hash, status_code, response, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(message.account_id.to_string())
+            .bind(message.account_id)
             .bind(key)
             .bind(hash)
             .bind(i64::from(status))
@@ -1043,7 +988,7 @@ impl Store {
         let row: Option<(String, i64, String)> = sqlx::query_as(
             "SELECT request_hash, status_code, response FROM idempotency_keys WHERE account_id = $1 AND key = $2",
         )
-        .bind(account.to_string())
+        .bind(account)
         .bind(key)
         .fetch_optional(conn)
         .await?;
@@ -1075,8 +1020,8 @@ impl Store {
     ) -> Result<Option<MessageRow>> {
         let sql = format!("SELECT {COLUMNS} FROM messages WHERE id = $1 AND account_id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
@@ -1092,11 +1037,11 @@ impl Store {
              ORDER BY id DESC LIMIT $6"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(f.session_id.to_string())
-            .bind(f.account_id.to_string())
+            .bind(f.session_id)
+            .bind(f.account_id)
             .bind(f.direction.map(|d| d.as_str().to_owned()))
             .bind(f.chat.as_ref().map(|c| c.to_string()))
-            .bind(f.before.map(|b| b.to_string()))
+            .bind(f.before)
             .bind(f.limit + 1)
             .fetch_all(&self.read)
             .await?
@@ -1123,7 +1068,7 @@ impl Store {
             return Ok(false);
         };
         let dropped = sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND action = 'send'")
-            .bind(message.to_string())
+            .bind(message)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -1148,13 +1093,13 @@ impl Store {
     pub async fn fail_session_outbox(&self, session: SessionId, reason: &str) -> Result<usize> {
         let mut tx = self.write.begin().await?;
         sqlx::query("DELETE FROM outbox WHERE session_id = $1")
-            .bind(session.to_string())
+            .bind(session)
             .execute(&mut *tx)
             .await?;
         let sql =
             format!("SELECT {COLUMNS} FROM messages WHERE session_id = $1 AND status = 'queued'");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(session.to_string())
+            .bind(session)
             .fetch_all(&mut *tx)
             .await?;
         let now = now_millis();
@@ -1231,7 +1176,7 @@ impl Store {
              ORDER BY o.id LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(session.to_string())
+            .bind(session)
             .bind(now)
             .bind(limit)
             .fetch_all(&self.read)
@@ -1242,7 +1187,7 @@ impl Store {
     /// How many jobs a session has waiting.
     pub async fn outbox_len(&self, session: SessionId) -> Result<i64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE session_id = $1")
-            .bind(session.to_string())
+            .bind(session)
             .fetch_one(&self.read)
             .await?;
         Ok(n)
@@ -1274,7 +1219,7 @@ impl Store {
                 JobOutcome::Defer { job, available_at } => {
                     sqlx::query("UPDATE outbox SET available_at = $1 WHERE id = $2")
                         .bind(*available_at)
-                        .bind(job.id.to_string())
+                        .bind(job.id)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -1286,14 +1231,14 @@ impl Store {
                     sqlx::query("UPDATE outbox SET available_at = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3")
                         .bind(*available_at)
                         .bind(crate::plain_str(error))
-                        .bind(job.id.to_string())
+                        .bind(job.id)
                         .execute(&mut *tx)
                         .await?;
                     if let Some(id) = job.message_id
                         && job.action == JobAction::Send
                     {
                         sqlx::query("UPDATE messages SET attempts = attempts + 1 WHERE id = $1")
-                            .bind(id.to_string())
+                            .bind(id)
                             .execute(&mut *tx)
                             .await?;
                     }
@@ -1399,7 +1344,7 @@ impl Store {
             let sql = format!("DELETE FROM outbox WHERE id IN ({ids})");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for (job, ..) in chunk {
-                q = q.bind(job.id.to_string());
+                q = q.bind(job.id);
             }
             q.execute(&mut *tx).await?;
             let values = Params::on(tx).rows(chunk.len(), 3);
@@ -1412,7 +1357,7 @@ impl Store {
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false);
             for (_, m, provider_id, at) in chunk {
                 q = q
-                    .bind(m.id.to_string())
+                    .bind(m.id)
                     .bind((*provider_id).clone())
                     .bind(at.to_string());
             }
@@ -1568,7 +1513,7 @@ impl Store {
                 let m = &rows[pid];
                 let text = |t: Option<i64>| t.map(|t| t.to_string());
                 q = q
-                    .bind(m.id.to_string())
+                    .bind(m.id)
                     .bind(m.status.as_str())
                     .bind(text(m.sent_at))
                     .bind(text(m.delivered_at))
@@ -1632,7 +1577,7 @@ impl Store {
                 let seen: Option<String> = sqlx::query_scalar(
                     "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2",
                 )
-                .bind(session.to_string())
+                .bind(session)
                 .bind(m.provider_id.clone())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -1770,7 +1715,7 @@ impl Store {
                 .persistent(false)
                 .bind(value.to_owned());
             for id in chunk {
-                q = q.bind(id.to_string());
+                q = q.bind(id);
             }
             for row in q.fetch_all(&self.read).await? {
                 out.push(MessageRow::from_row(&row)?);
@@ -1789,7 +1734,7 @@ impl Store {
             "SELECT {COLUMNS} FROM messages WHERE session_id = $1 AND provider_msg_id = $2"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(session.to_string())
+            .bind(session)
             .bind(provider_id)
             .fetch_optional(&self.read)
             .await?

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 /// The fake Meta Graph server the Cloud API engine is tested against.
 pub use wharf_fakegraph as fakegraph;
 pub use wharf_server::Config;
+use wharf_server::http::wapio::messages::{MessageInfoView, SendAnswerView};
 use wharf_store::Store;
 /// Runs a test on SQLite and on PostgreSQL (see the macro crate for the rules).
 pub use wharf_testkit_macros::dual_test;
@@ -217,23 +218,28 @@ impl TestApp {
 
     /// Sends a text from `session` to `to` with the PAT; returns the `msg_…` id.
     pub async fn send_text(&self, session: &str, to: &str, text: &str) -> String {
-        let answer = self
+        let answer: SendAnswerView = self
             .post("/api/send-message")
             .json(serde_json::json!({"session_id": session, "to": to, "text": text}))
-            .expect(202)
+            .expect_view(202)
             .await;
-        answer["message_id"]
-            .as_str()
-            .expect("message_id")
-            .to_owned()
+        answer.message_id
     }
 
-    /// Waits until the message's status is `status` (at most 10 s); returns its info.
+    /// Waits until the message's status is `status` (at most 10 s); returns its info, which
+    /// is checked to read as the handler's `MessageInfoView`.
     pub async fn wait_status(&self, message: &str, status: &str) -> Value {
-        self.eventually(&format!("/api/messages/{message}/info"), |m| {
-            m["status"] == status
-        })
-        .await
+        let path = format!("/api/messages/{message}/info");
+        let info = self.eventually(&path, |m| m["status"] == status).await;
+        let _: MessageInfoView = read_view(&path, info.clone());
+        info
+    }
+
+    /// The message's info, read as the handler's view.
+    pub async fn info(&self, message: &str) -> MessageInfoView {
+        self.get(&format!("/api/messages/{message}/info"))
+            .expect_view(200)
+            .await
     }
 
     /// Polls `path` until `done` holds for its JSON (at most 10 s).
@@ -359,6 +365,14 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// Sends the request, asserts the status and reads the body into `T`, the view the
+    /// handler serializes: a field missing, renamed, of another type or unknown fails the test.
+    pub async fn expect_view<T: serde::de::DeserializeOwned>(self, status: u16) -> T {
+        let what = format!("{} {}", self.method, self.path);
+        let json = self.expect(status).await;
+        read_view(&what, json)
+    }
+
     /// Sends the request, asserts the status and returns the JSON body.
     pub async fn expect(self, status: u16) -> Value {
         let what = format!("{} {}", self.method, self.path);
@@ -372,6 +386,16 @@ impl<'a> Call<'a> {
         );
         answer.json
     }
+}
+
+/// Reads `json` (the answer to `what`) into the view `T`; panics naming the field at fault.
+pub fn read_view<T: serde::de::DeserializeOwned>(what: &str, json: Value) -> T {
+    serde_json::from_value(json.clone()).unwrap_or_else(|e| {
+        panic!(
+            "{what}: the answer does not read as {}: {e}: {json}",
+            std::any::type_name::<T>()
+        )
+    })
 }
 
 /// Asserts `body` is the error envelope with `reason_code`, and returns its `errors` map.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wharf_core::{Jid, SessionId, time::now_millis};
+use wharf_core::{Jid, SessionId, message::MessageStatus, time::now_millis};
 use wharf_store::{JobAction, OutboxJob};
 
 #[wharf_testkit::dual_test]
@@ -99,11 +99,12 @@ async fn a_send_whose_outcome_cannot_be_recorded_is_not_sent_again(
         1,
         "a failed outcome write sent the message again"
     );
-    let info = app
-        .get(&format!("/api/messages/{id}/info"))
-        .expect(200)
-        .await;
-    assert_eq!(info["status"], "queued", "nothing was recorded yet");
+    let info = app.info(&id).await;
+    assert_eq!(
+        info.status,
+        MessageStatus::Queued,
+        "nothing was recorded yet"
+    );
     // The write is retried until it lands, and then only once.
     app.db().allow("no_sent", "messages").await;
     let info = app.wait_status(&id, "sent").await;

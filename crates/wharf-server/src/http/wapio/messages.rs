@@ -45,7 +45,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// A message as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MessageView {
     pub message_id: String,
     pub session_id: String,
@@ -99,7 +100,8 @@ impl From<&MessageRow> for MessageView {
 }
 
 /// The answer to a send.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SendAnswerView {
     /// The WhatsApp message id when known at acceptance, else the Wharf id.
     #[serde(rename = "msgId")]
@@ -126,7 +128,8 @@ impl From<&SendAnswer> for SendAnswerView {
 }
 
 /// One event of a message's history.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MessageEventView {
     pub event_id: String,
     pub event_type: String,
@@ -136,7 +139,8 @@ pub struct MessageEventView {
 }
 
 /// `GET /api/messages/{id}/info`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MessageInfoView {
     pub message_id: String,
     pub session_id: String,
@@ -160,7 +164,8 @@ pub struct MessageInfoView {
 }
 
 /// The "Dispatched" answer of message operations.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DispatchedView {
     pub success: bool,
     /// `Dispatched`.
@@ -442,7 +447,8 @@ async fn send_presence(
 }
 
 /// A page of messages.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MessageListView {
     pub data: Vec<MessageView>,
     pub next_cursor: Option<String>,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use wharf_server::http::wapio::messages::SendAnswerView;
 use wharf_testkit::{
     CloudNumber, TestApp,
     fakegraph::{FakeGraph, FakeNumber, RecordedSend},
@@ -64,12 +65,13 @@ pub async fn send(app: &TestApp, session: &str, mut body: Value) -> String {
     if body.get("to").is_none() {
         body["to"] = json!(format!("+{USER}"));
     }
-    let answer = app.post("/api/send-message").json(body).expect(202).await;
-    assert_eq!(answer["status"], "queued");
-    answer["message_id"]
-        .as_str()
-        .expect("message_id")
-        .to_owned()
+    let answer: SendAnswerView = app
+        .post("/api/send-message")
+        .json(body)
+        .expect_view(202)
+        .await;
+    assert_eq!(answer.status, "queued");
+    answer.message_id
 }
 
 /// Waits until the fake accepted `n` sends; returns them.
