@@ -41,6 +41,15 @@ mod allocator {
     }
     const ARENA_EAGER_COMMIT: c_int = 4;
 
+    // glibc's allocator, which SQLite's C code uses (only Rust's allocations go to mimalloc).
+    #[cfg(target_env = "gnu")]
+    unsafe extern "C" {
+        fn mallopt(param: c_int, value: c_int) -> c_int;
+    }
+    /// `M_ARENA_MAX` in glibc's `malloc.h`.
+    #[cfg(target_env = "gnu")]
+    const M_ARENA_MAX: c_int = -8;
+
     /// Arenas are committed as they are used rather than all at once when reserved. By
     /// default mimalloc commits each arena (1 GiB of address space) eagerly on Linux and
     /// advises the kernel to back it with transparent huge pages, so each 2 MiB of it touched
@@ -51,6 +60,13 @@ mod allocator {
         // SAFETY: writes mimalloc's option table, once, while the process is still
         // single-threaded (before `main`).
         unsafe { mi_option_set(ARENA_EAGER_COMMIT, 0) };
+        // glibc gives each thread that allocates its own arena (a heap of its own, up to 8
+        // per core): SQLite's connection threads each held one. Two arenas for all of them.
+        // SAFETY: a documented glibc tunable, set before any thread is started.
+        #[cfg(target_env = "gnu")]
+        unsafe {
+            mallopt(M_ARENA_MAX, 2)
+        };
     }
 
     /// Run by the C runtime's start-up (`__libc_start_main`) after mimalloc's own
