@@ -26,10 +26,11 @@ async fn main() -> ExitCode {
     }
 }
 
-/// mimalloc's options, set in the binary (not left to the user's environment) and before the
-/// first allocation: mimalloc reserves its first arena with the options in force at the
-/// first allocation, and Rust's runtime allocates before `main` runs (the main thread's
-/// information), so they are set from an ELF initializer, which runs before that.
+/// The allocators' options (mimalloc's, and glibc's for SQLite), set in the binary (not left
+/// to the user's environment) and before the first allocation: mimalloc reserves its first
+/// arena with the options in force at the first allocation, and Rust's runtime allocates
+/// before `main` runs (the main thread's information), so they are set from an ELF
+/// initializer, which runs before that.
 mod allocator {
     use std::ffi::{c_int, c_long};
 
@@ -70,7 +71,8 @@ mod allocator {
     }
 
     /// Run by the C runtime's start-up (`__libc_start_main`) after mimalloc's own
-    /// initializer (priority 101) and before Rust's runtime. Elsewhere than Linux the defaults apply.
+    /// initializer (priority 101) and before Rust's runtime. Elsewhere than Linux the
+    /// defaults apply.
     #[cfg(target_os = "linux")]
     #[used]
     #[unsafe(link_section = ".init_array")]
