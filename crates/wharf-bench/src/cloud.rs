@@ -19,11 +19,11 @@ use crate::{
 };
 
 /// The WhatsApp Business Account every bench number belongs to.
-const WABA: &str = "200000000000001";
+pub const WABA: &str = "200000000000001";
 /// Recipients per number (each gets messages / numbers / this many: within the pair burst).
 const RECIPIENTS: usize = 1000;
 
-fn number(i: usize) -> FakeNumber {
+pub fn number(i: usize) -> FakeNumber {
     FakeNumber::new(
         &format!("{}", 100_000_000_000_001u64 + i as u64),
         WABA,

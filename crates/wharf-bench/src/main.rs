@@ -9,6 +9,7 @@ mod load;
 mod messaging;
 mod receiver;
 mod server;
+mod sessions;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -86,6 +87,17 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// Memory of N connected sessions of one engine, per session, over the idle server.
+    SessionsMemory {
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// `emulator`, or `cloud` (against a fake Graph server in this process).
+        #[arg(long, default_value = "emulator")]
+        engine: String,
+        /// How long the server idles before each reading.
+        #[arg(long, default_value_t = 3)]
+        idle_secs: u64,
+    },
     /// Kill -9 in the middle of dispatching, restart, and check nothing was lost or doubled.
     Crash {
         #[arg(long, default_value_t = 10_000)]
@@ -133,6 +145,11 @@ async fn main() -> anyhow::Result<()> {
             messages,
             concurrency,
         } => messaging::memory(&bin, db, messages, concurrency).await,
+        Scenario::SessionsMemory {
+            sessions,
+            engine,
+            idle_secs,
+        } => sessions::run(&bin, db, sessions, &engine, idle_secs).await,
         Scenario::Crash { messages } => crash::run(&bin, db, messages).await,
     }
 }
@@ -148,14 +165,14 @@ async fn startup(
         "startup with --database-url measures one run (the database is no longer empty after it)"
     );
     let mut times = Vec::new();
-    let mut rss = 0;
+    let mut memory = server::Memory::default();
     for i in 0..runs {
         let spec = Spec::new(bin, database_url)?;
         let server = spec.start().await?;
         times.push(server.ready_after);
         if i + 1 == runs {
             tokio::time::sleep(Duration::from_secs(idle_secs)).await;
-            rss = server.rss_kib()?;
+            memory = server.memory()?;
         }
         server.stop().await?;
     }
@@ -167,8 +184,9 @@ async fn startup(
         ms(*times.last().unwrap())
     );
     println!(
-        "  idle RSS after {idle_secs} s: {:.1} MiB",
-        rss as f64 / 1024.0
+        "  idle after {idle_secs} s: {} = VmRSS {:.1} MB",
+        memory.describe(),
+        memory.rss as f64 * 1024.0 / 1e6
     );
     Ok(())
 }

@@ -159,12 +159,12 @@ impl Server {
 
     /// Resident memory of the server process, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc status"))
+        Ok(self.memory()?.rss)
+    }
+
+    /// Resident memory of the server process (`/proc/PID/status`).
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        Memory::of(self.child.id())
     }
 
     /// Stops the server with SIGTERM and waits for it.
@@ -183,4 +183,48 @@ impl Server {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// Resident memory of a process, in KiB, as `/proc/PID/status` gives it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// `VmRSS`: all resident pages.
+    pub rss: u64,
+    /// `RssAnon`: heap, stacks and other anonymous memory (what the process allocated).
+    pub anon: u64,
+    /// `RssFile`: file-backed pages (mostly the binary's own code and data).
+    pub file: u64,
+}
+
+impl Memory {
+    pub fn of(pid: u32) -> anyhow::Result<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/{pid}/status"))
+        };
+        Ok(Self {
+            rss: field("VmRSS:")?,
+            anon: field("RssAnon:")?,
+            file: field("RssFile:")?,
+        })
+    }
+
+    /// "VmRSS 19.4 MiB (RssAnon 5.9 MiB, RssFile 13.5 MiB)".
+    pub fn describe(&self) -> String {
+        format!(
+            "VmRSS {:.1} MiB (RssAnon {:.1} MiB, RssFile {:.1} MiB)",
+            mib(self.rss),
+            mib(self.anon),
+            mib(self.file)
+        )
+    }
+}
+
+/// KiB to MiB.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
