@@ -24,7 +24,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 use wharf_core::{
-    EngineError, EngineKind, JobId, MessageId, SessionId, SessionStatus,
+    EngineError, EngineKind, MessageId, SessionId, SessionStatus,
     message::{MessageAction, Outbound},
     time::Clock,
 };
@@ -112,6 +112,16 @@ impl Sessions {
             .is_some_and(|r| r.woken.load(Ordering::SeqCst))
     }
 
+    /// Sessions with no task whose outcomes wait to be written: their tasks retry the write
+    /// (before anything else, even when the session is no longer connected).
+    fn parked(&self) -> Vec<SessionId> {
+        self.states
+            .iter()
+            .filter(|(id, s)| !self.running.contains_key(id) && !s.unrecorded().is_empty())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Forgets the state of sessions with no task and nothing to remember.
     fn prune(&mut self) {
         let running = &self.running;
@@ -151,10 +161,12 @@ pub fn spawn(
                 }
                 _ = sweep.tick() => {
                     sessions.prune();
+                    let mut ids = sessions.parked();
                     match store.sessions_with_jobs().await {
-                        Ok(ids) => ids,
-                        Err(e) => { tracing::warn!(error = %e, "dispatcher sweep failed"); Vec::new() }
+                        Ok(with_jobs) => ids.extend(with_jobs),
+                        Err(e) => tracing::warn!(error = %e, "dispatcher sweep failed"),
                     }
+                    ids
                 }
             };
             for id in woken {
@@ -204,8 +216,27 @@ pub fn spawn(
             }
         }
         while tasks.join_next().await.is_some() {}
+        // Outcomes still waiting to be written get a last few tries before the process goes:
+        // what is lost here is sent again after the restart.
+        for (id, state) in &sessions.states {
+            let mut left = std::mem::take(&mut *state.unrecorded());
+            for _ in 0..STOP_TRIES {
+                if left.is_empty() || store.record_outcomes(&left).await.is_ok() {
+                    left.clear();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if !left.is_empty() {
+                let jobs: Vec<String> = left.iter().map(|o| o.job().id.to_string()).collect();
+                tracing::error!(session = %id, jobs = ?jobs, "stopping with dispatch outcomes not recorded: these jobs will be carried out again");
+            }
+        }
     })
 }
+
+/// Tries at writing parked outcomes when the server stops (half a second apart).
+const STOP_TRIES: usize = 10;
 
 /// One session's dispatcher: runs while the session is connected and has work.
 struct SessionTask {
@@ -237,20 +268,15 @@ impl SessionTask {
                 return;
             }
             woken.store(false, Ordering::SeqCst);
-            // Outcomes not recorded yet go first; their jobs stay fenced until they are.
-            let pending = std::mem::take(&mut *state.unrecorded());
-            let mut pending = pending;
-            record(store, id, &mut pending, state).await;
-            let (fenced, mut held) = {
-                let unrecorded = state.unrecorded();
-                let fenced: HashSet<JobId> = unrecorded.iter().map(|o| o.job().id).collect();
-                let held: HashSet<String> = unrecorded
-                    .iter()
-                    .filter(|o| o.waits())
-                    .map(|o| o.job().chat_jid.to_string())
-                    .collect();
-                (fenced, held)
-            };
+            // Outcomes not recorded yet go first. While any is left, nothing new goes out: a
+            // database that refuses writes must not turn into many real sends that a restart
+            // (which forgets what is parked here) would repeat. `record` waits a second after
+            // a failed write.
+            let mut pending = std::mem::take(&mut *state.unrecorded());
+            if !record(store, id, &mut pending, state).await {
+                continue;
+            }
+            let mut held: HashSet<String> = HashSet::new();
             let session = match store.find_session(id).await {
                 Ok(Some(s)) if s.status == SessionStatus::Connected => s,
                 Ok(_) => return, // not connected: the work waits; connecting wakes us again
@@ -271,10 +297,6 @@ impl SessionTask {
                     continue;
                 }
             };
-            let jobs: Vec<OutboxJob> = jobs
-                .into_iter()
-                .filter(|j| !fenced.contains(&j.id))
-                .collect();
             if jobs.is_empty() {
                 // Idle until new work, or a retry comes due (the sweep also wakes us).
                 tokio::select! {

@@ -114,6 +114,36 @@ async fn a_send_whose_outcome_cannot_be_recorded_is_not_sent_again(
     graph.assert_no_rejections();
 }
 
+/// While an outcome cannot be written, the session sends nothing new: a database refusing
+/// writes must not turn into many real sends that a restart would repeat.
+#[wharf_testkit::dual_test]
+async fn nothing_new_is_sent_while_an_outcome_waits_to_be_written(mut app: wharf_testkit::TestApp) {
+    use crate::cloud::{PNID, USER, connected, send, user_writes};
+    let (graph, cloud) = connected(&app).await;
+    user_writes(&graph, PNID, USER, "Hi").await;
+    app.db()
+        .refuse("no_sent", "UPDATE", "messages", "NEW.status = 'sent'")
+        .await;
+    let first = send(&app, &cloud.session, json!({"text": "first"})).await;
+    until("the first send reached Graph", || {
+        graph.send_count(PNID) == 1
+    })
+    .await;
+    let second = send(&app, &cloud.session, json!({"text": "second"})).await;
+    // Long enough for several rounds of the dispatcher.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        graph.send_count(PNID),
+        1,
+        "a send went out while an outcome was waiting to be written"
+    );
+    app.db().allow("no_sent", "messages").await;
+    app.wait_status(&first, "sent").await;
+    app.wait_status(&second, "sent").await;
+    assert_eq!(graph.send_count(PNID), 2);
+    graph.assert_no_rejections();
+}
+
 #[wharf_testkit::dual_test]
 async fn a_failure_whose_reason_cannot_be_written_is_not_sent_again(
     mut app: wharf_testkit::TestApp,
