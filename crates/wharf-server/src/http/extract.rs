@@ -162,7 +162,11 @@ fn nul_in(bytes: &[u8]) -> Option<String> {
     if !escaped_nul {
         return None;
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    // A body the loose parse cannot read (a lone surrogate or an out-of-range number in a
+    // field the typed parse ignores) is refused as a whole rather than let through unchecked.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Some("body".into());
+    };
     fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
         let child = |name: &str| {
             if path.is_empty() {
@@ -279,4 +283,31 @@ where
     D: serde::Deserializer<'de>,
 {
     serde::Deserialize::deserialize(de).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nul_in;
+
+    #[test]
+    fn a_nul_is_found_at_its_path() {
+        assert_eq!(
+            nul_in(br#"{"a":{"b":["x","y\u0000"]}}"#).as_deref(),
+            Some("a.b[1]")
+        );
+        assert_eq!(
+            nul_in(br#"{"a":"\\u0000"}"#),
+            None,
+            "an escaped backslash is no NUL"
+        );
+        assert_eq!(nul_in(br#"{"a":"plain"}"#), None);
+    }
+
+    /// A value the loose parse cannot read (a lone surrogate, a number out of range) in a
+    /// field the typed parse ignores must not hide a NUL elsewhere in the body.
+    #[test]
+    fn a_nul_beside_an_unreadable_value_is_still_found() {
+        assert!(nul_in(br#"{"label":"a\u0000b","x":"\uD800"}"#).is_some());
+        assert!(nul_in(br#"{"label":"a\u0000b","x":1e400}"#).is_some());
+    }
 }

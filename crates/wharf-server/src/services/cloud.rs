@@ -319,15 +319,25 @@ impl CloudService {
         let json: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| ServiceError::invalid("body", format!("malformed JSON: {e}")))?;
         let parsed = webhook::parse(&json).map_err(|e| ServiceError::invalid("object", e))?;
+        // Meta's ids are digits. Anything else names no session, and is not looked up: this
+        // route is public and its signature is not checked yet (a NUL, say, would make
+        // PostgreSQL fail the query).
+        let meta_id = |id: &str| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+        let numbers: Vec<_> = parsed
+            .phone_number_ids()
+            .into_iter()
+            .filter(|id| meta_id(id))
+            .collect();
         let mut sessions = self
             .store
-            .cloud_sessions_by_number(&parsed.phone_number_ids())
+            .cloud_sessions_by_number(&numbers)
             .await
             .map_err(ServiceError::from)?;
         let mut wabas: Vec<&str> = parsed
             .templates
             .iter()
             .map(|t| t.waba_id.as_str())
+            .filter(|id| meta_id(id))
             .collect();
         wabas.dedup();
         for waba in wabas {

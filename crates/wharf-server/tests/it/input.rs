@@ -695,3 +695,22 @@ async fn the_openapi_document_states_what_the_server_accepts(mut app: wharf_test
         "^(delivered|read|played)$"
     );
 }
+
+/// `POST /webhooks/meta` is public: ids with a NUL in a payload whose signature is not even
+/// checked yet must not reach PostgreSQL (a 500 anyone could repeat).
+#[wharf_testkit::dual_test]
+async fn a_meta_webhook_with_nul_ids_is_refused_not_a_500(app: wharf_testkit::TestApp) {
+    let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"\u0000","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1","phone_number_id":"\u0000"}}},{"field":"message_template_status_update","value":{"event":"APPROVED","message_template_id":1,"message_template_name":"x","message_template_language":"en"}}]}]}"#;
+    let answer = app
+        .post("/webhooks/meta")
+        .raw(body, "application/json")
+        .header("x-hub-signature-256", &format!("sha256={}", "0".repeat(64)))
+        .send()
+        .await;
+    assert!(
+        answer.status.is_client_error(),
+        "{} {}",
+        answer.status,
+        answer.json
+    );
+}
