@@ -69,6 +69,7 @@ pub async fn run_with_store(
     let secrets = crate::secrets::load(&config)
         .map_err(anyhow::Error::msg)?
         .map(Arc::new);
+    crate::services::webhooks::check_stored_secrets(&store, secrets.as_deref()).await?;
     match &secrets {
         Some(key) => {
             let sealed = crate::services::webhooks::seal_stored_secrets(&store, key).await?;

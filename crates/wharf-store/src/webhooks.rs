@@ -390,6 +390,28 @@ impl Store {
             .collect()
     }
 
+    /// One endpoint whose signing secret is sealed (starts with `sealed_prefix`), as `(id,
+    /// stored secret)`: enough to check at start that the server's key opens them.
+    pub async fn a_sealed_webhook_secret(
+        &self,
+        sealed_prefix: &str,
+    ) -> Result<Option<(WebhookId, String)>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, signing_secret FROM webhooks WHERE signing_secret LIKE $1 LIMIT 1",
+        )
+        .bind(format!("{sealed_prefix}%"))
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|(id, secret)| {
+            Ok((
+                id.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("webhook {id} id")))?,
+                secret,
+            ))
+        })
+        .transpose()
+    }
+
     /// Replaces an endpoint's stored secret `old` by `new`; nothing when it changed meanwhile
     /// (a rotation, another instance sealing it first).
     pub async fn replace_webhook_secret(

@@ -43,6 +43,25 @@ pub fn open_secret(
         .map_err(|e| e.to_string())
 }
 
+/// Checks at start that the server's key opens the stored signing secrets: with the key file
+/// lost (a restore without it) or `secret_key` changed, every delivery would fail until the
+/// endpoints were disabled, so the server refuses to start instead, saying why.
+pub async fn check_stored_secrets(
+    store: &Store,
+    secrets: Option<&SecretBox>,
+) -> Result<(), anyhow::Error> {
+    if let Some((id, stored)) = store.a_sealed_webhook_secret(SEALED_PREFIX).await? {
+        open_secret(secrets, id, &stored).map_err(|e| {
+            anyhow::anyhow!(
+                "the stored webhook signing secrets cannot be opened with this server's key \
+                 ({e}): start it with the key they were sealed with (`secret_key`, or the key \
+                 file beside the SQLite database)"
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The startup data migration: seals every signing secret still stored plain. Idempotent
 /// (sealed rows are left alone) and safe beside other instances (a row is replaced only if
 /// it still holds the plain value read). Returns how many were sealed.

@@ -334,3 +334,33 @@ async fn postgres_without_a_key_stores_secrets_plain_until_a_key_is_set() {
             .signature_valid(&secret)
     );
 }
+
+/// A server whose key cannot open the stored signing secrets (the key file lost with a
+/// restore, `secret_key` changed) refuses to start, instead of failing every delivery until
+/// the endpoints are disabled.
+#[wharf_testkit::dual_test]
+async fn a_key_that_cannot_open_the_stored_secrets_stops_the_start(app: wharf_testkit::TestApp) {
+    app.post("/v1/webhooks")
+        .json(
+            json!({"target_url": "http://127.0.0.1:9/hook", "subscribed_events": ["message.sent"]}),
+        )
+        .expect(201)
+        .await;
+    let mut config = app.config.clone();
+    // Another key: 32 zero bytes.
+    config.secret_key = Some(format!("{}=", "A".repeat(43)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let started = tokio::time::timeout(
+        Duration::from_secs(10),
+        wharf_server::run_with_store(
+            config,
+            app.store.clone(),
+            listener,
+            tokio_util::sync::CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the start is refused at once, not served");
+    let error = format!("{:#}", started.expect_err("refused"));
+    assert!(error.contains("signing secrets"), "{error}");
+}
