@@ -55,7 +55,7 @@ use sqlx::{
     migrate::Migrator,
 };
 pub use webhooks::{
-    AttemptResult, AttemptRow, DeliveryJob, DeliveryRow, DeliveryStatus, WebhookRow,
+    AttemptResult, AttemptRow, DeliveryJob, DeliveryRow, DeliveryStatus, WebhookEdit, WebhookRow,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

@@ -40,6 +40,18 @@ pub struct WebhookRow {
     pub disabled_at: Option<i64>,
 }
 
+/// What an edit of an endpoint changes; `None` leaves a column as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookEdit {
+    pub target_url: Option<String>,
+    pub subscribed_events: Option<Vec<String>>,
+    pub session_id: Option<Option<SessionId>>,
+    pub is_active: Option<bool>,
+    pub description: Option<Option<String>>,
+    /// The new stored (sealed) signing secret.
+    pub signing_secret: Option<String>,
+}
+
 const WEBHOOK_COLUMNS: &str = "id, account_id, target_url, subscribed_events, session_id, is_active, signing_secret, \
      description, event_cursor, created_at, updated_at, agent_id, failing_since, disabled_at";
 
@@ -342,28 +354,47 @@ impl Store {
             .transpose()
     }
 
-    /// Writes an endpoint's editable fields (URL, subscriptions, session, active, secret,
-    /// description, failure state).
-    pub async fn save_webhook(&self, row: &WebhookRow) -> Result<()> {
-        sqlx::query(
-            "UPDATE webhooks SET target_url = $1, subscribed_events = $2, session_id = $3, is_active = $4, \
-             signing_secret = $5, description = $6, updated_at = $7, failing_since = $10, disabled_at = $11 \
-             WHERE id = $8 AND account_id = $9",
+    /// Edits an endpoint: only the columns `edit` names are written, so a concurrent change
+    /// of the others (the deliverer disabling it, a rotation) is not overwritten with what
+    /// was read before. Enabling it (`is_active: Some(true)`) starts its failures afresh.
+    /// `false` when there is no such endpoint of the account.
+    pub async fn edit_webhook(
+        &self,
+        account: AccountId,
+        id: WebhookId,
+        edit: &WebhookEdit,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET target_url = COALESCE($1, target_url), \
+             subscribed_events = COALESCE($2, subscribed_events), \
+             session_id = CASE WHEN $3 = 1 THEN $4 ELSE session_id END, \
+             is_active = COALESCE($5, is_active), \
+             description = CASE WHEN $6 = 1 THEN $7 ELSE description END, \
+             signing_secret = COALESCE($8, signing_secret), \
+             failing_since = CASE WHEN $5 = 1 THEN NULL ELSE failing_since END, \
+             disabled_at = CASE WHEN $5 = 1 THEN NULL ELSE disabled_at END, \
+             updated_at = $9 \
+             WHERE id = $10 AND account_id = $11",
         )
-        .bind(row.target_url.clone())
-        .bind(serde_json::to_string(&row.subscribed_events).unwrap_or_default())
-        .bind(row.session_id.map(|s| s.to_string()))
-        .bind(i64::from(row.is_active))
-        .bind(row.signing_secret.clone())
-        .bind(row.description.clone())
-        .bind(now_millis())
-        .bind(row.id.to_string())
-        .bind(row.account_id.to_string())
-        .bind(row.failing_since)
-        .bind(row.disabled_at)
+        .bind(edit.target_url.clone())
+        .bind(
+            edit.subscribed_events
+                .as_ref()
+                .map(|e| serde_json::to_string(e).unwrap_or_default()),
+        )
+        .bind(i64::from(edit.session_id.is_some()))
+        .bind(edit.session_id.flatten().map(|s| s.to_string()))
+        .bind(edit.is_active.map(i64::from))
+        .bind(i64::from(edit.description.is_some()))
+        .bind(edit.description.clone().flatten())
+        .bind(edit.signing_secret.clone())
+        .bind(now)
+        .bind(id.to_string())
+        .bind(account.to_string())
         .execute(&self.write)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Endpoints whose signing secret is stored as written (not sealed: it does not start

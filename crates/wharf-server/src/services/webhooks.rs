@@ -5,7 +5,7 @@ use std::sync::Arc;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use rand::RngCore;
 use wharf_core::{DeliveryId, EventType, SessionId, WebhookId, time::now_millis};
-use wharf_store::{AttemptRow, DeliveryRow, Store, WebhookRow};
+use wharf_store::{AttemptRow, DeliveryRow, Store, WebhookEdit, WebhookRow};
 
 use super::Caller;
 use crate::{ServiceError, outbound::Outbound, secrets::SecretBox};
@@ -245,31 +245,28 @@ impl WebhookService {
         id: WebhookId,
         change: WebhookChange,
     ) -> Result<WebhookRow, ServiceError> {
-        let mut row = self.get(caller, id).await?;
-        if let Some(url) = change.target_url {
-            self.check_target(&url).await?;
-            row.target_url = url;
+        self.get(caller, id).await?;
+        if let Some(url) = &change.target_url {
+            self.check_target(url).await?;
         }
-        if let Some(events) = change.subscribed_events {
-            check_events(&events)?;
-            row.subscribed_events = events;
+        if let Some(events) = &change.subscribed_events {
+            check_events(events)?;
         }
         if let Some(session) = change.session_id {
             self.check_session(caller, session).await?;
-            row.session_id = session;
         }
-        if let Some(active) = change.is_active {
-            if active && !row.is_active {
-                // Enabled again: its failures start afresh.
-                row.failing_since = None;
-                row.disabled_at = None;
-            }
-            row.is_active = active;
-        }
-        if let Some(description) = change.description {
-            row.description = description;
-        }
-        self.store.save_webhook(&row).await?;
+        // Only what the request names is written (see `Store::edit_webhook`).
+        let edit = WebhookEdit {
+            target_url: change.target_url,
+            subscribed_events: change.subscribed_events,
+            session_id: change.session_id,
+            is_active: change.is_active,
+            description: change.description,
+            signing_secret: None,
+        };
+        self.store
+            .edit_webhook(caller.account_id, id, &edit, now_millis())
+            .await?;
         self.get(caller, id).await
     }
 
@@ -281,7 +278,13 @@ impl WebhookService {
     ) -> Result<WebhookRow, ServiceError> {
         let mut row = self.get(caller, id).await?;
         let secret = self.new_sealed_secret(&mut row);
-        self.store.save_webhook(&row).await?;
+        let edit = WebhookEdit {
+            signing_secret: Some(row.signing_secret.clone()),
+            ..WebhookEdit::default()
+        };
+        self.store
+            .edit_webhook(caller.account_id, id, &edit, now_millis())
+            .await?;
         row.signing_secret = secret;
         Ok(row)
     }

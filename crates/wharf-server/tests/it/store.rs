@@ -236,3 +236,48 @@ async fn an_agent_and_its_webhook_are_written_together_or_not_at_all(
     );
     assert!(!app.store.delete_agent(account, agent.id).await.unwrap());
 }
+
+/// An edit writes only what it names: the deliverer disabling an endpoint between an edit's
+/// read and its write is not undone by it (the whole row read before used to be written back).
+#[wharf_testkit::dual_test]
+async fn an_edit_does_not_undo_a_concurrent_disable(app: wharf_testkit::TestApp) {
+    let hook = app
+        .post("/v1/webhooks")
+        .json(serde_json::json!({"target_url": "http://127.0.0.1:9/hook"}))
+        .expect(201)
+        .await;
+    let id: wharf_core::WebhookId = hook["id"].as_str().unwrap().parse().unwrap();
+    let account: wharf_core::AccountId = app.account_id.parse().unwrap();
+    let before = app.store.get_webhook(account, id).await.unwrap().unwrap();
+    // The deliverer disables it meanwhile.
+    app.db()
+        .execute(&format!(
+            "UPDATE webhooks SET is_active = 0, failing_since = 1, disabled_at = 2 WHERE id = '{id}'"
+        ))
+        .await;
+    let edit = wharf_store::WebhookEdit {
+        description: Some(Some("renamed".into())),
+        ..Default::default()
+    };
+    assert!(app.store.edit_webhook(account, id, &edit, 3).await.unwrap());
+    let after = app.store.get_webhook(account, id).await.unwrap().unwrap();
+    assert_eq!(after.description.as_deref(), Some("renamed"));
+    assert!(!after.is_active, "still disabled");
+    assert_eq!((after.failing_since, after.disabled_at), (Some(1), Some(2)));
+    assert_eq!(after.signing_secret, before.signing_secret);
+    // Enabling it starts its failures afresh.
+    let enable = wharf_store::WebhookEdit {
+        is_active: Some(true),
+        ..Default::default()
+    };
+    assert!(
+        app.store
+            .edit_webhook(account, id, &enable, 4)
+            .await
+            .unwrap()
+    );
+    let enabled = app.store.get_webhook(account, id).await.unwrap().unwrap();
+    assert!(enabled.is_active);
+    assert_eq!((enabled.failing_since, enabled.disabled_at), (None, None));
+    assert_eq!(enabled.description.as_deref(), Some("renamed"));
+}
