@@ -114,10 +114,18 @@ impl Pool {
         }
     }
 
-    /// A connection in a new transaction.
+    /// A connection in a new transaction. On SQLite (the store's own pools, whose
+    /// transactions are the writer's) it begins `IMMEDIATE`, taking the write lock at once: a
+    /// deferred transaction that read first failed with SQLITE_BUSY_SNAPSHOT when another
+    /// process (a CLI command beside the server) wrote before its first write; now that
+    /// process waits its turn under `busy_timeout` instead.
     pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let mut conn = self.acquire().await?;
-        AnyTransactionManager::begin(&mut conn, None).await?;
+        let statement = match self {
+            Pool::Local(_) => Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
+            Pool::Sqlx(_) => None,
+        };
+        AnyTransactionManager::begin(&mut conn, statement).await?;
         Ok(Tx { conn, open: true })
     }
 
@@ -385,6 +393,51 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).expect("dir");
         dir
+    }
+
+    /// Another process (a CLI command, a test's second store) writing between a transaction's
+    /// first read and its first write must make it wait, not fail: a deferred `BEGIN`
+    /// failed there with SQLITE_BUSY_SNAPSHOT ("database is locked", 517).
+    #[tokio::test]
+    async fn a_transaction_is_not_failed_by_another_connections_write() {
+        const SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;";
+        sqlx::any::install_default_drivers();
+        let dir = tempdir();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let options = AnyConnectOptions::from_str(&url).expect("url");
+        let a = Pool::Local(Local::open(options.clone(), SETUP, 1).await.expect("a"));
+        let b = Pool::Local(Local::open(options, SETUP, 1).await.expect("b"));
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&a)
+            .await
+            .expect("create");
+        let mut tx = a.begin().await.expect("begin");
+        sqlx::query("SELECT count(*) FROM t")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("read");
+        let other = tokio::spawn({
+            let b = b.clone();
+            async move {
+                sqlx::query("INSERT INTO t VALUES (1)")
+                    .execute(&b)
+                    .await
+                    .map(|_| ())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut *tx)
+            .await
+            .expect("the transaction's write");
+        tx.commit().await.expect("commit");
+        other
+            .await
+            .expect("join")
+            .expect("the other write, after the commit");
+        a.close().await;
+        b.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
