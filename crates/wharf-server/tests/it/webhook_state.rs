@@ -29,15 +29,21 @@ async fn deliveries(app: &TestApp, id: &str, done: impl Fn(&[Value]) -> bool) ->
     page["data"].as_array().unwrap().clone()
 }
 
-#[wharf_testkit::dual_test]
-async fn signing_secrets_are_sealed_at_rest_and_still_sign(mut app: wharf_testkit::TestApp) {
-    let mut receiver = TestReceiver::start().await;
+/// A `message.sent` endpoint on `receiver`: the creation's answer (with the secret) and its id.
+async fn sent_endpoint(app: &TestApp, receiver: &TestReceiver) -> (Value, String) {
     let hook = app
         .post("/v1/webhooks")
         .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
         .expect(201)
         .await;
     let id = hook["id"].as_str().unwrap().to_owned();
+    (hook, id)
+}
+
+#[wharf_testkit::dual_test]
+async fn signing_secrets_are_sealed_at_rest_and_still_sign(mut app: wharf_testkit::TestApp) {
+    let mut receiver = TestReceiver::start().await;
+    let (hook, id) = sent_endpoint(&app, &receiver).await;
     let secret = hook["signing_secret"].as_str().unwrap().to_owned();
     let key = secret.trim_start_matches("whsec_");
     let stored = stored_secret(&app, &id).await;
@@ -92,12 +98,7 @@ async fn signing_secrets_are_sealed_at_rest_and_still_sign(mut app: wharf_testki
 #[wharf_testkit::dual_test]
 async fn secrets_stored_plain_are_sealed_at_start(mut app: wharf_testkit::TestApp) {
     let mut receiver = TestReceiver::start().await;
-    let hook = app
-        .post("/v1/webhooks")
-        .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
-        .expect(201)
-        .await;
-    let id = hook["id"].as_str().unwrap().to_owned();
+    let (_, id) = sent_endpoint(&app, &receiver).await;
     // As a row written before secrets were sealed.
     let plain = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let sealed = stored_secret(&app, &id).await;
@@ -133,12 +134,7 @@ async fn secrets_stored_plain_are_sealed_at_start(mut app: wharf_testkit::TestAp
 })]
 async fn recover_queues_failed_deliveries_since_a_time_in_order(mut app: wharf_testkit::TestApp) {
     let mut receiver = TestReceiver::start().await;
-    let hook = app
-        .post("/v1/webhooks")
-        .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
-        .expect(201)
-        .await;
-    let id = hook["id"].as_str().unwrap().to_owned();
+    let (_, id) = sent_endpoint(&app, &receiver).await;
     let (session, _) = app.connected_session().await;
     // The endpoint is down for the whole schedule (4 attempts each) of a first message…
     receiver.fail_next(4);
@@ -220,12 +216,7 @@ async fn recover_queues_failed_deliveries_since_a_time_in_order(mut app: wharf_t
 })]
 async fn an_endpoint_failing_for_days_is_disabled_with_an_event(mut app: wharf_testkit::TestApp) {
     let mut receiver = TestReceiver::start().await;
-    let hook = app
-        .post("/v1/webhooks")
-        .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
-        .expect(201)
-        .await;
-    let id = hook["id"].as_str().unwrap().to_owned();
+    let (_, id) = sent_endpoint(&app, &receiver).await;
     let (session, _) = app.connected_session().await;
     receiver.fail_next(usize::MAX);
     app.send_text(&session, TO, "one").await;
@@ -298,12 +289,7 @@ async fn postgres_without_a_key_stores_secrets_plain_until_a_key_is_set() {
         return;
     };
     let mut receiver = TestReceiver::start().await;
-    let hook = app
-        .post("/v1/webhooks")
-        .json(json!({"target_url": receiver.url("/hook"), "subscribed_events": ["message.sent"]}))
-        .expect(201)
-        .await;
-    let id = hook["id"].as_str().unwrap().to_owned();
+    let (hook, id) = sent_endpoint(&app, &receiver).await;
     let secret = hook["signing_secret"].as_str().unwrap().to_owned();
     assert_eq!(
         stored_secret(&app, &id).await,
