@@ -17,6 +17,10 @@ use crate::{
         Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ReceiptKind,
         ReportedStatus,
     },
+    social::{
+        ChannelInfo, EngineContact, GroupChange, GroupEvent, GroupInfo, InvitePreview,
+        ParticipantAction, ParticipantResult, Registration, SocialCapabilities, UserInfo,
+    },
 };
 
 /// The engines Wharf knows of.
@@ -140,6 +144,8 @@ pub enum EngineUpdate {
         status: ReportedStatus,
         at: i64,
     },
+    /// Something happened to a group the session is (or was) in.
+    Group(GroupEvent),
 }
 
 /// A failure inside an engine.
@@ -252,6 +258,166 @@ pub trait Engine: Send + Sync {
     /// within this many milliseconds (templates may always go). `None`: no such rule.
     fn service_window_ms(&self) -> Option<i64> {
         None
+    }
+
+    /// Its contact, group and channel abilities; none unless the engine says otherwise.
+    fn social(&self) -> SocialCapabilities {
+        SocialCapabilities::default()
+    }
+
+    /// Whether `phone` is on WhatsApp.
+    async fn on_whatsapp(
+        &self,
+        _session: SessionId,
+        _phone: &Phone,
+    ) -> Result<Registration, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// The session's address book as WhatsApp syncs it.
+    async fn contacts(&self, _session: SessionId) -> Result<Vec<EngineContact>, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// The JIDs the session has blocked.
+    async fn blocklist(&self, _session: SessionId) -> Result<Vec<Jid>, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// Blocks (or unblocks) a contact.
+    async fn set_blocked(
+        &self,
+        _session: SessionId,
+        _jid: &Jid,
+        _blocked: bool,
+    ) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// The profile picture URL of a contact or group; `None` when it has none or hides it.
+    async fn picture(
+        &self,
+        _session: SessionId,
+        _jid: &Jid,
+    ) -> Result<Option<String>, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// The groups the session is in.
+    async fn groups(&self, _session: SessionId) -> Result<Vec<GroupInfo>, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// One group the session is in; `None` when it is not in it (or it does not exist).
+    async fn group(
+        &self,
+        _session: SessionId,
+        _group: &Jid,
+    ) -> Result<Option<GroupInfo>, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// Creates a group with the session as its creator; answers it and each participant's
+    /// outcome.
+    async fn create_group(
+        &self,
+        _session: SessionId,
+        _subject: &str,
+        _participants: &[Jid],
+    ) -> Result<(GroupInfo, Vec<ParticipantResult>), EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// Adds, removes, promotes or demotes participants (the session must be an admin).
+    async fn update_participants(
+        &self,
+        _session: SessionId,
+        _group: &Jid,
+        _action: ParticipantAction,
+        _participants: &[Jid],
+    ) -> Result<Vec<ParticipantResult>, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// Changes a group's subject, description or settings.
+    async fn update_group(
+        &self,
+        _session: SessionId,
+        _group: &Jid,
+        _changes: &[GroupChange],
+    ) -> Result<GroupInfo, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// The group's invite code; `reset` revokes the old one first.
+    async fn invite_code(
+        &self,
+        _session: SessionId,
+        _group: &Jid,
+        _reset: bool,
+    ) -> Result<String, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// Leaves a group.
+    async fn leave_group(&self, _session: SessionId, _group: &Jid) -> Result<(), EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// What an invite code leads to; `None` when the code is unknown or revoked.
+    async fn resolve_invite(
+        &self,
+        _session: SessionId,
+        _code: &str,
+    ) -> Result<Option<InvitePreview>, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// Joins the group of an invite code; answers its JID (`None`: unknown or revoked code).
+    async fn accept_invite(
+        &self,
+        _session: SessionId,
+        _code: &str,
+    ) -> Result<Option<Jid>, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// Follows (or unfollows) a channel; `false` when no such channel exists.
+    async fn follow_channel(
+        &self,
+        _session: SessionId,
+        _channel: &Jid,
+        _follow: bool,
+    ) -> Result<bool, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// The channels the session follows or owns.
+    async fn channels(&self, _session: SessionId) -> Result<Vec<ChannelInfo>, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// One channel's metadata; `None` when no such channel exists.
+    async fn channel(
+        &self,
+        _session: SessionId,
+        _channel: &Jid,
+    ) -> Result<Option<ChannelInfo>, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// The linked account.
+    async fn user(&self, _session: SessionId) -> Result<UserInfo, EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
+    }
+
+    /// Downloads and decrypts a media reference the session received.
+    async fn decrypt_media(
+        &self,
+        _session: SessionId,
+        _reference: &serde_json::Value,
+    ) -> Result<(Vec<u8>, String), EngineError> {
+        Err(EngineError::Unsupported(self.kind()))
     }
 }
 

@@ -23,6 +23,14 @@ pub enum EventType {
     SandboxActivated,
     /// A webhook endpoint was disabled after failing for too long.
     WebhookDisabled,
+    /// The session became a member of a group (created it, was added, joined by invite).
+    GroupJoined,
+    /// A group's members were added, removed, promoted or demoted.
+    GroupParticipants,
+    /// A group's subject, description or settings changed.
+    GroupUpdated,
+    /// The session left a group or was removed from it.
+    GroupLeft,
 }
 
 impl EventType {
@@ -41,11 +49,15 @@ impl EventType {
             Self::MessageEdited => "message.edited",
             Self::SandboxActivated => "sandbox.activated",
             Self::WebhookDisabled => "webhook.disabled",
+            Self::GroupJoined => "group.joined",
+            Self::GroupParticipants => "group.participants",
+            Self::GroupUpdated => "group.updated",
+            Self::GroupLeft => "group.left",
         }
     }
 
     /// Every type, for validating subscriptions.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 16] = [
         Self::SessionStatus,
         Self::SessionQr,
         Self::MessageReceived,
@@ -58,6 +70,10 @@ impl EventType {
         Self::MessageEdited,
         Self::SandboxActivated,
         Self::WebhookDisabled,
+        Self::GroupJoined,
+        Self::GroupParticipants,
+        Self::GroupUpdated,
+        Self::GroupLeft,
     ];
 
     /// The type named `text`.

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod message;
 pub mod phone;
 pub mod session;
+pub mod social;
 pub mod time;
 
 pub use engine::{Capabilities, Engine, EngineError, EngineKind, EngineSink, EngineUpdate};

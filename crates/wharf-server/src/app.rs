@@ -156,7 +156,8 @@ pub async fn run_with_store(
         cloud_service,
         sandbox,
         outbound.clone(),
-    );
+    )
+    .with_clock(config.clock.clone());
     let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
 
     let workers_stop = CancellationToken::new();

@@ -7,6 +7,8 @@
 //! server), standing in for a person pointing their phone at the QR.
 
 mod receipts;
+mod social;
+mod world;
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -25,11 +27,18 @@ use wharf_core::{
         Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ReceiptKind,
         new_provider_id,
     },
+    social::{
+        ChannelInfo, EngineContact, GroupChange, GroupInfo, InvitePreview, ParticipantAction,
+        ParticipantResult, Registration, SocialCapabilities, UserInfo,
+    },
     time::now_millis,
 };
 
-pub use self::receipts::ReceiptDelays;
 use self::receipts::Receipts;
+pub use self::{
+    receipts::ReceiptDelays,
+    social::{ContactSetup, lid_of},
+};
 
 /// What the emulator knows of a session it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +88,7 @@ struct Network {
     not_on_whatsapp: HashSet<Phone>,
     seen: HashMap<String, SeenMessage>,
     seen_order: VecDeque<String>,
+    book: social::Book,
 }
 
 impl Network {
@@ -144,6 +154,7 @@ pub struct Emulator {
     turn: tokio::sync::Mutex<()>,
     sessions: Mutex<HashMap<SessionId, Running>>,
     networks: Mutex<HashMap<SessionId, Network>>,
+    world: Mutex<world::World>,
     receipts: Receipts,
 }
 
@@ -160,6 +171,7 @@ impl Emulator {
             turn: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
             networks: Mutex::new(HashMap::new()),
+            world: Mutex::new(world::World::default()),
             receipts,
         }
     }
@@ -205,6 +217,11 @@ impl Emulator {
         quoted: Option<String>,
     ) -> Result<String, EngineError> {
         self.online_phone(session)?;
+        if self.network(session, |n| n.book.blocked.contains(&from)) {
+            return Err(EngineError::Conflict(format!(
+                "the session blocked {from}: WhatsApp does not deliver its messages"
+            )));
+        }
         let provider_id = new_provider_id();
         let message = Inbound {
             provider_id: provider_id.clone(),
@@ -459,6 +476,7 @@ impl Engine for Emulator {
         if let Some(e) = refusal {
             return Err(e);
         }
+        let members = self.route(session, &message.to)?;
         let id = message.provider_id.clone().unwrap_or_else(new_provider_id);
         self.network(session, |n| {
             n.remember(SeenMessage {
@@ -481,6 +499,8 @@ impl Engine for Emulator {
             );
             self.receipts.schedule(session, id.clone(), audio).await;
         }
+        self.fan_out(session, &message.to, &id, &message.content, members)
+            .await;
         Ok(id)
     }
 
@@ -496,6 +516,144 @@ impl Engine for Emulator {
         _presence: Presence,
     ) -> Result<(), EngineError> {
         self.online_phone(session).map(|_| ())
+    }
+
+    fn social(&self) -> SocialCapabilities {
+        SocialCapabilities {
+            // The emulator has no media servers, so it has no media references to decrypt.
+            decrypt_media: false,
+            ..SocialCapabilities::ALL
+        }
+    }
+
+    async fn on_whatsapp(
+        &self,
+        session: SessionId,
+        phone: &Phone,
+    ) -> Result<Registration, EngineError> {
+        self.online_phone(session)?;
+        Ok(self.registration(session, phone))
+    }
+
+    async fn contacts(&self, session: SessionId) -> Result<Vec<EngineContact>, EngineError> {
+        self.online_phone(session)?;
+        Ok(self.address_book(session))
+    }
+
+    async fn blocklist(&self, session: SessionId) -> Result<Vec<Jid>, EngineError> {
+        self.online_phone(session)?;
+        Ok(self.blocked(session))
+    }
+
+    async fn set_blocked(
+        &self,
+        session: SessionId,
+        jid: &Jid,
+        blocked: bool,
+    ) -> Result<(), EngineError> {
+        self.online_phone(session)?;
+        self.block(session, jid, blocked);
+        Ok(())
+    }
+
+    async fn picture(&self, session: SessionId, jid: &Jid) -> Result<Option<String>, EngineError> {
+        self.online_phone(session)?;
+        self.picture_of(session, jid)
+    }
+
+    async fn groups(&self, session: SessionId) -> Result<Vec<GroupInfo>, EngineError> {
+        self.groups_of(session)
+    }
+
+    async fn group(
+        &self,
+        session: SessionId,
+        group: &Jid,
+    ) -> Result<Option<GroupInfo>, EngineError> {
+        self.group_of(session, group)
+    }
+
+    async fn create_group(
+        &self,
+        session: SessionId,
+        subject: &str,
+        participants: &[Jid],
+    ) -> Result<(GroupInfo, Vec<ParticipantResult>), EngineError> {
+        self.new_group(session, subject, participants).await
+    }
+
+    async fn update_participants(
+        &self,
+        session: SessionId,
+        group: &Jid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantResult>, EngineError> {
+        self.change_participants(session, group, action, participants)
+            .await
+    }
+
+    async fn update_group(
+        &self,
+        session: SessionId,
+        group: &Jid,
+        changes: &[GroupChange],
+    ) -> Result<GroupInfo, EngineError> {
+        self.change_group(session, group, changes).await
+    }
+
+    async fn invite_code(
+        &self,
+        session: SessionId,
+        group: &Jid,
+        reset: bool,
+    ) -> Result<String, EngineError> {
+        self.invite_of(session, group, reset)
+    }
+
+    async fn leave_group(&self, session: SessionId, group: &Jid) -> Result<(), EngineError> {
+        self.leave(session, group).await
+    }
+
+    async fn resolve_invite(
+        &self,
+        session: SessionId,
+        code: &str,
+    ) -> Result<Option<InvitePreview>, EngineError> {
+        self.preview(session, code)
+    }
+
+    async fn accept_invite(
+        &self,
+        session: SessionId,
+        code: &str,
+    ) -> Result<Option<Jid>, EngineError> {
+        self.join(session, code).await
+    }
+
+    async fn follow_channel(
+        &self,
+        session: SessionId,
+        channel: &Jid,
+        follow: bool,
+    ) -> Result<bool, EngineError> {
+        self.follow(session, channel, follow)
+    }
+
+    async fn channels(&self, session: SessionId) -> Result<Vec<ChannelInfo>, EngineError> {
+        self.channels_of(session)
+    }
+
+    async fn channel(
+        &self,
+        session: SessionId,
+        channel: &Jid,
+    ) -> Result<Option<ChannelInfo>, EngineError> {
+        self.channel_of(session, channel)
+    }
+
+    async fn user(&self, session: SessionId) -> Result<UserInfo, EngineError> {
+        self.user_of(session)
     }
 }
 

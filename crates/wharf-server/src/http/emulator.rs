@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use wharf_core::{MessageId, message::ReceiptKind};
 use wharf_core::{Phone, SessionId};
-use wharf_engines::emulator::FailurePlan;
+use wharf_engines::emulator::{ContactSetup, FailurePlan};
 
 use super::{
     AppState,
@@ -32,6 +32,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inject_inbound))
         .routes(routes!(set_failures))
         .routes(routes!(set_contact))
+        .routes(routes!(create_channel))
+        .routes(routes!(set_group_picture))
         .routes(routes!(send_receipt))
         .routes(routes!(chat_as_seen))
 }
@@ -241,16 +243,25 @@ async fn set_failures(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /emulator/sessions/{id}/contacts`.
+/// `POST /emulator/sessions/{id}/contacts`: what the session's phone knows of one number;
+/// absent fields stay as they were.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactStateBody {
     pub phone: String,
-    /// `false`: sends to this number fail for good ("not on WhatsApp").
-    pub on_whatsapp: bool,
+    /// `false`: the number has no WhatsApp account (sends to it fail for good, groups refuse
+    /// it, `/api/on-whatsapp` says so).
+    pub on_whatsapp: Option<bool>,
+    /// `true`: its privacy settings forbid adding it to groups (`privacy_restricted`).
+    pub privacy_restricted: Option<bool>,
+    /// A name in the phone's address book (`""` removes it): the contact is then listed.
+    pub name: Option<String>,
+    /// Its profile picture URL (`""`: none, or hidden from the session).
+    pub picture_url: Option<String>,
 }
 
-/// POST /emulator/sessions/{id}/contacts — says whether a number is on WhatsApp.
+/// POST /emulator/sessions/{id}/contacts — sets what the session's phone knows of a number:
+/// whether it is on WhatsApp, privacy-restricted, in the address book, its picture.
 #[utoipa::path(post, path = "/emulator/sessions/{id}/contacts", tag = "emulator", params(("id" = String, Path)),
     request_body = ContactStateBody,
     responses((status = 204, description = "Set."), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -261,12 +272,123 @@ async fn set_contact(
     ApiJson(body): ApiJson<ContactStateBody>,
 ) -> Result<StatusCode, ApiError> {
     let phone = Phone::parse(&body.phone).map_err(|e| ApiError::invalid("phone", e.to_string()))?;
+    if body.name.as_ref().is_some_and(|n| n.chars().count() > 256) {
+        return Err(ApiError::invalid("name", "at most 256 characters"));
+    }
+    if let Some(url) = body.picture_url.as_deref().filter(|u| !u.is_empty())
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(ApiError::invalid("picture_url", "must be an http(s) URL"));
+    }
     let (row, emulator) = app
         .services
         .sessions
         .emulator_session(&caller, session_id(&id)?)
         .await?;
-    emulator.set_on_whatsapp(row.id, phone, body.on_whatsapp);
+    emulator.set_contact(
+        row.id,
+        phone,
+        ContactSetup {
+            on_whatsapp: body.on_whatsapp,
+            privacy_restricted: body.privacy_restricted,
+            name: body.name,
+            picture_url: body.picture_url,
+        },
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /emulator/sessions/{id}/channels`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelBody {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+/// A channel made on the emulated network.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedChannelView {
+    pub jid: String,
+}
+
+/// POST /emulator/sessions/{id}/channels — makes a channel owned by the session (it may post
+/// in it; other sessions may follow it and receive its posts).
+#[utoipa::path(post, path = "/emulator/sessions/{id}/channels", tag = "emulator", params(("id" = String, Path)),
+    request_body = ChannelBody,
+    responses((status = 201, body = CreatedChannelView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn create_channel(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ChannelBody>,
+) -> Result<(StatusCode, Json<CreatedChannelView>), ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid(
+            "name",
+            "required, at most 100 characters",
+        ));
+    }
+    let (row, emulator) = app
+        .services
+        .sessions
+        .emulator_session(&caller, session_id(&id)?)
+        .await?;
+    let jid = emulator
+        .create_channel(row.id, name, body.description)
+        .map_err(not_connected)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedChannelView {
+            jid: jid.to_string(),
+        }),
+    ))
+}
+
+/// `POST /emulator/sessions/{id}/groups/{group}/picture`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPictureBody {
+    /// The picture's URL; `null` removes it.
+    pub url: Option<String>,
+}
+
+/// POST /emulator/sessions/{id}/groups/{group}/picture — the session's phone sets the
+/// group's picture (as a member may from the phone).
+#[utoipa::path(post, path = "/emulator/sessions/{id}/groups/{group}/picture", tag = "emulator",
+    params(("id" = String, Path), ("group" = String, Path)), request_body = GroupPictureBody,
+    responses((status = 204, description = "Set."), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn set_group_picture(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, group)): Path<(String, String)>,
+    ApiJson(body): ApiJson<GroupPictureBody>,
+) -> Result<StatusCode, ApiError> {
+    let group = match wharf_core::Jid::parse(&group) {
+        Ok(j) if j.server() == wharf_core::jid::JidServer::Group => j,
+        _ => {
+            return Err(ApiError::invalid(
+                "group",
+                "must be a group JID ending in @g.us",
+            ));
+        }
+    };
+    if let Some(url) = body.url.as_deref()
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(ApiError::invalid("url", "must be an http(s) URL"));
+    }
+    let (row, emulator) = app
+        .services
+        .sessions
+        .emulator_session(&caller, session_id(&id)?)
+        .await?;
+    emulator
+        .set_group_picture(row.id, &group, body.url)
+        .map_err(not_connected)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -95,6 +95,10 @@ fn authenticated_routes(emulator_control: bool) -> OpenApiRouter<AppState> {
     let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(wapio::sessions::routes())
         .merge(wapio::messages::routes())
+        .merge(wapio::contacts::routes())
+        .merge(wapio::groups::routes())
+        .merge(wapio::channels::routes())
+        .merge(wapio::account::routes())
         .merge(webhooks::routes())
         .merge(events::routes());
     if emulator_control {

@@ -120,6 +120,40 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Records a group event of `session` in its account's log.
+    async fn group_event(
+        &self,
+        session: SessionId,
+        event: wharf_core::social::GroupEvent,
+    ) -> Result<(), StoreError> {
+        use wharf_core::social::GroupEventKind as K;
+        let Some(row) = self
+            .store
+            .find_session(session)
+            .await?
+            .filter(|r| !r.status.is_deleting())
+        else {
+            return Ok(());
+        };
+        let kind = match event.kind {
+            K::Joined => EventType::GroupJoined,
+            K::Participants => EventType::GroupParticipants,
+            K::Updated => EventType::GroupUpdated,
+            K::Left => EventType::GroupLeft,
+        };
+        let mut payload = json!({ "session_id": session, "group_jid": event.group });
+        if let (Some(out), serde_json::Value::Object(detail)) =
+            (payload.as_object_mut(), event.detail)
+        {
+            for (k, v) in detail {
+                out.entry(k).or_insert(v);
+            }
+        }
+        self.store
+            .record_engine_event(&Event::new(row.account_id, Some(session), kind, payload))
+            .await
+    }
+
     async fn flush(
         &self,
         session: SessionId,
@@ -225,6 +259,11 @@ impl EngineSink for Supervisor {
                         at,
                     }),
                     EngineUpdate::Inbound(message) => inbound.push(message),
+                    EngineUpdate::Group(event) => {
+                        self.flush(session, &mut receipts, &mut reports, &mut inbound)
+                            .await?;
+                        self.group_event(session, event).await?;
+                    }
                     other => {
                         // Keep the order: what came before a status change is recorded first.
                         self.flush(session, &mut receipts, &mut reports, &mut inbound)

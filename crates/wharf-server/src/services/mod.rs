@@ -7,6 +7,7 @@ mod lifecycle;
 pub mod messages;
 pub mod sandbox;
 pub mod sessions;
+pub mod social;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use sandbox::SandboxService;
 pub use sessions::{
     CreateSession, CreatedSession, RotatedKey, SessionList, SessionService, UpdateSession,
 };
+pub use social::SocialService;
 pub use webhooks::WebhookService;
 use wharf_core::{AccountId, SessionId};
 
@@ -82,6 +84,8 @@ pub struct Services {
     pub engines: Arc<Engines>,
     pub cloud: Arc<CloudService>,
     pub sandbox: Arc<SandboxService>,
+    /// Contacts, groups, channels and the linked account.
+    pub social: Arc<SocialService>,
     /// The outbound policy, for URLs a dialect takes (media in sends).
     pub outbound: Arc<crate::outbound::Outbound>,
 }
@@ -99,7 +103,13 @@ impl Services {
         sandbox: Arc<SandboxService>,
         outbound: Arc<crate::outbound::Outbound>,
     ) -> Self {
+        let social = Arc::new(SocialService::new(
+            store.clone(),
+            engines.clone(),
+            wharf_core::time::Clock::default(),
+        ));
         Self {
+            social,
             store,
             sessions,
             messages,
@@ -109,6 +119,16 @@ impl Services {
             sandbox,
             outbound,
         }
+    }
+
+    /// The same services, with contacts and groups reading time from `clock`.
+    pub fn with_clock(mut self, clock: wharf_core::time::Clock) -> Self {
+        self.social = Arc::new(SocialService::new(
+            self.store.clone(),
+            self.engines.clone(),
+            clock,
+        ));
+        self
     }
 
     /// Whether the database answers (readiness).

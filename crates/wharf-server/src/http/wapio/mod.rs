@@ -1,5 +1,9 @@
-//! The Wapio dialect: sessions and messages (contacts, groups and channels come later).
+//! The Wapio dialect: sessions, messages, contacts, groups and channels.
 
+pub mod account;
+pub mod channels;
+pub mod contacts;
+pub mod groups;
 pub mod interactive;
 pub mod messages;
 mod qr_png;
