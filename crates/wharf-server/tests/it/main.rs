@@ -13,6 +13,7 @@ mod outbound;
 mod sandbox;
 mod send_auth;
 mod sessions;
+mod social;
 mod store;
 mod validation;
 mod wapio_envelope;
