@@ -132,8 +132,12 @@ function caller(baseUrl, token) {
 
 /** Creates what the collection's variables name: sessions in the right states, messages. */
 async function setUp(api, env) {
-  const session = async (label) =>
-    (await api("POST", "/v1/whatsapp-sessions", { label, engine: "emulator" }, 201)).session.session_id;
+  const keys = {};
+  const session = async (label) => {
+    const created = await api("POST", "/v1/whatsapp-sessions", { label, engine: "emulator" }, 201);
+    keys[created.session.session_id] = created.session_api_key.raw;
+    return created.session.session_id;
+  };
   const connected = async (label) => {
     const id = await session(label);
     await api("POST", `/v1/whatsapp-sessions/${id}/connect`, undefined, 200);
@@ -161,7 +165,27 @@ async function setUp(api, env) {
   await settled(message, "sent");
   await settled(revocable, "sent");
   await settled(failed, "failed");
+  // Contacts and Groups act on the session of the key (Wapio's paths name no session). A
+  // session of their own, as the collection regenerates the key of {{sessionId}}: the contact
+  // the collection reads is in its phone's address book with a picture, and its group (with a
+  // picture and an invite code) exists.
+  const social = await connected("wapio-conformance: contacts and groups");
+  created.push(social);
+  await api(
+    "POST",
+    `/emulator/sessions/${social}/contacts`,
+    { phone: env.phone, name: "wapio-conformance contact", picture_url: "https://example.com/contact.jpg" },
+    204,
+  );
+  const asSession = caller(env.baseUrl, keys[social]);
+  const group = (await asSession("POST", "/api/groups", { subject: "wapio-conformance", participants: [env.phone] }, 201))
+    .group.jid;
+  await api("POST", `/emulator/sessions/${social}/groups/${group}/picture`, { url: "https://example.com/group.jpg" }, 204);
+  const invite = (await asSession("GET", `/api/groups/${group}/invite-link`, undefined, 200)).invite_code;
   Object.assign(env, {
+    sessionApiKey: keys[social],
+    groupJid: group,
+    inviteCode: invite,
     sessionId: main,
     messageId: message,
     disconnectableSessionId: created[1],
