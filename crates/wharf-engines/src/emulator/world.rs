@@ -564,3 +564,104 @@ fn set_role(g: &mut Group, jid: &Jid, role: ParticipantRole) {
         p.role = role;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(n: u32) -> Jid {
+        Jid::parse(&format!("1555010{n:04}@s.whatsapp.net")).unwrap()
+    }
+
+    fn reach(j: &Jid) -> Reach {
+        match j.user() {
+            "15550109999" => Reach::NotOnWhatsapp,
+            "15550108888" => Reach::PrivacyRestricted,
+            _ => Reach::Ok,
+        }
+    }
+
+    #[test]
+    fn participants_get_one_outcome_each_and_members_hear_of_it() {
+        let mut w = World::default();
+        let (me, b, absent, private) = (jid(1), jid(2), jid(9999), jid(8888));
+        let (info, results, notices) = w.create(
+            &me,
+            "Team",
+            &[b.clone(), absent.clone(), private.clone()],
+            1,
+            reach,
+        );
+        let outcomes: Vec<_> = results.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                ParticipantOutcome::Added,
+                ParticipantOutcome::NotOnWhatsapp,
+                ParticipantOutcome::PrivacyRestricted
+            ]
+        );
+        assert_eq!(info.participants.len(), 2);
+        let joined: Vec<_> = notices
+            .iter()
+            .filter(|(_, e)| e.kind == GroupEventKind::Joined)
+            .map(|(to, _)| to.clone())
+            .collect();
+        assert_eq!(joined, [me.clone(), b.clone()]);
+
+        // A plain member is refused; the creator cannot be demoted.
+        let refused = w.participants(&b, &info.jid, ParticipantAction::Add, &[jid(3)], reach);
+        assert!(matches!(refused, Err(EngineError::Conflict(m)) if m.contains("only an admin")));
+        let (r, _) = w
+            .participants(
+                &me,
+                &info.jid,
+                ParticipantAction::Promote,
+                &[b.clone()],
+                reach,
+            )
+            .unwrap();
+        assert_eq!(r[0].outcome, ParticipantOutcome::Promoted);
+        let (r, _) = w
+            .participants(
+                &b,
+                &info.jid,
+                ParticipantAction::Demote,
+                &[me.clone()],
+                reach,
+            )
+            .unwrap();
+        assert_eq!(r[0].outcome, ParticipantOutcome::NotAllowed);
+    }
+
+    #[test]
+    fn invites_resolve_join_and_are_revoked_by_a_reset() {
+        let mut w = World::default();
+        let (me, c) = (jid(1), jid(3));
+        let (info, _, _) = w.create(&me, "Open", &[], 1, reach);
+        let code = w.invite(&me, &info.jid, false).unwrap();
+        assert_eq!(
+            w.invite(&me, &info.jid, false).unwrap(),
+            code,
+            "stable until reset"
+        );
+        assert_eq!(w.preview(&code).unwrap().size, 1);
+        let (joined, notices) = w.accept(&c, &code).unwrap().unwrap();
+        assert_eq!(joined, info.jid);
+        assert!(
+            notices
+                .iter()
+                .any(|(to, e)| to == &me && e.kind == GroupEventKind::Participants)
+        );
+        assert!(matches!(w.accept(&c, &code), Err(EngineError::Conflict(_))));
+        let fresh = w.invite(&me, &info.jid, true).unwrap();
+        assert_ne!(fresh, code);
+        assert!(w.preview(&code).is_none());
+        // The last admin leaving hands the group to the oldest member.
+        w.leave(&me, &info.jid).unwrap();
+        assert_eq!(
+            w.group_of(&c, &info.jid).unwrap().role(&c),
+            Some(ParticipantRole::Admin)
+        );
+    }
+}
