@@ -185,7 +185,7 @@ async fn check_on_whatsapp(
     params(SessionQuery,
         ("search" = Option<String>, Query, description = "Part of a name or number."),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page."),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 50.")),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 50.")),
     responses((status = 200, body = ContactListView), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_contacts(
