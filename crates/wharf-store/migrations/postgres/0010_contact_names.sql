@@ -1,6 +1,6 @@
 -- Names a user saved for a session's contacts (`PUT /api/contacts`), merged at read time
 -- with the address book WhatsApp syncs and the senders of inbound messages.
-CREATE TABLE contacts (
+CREATE TABLE contact_names (
     account_id TEXT NOT NULL REFERENCES accounts(id),
     session_id TEXT NOT NULL REFERENCES sessions(id),
     jid        TEXT NOT NULL,

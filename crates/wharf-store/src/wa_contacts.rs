@@ -37,7 +37,7 @@ impl Store {
             return Ok(None);
         }
         sqlx::query(
-            "INSERT INTO contacts (account_id, session_id, jid, name, created_at, updated_at) \
+            "INSERT INTO contact_names (account_id, session_id, jid, name, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $5) \
              ON CONFLICT (session_id, jid) DO UPDATE SET name = $4, updated_at = $5",
         )
@@ -63,7 +63,7 @@ impl Store {
         session: SessionId,
     ) -> Result<Vec<ContactNameRow>> {
         let rows = sqlx::query(
-            "SELECT jid, name, updated_at FROM contacts \
+            "SELECT jid, name, updated_at FROM contact_names \
              WHERE account_id = $1 AND session_id = $2 ORDER BY jid",
         )
         .bind(account.to_string())
