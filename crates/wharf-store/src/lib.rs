@@ -25,6 +25,7 @@ pub(crate) fn plain_str(text: &str) -> String {
 mod accounts;
 mod authcache;
 mod cloud;
+mod contacts;
 mod events;
 mod keys;
 mod messages;
@@ -38,6 +39,7 @@ use std::{path::Path, str::FromStr, time::Duration};
 
 pub use accounts::AccountRow;
 pub use cloud::{CloudCredentials, CloudRow, CloudSessionState, StatusReport, TemplateStatusRow};
+pub use contacts::{ContactPage, ContactQuery, ContactRow, GroupCount, GroupSummary};
 pub use events::EventRow;
 pub use keys::{KeyRow, NewKey};
 pub use messages::{

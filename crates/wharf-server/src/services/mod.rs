@@ -1,6 +1,8 @@
 //! Services hold the rules (validation, state machines, tenancy). They know no HTTP.
 
+pub mod business_profile;
 pub mod cloud;
+pub mod crm;
 mod engines;
 pub mod events;
 mod lifecycle;
@@ -11,7 +13,9 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
+pub use business_profile::BusinessProfileService;
 pub use cloud::CloudService;
+pub use crm::CrmService;
 pub use engines::Engines;
 pub use lifecycle::Supervisor;
 pub use messages::MessageService;
@@ -82,6 +86,10 @@ pub struct Services {
     pub engines: Arc<Engines>,
     pub cloud: Arc<CloudService>,
     pub sandbox: Arc<SandboxService>,
+    /// The contacts CRM (Zernio Business API).
+    pub crm: Arc<CrmService>,
+    /// Business profiles (Zernio Business API).
+    pub business_profile: Arc<BusinessProfileService>,
     /// The outbound policy, for URLs a dialect takes (media in sends).
     pub outbound: Arc<crate::outbound::Outbound>,
 }
@@ -99,7 +107,14 @@ impl Services {
         sandbox: Arc<SandboxService>,
         outbound: Arc<crate::outbound::Outbound>,
     ) -> Self {
+        let clock = messages.clock().clone();
         Self {
+            crm: Arc::new(CrmService::new(store.clone(), clock.clone())),
+            business_profile: Arc::new(BusinessProfileService::new(
+                store.clone(),
+                cloud.clone(),
+                clock,
+            )),
             store,
             sessions,
             messages,

@@ -1,0 +1,817 @@
+//! The contacts CRM (Zernio Business API): one list per session, tags and groups indexed
+//! in `contact_labels`, substring search through a trigram index (FTS5 on SQLite, pg_trgm
+//! on PostgreSQL), and the business profiles the emulator keeps.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::{AnyConnection, Row, any::AnyRow};
+use wharf_core::{AccountId, ContactId, SessionId, message::Direction};
+
+use crate::{Backend, MessageRow, Params, Result, Store, StoreError, conflict_or};
+
+/// A stored contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRow {
+    pub id: ContactId,
+    pub account_id: AccountId,
+    pub session_id: SessionId,
+    /// E.164 with `+`.
+    pub phone: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub company: Option<String>,
+    pub tags: Vec<String>,
+    pub groups: Vec<String>,
+    pub is_opted_in: bool,
+    pub opt_in_at: Option<i64>,
+    pub opt_out_at: Option<i64>,
+    pub is_blocked: bool,
+    pub custom_fields: BTreeMap<String, String>,
+    pub notes: Option<String>,
+    pub last_sent_at: Option<i64>,
+    pub last_received_at: Option<i64>,
+    pub sent_count: i64,
+    pub received_count: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What the list shows.
+#[derive(Debug, Clone)]
+pub struct ContactQuery {
+    pub account: AccountId,
+    pub session: SessionId,
+    /// A substring of the name, phone, email or company (any case).
+    pub search: Option<String>,
+    pub tag: Option<String>,
+    pub group: Option<String>,
+    pub opted_in: Option<bool>,
+    pub limit: i64,
+    pub skip: i64,
+}
+
+/// One page of the list.
+#[derive(Debug, Clone)]
+pub struct ContactPage {
+    pub contacts: Vec<ContactRow>,
+    /// Matches in all.
+    pub total: i64,
+    /// Every tag and group of the session's contacts (the filters one can pick).
+    pub tags: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+/// A group with its counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupCount {
+    pub name: String,
+    pub total: i64,
+    pub opted_in: i64,
+}
+
+/// The groups of a session with the session's totals.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub groups: Vec<GroupCount>,
+    pub total_contacts: i64,
+    pub opted_in_contacts: i64,
+}
+
+const COLUMNS: &str = "id, account_id, session_id, phone, name, email, company, tags, group_names, \
+     is_opted_in, opt_in_at, opt_out_at, is_blocked, custom_fields, notes, last_sent_at, \
+     last_received_at, sent_count, received_count, created_at, updated_at";
+
+/// Columns written on insert, in binding order (see [`bind_insert`]).
+const INSERT_COLUMNS: &str = "id, account_id, session_id, phone, name, sort_name, email, company, \
+     tags, group_names, is_opted_in, opt_in_at, opt_out_at, is_blocked, custom_fields, notes, \
+     search, last_sent_at, last_received_at, sent_count, received_count, created_at, updated_at";
+const INSERT_COUNT: usize = 23;
+
+fn c_columns() -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("c.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ContactRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("contact {what}"));
+        let id: String = row.try_get("id")?;
+        let account: String = row.try_get("account_id")?;
+        let session: String = row.try_get("session_id")?;
+        let tags: String = row.try_get("tags")?;
+        let groups: String = row.try_get("group_names")?;
+        let custom: String = row.try_get("custom_fields")?;
+        Ok(Self {
+            id: id.parse().map_err(|_| corrupt("id"))?,
+            account_id: account.parse().map_err(|_| corrupt("account_id"))?,
+            session_id: session.parse().map_err(|_| corrupt("session_id"))?,
+            phone: row.try_get("phone")?,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            company: row.try_get("company")?,
+            tags: serde_json::from_str(&tags).map_err(|_| corrupt("tags"))?,
+            groups: serde_json::from_str(&groups).map_err(|_| corrupt("group_names"))?,
+            is_opted_in: row.try_get::<i64, _>("is_opted_in")? != 0,
+            opt_in_at: row.try_get("opt_in_at")?,
+            opt_out_at: row.try_get("opt_out_at")?,
+            is_blocked: row.try_get::<i64, _>("is_blocked")? != 0,
+            custom_fields: serde_json::from_str(&custom).map_err(|_| corrupt("custom_fields"))?,
+            notes: row.try_get("notes")?,
+            last_sent_at: row.try_get("last_sent_at")?,
+            last_received_at: row.try_get("last_received_at")?,
+            sent_count: row.try_get("sent_count")?,
+            received_count: row.try_get("received_count")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    /// The list's order key.
+    fn sort_name(&self) -> String {
+        self.name.to_lowercase()
+    }
+
+    /// What `search` looks in.
+    fn search_text(&self) -> String {
+        let mut s = self.name.to_lowercase();
+        for part in [
+            Some(self.phone.as_str()),
+            self.email.as_deref(),
+            self.company.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            s.push('\u{1f}');
+            s.push_str(&part.to_lowercase());
+        }
+        s
+    }
+
+    /// Its labels: `(kind, label)`.
+    fn labels(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.tags
+            .iter()
+            .map(|t| ("tag", t.as_str()))
+            .chain(self.groups.iter().map(|g| ("group", g.as_str())))
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds the [`INSERT_COLUMNS`] of `c`.
+fn bind_insert<'q>(q: AnyQuery<'q>, c: &ContactRow) -> AnyQuery<'q> {
+    q.bind(c.id.to_string())
+        .bind(c.account_id.to_string())
+        .bind(c.session_id.to_string())
+        .bind(c.phone.clone())
+        .bind(c.name.clone())
+        .bind(c.sort_name())
+        .bind(c.email.clone())
+        .bind(c.company.clone())
+        .bind(json(&c.tags))
+        .bind(json(&c.groups))
+        .bind(i64::from(c.is_opted_in))
+        .bind(c.opt_in_at)
+        .bind(c.opt_out_at)
+        .bind(i64::from(c.is_blocked))
+        .bind(json(&c.custom_fields))
+        .bind(c.notes.clone())
+        .bind(c.search_text())
+        .bind(c.last_sent_at)
+        .bind(c.last_received_at)
+        .bind(c.sent_count)
+        .bind(c.received_count)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+}
+
+/// Inserts the label rows of `contacts` (none of which has any yet).
+async fn insert_labels(conn: &mut AnyConnection, contacts: &[&ContactRow]) -> Result<()> {
+    let rows: Vec<(&ContactRow, &str, &str)> = contacts
+        .iter()
+        .flat_map(|c| c.labels().map(move |(k, l)| (*c, k, l)))
+        .collect();
+    for chunk in rows.chunks(2000) {
+        let mut p = Params::on(conn);
+        let sql = format!(
+            "INSERT INTO contact_labels (session_id, kind, label, sort_name, contact_id) VALUES {} \
+             ON CONFLICT DO NOTHING",
+            p.rows(chunk.len(), 5)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (c, kind, label) in chunk {
+            q = q
+                .bind(c.session_id.to_string())
+                .bind(*kind)
+                .bind(label.to_string())
+                .bind(c.sort_name())
+                .bind(c.id.to_string());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Writes every mutable column of `c` and rewrites its labels.
+async fn write_contact(conn: &mut AnyConnection, c: &ContactRow) -> Result<()> {
+    sqlx::query(
+        "UPDATE contacts SET name = $1, sort_name = $2, email = $3, company = $4, tags = $5, \
+         group_names = $6, is_opted_in = $7, opt_in_at = $8, opt_out_at = $9, is_blocked = $10, \
+         custom_fields = $11, notes = $12, search = $13, updated_at = $14 \
+         WHERE id = $15 AND account_id = $16",
+    )
+    .bind(c.name.clone())
+    .bind(c.sort_name())
+    .bind(c.email.clone())
+    .bind(c.company.clone())
+    .bind(json(&c.tags))
+    .bind(json(&c.groups))
+    .bind(i64::from(c.is_opted_in))
+    .bind(c.opt_in_at)
+    .bind(c.opt_out_at)
+    .bind(i64::from(c.is_blocked))
+    .bind(json(&c.custom_fields))
+    .bind(c.notes.clone())
+    .bind(c.search_text())
+    .bind(c.updated_at)
+    .bind(c.id.to_string())
+    .bind(c.account_id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM contact_labels WHERE contact_id = $1")
+        .bind(c.id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    insert_labels(conn, &[c]).await
+}
+
+/// The contacts of `account` with these ids, locked for the transaction on PostgreSQL.
+async fn lock_contacts(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    account: AccountId,
+    ids: &[ContactId],
+) -> Result<Vec<ContactRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut p = Params::new(backend);
+    let account_param = p.next();
+    let list = p.list(ids.len());
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM contacts WHERE account_id = {account_param} AND id IN ({list}) \
+         ORDER BY id{lock}"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account.to_string());
+    for id in ids {
+        q = q.bind(id.to_string());
+    }
+    q.fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(ContactRow::from_row)
+        .collect()
+}
+
+/// Creates or updates the contact of each direct-chat sender of these inbound messages
+/// (inside the transaction that stores them): a new sender becomes a contact named by its
+/// number, opted in; a known one gets its received count and time moved on.
+pub(crate) async fn touch_inbound(conn: &mut AnyConnection, rows: &[MessageRow]) -> Result<()> {
+    for m in rows {
+        if m.direction != Direction::In {
+            continue;
+        }
+        let Some(phone) = m.chat_jid.phone() else {
+            continue;
+        };
+        if m.sender_jid.as_deref() != Some(m.chat_jid.to_string().as_str()) {
+            continue;
+        }
+        let at = m.sent_at.unwrap_or(m.accepted_at);
+        let contact = ContactRow {
+            id: ContactId::generate(),
+            account_id: m.account_id,
+            session_id: m.session_id,
+            phone: phone.e164().to_owned(),
+            name: phone.e164().to_owned(),
+            email: None,
+            company: None,
+            tags: Vec::new(),
+            groups: Vec::new(),
+            is_opted_in: true,
+            opt_in_at: Some(m.accepted_at),
+            opt_out_at: None,
+            is_blocked: false,
+            custom_fields: BTreeMap::new(),
+            notes: None,
+            last_sent_at: None,
+            last_received_at: Some(at),
+            sent_count: 0,
+            received_count: 1,
+            created_at: m.accepted_at,
+            updated_at: m.accepted_at,
+        };
+        let sql = format!(
+            "INSERT INTO contacts ({INSERT_COLUMNS}) VALUES ({}) \
+             ON CONFLICT (session_id, phone) DO UPDATE SET \
+             received_count = contacts.received_count + 1, \
+             last_received_at = CASE WHEN contacts.last_received_at IS NULL \
+                OR contacts.last_received_at < excluded.last_received_at \
+                THEN excluded.last_received_at ELSE contacts.last_received_at END, \
+             updated_at = excluded.updated_at",
+            Params::on(conn).list(INSERT_COUNT)
+        );
+        bind_insert(sqlx::query(sqlx::AssertSqlSafe(sql)), &contact)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `%term%` for LIKE, with the term's own wildcards escaped by `\`.
+fn like_pattern(term: &str) -> String {
+    let mut out = String::from("%");
+    for ch in term.to_lowercase().chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('%');
+    out
+}
+
+/// `*term*` for GLOB, with the term's own wildcards made literal.
+fn glob_pattern(term: &str) -> String {
+    let mut out = String::from("*");
+    for ch in term.to_lowercase().chars() {
+        match ch {
+            '*' | '?' | '[' => {
+                out.push('[');
+                out.push(ch);
+                out.push(']');
+            }
+            _ => out.push(ch),
+        }
+    }
+    out.push('*');
+    out
+}
+
+impl Store {
+    /// Stores a new contact; a contact of the session with the same phone is
+    /// [`StoreError::Conflict`].
+    pub async fn insert_contact(&self, c: &ContactRow) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let sql = format!(
+            "INSERT INTO contacts ({INSERT_COLUMNS}) VALUES ({})",
+            Params::new(self.backend).list(INSERT_COUNT)
+        );
+        bind_insert(sqlx::query(sqlx::AssertSqlSafe(sql)), c)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, "contact phone"))?;
+        insert_labels(&mut tx, &[c]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores the contacts that are new by phone (in the session) and returns which were
+    /// (one flag per contact, in order). Contacts must have distinct phones.
+    pub async fn import_contacts(&self, contacts: &[ContactRow]) -> Result<Vec<bool>> {
+        let mut inserted: HashSet<String> = HashSet::new();
+        let mut tx = self.write.begin().await?;
+        for chunk in contacts.chunks(500) {
+            let sql = format!(
+                "INSERT INTO contacts ({INSERT_COLUMNS}) VALUES {} \
+                 ON CONFLICT (session_id, phone) DO NOTHING RETURNING id",
+                Params::new(self.backend).rows(chunk.len(), INSERT_COUNT)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for c in chunk {
+                q = bind_insert(q, c);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get("id")?);
+            }
+        }
+        let new: Vec<&ContactRow> = contacts
+            .iter()
+            .filter(|c| inserted.contains(&c.id.to_string()))
+            .collect();
+        insert_labels(&mut tx, &new).await?;
+        tx.commit().await?;
+        Ok(contacts
+            .iter()
+            .map(|c| inserted.contains(&c.id.to_string()))
+            .collect())
+    }
+
+    /// The contact `id` of `account`.
+    pub async fn get_contact(
+        &self,
+        account: AccountId,
+        id: ContactId,
+    ) -> Result<Option<ContactRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM contacts WHERE id = $1 AND account_id = $2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(ContactRow::from_row)
+            .transpose()
+    }
+
+    /// Applies `change` to the contact `id` of `account` and writes it, atomically; `None`
+    /// when there is no such contact.
+    pub async fn modify_contact<E: From<StoreError>>(
+        &self,
+        account: AccountId,
+        id: ContactId,
+        change: impl FnOnce(&mut ContactRow) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Option<ContactRow>, E> {
+        let mut tx = self.write.begin().await.map_err(StoreError::from)?;
+        let Some(mut row) = lock_contacts(&mut tx, self.backend, account, &[id])
+            .await?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        change(&mut row)?;
+        write_contact(&mut tx, &row).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Some(row))
+    }
+
+    /// Applies `change` to each contact of `account` among `ids` in one transaction; a
+    /// contact is written when `change` says it changed. Returns `(matched, modified)`.
+    pub async fn modify_contacts(
+        &self,
+        account: AccountId,
+        ids: &[ContactId],
+        mut change: impl FnMut(&mut ContactRow) -> bool,
+    ) -> Result<(i64, i64)> {
+        let mut tx = self.write.begin().await?;
+        let rows = lock_contacts(&mut tx, self.backend, account, ids).await?;
+        let matched = rows.len() as i64;
+        let mut modified = 0;
+        for mut row in rows {
+            if change(&mut row) {
+                write_contact(&mut tx, &row).await?;
+                modified += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok((matched, modified))
+    }
+
+    /// Deletes the contacts of `account` among `ids`; returns how many there were.
+    pub async fn delete_contacts(&self, account: AccountId, ids: &[ContactId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.write.begin().await?;
+        let mut p = Params::new(self.backend);
+        let account_param = p.next();
+        let list = p.list(ids.len());
+        let bind_all = |sql: String| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account.to_string());
+            for id in ids {
+                q = q.bind(id.to_string());
+            }
+            q
+        };
+        bind_all(format!(
+            "DELETE FROM contact_labels WHERE contact_id IN \
+             (SELECT id FROM contacts WHERE account_id = {account_param} AND id IN ({list}))"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let done = bind_all(format!(
+            "DELETE FROM contacts WHERE account_id = {account_param} AND id IN ({list})"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// A page of the session's contacts, by name, with the total and the filter values.
+    pub async fn list_contacts(&self, q: &ContactQuery) -> Result<ContactPage> {
+        let mut p = Params::new(self.backend);
+        // The tag (else the group) filter drives the query through its label index, which
+        // is in the list's order.
+        let (driver, other_label) = match (&q.tag, &q.group) {
+            (Some(t), g) => (Some(("tag", t.clone())), g.clone().map(|g| ("group", g))),
+            (None, Some(g)) => (Some(("group", g.clone())), None),
+            (None, None) => (None, None),
+        };
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut from = String::from("contacts c");
+        let mut wheres = Vec::new();
+        let order;
+        if let Some((kind, label)) = &driver {
+            from = "contact_labels l JOIN contacts c ON c.id = l.contact_id".into();
+            wheres.push(format!(
+                "l.session_id = {} AND l.kind = {} AND l.label = {}",
+                p.next(),
+                p.next(),
+                p.next()
+            ));
+            binds.push(Bind::Text(q.session.to_string()));
+            binds.push(Bind::Text((*kind).to_owned()));
+            binds.push(Bind::Text(label.clone()));
+            order = "l.sort_name, l.contact_id";
+        } else {
+            order = "c.sort_name, c.id";
+        }
+        wheres.push(format!(
+            "c.session_id = {} AND c.account_id = {}",
+            p.next(),
+            p.next()
+        ));
+        binds.push(Bind::Text(q.session.to_string()));
+        binds.push(Bind::Text(q.account.to_string()));
+        if let Some((kind, label)) = other_label {
+            wheres.push(format!(
+                "EXISTS (SELECT 1 FROM contact_labels o WHERE o.contact_id = c.id \
+                 AND o.session_id = {} AND o.kind = {} AND o.label = {})",
+                p.next(),
+                p.next(),
+                p.next()
+            ));
+            binds.push(Bind::Text(q.session.to_string()));
+            binds.push(Bind::Text(kind.to_owned()));
+            binds.push(Bind::Text(label));
+        }
+        if let Some(opted) = q.opted_in {
+            wheres.push(format!("c.is_opted_in = {}", p.next()));
+            binds.push(Bind::Int(i64::from(opted)));
+        }
+        if let Some(term) = q.search.as_deref().filter(|t| !t.is_empty()) {
+            match self.backend {
+                Backend::Sqlite => {
+                    wheres.push(format!(
+                        "c.seq IN (SELECT rowid FROM contacts_fts WHERE search GLOB {})",
+                        p.next()
+                    ));
+                    binds.push(Bind::Text(glob_pattern(term)));
+                }
+                Backend::Postgres => {
+                    wheres.push(format!("c.search LIKE {} ESCAPE '\\'", p.next()));
+                    binds.push(Bind::Text(like_pattern(term)));
+                }
+            }
+        }
+        let filter = format!("FROM {from} WHERE {}", wheres.join(" AND "));
+        let count_sql = format!("SELECT COUNT(*) AS n {filter}");
+        let page_sql = format!(
+            "SELECT {} {filter} ORDER BY {order} LIMIT {} OFFSET {}",
+            c_columns(),
+            p.next(),
+            p.next()
+        );
+        let bind = |sql: String, extra: bool| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in &binds {
+                query = match b {
+                    Bind::Text(s) => query.bind(s.clone()),
+                    Bind::Int(i) => query.bind(*i),
+                };
+            }
+            if extra {
+                query = query.bind(q.limit).bind(q.skip);
+            }
+            query
+        };
+        let contacts = bind(page_sql, true)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(ContactRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        // The count's statement is the page's without the paging parameters; on PostgreSQL
+        // their `$n` would then be unbound, so it is built from the same parts.
+        let total: i64 = bind(count_sql, false)
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?;
+        let tags = self.labels_of(q.session, "tag").await?;
+        let groups = self.labels_of(q.session, "group").await?;
+        Ok(ContactPage {
+            contacts,
+            total,
+            tags,
+            groups,
+        })
+    }
+
+    /// The distinct labels of one kind in a session, sorted.
+    async fn labels_of(&self, session: SessionId, kind: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT label FROM contact_labels WHERE session_id = $1 AND kind = $2 \
+             ORDER BY label",
+        )
+        .bind(session.to_string())
+        .bind(kind.to_owned())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("label").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// The session's groups with their counts, and the session's totals.
+    pub async fn contact_groups(
+        &self,
+        account: AccountId,
+        session: SessionId,
+    ) -> Result<GroupSummary> {
+        let rows = sqlx::query(
+            "SELECT l.label AS label, COUNT(*) AS total, \
+             COALESCE(SUM(c.is_opted_in), 0) AS opted_in \
+             FROM contact_labels l JOIN contacts c ON c.id = l.contact_id \
+             WHERE l.session_id = $1 AND l.kind = 'group' AND c.account_id = $2 \
+             GROUP BY l.label ORDER BY l.label",
+        )
+        .bind(session.to_string())
+        .bind(account.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        let groups = rows
+            .iter()
+            .map(|r| {
+                Ok(GroupCount {
+                    name: r.try_get("label")?,
+                    total: r.try_get("total")?,
+                    opted_in: r.try_get("opted_in")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let totals = sqlx::query(
+            "SELECT COUNT(*) AS total, COALESCE(SUM(is_opted_in), 0) AS opted_in \
+             FROM contacts WHERE session_id = $1 AND account_id = $2",
+        )
+        .bind(session.to_string())
+        .bind(account.to_string())
+        .fetch_one(&self.read)
+        .await?;
+        Ok(GroupSummary {
+            groups,
+            total_contacts: totals.try_get("total")?,
+            opted_in_contacts: totals.try_get("opted_in")?,
+        })
+    }
+
+    /// Applies `change` to every contact of the session in group `name`, in one
+    /// transaction; returns how many were written.
+    pub async fn modify_contact_group(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        name: &str,
+        mut change: impl FnMut(&mut ContactRow),
+    ) -> Result<i64> {
+        let mut tx = self.write.begin().await?;
+        let ids: Vec<ContactId> = sqlx::query(
+            "SELECT contact_id FROM contact_labels WHERE session_id = $1 AND kind = 'group' \
+             AND label = $2",
+        )
+        .bind(session.to_string())
+        .bind(name.to_owned())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            let id: String = r.try_get("contact_id")?;
+            id.parse()
+                .map_err(|_| StoreError::Corrupt("contact label id".into()))
+        })
+        .collect::<Result<_>>()?;
+        let mut modified = 0;
+        for chunk in ids.chunks(500) {
+            for mut row in lock_contacts(&mut tx, self.backend, account, chunk).await? {
+                change(&mut row);
+                write_contact(&mut tx, &row).await?;
+                modified += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(modified)
+    }
+
+    /// The phones among `phones` (E.164) whose contact in the session has opted out.
+    /// The bulk and broadcast paths skip them.
+    pub async fn opted_out_phones(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        phones: &[String],
+    ) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        for chunk in phones.chunks(500) {
+            let mut p = Params::new(self.backend);
+            let (s, a) = (p.next(), p.next());
+            let list = p.list(chunk.len());
+            let sql = format!(
+                "SELECT phone FROM contacts WHERE session_id = {s} AND account_id = {a} \
+                 AND is_opted_in = 0 AND phone IN ({list})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(session.to_string())
+                .bind(account.to_string());
+            for phone in chunk {
+                q = q.bind(phone.clone());
+            }
+            for row in q.fetch_all(&self.read).await? {
+                out.insert(row.try_get("phone")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The business profile an emulator session keeps (Graph's field names).
+    pub async fn business_profile(
+        &self,
+        account: AccountId,
+        session: SessionId,
+    ) -> Result<Option<serde_json::Value>> {
+        let row: Option<String> = sqlx::query_scalar(
+            "SELECT profile FROM business_profiles WHERE session_id = $1 AND account_id = $2",
+        )
+        .bind(session.to_string())
+        .bind(account.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|p| {
+            serde_json::from_str(&p).map_err(|_| StoreError::Corrupt("business profile".into()))
+        })
+        .transpose()
+    }
+
+    /// Merges `fields` into the session's stored business profile.
+    pub async fn merge_business_profile(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        fields: &serde_json::Map<String, serde_json::Value>,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT profile FROM business_profiles WHERE session_id = $1 AND account_id = $2",
+        )
+        .bind(session.to_string())
+        .bind(account.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut profile: serde_json::Map<String, serde_json::Value> = match current {
+            Some(p) => serde_json::from_str(&p)
+                .map_err(|_| StoreError::Corrupt("business profile".into()))?,
+            None => serde_json::Map::new(),
+        };
+        profile.extend(fields.clone());
+        sqlx::query(
+            "INSERT INTO business_profiles (session_id, account_id, profile, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO UPDATE SET \
+             profile = excluded.profile, updated_at = excluded.updated_at",
+        )
+        .bind(session.to_string())
+        .bind(account.to_string())
+        .bind(serde_json::Value::Object(profile).to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A parameter of a generated statement.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn search_patterns_keep_the_terms_wildcards_literal() {
+        assert_eq!(super::like_pattern("50%_A"), "%50\\%\\_a%");
+        assert_eq!(super::glob_pattern("A*b?"), "*a[*]b[?]*");
+    }
+}
