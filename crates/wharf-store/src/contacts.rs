@@ -643,7 +643,7 @@ impl Store {
     ) -> Result<GroupSummary> {
         let rows = sqlx::query(
             "SELECT l.label AS label, COUNT(*) AS total, \
-             COALESCE(SUM(c.is_opted_in), 0) AS opted_in \
+             CAST(COALESCE(SUM(c.is_opted_in), 0) AS BIGINT) AS opted_in \
              FROM contact_labels l JOIN contacts c ON c.id = l.contact_id \
              WHERE l.session_id = $1 AND l.kind = 'group' AND c.account_id = $2 \
              GROUP BY l.label ORDER BY l.label",
@@ -663,7 +663,7 @@ impl Store {
             })
             .collect::<Result<Vec<_>>>()?;
         let totals = sqlx::query(
-            "SELECT COUNT(*) AS total, COALESCE(SUM(is_opted_in), 0) AS opted_in \
+            "SELECT COUNT(*) AS total, CAST(COALESCE(SUM(is_opted_in), 0) AS BIGINT) AS opted_in \
              FROM contacts WHERE session_id = $1 AND account_id = $2",
         )
         .bind(session.to_string())
