@@ -16,8 +16,8 @@ use crate::ServiceError;
 pub const MAX_IMPORT: usize = 1000;
 /// Most contacts one bulk action or bulk delete names.
 pub const MAX_BULK: usize = 500;
-/// Largest page of the list.
-pub const MAX_LIMIT: i64 = 500;
+/// Largest page of the list (the server's one page-size bound).
+pub const MAX_LIMIT: i64 = 100;
 /// Longest name, company and group or tag, in characters.
 pub const MAX_NAME_CHARS: usize = 256;
 /// Longest tag or group name.

@@ -65,6 +65,12 @@ async fn openapi_covers_every_route_with_schemas(mut app: wharf_testkit::TestApp
         ("/api/v1/sandbox_sessions/{id}", vec!["get", "delete"]),
         ("/api/v1/agents", vec!["get", "post"]),
         ("/api/v1/agents/{id}", vec!["get", "patch", "delete"]),
+        ("/v1/whatsapp/contacts", vec!["get", "post"]),
+        ("/v1/whatsapp/contacts/{contactId}", vec!["get", "put", "delete"]),
+        ("/v1/whatsapp/contacts/import", vec!["post"]),
+        ("/v1/whatsapp/contacts/bulk", vec!["post", "delete"]),
+        ("/v1/whatsapp/groups", vec!["get", "post", "delete"]),
+        ("/v1/whatsapp/business-profile", vec!["get", "post"]),
     ];
     assert_eq!(
         paths.len(),
@@ -103,6 +109,12 @@ async fn openapi_covers_every_route_with_schemas(mut app: wharf_testkit::TestApp
         "KapsoSandboxSession",
         "KapsoAgent",
         "KapsoErrorBody",
+        "ContactView",
+        "ContactList",
+        "ImportAnswer",
+        "BulkAnswer",
+        "GroupList",
+        "BusinessProfileAnswer",
     ] {
         assert!(schemas.contains_key(name), "schema {name}");
     }
