@@ -13,7 +13,7 @@ use super::{
     super::{
         AppState,
         extract::DialectJson,
-        zernio::{ZJson, ZResult, ZernioErrorBody},
+        zernio::{ZJson, ZResult, ZernioError, ZernioErrorBody},
     },
     query,
 };
@@ -88,7 +88,7 @@ async fn list_groups(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ZResult<Json<GroupList>> {
-    let q = query(raw)?;
+    let q = query(raw).map_err(ZernioError::from)?;
     let summary = app.services.crm.groups(&caller, q.get("accountId")).await?;
     Ok(Json(GroupList {
         success: true,

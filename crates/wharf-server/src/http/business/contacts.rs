@@ -18,7 +18,7 @@ use super::{
     super::{
         AppState,
         extract::{DialectJson, double_option},
-        zernio::{ZJson, ZResult, ZernioErrorBody},
+        zernio::{ZJson, ZResult, ZernioError, ZernioErrorBody},
     },
     MessageAnswer, query,
 };
@@ -281,7 +281,7 @@ async fn list_contacts(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ZResult<Json<ContactList>> {
-    let q = query(raw)?;
+    let q = query(raw).map_err(ZernioError::from)?;
     let get = |k: &str| q.get(k).map(str::to_owned);
     let list = app
         .services

@@ -14,11 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{
-    AppState,
-    extract::QueryPairs,
-    zernio::{self, ZResult, ZernioError},
-};
+use super::{AppState, error::ApiError, extract::QueryPairs, zernio};
 
 /// The routes, for the OpenAPI document (paths under `/v1`).
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -34,23 +30,15 @@ pub fn mount(router: Router<AppState>, state: AppState) -> Router<AppState> {
     zernio::mount(router, state)
 }
 
-/// The query string, with a malformed one answered in Zernio's envelope.
-pub(crate) fn query(raw: Option<String>) -> ZResult<QueryPairs> {
+/// The query string; a malformed one is refused (the handler answers in Zernio's envelope).
+pub(crate) fn query(raw: Option<String>) -> Result<QueryPairs, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| {
-            ZernioError::from(super::error::ApiError::invalid(
-                "query",
-                format!("malformed query string: {e}"),
-            ))
-        })?;
+        .map_err(|e| ApiError::invalid("query", format!("malformed query string: {e}")))?;
     if let Some((k, _)) = pairs
         .iter()
         .find(|(k, v)| k.contains('\0') || v.contains('\0'))
     {
-        return Err(ZernioError::from(super::error::ApiError::invalid(
-            k,
-            super::extract::NUL_MESSAGE,
-        )));
+        return Err(ApiError::invalid(k, super::extract::NUL_MESSAGE));
     }
     Ok(QueryPairs(pairs))
 }

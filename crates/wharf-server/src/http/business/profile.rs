@@ -14,7 +14,7 @@ use super::{
     super::{
         AppState,
         extract::DialectJson,
-        zernio::{ZJson, ZResult, ZernioErrorBody},
+        zernio::{ZJson, ZResult, ZernioError, ZernioErrorBody},
     },
     MessageAnswer, query,
 };
@@ -75,7 +75,7 @@ async fn get_business_profile(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> ZResult<Json<BusinessProfileAnswer>> {
-    let q = query(raw)?;
+    let q = query(raw).map_err(ZernioError::from)?;
     let p = app
         .services
         .business_profile
