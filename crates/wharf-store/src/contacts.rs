@@ -511,7 +511,23 @@ impl Store {
     }
 
     /// A page of the session's contacts, by name, with the total and the filter values.
+    /// Another account's session reads as an empty list.
     pub async fn list_contacts(&self, q: &ContactQuery) -> Result<ContactPage> {
+        // Checked once here, so every filter below reads indexes that start with the session.
+        let owned: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1 AND account_id = $2")
+                .bind(q.session.to_string())
+                .bind(q.account.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        if owned.is_none() {
+            return Ok(ContactPage {
+                contacts: Vec::new(),
+                total: 0,
+                tags: Vec::new(),
+                groups: Vec::new(),
+            });
+        }
         let mut p = Params::new(self.backend);
         // The tag (else the group) filter drives the query through its label index, which
         // is in the list's order.
@@ -521,35 +537,34 @@ impl Store {
             (None, None) => (None, None),
         };
         let mut binds: Vec<Bind> = Vec::new();
-        let mut from = String::from("contacts c");
+        // Conditions on the contact row itself (beyond the driver).
         let mut wheres = Vec::new();
-        let order;
+        let (from, order, label_only_count);
         if let Some((kind, label)) = &driver {
-            from = "contact_labels l JOIN contacts c ON c.id = l.contact_id".into();
-            wheres.push(format!(
-                "l.session_id = {} AND l.kind = {} AND l.label = {}",
+            // CROSS JOIN keeps SQLite walking the label index in order (PostgreSQL plans it
+            // as an inner join).
+            from = format!(
+                "contact_labels l CROSS JOIN contacts c WHERE c.id = l.contact_id \
+                 AND l.session_id = {} AND l.kind = {} AND l.label = {}",
                 p.next(),
                 p.next(),
                 p.next()
-            ));
+            );
             binds.push(Bind::Text(q.session.to_string()));
             binds.push(Bind::Text((*kind).to_owned()));
             binds.push(Bind::Text(label.clone()));
             order = "l.sort_name, l.contact_id";
+            label_only_count = true;
         } else {
+            from = format!("contacts c WHERE c.session_id = {}", p.next());
+            binds.push(Bind::Text(q.session.to_string()));
             order = "c.sort_name, c.id";
+            label_only_count = false;
         }
-        wheres.push(format!(
-            "c.session_id = {} AND c.account_id = {}",
-            p.next(),
-            p.next()
-        ));
-        binds.push(Bind::Text(q.session.to_string()));
-        binds.push(Bind::Text(q.account.to_string()));
         if let Some((kind, label)) = other_label {
             wheres.push(format!(
-                "EXISTS (SELECT 1 FROM contact_labels o WHERE o.contact_id = c.id \
-                 AND o.session_id = {} AND o.kind = {} AND o.label = {})",
+                "EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = {} \
+                 AND o.kind = {} AND o.label = {} AND o.contact_id = c.id)",
                 p.next(),
                 p.next(),
                 p.next()
@@ -577,8 +592,19 @@ impl Store {
                 }
             }
         }
-        let filter = format!("FROM {from} WHERE {}", wheres.join(" AND "));
-        let count_sql = format!("SELECT COUNT(*) AS n {filter}");
+        let filter = if wheres.is_empty() {
+            format!("FROM {from}")
+        } else {
+            format!("FROM {from} AND {}", wheres.join(" AND "))
+        };
+        // With only the driving label, the count reads the label index alone.
+        let count_sql = if label_only_count && wheres.is_empty() {
+            "SELECT COUNT(*) AS n FROM contact_labels l WHERE l.session_id = $1 AND l.kind = $2 \
+             AND l.label = $3"
+                .to_owned()
+        } else {
+            format!("SELECT COUNT(*) AS n {filter}")
+        };
         let page_sql = format!(
             "SELECT {} {filter} ORDER BY {order} LIMIT {} OFFSET {}",
             c_columns(),
@@ -604,8 +630,7 @@ impl Store {
             .iter()
             .map(ContactRow::from_row)
             .collect::<Result<Vec<_>>>()?;
-        // The count's statement is the page's without the paging parameters; on PostgreSQL
-        // their `$n` would then be unbound, so it is built from the same parts.
+        // The count's statement is the page's without the paging parameters (bound last).
         let total: i64 = bind(count_sql, false)
             .fetch_one(&self.read)
             .await?
@@ -620,11 +645,17 @@ impl Store {
         })
     }
 
-    /// The distinct labels of one kind in a session, sorted.
+    /// The distinct labels of one kind in a session, sorted: one index seek per label (a
+    /// loose index scan), not a read of every contact's labels.
     async fn labels_of(&self, session: SessionId, kind: &str) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT DISTINCT label FROM contact_labels WHERE session_id = $1 AND kind = $2 \
-             ORDER BY label",
+            "WITH RECURSIVE t(label) AS ( \
+               SELECT MIN(label) FROM contact_labels WHERE session_id = $1 AND kind = $2 \
+               UNION ALL \
+               SELECT (SELECT MIN(label) FROM contact_labels \
+                       WHERE session_id = $1 AND kind = $2 AND label > t.label) \
+               FROM t WHERE t.label IS NOT NULL) \
+             SELECT label FROM t WHERE label IS NOT NULL",
         )
         .bind(session.to_string())
         .bind(kind.to_owned())

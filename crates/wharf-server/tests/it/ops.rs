@@ -66,7 +66,10 @@ async fn openapi_covers_every_route_with_schemas(mut app: wharf_testkit::TestApp
         ("/api/v1/agents", vec!["get", "post"]),
         ("/api/v1/agents/{id}", vec!["get", "patch", "delete"]),
         ("/v1/whatsapp/contacts", vec!["get", "post"]),
-        ("/v1/whatsapp/contacts/{contactId}", vec!["get", "put", "delete"]),
+        (
+            "/v1/whatsapp/contacts/{contactId}",
+            vec!["get", "put", "delete"],
+        ),
         ("/v1/whatsapp/contacts/import", vec!["post"]),
         ("/v1/whatsapp/contacts/bulk", vec!["post", "delete"]),
         ("/v1/whatsapp/groups", vec!["get", "post", "delete"]),
