@@ -202,9 +202,9 @@ async fn insert_labels(conn: &mut AnyConnection, contacts: &[&ContactRow]) -> Re
     for chunk in rows.chunks(2000) {
         let mut p = Params::on(conn);
         let sql = format!(
-            "INSERT INTO contact_labels (session_id, kind, label, sort_name, contact_id) VALUES {} \
-             ON CONFLICT DO NOTHING",
-            p.rows(chunk.len(), 5)
+            "INSERT INTO contact_labels (session_id, kind, label, sort_name, is_opted_in, contact_id) \
+             VALUES {} ON CONFLICT DO NOTHING",
+            p.rows(chunk.len(), 6)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (c, kind, label) in chunk {
@@ -213,6 +213,7 @@ async fn insert_labels(conn: &mut AnyConnection, contacts: &[&ContactRow]) -> Re
                 .bind(*kind)
                 .bind(label.to_string())
                 .bind(c.sort_name())
+                .bind(i64::from(c.is_opted_in))
                 .bind(c.id.to_string());
         }
         q.execute(&mut *conn).await?;
@@ -528,113 +529,12 @@ impl Store {
                 groups: Vec::new(),
             });
         }
-        let mut p = Params::new(self.backend);
-        // The tag (else the group) filter drives the query through its label index, which
-        // is in the list's order.
-        let (driver, other_label) = match (&q.tag, &q.group) {
-            (Some(t), g) => (Some(("tag", t.clone())), g.clone().map(|g| ("group", g))),
-            (None, Some(g)) => (Some(("group", g.clone())), None),
-            (None, None) => (None, None),
+        let search = q.search.as_deref().filter(|t| !t.is_empty());
+        let (contacts, total) = match (search, &q.tag, &q.group) {
+            (Some(term), _, _) => self.search_contacts(q, term).await?,
+            (None, None, None) => self.plain_contacts(q).await?,
+            (None, tag, group) => self.labelled_contacts(q, tag, group).await?,
         };
-        let mut binds: Vec<Bind> = Vec::new();
-        // Conditions on the contact row itself (beyond the driver).
-        let mut wheres = Vec::new();
-        let (from, order, label_only_count);
-        if let Some((kind, label)) = &driver {
-            // CROSS JOIN keeps SQLite walking the label index in order (PostgreSQL plans it
-            // as an inner join).
-            from = format!(
-                "contact_labels l CROSS JOIN contacts c WHERE c.id = l.contact_id \
-                 AND l.session_id = {} AND l.kind = {} AND l.label = {}",
-                p.next(),
-                p.next(),
-                p.next()
-            );
-            binds.push(Bind::Text(q.session.to_string()));
-            binds.push(Bind::Text((*kind).to_owned()));
-            binds.push(Bind::Text(label.clone()));
-            order = "l.sort_name, l.contact_id";
-            label_only_count = true;
-        } else {
-            from = format!("contacts c WHERE c.session_id = {}", p.next());
-            binds.push(Bind::Text(q.session.to_string()));
-            order = "c.sort_name, c.id";
-            label_only_count = false;
-        }
-        if let Some((kind, label)) = other_label {
-            wheres.push(format!(
-                "EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = {} \
-                 AND o.kind = {} AND o.label = {} AND o.contact_id = c.id)",
-                p.next(),
-                p.next(),
-                p.next()
-            ));
-            binds.push(Bind::Text(q.session.to_string()));
-            binds.push(Bind::Text(kind.to_owned()));
-            binds.push(Bind::Text(label));
-        }
-        if let Some(opted) = q.opted_in {
-            wheres.push(format!("c.is_opted_in = {}", p.next()));
-            binds.push(Bind::Int(i64::from(opted)));
-        }
-        if let Some(term) = q.search.as_deref().filter(|t| !t.is_empty()) {
-            match self.backend {
-                Backend::Sqlite => {
-                    wheres.push(format!(
-                        "c.seq IN (SELECT rowid FROM contacts_fts WHERE search GLOB {})",
-                        p.next()
-                    ));
-                    binds.push(Bind::Text(glob_pattern(term)));
-                }
-                Backend::Postgres => {
-                    wheres.push(format!("c.search LIKE {} ESCAPE '\\'", p.next()));
-                    binds.push(Bind::Text(like_pattern(term)));
-                }
-            }
-        }
-        let filter = if wheres.is_empty() {
-            format!("FROM {from}")
-        } else {
-            format!("FROM {from} AND {}", wheres.join(" AND "))
-        };
-        // With only the driving label, the count reads the label index alone.
-        let count_sql = if label_only_count && wheres.is_empty() {
-            "SELECT COUNT(*) AS n FROM contact_labels l WHERE l.session_id = $1 AND l.kind = $2 \
-             AND l.label = $3"
-                .to_owned()
-        } else {
-            format!("SELECT COUNT(*) AS n {filter}")
-        };
-        let page_sql = format!(
-            "SELECT {} {filter} ORDER BY {order} LIMIT {} OFFSET {}",
-            c_columns(),
-            p.next(),
-            p.next()
-        );
-        let bind = |sql: String, extra: bool| {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for b in &binds {
-                query = match b {
-                    Bind::Text(s) => query.bind(s.clone()),
-                    Bind::Int(i) => query.bind(*i),
-                };
-            }
-            if extra {
-                query = query.bind(q.limit).bind(q.skip);
-            }
-            query
-        };
-        let contacts = bind(page_sql, true)
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(ContactRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
-        // The count's statement is the page's without the paging parameters (bound last).
-        let total: i64 = bind(count_sql, false)
-            .fetch_one(&self.read)
-            .await?
-            .try_get("n")?;
         let tags = self.labels_of(q.session, "tag").await?;
         let groups = self.labels_of(q.session, "group").await?;
         Ok(ContactPage {
@@ -643,6 +543,184 @@ impl Store {
             tags,
             groups,
         })
+    }
+
+    /// The list without search or labels: a page of ids from the name (or opt-in) index,
+    /// then their rows; the count reads the same index.
+    async fn plain_contacts(&self, q: &ContactQuery) -> Result<(Vec<ContactRow>, i64)> {
+        let opt = q.opted_in.map(i64::from);
+        let cond = if opt.is_some() {
+            "session_id = $1 AND is_opted_in = $2"
+        } else {
+            "session_id = $1 AND $2 = 0"
+        };
+        let (lim, off) = ("$3", "$4");
+        let sql = format!(
+            "SELECT {} FROM (SELECT id, sort_name FROM contacts WHERE {cond} \
+             ORDER BY sort_name, id LIMIT {lim} OFFSET {off}) p \
+             CROSS JOIN contacts c WHERE c.id = p.id ORDER BY p.sort_name, p.id",
+            c_columns()
+        );
+        let contacts = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(q.session.to_string())
+            .bind(opt.unwrap_or(0))
+            .bind(q.limit)
+            .bind(q.skip)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(ContactRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let count = format!("SELECT COUNT(*) AS n FROM contacts WHERE {cond}");
+        let total: i64 = sqlx::query(sqlx::AssertSqlSafe(count))
+            .bind(q.session.to_string())
+            .bind(opt.unwrap_or(0))
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?;
+        Ok((contacts, total))
+    }
+
+    /// The list by tag (else group), with an optional second label and opt-in filter: a page
+    /// of ids read in order from the label index, then their rows; the count reads the index.
+    async fn labelled_contacts(
+        &self,
+        q: &ContactQuery,
+        tag: &Option<String>,
+        group: &Option<String>,
+    ) -> Result<(Vec<ContactRow>, i64)> {
+        let (kind, label, other) = match (tag, group) {
+            (Some(t), g) => ("tag", t.clone(), g.clone()),
+            (None, Some(g)) => ("group", g.clone(), None),
+            (None, None) => unreachable!("a label filter is given"),
+        };
+        let mut p = Params::new(self.backend);
+        let mut cond = format!(
+            "l.session_id = {} AND l.kind = {} AND l.label = {}",
+            p.next(),
+            p.next(),
+            p.next()
+        );
+        let mut binds = vec![
+            Bind::Text(q.session.to_string()),
+            Bind::Text(kind.to_owned()),
+            Bind::Text(label),
+        ];
+        if let Some(opted) = q.opted_in {
+            cond.push_str(&format!(" AND l.is_opted_in = {}", p.next()));
+            binds.push(Bind::Int(i64::from(opted)));
+        }
+        if let Some(group) = other {
+            // One primary-key seek per candidate.
+            cond.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = l.session_id \
+                 AND o.kind = 'group' AND o.label = {} AND o.sort_name = l.sort_name \
+                 AND o.contact_id = l.contact_id)",
+                p.next()
+            ));
+            binds.push(Bind::Text(group));
+        }
+        let count = format!("SELECT COUNT(*) AS n FROM contact_labels l WHERE {cond}");
+        let sql = format!(
+            "SELECT {} FROM (SELECT l.contact_id, l.sort_name FROM contact_labels l WHERE {cond} \
+             ORDER BY l.sort_name, l.contact_id LIMIT {} OFFSET {}) p \
+             CROSS JOIN contacts c WHERE c.id = p.contact_id ORDER BY p.sort_name, p.contact_id",
+            c_columns(),
+            p.next(),
+            p.next()
+        );
+        let contacts = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+            .bind(q.limit)
+            .bind(q.skip)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(ContactRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let total: i64 = bind_all(sqlx::query(sqlx::AssertSqlSafe(count)), &binds)
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?;
+        Ok((contacts, total))
+    }
+
+    /// The list with a search: the trigram index finds the matches (SQLite: the FTS5 table
+    /// drives the query; PostgreSQL: a GIN bitmap scan), the other filters check each, and
+    /// the matches are sorted by name; the total comes with the page.
+    async fn search_contacts(
+        &self,
+        q: &ContactQuery,
+        term: &str,
+    ) -> Result<(Vec<ContactRow>, i64)> {
+        let mut p = Params::new(self.backend);
+        let mut binds = Vec::new();
+        let mut cond = match self.backend {
+            Backend::Sqlite => {
+                let c = format!(
+                    "contacts_fts f CROSS JOIN contacts c WHERE c.seq = f.rowid \
+                     AND f.search GLOB {} AND c.session_id = {}",
+                    p.next(),
+                    p.next()
+                );
+                binds.push(Bind::Text(glob_pattern(term)));
+                c
+            }
+            Backend::Postgres => {
+                let c = format!(
+                    "contacts c WHERE c.search LIKE {} ESCAPE '\\' AND c.session_id = {}",
+                    p.next(),
+                    p.next()
+                );
+                binds.push(Bind::Text(like_pattern(term)));
+                c
+            }
+        };
+        binds.push(Bind::Text(q.session.to_string()));
+        for (kind, label) in [("tag", &q.tag), ("group", &q.group)] {
+            if let Some(label) = label {
+                cond.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = c.session_id \
+                     AND o.kind = '{kind}' AND o.label = {} AND o.sort_name = c.sort_name \
+                     AND o.contact_id = c.id)",
+                    p.next()
+                ));
+                binds.push(Bind::Text(label.clone()));
+            }
+        }
+        if let Some(opted) = q.opted_in {
+            cond.push_str(&format!(" AND c.is_opted_in = {}", p.next()));
+            binds.push(Bind::Int(i64::from(opted)));
+        }
+        let sql = format!(
+            "SELECT {}, COUNT(*) OVER () AS total_n FROM {cond} \
+             ORDER BY c.sort_name, c.id LIMIT {} OFFSET {}",
+            c_columns(),
+            p.next(),
+            p.next()
+        );
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+            .bind(q.limit)
+            .bind(q.skip)
+            .fetch_all(&self.read)
+            .await?;
+        let total = match rows.first() {
+            Some(r) => r.try_get("total_n")?,
+            // A page past the end: count alone.
+            None => bind_all(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) AS n FROM {cond}"
+                ))),
+                &binds,
+            )
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?,
+        };
+        let contacts = rows
+            .iter()
+            .map(ContactRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((contacts, total))
     }
 
     /// The distinct labels of one kind in a session, sorted: one index seek per label (a
@@ -836,6 +914,17 @@ impl Store {
 enum Bind {
     Text(String),
     Int(i64),
+}
+
+/// Binds `binds` in order.
+fn bind_all<'q>(mut q: AnyQuery<'q>, binds: &[Bind]) -> AnyQuery<'q> {
+    for b in binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+        };
+    }
+    q
 }
 
 #[cfg(test)]

@@ -49,10 +49,13 @@ CREATE TABLE contact_labels (
     kind        TEXT COLLATE "C" NOT NULL,
     label       TEXT COLLATE "C" NOT NULL,
     sort_name   TEXT COLLATE "C" NOT NULL,
+    -- The contact's, so a label with an opt-in filter is one index range too.
+    is_opted_in BIGINT NOT NULL,
     contact_id  TEXT COLLATE "C" NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
     PRIMARY KEY (session_id, kind, label, sort_name, contact_id)
 );
 CREATE INDEX contact_labels_by_contact ON contact_labels (contact_id);
+CREATE INDEX contact_labels_by_opt_in ON contact_labels (session_id, kind, label, is_opted_in, sort_name, contact_id);
 
 -- The business profile of emulator sessions (cloud sessions keep theirs at Meta).
 CREATE TABLE business_profiles (

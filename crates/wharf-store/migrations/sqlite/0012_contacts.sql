@@ -48,10 +48,13 @@ CREATE TABLE contact_labels (
     kind        TEXT NOT NULL,
     label       TEXT NOT NULL,
     sort_name   TEXT NOT NULL,
+    -- The contact's, so a label with an opt-in filter is one index range too.
+    is_opted_in INTEGER NOT NULL,
     contact_id  TEXT NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
     PRIMARY KEY (session_id, kind, label, sort_name, contact_id)
 );
 CREATE INDEX contact_labels_by_contact ON contact_labels (contact_id);
+CREATE INDEX contact_labels_by_opt_in ON contact_labels (session_id, kind, label, is_opted_in, sort_name, contact_id);
 
 -- Substring search: a trigram index over `contacts.search`.
 CREATE VIRTUAL TABLE contacts_fts USING fts5(
