@@ -221,8 +221,56 @@ async fn insert_labels(conn: &mut AnyConnection, contacts: &[&ContactRow]) -> Re
     Ok(())
 }
 
-/// Writes every mutable column of `c` and rewrites its labels.
-async fn write_contact(conn: &mut AnyConnection, c: &ContactRow) -> Result<()> {
+/// Changes of [`contact_counts`] rows, by `(session, kind, label, opted in)`.
+#[derive(Default)]
+struct Counts(std::collections::HashMap<(String, &'static str, String, i64), i64>);
+
+impl Counts {
+    /// Counts `c` in (`sign` 1) or out (`sign` -1).
+    fn add(&mut self, c: &ContactRow, sign: i64) {
+        let session = c.session_id.to_string();
+        let opt = i64::from(c.is_opted_in);
+        *self
+            .0
+            .entry((session.clone(), "all", String::new(), opt))
+            .or_default() += sign;
+        for (kind, label) in c.labels() {
+            *self
+                .0
+                .entry((session.clone(), kind, label.to_owned(), opt))
+                .or_default() += sign;
+        }
+    }
+
+    /// Applies the changes.
+    async fn apply(self, conn: &mut AnyConnection) -> Result<()> {
+        let rows: Vec<_> = self.0.into_iter().filter(|(_, d)| *d != 0).collect();
+        for chunk in rows.chunks(1000) {
+            let mut p = Params::on(conn);
+            let sql = format!(
+                "INSERT INTO contact_counts (session_id, kind, label, is_opted_in, n) VALUES {} \
+                 ON CONFLICT (session_id, kind, label, is_opted_in) \
+                 DO UPDATE SET n = contact_counts.n + excluded.n",
+                p.rows(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for ((session, kind, label, opt), d) in chunk {
+                q = q
+                    .bind(session.clone())
+                    .bind(*kind)
+                    .bind(label.clone())
+                    .bind(*opt)
+                    .bind(*d);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes every mutable column of `c` (which was `old`), rewrites its labels and moves the
+/// counts.
+async fn write_contact(conn: &mut AnyConnection, old: &ContactRow, c: &ContactRow) -> Result<()> {
     sqlx::query(
         "UPDATE contacts SET name = $1, sort_name = $2, email = $3, company = $4, tags = $5, \
          group_names = $6, is_opted_in = $7, opt_in_at = $8, opt_out_at = $9, is_blocked = $10, \
@@ -251,7 +299,11 @@ async fn write_contact(conn: &mut AnyConnection, c: &ContactRow) -> Result<()> {
         .bind(c.id.to_string())
         .execute(&mut *conn)
         .await?;
-    insert_labels(conn, &[c]).await
+    insert_labels(conn, &[c]).await?;
+    let mut counts = Counts::default();
+    counts.add(old, -1);
+    counts.add(c, 1);
+    counts.apply(conn).await
 }
 
 /// The contacts of `account` with these ids, locked for the transaction on PostgreSQL.
@@ -326,17 +378,31 @@ pub(crate) async fn touch_inbound(conn: &mut AnyConnection, rows: &[MessageRow])
         };
         let sql = format!(
             "INSERT INTO contacts ({INSERT_COLUMNS}) VALUES ({}) \
-             ON CONFLICT (session_id, phone) DO UPDATE SET \
-             received_count = contacts.received_count + 1, \
-             last_received_at = CASE WHEN contacts.last_received_at IS NULL \
-                OR contacts.last_received_at < excluded.last_received_at \
-                THEN excluded.last_received_at ELSE contacts.last_received_at END, \
-             updated_at = excluded.updated_at",
+             ON CONFLICT (session_id, phone) DO NOTHING",
             Params::on(conn).list(INSERT_COUNT)
         );
-        bind_insert(sqlx::query(sqlx::AssertSqlSafe(sql)), &contact)
+        let inserted = bind_insert(sqlx::query(sqlx::AssertSqlSafe(sql)), &contact)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if inserted == 1 {
+            let mut counts = Counts::default();
+            counts.add(&contact, 1);
+            counts.apply(conn).await?;
+        } else {
+            sqlx::query(
+                "UPDATE contacts SET received_count = received_count + 1, \
+                 last_received_at = CASE WHEN last_received_at IS NULL OR last_received_at < $1 \
+                    THEN $1 ELSE last_received_at END, updated_at = $2 \
+                 WHERE session_id = $3 AND phone = $4",
+            )
+            .bind(at)
+            .bind(m.accepted_at)
+            .bind(m.session_id.to_string())
+            .bind(contact.phone.clone())
             .execute(&mut *conn)
             .await?;
+        }
     }
     Ok(())
 }
@@ -385,6 +451,9 @@ impl Store {
             .await
             .map_err(|e| conflict_or(e, "contact phone"))?;
         insert_labels(&mut tx, &[c]).await?;
+        let mut counts = Counts::default();
+        counts.add(c, 1);
+        counts.apply(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -413,6 +482,11 @@ impl Store {
             .filter(|c| inserted.contains(&c.id.to_string()))
             .collect();
         insert_labels(&mut tx, &new).await?;
+        let mut counts = Counts::default();
+        for c in &new {
+            counts.add(c, 1);
+        }
+        counts.apply(&mut tx).await?;
         tx.commit().await?;
         Ok(contacts
             .iter()
@@ -452,8 +526,9 @@ impl Store {
         else {
             return Ok(None);
         };
+        let old = row.clone();
         change(&mut row)?;
-        write_contact(&mut tx, &row).await?;
+        write_contact(&mut tx, &old, &row).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(Some(row))
     }
@@ -471,8 +546,9 @@ impl Store {
         let matched = rows.len() as i64;
         let mut modified = 0;
         for mut row in rows {
+            let old = row.clone();
             if change(&mut row) {
-                write_contact(&mut tx, &row).await?;
+                write_contact(&mut tx, &old, &row).await?;
                 modified += 1;
             }
         }
@@ -486,6 +562,12 @@ impl Store {
             return Ok(0);
         }
         let mut tx = self.write.begin().await?;
+        let gone = lock_contacts(&mut tx, self.backend, account, ids).await?;
+        let mut counts = Counts::default();
+        for c in &gone {
+            counts.add(c, -1);
+        }
+        counts.apply(&mut tx).await?;
         let mut p = Params::new(self.backend);
         let account_param = p.next();
         let list = p.list(ids.len());
@@ -571,13 +653,7 @@ impl Store {
             .iter()
             .map(ContactRow::from_row)
             .collect::<Result<Vec<_>>>()?;
-        let count = format!("SELECT COUNT(*) AS n FROM contacts WHERE {cond}");
-        let total: i64 = sqlx::query(sqlx::AssertSqlSafe(count))
-            .bind(q.session.to_string())
-            .bind(opt.unwrap_or(0))
-            .fetch_one(&self.read)
-            .await?
-            .try_get("n")?;
+        let total = self.counted(q.session, "all", "", q.opted_in).await?;
         Ok((contacts, total))
     }
 
@@ -590,8 +666,8 @@ impl Store {
         group: &Option<String>,
     ) -> Result<(Vec<ContactRow>, i64)> {
         let (kind, label, other) = match (tag, group) {
-            (Some(t), g) => ("tag", t.clone(), g.clone()),
-            (None, Some(g)) => ("group", g.clone(), None),
+            (Some(t), g) => ("tag", t.as_str(), g.clone()),
+            (None, Some(g)) => ("group", g.as_str(), None),
             (None, None) => unreachable!("a label filter is given"),
         };
         let mut p = Params::new(self.backend);
@@ -604,12 +680,13 @@ impl Store {
         let mut binds = vec![
             Bind::Text(q.session.to_string()),
             Bind::Text(kind.to_owned()),
-            Bind::Text(label),
+            Bind::Text(label.to_owned()),
         ];
         if let Some(opted) = q.opted_in {
             cond.push_str(&format!(" AND l.is_opted_in = {}", p.next()));
             binds.push(Bind::Int(i64::from(opted)));
         }
+        let counted = other.is_none();
         if let Some(group) = other {
             // One primary-key seek per candidate.
             cond.push_str(&format!(
@@ -637,11 +714,45 @@ impl Store {
             .iter()
             .map(ContactRow::from_row)
             .collect::<Result<Vec<_>>>()?;
-        let total: i64 = bind_all(sqlx::query(sqlx::AssertSqlSafe(count)), &binds)
+        // Two labels: counted from the index; one: read from the counters.
+        let total: i64 = if counted {
+            self.counted(q.session, kind, label, q.opted_in).await?
+        } else {
+            bind_all(sqlx::query(sqlx::AssertSqlSafe(count)), &binds)
+                .fetch_one(&self.read)
+                .await?
+                .try_get("n")?
+        };
+        Ok((contacts, total))
+    }
+
+    /// A total from the counters: contacts of the session (`kind` "all", `label` "") or with
+    /// a label, opted in or out or both.
+    async fn counted(
+        &self,
+        session: SessionId,
+        kind: &str,
+        label: &str,
+        opted_in: Option<bool>,
+    ) -> Result<i64> {
+        let sql = match opted_in {
+            Some(_) => {
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM contact_counts \
+                 WHERE session_id = $1 AND kind = $2 AND label = $3 AND is_opted_in = $4"
+            }
+            None => {
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM contact_counts \
+                 WHERE session_id = $1 AND kind = $2 AND label = $3 AND $4 = 0"
+            }
+        };
+        Ok(sqlx::query(sql)
+            .bind(session.to_string())
+            .bind(kind.to_owned())
+            .bind(label.to_owned())
+            .bind(opted_in.map_or(0, i64::from))
             .fetch_one(&self.read)
             .await?
-            .try_get("n")?;
-        Ok((contacts, total))
+            .try_get("n")?)
     }
 
     /// The list with a search: the trigram index finds the matches (SQLite: the FTS5 table
@@ -723,17 +834,12 @@ impl Store {
         Ok((contacts, total))
     }
 
-    /// The distinct labels of one kind in a session, sorted: one index seek per label (a
-    /// loose index scan), not a read of every contact's labels.
+    /// The labels of one kind that some contact of the session carries, sorted (from the
+    /// counters).
     async fn labels_of(&self, session: SessionId, kind: &str) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "WITH RECURSIVE t(label) AS ( \
-               SELECT MIN(label) FROM contact_labels WHERE session_id = $1 AND kind = $2 \
-               UNION ALL \
-               SELECT (SELECT MIN(label) FROM contact_labels \
-                       WHERE session_id = $1 AND kind = $2 AND label > t.label) \
-               FROM t WHERE t.label IS NOT NULL) \
-             SELECT label FROM t WHERE label IS NOT NULL",
+            "SELECT label FROM contact_counts WHERE session_id = $1 AND kind = $2 \
+             GROUP BY label HAVING SUM(n) > 0 ORDER BY label",
         )
         .bind(session.to_string())
         .bind(kind.to_owned())
@@ -750,39 +856,48 @@ impl Store {
         account: AccountId,
         session: SessionId,
     ) -> Result<GroupSummary> {
+        let owned: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1 AND account_id = $2")
+                .bind(session.to_string())
+                .bind(account.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        if owned.is_none() {
+            return Ok(GroupSummary {
+                groups: Vec::new(),
+                total_contacts: 0,
+                opted_in_contacts: 0,
+            });
+        }
         let rows = sqlx::query(
-            "SELECT l.label AS label, COUNT(*) AS total, \
-             CAST(COALESCE(SUM(c.is_opted_in), 0) AS BIGINT) AS opted_in \
-             FROM contact_labels l JOIN contacts c ON c.id = l.contact_id \
-             WHERE l.session_id = $1 AND l.kind = 'group' AND c.account_id = $2 \
-             GROUP BY l.label ORDER BY l.label",
+            "SELECT label, kind, CAST(SUM(n) AS BIGINT) AS total, \
+             CAST(SUM(CASE WHEN is_opted_in = 1 THEN n ELSE 0 END) AS BIGINT) AS opted_in \
+             FROM contact_counts WHERE session_id = $1 AND kind IN ('all', 'group') \
+             GROUP BY kind, label HAVING SUM(n) > 0 ORDER BY kind, label",
         )
         .bind(session.to_string())
-        .bind(account.to_string())
         .fetch_all(&self.read)
         .await?;
-        let groups = rows
-            .iter()
-            .map(|r| {
-                Ok(GroupCount {
+        let (mut total_contacts, mut opted_in_contacts) = (0, 0);
+        let mut groups = Vec::new();
+        for r in &rows {
+            let kind: String = r.try_get("kind")?;
+            let total: i64 = r.try_get("total")?;
+            let opted_in: i64 = r.try_get("opted_in")?;
+            if kind == "all" {
+                (total_contacts, opted_in_contacts) = (total, opted_in);
+            } else {
+                groups.push(GroupCount {
                     name: r.try_get("label")?,
-                    total: r.try_get("total")?,
-                    opted_in: r.try_get("opted_in")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let totals = sqlx::query(
-            "SELECT COUNT(*) AS total, CAST(COALESCE(SUM(is_opted_in), 0) AS BIGINT) AS opted_in \
-             FROM contacts WHERE session_id = $1 AND account_id = $2",
-        )
-        .bind(session.to_string())
-        .bind(account.to_string())
-        .fetch_one(&self.read)
-        .await?;
+                    total,
+                    opted_in,
+                });
+            }
+        }
         Ok(GroupSummary {
             groups,
-            total_contacts: totals.try_get("total")?,
-            opted_in_contacts: totals.try_get("opted_in")?,
+            total_contacts,
+            opted_in_contacts,
         })
     }
 
@@ -814,8 +929,9 @@ impl Store {
         let mut modified = 0;
         for chunk in ids.chunks(500) {
             for mut row in lock_contacts(&mut tx, self.backend, account, chunk).await? {
+                let old = row.clone();
                 change(&mut row);
-                write_contact(&mut tx, &row).await?;
+                write_contact(&mut tx, &old, &row).await?;
                 modified += 1;
             }
         }

@@ -57,6 +57,18 @@ CREATE TABLE contact_labels (
 CREATE INDEX contact_labels_by_contact ON contact_labels (contact_id);
 CREATE INDEX contact_labels_by_opt_in ON contact_labels (session_id, kind, label, is_opted_in, sort_name, contact_id);
 
+-- How many contacts of a session there are, in all (kind 'all', label '') and per tag and
+-- group, opted in or not: the list's totals and the groups' counts without counting rows.
+-- Kept in the transaction of every contact write.
+CREATE TABLE contact_counts (
+    session_id   TEXT COLLATE "C" NOT NULL,
+    kind         TEXT COLLATE "C" NOT NULL,
+    label        TEXT COLLATE "C" NOT NULL,
+    is_opted_in  BIGINT NOT NULL,
+    n            BIGINT NOT NULL,
+    PRIMARY KEY (session_id, kind, label, is_opted_in)
+);
+
 -- The business profile of emulator sessions (cloud sessions keep theirs at Meta).
 CREATE TABLE business_profiles (
     session_id  TEXT COLLATE "C" PRIMARY KEY REFERENCES sessions(id),

@@ -56,6 +56,18 @@ CREATE TABLE contact_labels (
 CREATE INDEX contact_labels_by_contact ON contact_labels (contact_id);
 CREATE INDEX contact_labels_by_opt_in ON contact_labels (session_id, kind, label, is_opted_in, sort_name, contact_id);
 
+-- How many contacts of a session there are, in all (kind 'all', label '') and per tag and
+-- group, opted in or not: the list's totals and the groups' counts without counting rows.
+-- Kept in the transaction of every contact write.
+CREATE TABLE contact_counts (
+    session_id   TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    label        TEXT NOT NULL,
+    is_opted_in  INTEGER NOT NULL,
+    n            INTEGER NOT NULL,
+    PRIMARY KEY (session_id, kind, label, is_opted_in)
+);
+
 -- Substring search: a trigram index over `contacts.search`.
 CREATE VIRTUAL TABLE contacts_fts USING fts5(
     search, content = 'contacts', content_rowid = 'seq', tokenize = 'trigram'

@@ -69,6 +69,7 @@ async fn a_contact_is_created_read_updated_and_deleted(app: TestApp) {
     );
     assert!(c.is_blocked);
 
+    assert_totals_hold(&app, &account).await;
     let deleted: MessageAnswer = app
         .delete(&format!("/v1/whatsapp/contacts/{}", created.id))
         .expect_view(200)
@@ -80,6 +81,7 @@ async fn a_contact_is_created_read_updated_and_deleted(app: TestApp) {
         .await;
     zernio_error(&gone, "not_found", None);
     assert_eq!(list(&app, &account, "").await.pagination.total, 0);
+    assert_totals_hold(&app, &account).await;
 }
 
 #[wharf_testkit::dual_test]
@@ -371,6 +373,7 @@ async fn the_list_searches_filters_sorts_and_pages(app: TestApp) {
     assert_eq!(names(&last), vec!["Eve Black"]);
     assert_eq!(last.pagination.total, 3);
     assert!(!last.pagination.has_more);
+    assert_totals_hold(&app, &account).await;
 }
 
 #[wharf_testkit::dual_test]
@@ -452,6 +455,7 @@ async fn an_import_reports_each_row(app: TestApp) {
         .await;
     zernio_error(&refused, "invalid_field_value", Some("contacts"));
     assert_eq!(list(&app, &account, "").await.pagination.total, 3);
+    assert_totals_hold(&app, &account).await;
 }
 
 #[wharf_testkit::dual_test]
@@ -561,6 +565,7 @@ async fn bulk_actions_count_matched_and_modified(app: TestApp) {
         .await;
     assert_eq!(deleted.deleted, 1);
     assert_eq!(names(&list(&app, &account, "").await), vec!["B"]);
+    assert_totals_hold(&app, &account).await;
 }
 
 #[wharf_testkit::dual_test]
@@ -604,4 +609,5 @@ async fn an_inbound_message_creates_or_updates_the_senders_contact(app: TestApp)
     assert_eq!(known_now.id, known.id, "the same contact, not a second one");
     assert_eq!(known_now.messages_received_count, 2);
     assert_eq!(known_now.tags, vec!["vip"]);
+    assert_totals_hold(&app, &session).await;
 }

@@ -64,6 +64,7 @@ async fn groups_are_counted_renamed_and_deleted_across_contacts(app: TestApp) {
     );
     let first = super::list(&app, &account, "").await;
     assert_eq!(first.contacts[0].groups, vec!["customers"]);
+    assert_totals_hold(&app, &account).await;
 
     let renamed: GroupChanged = app
         .post("/v1/whatsapp/groups")
@@ -96,6 +97,7 @@ async fn groups_are_counted_renamed_and_deleted_across_contacts(app: TestApp) {
             .contacts
             .is_empty()
     );
+    assert_totals_hold(&app, &account).await;
 
     for (method, body, field) in [
         (

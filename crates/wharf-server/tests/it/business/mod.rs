@@ -56,3 +56,47 @@ pub async fn list(app: &TestApp, account: &str, query: &str) -> ContactList {
 pub fn names(list: &ContactList) -> Vec<String> {
     list.contacts.iter().map(|c| c.name.clone()).collect()
 }
+
+/// Every total the list and the groups answer from the counters equals the number of
+/// contacts actually listed (at most 100 contacts).
+pub async fn assert_totals_hold(app: &TestApp, account: &str) {
+    let all = list(app, account, "limit=100").await;
+    let mut queries = vec![String::new()];
+    for tag in &all.filters.tags {
+        queries.push(format!("tag={tag}"));
+    }
+    for group in &all.filters.groups {
+        queries.push(format!("group={group}"));
+    }
+    for q in queries {
+        for opt in ["", "&optedIn=true", "&optedIn=false"] {
+            let page = list(app, account, &format!("limit=100&{q}{opt}")).await;
+            assert_eq!(
+                page.pagination.total,
+                page.contacts.len() as i64,
+                "total of {q}{opt}"
+            );
+        }
+    }
+    let groups: wharf_server::http::business::contact_groups::GroupList = app
+        .get(&format!("/v1/whatsapp/groups?accountId={account}"))
+        .expect_view(200)
+        .await;
+    assert_eq!(groups.summary.total_contacts, all.contacts.len() as i64);
+    let opted = all.contacts.iter().filter(|c| c.is_opted_in).count() as i64;
+    assert_eq!(groups.summary.opted_in_contacts, opted);
+    for g in &groups.groups {
+        let members: Vec<_> = all
+            .contacts
+            .iter()
+            .filter(|c| c.groups.contains(&g.name))
+            .collect();
+        assert_eq!(g.total_count, members.len() as i64, "group {}", g.name);
+        assert_eq!(
+            g.opted_in_count,
+            members.iter().filter(|c| c.is_opted_in).count() as i64,
+            "group {}",
+            g.name
+        );
+    }
+}
