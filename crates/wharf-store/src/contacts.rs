@@ -802,9 +802,12 @@ impl Store {
             cond.push_str(&format!(" AND c.is_opted_in = {}", p.next()));
             binds.push(Bind::Int(i64::from(opted)));
         }
+        // The matches are sorted narrow (name and id), then the page's rows are read.
         let sql = format!(
-            "SELECT {}, COUNT(*) OVER () AS total_n FROM {cond} \
-             ORDER BY c.sort_name, c.id LIMIT {} OFFSET {}",
+            "SELECT {}, p.total_n AS total_n FROM (SELECT c.id AS id, c.sort_name AS sort_name, \
+             COUNT(*) OVER () AS total_n FROM {cond} ORDER BY c.sort_name, c.id \
+             LIMIT {} OFFSET {}) p CROSS JOIN contacts c WHERE c.id = p.id \
+             ORDER BY p.sort_name, p.id",
             c_columns(),
             p.next(),
             p.next()
