@@ -4,6 +4,7 @@
 //! the ratio to a no-op baseline measured in the same run.
 
 mod cloud;
+mod contacts;
 mod crash;
 mod load;
 mod messaging;
@@ -98,6 +99,17 @@ enum Scenario {
         #[arg(long, default_value_t = 3)]
         idle_secs: u64,
     },
+    /// Contacts imported through the Zernio import route, then the contacts list (search, tag,
+    /// opt-in filters, skip) under concurrent clients, and the server's memory.
+    Contacts {
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds per measured query.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
     /// Kill -9 in the middle of dispatching, restart, and check nothing was lost or doubled.
     Crash {
         #[arg(long, default_value_t = 10_000)]
@@ -151,6 +163,11 @@ async fn main() -> anyhow::Result<()> {
             idle_secs,
         } => sessions::run(&bin, db, sessions, &engine, idle_secs).await,
         Scenario::Crash { messages } => crash::run(&bin, db, messages).await,
+        Scenario::Contacts {
+            contacts: n,
+            concurrency,
+            secs,
+        } => contacts::run(&bin, db, n, concurrency, secs).await,
     }
 }
 

@@ -26,6 +26,7 @@ mod accounts;
 mod authcache;
 mod cloud;
 mod wa_contacts;
+mod contacts;
 mod events;
 mod keys;
 mod messages;
@@ -40,6 +41,7 @@ use std::{path::Path, str::FromStr, time::Duration};
 pub use accounts::AccountRow;
 pub use cloud::{CloudCredentials, CloudRow, CloudSessionState, StatusReport, TemplateStatusRow};
 pub use wa_contacts::ContactNameRow;
+pub use contacts::{ContactPage, ContactQuery, ContactRow, GroupCount, GroupSummary};
 pub use events::EventRow;
 pub use keys::{KeyRow, NewKey};
 pub use messages::{

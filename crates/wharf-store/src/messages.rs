@@ -1657,6 +1657,8 @@ impl Store {
             }
         }
         crate::cloud::touch_windows(&mut tx, &rows).await?;
+        // The senders' contacts (CRM) change with the messages that tell of them.
+        crate::contacts::touch_inbound(&mut tx, &rows).await?;
         let events: Vec<Event> = rows
             .iter()
             .zip(tags)

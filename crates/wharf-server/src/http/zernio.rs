@@ -49,7 +49,12 @@ pub struct ZernioError {
 }
 
 impl ZernioError {
-    fn new(status: StatusCode, kind: &str, code: &str, error: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        kind: &str,
+        code: &str,
+        error: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             body: ZernioErrorBody {
@@ -62,7 +67,7 @@ impl ZernioError {
         }
     }
 
-    fn param(mut self, param: &str) -> Self {
+    pub(crate) fn param(mut self, param: &str) -> Self {
         self.body.param = Some(param.to_owned());
         self
     }
@@ -160,7 +165,7 @@ impl IntoResponse for ZernioError {
     }
 }
 
-type ZResult<T> = Result<T, ZernioError>;
+pub(crate) type ZResult<T> = Result<T, ZernioError>;
 
 /// The routes, for the OpenAPI document (paths under `/v1`).
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -184,7 +189,7 @@ async fn zernio_auth(State(state): State<AppState>, req: Request, next: Next) ->
 }
 
 /// A JSON body, with malformed input answered in this dialect's envelope.
-type ZJson<T> = DialectJson<T, ZernioError>;
+pub(crate) type ZJson<T> = DialectJson<T, ZernioError>;
 
 /// A sandbox session, as Zernio shows it.
 #[derive(Debug, Serialize, ToSchema)]

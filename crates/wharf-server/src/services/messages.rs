@@ -72,6 +72,11 @@ pub struct MessageService {
 }
 
 impl MessageService {
+    /// The server's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The service; `dispatch` wakes the dispatcher of a session with new work.
     pub fn new(
         store: Store,

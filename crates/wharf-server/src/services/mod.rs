@@ -1,6 +1,8 @@
 //! Services hold the rules (validation, state machines, tenancy). They know no HTTP.
 
+pub mod business_profile;
 pub mod cloud;
+pub mod crm;
 mod engines;
 pub mod events;
 mod lifecycle;
@@ -12,7 +14,9 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
+pub use business_profile::BusinessProfileService;
 pub use cloud::CloudService;
+pub use crm::CrmService;
 pub use engines::Engines;
 pub use lifecycle::Supervisor;
 pub use messages::MessageService;
@@ -86,6 +90,10 @@ pub struct Services {
     pub sandbox: Arc<SandboxService>,
     /// Contacts, groups, channels and the linked account.
     pub social: Arc<SocialService>,
+    /// The contacts CRM (Zernio Business API).
+    pub crm: Arc<CrmService>,
+    /// Business profiles (Zernio Business API).
+    pub business_profile: Arc<BusinessProfileService>,
     /// The outbound policy, for URLs a dialect takes (media in sends).
     pub outbound: Arc<crate::outbound::Outbound>,
 }
@@ -103,13 +111,16 @@ impl Services {
         sandbox: Arc<SandboxService>,
         outbound: Arc<crate::outbound::Outbound>,
     ) -> Self {
-        let social = Arc::new(SocialService::new(
-            store.clone(),
-            engines.clone(),
-            wharf_core::time::Clock::default(),
-        ));
+        let clock = messages.clock().clone();
+        let social = Arc::new(SocialService::new(store.clone(), engines.clone(), clock.clone()));
         Self {
             social,
+            crm: Arc::new(CrmService::new(store.clone(), clock.clone())),
+            business_profile: Arc::new(BusinessProfileService::new(
+                store.clone(),
+                cloud.clone(),
+                clock,
+            )),
             store,
             sessions,
             messages,

@@ -101,6 +101,15 @@ async fn openapi_covers_every_route_with_schemas(mut app: wharf_testkit::TestApp
         ("/api/v1/sandbox_sessions/{id}", vec!["get", "delete"]),
         ("/api/v1/agents", vec!["get", "post"]),
         ("/api/v1/agents/{id}", vec!["get", "patch", "delete"]),
+        ("/v1/whatsapp/contacts", vec!["get", "post"]),
+        (
+            "/v1/whatsapp/contacts/{contactId}",
+            vec!["get", "put", "delete"],
+        ),
+        ("/v1/whatsapp/contacts/import", vec!["post"]),
+        ("/v1/whatsapp/contacts/bulk", vec!["post", "delete"]),
+        ("/v1/whatsapp/groups", vec!["get", "post", "delete"]),
+        ("/v1/whatsapp/business-profile", vec!["get", "post"]),
     ];
     assert_eq!(
         paths.len(),
@@ -143,6 +152,11 @@ async fn openapi_covers_every_route_with_schemas(mut app: wharf_testkit::TestApp
         "GroupView",
         "ParticipantResult",
         "ChannelView",
+        "ContactList",
+        "ImportAnswer",
+        "BulkAnswer",
+        "GroupList",
+        "BusinessProfileAnswer",
     ] {
         assert!(schemas.contains_key(name), "schema {name}");
     }

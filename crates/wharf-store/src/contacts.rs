@@ -1,0 +1,1056 @@
+//! The contacts CRM (Zernio Business API): one list per session, tags and groups indexed
+//! in `contact_labels`, substring search through a trigram index (FTS5 on SQLite, pg_trgm
+//! on PostgreSQL), and the business profiles the emulator keeps.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::{AnyConnection, Row, any::AnyRow};
+use wharf_core::{AccountId, ContactId, SessionId, message::Direction};
+
+use crate::{Backend, MessageRow, Params, Result, Store, StoreError, conflict_or};
+
+/// A stored contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRow {
+    pub id: ContactId,
+    pub account_id: AccountId,
+    pub session_id: SessionId,
+    /// E.164 with `+`.
+    pub phone: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub company: Option<String>,
+    pub tags: Vec<String>,
+    pub groups: Vec<String>,
+    pub is_opted_in: bool,
+    pub opt_in_at: Option<i64>,
+    pub opt_out_at: Option<i64>,
+    pub is_blocked: bool,
+    pub custom_fields: BTreeMap<String, String>,
+    pub notes: Option<String>,
+    pub last_sent_at: Option<i64>,
+    pub last_received_at: Option<i64>,
+    pub sent_count: i64,
+    pub received_count: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What the list shows.
+#[derive(Debug, Clone)]
+pub struct ContactQuery {
+    pub account: AccountId,
+    pub session: SessionId,
+    /// A substring of the name, phone, email or company (any case).
+    pub search: Option<String>,
+    pub tag: Option<String>,
+    pub group: Option<String>,
+    pub opted_in: Option<bool>,
+    pub limit: i64,
+    pub skip: i64,
+}
+
+/// One page of the list.
+#[derive(Debug, Clone)]
+pub struct ContactPage {
+    pub contacts: Vec<ContactRow>,
+    /// Matches in all.
+    pub total: i64,
+    /// Every tag and group of the session's contacts (the filters one can pick).
+    pub tags: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+/// A group with its counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupCount {
+    pub name: String,
+    pub total: i64,
+    pub opted_in: i64,
+}
+
+/// The groups of a session with the session's totals.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub groups: Vec<GroupCount>,
+    pub total_contacts: i64,
+    pub opted_in_contacts: i64,
+}
+
+const COLUMNS: &str = "id, account_id, session_id, phone, name, email, company, tags, group_names, \
+     is_opted_in, opt_in_at, opt_out_at, is_blocked, custom_fields, notes, last_sent_at, \
+     last_received_at, sent_count, received_count, created_at, updated_at";
+
+/// Columns written on insert, in binding order (see [`bind_insert`]).
+const INSERT_COLUMNS: &str = "id, account_id, session_id, phone, name, sort_name, email, company, \
+     tags, group_names, is_opted_in, opt_in_at, opt_out_at, is_blocked, custom_fields, notes, \
+     search, last_sent_at, last_received_at, sent_count, received_count, created_at, updated_at";
+const INSERT_COUNT: usize = 23;
+
+fn c_columns() -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("c.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ContactRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("contact {what}"));
+        let id: String = row.try_get("id")?;
+        let account: String = row.try_get("account_id")?;
+        let session: String = row.try_get("session_id")?;
+        let tags: String = row.try_get("tags")?;
+        let groups: String = row.try_get("group_names")?;
+        let custom: String = row.try_get("custom_fields")?;
+        Ok(Self {
+            id: id.parse().map_err(|_| corrupt("id"))?,
+            account_id: account.parse().map_err(|_| corrupt("account_id"))?,
+            session_id: session.parse().map_err(|_| corrupt("session_id"))?,
+            phone: row.try_get("phone")?,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            company: row.try_get("company")?,
+            tags: serde_json::from_str(&tags).map_err(|_| corrupt("tags"))?,
+            groups: serde_json::from_str(&groups).map_err(|_| corrupt("group_names"))?,
+            is_opted_in: row.try_get::<i64, _>("is_opted_in")? != 0,
+            opt_in_at: row.try_get("opt_in_at")?,
+            opt_out_at: row.try_get("opt_out_at")?,
+            is_blocked: row.try_get::<i64, _>("is_blocked")? != 0,
+            custom_fields: serde_json::from_str(&custom).map_err(|_| corrupt("custom_fields"))?,
+            notes: row.try_get("notes")?,
+            last_sent_at: row.try_get("last_sent_at")?,
+            last_received_at: row.try_get("last_received_at")?,
+            sent_count: row.try_get("sent_count")?,
+            received_count: row.try_get("received_count")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    /// The list's order key.
+    fn sort_name(&self) -> String {
+        self.name.to_lowercase()
+    }
+
+    /// What `search` looks in.
+    fn search_text(&self) -> String {
+        let mut s = self.name.to_lowercase();
+        for part in [
+            Some(self.phone.as_str()),
+            self.email.as_deref(),
+            self.company.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            s.push('\u{1f}');
+            s.push_str(&part.to_lowercase());
+        }
+        s
+    }
+
+    /// Its labels: `(kind, label)`.
+    fn labels(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.tags
+            .iter()
+            .map(|t| ("tag", t.as_str()))
+            .chain(self.groups.iter().map(|g| ("group", g.as_str())))
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds the [`INSERT_COLUMNS`] of `c`.
+fn bind_insert<'q>(q: AnyQuery<'q>, c: &ContactRow) -> AnyQuery<'q> {
+    q.bind(c.id.to_string())
+        .bind(c.account_id.to_string())
+        .bind(c.session_id.to_string())
+        .bind(c.phone.clone())
+        .bind(c.name.clone())
+        .bind(c.sort_name())
+        .bind(c.email.clone())
+        .bind(c.company.clone())
+        .bind(json(&c.tags))
+        .bind(json(&c.groups))
+        .bind(i64::from(c.is_opted_in))
+        .bind(c.opt_in_at)
+        .bind(c.opt_out_at)
+        .bind(i64::from(c.is_blocked))
+        .bind(json(&c.custom_fields))
+        .bind(c.notes.clone())
+        .bind(c.search_text())
+        .bind(c.last_sent_at)
+        .bind(c.last_received_at)
+        .bind(c.sent_count)
+        .bind(c.received_count)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+}
+
+/// Inserts the label rows of `contacts` (none of which has any yet).
+async fn insert_labels(conn: &mut AnyConnection, contacts: &[&ContactRow]) -> Result<()> {
+    let rows: Vec<(&ContactRow, &str, &str)> = contacts
+        .iter()
+        .flat_map(|c| c.labels().map(move |(k, l)| (*c, k, l)))
+        .collect();
+    for chunk in rows.chunks(2000) {
+        let mut p = Params::on(conn);
+        let sql = format!(
+            "INSERT INTO contact_labels (session_id, kind, label, sort_name, is_opted_in, contact_id) \
+             VALUES {} ON CONFLICT DO NOTHING",
+            p.rows(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (c, kind, label) in chunk {
+            q = q
+                .bind(c.session_id.to_string())
+                .bind(*kind)
+                .bind(label.to_string())
+                .bind(c.sort_name())
+                .bind(i64::from(c.is_opted_in))
+                .bind(c.id.to_string());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Changes of [`contact_counts`] rows, by `(session, kind, label, opted in)`.
+#[derive(Default)]
+struct Counts(std::collections::HashMap<(String, &'static str, String, i64), i64>);
+
+impl Counts {
+    /// Counts `c` in (`sign` 1) or out (`sign` -1).
+    fn add(&mut self, c: &ContactRow, sign: i64) {
+        let session = c.session_id.to_string();
+        let opt = i64::from(c.is_opted_in);
+        *self
+            .0
+            .entry((session.clone(), "all", String::new(), opt))
+            .or_default() += sign;
+        for (kind, label) in c.labels() {
+            *self
+                .0
+                .entry((session.clone(), kind, label.to_owned(), opt))
+                .or_default() += sign;
+        }
+    }
+
+    /// Applies the changes.
+    async fn apply(self, conn: &mut AnyConnection) -> Result<()> {
+        let rows: Vec<_> = self.0.into_iter().filter(|(_, d)| *d != 0).collect();
+        for chunk in rows.chunks(1000) {
+            let mut p = Params::on(conn);
+            let sql = format!(
+                "INSERT INTO contact_counts (session_id, kind, label, is_opted_in, n) VALUES {} \
+                 ON CONFLICT (session_id, kind, label, is_opted_in) \
+                 DO UPDATE SET n = contact_counts.n + excluded.n",
+                p.rows(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for ((session, kind, label, opt), d) in chunk {
+                q = q
+                    .bind(session.clone())
+                    .bind(*kind)
+                    .bind(label.clone())
+                    .bind(*opt)
+                    .bind(*d);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes every mutable column of `c` (which was `old`), rewrites its labels and moves the
+/// counts.
+async fn write_contact(conn: &mut AnyConnection, old: &ContactRow, c: &ContactRow) -> Result<()> {
+    sqlx::query(
+        "UPDATE contacts SET name = $1, sort_name = $2, email = $3, company = $4, tags = $5, \
+         group_names = $6, is_opted_in = $7, opt_in_at = $8, opt_out_at = $9, is_blocked = $10, \
+         custom_fields = $11, notes = $12, search = $13, updated_at = $14 \
+         WHERE id = $15 AND account_id = $16",
+    )
+    .bind(c.name.clone())
+    .bind(c.sort_name())
+    .bind(c.email.clone())
+    .bind(c.company.clone())
+    .bind(json(&c.tags))
+    .bind(json(&c.groups))
+    .bind(i64::from(c.is_opted_in))
+    .bind(c.opt_in_at)
+    .bind(c.opt_out_at)
+    .bind(i64::from(c.is_blocked))
+    .bind(json(&c.custom_fields))
+    .bind(c.notes.clone())
+    .bind(c.search_text())
+    .bind(c.updated_at)
+    .bind(c.id.to_string())
+    .bind(c.account_id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM contact_labels WHERE contact_id = $1")
+        .bind(c.id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    insert_labels(conn, &[c]).await?;
+    let mut counts = Counts::default();
+    counts.add(old, -1);
+    counts.add(c, 1);
+    counts.apply(conn).await
+}
+
+/// The contacts of `account` with these ids, locked for the transaction on PostgreSQL.
+async fn lock_contacts(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    account: AccountId,
+    ids: &[ContactId],
+) -> Result<Vec<ContactRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut p = Params::new(backend);
+    let account_param = p.next();
+    let list = p.list(ids.len());
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM contacts WHERE account_id = {account_param} AND id IN ({list}) \
+         ORDER BY id{lock}"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account.to_string());
+    for id in ids {
+        q = q.bind(id.to_string());
+    }
+    q.fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(ContactRow::from_row)
+        .collect()
+}
+
+/// Creates or updates the contact of each direct-chat sender of these inbound messages
+/// (inside the transaction that stores them): a new sender becomes a contact named by its
+/// number, opted in; a known one gets its received count and time moved on.
+pub(crate) async fn touch_inbound(conn: &mut AnyConnection, rows: &[MessageRow]) -> Result<()> {
+    for m in rows {
+        if m.direction != Direction::In {
+            continue;
+        }
+        let Some(phone) = m.chat_jid.phone() else {
+            continue;
+        };
+        if m.sender_jid.as_deref() != Some(m.chat_jid.to_string().as_str()) {
+            continue;
+        }
+        let at = m.sent_at.unwrap_or(m.accepted_at);
+        let contact = ContactRow {
+            id: ContactId::generate(),
+            account_id: m.account_id,
+            session_id: m.session_id,
+            phone: phone.e164().to_owned(),
+            name: phone.e164().to_owned(),
+            email: None,
+            company: None,
+            tags: Vec::new(),
+            groups: Vec::new(),
+            is_opted_in: true,
+            opt_in_at: Some(m.accepted_at),
+            opt_out_at: None,
+            is_blocked: false,
+            custom_fields: BTreeMap::new(),
+            notes: None,
+            last_sent_at: None,
+            last_received_at: Some(at),
+            sent_count: 0,
+            received_count: 1,
+            created_at: m.accepted_at,
+            updated_at: m.accepted_at,
+        };
+        let sql = format!(
+            "INSERT INTO contacts ({INSERT_COLUMNS}) VALUES ({}) \
+             ON CONFLICT (session_id, phone) DO NOTHING",
+            Params::on(conn).list(INSERT_COUNT)
+        );
+        let inserted = bind_insert(sqlx::query(sqlx::AssertSqlSafe(sql)), &contact)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if inserted == 1 {
+            let mut counts = Counts::default();
+            counts.add(&contact, 1);
+            counts.apply(conn).await?;
+        } else {
+            sqlx::query(
+                "UPDATE contacts SET received_count = received_count + 1, \
+                 last_received_at = CASE WHEN last_received_at IS NULL OR last_received_at < $1 \
+                    THEN $1 ELSE last_received_at END, updated_at = $2 \
+                 WHERE session_id = $3 AND phone = $4",
+            )
+            .bind(at)
+            .bind(m.accepted_at)
+            .bind(m.session_id.to_string())
+            .bind(contact.phone.clone())
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `%term%` for LIKE, with the term's own wildcards escaped by `\`.
+fn like_pattern(term: &str) -> String {
+    let mut out = String::from("%");
+    for ch in term.to_lowercase().chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('%');
+    out
+}
+
+/// `*term*` for GLOB, with the term's own wildcards made literal.
+fn glob_pattern(term: &str) -> String {
+    let mut out = String::from("*");
+    for ch in term.to_lowercase().chars() {
+        match ch {
+            '*' | '?' | '[' => {
+                out.push('[');
+                out.push(ch);
+                out.push(']');
+            }
+            _ => out.push(ch),
+        }
+    }
+    out.push('*');
+    out
+}
+
+impl Store {
+    /// Stores a new contact; a contact of the session with the same phone is
+    /// [`StoreError::Conflict`].
+    pub async fn insert_contact(&self, c: &ContactRow) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let sql = format!(
+            "INSERT INTO contacts ({INSERT_COLUMNS}) VALUES ({})",
+            Params::new(self.backend).list(INSERT_COUNT)
+        );
+        bind_insert(sqlx::query(sqlx::AssertSqlSafe(sql)), c)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, "contact phone"))?;
+        insert_labels(&mut tx, &[c]).await?;
+        let mut counts = Counts::default();
+        counts.add(c, 1);
+        counts.apply(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores the contacts that are new by phone (in the session) and returns which were
+    /// (one flag per contact, in order). Contacts must have distinct phones.
+    pub async fn import_contacts(&self, contacts: &[ContactRow]) -> Result<Vec<bool>> {
+        let mut inserted: HashSet<String> = HashSet::new();
+        let mut tx = self.write.begin().await?;
+        for chunk in contacts.chunks(500) {
+            let sql = format!(
+                "INSERT INTO contacts ({INSERT_COLUMNS}) VALUES {} \
+                 ON CONFLICT (session_id, phone) DO NOTHING RETURNING id",
+                Params::new(self.backend).rows(chunk.len(), INSERT_COUNT)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for c in chunk {
+                q = bind_insert(q, c);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get("id")?);
+            }
+        }
+        let new: Vec<&ContactRow> = contacts
+            .iter()
+            .filter(|c| inserted.contains(&c.id.to_string()))
+            .collect();
+        insert_labels(&mut tx, &new).await?;
+        let mut counts = Counts::default();
+        for c in &new {
+            counts.add(c, 1);
+        }
+        counts.apply(&mut tx).await?;
+        tx.commit().await?;
+        Ok(contacts
+            .iter()
+            .map(|c| inserted.contains(&c.id.to_string()))
+            .collect())
+    }
+
+    /// The contact `id` of `account`.
+    pub async fn get_contact(
+        &self,
+        account: AccountId,
+        id: ContactId,
+    ) -> Result<Option<ContactRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM contacts WHERE id = $1 AND account_id = $2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(ContactRow::from_row)
+            .transpose()
+    }
+
+    /// Applies `change` to the contact `id` of `account` and writes it, atomically; `None`
+    /// when there is no such contact.
+    pub async fn modify_contact<E: From<StoreError>>(
+        &self,
+        account: AccountId,
+        id: ContactId,
+        change: impl FnOnce(&mut ContactRow) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Option<ContactRow>, E> {
+        let mut tx = self.write.begin().await.map_err(StoreError::from)?;
+        let Some(mut row) = lock_contacts(&mut tx, self.backend, account, &[id])
+            .await?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        let old = row.clone();
+        change(&mut row)?;
+        write_contact(&mut tx, &old, &row).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Some(row))
+    }
+
+    /// Applies `change` to each contact of `account` among `ids` in one transaction; a
+    /// contact is written when `change` says it changed. Returns `(matched, modified)`.
+    pub async fn modify_contacts(
+        &self,
+        account: AccountId,
+        ids: &[ContactId],
+        mut change: impl FnMut(&mut ContactRow) -> bool,
+    ) -> Result<(i64, i64)> {
+        let mut tx = self.write.begin().await?;
+        let rows = lock_contacts(&mut tx, self.backend, account, ids).await?;
+        let matched = rows.len() as i64;
+        let mut modified = 0;
+        for mut row in rows {
+            let old = row.clone();
+            if change(&mut row) {
+                write_contact(&mut tx, &old, &row).await?;
+                modified += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok((matched, modified))
+    }
+
+    /// Deletes the contacts of `account` among `ids`; returns how many there were.
+    pub async fn delete_contacts(&self, account: AccountId, ids: &[ContactId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.write.begin().await?;
+        let gone = lock_contacts(&mut tx, self.backend, account, ids).await?;
+        let mut counts = Counts::default();
+        for c in &gone {
+            counts.add(c, -1);
+        }
+        counts.apply(&mut tx).await?;
+        let mut p = Params::new(self.backend);
+        let account_param = p.next();
+        let list = p.list(ids.len());
+        let bind_all = |sql: String| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account.to_string());
+            for id in ids {
+                q = q.bind(id.to_string());
+            }
+            q
+        };
+        bind_all(format!(
+            "DELETE FROM contact_labels WHERE contact_id IN \
+             (SELECT id FROM contacts WHERE account_id = {account_param} AND id IN ({list}))"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let done = bind_all(format!(
+            "DELETE FROM contacts WHERE account_id = {account_param} AND id IN ({list})"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// A page of the session's contacts, by name, with the total and the filter values.
+    /// Another account's session reads as an empty list.
+    pub async fn list_contacts(&self, q: &ContactQuery) -> Result<ContactPage> {
+        // Checked once here, so every filter below reads indexes that start with the session.
+        let owned: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1 AND account_id = $2")
+                .bind(q.session.to_string())
+                .bind(q.account.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        if owned.is_none() {
+            return Ok(ContactPage {
+                contacts: Vec::new(),
+                total: 0,
+                tags: Vec::new(),
+                groups: Vec::new(),
+            });
+        }
+        let search = q.search.as_deref().filter(|t| !t.is_empty());
+        let (contacts, total) = match (search, &q.tag, &q.group) {
+            (Some(term), _, _) => self.search_contacts(q, term).await?,
+            (None, None, None) => self.plain_contacts(q).await?,
+            (None, tag, group) => self.labelled_contacts(q, tag, group).await?,
+        };
+        let tags = self.labels_of(q.session, "tag").await?;
+        let groups = self.labels_of(q.session, "group").await?;
+        Ok(ContactPage {
+            contacts,
+            total,
+            tags,
+            groups,
+        })
+    }
+
+    /// The list without search or labels: a page of ids from the name (or opt-in) index,
+    /// then their rows; the count reads the same index.
+    async fn plain_contacts(&self, q: &ContactQuery) -> Result<(Vec<ContactRow>, i64)> {
+        let opt = q.opted_in.map(i64::from);
+        let cond = if opt.is_some() {
+            "session_id = $1 AND is_opted_in = $2"
+        } else {
+            "session_id = $1 AND $2 = 0"
+        };
+        let (lim, off) = ("$3", "$4");
+        let sql = format!(
+            "SELECT {} FROM (SELECT id, sort_name FROM contacts WHERE {cond} \
+             ORDER BY sort_name, id LIMIT {lim} OFFSET {off}) p \
+             CROSS JOIN contacts c WHERE c.id = p.id ORDER BY p.sort_name, p.id",
+            c_columns()
+        );
+        let contacts = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(q.session.to_string())
+            .bind(opt.unwrap_or(0))
+            .bind(q.limit)
+            .bind(q.skip)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(ContactRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let total = self.counted(q.session, "all", "", q.opted_in).await?;
+        Ok((contacts, total))
+    }
+
+    /// The list by tag (else group), with an optional second label and opt-in filter: a page
+    /// of ids read in order from the label index, then their rows; the count reads the index.
+    async fn labelled_contacts(
+        &self,
+        q: &ContactQuery,
+        tag: &Option<String>,
+        group: &Option<String>,
+    ) -> Result<(Vec<ContactRow>, i64)> {
+        let (kind, label, other) = match (tag, group) {
+            (Some(t), g) => ("tag", t.as_str(), g.clone()),
+            (None, Some(g)) => ("group", g.as_str(), None),
+            (None, None) => unreachable!("a label filter is given"),
+        };
+        let mut p = Params::new(self.backend);
+        let mut cond = format!(
+            "l.session_id = {} AND l.kind = {} AND l.label = {}",
+            p.next(),
+            p.next(),
+            p.next()
+        );
+        let mut binds = vec![
+            Bind::Text(q.session.to_string()),
+            Bind::Text(kind.to_owned()),
+            Bind::Text(label.to_owned()),
+        ];
+        if let Some(opted) = q.opted_in {
+            cond.push_str(&format!(" AND l.is_opted_in = {}", p.next()));
+            binds.push(Bind::Int(i64::from(opted)));
+        }
+        let counted = other.is_none();
+        if let Some(group) = other {
+            // One primary-key seek per candidate.
+            cond.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = l.session_id \
+                 AND o.kind = 'group' AND o.label = {} AND o.sort_name = l.sort_name \
+                 AND o.contact_id = l.contact_id)",
+                p.next()
+            ));
+            binds.push(Bind::Text(group));
+        }
+        let count = format!("SELECT COUNT(*) AS n FROM contact_labels l WHERE {cond}");
+        let sql = format!(
+            "SELECT {} FROM (SELECT l.contact_id, l.sort_name FROM contact_labels l WHERE {cond} \
+             ORDER BY l.sort_name, l.contact_id LIMIT {} OFFSET {}) p \
+             CROSS JOIN contacts c WHERE c.id = p.contact_id ORDER BY p.sort_name, p.contact_id",
+            c_columns(),
+            p.next(),
+            p.next()
+        );
+        let contacts = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+            .bind(q.limit)
+            .bind(q.skip)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(ContactRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        // Two labels: counted from the index; one: read from the counters.
+        let total: i64 = if counted {
+            self.counted(q.session, kind, label, q.opted_in).await?
+        } else {
+            bind_all(sqlx::query(sqlx::AssertSqlSafe(count)), &binds)
+                .fetch_one(&self.read)
+                .await?
+                .try_get("n")?
+        };
+        Ok((contacts, total))
+    }
+
+    /// A total from the counters: contacts of the session (`kind` "all", `label` "") or with
+    /// a label, opted in or out or both.
+    async fn counted(
+        &self,
+        session: SessionId,
+        kind: &str,
+        label: &str,
+        opted_in: Option<bool>,
+    ) -> Result<i64> {
+        let sql = match opted_in {
+            Some(_) => {
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM contact_counts \
+                 WHERE session_id = $1 AND kind = $2 AND label = $3 AND is_opted_in = $4"
+            }
+            None => {
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM contact_counts \
+                 WHERE session_id = $1 AND kind = $2 AND label = $3 AND $4 = 0"
+            }
+        };
+        Ok(sqlx::query(sql)
+            .bind(session.to_string())
+            .bind(kind.to_owned())
+            .bind(label.to_owned())
+            .bind(opted_in.map_or(0, i64::from))
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?)
+    }
+
+    /// The list with a search: the trigram index finds the matches (SQLite: the FTS5 table
+    /// drives the query; PostgreSQL: a GIN bitmap scan), the other filters check each, and
+    /// the matches are sorted by name; the total comes with the page.
+    async fn search_contacts(
+        &self,
+        q: &ContactQuery,
+        term: &str,
+    ) -> Result<(Vec<ContactRow>, i64)> {
+        let mut p = Params::new(self.backend);
+        let mut binds = Vec::new();
+        let mut cond = match self.backend {
+            Backend::Sqlite => {
+                let c = format!(
+                    "contacts_fts f CROSS JOIN contacts c WHERE c.seq = f.rowid \
+                     AND f.search GLOB {} AND c.session_id = {}",
+                    p.next(),
+                    p.next()
+                );
+                binds.push(Bind::Text(glob_pattern(term)));
+                c
+            }
+            Backend::Postgres => {
+                let c = format!(
+                    "contacts c WHERE c.search LIKE {} ESCAPE '\\' AND c.session_id = {}",
+                    p.next(),
+                    p.next()
+                );
+                binds.push(Bind::Text(like_pattern(term)));
+                c
+            }
+        };
+        binds.push(Bind::Text(q.session.to_string()));
+        for (kind, label) in [("tag", &q.tag), ("group", &q.group)] {
+            if let Some(label) = label {
+                cond.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = c.session_id \
+                     AND o.kind = '{kind}' AND o.label = {} AND o.sort_name = c.sort_name \
+                     AND o.contact_id = c.id)",
+                    p.next()
+                ));
+                binds.push(Bind::Text(label.clone()));
+            }
+        }
+        if let Some(opted) = q.opted_in {
+            cond.push_str(&format!(" AND c.is_opted_in = {}", p.next()));
+            binds.push(Bind::Int(i64::from(opted)));
+        }
+        // The matches are sorted narrow (name and id), then the page's rows are read.
+        let sql = format!(
+            "SELECT {}, p.total_n AS total_n FROM (SELECT c.id AS id, c.sort_name AS sort_name, \
+             COUNT(*) OVER () AS total_n FROM {cond} ORDER BY c.sort_name, c.id \
+             LIMIT {} OFFSET {}) p CROSS JOIN contacts c WHERE c.id = p.id \
+             ORDER BY p.sort_name, p.id",
+            c_columns(),
+            p.next(),
+            p.next()
+        );
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+            .bind(q.limit)
+            .bind(q.skip)
+            .fetch_all(&self.read)
+            .await?;
+        let total = match rows.first() {
+            Some(r) => r.try_get("total_n")?,
+            // A page past the end: count alone.
+            None => bind_all(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) AS n FROM {cond}"
+                ))),
+                &binds,
+            )
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?,
+        };
+        let contacts = rows
+            .iter()
+            .map(ContactRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((contacts, total))
+    }
+
+    /// The labels of one kind that some contact of the session carries, sorted (from the
+    /// counters).
+    async fn labels_of(&self, session: SessionId, kind: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT label FROM contact_counts WHERE session_id = $1 AND kind = $2 \
+             GROUP BY label HAVING SUM(n) > 0 ORDER BY label",
+        )
+        .bind(session.to_string())
+        .bind(kind.to_owned())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("label").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// The session's groups with their counts, and the session's totals.
+    pub async fn contact_groups(
+        &self,
+        account: AccountId,
+        session: SessionId,
+    ) -> Result<GroupSummary> {
+        let owned: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1 AND account_id = $2")
+                .bind(session.to_string())
+                .bind(account.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        if owned.is_none() {
+            return Ok(GroupSummary {
+                groups: Vec::new(),
+                total_contacts: 0,
+                opted_in_contacts: 0,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT label, kind, CAST(SUM(n) AS BIGINT) AS total, \
+             CAST(SUM(CASE WHEN is_opted_in = 1 THEN n ELSE 0 END) AS BIGINT) AS opted_in \
+             FROM contact_counts WHERE session_id = $1 AND kind IN ('all', 'group') \
+             GROUP BY kind, label HAVING SUM(n) > 0 ORDER BY kind, label",
+        )
+        .bind(session.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        let (mut total_contacts, mut opted_in_contacts) = (0, 0);
+        let mut groups = Vec::new();
+        for r in &rows {
+            let kind: String = r.try_get("kind")?;
+            let total: i64 = r.try_get("total")?;
+            let opted_in: i64 = r.try_get("opted_in")?;
+            if kind == "all" {
+                (total_contacts, opted_in_contacts) = (total, opted_in);
+            } else {
+                groups.push(GroupCount {
+                    name: r.try_get("label")?,
+                    total,
+                    opted_in,
+                });
+            }
+        }
+        Ok(GroupSummary {
+            groups,
+            total_contacts,
+            opted_in_contacts,
+        })
+    }
+
+    /// Applies `change` to every contact of the session in group `name`, in one
+    /// transaction; returns how many were written.
+    pub async fn modify_contact_group(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        name: &str,
+        mut change: impl FnMut(&mut ContactRow),
+    ) -> Result<i64> {
+        let mut tx = self.write.begin().await?;
+        let ids: Vec<ContactId> = sqlx::query(
+            "SELECT contact_id FROM contact_labels WHERE session_id = $1 AND kind = 'group' \
+             AND label = $2",
+        )
+        .bind(session.to_string())
+        .bind(name.to_owned())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            let id: String = r.try_get("contact_id")?;
+            id.parse()
+                .map_err(|_| StoreError::Corrupt("contact label id".into()))
+        })
+        .collect::<Result<_>>()?;
+        let mut modified = 0;
+        for chunk in ids.chunks(500) {
+            for mut row in lock_contacts(&mut tx, self.backend, account, chunk).await? {
+                let old = row.clone();
+                change(&mut row);
+                write_contact(&mut tx, &old, &row).await?;
+                modified += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(modified)
+    }
+
+    /// The phones among `phones` (E.164) whose contact in the session has opted out.
+    /// The bulk and broadcast paths skip them.
+    pub async fn opted_out_phones(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        phones: &[String],
+    ) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        for chunk in phones.chunks(500) {
+            let mut p = Params::new(self.backend);
+            let (s, a) = (p.next(), p.next());
+            let list = p.list(chunk.len());
+            let sql = format!(
+                "SELECT phone FROM contacts WHERE session_id = {s} AND account_id = {a} \
+                 AND is_opted_in = 0 AND phone IN ({list})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(session.to_string())
+                .bind(account.to_string());
+            for phone in chunk {
+                q = q.bind(phone.clone());
+            }
+            for row in q.fetch_all(&self.read).await? {
+                out.insert(row.try_get("phone")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The business profile an emulator session keeps (Graph's field names).
+    pub async fn business_profile(
+        &self,
+        account: AccountId,
+        session: SessionId,
+    ) -> Result<Option<serde_json::Value>> {
+        let row: Option<String> = sqlx::query_scalar(
+            "SELECT profile FROM business_profiles WHERE session_id = $1 AND account_id = $2",
+        )
+        .bind(session.to_string())
+        .bind(account.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|p| {
+            serde_json::from_str(&p).map_err(|_| StoreError::Corrupt("business profile".into()))
+        })
+        .transpose()
+    }
+
+    /// Merges `fields` into the session's stored business profile.
+    pub async fn merge_business_profile(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        fields: &serde_json::Map<String, serde_json::Value>,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT profile FROM business_profiles WHERE session_id = $1 AND account_id = $2",
+        )
+        .bind(session.to_string())
+        .bind(account.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut profile: serde_json::Map<String, serde_json::Value> = match current {
+            Some(p) => serde_json::from_str(&p)
+                .map_err(|_| StoreError::Corrupt("business profile".into()))?,
+            None => serde_json::Map::new(),
+        };
+        profile.extend(fields.clone());
+        sqlx::query(
+            "INSERT INTO business_profiles (session_id, account_id, profile, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO UPDATE SET \
+             profile = excluded.profile, updated_at = excluded.updated_at",
+        )
+        .bind(session.to_string())
+        .bind(account.to_string())
+        .bind(serde_json::Value::Object(profile).to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A parameter of a generated statement.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Binds `binds` in order.
+fn bind_all<'q>(mut q: AnyQuery<'q>, binds: &[Bind]) -> AnyQuery<'q> {
+    for b in binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn search_patterns_keep_the_terms_wildcards_literal() {
+        assert_eq!(super::like_pattern("50%_A"), "%50\\%\\_a%");
+        assert_eq!(super::glob_pattern("A*b?"), "*a[*]b[?]*");
+    }
+}
