@@ -55,6 +55,8 @@ id_kind!(/// A sandbox session: one phone activated on the shared sandbox number
     SandboxIdKind, SandboxId, "sbx_");
 id_kind!(/// An agent (Kapso dialect): a named webhook that sandbox phones can be bound to.
     AgentIdKind, AgentId, "agt_");
+id_kind!(/// A message template of a session (Zernio Business API).
+    TemplateIdKind, TemplateId, "tpl_");
 
 /// A typed id: a prefix and a time-ordered body.
 pub struct Id<K> {

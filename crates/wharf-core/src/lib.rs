@@ -14,7 +14,7 @@ pub mod time;
 pub use engine::{Capabilities, Engine, EngineError, EngineKind, EngineSink, EngineUpdate};
 pub use event::{Event, EventType};
 pub use id::{
-    AccountId, AgentId, AttemptId, DeliveryId, EventId, Id, JobId, MessageId, OperationId,
+    AccountId, AgentId, AttemptId, DeliveryId, EventId, Id, JobId, MessageId, OperationId, TemplateId,
     RequestId, SandboxId, SessionId, WebhookId,
 };
 pub use jid::{Jid, JidError};

@@ -32,6 +32,7 @@ mod operations;
 mod pool;
 mod sandbox;
 mod sessions;
+mod templates;
 mod webhooks;
 
 use std::{path::Path, str::FromStr, time::Duration};
@@ -50,6 +51,7 @@ pub use sandbox::{
     AgentEdit, AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,
 };
 pub use sessions::{NewSession, SessionFilter, SessionRow};
+pub use templates::TemplateRow;
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
     migrate::Migrator,

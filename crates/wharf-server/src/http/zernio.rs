@@ -49,7 +49,12 @@ pub struct ZernioError {
 }
 
 impl ZernioError {
-    fn new(status: StatusCode, kind: &str, code: &str, error: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        kind: &str,
+        code: &str,
+        error: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             body: ZernioErrorBody {
@@ -62,8 +67,14 @@ impl ZernioError {
         }
     }
 
-    fn param(mut self, param: &str) -> Self {
+    pub(crate) fn param(mut self, param: &str) -> Self {
         self.body.param = Some(param.to_owned());
+        self
+    }
+
+    /// The same error with another status (the Business API's 404s and 422s).
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
         self
     }
 

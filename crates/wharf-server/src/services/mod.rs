@@ -7,7 +7,9 @@ mod lifecycle;
 pub mod messages;
 pub mod sandbox;
 pub mod sessions;
+pub mod templates;
 pub mod webhooks;
+pub mod bulk;
 
 use std::sync::Arc;
 
@@ -19,7 +21,9 @@ pub use sandbox::SandboxService;
 pub use sessions::{
     CreateSession, CreatedSession, RotatedKey, SessionList, SessionService, UpdateSession,
 };
+pub use templates::TemplateService;
 pub use webhooks::WebhookService;
+pub use bulk::BulkService;
 use wharf_core::{AccountId, SessionId};
 
 use crate::ServiceError;
@@ -82,6 +86,10 @@ pub struct Services {
     pub engines: Arc<Engines>,
     pub cloud: Arc<CloudService>,
     pub sandbox: Arc<SandboxService>,
+    /// Message templates (Zernio Business API).
+    pub templates: Arc<TemplateService>,
+    /// Bulk template sends (Zernio Business API).
+    pub bulk: Arc<BulkService>,
     /// The outbound policy, for URLs a dialect takes (media in sends).
     pub outbound: Arc<crate::outbound::Outbound>,
 }
@@ -97,8 +105,10 @@ impl Services {
         engines: Arc<Engines>,
         cloud: Arc<CloudService>,
         sandbox: Arc<SandboxService>,
+        templates: Arc<TemplateService>,
         outbound: Arc<crate::outbound::Outbound>,
     ) -> Self {
+        let bulk = Arc::new(BulkService::new(messages.clone(), templates.clone()));
         Self {
             store,
             sessions,
@@ -107,6 +117,8 @@ impl Services {
             engines,
             cloud,
             sandbox,
+            templates,
+            bulk,
             outbound,
         }
     }
