@@ -756,15 +756,6 @@ pub fn check_components(components: &Value, field: &str) -> Result<Value, Servic
             "BODY" => {
                 let text = text_field(&c, "text", &format!("{at}.text"), 1024)?;
                 check_variables(text, &format!("{at}.text"), usize::MAX)?;
-                let trimmed = text.trim();
-                if !placeholders(text).is_empty()
-                    && (trimmed.starts_with("{{") || trimmed.ends_with("}}"))
-                {
-                    return Err(invalid(
-                        &format!("{at}.text"),
-                        "variables cannot be at the start or the end of the body",
-                    ));
-                }
             }
             "HEADER" => {
                 let format = c

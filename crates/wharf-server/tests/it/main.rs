@@ -2,6 +2,7 @@
 //! SQLite and once on PostgreSQL (when `WHARF_TEST_DATABASE_URL` is set).
 
 mod auth;
+mod business_templates;
 mod cloud;
 mod dispatch;
 mod events;
