@@ -56,8 +56,7 @@ impl TemplateRow {
             id: raw.id.parse().map_err(|_| corrupt("id"))?,
             account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
             session_id: raw.session_id.parse().map_err(|_| corrupt("session_id"))?,
-            components: serde_json::from_str(&raw.components)
-                .map_err(|_| corrupt("components"))?,
+            components: serde_json::from_str(&raw.components).map_err(|_| corrupt("components"))?,
             name: raw.name,
             language: raw.language,
             category: raw.category,

@@ -1,5 +1,6 @@
 //! Services hold the rules (validation, state machines, tenancy). They know no HTTP.
 
+pub mod bulk;
 pub mod cloud;
 mod engines;
 pub mod events;
@@ -9,10 +10,10 @@ pub mod sandbox;
 pub mod sessions;
 pub mod templates;
 pub mod webhooks;
-pub mod bulk;
 
 use std::sync::Arc;
 
+pub use bulk::BulkService;
 pub use cloud::CloudService;
 pub use engines::Engines;
 pub use lifecycle::Supervisor;
@@ -23,7 +24,6 @@ pub use sessions::{
 };
 pub use templates::TemplateService;
 pub use webhooks::WebhookService;
-pub use bulk::BulkService;
 use wharf_core::{AccountId, SessionId};
 
 use crate::ServiceError;

@@ -95,7 +95,11 @@ impl TemplateService {
     }
 
     /// The caller's session `id` (the "WhatsApp account"), not deleted.
-    pub async fn session(&self, caller: &Caller, id: SessionId) -> Result<SessionRow, ServiceError> {
+    pub async fn session(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<SessionRow, ServiceError> {
         if !caller.can_see(id) {
             return Err(ServiceError::NotFound("WhatsApp account"));
         }
@@ -107,12 +111,12 @@ impl TemplateService {
     }
 
     fn engine(&self) -> Result<&Arc<CloudEngine>, ServiceError> {
-        self.cloud.as_ref().ok_or_else(|| {
-            ServiceError::Unavailable {
+        self.cloud
+            .as_ref()
+            .ok_or_else(|| ServiceError::Unavailable {
                 reason_code: "engine_unavailable",
                 message: "the cloud engine is not available on this server".into(),
-            }
-        })
+            })
     }
 
     /// Mirrors one of Graph's templates; returns it as the API shows it.
@@ -409,7 +413,11 @@ impl TemplateService {
             )
         })?;
         if t.status != "APPROVED" {
-            let why = t.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+            let why = t
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
             return Err(ServiceError::invalid_with(
                 "template_not_approved",
                 "template.name",
@@ -498,10 +506,11 @@ fn texts(params: &[&TemplateParameter], part: &str) -> Result<Vec<String>, Servi
 
 /// The template component of `kind` (`BODY`, `HEADER`, …).
 fn component<'a>(components: &'a Value, kind: &str) -> Option<&'a Value> {
-    components
-        .as_array()?
-        .iter()
-        .find(|c| c["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(kind)))
+    components.as_array()?.iter().find(|c| {
+        c["type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+    })
 }
 
 /// The `{{n}}` numbers of a text, in order of appearance.
@@ -574,14 +583,16 @@ fn render(
                 header_text = Some(fill(text, &values));
             }
             "IMAGE" | "VIDEO" | "DOCUMENT" => {
-                let link = header_params.iter().find_map(|p| match (p, format.as_str()) {
-                    (TemplateParameter::Image { image }, "IMAGE") => Some(image.link.clone()),
-                    (TemplateParameter::Video { video }, "VIDEO") => Some(video.link.clone()),
-                    (TemplateParameter::Document { document }, "DOCUMENT") => {
-                        Some(document.link.clone())
-                    }
-                    _ => None,
-                });
+                let link = header_params
+                    .iter()
+                    .find_map(|p| match (p, format.as_str()) {
+                        (TemplateParameter::Image { image }, "IMAGE") => Some(image.link.clone()),
+                        (TemplateParameter::Video { video }, "VIDEO") => Some(video.link.clone()),
+                        (TemplateParameter::Document { document }, "DOCUMENT") => {
+                            Some(document.link.clone())
+                        }
+                        _ => None,
+                    });
                 let link = link.ok_or_else(|| {
                     ServiceError::invalid_with(
                         "template_variable_missing",

@@ -194,12 +194,8 @@ async fn send_bulk(
     let language = string_at(template, "language", "template.language")?;
     let components: Vec<TemplateComponent> = match template.get("components") {
         None | Some(Value::Null) => Vec::new(),
-        Some(c) => serde_json::from_value(c.clone()).map_err(|e| {
-            bad_request(
-                "template.components",
-                format!("template.components: {e}"),
-            )
-        })?,
+        Some(c) => serde_json::from_value(c.clone())
+            .map_err(|e| bad_request("template.components", format!("template.components: {e}")))?,
     };
     let results = app
         .services

@@ -10,9 +10,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{
-    BResult, body_account, object, opt_string, query_account, service_error,
-};
+use super::{BResult, body_account, object, opt_string, query_account, service_error};
 use crate::{
     http::{
         AppState,

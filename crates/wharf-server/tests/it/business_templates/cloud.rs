@@ -18,7 +18,9 @@ async fn cloud_templates_go_through_graph_and_follow_the_review_webhook(
             {"type": "body", "text": "Your order {{1}} has been confirmed. Expected delivery: {{2}}",
              "example": {"body_text": [["ORD-12345", "March 31"]]}}]})).await;
     assert_eq!(created.template.status, "PENDING");
-    let meta = graph.template(WABA, "order_confirmation").expect("the fake has it");
+    let meta = graph
+        .template(WABA, "order_confirmation")
+        .expect("the fake has it");
     assert_eq!(created.template.id, meta["id"].as_str().unwrap());
     let listed = list(&app, &session).await;
     assert_eq!(listed.templates.len(), 1);
@@ -35,11 +37,23 @@ async fn cloud_templates_go_through_graph_and_follow_the_review_webhook(
 
     // Meta approves it: the webhook alone lets it be sent (the send path asks no Graph).
     let status = graph
-        .emit_template_status(WABA, &created.template.id, "order_confirmation", "en_US", "APPROVED", None)
+        .emit_template_status(
+            WABA,
+            &created.template.id,
+            "order_confirmation",
+            "en_US",
+            "APPROVED",
+            None,
+        )
         .await;
     assert_eq!(status.as_u16(), 200);
     let sent = bulk(&app, body.clone()).await;
-    assert_eq!((sent.summary.sent, sent.summary.failed), (1, 0), "{:?}", sent.results);
+    assert_eq!(
+        (sent.summary.sent, sent.summary.failed),
+        (1, 0),
+        "{:?}",
+        sent.results
+    );
     let sends = wait_sends(&graph, 1).await;
     assert_eq!(sends[0].kind, "template");
     assert_eq!(
@@ -47,15 +61,31 @@ async fn cloud_templates_go_through_graph_and_follow_the_review_webhook(
         json!({"name": "order_confirmation", "language": {"code": "en_US"}, "components": [
             {"type": "body", "parameters": [{"type": "text", "text": "ORD-1"}, {"type": "text", "text": "May 2"}]}]})
     );
-    assert_eq!(get(&app, &session, "order_confirmation").await.template.status, "APPROVED");
+    assert_eq!(
+        get(&app, &session, "order_confirmation")
+            .await
+            .template
+            .status,
+        "APPROVED"
+    );
 
     // Meta rejects it later: sends are refused again, with the reason.
     graph
-        .emit_template_status(WABA, &created.template.id, "order_confirmation", "en_US", "REJECTED", Some("INVALID_FORMAT"))
+        .emit_template_status(
+            WABA,
+            &created.template.id,
+            "order_confirmation",
+            "en_US",
+            "REJECTED",
+            Some("INVALID_FORMAT"),
+        )
         .await;
     let refused = app.post(BULK).json(body).expect(422).await;
     let error = zernio_error(&refused, "template_not_approved", "template.name");
-    assert!(error.contains("REJECTED") && error.contains("INVALID_FORMAT"), "{error}");
+    assert!(
+        error.contains("REJECTED") && error.contains("INVALID_FORMAT"),
+        "{error}"
+    );
 
     // An edit goes to Graph.
     let updated: ZTemplateUpdated = app
@@ -73,19 +103,29 @@ async fn cloud_templates_go_through_graph_and_follow_the_review_webhook(
     );
 
     // A template made in Meta's tools is listed too, and can be sent once approved.
-    crate::cloud::approved_template(&graph, &cloud.number, "made_elsewhere", "Hi {{1}}, welcome").await;
-    let names: Vec<_> = list(&app, &session).await.templates.into_iter().map(|t| t.name).collect();
+    crate::cloud::approved_template(&graph, &cloud.number, "made_elsewhere", "Hi {{1}}, welcome")
+        .await;
+    let names: Vec<_> = list(&app, &session)
+        .await
+        .templates
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert!(names.contains(&"made_elsewhere".to_owned()), "{names:?}");
 
     let deleted: ZTemplateDeleted = app
-        .delete(&format!("{TEMPLATES}/order_confirmation?accountId={session}"))
+        .delete(&format!(
+            "{TEMPLATES}/order_confirmation?accountId={session}"
+        ))
         .expect_view(200)
         .await;
     assert!(deleted.success);
     assert!(graph.template(WABA, "order_confirmation").is_none());
-    app.get(&format!("{TEMPLATES}/order_confirmation?accountId={session}"))
-        .expect(404)
-        .await;
+    app.get(&format!(
+        "{TEMPLATES}/order_confirmation?accountId={session}"
+    ))
+    .expect(404)
+    .await;
     // What Meta refuses comes back in Zernio's envelope.
     let dup = app
         .post(TEMPLATES)

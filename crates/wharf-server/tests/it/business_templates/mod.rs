@@ -13,8 +13,14 @@ pub fn zernio_error(body: &Value, code: &str, param: &str) -> String {
     assert_eq!(body["code"], code, "code of {body}");
     assert_eq!(body["param"], param, "param of {body}");
     assert!(body["type"].is_string(), "type of {body}");
-    assert!(body.get("reason_code").is_none(), "not Zernio's envelope: {body}");
-    body["error"].as_str().expect("error is a string").to_owned()
+    assert!(
+        body.get("reason_code").is_none(),
+        "not Zernio's envelope: {body}"
+    );
+    body["error"]
+        .as_str()
+        .expect("error is a string")
+        .to_owned()
 }
 
 mod bulk;

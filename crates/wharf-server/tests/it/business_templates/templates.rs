@@ -16,7 +16,11 @@ async fn templates_are_created_listed_read_updated_and_deleted(mut app: wharf_te
     for (prefix, name) in [("", "order_confirmation"), ("/api", "order_shipped")] {
         let created: ZTemplateCreated = app
             .post(&format!("{prefix}{TEMPLATES}"))
-            .json(simple(&session, name, "Your order {{1}} has been confirmed. Thanks!"))
+            .json(simple(
+                &session,
+                name,
+                "Your order {{1}} has been confirmed. Thanks!",
+            ))
             .expect_view(200)
             .await;
         assert!(created.success);
@@ -24,7 +28,11 @@ async fn templates_are_created_listed_read_updated_and_deleted(mut app: wharf_te
         assert_eq!(created.template.status, "APPROVED");
         assert_eq!(created.template.category, "UTILITY");
         assert_eq!(created.template.language, "en_US");
-        assert!(created.template.id.starts_with("tpl_"), "{}", created.template.id);
+        assert!(
+            created.template.id.starts_with("tpl_"),
+            "{}",
+            created.template.id
+        );
     }
     let listed = list(&app, &session).await;
     assert!(listed.success);
@@ -54,7 +62,9 @@ async fn templates_are_created_listed_read_updated_and_deleted(mut app: wharf_te
     assert_eq!(one.template.components[0]["type"], "BODY");
 
     let deleted: ZTemplateDeleted = app
-        .delete(&format!("/api{TEMPLATES}/order_confirmation?accountId={session}"))
+        .delete(&format!(
+            "/api{TEMPLATES}/order_confirmation?accountId={session}"
+        ))
         .expect_view(200)
         .await;
     assert!(deleted.success);
@@ -63,14 +73,18 @@ async fn templates_are_created_listed_read_updated_and_deleted(mut app: wharf_te
         "Template \"order_confirmation\" deleted successfully"
     );
     let gone = app
-        .get(&format!("{TEMPLATES}/order_confirmation?accountId={session}"))
+        .get(&format!(
+            "{TEMPLATES}/order_confirmation?accountId={session}"
+        ))
         .expect(404)
         .await;
     assert_eq!(gone["code"], "not_found", "{gone}");
     assert_eq!(gone["error"], "Template not found", "{gone}");
-    app.delete(&format!("{TEMPLATES}/order_confirmation?accountId={session}"))
-        .expect(404)
-        .await;
+    app.delete(&format!(
+        "{TEMPLATES}/order_confirmation?accountId={session}"
+    ))
+    .expect(404)
+    .await;
     assert_eq!(list(&app, &session).await.templates.len(), 1);
 }
 
@@ -99,25 +113,72 @@ async fn an_invalid_template_is_refused_naming_the_field(mut app: wharf_testkit:
         (with("language", json!("english")), "language"),
         (with("components", json!(null)), "components"),
         (body(json!([])), "components"),
-        (body(json!([{"type": "FOOTER", "text": "Bye"}])), "components"),
-        (body(json!([{"type": "BODY", "text": "Hi {{1}} and {{3}} ok"}])), "components[0].text"),
-        (body(json!([{"type": "BODY", "text": "Hi {{one}}"}])), "components[0].text"),
-        (body(json!([{"type": "BODY", "text": "x".repeat(1025)}])), "components[0].text"),
-        (body(json!([{"type": "BODY", "text": "Hi"}, {"type": "BODY", "text": "Hi"}])), "components[1].type"),
-        (body(json!([{"type": "BANNER", "text": "Hi"}])), "components[0].type"),
-        (body(json!([{"type": "HEADER", "format": "TEXT", "text": "x".repeat(61)}, {"type": "BODY", "text": "Hi"}])), "components[0].text"),
-        (body(json!([{"type": "HEADER", "format": "GIF"}, {"type": "BODY", "text": "Hi"}])), "components[0].format"),
-        (body(json!([{"type": "BODY", "text": "Hi"}, {"type": "FOOTER", "text": "Bye {{1}}"}])), "components[1].text"),
-        (body(json!([{"type": "BODY", "text": "Hi"}, {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "x".repeat(26)}]}])), "components[1].buttons[0].text"),
-        (body(json!([{"type": "BODY", "text": "Hi"}, {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Open"}]}])), "components[1].buttons[0].url"),
-        (body(json!([{"type": "BODY", "text": "Hi"}, {"type": "BUTTONS", "buttons": [{"type": "CALL", "text": "Call"}]}])), "components[1].buttons[0].type"),
+        (
+            body(json!([{"type": "FOOTER", "text": "Bye"}])),
+            "components",
+        ),
+        (
+            body(json!([{"type": "BODY", "text": "Hi {{1}} and {{3}} ok"}])),
+            "components[0].text",
+        ),
+        (
+            body(json!([{"type": "BODY", "text": "Hi {{one}}"}])),
+            "components[0].text",
+        ),
+        (
+            body(json!([{"type": "BODY", "text": "x".repeat(1025)}])),
+            "components[0].text",
+        ),
+        (
+            body(json!([{"type": "BODY", "text": "Hi"}, {"type": "BODY", "text": "Hi"}])),
+            "components[1].type",
+        ),
+        (
+            body(json!([{"type": "BANNER", "text": "Hi"}])),
+            "components[0].type",
+        ),
+        (
+            body(
+                json!([{"type": "HEADER", "format": "TEXT", "text": "x".repeat(61)}, {"type": "BODY", "text": "Hi"}]),
+            ),
+            "components[0].text",
+        ),
+        (
+            body(json!([{"type": "HEADER", "format": "GIF"}, {"type": "BODY", "text": "Hi"}])),
+            "components[0].format",
+        ),
+        (
+            body(json!([{"type": "BODY", "text": "Hi"}, {"type": "FOOTER", "text": "Bye {{1}}"}])),
+            "components[1].text",
+        ),
+        (
+            body(
+                json!([{"type": "BODY", "text": "Hi"}, {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "x".repeat(26)}]}]),
+            ),
+            "components[1].buttons[0].text",
+        ),
+        (
+            body(
+                json!([{"type": "BODY", "text": "Hi"}, {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Open"}]}]),
+            ),
+            "components[1].buttons[0].url",
+        ),
+        (
+            body(
+                json!([{"type": "BODY", "text": "Hi"}, {"type": "BUTTONS", "buttons": [{"type": "CALL", "text": "Call"}]}]),
+            ),
+            "components[1].buttons[0].type",
+        ),
     ];
     for (body, param) in cases {
         let answer = app.post(TEMPLATES).json(body.clone()).expect(400).await;
         let error = zernio_error(&answer, "invalid_field_value", param);
         assert!(!error.is_empty(), "{body}");
     }
-    assert!(list(&app, &session).await.templates.is_empty(), "nothing was stored");
+    assert!(
+        list(&app, &session).await.templates.is_empty(),
+        "nothing was stored"
+    );
     // A name and language taken.
     create(&app, base.clone()).await;
     let again = app.post(TEMPLATES).json(base).expect(400).await;
@@ -147,16 +208,24 @@ async fn another_accounts_session_is_an_unknown_whatsapp_account(mut app: wharf_
     let unknown = "sess_00000000000000000000000000";
     let mut answers = Vec::new();
     for account in [session.as_str(), unknown, "not-a-session"] {
-        let token = if account == session { theirs.raw.as_str() } else { app.pat.as_str() };
+        let token = if account == session {
+            theirs.raw.as_str()
+        } else {
+            app.pat.as_str()
+        };
         for call in [
             app.get(&format!("{TEMPLATES}?accountId={account}")),
             app.get(&format!("{TEMPLATES}/ours?accountId={account}")),
             app.delete(&format!("{TEMPLATES}/ours?accountId={account}")),
-            app.post(TEMPLATES).json(simple(account, "theirs", "Hi {{1}}, hello")),
-            app.patch(&format!("{TEMPLATES}/ours"))
-                .json(json!({"accountId": account, "components": [{"type": "BODY", "text": "Hi"}]})),
-            app.post(BULK).json(json!({"accountId": account, "recipients": [{"phone": "+15550102030"}],
-                "template": {"name": "ours", "language": "en_US"}})),
+            app.post(TEMPLATES)
+                .json(simple(account, "theirs", "Hi {{1}}, hello")),
+            app.patch(&format!("{TEMPLATES}/ours")).json(
+                json!({"accountId": account, "components": [{"type": "BODY", "text": "Hi"}]}),
+            ),
+            app.post(BULK).json(
+                json!({"accountId": account, "recipients": [{"phone": "+15550102030"}],
+                "template": {"name": "ours", "language": "en_US"}}),
+            ),
         ] {
             let answer = call.token(token).expect(404).await;
             assert_eq!(
@@ -166,7 +235,10 @@ async fn another_accounts_session_is_an_unknown_whatsapp_account(mut app: wharf_
             answers.push(answer);
         }
     }
-    assert!(answers.windows(2).all(|w| w[0] == w[1]), "one answer for all: {answers:?}");
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "one answer for all: {answers:?}"
+    );
     // Nothing changed.
     assert_eq!(list(&app, &session).await.templates.len(), 1);
     assert_eq!(sent_count(&app, &session).await, 0);
@@ -183,12 +255,17 @@ async fn a_template_send_renders_into_the_emulators_message(mut app: wharf_testk
             {"type": "BUTTONS", "buttons": [
                 {"type": "QUICK_REPLY", "text": "Track order"},
                 {"type": "URL", "text": "Details", "url": "https://shop.example/o/{{1}}"}]}]})).await;
-    create(&app, json!({"accountId": session, "name": "receipt", "category": "UTILITY", "language": "en_US",
+    create(
+        &app,
+        json!({"accountId": session, "name": "receipt", "category": "UTILITY", "language": "en_US",
         "components": [
             {"type": "HEADER", "format": "IMAGE"},
-            {"type": "BODY", "text": "Receipt for {{1}} attached."}]})).await;
+            {"type": "BODY", "text": "Receipt for {{1}} attached."}]}),
+    )
+    .await;
     let send = |template: serde_json::Value| {
-        app.post("/api/send-message").json(json!({"session_id": session, "to": "+15550102030",
+        app.post("/api/send-message")
+            .json(json!({"session_id": session, "to": "+15550102030",
             "kind": "template", "template": template}))
     };
     let answer: SendAnswerView = send(json!({"name": "order_update", "language": "en_US", "components": [
@@ -207,12 +284,23 @@ async fn a_template_send_renders_into_the_emulators_message(mut app: wharf_testk
         .unwrap();
     assert_eq!(row.kind, MessageKind::Buttons);
     match &row.content {
-        Content::Buttons { body, header, footer, buttons } => {
-            assert_eq!(body, "Your order A-17 ships on May 2.\n\nDetails: https://shop.example/o/A-17");
+        Content::Buttons {
+            body,
+            header,
+            footer,
+            buttons,
+        } => {
+            assert_eq!(
+                body,
+                "Your order A-17 ships on May 2.\n\nDetails: https://shop.example/o/A-17"
+            );
             assert_eq!(header.as_deref(), Some("Hi Ana"));
             assert_eq!(footer.as_deref(), Some("Thanks for shopping"));
             assert_eq!(buttons.len(), 1);
-            assert_eq!((buttons[0].id.as_str(), buttons[0].title.as_str()), ("TRACK", "Track order"));
+            assert_eq!(
+                (buttons[0].id.as_str(), buttons[0].title.as_str()),
+                ("TRACK", "Track order")
+            );
         }
         other => panic!("not buttons: {other:?}"),
     }
@@ -228,7 +316,12 @@ async fn a_template_send_renders_into_the_emulators_message(mut app: wharf_testk
         .unwrap()
         .unwrap();
     match &row.content {
-        Content::Media { media, url, caption, .. } => {
+        Content::Media {
+            media,
+            url,
+            caption,
+            ..
+        } => {
             assert_eq!(*media, MessageKind::Image);
             assert_eq!(url, "https://93.184.215.14/r.png");
             assert_eq!(caption.as_deref(), Some("Receipt for March attached."));
@@ -239,13 +332,29 @@ async fn a_template_send_renders_into_the_emulators_message(mut app: wharf_testk
     let before = sent_count(&app, &session).await;
     // Refused before anything is queued, naming the template or the variable.
     for (template, code, param) in [
-        (json!({"name": "nope", "language": "en_US"}), "template_not_found", "template.name"),
-        (json!({"name": "order_update", "language": "pt_BR"}), "template_not_found", "template.name"),
-        (json!({"name": "order_update", "language": "en_US", "components": [
+        (
+            json!({"name": "nope", "language": "en_US"}),
+            "template_not_found",
+            "template.name",
+        ),
+        (
+            json!({"name": "order_update", "language": "pt_BR"}),
+            "template_not_found",
+            "template.name",
+        ),
+        (
+            json!({"name": "order_update", "language": "en_US", "components": [
             {"type": "header", "parameters": [{"type": "text", "text": "Ana"}]},
-            {"type": "body", "parameters": [{"type": "text", "text": "A-17"}]}]}), "template_variable_missing", "template.variables.2"),
-        (json!({"name": "receipt", "language": "en_US", "components": [
-            {"type": "body", "parameters": [{"type": "text", "text": "March"}]}]}), "template_variable_missing", "template.components"),
+            {"type": "body", "parameters": [{"type": "text", "text": "A-17"}]}]}),
+            "template_variable_missing",
+            "template.variables.2",
+        ),
+        (
+            json!({"name": "receipt", "language": "en_US", "components": [
+            {"type": "body", "parameters": [{"type": "text", "text": "March"}]}]}),
+            "template_variable_missing",
+            "template.components",
+        ),
     ] {
         let answer = send(template).expect(422).await;
         assert_eq!(answer["reason_code"], code, "{answer}");

@@ -71,12 +71,17 @@ async fn permanent_errors_fail_the_message_with_graph_code_and_message(
     // have failed it with 132001).
     let refused = app
         .post("/api/send-message")
-        .json(json!({"session_id": cloud.session, "to": format!("+{USER}"),
-            "template": {"name": "nope", "language": "en_US"}}))
+        .json(
+            json!({"session_id": cloud.session, "to": format!("+{USER}"),
+            "template": {"name": "nope", "language": "en_US"}}),
+        )
         .expect(422)
         .await;
     assert_error(&refused, "template_not_found");
-    assert!(refused["errors"].get("template.name").is_some(), "{refused}");
+    assert!(
+        refused["errors"].get("template.name").is_some(),
+        "{refused}"
+    );
     // The window closed on Meta's side (its clock differs from ours).
     user_writes(&graph, PNID, USER, "Hi").await;
     graph.fail_next(Failure::code(131_047).on_path("/messages"));
