@@ -204,6 +204,37 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Forgets the mirrored templates of the session that Graph no longer has: every one
+    /// not in `kept` (name, language), among those named `name` when given.
+    pub async fn prune_mirrored_templates(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        name: Option<&str>,
+        kept: &[(String, String)],
+    ) -> Result<u64> {
+        let rows = match name {
+            Some(n) => self.templates_named(account, session, n).await?,
+            None => self.templates(account, session).await?,
+        };
+        let mut gone = 0;
+        for row in rows {
+            if kept
+                .iter()
+                .any(|(n, l)| *n == row.name && *l == row.language)
+            {
+                continue;
+            }
+            gone += sqlx::query("DELETE FROM templates WHERE id = $1 AND account_id = $2")
+                .bind(row.id)
+                .bind(account)
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+        }
+        Ok(gone)
+    }
+
     /// Applies a review outcome from Meta's webhook to the mirrors of template `external_id`
     /// on the sessions of WABA `waba_id`, unless a later status is already recorded.
     pub async fn review_mirrored_template(

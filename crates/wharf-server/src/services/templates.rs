@@ -161,6 +161,7 @@ impl TemplateService {
             ..Default::default()
         };
         let mut out = Vec::new();
+        let mut pages = 0;
         loop {
             let page = engine
                 .list_templates(session.id, &query)
@@ -171,11 +172,21 @@ impl TemplateService {
                     out.push(self.mirror(session, g).await?);
                 }
             }
+            pages += 1;
             match page.after {
-                Some(after) if out.len() < 10_000 => query.after = Some(after),
+                // Meta caps a WABA's templates well below 100 pages of 100.
+                Some(after) if pages < 100 => query.after = Some(after),
                 _ => break,
             }
         }
+        // What Graph no longer has (deleted in Meta's tools) is no longer sendable.
+        let kept: Vec<(String, String)> = out
+            .iter()
+            .map(|t| (t.name.clone(), t.language.clone()))
+            .collect();
+        self.store
+            .prune_mirrored_templates(session.account_id, session.id, name, &kept)
+            .await?;
         Ok(out)
     }
 

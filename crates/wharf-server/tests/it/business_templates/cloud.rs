@@ -134,3 +134,38 @@ async fn cloud_templates_go_through_graph_and_follow_the_review_webhook(
         .await;
     assert_eq!(dup["type"], "platform_error", "{dup}");
 }
+
+#[wharf_testkit::dual_test]
+async fn a_cloud_template_deleted_in_metas_tools_is_no_longer_sendable(
+    mut app: wharf_testkit::TestApp,
+) {
+    let (graph, cloud) = connected(&app).await;
+    crate::cloud::approved_template(
+        &graph,
+        &cloud.number,
+        "promo_spring",
+        "Hi {{1}}, spring sale",
+    )
+    .await;
+    let body = json!({"accountId": cloud.session, "template": {"name": "promo_spring", "language": "en_US"},
+        "recipients": [{"phone": format!("+{USER}"), "variables": {"1": "Ana"}}]});
+    // Unknown to Wharf: looked up on Graph once, then sent.
+    assert_eq!(bulk(&app, body.clone()).await.summary.sent, 1);
+    wait_sends(&graph, 1).await;
+    // Deleted on Meta's side: the next listing forgets it, and sends are refused.
+    let resp = reqwest::Client::new()
+        .delete(format!(
+            "{}/v23.0/{}/message_templates?name=promo_spring",
+            graph.base_url(),
+            WABA
+        ))
+        .bearer_auth(&cloud.number.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    assert!(list(&app, &cloud.session).await.templates.is_empty());
+    let refused = app.post(BULK).json(body).expect(422).await;
+    zernio_error(&refused, "template_not_found", "template.name");
+    assert_eq!(graph.sends().len(), 1);
+}
