@@ -186,22 +186,32 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Deletes every language of template `name` of the session; how many there were.
+    /// Deletes template `name` of the session, in `language` or every language; how many
+    /// there were.
     pub async fn delete_templates_named(
         &self,
         account: AccountId,
         session: SessionId,
         name: &str,
+        language: Option<&str>,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM templates WHERE account_id = $1 AND session_id = $2 AND name = $3",
-        )
-        .bind(account)
-        .bind(session)
-        .bind(name)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected())
+        let query = match language {
+            Some(language) => sqlx::query(
+                "DELETE FROM templates WHERE account_id = $1 AND session_id = $2 AND name = $3 \
+                 AND language = $4",
+            )
+            .bind(account)
+            .bind(session)
+            .bind(name)
+            .bind(language),
+            None => sqlx::query(
+                "DELETE FROM templates WHERE account_id = $1 AND session_id = $2 AND name = $3",
+            )
+            .bind(account)
+            .bind(session)
+            .bind(name),
+        };
+        Ok(query.execute(&self.write).await?.rows_affected())
     }
 
     /// Forgets the mirrored templates of the session that Graph no longer has: every one

@@ -59,6 +59,27 @@ impl From<&TemplateRow> for TemplateView {
     }
 }
 
+/// Which templates a listing shows (each `None` matches all).
+#[derive(Debug, Clone, Default)]
+pub struct TemplateFilter {
+    /// Names containing this (as Graph's `name` filter).
+    pub name: Option<String>,
+    pub language: Option<String>,
+    /// `APPROVED`, `PENDING`, `REJECTED`, … (any case).
+    pub status: Option<String>,
+}
+
+impl TemplateFilter {
+    fn matches(&self, t: &TemplateView) -> bool {
+        self.name.as_deref().is_none_or(|n| t.name.contains(n))
+            && self.language.as_deref().is_none_or(|l| t.language == l)
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|s| t.status.eq_ignore_ascii_case(s))
+    }
+}
+
 /// The templates service.
 pub struct TemplateService {
     store: Store,
@@ -190,48 +211,55 @@ impl TemplateService {
         Ok(out)
     }
 
-    /// `GET /v1/whatsapp/templates`: the session's templates.
+    /// `GET /v1/whatsapp/templates`: the session's templates, those matching `filter`.
     pub async fn list(
         &self,
         caller: &Caller,
         session: SessionId,
+        filter: &TemplateFilter,
     ) -> Result<Vec<TemplateView>, ServiceError> {
         let session = self.session(caller, session).await?;
-        if session.engine == EngineKind::Cloud {
-            return self.graph_templates(&session, None).await;
-        }
-        let rows = self.store.templates(caller.account_id, session.id).await?;
-        Ok(rows.iter().map(TemplateView::from).collect())
+        let all = if session.engine == EngineKind::Cloud {
+            self.graph_templates(&session, None).await?
+        } else {
+            let rows = self.store.templates(caller.account_id, session.id).await?;
+            rows.iter().map(TemplateView::from).collect()
+        };
+        Ok(all.into_iter().filter(|t| filter.matches(t)).collect())
     }
 
-    /// `GET /v1/whatsapp/templates/{name}`: the template (its first language).
+    /// `GET /v1/whatsapp/templates/{name}`: the template in `language`, or its first
+    /// language.
     pub async fn get(
         &self,
         caller: &Caller,
         session: SessionId,
         name: &str,
+        language: Option<&str>,
     ) -> Result<TemplateView, ServiceError> {
         let session = self.session(caller, session).await?;
-        self.named(&session, name)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or(ServiceError::NotFound("template"))
+        self.named(&session, name, language).await
     }
 
+    /// The template `name` of the session in `language` (the first language when `None`).
     async fn named(
         &self,
         session: &SessionRow,
         name: &str,
-    ) -> Result<Vec<TemplateView>, ServiceError> {
-        if session.engine == EngineKind::Cloud {
-            return self.graph_templates(session, Some(name)).await;
-        }
-        let rows = self
-            .store
-            .templates_named(session.account_id, session.id, name)
-            .await?;
-        Ok(rows.iter().map(TemplateView::from).collect())
+        language: Option<&str>,
+    ) -> Result<TemplateView, ServiceError> {
+        let all = if session.engine == EngineKind::Cloud {
+            self.graph_templates(session, Some(name)).await?
+        } else {
+            let rows = self
+                .store
+                .templates_named(session.account_id, session.id, name)
+                .await?;
+            rows.iter().map(TemplateView::from).collect()
+        };
+        all.into_iter()
+            .find(|t| language.is_none_or(|l| t.language == l))
+            .ok_or(ServiceError::NotFound("template"))
     }
 
     /// `POST /v1/whatsapp/templates`: creates a template (on Graph for cloud sessions, where
@@ -313,24 +341,21 @@ impl TemplateService {
         }
     }
 
-    /// `PATCH /v1/whatsapp/templates/{name}`: new components (of its first language).
+    /// `PATCH /v1/whatsapp/templates/{name}`: new components (of the template in
+    /// `language`, or its first language).
     pub async fn update(
         &self,
         caller: &Caller,
         session: SessionId,
         name: &str,
+        language: Option<&str>,
         components: Option<Value>,
     ) -> Result<TemplateView, ServiceError> {
         let components = components.ok_or_else(|| invalid("components", "is required"))?;
         let components = check_components(&components, "components")?;
         let session = self.session(caller, session).await?;
         if session.engine == EngineKind::Cloud {
-            let current = self
-                .graph_templates(&session, Some(name))
-                .await?
-                .into_iter()
-                .next()
-                .ok_or(ServiceError::NotFound("template"))?;
+            let current = self.named(&session, name, language).await?;
             let engine = self.engine()?;
             engine
                 .edit_template(session.id, &current.id, &json!({"components": components}))
@@ -349,7 +374,7 @@ impl TemplateService {
             .templates_named(session.account_id, session.id, name)
             .await?
             .into_iter()
-            .next()
+            .find(|t| language.is_none_or(|l| t.language == l))
             .ok_or(ServiceError::NotFound("template"))?;
         let now = self.clock.now_millis();
         row.components = components;
@@ -361,17 +386,24 @@ impl TemplateService {
         Ok(TemplateView::from(&row))
     }
 
-    /// `DELETE /v1/whatsapp/templates/{name}`: every language of it.
+    /// `DELETE /v1/whatsapp/templates/{name}`: the template in `language`, or every
+    /// language of it.
     pub async fn delete(
         &self,
         caller: &Caller,
         session: SessionId,
         name: &str,
+        language: Option<&str>,
     ) -> Result<(), ServiceError> {
         let session = self.session(caller, session).await?;
         if session.engine == EngineKind::Cloud {
+            // One language: Meta deletes it by its id.
+            let id = match language {
+                Some(l) => Some(self.named(&session, name, Some(l)).await?.id),
+                None => None,
+            };
             self.engine()?
-                .delete_template(session.id, name, None)
+                .delete_template(session.id, name, id.as_deref())
                 .await
                 .map_err(|e| match e {
                     CloudError::Graph(g) if g.http_status == Some(404) => {
@@ -380,13 +412,13 @@ impl TemplateService {
                     e => cloud_error(e),
                 })?;
             self.store
-                .delete_templates_named(session.account_id, session.id, name)
+                .delete_templates_named(session.account_id, session.id, name, language)
                 .await?;
             return Ok(());
         }
         let n = self
             .store
-            .delete_templates_named(session.account_id, session.id, name)
+            .delete_templates_named(session.account_id, session.id, name, language)
             .await?;
         if n == 0 {
             return Err(ServiceError::NotFound("template"));

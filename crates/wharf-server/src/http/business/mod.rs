@@ -105,8 +105,7 @@ fn account_id(raw: Option<&str>) -> BResult<SessionId> {
 }
 
 /// `accountId` from the query string.
-fn query_account(query: Result<QueryPairs, ApiError>) -> BResult<SessionId> {
-    let query = query.map_err(ZernioError::from)?;
+fn query_account(query: &QueryPairs) -> BResult<SessionId> {
     account_id(query.get("accountId"))
 }
 

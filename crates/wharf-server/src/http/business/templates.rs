@@ -16,13 +16,18 @@ use crate::{
         AppState,
         error::ApiError,
         extract::{JsonBytes, QueryPairs},
-        zernio::ZernioErrorBody,
+        zernio::{ZernioError, ZernioErrorBody},
     },
     services::{
         Caller,
-        templates::{NewTemplate, TemplateView},
+        templates::{NewTemplate, TemplateFilter, TemplateView},
     },
 };
+
+/// A query parameter, when given and not empty.
+fn nonempty(query: &QueryPairs, name: &str) -> Option<String> {
+    query.get(name).filter(|v| !v.is_empty()).map(str::to_owned)
+}
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -138,6 +143,8 @@ pub struct ZCreateTemplateBody {
 #[serde(rename_all = "camelCase")]
 pub struct ZUpdateTemplateBody {
     pub account_id: String,
+    /// The language to edit (default: the first).
+    pub language: Option<String>,
     #[schema(value_type = Vec<Object>)]
     pub components: Value,
 }
@@ -145,7 +152,9 @@ pub struct ZUpdateTemplateBody {
 /// GET /v1/whatsapp/templates — the templates of the WhatsApp account (from Graph on cloud
 /// sessions).
 #[utoipa::path(get, path = "/v1/whatsapp/templates", tag = "zernio-business",
-    params(("accountId" = String, Query, description = "The WhatsApp account (a session id of yours).")),
+    params(("accountId" = String, Query, description = "The WhatsApp account (a session id of yours)."),
+        ("name" = Option<String>, Query, description = "Only names containing this."),
+        ("language" = Option<String>, Query), ("status" = Option<String>, Query, description = "APPROVED, PENDING, REJECTED, …")),
     responses((status = 200, body = ZTemplateList), (status = 400, body = ZernioErrorBody),
         (status = 401, body = ZernioErrorBody), (status = 404, body = ZernioErrorBody, description = "WhatsApp account not found")))]
 async fn list_templates(
@@ -153,11 +162,17 @@ async fn list_templates(
     caller: Caller,
     query: Result<QueryPairs, ApiError>,
 ) -> BResult<Json<ZTemplateList>> {
-    let session = query_account(query)?;
+    let query = query.map_err(ZernioError::from)?;
+    let session = query_account(&query)?;
+    let filter = TemplateFilter {
+        name: nonempty(&query, "name"),
+        language: nonempty(&query, "language"),
+        status: nonempty(&query, "status"),
+    };
     let templates = app
         .services
         .templates
-        .list(&caller, session)
+        .list(&caller, session, &filter)
         .await
         .map_err(service_error)?;
     Ok(Json(ZTemplateList {
@@ -205,7 +220,8 @@ async fn create_template(
 
 /// GET /v1/whatsapp/templates/{templateName} — one template (its first language).
 #[utoipa::path(get, path = "/v1/whatsapp/templates/{templateName}", tag = "zernio-business",
-    params(("templateName" = String, Path), ("accountId" = String, Query)),
+    params(("templateName" = String, Path), ("accountId" = String, Query),
+        ("language" = Option<String>, Query, description = "That language (default: the first).")),
     responses((status = 200, body = ZTemplateOne), (status = 400, body = ZernioErrorBody),
         (status = 401, body = ZernioErrorBody), (status = 404, body = ZernioErrorBody)))]
 async fn get_template(
@@ -214,11 +230,13 @@ async fn get_template(
     Path(name): Path<String>,
     query: Result<QueryPairs, ApiError>,
 ) -> BResult<Json<ZTemplateOne>> {
-    let session = query_account(query)?;
+    let query = query.map_err(ZernioError::from)?;
+    let session = query_account(&query)?;
+    let language = nonempty(&query, "language");
     let t = app
         .services
         .templates
-        .get(&caller, session, &name)
+        .get(&caller, session, &name, language.as_deref())
         .await
         .map_err(service_error)?;
     Ok(Json(ZTemplateOne {
@@ -242,10 +260,11 @@ async fn update_template(
     let (body, _) = object(body)?;
     let session = body_account(&body)?;
     let components = body.get("components").filter(|c| !c.is_null()).cloned();
+    let language = opt_string(&body, "language")?.filter(|l| !l.is_empty());
     let t = app
         .services
         .templates
-        .update(&caller, session, &name, components)
+        .update(&caller, session, &name, language.as_deref(), components)
         .await
         .map_err(service_error)?;
     Ok(Json(ZTemplateUpdated {
@@ -260,7 +279,8 @@ async fn update_template(
 
 /// DELETE /v1/whatsapp/templates/{templateName} — deletes every language of the template.
 #[utoipa::path(delete, path = "/v1/whatsapp/templates/{templateName}", tag = "zernio-business",
-    params(("templateName" = String, Path), ("accountId" = String, Query)),
+    params(("templateName" = String, Path), ("accountId" = String, Query),
+        ("language" = Option<String>, Query, description = "Only that language (default: every one).")),
     responses((status = 200, body = ZTemplateDeleted), (status = 400, body = ZernioErrorBody),
         (status = 401, body = ZernioErrorBody), (status = 404, body = ZernioErrorBody)))]
 async fn delete_template(
@@ -269,10 +289,12 @@ async fn delete_template(
     Path(name): Path<String>,
     query: Result<QueryPairs, ApiError>,
 ) -> BResult<Json<ZTemplateDeleted>> {
-    let session = query_account(query)?;
+    let query = query.map_err(ZernioError::from)?;
+    let session = query_account(&query)?;
+    let language = nonempty(&query, "language");
     app.services
         .templates
-        .delete(&caller, session, &name)
+        .delete(&caller, session, &name, language.as_deref())
         .await
         .map_err(service_error)?;
     Ok(Json(ZTemplateDeleted {

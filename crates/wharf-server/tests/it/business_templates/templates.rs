@@ -362,3 +362,72 @@ async fn a_template_send_renders_into_the_emulators_message(mut app: wharf_testk
     }
     assert_eq!(sent_count(&app, &session).await, before);
 }
+
+#[wharf_testkit::dual_test]
+async fn languages_and_listing_filters_pick_templates(mut app: wharf_testkit::TestApp) {
+    let (session, _) = app.connected_session().await;
+    create(
+        &app,
+        simple(&session, "order_update", "Your order {{1}} shipped."),
+    )
+    .await;
+    let mut pt = simple(&session, "order_update", "Seu pedido {{1}} foi enviado.");
+    pt["language"] = json!("pt_BR");
+    create(&app, pt).await;
+    create(&app, simple(&session, "welcome", "Welcome, {{1}}!")).await;
+    let names = |list: ZTemplateList| {
+        list.templates
+            .into_iter()
+            .map(|t| format!("{}:{}", t.name, t.language))
+            .collect::<Vec<_>>()
+    };
+    let app = &app;
+    let listed = |query: &str| {
+        let path = format!("{TEMPLATES}?accountId={session}&{query}");
+        async move { names(app.get(&path).expect_view(200).await) }
+    };
+    assert_eq!(
+        listed("").await,
+        ["order_update:en_US", "order_update:pt_BR", "welcome:en_US"]
+    );
+    assert_eq!(listed("language=pt_BR").await, ["order_update:pt_BR"]);
+    assert_eq!(listed("name=order").await.len(), 2);
+    assert_eq!(listed("status=approved").await.len(), 3);
+    assert!(listed("status=PENDING").await.is_empty());
+    let one: ZTemplateOne = app
+        .get(&format!(
+            "{TEMPLATES}/order_update?accountId={session}&language=pt_BR"
+        ))
+        .expect_view(200)
+        .await;
+    assert_eq!(
+        one.template.components[0]["text"],
+        "Seu pedido {{1}} foi enviado."
+    );
+    assert_eq!(
+        get(app, &session, "order_update").await.template.language,
+        "en_US"
+    );
+    app.get(&format!(
+        "{TEMPLATES}/order_update?accountId={session}&language=fr"
+    ))
+    .expect(404)
+    .await;
+    app.patch(&format!("{TEMPLATES}/order_update"))
+        .json(json!({"accountId": session, "language": "pt_BR",
+            "components": [{"type": "BODY", "text": "Pedido {{1}} a caminho."}]}))
+        .expect(200)
+        .await;
+    assert_eq!(
+        get(app, &session, "order_update").await.template.components[0]["text"],
+        "Your order {{1}} shipped."
+    );
+    app.delete(&format!(
+        "{TEMPLATES}/order_update?accountId={session}&language=en_US"
+    ))
+    .expect(200)
+    .await;
+    let left = get(app, &session, "order_update").await.template;
+    assert_eq!(left.language, "pt_BR");
+    assert_eq!(left.components[0]["text"], "Pedido {{1}} a caminho.");
+}
