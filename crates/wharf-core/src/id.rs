@@ -57,6 +57,8 @@ id_kind!(/// An agent (Kapso dialect): a named webhook that sandbox phones can b
     AgentIdKind, AgentId, "agt_");
 id_kind!(/// A contact of a session's CRM (Zernio Business API).
     ContactIdKind, ContactId, "ct_");
+id_kind!(/// A message template of a session (Zernio Business API).
+    TemplateIdKind, TemplateId, "tpl_");
 
 /// A typed id: a prefix and a time-ordered body.
 pub struct Id<K> {

@@ -16,7 +16,7 @@ pub use engine::{Capabilities, Engine, EngineError, EngineKind, EngineSink, Engi
 pub use event::{Event, EventType};
 pub use id::{
     AccountId, AgentId, AttemptId, ContactId, DeliveryId, EventId, Id, JobId, MessageId,
-    OperationId, RequestId, SandboxId, SessionId, WebhookId,
+    OperationId, RequestId, SandboxId, SessionId, TemplateId, WebhookId,
 };
 pub use jid::{Jid, JidError};
 pub use keys::{KeyKind, NewToken, TokenHash};

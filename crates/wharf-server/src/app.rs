@@ -14,7 +14,7 @@ use crate::{
     http::{self, auth::AccountLimiter},
     services::{
         CloudService, Engines, MessageService, SandboxService, Services, SessionService,
-        Supervisor, WebhookService, cloud,
+        Supervisor, TemplateService, WebhookService, cloud,
     },
     workers,
 };
@@ -129,11 +129,17 @@ pub async fn run_with_store(
         operations.clone(),
         cloud_service.clone(),
     ));
+    let templates = Arc::new(TemplateService::new(
+        store.clone(),
+        cloud_service.engine().cloned(),
+        config.clock.clone(),
+    ));
     let messages = Arc::new(MessageService::new(
         store.clone(),
         engines.clone(),
         dispatch_tx,
         config.clock.clone(),
+        templates.clone(),
     ));
     let sandbox = Arc::new(SandboxService::new(
         store.clone(),
@@ -155,6 +161,7 @@ pub async fn run_with_store(
         engines.clone(),
         cloud_service,
         sandbox,
+        templates,
         outbound.clone(),
     )
     .with_clock(config.clock.clone());

@@ -34,6 +34,7 @@ mod operations;
 mod pool;
 mod sandbox;
 mod sessions;
+mod templates;
 mod webhooks;
 
 use std::{path::Path, str::FromStr, time::Duration};
@@ -58,6 +59,7 @@ use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
     migrate::Migrator,
 };
+pub use templates::TemplateRow;
 pub use webhooks::{
     AttemptResult, AttemptRow, DeliveryJob, DeliveryRow, DeliveryStatus, WebhookEdit, WebhookRow,
 };

@@ -73,8 +73,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
          (name = "webhooks", description = "Webhook endpoints, signed deliveries and their log."),
          (name = "events", description = "The event log: catch-up and a live stream."),
          (name = "emulator", description = "Control surface of the emulator engine."),
+         (name = "zernio-business", description = "Zernio's WhatsApp Business API: templates, bulk sends, contacts CRM, contact groups and the business profile (also under /api). `accountId` is a session id of yours. Errors use `{error, type, code, param}`."),
          (name = "zernio-sandbox", description = "Sandbox sessions in the Zernio dialect (also under /api). Errors use `{error, type, code, param}`."),
-         (name = "zernio-business", description = "Zernio's WhatsApp Business API: contacts, contact groups and the business profile (also under /api). `accountId` is a session id. Errors use `{error, type, code, param}`."),
          (name = "kapso-sandbox", description = "Sandbox sessions and agents in the Kapso dialect. Answers are `{data}`; errors `{error, errors}`."),
          (name = "meta-webhook", description = "Webhooks from Meta's Cloud API (public; signed with the app secret)."),
          (name = "ops", description = "Health and readiness."))
@@ -123,13 +123,13 @@ pub fn router(
     let (authenticated, mut openapi) = authenticated_routes(emulator_control).split_for_parts();
     let (public, public_api) = ops::routes().merge(meta::routes()).split_for_parts();
     let (zernio_routes, zernio_api) = zernio::routes().split_for_parts();
-    let (kapso_routes, kapso_api) = kapso::routes().split_for_parts();
     let (business_routes, business_api) = business::routes().split_for_parts();
+    let (kapso_routes, kapso_api) = kapso::routes().split_for_parts();
     // The document describes exactly the routes this instance mounts.
     openapi.merge(public_api);
     openapi.merge(zernio_api);
-    openapi.merge(kapso_api);
     openapi.merge(business_api);
+    openapi.merge(kapso_api);
     let state = AppState(Arc::new(AppStateInner {
         services,
         limiter,
@@ -143,13 +143,13 @@ pub fn router(
     let request_id = HeaderName::from_static("x-request-id");
     // The dialects with their own envelopes authenticate with their own error shapes.
     let zernio_routes = zernio::mount(zernio_routes, state.clone());
-    let kapso_routes = kapso::mount(kapso_routes, state.clone());
     let business_routes = business::mount(business_routes, state.clone());
+    let kapso_routes = kapso::mount(kapso_routes, state.clone());
     Router::new()
         .merge(authenticated)
         .merge(zernio_routes)
-        .merge(kapso_routes)
         .merge(business_routes)
+        .merge(kapso_routes)
         .merge(public)
         .fallback(envelope::not_found)
         .method_not_allowed_fallback(envelope::method_not_allowed)

@@ -72,6 +72,12 @@ impl ZernioError {
         self
     }
 
+    /// The same error with another status (the Business API's 404s and 422s).
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
     /// The 400 of an unknown, foreign or malformed session id (the same for all three, so
     /// no one learns which ids exist).
     fn unknown_session() -> Self {

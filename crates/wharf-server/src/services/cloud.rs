@@ -391,6 +391,18 @@ impl CloudService {
                 .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
         }
         for t in parsed.templates {
+            // The mirror the send path checks templates against follows Meta's review.
+            self.store
+                .review_mirrored_template(
+                    &t.waba_id,
+                    &t.template_id,
+                    &t.event,
+                    t.reason.clone().filter(|r| r != "NONE"),
+                    t.at,
+                    wharf_core::time::now_millis(),
+                )
+                .await
+                .map_err(ServiceError::from)?;
             self.store
                 .record_template_status(&TemplateStatusRow {
                     waba_id: t.waba_id,

@@ -69,6 +69,7 @@ pub struct MessageService {
     engines: Arc<Engines>,
     dispatch: mpsc::UnboundedSender<SessionId>,
     clock: Clock,
+    templates: Arc<super::TemplateService>,
 }
 
 impl MessageService {
@@ -83,12 +84,14 @@ impl MessageService {
         engines: Arc<Engines>,
         dispatch: mpsc::UnboundedSender<SessionId>,
         clock: Clock,
+        templates: Arc<super::TemplateService>,
     ) -> Self {
         Self {
             store,
             engines,
             dispatch,
             clock,
+            templates,
         }
     }
 
@@ -285,7 +288,7 @@ impl MessageService {
     async fn send_once(
         &self,
         caller: &Caller,
-        req: SendRequest,
+        mut req: SendRequest,
         idempotency: Option<(String, Vec<u8>)>,
     ) -> Result<SendAnswer, ServiceError> {
         let hash_for = |session: SessionId| {
@@ -321,6 +324,14 @@ impl MessageService {
         }
         let engine = self.engines.get(session.engine)?;
         let capabilities = engine.capabilities();
+        // A template is checked (exists, approved, variables fit) before anything is queued;
+        // on an engine without templates it becomes the message it renders to.
+        if req.content.kind() == MessageKind::Template {
+            req.content = self
+                .templates
+                .prepare(&session, &capabilities, req.content)
+                .await?;
+        }
         if let Some(what) = engine.refusal(&req.content, &req.to, req.quoted.is_some()) {
             return Err(Self::unsupported(&session, &what));
         }

@@ -1,6 +1,7 @@
 //! Services hold the rules (validation, state machines, tenancy). They know no HTTP.
 
 pub mod business_profile;
+pub mod bulk;
 pub mod cloud;
 pub mod crm;
 mod engines;
@@ -10,11 +11,13 @@ pub mod messages;
 pub mod sandbox;
 pub mod sessions;
 pub mod social;
+pub mod templates;
 pub mod webhooks;
 
 use std::sync::Arc;
 
 pub use business_profile::BusinessProfileService;
+pub use bulk::BulkService;
 pub use cloud::CloudService;
 pub use crm::CrmService;
 pub use engines::Engines;
@@ -25,6 +28,7 @@ pub use sessions::{
     CreateSession, CreatedSession, RotatedKey, SessionList, SessionService, UpdateSession,
 };
 pub use social::SocialService;
+pub use templates::TemplateService;
 pub use webhooks::WebhookService;
 use wharf_core::{AccountId, SessionId};
 
@@ -94,6 +98,10 @@ pub struct Services {
     pub crm: Arc<CrmService>,
     /// Business profiles (Zernio Business API).
     pub business_profile: Arc<BusinessProfileService>,
+    /// Message templates (Zernio Business API).
+    pub templates: Arc<TemplateService>,
+    /// Bulk template sends (Zernio Business API).
+    pub bulk: Arc<BulkService>,
     /// The outbound policy, for URLs a dialect takes (media in sends).
     pub outbound: Arc<crate::outbound::Outbound>,
 }
@@ -109,10 +117,12 @@ impl Services {
         engines: Arc<Engines>,
         cloud: Arc<CloudService>,
         sandbox: Arc<SandboxService>,
+        templates: Arc<TemplateService>,
         outbound: Arc<crate::outbound::Outbound>,
     ) -> Self {
         let clock = messages.clock().clone();
         let social = Arc::new(SocialService::new(store.clone(), engines.clone(), clock.clone()));
+        let bulk = Arc::new(BulkService::new(messages.clone(), templates.clone()));
         Self {
             social,
             crm: Arc::new(CrmService::new(store.clone(), clock.clone())),
@@ -128,6 +138,8 @@ impl Services {
             engines,
             cloud,
             sandbox,
+            templates,
+            bulk,
             outbound,
         }
     }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wharf_testkit::fakegraph::Failure;
+use wharf_testkit::{assert_error, fakegraph::Failure};
 
 use super::*;
 
@@ -67,20 +67,20 @@ async fn permanent_errors_fail_the_message_with_graph_code_and_message(
         "{reason}"
     );
     assert_eq!(info["attempts"], 1, "not retried");
-    // A template that does not exist.
-    let id = send(
-        &app,
-        &cloud.session,
-        json!({"template": {"name": "nope", "language": "en_US"}}),
-    )
-    .await;
-    let info = app.wait_status(&id, "failed").await;
+    // A template that does not exist is refused before anything is queued (Graph would
+    // have failed it with 132001).
+    let refused = app
+        .post("/api/send-message")
+        .json(
+            json!({"session_id": cloud.session, "to": format!("+{USER}"),
+            "template": {"name": "nope", "language": "en_US"}}),
+        )
+        .expect(422)
+        .await;
+    assert_error(&refused, "template_not_found");
     assert!(
-        info["failure_reason"]
-            .as_str()
-            .unwrap()
-            .contains("Graph error 132001"),
-        "{info}"
+        refused["errors"].get("template.name").is_some(),
+        "{refused}"
     );
     // The window closed on Meta's side (its clock differs from ours).
     user_writes(&graph, PNID, USER, "Hi").await;
@@ -95,7 +95,7 @@ async fn permanent_errors_fail_the_message_with_graph_code_and_message(
         "{info}"
     );
     let failed = events(&app, "message.failed").await;
-    assert_eq!(failed.len(), 3);
+    assert_eq!(failed.len(), 2);
     assert!(
         failed[0]["data"]["failure_reason"]
             .as_str()

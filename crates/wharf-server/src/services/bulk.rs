@@ -1,0 +1,184 @@
+//! Bulk template sends (`POST /v1/whatsapp/bulk`): one approved template to up to 100
+//! recipients, each with its own variables. Every recipient becomes one durable message
+//! through the ordinary send path; a bad phone or a missing variable fails that recipient
+//! alone. An idempotency key covers the whole call: each recipient's send is recorded under
+//! a key derived from it, so a retried call answers the same message ids and sends nothing
+//! twice.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use wharf_core::{
+    Jid, Phone, SessionId,
+    message::{Content, TemplateComponent, TemplateComponentKind, TemplateParameter},
+};
+
+use super::{
+    Caller, MessageService, TemplateService,
+    messages::{SendRequest, SessionChoice},
+    templates::placeholders,
+};
+use crate::ServiceError;
+
+/// Most recipients of one call (the seed's `maxItems`).
+pub const MAX_RECIPIENTS: usize = 100;
+
+/// One recipient of a bulk send.
+#[derive(Debug, Clone, Default)]
+pub struct BulkRecipient {
+    pub phone: String,
+    /// Body variables by number (`"1"`, `"2"`, …).
+    pub variables: BTreeMap<String, String>,
+}
+
+/// A bulk send, parsed.
+#[derive(Debug, Clone)]
+pub struct BulkRequest {
+    pub session: SessionId,
+    pub recipients: Vec<BulkRecipient>,
+    pub template: String,
+    pub language: String,
+    /// Parameters shared by every recipient (header media, buttons, a default body).
+    pub components: Vec<TemplateComponent>,
+}
+
+/// What became of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkResult {
+    pub phone: String,
+    pub message_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The bulk service.
+pub struct BulkService {
+    messages: Arc<MessageService>,
+    templates: Arc<TemplateService>,
+}
+
+impl BulkService {
+    pub fn new(messages: Arc<MessageService>, templates: Arc<TemplateService>) -> Self {
+        Self {
+            messages,
+            templates,
+        }
+    }
+
+    /// Checks the account and the template, then queues one message per recipient.
+    /// `idempotency` is the request's key and its whole body.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        req: BulkRequest,
+        idempotency: Option<(String, Vec<u8>)>,
+    ) -> Result<Vec<BulkResult>, ServiceError> {
+        if req.recipients.is_empty() {
+            return Err(ServiceError::invalid(
+                "recipients",
+                "must hold at least one recipient",
+            ));
+        }
+        if req.recipients.len() > MAX_RECIPIENTS {
+            return Err(ServiceError::invalid(
+                "recipients",
+                format!("at most {MAX_RECIPIENTS} recipients per request"),
+            ));
+        }
+        let session = self.templates.session(caller, req.session).await?;
+        let template = self
+            .templates
+            .approved(&session, &req.template, &req.language)
+            .await?;
+        let body = template
+            .components
+            .as_array()
+            .and_then(|cs| {
+                cs.iter().find(|c| {
+                    c["type"]
+                        .as_str()
+                        .is_some_and(|t| t.eq_ignore_ascii_case("BODY"))
+                })
+            })
+            .and_then(|b| b["text"].as_str())
+            .unwrap_or_default();
+        let wanted = placeholders(body).len();
+        let shared_body = req
+            .components
+            .iter()
+            .any(|c| c.kind == TemplateComponentKind::Body);
+        let mut results = Vec::with_capacity(req.recipients.len());
+        for (i, r) in req.recipients.iter().enumerate() {
+            let fail = |error: String| BulkResult {
+                phone: r.phone.clone(),
+                message_id: None,
+                error: Some(error),
+            };
+            let to = match Phone::parse(&r.phone) {
+                Ok(p) => Jid::from_phone(&p),
+                Err(e) => {
+                    results.push(fail(format!("invalid phone number: {e}")));
+                    continue;
+                }
+            };
+            // The contacts CRM (issue 14, item 3) is not part of this build: once it is,
+            // a recipient whose contact opted out is skipped here with its reason.
+            let mut components = req.components.clone();
+            if !r.variables.is_empty() || !shared_body {
+                let mut params = Vec::with_capacity(wanted);
+                let mut missing = None;
+                for n in 1..=wanted {
+                    match r.variables.get(&n.to_string()) {
+                        Some(v) => params.push(TemplateParameter::Text {
+                            text: v.clone(),
+                            parameter_name: None,
+                        }),
+                        None => {
+                            missing = Some(n);
+                            break;
+                        }
+                    }
+                }
+                if let Some(n) = missing {
+                    results.push(fail(format!(
+                        "missing variable {{{{{n}}}}} of template {}",
+                        req.template
+                    )));
+                    continue;
+                }
+                components.retain(|c| c.kind != TemplateComponentKind::Body);
+                if !params.is_empty() {
+                    components.push(TemplateComponent {
+                        kind: TemplateComponentKind::Body,
+                        sub_type: None,
+                        index: None,
+                        parameters: params,
+                    });
+                }
+            }
+            let send = SendRequest {
+                session: SessionChoice::Named(session.id),
+                to,
+                content: Content::Template {
+                    name: req.template.clone(),
+                    language: req.language.clone(),
+                    components,
+                },
+                quoted: None,
+            };
+            // Each recipient's own key: a control character no header can carry keeps it
+            // apart from any key a client sends.
+            let key = idempotency
+                .as_ref()
+                .map(|(key, body)| (format!("bulk\u{1f}{i}\u{1f}{key}"), body.clone()));
+            match self.messages.send(caller, send, key).await {
+                Ok(answer) => results.push(BulkResult {
+                    phone: r.phone.clone(),
+                    message_id: Some(answer.message_id.to_string()),
+                    error: None,
+                }),
+                Err(ServiceError::Invalid { message, .. }) => results.push(fail(message)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(results)
+    }
+}

@@ -1,0 +1,207 @@
+//! `POST /v1/whatsapp/bulk` on an emulator session: per-recipient results, limits, the
+//! template check before anything is queued, and idempotent retries.
+
+use serde_json::json;
+use wharf_core::message::Content;
+
+use super::*;
+
+fn recipients(n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| json!({"phone": format!("+1555010{i:04}"), "variables": {"1": format!("R{i}")}}))
+        .collect()
+}
+
+#[wharf_testkit::dual_test]
+async fn each_recipient_succeeds_or_fails_alone(mut app: wharf_testkit::TestApp) {
+    let (session, _) = app.connected_session().await;
+    create(
+        &app,
+        simple(
+            &session,
+            "welcome_message",
+            "Hello {{1}}, your code is {{2}}.",
+        ),
+    )
+    .await;
+    let answer = bulk(
+        &app,
+        json!({"accountId": session, "template": {"name": "welcome_message", "language": "en_US"},
+        "recipients": [
+            {"phone": "+15550102030", "variables": {"1": "John", "2": "A1"}},
+            {"phone": "+1 555 CALL ME", "variables": {"1": "Jane", "2": "B2"}},
+            {"phone": "+15550102031", "variables": {"1": "Ana"}},
+            {"phone": "+15550102032", "variables": {"1": "Bo", "2": "C3"}}]}),
+    )
+    .await;
+    assert!(answer.success);
+    assert_eq!(
+        (
+            answer.summary.total,
+            answer.summary.sent,
+            answer.summary.failed
+        ),
+        (4, 2, 2)
+    );
+    let r = &answer.results;
+    assert_eq!(r.len(), 4);
+    assert!(
+        r[0].success
+            && r[0]
+                .message_id
+                .as_deref()
+                .is_some_and(|m| m.starts_with("msg_"))
+    );
+    assert!(!r[1].success && r[1].message_id.is_none());
+    assert!(
+        r[1].error.as_deref().unwrap().contains("phone"),
+        "{:?}",
+        r[1].error
+    );
+    assert!(!r[2].success);
+    assert!(
+        r[2].error.as_deref().unwrap().contains("{{2}}"),
+        "{:?}",
+        r[2].error
+    );
+    assert!(r[3].success);
+    assert_eq!(r[1].phone, "+1 555 CALL ME");
+    // One durable message per successful recipient, rendered with its own variables.
+    let account = app.account_id.parse().unwrap();
+    let first = app
+        .store
+        .get_message(
+            account,
+            r[0].message_id.as_deref().unwrap().parse().unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.content,
+        Content::Text {
+            text: "Hello John, your code is A1.".into()
+        }
+    );
+    assert_eq!(sent_count(&app, &session).await, 2);
+    app.wait_status(r[3].message_id.as_deref().unwrap(), "sent")
+        .await;
+}
+
+#[wharf_testkit::dual_test]
+async fn a_retried_bulk_call_sends_nothing_twice(mut app: wharf_testkit::TestApp) {
+    let (session, _) = app.connected_session().await;
+    create(
+        &app,
+        simple(&session, "welcome_message", "Hello {{1}}, welcome!"),
+    )
+    .await;
+    let mut list = recipients(3);
+    list.push(json!({"phone": "12"}));
+    let body = json!({"accountId": session, "template": {"name": "welcome_message", "language": "en_US"},
+        "recipients": list});
+    let call = || {
+        app.post("/api/v1/whatsapp/bulk")
+            .header("Idempotency-Key", "bulk-1")
+            .json(body.clone())
+    };
+    let first: ZBulkAnswer = call().expect_view(200).await;
+    assert_eq!((first.summary.sent, first.summary.failed), (3, 1));
+    let again: ZBulkAnswer = call().expect_view(200).await;
+    assert_eq!(
+        serde_json::to_value(&again).unwrap(),
+        serde_json::to_value(&first).unwrap()
+    );
+    assert_eq!(sent_count(&app, &session).await, 3);
+    // The same key with another body is a conflict, and sends nothing.
+    let mut other = body.clone();
+    other["recipients"] = json!(recipients(1));
+    other["recipients"][0]["variables"]["1"] = json!("Someone else");
+    app.post(BULK)
+        .header("Idempotency-Key", "bulk-1")
+        .json(other)
+        .expect(409)
+        .await;
+    // Without a key, the same call sends again.
+    bulk(&app, body).await;
+    assert_eq!(sent_count(&app, &session).await, 6);
+}
+
+#[wharf_testkit::dual_test]
+async fn a_bulk_call_is_checked_before_anything_is_queued(mut app: wharf_testkit::TestApp) {
+    let (session, _) = app.connected_session().await;
+    create(
+        &app,
+        simple(&session, "welcome_message", "Hello {{1}}, welcome!"),
+    )
+    .await;
+    let template = json!({"name": "welcome_message", "language": "en_US"});
+    let base = json!({"accountId": session, "template": template, "recipients": recipients(2)});
+    let with = |key: &str, value: serde_json::Value| {
+        let mut b = base.clone();
+        if value.is_null() {
+            b.as_object_mut().unwrap().remove(key);
+        } else {
+            b[key] = value;
+        }
+        b
+    };
+    for (body, param) in [
+        (with("accountId", json!(null)), "accountId"),
+        (with("recipients", json!(null)), "recipients"),
+        (with("recipients", json!([])), "recipients"),
+        (with("recipients", json!(recipients(101))), "recipients"),
+        (
+            with("recipients", json!([{"variables": {"1": "x"}}])),
+            "recipients[0].phone",
+        ),
+        (
+            with(
+                "recipients",
+                json!([{"phone": "+15550102030", "variables": {"1": 5}}]),
+            ),
+            "recipients[0].variables.1",
+        ),
+        (with("template", json!(null)), "template"),
+        (
+            with("template", json!({"language": "en_US"})),
+            "template.name",
+        ),
+        (
+            with("template", json!({"name": "welcome_message"})),
+            "template.language",
+        ),
+        (
+            with(
+                "template",
+                json!({"name": "welcome_message", "language": "en_US", "components": [{"type": "nope"}]}),
+            ),
+            "template.components",
+        ),
+    ] {
+        let answer = app.post(BULK).json(body).expect(400).await;
+        zernio_error(&answer, "invalid_field_value", param);
+    }
+    // Exactly 100 is fine.
+    let hundred = bulk(&app, with("recipients", json!(recipients(100)))).await;
+    assert_eq!(hundred.summary.sent, 100);
+    let before = sent_count(&app, &session).await;
+    for (template, code) in [
+        (
+            json!({"name": "unknown_one", "language": "en_US"}),
+            "template_not_found",
+        ),
+        (
+            json!({"name": "welcome_message", "language": "fr"}),
+            "template_not_found",
+        ),
+    ] {
+        let answer = app
+            .post(BULK)
+            .json(with("template", template))
+            .expect(422)
+            .await;
+        zernio_error(&answer, code, "template.name");
+    }
+    assert_eq!(sent_count(&app, &session).await, before);
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Zernio's own Python SDK (`late-sdk` from PyPI, unchanged) drives Wharf's Business API
+# template routes against a fresh `wharf serve` (debug build, emulator engine, SQLite).
+#   scripts/zernio-sdk/run.sh
+# LATE_SDK pins the version (default: the newest). The SDK comes from .ci/venv, created and
+# filled when missing. Prints one closing line: `zernio-sdk: passed` or `zernio-sdk: failed`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+venv="$PWD/.ci/venv"
+if ! "$venv/bin/python" -c 'from late import Zernio' 2>/dev/null; then
+  echo "zernio-sdk: installing late-sdk into $venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  # The SDK's models validate e-mail fields but it does not depend on email-validator.
+  "$venv/bin/pip" install -q --disable-pip-version-check "late-sdk${LATE_SDK:+==$LATE_SDK}" email-validator
+fi
+cargo build -q -p wharf
+bin="$PWD/target/debug/wharf"
+
+work="$(mktemp -d)"
+server=""
+cleanup() {
+  if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then kill "$server"; wait "$server" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+export WHARF_DATABASE_URL="sqlite://$work/sdk.db" WHARF_LISTEN="127.0.0.1:$port" \
+  WHARF_DEFAULT_ENGINE=emulator WHARF_LOG=warn \
+  WHARF_SECRET_KEY="$(head -c 32 /dev/urandom | base64)"
+"$bin" migrate >/dev/null
+pat="$("$bin" accounts create --name sdk --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["pat"])')"
+"$bin" serve >"$work/server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+if WHARF_URL="http://127.0.0.1:$port" WHARF_PAT="$pat" "$venv/bin/python" scripts/zernio-sdk/templates.py; then
+  echo "zernio-sdk: passed"
+else
+  echo "--- server log"; tail -n 50 "$work/server.log"
+  echo "zernio-sdk: failed"
+  exit 1
+fi

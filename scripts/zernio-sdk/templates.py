@@ -1,0 +1,95 @@
+"""Zernio's Python SDK, unchanged, against Wharf: every template call, on an emulator
+session (the WhatsApp account), and its errors as the SDK raises them."""
+
+import json
+import os
+import sys
+import urllib.request
+
+from late import Zernio
+from late.client.exceptions import LateAPIError, LateNotFoundError
+
+base = os.environ["WHARF_URL"]
+pat = os.environ["WHARF_PAT"]
+
+
+def wharf(method, path, body=None):
+    """A call to Wharf's own API (to make the session the SDK works on)."""
+    req = urllib.request.Request(
+        base + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {pat}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+session = wharf("POST", "/v1/whatsapp-sessions", {})["session"]["session_id"]
+
+# Zernio's SDKs use a base URL ending in /api.
+client = Zernio(api_key=pat, base_url=base + "/api", max_retries=1)
+wa = client.whatsapp
+
+
+def check(cond, what):
+    if not cond:
+        print(f"FAIL: {what}", file=sys.stderr)
+        sys.exit(1)
+    print(f"ok: {what}")
+
+
+created = wa.create_whats_app_template(
+    account_id=session,
+    name="order_confirmation",
+    category="UTILITY",
+    language="en_US",
+    components=[
+        {"type": "BODY", "text": "Your order {{1}} has been confirmed. Expected delivery: {{2}}",
+         "example": {"body_text": [["ORD-12345", "March 31"]]}},
+        {"type": "FOOTER", "text": "Thank you for your purchase"},
+        {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Track Order"}]},
+    ],
+)
+check(created["success"] is True, "create answers success")
+check(created["template"]["status"] == "APPROVED", "an emulator template is approved at once")
+check(created["template"]["name"] == "order_confirmation", "create answers the name")
+
+listed = wa.get_whats_app_templates(account_id=session)
+check([t["name"] for t in listed["templates"]] == ["order_confirmation"], "list shows it")
+check(wa.get_whats_app_templates(account_id=session, status="REJECTED")["templates"] == [],
+      "list filters by status")
+
+one = wa.get_whats_app_template("order_confirmation", account_id=session)
+check(one["template"]["components"][0]["type"] == "BODY", "get answers the components")
+
+updated = wa.update_whats_app_template(
+    "order_confirmation",
+    account_id=session,
+    components=[{"type": "BODY", "text": "Updated: your order {{1}} is confirmed. Delivery by {{2}}"}],
+)
+check(updated["success"] is True and updated["template"]["status"] == "APPROVED", "update")
+check(wa.get_whats_app_template("order_confirmation", account_id=session)["template"]
+      ["components"][0]["text"].startswith("Updated:"), "the update is kept")
+
+try:
+    wa.create_whats_app_template(account_id=session, name="Bad-Name", category="UTILITY",
+                                 language="en_US", components=[{"type": "BODY", "text": "Hi"}])
+    check(False, "an invalid name is refused")
+except LateAPIError as e:
+    check(getattr(e, "status_code", None) == 400 and "name" in str(e), f"an invalid name is refused ({e})")
+
+try:
+    wa.get_whats_app_templates(account_id="sess_00000000000000000000000000")
+    check(False, "an unknown account is refused")
+except LateNotFoundError as e:
+    check("WhatsApp account not found" in str(e), f"an unknown account is 404 ({e})")
+
+deleted = wa.delete_whats_app_template("order_confirmation", account_id=session)
+check(deleted == {"success": True,
+                  "message": 'Template "order_confirmation" deleted successfully'}, "delete")
+try:
+    wa.get_whats_app_template("order_confirmation", account_id=session)
+    check(False, "a deleted template is gone")
+except LateNotFoundError:
+    check(True, "a deleted template is gone")
