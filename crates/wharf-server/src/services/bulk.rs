@@ -13,7 +13,7 @@ use wharf_core::{
 };
 
 use super::{
-    Caller, MessageService, TemplateService,
+    Caller, CrmService, MessageService, TemplateService,
     messages::{SendRequest, SessionChoice},
     templates::placeholders,
 };
@@ -53,13 +53,24 @@ pub struct BulkResult {
 pub struct BulkService {
     messages: Arc<MessageService>,
     templates: Arc<TemplateService>,
+    crm: Arc<CrmService>,
+}
+
+/// A recipient's number in E.164, as the CRM keys contacts.
+fn to_phone(raw: &str) -> Option<String> {
+    Phone::parse(raw).ok().map(|p| p.e164().to_string())
 }
 
 impl BulkService {
-    pub fn new(messages: Arc<MessageService>, templates: Arc<TemplateService>) -> Self {
+    pub fn new(
+        messages: Arc<MessageService>,
+        templates: Arc<TemplateService>,
+        crm: Arc<CrmService>,
+    ) -> Self {
         Self {
             messages,
             templates,
+            crm,
         }
     }
 
@@ -105,6 +116,13 @@ impl BulkService {
             .components
             .iter()
             .any(|c| c.kind == TemplateComponentKind::Body);
+        // Contacts of the CRM who opted out are not sent template campaigns.
+        let phones: Vec<String> = req
+            .recipients
+            .iter()
+            .filter_map(|r| to_phone(&r.phone))
+            .collect();
+        let opted_out = self.crm.opted_out(caller, session.id, &phones).await?;
         let mut results = Vec::with_capacity(req.recipients.len());
         for (i, r) in req.recipients.iter().enumerate() {
             let fail = |error: String| BulkResult {
@@ -119,8 +137,12 @@ impl BulkService {
                     continue;
                 }
             };
-            // The contacts CRM (issue 14, item 3) is not part of this build: once it is,
-            // a recipient whose contact opted out is skipped here with its reason.
+            if opted_out.contains(to_phone(&r.phone).as_deref().unwrap_or_default()) {
+                results.push(fail(
+                    "skipped: this contact opted out of template messages".to_string(),
+                ));
+                continue;
+            }
             let mut components = req.components.clone();
             if !r.variables.is_empty() || !shared_body {
                 let mut params = Vec::with_capacity(wanted);

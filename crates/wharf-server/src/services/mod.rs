@@ -122,10 +122,15 @@ impl Services {
     ) -> Self {
         let clock = messages.clock().clone();
         let social = Arc::new(SocialService::new(store.clone(), engines.clone(), clock.clone()));
-        let bulk = Arc::new(BulkService::new(messages.clone(), templates.clone()));
+        let crm = Arc::new(CrmService::new(store.clone(), clock.clone()));
+        let bulk = Arc::new(BulkService::new(
+            messages.clone(),
+            templates.clone(),
+            crm.clone(),
+        ));
         Self {
             social,
-            crm: Arc::new(CrmService::new(store.clone(), clock.clone())),
+            crm,
             business_profile: Arc::new(BusinessProfileService::new(
                 store.clone(),
                 cloud.clone(),

@@ -205,3 +205,35 @@ async fn a_bulk_call_is_checked_before_anything_is_queued(mut app: wharf_testkit
     }
     assert_eq!(sent_count(&app, &session).await, before);
 }
+
+#[wharf_testkit::dual_test]
+async fn a_contact_who_opted_out_is_skipped_and_told_why(mut app: wharf_testkit::TestApp) {
+    let (session, _) = app.connected_session().await;
+    create(&app, simple(&session, "welcome_message", "Hello {{1}}!")).await;
+    // The CRM knows two of the three numbers; one of them opted out.
+    for (phone, opted_in) in [("+15550107001", false), ("+15550107002", true)] {
+        app.post("/v1/whatsapp/contacts")
+            .json(json!({"accountId": session, "phone": phone, "name": "C", "isOptedIn": opted_in}))
+            .expect(200)
+            .await;
+    }
+    let answer = bulk(
+        &app,
+        json!({"accountId": session, "template": {"name": "welcome_message", "language": "en_US"},
+        "recipients": [
+            {"phone": "+1 555 010 7001", "variables": {"1": "Out"}},
+            {"phone": "+15550107002", "variables": {"1": "In"}},
+            {"phone": "+15550107003", "variables": {"1": "Unknown"}}]}),
+    )
+    .await;
+    assert_eq!((answer.summary.sent, answer.summary.failed), (2, 1));
+    let r = &answer.results;
+    assert!(!r[0].success && r[0].message_id.is_none());
+    assert!(
+        r[0].error.as_deref().unwrap().contains("opted out"),
+        "{:?}",
+        r[0].error
+    );
+    assert!(r[1].success && r[2].success);
+    assert_eq!(sent_count(&app, &session).await, 2);
+}
