@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Zernio's own Python SDK (`late-sdk` from PyPI, unchanged) drives Wharf's Business API
-# template routes against a fresh `wharf serve` (debug build, emulator engine, SQLite).
+# template and business-profile routes against a fresh `wharf serve` (debug build, emulator engine, SQLite).
 #   scripts/zernio-sdk/run.sh
 # LATE_SDK pins the version (default: the newest). The SDK comes from .ci/venv, created and
-# filled when missing. Prints one closing line: `zernio-sdk: passed` or `zernio-sdk: failed`.
+# filled when missing. Prints one closing line: `zernio-sdk: N passed, M failed`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv="$PWD/.ci/venv"
@@ -37,10 +37,10 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-if WHARF_URL="http://127.0.0.1:$port" WHARF_PAT="$pat" "$venv/bin/python" scripts/zernio-sdk/templates.py; then
-  echo "zernio-sdk: passed"
+if WHARF_URL="http://127.0.0.1:$port" WHARF_PAT="$pat" "$venv/bin/python" scripts/zernio-sdk/calls.py 2>&1 | tee "$work/out.txt"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+  echo "zernio-sdk: $(grep -c '^ok:' "$work/out.txt") passed, 0 failed"
 else
   echo "--- server log"; tail -n 50 "$work/server.log"
-  echo "zernio-sdk: failed"
+  echo "zernio-sdk: $(grep -c '^ok:' "$work/out.txt") passed, 1 failed"
   exit 1
 fi

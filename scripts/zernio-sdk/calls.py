@@ -1,4 +1,4 @@
-"""Zernio's Python SDK, unchanged, against Wharf: every template call, on an emulator
+"""Zernio's Python SDK, unchanged, against Wharf: every template call and the business profile, on an emulator
 session (the WhatsApp account), and its errors as the SDK raises them."""
 
 import json
@@ -93,3 +93,18 @@ try:
     check(False, "a deleted template is gone")
 except LateNotFoundError:
     check(True, "a deleted template is gone")
+
+# The business profile, through the SDK's own methods (stored on the emulator).
+updated = wa.update_whats_app_business_profile(
+    session, about="Open 9-5", description="Bikes and repairs", email="shop@example.com",
+    websites=["https://example.com"], vertical="RETAIL")
+check(updated.get("success") is True, f"profile update answers success ({updated})")
+profile = wa.get_whats_app_business_profile(session)["businessProfile"]
+check((profile["about"], profile["vertical"], profile["websites"])
+      == ("Open 9-5", "RETAIL", ["https://example.com"]), f"the profile reads back ({profile})")
+try:
+    wa.update_whats_app_business_profile(session, about="x" * 140)
+    check(False, "an about over 139 characters is refused")
+except LateAPIError as e:
+    check(getattr(e, "status_code", None) == 400 and "about" in str(e),
+          f"an about over 139 characters is refused naming it ({e})")
