@@ -617,7 +617,7 @@ mod tests {
                 &me,
                 &info.jid,
                 ParticipantAction::Promote,
-                &[b.clone()],
+                std::slice::from_ref(&b),
                 reach,
             )
             .unwrap();
@@ -627,7 +627,7 @@ mod tests {
                 &b,
                 &info.jid,
                 ParticipantAction::Demote,
-                &[me.clone()],
+                std::slice::from_ref(&me),
                 reach,
             )
             .unwrap();
