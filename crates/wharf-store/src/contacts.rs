@@ -340,10 +340,16 @@ async fn lock_contacts(
 
 /// Creates or updates the contact of each direct-chat sender of these inbound messages
 /// (inside the transaction that stores them): a new sender becomes a contact named by its
-/// number, opted in; a known one gets its received count and time moved on.
-pub(crate) async fn touch_inbound(conn: &mut AnyConnection, rows: &[MessageRow]) -> Result<()> {
+/// number, opted in; a known one gets its received count and time moved on. Only messages
+/// owned by `account`, the session's own: sandbox traffic routed to a developer's account
+/// makes no contact in the sandbox number's list.
+pub(crate) async fn touch_inbound(
+    conn: &mut AnyConnection,
+    account: AccountId,
+    rows: &[MessageRow],
+) -> Result<()> {
     for m in rows {
-        if m.direction != Direction::In {
+        if m.direction != Direction::In || m.account_id != account {
             continue;
         }
         let Some(phone) = m.chat_jid.phone() else {

@@ -1658,7 +1658,7 @@ impl Store {
         }
         crate::cloud::touch_windows(&mut tx, &rows).await?;
         // The senders' contacts (CRM) change with the messages that tell of them.
-        crate::contacts::touch_inbound(&mut tx, &rows).await?;
+        crate::contacts::touch_inbound(&mut tx, account, &rows).await?;
         let events: Vec<Event> = rows
             .iter()
             .zip(tags)
