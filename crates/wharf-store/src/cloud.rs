@@ -100,8 +100,8 @@ pub(crate) async fn insert_cloud(
         "INSERT INTO cloud_sessions ({CLOUD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(session.to_string())
-        .bind(account.to_string())
+        .bind(session)
+        .bind(account)
         .bind(c.phone_number_id.clone())
         .bind(c.waba_id.clone())
         .bind(c.access_token.clone())
@@ -153,7 +153,7 @@ impl Store {
     pub async fn cloud_session(&self, session: SessionId) -> Result<Option<CloudRow>> {
         let sql = format!("SELECT {CLOUD_COLUMNS} FROM cloud_sessions WHERE session_id = $1");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(session.to_string())
+            .bind(session)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
@@ -242,7 +242,7 @@ impl Store {
         .bind(c.graph_version.clone())
         .bind(c.throughput_per_second.map(i64::from))
         .bind(now_millis())
-        .bind(session.to_string())
+        .bind(session)
         .execute(&self.write)
         .await
         .map_err(|e| conflict_or(e, "phone_number_id"))?;
@@ -253,7 +253,7 @@ impl Store {
     /// another session may then use).
     pub async fn delete_cloud_session(&self, session: SessionId) -> Result<()> {
         sqlx::query("DELETE FROM cloud_sessions WHERE session_id = $1")
-            .bind(session.to_string())
+            .bind(session)
             .execute(&self.write)
             .await?;
         Ok(())
@@ -264,7 +264,7 @@ impl Store {
         let at: Option<i64> = sqlx::query_scalar(
             "SELECT last_inbound_at FROM chat_windows WHERE session_id = $1 AND chat_jid = $2",
         )
-        .bind(session.to_string())
+        .bind(session)
         .bind(chat.to_string())
         .fetch_optional(&self.read)
         .await?;
@@ -370,9 +370,9 @@ impl Store {
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .persistent(false)
-                .bind(session.to_string());
+                .bind(session);
             for id in chunk {
-                q = q.bind(id.to_string());
+                q = q.bind(id);
             }
             for row in q.fetch_all(&mut *tx).await? {
                 let mut m = MessageRow::from_row(&row)?;
@@ -428,7 +428,7 @@ impl Store {
                 changed.push(pid);
             }
             sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND action = 'send'")
-                .bind(id.to_string())
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -462,7 +462,7 @@ pub(crate) async fn touch_windows(conn: &mut AnyConnection, rows: &[MessageRow])
              CASE WHEN excluded.last_inbound_at > chat_windows.last_inbound_at \
              THEN excluded.last_inbound_at ELSE chat_windows.last_inbound_at END",
         )
-        .bind(session.to_string())
+        .bind(session)
         .bind(chat)
         .bind(at)
         .execute(&mut *conn)
@@ -482,7 +482,7 @@ impl Store {
             "SELECT provider_msg_id FROM messages WHERE session_id = $1 AND chat_jid = $2 \
              AND direction = 'in' ORDER BY id DESC LIMIT 1",
         )
-        .bind(session.to_string())
+        .bind(session)
         .bind(chat.to_string())
         .fetch_optional(&self.read)
         .await?;

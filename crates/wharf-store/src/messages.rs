@@ -709,7 +709,7 @@ async fn owned_message(
     )
     .bind(session)
     .bind(provider_id.to_owned())
-    .bind(owner.to_string())
+    .bind(owner)
     .fetch_optional(conn)
     .await?;
     Ok(found.and_then(|id| id.parse().ok()))

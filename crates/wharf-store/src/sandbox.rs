@@ -145,13 +145,13 @@ async fn insert_sandbox(conn: &mut AnyConnection, r: &SandboxRow) -> Result<()> 
         "INSERT INTO sandbox_sessions ({SANDBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(r.id.to_string())
-        .bind(r.account_id.to_string())
+        .bind(r.id)
+        .bind(r.account_id)
         .bind(r.dialect.as_str())
         .bind(r.phone.e164().to_owned())
         .bind(r.status.as_str())
         .bind(r.activation_code.clone())
-        .bind(r.agent_id.map(|a| a.to_string()))
+        .bind(r.agent_id)
         .bind(r.expires_at)
         .bind(r.activated_at)
         .bind(r.created_at)
@@ -169,11 +169,11 @@ async fn update_sandbox(conn: &mut AnyConnection, r: &SandboxRow) -> Result<()> 
     .bind(r.dialect.as_str())
     .bind(r.status.as_str())
     .bind(r.activation_code.clone())
-    .bind(r.agent_id.map(|a| a.to_string()))
+    .bind(r.agent_id)
     .bind(r.expires_at)
     .bind(r.activated_at)
     .bind(r.updated_at)
-    .bind(r.id.to_string())
+    .bind(r.id)
     .execute(conn)
     .await?;
     Ok(())
@@ -345,7 +345,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO sandbox_number (id, session_id, updated_at) VALUES (1, $1, $2)",
             )
-            .bind(session.to_string())
+            .bind(session)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -365,7 +365,7 @@ impl Store {
              ORDER BY created_at, id"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account.to_string())
+            .bind(account)
             .bind(now)
             .fetch_all(&self.read)
             .await?
@@ -385,8 +385,8 @@ impl Store {
             "SELECT {SANDBOX_COLUMNS} FROM sandbox_sessions WHERE id = $1 AND account_id = $2 AND expires_at > $3"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .bind(now)
             .fetch_optional(&self.read)
             .await?
@@ -443,7 +443,7 @@ impl Store {
         );
         let live: Vec<SandboxRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(rules.phone.e164().to_owned())
-            .bind(rules.account.to_string())
+            .bind(rules.account)
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -466,8 +466,8 @@ impl Store {
             let found: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT id FROM sandbox_agents WHERE id = $1 AND account_id = $2{lock}"
             )))
-            .bind(agent.to_string())
-            .bind(rules.account.to_string())
+            .bind(agent)
+            .bind(rules.account)
             .fetch_optional(&mut *tx)
             .await?;
             if found.is_none() {
@@ -531,8 +531,8 @@ impl Store {
         let done = sqlx::query(
             "DELETE FROM sandbox_sessions WHERE id = $1 AND account_id = $2 AND expires_at > $3",
         )
-        .bind(id.to_string())
-        .bind(account.to_string())
+        .bind(id)
+        .bind(account)
         .bind(now)
         .execute(&self.write)
         .await?;
@@ -554,7 +554,7 @@ impl Store {
             "SELECT id FROM sandbox_sessions WHERE account_id = $1 AND phone = $2 AND status = 'active' \
              AND expires_at > $3",
         )
-        .bind(account.to_string())
+        .bind(account)
         .bind(phone.e164().to_owned())
         .bind(now)
         .fetch_optional(&self.read)
@@ -572,12 +572,12 @@ impl Store {
             "INSERT INTO sandbox_agents ({AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(row.id.to_string())
-            .bind(row.account_id.to_string())
+            .bind(row.id)
+            .bind(row.account_id)
             .bind(row.name.clone())
             .bind(row.description.clone())
             .bind(row.webhook_url.clone())
-            .bind(row.webhook_id.map(|w| w.to_string()))
+            .bind(row.webhook_id)
             .bind(row.created_at)
             .bind(row.updated_at)
             .execute(&mut *tx)
@@ -609,8 +609,8 @@ impl Store {
             "SELECT {AGENT_COLUMNS} FROM sandbox_agents WHERE id = $1 AND account_id = $2{lock}"
         );
         let Some(mut row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&mut *tx)
             .await?
             .as_ref()
@@ -640,8 +640,8 @@ impl Store {
                 )
                 .bind(url.clone())
                 .bind(now)
-                .bind(hook.to_string())
-                .bind(account.to_string())
+                .bind(hook)
+                .bind(account)
                 .execute(&mut *tx)
                 .await?;
                 row.webhook_url = Some(url);
@@ -660,10 +660,10 @@ impl Store {
         .bind(row.name.clone())
         .bind(row.description.clone())
         .bind(row.webhook_url.clone())
-        .bind(row.webhook_id.map(|w| w.to_string()))
+        .bind(row.webhook_id)
         .bind(row.updated_at)
-        .bind(row.id.to_string())
-        .bind(row.account_id.to_string())
+        .bind(row.id)
+        .bind(row.account_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -675,7 +675,7 @@ impl Store {
         let sql =
             format!("SELECT {AGENT_COLUMNS} FROM sandbox_agents WHERE account_id = $1 ORDER BY id");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account.to_string())
+            .bind(account)
             .fetch_all(&self.read)
             .await?
             .iter()
@@ -688,8 +688,8 @@ impl Store {
         let sql =
             format!("SELECT {AGENT_COLUMNS} FROM sandbox_agents WHERE id = $1 AND account_id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
@@ -704,8 +704,8 @@ impl Store {
         let hook: Option<Option<String>> = sqlx::query_scalar(
             "SELECT webhook_id FROM sandbox_agents WHERE id = $1 AND account_id = $2",
         )
-        .bind(id.to_string())
-        .bind(account.to_string())
+        .bind(id)
+        .bind(account)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(hook) = hook else {
@@ -713,8 +713,8 @@ impl Store {
         };
         // The agent row first: a binding in flight holds it, so the unbinding below sees it.
         sqlx::query("DELETE FROM sandbox_agents WHERE id = $1 AND account_id = $2")
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .execute(&mut *tx)
             .await?;
         if let Some(hook) = hook.and_then(|h| h.parse().ok()) {
@@ -723,8 +723,8 @@ impl Store {
         sqlx::query(
             "UPDATE sandbox_sessions SET agent_id = NULL WHERE agent_id = $1 AND account_id = $2",
         )
-        .bind(id.to_string())
-        .bind(account.to_string())
+        .bind(id)
+        .bind(account)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -129,25 +129,25 @@ pub(crate) async fn insert_webhook(
     mut row: WebhookRow,
 ) -> Result<WebhookRow> {
     let cursor: i64 = sqlx::query_scalar("SELECT event_seq FROM accounts WHERE id = $1")
-        .bind(row.account_id.to_string())
+        .bind(row.account_id)
         .fetch_one(&mut *conn)
         .await?;
     row.event_cursor = cursor;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     )))
-    .bind(row.id.to_string())
-    .bind(row.account_id.to_string())
+    .bind(row.id)
+    .bind(row.account_id)
     .bind(row.target_url.clone())
     .bind(serde_json::to_string(&row.subscribed_events).unwrap_or_default())
-    .bind(row.session_id.map(|s| s.to_string()))
+    .bind(row.session_id)
     .bind(i64::from(row.is_active))
     .bind(row.signing_secret.clone())
     .bind(row.description.clone())
     .bind(row.event_cursor)
     .bind(row.created_at)
     .bind(row.updated_at)
-    .bind(row.agent_id.map(|a| a.to_string()))
+    .bind(row.agent_id)
     .bind(row.failing_since)
     .bind(row.disabled_at)
     .execute(&mut *conn)
@@ -165,8 +165,8 @@ pub(crate) async fn delete_webhook_in(
     // Nothing of another account's endpoint is touched.
     let mine: Option<String> =
         sqlx::query_scalar("SELECT id FROM webhooks WHERE id = $1 AND account_id = $2")
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&mut *conn)
             .await?;
     if mine.is_none() {
@@ -175,16 +175,16 @@ pub(crate) async fn delete_webhook_in(
     sqlx::query(
         "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $1)",
     )
-    .bind(id.to_string())
+    .bind(id)
     .execute(&mut *conn)
     .await?;
     sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
-        .bind(id.to_string())
+        .bind(id)
         .execute(&mut *conn)
         .await?;
     let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND account_id = $2")
-        .bind(id.to_string())
-        .bind(account.to_string())
+        .bind(id)
+        .bind(account)
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() == 1)
@@ -328,7 +328,7 @@ impl Store {
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = $1 AND agent_id IS NULL ORDER BY id"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account.to_string())
+            .bind(account)
             .fetch_all(&self.read)
             .await?
             .iter()
@@ -345,8 +345,8 @@ impl Store {
         let sql =
             format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1 AND account_id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
@@ -384,14 +384,14 @@ impl Store {
                 .map(|e| serde_json::to_string(e).unwrap_or_default()),
         )
         .bind(i64::from(edit.session_id.is_some()))
-        .bind(edit.session_id.flatten().map(|s| s.to_string()))
+        .bind(edit.session_id.flatten())
         .bind(edit.is_active.map(i64::from))
         .bind(i64::from(edit.description.is_some()))
         .bind(edit.description.clone().flatten())
         .bind(edit.signing_secret.clone())
         .bind(now)
-        .bind(id.to_string())
-        .bind(account.to_string())
+        .bind(id)
+        .bind(account)
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -455,7 +455,7 @@ impl Store {
             "UPDATE webhooks SET signing_secret = $1 WHERE id = $2 AND signing_secret = $3",
         )
         .bind(new.to_owned())
-        .bind(id.to_string())
+        .bind(id)
         .bind(old.to_owned())
         .execute(&self.write)
         .await?;
@@ -475,7 +475,7 @@ impl Store {
              WHERE webhook_id = $2 AND status = 'failed' AND created_at >= $3",
         )
         .bind(now)
-        .bind(webhook.to_string())
+        .bind(webhook)
         .bind(since)
         .execute(&self.write)
         .await?;
@@ -517,7 +517,7 @@ impl Store {
                 "UPDATE webhooks SET event_cursor = $1 WHERE id = $2 AND event_cursor = $3",
             )
             .bind(last)
-            .bind(hook.id.to_string())
+            .bind(hook.id)
             .bind(hook.event_cursor)
             .execute(&mut *tx)
             .await?;
@@ -541,9 +541,9 @@ impl Store {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
                 for e in chunk {
                     q = q
-                        .bind(DeliveryId::generate().to_string())
-                        .bind(hook.id.to_string())
-                        .bind(hook.account_id.to_string())
+                        .bind(DeliveryId::generate())
+                        .bind(hook.id)
+                        .bind(hook.account_id)
                         .bind(e.seq)
                         .bind(e.id.clone())
                         .bind(e.kind.clone())
@@ -604,7 +604,7 @@ impl Store {
             if let std::collections::hash_map::Entry::Vacant(slot) = hooks.entry(d.webhook_id) {
                 let hook: Option<(String, String)> =
                     sqlx::query_as("SELECT target_url, signing_secret FROM webhooks WHERE id = $1")
-                        .bind(d.webhook_id.to_string())
+                        .bind(d.webhook_id)
                         .fetch_optional(&self.read)
                         .await?;
                 slot.insert(hook);
@@ -659,8 +659,8 @@ impl Store {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for r in chunk {
                 q = q
-                    .bind(AttemptId::generate().to_string())
-                    .bind(r.delivery_id.to_string())
+                    .bind(AttemptId::generate())
+                    .bind(r.delivery_id)
                     .bind(r.attempted_at)
                     .bind(r.status_code.map(i64::from))
                     .bind(crate::plain(&r.error))
@@ -688,7 +688,7 @@ impl Store {
                     DeliveryStatus::Failed
                 };
                 q = q
-                    .bind(r.delivery_id.to_string())
+                    .bind(r.delivery_id)
                     .bind(status.as_str())
                     .bind(r.retry_at.map(|t| t.to_string()))
                     .bind(r.status_code.map(|c| c.to_string()))
@@ -711,7 +711,7 @@ impl Store {
         for (hook, (_, ok)) in latest {
             if ok {
                 sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                    .bind(hook.to_string())
+                    .bind(hook)
                     .execute(&mut *tx)
                     .await?;
                 continue;
@@ -720,7 +720,7 @@ impl Store {
                 "UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL",
             )
             .bind(now)
-            .bind(hook.to_string())
+            .bind(hook)
             .execute(&mut *tx)
             .await?;
             let Some(after) = disable_after else { continue };
@@ -729,7 +729,7 @@ impl Store {
                  WHERE id = $2 AND is_active = 1 AND failing_since <= $3 RETURNING account_id, target_url, failing_since",
             )
             .bind(now)
-            .bind(hook.to_string())
+            .bind(hook)
             .bind(now.saturating_sub(after))
             .fetch_optional(&mut *tx)
             .await?;
@@ -768,8 +768,8 @@ impl Store {
              ORDER BY id DESC LIMIT $3"
         );
         let rows: Vec<DeliveryRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(webhook.to_string())
-            .bind(before.map(|b| b.to_string()))
+            .bind(webhook)
+            .bind(before)
             .bind(limit + 1)
             .fetch_all(&self.read)
             .await?
@@ -789,7 +789,7 @@ impl Store {
             "SELECT id, delivery_id, attempted_at, status_code, error, duration_ms FROM webhook_attempts \
              WHERE delivery_id = $1 ORDER BY attempted_at, id",
         )
-        .bind(delivery.to_string())
+        .bind(delivery)
         .fetch_all(&self.read)
         .await?)
     }
@@ -804,8 +804,8 @@ impl Store {
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND webhook_id = $2"
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(webhook.to_string())
+            .bind(id)
+            .bind(webhook)
             .fetch_optional(&self.read)
             .await?
         else {
@@ -826,8 +826,8 @@ impl Store {
              WHERE id = $2 AND webhook_id = $3 AND (lease_until IS NULL OR lease_until < $1)",
         )
         .bind(now)
-        .bind(id.to_string())
-        .bind(webhook.to_string())
+        .bind(id)
+        .bind(webhook)
         .execute(&self.write)
         .await?;
         if done.rows_affected() == 1 {
