@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, FromRow, any::AnyRow};
 use wharf_core::{
-    AccountId, Event, EventType, Jid, MessageId, SessionId, SessionStatus,
+    AccountId, Event, EventType, Jid, MessageId, ProviderId, SessionId, SessionStatus,
     message::{Direction, MessageStatus, ReportedStatus},
     time::now_millis,
 };
@@ -141,7 +141,7 @@ pub struct TemplateStatusRow {
 /// A provider's report about a sent message, to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {
-    pub provider_id: String,
+    pub provider_id: ProviderId,
     /// Wharf's id of the message, when the provider echoed it back.
     pub message_id: Option<MessageId>,
     pub status: ReportedStatus,
@@ -349,7 +349,7 @@ impl Store {
             Backend::Postgres => " FOR UPDATE",
         };
         let mut tx = self.write.begin().await?;
-        let ids: Vec<&String> = reports.iter().map(|r| &r.provider_id).collect();
+        let ids: Vec<&ProviderId> = reports.iter().map(|r| &r.provider_id).collect();
         let mut by_provider = self
             .outgoing_by_provider_ids(&mut tx, session, &ids)
             .await?;
@@ -385,7 +385,7 @@ impl Store {
             }
         }
         let mut events: Vec<Event> = Vec::new();
-        let mut changed: Vec<String> = Vec::new();
+        let mut changed: Vec<ProviderId> = Vec::new();
         // Receipts first, then failures, so a failure reported with receipts ends the batch.
         let mut ordered: Vec<&StatusReport> = reports.iter().collect();
         ordered.sort_by_key(|r| matches!(r.status, ReportedStatus::Failed { .. }));
@@ -477,8 +477,8 @@ impl Store {
         &self,
         session: SessionId,
         chat: &Jid,
-    ) -> Result<Option<String>> {
-        let id: Option<Option<String>> = sqlx::query_scalar(
+    ) -> Result<Option<ProviderId>> {
+        let id: Option<Option<ProviderId>> = sqlx::query_scalar(
             "SELECT provider_msg_id FROM messages WHERE session_id = $1 AND chat_jid = $2 \
              AND direction = 'in' ORDER BY id DESC LIMIT 1",
         )

@@ -22,7 +22,7 @@ use wharf_core::{
     engine::EngineSession,
     jid::JidServer,
     message::{
-        Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ReceiptKind,
+        Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ProviderId, ReceiptKind,
         new_provider_id,
     },
     time::now_millis,
@@ -55,7 +55,7 @@ pub struct FailurePlan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeenMessage {
     /// Its WhatsApp id.
-    pub provider_id: String,
+    pub provider_id: ProviderId,
     /// The chat it is in.
     pub chat: Jid,
     /// Sent by the session (else written by the contact to the session).
@@ -77,8 +77,8 @@ const SEEN_KEPT: usize = 10_000;
 struct Network {
     failures: Option<FailurePlan>,
     not_on_whatsapp: HashSet<Phone>,
-    seen: HashMap<String, SeenMessage>,
-    seen_order: VecDeque<String>,
+    seen: HashMap<ProviderId, SeenMessage>,
+    seen_order: VecDeque<ProviderId>,
 }
 
 impl Network {
@@ -95,9 +95,9 @@ impl Network {
     /// Applies an action as the contact's phone would show it.
     fn apply(&mut self, action: &MessageAction) -> Result<(), EngineError> {
         fn ours<'a>(
-            seen: &'a mut HashMap<String, SeenMessage>,
+            seen: &'a mut HashMap<ProviderId, SeenMessage>,
             chat: &Jid,
-            id: &str,
+            id: &ProviderId,
         ) -> Result<&'a mut SeenMessage, EngineError> {
             match seen.get_mut(id) {
                 Some(m) if m.from_session && &m.chat == chat && !m.revoked => Ok(m),
@@ -202,8 +202,8 @@ impl Emulator {
         from: Jid,
         chat: Option<Jid>,
         content: Content,
-        quoted: Option<String>,
-    ) -> Result<String, EngineError> {
+        quoted: Option<ProviderId>,
+    ) -> Result<ProviderId, EngineError> {
         self.online_phone(session)?;
         let provider_id = new_provider_id();
         let message = Inbound {
@@ -248,7 +248,7 @@ impl Emulator {
     pub async fn receipt(
         &self,
         session: SessionId,
-        provider_id: String,
+        provider_id: ProviderId,
         kind: ReceiptKind,
     ) -> Result<(), EngineError> {
         self.online_phone(session)?;
@@ -429,7 +429,11 @@ impl Engine for Emulator {
         Ok(())
     }
 
-    async fn send(&self, session: SessionId, message: &Outbound) -> Result<String, EngineError> {
+    async fn send(
+        &self,
+        session: SessionId,
+        message: &Outbound,
+    ) -> Result<ProviderId, EngineError> {
         self.online_phone(session)?;
         let refusal = self.network(session, |n| {
             if let Some(plan) = &mut n.failures {

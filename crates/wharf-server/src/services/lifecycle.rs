@@ -6,7 +6,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use wharf_core::{
     EngineError, EngineSink, EngineUpdate, Event, EventType, Jid, MessageId, OperationStatus,
-    Phone, SessionId, SessionStatus,
+    Phone, ProviderId, SessionId, SessionStatus,
     engine::EngineSession,
     jid::JidServer,
     message::{Inbound, ReceiptKind},
@@ -123,7 +123,7 @@ impl Supervisor {
     async fn flush(
         &self,
         session: SessionId,
-        receipts: &mut Vec<(String, ReceiptKind, i64)>,
+        receipts: &mut Vec<(ProviderId, ReceiptKind, i64)>,
         reports: &mut Vec<StatusReport>,
         inbound: &mut Vec<Inbound>,
     ) -> Result<(), StoreError> {
