@@ -146,6 +146,7 @@ pub async fn run_with_store(
         store.clone(),
         outbound.clone(),
         secrets.clone(),
+        config.clock.clone(),
     ));
     let services = Services::new(
         store.clone(),

@@ -462,21 +462,23 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Queues again every failed delivery of `webhook` created at or after `since`, due at
-    /// `now` (they go out in their original order); returns how many.
+    /// Queues again every failed delivery of `account`'s endpoint `webhook` created at or after
+    /// `since`, due at `now` (they go out in their original order); returns how many.
     pub async fn recover_deliveries(
         &self,
+        account: AccountId,
         webhook: WebhookId,
         since: i64,
         now: i64,
     ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, lease_until = NULL, updated_at = $1 \
-             WHERE webhook_id = $2 AND status = 'failed' AND created_at >= $3",
+             WHERE webhook_id = $2 AND status = 'failed' AND created_at >= $3 AND account_id = $4",
         )
         .bind(now)
         .bind(webhook)
         .bind(since)
+        .bind(account)
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
@@ -558,16 +560,17 @@ impl Store {
         Ok(created)
     }
 
-    /// Claims up to `limit` due deliveries, at most `per_webhook` of one endpoint, under a
-    /// lease of `lease_ms`, skipping endpoints in `busy` (those at their concurrency cap).
+    /// Claims up to `limit` deliveries due at `now` (the server's clock), at most `per_webhook`
+    /// of one endpoint, under a lease of `lease_ms`, skipping endpoints in `busy` (those at
+    /// their concurrency cap).
     pub async fn claim_deliveries(
         &self,
+        now: i64,
         limit: i64,
         per_webhook: i64,
         lease_ms: i64,
         busy: &[WebhookId],
     ) -> Result<Vec<DeliveryJob>> {
-        let now = now_millis();
         let busy_list = if busy.is_empty() {
             String::new()
         } else {
@@ -756,21 +759,24 @@ impl Store {
         Ok(disabled)
     }
 
-    /// A page of an endpoint's deliveries, newest first, each with its attempts.
+    /// A page of the deliveries of `account`'s endpoint `webhook`, newest first, each with its
+    /// attempts.
     pub async fn list_deliveries(
         &self,
+        account: AccountId,
         webhook: WebhookId,
         before: Option<DeliveryId>,
         limit: i64,
     ) -> Result<Vec<(DeliveryRow, Vec<AttemptRow>)>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND ($2 IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3"
+             AND account_id = $4 ORDER BY id DESC LIMIT $3"
         );
         let rows: Vec<DeliveryRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(webhook)
             .bind(before)
             .bind(limit + 1)
+            .bind(account)
             .fetch_all(&self.read)
             .await?
             .iter()
@@ -794,18 +800,20 @@ impl Store {
         .await?)
     }
 
-    /// The delivery `id` of endpoint `webhook`.
+    /// The delivery `id` of `account`'s endpoint `webhook`.
     pub async fn get_delivery(
         &self,
+        account: AccountId,
         webhook: WebhookId,
         id: DeliveryId,
     ) -> Result<Option<(DeliveryRow, Vec<AttemptRow>)>> {
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND webhook_id = $2"
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND webhook_id = $2 AND account_id = $3"
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .bind(webhook)
+            .bind(account)
             .fetch_optional(&self.read)
             .await?
         else {
@@ -816,25 +824,31 @@ impl Store {
         Ok(Some((d, attempts)))
     }
 
-    /// Schedules a delivery again, now, whatever its state, unless an attempt is under way
-    /// (then `Ok(None)`; `Err` only on database failure). `Ok(Some(false))` when there is no
-    /// such delivery.
-    pub async fn redeliver(&self, webhook: WebhookId, id: DeliveryId) -> Result<Option<bool>> {
-        let now = now_millis();
+    /// Schedules a delivery of `account`'s endpoint `webhook` again at `now` (the server's
+    /// clock), whatever its state, unless an attempt is under way (then `Ok(None)`; `Err` only
+    /// on database failure). `Ok(Some(false))` when there is no such delivery.
+    pub async fn redeliver(
+        &self,
+        account: AccountId,
+        webhook: WebhookId,
+        id: DeliveryId,
+        now: i64,
+    ) -> Result<Option<bool>> {
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, lease_until = NULL, updated_at = $1 \
-             WHERE id = $2 AND webhook_id = $3 AND (lease_until IS NULL OR lease_until < $1)",
+             WHERE id = $2 AND webhook_id = $3 AND account_id = $4 AND (lease_until IS NULL OR lease_until < $1)",
         )
         .bind(now)
         .bind(id)
         .bind(webhook)
+        .bind(account)
         .execute(&self.write)
         .await?;
         if done.rows_affected() == 1 {
             return Ok(Some(true));
         }
         Ok(self
-            .get_delivery(webhook, id)
+            .get_delivery(account, webhook, id)
             .await?
             .map(|_| None)
             .unwrap_or(Some(false)))
