@@ -128,6 +128,7 @@ pub async fn run_with_store(
         config.default_engine,
         operations.clone(),
         cloud_service.clone(),
+        config.clock.clone(),
     ));
     let messages = Arc::new(MessageService::new(
         store.clone(),

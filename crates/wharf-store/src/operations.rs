@@ -100,10 +100,9 @@ impl Store {
             .transpose()
     }
 
-    /// Claims the oldest operation that is queued, or running under an expired lease, and
-    /// marks it running under a lease of `lease_ms`.
-    pub async fn claim_operation(&self, lease_ms: i64) -> Result<Option<OperationRow>> {
-        let now = now_millis();
+    /// Claims the oldest operation that is queued, or running under a lease expired at `now`
+    /// (the server's clock), and marks it running under a lease of `lease_ms`.
+    pub async fn claim_operation(&self, now: i64, lease_ms: i64) -> Result<Option<OperationRow>> {
         // The status re-check in the outer WHERE makes a concurrent claim of the same row
         // (another instance on PostgreSQL) update nothing instead of running it twice.
         // On PostgreSQL, instances skip rows another one is claiming instead of waiting.

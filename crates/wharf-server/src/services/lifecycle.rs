@@ -465,7 +465,11 @@ impl SessionService {
     /// Runs one queued deletion: logs the session out of its engine and marks it deleted.
     /// Returns `Ok(false)` when there was nothing to do.
     pub async fn run_next_operation(&self, lease_ms: i64) -> Result<bool, ServiceError> {
-        let Some(op) = self.store.claim_operation(lease_ms).await? else {
+        let Some(op) = self
+            .store
+            .claim_operation(self.clock.now_millis(), lease_ms)
+            .await?
+        else {
             return Ok(false);
         };
         let outcome = self.delete_now(op.account_id, op.session_id).await;
