@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use sqlx::{AnyConnection, FromRow, Row, any::AnyRow};
 use wharf_core::{
     AccountId, Event, EventType, Jid, MessageId, ProviderId, SessionId, SessionStatus,
     message::{Direction, MessageStatus, ReportedStatus},
@@ -45,45 +45,29 @@ pub struct CloudRow {
 const CLOUD_COLUMNS: &str = "session_id, account_id, phone_number_id, waba_id, access_token, app_secret, \
      verify_token_hash, graph_base_url, graph_version, throughput_per_second, created_at, updated_at";
 
-#[derive(Debug, FromRow)]
-struct RawCloud {
-    session_id: String,
-    account_id: String,
-    phone_number_id: String,
-    waba_id: String,
-    access_token: String,
-    app_secret: String,
-    verify_token_hash: String,
-    graph_base_url: Option<String>,
-    graph_version: Option<String>,
-    throughput_per_second: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
 impl CloudRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawCloud::from_row(row)?;
+        let session_id: SessionId = row.try_get("session_id")?;
         let corrupt =
-            |what: &str| StoreError::Corrupt(format!("cloud session {} {what}", raw.session_id));
+            |what: &str| StoreError::Corrupt(format!("cloud session {session_id} {what}"));
+        let throughput: Option<i64> = row.try_get("throughput_per_second")?;
         Ok(Self {
-            session_id: raw.session_id.parse().map_err(|_| corrupt("id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
+            session_id,
+            account_id: row.try_get("account_id")?,
             credentials: CloudCredentials {
-                phone_number_id: raw.phone_number_id,
-                waba_id: raw.waba_id,
-                access_token: raw.access_token,
-                app_secret: raw.app_secret,
-                verify_token_hash: raw.verify_token_hash,
-                graph_base_url: raw.graph_base_url,
-                graph_version: raw.graph_version,
-                throughput_per_second: raw
-                    .throughput_per_second
+                phone_number_id: row.try_get("phone_number_id")?,
+                waba_id: row.try_get("waba_id")?,
+                access_token: row.try_get("access_token")?,
+                app_secret: row.try_get("app_secret")?,
+                verify_token_hash: row.try_get("verify_token_hash")?,
+                graph_base_url: row.try_get("graph_base_url")?,
+                graph_version: row.try_get("graph_version")?,
+                throughput_per_second: throughput
                     .map(|t| u32::try_from(t).map_err(|_| corrupt("throughput_per_second")))
                     .transpose()?,
             },
-            created_at: raw.created_at,
-            updated_at: raw.updated_at,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! accounts, so inbound traffic from it has exactly one owner. Expired rows are ignored by
 //! every query and pruned by the next write.
 
-use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use sqlx::{AnyConnection, Row, any::AnyRow};
 use wharf_core::{
     AccountId, AgentId, Event, EventType, Jid, Phone, SandboxId, SessionId, WebhookId,
     message::Content,
@@ -81,42 +81,23 @@ pub struct SandboxRow {
 const SANDBOX_COLUMNS: &str = "id, account_id, dialect, phone, status, activation_code, agent_id, \
      expires_at, activated_at, created_at, updated_at";
 
-#[derive(FromRow)]
-struct RawSandbox {
-    id: String,
-    account_id: String,
-    dialect: String,
-    phone: String,
-    status: String,
-    activation_code: String,
-    agent_id: Option<String>,
-    expires_at: i64,
-    activated_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
 impl SandboxRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawSandbox::from_row(row)?;
-        let corrupt =
-            |what: &str| StoreError::Corrupt(format!("sandbox session {} {what}", raw.id));
+        let id: SandboxId = row.try_get("id")?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("sandbox session {id} {what}"));
+        let text = |column: &str| row.try_get::<String, _>(column);
         Ok(Self {
-            id: raw.id.parse().map_err(|_| corrupt("id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
-            dialect: SandboxDialect::parse(&raw.dialect).ok_or_else(|| corrupt("dialect"))?,
-            phone: Phone::parse(&raw.phone).map_err(|_| corrupt("phone"))?,
-            status: SandboxStatus::parse(&raw.status).ok_or_else(|| corrupt("status"))?,
-            activation_code: raw.activation_code,
-            agent_id: raw
-                .agent_id
-                .as_deref()
-                .map(|a| a.parse().map_err(|_| corrupt("agent_id")))
-                .transpose()?,
-            expires_at: raw.expires_at,
-            activated_at: raw.activated_at,
-            created_at: raw.created_at,
-            updated_at: raw.updated_at,
+            id,
+            account_id: row.try_get("account_id")?,
+            dialect: SandboxDialect::parse(&text("dialect")?).ok_or_else(|| corrupt("dialect"))?,
+            phone: Phone::parse(&text("phone")?).map_err(|_| corrupt("phone"))?,
+            status: SandboxStatus::parse(&text("status")?).ok_or_else(|| corrupt("status"))?,
+            activation_code: row.try_get("activation_code")?,
+            agent_id: row.try_get("agent_id")?,
+            expires_at: row.try_get("expires_at")?,
+            activated_at: row.try_get("activated_at")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
         })
     }
 
@@ -288,35 +269,17 @@ pub struct AgentRow {
 const AGENT_COLUMNS: &str =
     "id, account_id, name, description, webhook_url, webhook_id, created_at, updated_at";
 
-#[derive(FromRow)]
-struct RawAgent {
-    id: String,
-    account_id: String,
-    name: String,
-    description: Option<String>,
-    webhook_url: Option<String>,
-    webhook_id: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
 impl AgentRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawAgent::from_row(row)?;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("agent {} {what}", raw.id));
         Ok(Self {
-            id: raw.id.parse().map_err(|_| corrupt("id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
-            name: raw.name,
-            description: raw.description,
-            webhook_url: raw.webhook_url,
-            webhook_id: raw
-                .webhook_id
-                .as_deref()
-                .map(|w| w.parse().map_err(|_| corrupt("webhook_id")))
-                .transpose()?,
-            created_at: raw.created_at,
-            updated_at: raw.updated_at,
+            id: row.try_get("id")?,
+            account_id: row.try_get("account_id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            webhook_url: row.try_get("webhook_url")?,
+            webhook_id: row.try_get("webhook_id")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
         })
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use sqlx::{AnyConnection, FromRow, Row, any::AnyRow};
 use wharf_core::{
     AccountId, AgentId, AttemptId, DeliveryId, Event, EventType, SessionId, WebhookId,
     time::{now_millis, rfc3339},
@@ -55,52 +55,27 @@ pub struct WebhookEdit {
 const WEBHOOK_COLUMNS: &str = "id, account_id, target_url, subscribed_events, session_id, is_active, signing_secret, \
      description, event_cursor, created_at, updated_at, agent_id, failing_since, disabled_at";
 
-#[derive(FromRow)]
-struct RawWebhook {
-    id: String,
-    account_id: String,
-    target_url: String,
-    subscribed_events: String,
-    session_id: Option<String>,
-    is_active: i64,
-    signing_secret: String,
-    description: Option<String>,
-    event_cursor: i64,
-    created_at: i64,
-    updated_at: i64,
-    agent_id: Option<String>,
-    failing_since: Option<i64>,
-    disabled_at: Option<i64>,
-}
-
 impl WebhookRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawWebhook::from_row(row)?;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("webhook {} {what}", raw.id));
+        let id: WebhookId = row.try_get("id")?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("webhook {id} {what}"));
+        let subscribed_events: String = row.try_get("subscribed_events")?;
         Ok(Self {
-            id: raw.id.parse().map_err(|_| corrupt("id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
-            subscribed_events: serde_json::from_str(&raw.subscribed_events)
+            id,
+            account_id: row.try_get("account_id")?,
+            subscribed_events: serde_json::from_str(&subscribed_events)
                 .map_err(|_| corrupt("subscribed_events"))?,
-            session_id: raw
-                .session_id
-                .as_deref()
-                .map(|s| s.parse().map_err(|_| corrupt("session_id")))
-                .transpose()?,
-            agent_id: raw
-                .agent_id
-                .as_deref()
-                .map(|s| s.parse().map_err(|_| corrupt("agent_id")))
-                .transpose()?,
-            is_active: raw.is_active != 0,
-            target_url: raw.target_url,
-            signing_secret: raw.signing_secret,
-            description: raw.description,
-            event_cursor: raw.event_cursor,
-            created_at: raw.created_at,
-            updated_at: raw.updated_at,
-            failing_since: raw.failing_since,
-            disabled_at: raw.disabled_at,
+            session_id: row.try_get("session_id")?,
+            agent_id: row.try_get("agent_id")?,
+            is_active: row.try_get::<i64, _>("is_active")? != 0,
+            target_url: row.try_get("target_url")?,
+            signing_secret: row.try_get("signing_secret")?,
+            description: row.try_get("description")?,
+            event_cursor: row.try_get("event_cursor")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            failing_since: row.try_get("failing_since")?,
+            disabled_at: row.try_get("disabled_at")?,
         })
     }
 
@@ -238,43 +213,26 @@ pub struct DeliveryRow {
 const DELIVERY_COLUMNS: &str = "id, webhook_id, account_id, event_seq, event_id, event_type, status, attempts, \
      next_attempt_at, last_status_code, last_error, created_at, updated_at, delivered_at";
 
-#[derive(FromRow)]
-struct RawDelivery {
-    id: String,
-    webhook_id: String,
-    account_id: String,
-    event_seq: i64,
-    event_id: String,
-    event_type: String,
-    status: String,
-    attempts: i64,
-    next_attempt_at: Option<i64>,
-    last_status_code: Option<i64>,
-    last_error: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    delivered_at: Option<i64>,
-}
-
 impl DeliveryRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawDelivery::from_row(row)?;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("delivery {} {what}", raw.id));
+        let id: DeliveryId = row.try_get("id")?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("delivery {id} {what}"));
+        let status: String = row.try_get("status")?;
         Ok(Self {
-            id: raw.id.parse().map_err(|_| corrupt("id"))?,
-            webhook_id: raw.webhook_id.parse().map_err(|_| corrupt("webhook_id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
-            status: DeliveryStatus::parse(&raw.status).ok_or_else(|| corrupt("status"))?,
-            event_seq: raw.event_seq,
-            event_id: raw.event_id,
-            event_type: raw.event_type,
-            attempts: raw.attempts,
-            next_attempt_at: raw.next_attempt_at,
-            last_status_code: raw.last_status_code,
-            last_error: raw.last_error,
-            created_at: raw.created_at,
-            updated_at: raw.updated_at,
-            delivered_at: raw.delivered_at,
+            id,
+            webhook_id: row.try_get("webhook_id")?,
+            account_id: row.try_get("account_id")?,
+            status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+            event_seq: row.try_get("event_seq")?,
+            event_id: row.try_get("event_id")?,
+            event_type: row.try_get("event_type")?,
+            attempts: row.try_get("attempts")?,
+            next_attempt_at: row.try_get("next_attempt_at")?,
+            last_status_code: row.try_get("last_status_code")?,
+            last_error: row.try_get("last_error")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            delivered_at: row.try_get("delivered_at")?,
         })
     }
 }
