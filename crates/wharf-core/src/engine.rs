@@ -14,7 +14,7 @@ use crate::{
     AccountId, Jid, MessageId, Phone, SessionId,
     jid::JidServer,
     message::{
-        Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ReceiptKind,
+        Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ProviderId, ReceiptKind,
         ReportedStatus,
     },
     social::{
@@ -129,7 +129,7 @@ pub enum EngineUpdate {
     LoggedOut { reason: String },
     /// A receipt for a message this session sent.
     Receipt {
-        provider_id: String,
+        provider_id: ProviderId,
         kind: ReceiptKind,
         at: i64,
     },
@@ -139,7 +139,7 @@ pub enum EngineUpdate {
     /// when the provider echoes it back (so a report that beats the recording of the send
     /// still finds its message).
     Status {
-        provider_id: String,
+        provider_id: ProviderId,
         message_id: Option<MessageId>,
         status: ReportedStatus,
         at: i64,
@@ -230,7 +230,8 @@ pub trait Engine: Send + Sync {
 
     /// Sends a message; returns its WhatsApp id. Called again after a crash with the same
     /// [`Outbound::provider_id`] where the engine supports client ids.
-    async fn send(&self, session: SessionId, message: &Outbound) -> Result<String, EngineError>;
+    async fn send(&self, session: SessionId, message: &Outbound)
+    -> Result<ProviderId, EngineError>;
 
     /// Acts on sent or received messages.
     async fn act(&self, session: SessionId, action: &MessageAction) -> Result<(), EngineError>;

@@ -20,5 +20,6 @@ pub use id::{
 };
 pub use jid::{Jid, JidError};
 pub use keys::{KeyKind, NewToken, TokenHash};
+pub use message::ProviderId;
 pub use phone::{Phone, PhoneError};
 pub use session::{OperationStatus, SessionSettings, SessionStatus};

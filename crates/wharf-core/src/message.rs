@@ -13,17 +13,127 @@ pub const MAX_CAPTION_CHARS: usize = 1024;
 /// How long after sending a text message may be edited.
 pub const EDIT_WINDOW_MS: i64 = 15 * 60 * 1000;
 
-/// A WhatsApp Web style message id: `3EB0` and 28 hex digits, the first 12 of them the
-/// time in milliseconds and the other 16 random. Engines whose ids the client chooses get
-/// one at acceptance, so a resend after a crash carries the same id.
+/// A message's id at WhatsApp (`wamid.…` on the Cloud API, `3EB0…` on WhatsApp Web), kept
+/// apart from Wharf's own [`MessageId`] by its type. It is opaque text: Wharf never parses it,
+/// only compares and stores it. Serialized and bound to SQL as that text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProviderId(String);
+
+impl ProviderId {
+    /// The id WhatsApp (or an engine) gave a message.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// A WhatsApp Web style message id: `3EB0` and 28 hex digits, the first 12 of them the
+    /// time in milliseconds and the other 16 random. Engines whose ids the client chooses get
+    /// one at acceptance, so a resend after a crash carries the same id.
+    ///
+    /// Leading with the time keeps a session's new ids next to each other in the unique index
+    /// on provider ids: random ids scattered every send's index entry over the whole index, so
+    /// each group commit wrote (and first read) a page per message.
+    pub fn generate() -> Self {
+        use rand::RngCore;
+        let millis = u64::try_from(crate::time::now_millis()).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+        Self(format!("3EB0{millis:012X}{:016X}", rand::rng().next_u64()))
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the id is empty (a report or a reaction that names no message).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The id's text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for ProviderId {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl From<&str> for ProviderId {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
+impl AsRef<str> for ProviderId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ProviderId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ProviderId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ProviderId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// Provider ids bind to and read from SQL as their text, on sqlx's `Any` driver, like [`Id`].
 ///
-/// Leading with the time keeps a session's new ids next to each other in the unique index
-/// on provider ids: random ids scattered every send's index entry over the whole index, so
-/// each group commit wrote (and first read) a page per message.
-pub fn new_provider_id() -> String {
-    use rand::RngCore;
-    let millis = u64::try_from(crate::time::now_millis()).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
-    format!("3EB0{millis:012X}{:016X}", rand::rng().next_u64())
+/// [`Id`]: crate::Id
+#[cfg(feature = "sqlx")]
+mod sql {
+    use sqlx::{Any, Database, Decode, Encode, Type, encode::IsNull, error::BoxDynError};
+
+    use super::ProviderId;
+
+    impl Type<Any> for ProviderId {
+        fn type_info() -> <Any as Database>::TypeInfo {
+            <String as Type<Any>>::type_info()
+        }
+        fn compatible(ty: &<Any as Database>::TypeInfo) -> bool {
+            <String as Type<Any>>::compatible(ty)
+        }
+    }
+
+    impl Encode<'_, Any> for ProviderId {
+        fn encode_by_ref(
+            &self,
+            buf: &mut <Any as Database>::ArgumentBuffer,
+        ) -> Result<IsNull, BoxDynError> {
+            <String as Encode<'_, Any>>::encode(self.0.clone(), buf)
+        }
+    }
+
+    impl<'r> Decode<'r, Any> for ProviderId {
+        fn decode(value: <Any as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+            Ok(Self(<String as Decode<'r, Any>>::decode(value)?))
+        }
+    }
+}
+
+/// A fresh WhatsApp Web style id; see [`ProviderId::generate`].
+pub fn new_provider_id() -> ProviderId {
+    ProviderId::generate()
 }
 
 /// The kind of a message.
@@ -159,7 +269,7 @@ pub enum Content {
     Reaction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<MessageId>,
-        target_provider_id: String,
+        target_provider_id: ProviderId,
         emoji: String,
     },
     /// A text with up to three reply buttons.
@@ -523,11 +633,11 @@ pub struct Outbound {
     pub message_id: MessageId,
     /// The WhatsApp id chosen in advance (WhatsApp Web picks its own ids, so a resend after a
     /// crash reuses the id and WhatsApp drops the duplicate); `None` where the engine assigns.
-    pub provider_id: Option<String>,
+    pub provider_id: Option<ProviderId>,
     pub to: Jid,
     pub content: Content,
     /// The WhatsApp id of the message this one replies to.
-    pub quoted_provider_id: Option<String>,
+    pub quoted_provider_id: Option<ProviderId>,
     /// How many attempts at sending it came before this one.
     pub attempt: u32,
 }
@@ -536,17 +646,17 @@ pub struct Outbound {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MessageAction {
     /// Revoke for everyone.
-    Revoke { chat: Jid, provider_id: String },
+    Revoke { chat: Jid, provider_id: ProviderId },
     /// Replace the text.
     Edit {
         chat: Jid,
-        provider_id: String,
+        provider_id: ProviderId,
         text: String,
     },
     /// Send read receipts for received messages.
     MarkRead {
         chat: Jid,
-        provider_ids: Vec<String>,
+        provider_ids: Vec<ProviderId>,
     },
 }
 
@@ -564,7 +674,7 @@ pub enum Presence {
 /// A message that arrived.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inbound {
-    pub provider_id: String,
+    pub provider_id: ProviderId,
     /// The chat (the sender for direct chats, the group for groups).
     pub chat: Jid,
     /// Who wrote it.
@@ -573,7 +683,7 @@ pub struct Inbound {
     /// When WhatsApp says it was sent (ms).
     pub sent_at: i64,
     /// The WhatsApp id of the message it replies to, if it is a reply.
-    pub quoted_provider_id: Option<String>,
+    pub quoted_provider_id: Option<ProviderId>,
 }
 
 /// Whether `text` is exactly one emoji, as a reaction carries: a pictograph (with its
@@ -688,12 +798,12 @@ mod tests {
     fn provider_ids_are_whatsapp_style_unique_and_ordered_by_time() {
         let first = new_provider_id();
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let ids: Vec<String> = (0..1000).map(|_| new_provider_id()).collect();
+        let ids: Vec<ProviderId> = (0..1000).map(|_| new_provider_id()).collect();
         for id in &ids {
-            assert_eq!(id.len(), 32, "{id}");
-            assert!(id.starts_with("3EB0"), "{id}");
+            assert_eq!(id.as_str().len(), 32, "{id}");
+            assert!(id.as_str().starts_with("3EB0"), "{id}");
             assert!(
-                id[4..]
+                id.as_str()[4..]
                     .chars()
                     .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()),
                 "{id}"
@@ -703,7 +813,7 @@ mod tests {
                 "a later id sorts after an earlier one: {id} vs {first}"
             );
         }
-        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        let unique: std::collections::HashSet<&ProviderId> = ids.iter().collect();
         assert_eq!(
             unique.len(),
             ids.len(),

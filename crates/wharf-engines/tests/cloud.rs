@@ -50,7 +50,11 @@ impl CloudDirectory for Directory {
             .ok_or_else(|| EngineError::Permanent("no such cloud session".into()))
     }
 
-    async fn last_inbound_id(&self, _: SessionId, _: &Jid) -> Result<Option<String>, EngineError> {
+    async fn last_inbound_id(
+        &self,
+        _: SessionId,
+        _: &Jid,
+    ) -> Result<Option<wharf_core::ProviderId>, EngineError> {
         Ok(None)
     }
 }
@@ -127,7 +131,7 @@ async fn start_reads_the_number_and_an_expired_token_disconnects() {
         .send(s.session, &text("15551234567"))
         .await
         .unwrap();
-    assert!(wamid.starts_with("wamid."));
+    assert!(wamid.as_str().starts_with("wamid."));
 
     s.graph.expire_token(PNID);
     let err = s

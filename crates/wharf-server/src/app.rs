@@ -128,6 +128,7 @@ pub async fn run_with_store(
         config.default_engine,
         operations.clone(),
         cloud_service.clone(),
+        config.clock.clone(),
     ));
     let templates = Arc::new(TemplateService::new(
         store.clone(),
@@ -152,6 +153,7 @@ pub async fn run_with_store(
         store.clone(),
         outbound.clone(),
         secrets.clone(),
+        config.clock.clone(),
     ));
     let services = Services::new(
         store.clone(),

@@ -39,7 +39,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO accounts (id, name, event_seq, created_at) VALUES ($1, $2, 0, $3)",
         )
-        .bind(account.id.to_string())
+        .bind(account.id)
         .bind(&account.name)
         .bind(account.created_at)
         .execute(&mut *tx)
@@ -70,7 +70,7 @@ impl Store {
     /// The account `id`, if it exists.
     pub async fn get_account(&self, id: AccountId) -> Result<Option<AccountRow>> {
         sqlx::query("SELECT id, name, created_at FROM accounts WHERE id = $1")
-            .bind(id.to_string())
+            .bind(id)
             .fetch_optional(&self.read)
             .await?
             .as_ref()

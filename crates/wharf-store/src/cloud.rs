@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use sqlx::{AnyConnection, FromRow, Row, any::AnyRow};
 use wharf_core::{
-    AccountId, Event, EventType, Jid, MessageId, SessionId, SessionStatus,
+    AccountId, Event, EventType, Jid, MessageId, ProviderId, SessionId, SessionStatus,
     message::{Direction, MessageStatus, ReportedStatus},
     time::now_millis,
 };
@@ -45,45 +45,29 @@ pub struct CloudRow {
 const CLOUD_COLUMNS: &str = "session_id, account_id, phone_number_id, waba_id, access_token, app_secret, \
      verify_token_hash, graph_base_url, graph_version, throughput_per_second, created_at, updated_at";
 
-#[derive(Debug, FromRow)]
-struct RawCloud {
-    session_id: String,
-    account_id: String,
-    phone_number_id: String,
-    waba_id: String,
-    access_token: String,
-    app_secret: String,
-    verify_token_hash: String,
-    graph_base_url: Option<String>,
-    graph_version: Option<String>,
-    throughput_per_second: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
 impl CloudRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawCloud::from_row(row)?;
+        let session_id: SessionId = row.try_get("session_id")?;
         let corrupt =
-            |what: &str| StoreError::Corrupt(format!("cloud session {} {what}", raw.session_id));
+            |what: &str| StoreError::Corrupt(format!("cloud session {session_id} {what}"));
+        let throughput: Option<i64> = row.try_get("throughput_per_second")?;
         Ok(Self {
-            session_id: raw.session_id.parse().map_err(|_| corrupt("id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
+            session_id,
+            account_id: row.try_get("account_id")?,
             credentials: CloudCredentials {
-                phone_number_id: raw.phone_number_id,
-                waba_id: raw.waba_id,
-                access_token: raw.access_token,
-                app_secret: raw.app_secret,
-                verify_token_hash: raw.verify_token_hash,
-                graph_base_url: raw.graph_base_url,
-                graph_version: raw.graph_version,
-                throughput_per_second: raw
-                    .throughput_per_second
+                phone_number_id: row.try_get("phone_number_id")?,
+                waba_id: row.try_get("waba_id")?,
+                access_token: row.try_get("access_token")?,
+                app_secret: row.try_get("app_secret")?,
+                verify_token_hash: row.try_get("verify_token_hash")?,
+                graph_base_url: row.try_get("graph_base_url")?,
+                graph_version: row.try_get("graph_version")?,
+                throughput_per_second: throughput
                     .map(|t| u32::try_from(t).map_err(|_| corrupt("throughput_per_second")))
                     .transpose()?,
             },
-            created_at: raw.created_at,
-            updated_at: raw.updated_at,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
         })
     }
 }
@@ -100,8 +84,8 @@ pub(crate) async fn insert_cloud(
         "INSERT INTO cloud_sessions ({CLOUD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(session.to_string())
-        .bind(account.to_string())
+        .bind(session)
+        .bind(account)
         .bind(c.phone_number_id.clone())
         .bind(c.waba_id.clone())
         .bind(c.access_token.clone())
@@ -141,7 +125,7 @@ pub struct TemplateStatusRow {
 /// A provider's report about a sent message, to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusReport {
-    pub provider_id: String,
+    pub provider_id: ProviderId,
     /// Wharf's id of the message, when the provider echoed it back.
     pub message_id: Option<MessageId>,
     pub status: ReportedStatus,
@@ -153,7 +137,7 @@ impl Store {
     pub async fn cloud_session(&self, session: SessionId) -> Result<Option<CloudRow>> {
         let sql = format!("SELECT {CLOUD_COLUMNS} FROM cloud_sessions WHERE session_id = $1");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(session.to_string())
+            .bind(session)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
@@ -242,7 +226,7 @@ impl Store {
         .bind(c.graph_version.clone())
         .bind(c.throughput_per_second.map(i64::from))
         .bind(now_millis())
-        .bind(session.to_string())
+        .bind(session)
         .execute(&self.write)
         .await
         .map_err(|e| conflict_or(e, "phone_number_id"))?;
@@ -253,7 +237,7 @@ impl Store {
     /// another session may then use).
     pub async fn delete_cloud_session(&self, session: SessionId) -> Result<()> {
         sqlx::query("DELETE FROM cloud_sessions WHERE session_id = $1")
-            .bind(session.to_string())
+            .bind(session)
             .execute(&self.write)
             .await?;
         Ok(())
@@ -264,7 +248,7 @@ impl Store {
         let at: Option<i64> = sqlx::query_scalar(
             "SELECT last_inbound_at FROM chat_windows WHERE session_id = $1 AND chat_jid = $2",
         )
-        .bind(session.to_string())
+        .bind(session)
         .bind(chat.to_string())
         .fetch_optional(&self.read)
         .await?;
@@ -349,7 +333,7 @@ impl Store {
             Backend::Postgres => " FOR UPDATE",
         };
         let mut tx = self.write.begin().await?;
-        let ids: Vec<&String> = reports.iter().map(|r| &r.provider_id).collect();
+        let ids: Vec<&ProviderId> = reports.iter().map(|r| &r.provider_id).collect();
         let mut by_provider = self
             .outgoing_by_provider_ids(&mut tx, session, &ids)
             .await?;
@@ -370,9 +354,9 @@ impl Store {
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .persistent(false)
-                .bind(session.to_string());
+                .bind(session);
             for id in chunk {
-                q = q.bind(id.to_string());
+                q = q.bind(id);
             }
             for row in q.fetch_all(&mut *tx).await? {
                 let mut m = MessageRow::from_row(&row)?;
@@ -385,7 +369,7 @@ impl Store {
             }
         }
         let mut events: Vec<Event> = Vec::new();
-        let mut changed: Vec<String> = Vec::new();
+        let mut changed: Vec<ProviderId> = Vec::new();
         // Receipts first, then failures, so a failure reported with receipts ends the batch.
         let mut ordered: Vec<&StatusReport> = reports.iter().collect();
         ordered.sort_by_key(|r| matches!(r.status, ReportedStatus::Failed { .. }));
@@ -428,7 +412,7 @@ impl Store {
                 changed.push(pid);
             }
             sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND action = 'send'")
-                .bind(id.to_string())
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -462,7 +446,7 @@ pub(crate) async fn touch_windows(conn: &mut AnyConnection, rows: &[MessageRow])
              CASE WHEN excluded.last_inbound_at > chat_windows.last_inbound_at \
              THEN excluded.last_inbound_at ELSE chat_windows.last_inbound_at END",
         )
-        .bind(session.to_string())
+        .bind(session)
         .bind(chat)
         .bind(at)
         .execute(&mut *conn)
@@ -477,12 +461,12 @@ impl Store {
         &self,
         session: SessionId,
         chat: &Jid,
-    ) -> Result<Option<String>> {
-        let id: Option<Option<String>> = sqlx::query_scalar(
+    ) -> Result<Option<ProviderId>> {
+        let id: Option<Option<ProviderId>> = sqlx::query_scalar(
             "SELECT provider_msg_id FROM messages WHERE session_id = $1 AND chat_jid = $2 \
              AND direction = 'in' ORDER BY id DESC LIMIT 1",
         )
-        .bind(session.to_string())
+        .bind(session)
         .bind(chat.to_string())
         .fetch_optional(&self.read)
         .await?;

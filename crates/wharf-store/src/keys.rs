@@ -62,9 +62,9 @@ pub(crate) async fn insert_key(
     )
     .bind(&token.hash.0)
     .bind(&token.fingerprint)
-    .bind(key.account_id.to_string())
+    .bind(key.account_id)
     .bind(key.kind.as_str())
-    .bind(key.session_id.map(|s| s.to_string()))
+    .bind(key.session_id)
     .bind(key.label.clone())
     .bind(created_at)
     .execute(conn)
@@ -88,7 +88,7 @@ pub(crate) async fn revoke_session_keys(
 ) -> Result<()> {
     sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL")
         .bind(now_millis())
-        .bind(session.to_string())
+        .bind(session)
         .execute(conn)
         .await?;
     Ok(())
@@ -160,7 +160,7 @@ impl Store {
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at DESC, fingerprint"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account.to_string())
+            .bind(account)
             .fetch_all(&self.read)
             .await?
             .iter()

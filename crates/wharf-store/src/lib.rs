@@ -25,7 +25,6 @@ pub(crate) fn plain_str(text: &str) -> String {
 mod accounts;
 mod authcache;
 mod cloud;
-mod wa_contacts;
 mod contacts;
 mod events;
 mod keys;
@@ -35,13 +34,13 @@ mod pool;
 mod sandbox;
 mod sessions;
 mod templates;
+mod wa_contacts;
 mod webhooks;
 
 use std::{path::Path, str::FromStr, time::Duration};
 
 pub use accounts::AccountRow;
 pub use cloud::{CloudCredentials, CloudRow, CloudSessionState, StatusReport, TemplateStatusRow};
-pub use wa_contacts::ContactNameRow;
 pub use contacts::{ContactPage, ContactQuery, ContactRow, GroupCount, GroupSummary};
 pub use events::EventRow;
 pub use keys::{KeyRow, NewKey};
@@ -60,6 +59,7 @@ use sqlx::{
     migrate::Migrator,
 };
 pub use templates::TemplateRow;
+pub use wa_contacts::ContactNameRow;
 pub use webhooks::{
     AttemptResult, AttemptRow, DeliveryJob, DeliveryRow, DeliveryStatus, WebhookEdit, WebhookRow,
 };

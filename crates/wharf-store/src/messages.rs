@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use wharf_core::{
-    AccountId, Event, EventType, Jid, JobId, MessageId, SessionId,
+    AccountId, Event, EventType, Jid, JobId, MessageId, ProviderId, SessionId,
     message::{Content, Direction, Inbound, MessageKind, MessageStatus, ReceiptKind},
     time::now_millis,
 };
@@ -26,7 +26,7 @@ pub struct MessageRow {
     pub kind: MessageKind,
     pub content: Content,
     pub status: MessageStatus,
-    pub provider_msg_id: Option<String>,
+    pub provider_msg_id: Option<ProviderId>,
     pub quoted_message_id: Option<MessageId>,
     pub failure_reason: Option<String>,
     pub attempts: i64,
@@ -573,8 +573,8 @@ impl Store {
         &self,
         tx: &mut sqlx::AnyConnection,
         session: SessionId,
-        ids: &[&String],
-    ) -> Result<HashMap<String, MessageRow>> {
+        ids: &[&ProviderId],
+    ) -> Result<HashMap<ProviderId, MessageRow>> {
         let lock = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE",
@@ -592,7 +592,7 @@ impl Store {
                 .persistent(false)
                 .bind(session);
             for id in chunk {
-                q = q.bind((*id).clone());
+                q = q.bind(*id);
             }
             for row in q.fetch_all(&mut *tx).await? {
                 let m = MessageRow::from_row(&row)?;
@@ -630,7 +630,7 @@ pub enum JobOutcome {
     Sent {
         job: OutboxJob,
         message: Option<Box<MessageRow>>,
-        provider_id: String,
+        provider_id: ProviderId,
         at: i64,
     },
     /// An action was carried out.
@@ -676,7 +676,7 @@ impl JobOutcome {
         let cut = |text: &str| clean(text).chars().take(max_chars).collect::<String>();
         let mut out = self.clone();
         match &mut out {
-            Self::Sent { provider_id, .. } => *provider_id = clean(provider_id),
+            Self::Sent { provider_id, .. } => *provider_id = clean(provider_id.as_str()).into(),
             Self::Retry { error, .. } => *error = cut(error),
             Self::Failed { reason, .. } => *reason = cut(reason),
             Self::Done { .. } | Self::Defer { .. } => {}
@@ -702,14 +702,14 @@ async fn owned_message(
     conn: &mut AnyConnection,
     session: SessionId,
     owner: AccountId,
-    provider_id: &str,
+    provider_id: &ProviderId,
 ) -> Result<Option<MessageId>> {
     let found: Option<String> = sqlx::query_scalar(
         "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2 AND account_id = $3",
     )
     .bind(session)
-    .bind(provider_id.to_owned())
-    .bind(owner.to_string())
+    .bind(provider_id)
+    .bind(owner)
     .fetch_optional(conn)
     .await?;
     Ok(found.and_then(|id| id.parse().ok()))
@@ -754,7 +754,11 @@ fn bind_message<'q>(
         .bind(m.kind.as_str())
         .bind(serde_json::to_string(&m.content).unwrap_or_default())
         .bind(m.status.as_str())
-        .bind(crate::plain(&m.provider_msg_id))
+        .bind(
+            m.provider_msg_id
+                .as_ref()
+                .map(|p| crate::plain_str(p.as_str())),
+        )
         .bind(m.quoted_message_id)
         .bind(crate::plain(&m.failure_reason))
         .bind(m.attempts)
@@ -790,7 +794,7 @@ pub(crate) async fn write_message(conn: &mut AnyConnection, m: &MessageRow) -> R
     )
     .bind(serde_json::to_string(&m.content).unwrap_or_default())
     .bind(m.status.as_str())
-    .bind(crate::plain(&m.provider_msg_id))
+    .bind(m.provider_msg_id.as_ref().map(|p| crate::plain_str(p.as_str())))
     .bind(crate::plain(&m.failure_reason))
     .bind(m.attempts)
     .bind(m.sent_at)
@@ -1356,10 +1360,7 @@ impl Store {
             );
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false);
             for (_, m, provider_id, at) in chunk {
-                q = q
-                    .bind(m.id)
-                    .bind((*provider_id).clone())
-                    .bind(at.to_string());
+                q = q.bind(m.id).bind(*provider_id).bind(at.to_string());
             }
             let updated: std::collections::HashSet<String> =
                 q.fetch_all(&mut *tx).await?.into_iter().collect();
@@ -1450,13 +1451,13 @@ impl Store {
     pub async fn apply_receipts(
         &self,
         session: SessionId,
-        receipts: &[(String, ReceiptKind, i64)],
+        receipts: &[(ProviderId, ReceiptKind, i64)],
     ) -> Result<()> {
         if receipts.is_empty() {
             return Ok(());
         }
         let mut tx = self.write.begin().await?;
-        let ids: Vec<&String> = {
+        let ids: Vec<&ProviderId> = {
             let mut seen = std::collections::HashSet::new();
             receipts
                 .iter()
@@ -1468,7 +1469,7 @@ impl Store {
             .outgoing_by_provider_ids(&mut tx, session, &ids)
             .await?;
         let mut events = Vec::new();
-        let mut changed: Vec<String> = Vec::new();
+        let mut changed: Vec<ProviderId> = Vec::new();
         for (provider_id, kind, at) in receipts {
             let Some(row) = rows.get_mut(provider_id) else {
                 continue;
@@ -1578,7 +1579,7 @@ impl Store {
                     "SELECT id FROM messages WHERE session_id = $1 AND provider_msg_id = $2",
                 )
                 .bind(session)
-                .bind(m.provider_id.clone())
+                .bind(&m.provider_id)
                 .fetch_optional(&mut *tx)
                 .await?;
                 if seen.is_none() && live.activated_by(&m.content) {
@@ -1730,7 +1731,7 @@ impl Store {
     pub async fn message_by_provider_id(
         &self,
         session: SessionId,
-        provider_id: &str,
+        provider_id: &ProviderId,
     ) -> Result<Option<MessageRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM messages WHERE session_id = $1 AND provider_msg_id = $2"

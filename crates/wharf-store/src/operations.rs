@@ -60,9 +60,9 @@ pub(crate) async fn insert_operation(
         "INSERT INTO operations (id, account_id, session_id, kind, status, attempts, enqueued_at) \
          VALUES ($1, $2, $3, $4, 'queued', 0, $5)",
     )
-    .bind(id.to_string())
-    .bind(account.to_string())
-    .bind(session.to_string())
+    .bind(id)
+    .bind(account)
+    .bind(session)
     .bind(kind)
     .bind(now)
     .execute(conn)
@@ -91,8 +91,8 @@ impl Store {
     ) -> Result<Option<OperationRow>> {
         let sql = format!("SELECT {COLUMNS} FROM operations WHERE id = $1 AND account_id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
@@ -100,10 +100,9 @@ impl Store {
             .transpose()
     }
 
-    /// Claims the oldest operation that is queued, or running under an expired lease, and
-    /// marks it running under a lease of `lease_ms`.
-    pub async fn claim_operation(&self, lease_ms: i64) -> Result<Option<OperationRow>> {
-        let now = now_millis();
+    /// Claims the oldest operation that is queued, or running under a lease expired at `now`
+    /// (the server's clock), and marks it running under a lease of `lease_ms`.
+    pub async fn claim_operation(&self, now: i64, lease_ms: i64) -> Result<Option<OperationRow>> {
         // The status re-check in the outer WHERE makes a concurrent claim of the same row
         // (another instance on PostgreSQL) update nothing instead of running it twice.
         // On PostgreSQL, instances skip rows another one is claiming instead of waiting.
@@ -134,7 +133,7 @@ impl Store {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM operations WHERE session_id = $1 AND status IN ('queued', 'running')",
         )
-        .bind(session.to_string())
+        .bind(session)
         .fetch_one(&self.read)
         .await?;
         Ok(n > 0)
@@ -156,7 +155,7 @@ impl Store {
         .bind(result.map(str::to_owned))
         .bind(crate::plain(&error.map(str::to_owned)))
         .bind(now_millis())
-        .bind(id.to_string())
+        .bind(id)
         .execute(&self.write)
         .await?;
         Ok(())

@@ -5,7 +5,7 @@
 //! accounts, so inbound traffic from it has exactly one owner. Expired rows are ignored by
 //! every query and pruned by the next write.
 
-use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use sqlx::{AnyConnection, Row, any::AnyRow};
 use wharf_core::{
     AccountId, AgentId, Event, EventType, Jid, Phone, SandboxId, SessionId, WebhookId,
     message::Content,
@@ -81,42 +81,23 @@ pub struct SandboxRow {
 const SANDBOX_COLUMNS: &str = "id, account_id, dialect, phone, status, activation_code, agent_id, \
      expires_at, activated_at, created_at, updated_at";
 
-#[derive(FromRow)]
-struct RawSandbox {
-    id: String,
-    account_id: String,
-    dialect: String,
-    phone: String,
-    status: String,
-    activation_code: String,
-    agent_id: Option<String>,
-    expires_at: i64,
-    activated_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
 impl SandboxRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawSandbox::from_row(row)?;
-        let corrupt =
-            |what: &str| StoreError::Corrupt(format!("sandbox session {} {what}", raw.id));
+        let id: SandboxId = row.try_get("id")?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("sandbox session {id} {what}"));
+        let text = |column: &str| row.try_get::<String, _>(column);
         Ok(Self {
-            id: raw.id.parse().map_err(|_| corrupt("id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
-            dialect: SandboxDialect::parse(&raw.dialect).ok_or_else(|| corrupt("dialect"))?,
-            phone: Phone::parse(&raw.phone).map_err(|_| corrupt("phone"))?,
-            status: SandboxStatus::parse(&raw.status).ok_or_else(|| corrupt("status"))?,
-            activation_code: raw.activation_code,
-            agent_id: raw
-                .agent_id
-                .as_deref()
-                .map(|a| a.parse().map_err(|_| corrupt("agent_id")))
-                .transpose()?,
-            expires_at: raw.expires_at,
-            activated_at: raw.activated_at,
-            created_at: raw.created_at,
-            updated_at: raw.updated_at,
+            id,
+            account_id: row.try_get("account_id")?,
+            dialect: SandboxDialect::parse(&text("dialect")?).ok_or_else(|| corrupt("dialect"))?,
+            phone: Phone::parse(&text("phone")?).map_err(|_| corrupt("phone"))?,
+            status: SandboxStatus::parse(&text("status")?).ok_or_else(|| corrupt("status"))?,
+            activation_code: row.try_get("activation_code")?,
+            agent_id: row.try_get("agent_id")?,
+            expires_at: row.try_get("expires_at")?,
+            activated_at: row.try_get("activated_at")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
         })
     }
 
@@ -145,13 +126,13 @@ async fn insert_sandbox(conn: &mut AnyConnection, r: &SandboxRow) -> Result<()> 
         "INSERT INTO sandbox_sessions ({SANDBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(r.id.to_string())
-        .bind(r.account_id.to_string())
+        .bind(r.id)
+        .bind(r.account_id)
         .bind(r.dialect.as_str())
         .bind(r.phone.e164().to_owned())
         .bind(r.status.as_str())
         .bind(r.activation_code.clone())
-        .bind(r.agent_id.map(|a| a.to_string()))
+        .bind(r.agent_id)
         .bind(r.expires_at)
         .bind(r.activated_at)
         .bind(r.created_at)
@@ -169,11 +150,11 @@ async fn update_sandbox(conn: &mut AnyConnection, r: &SandboxRow) -> Result<()> 
     .bind(r.dialect.as_str())
     .bind(r.status.as_str())
     .bind(r.activation_code.clone())
-    .bind(r.agent_id.map(|a| a.to_string()))
+    .bind(r.agent_id)
     .bind(r.expires_at)
     .bind(r.activated_at)
     .bind(r.updated_at)
-    .bind(r.id.to_string())
+    .bind(r.id)
     .execute(conn)
     .await?;
     Ok(())
@@ -288,35 +269,17 @@ pub struct AgentRow {
 const AGENT_COLUMNS: &str =
     "id, account_id, name, description, webhook_url, webhook_id, created_at, updated_at";
 
-#[derive(FromRow)]
-struct RawAgent {
-    id: String,
-    account_id: String,
-    name: String,
-    description: Option<String>,
-    webhook_url: Option<String>,
-    webhook_id: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
 impl AgentRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawAgent::from_row(row)?;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("agent {} {what}", raw.id));
         Ok(Self {
-            id: raw.id.parse().map_err(|_| corrupt("id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
-            name: raw.name,
-            description: raw.description,
-            webhook_url: raw.webhook_url,
-            webhook_id: raw
-                .webhook_id
-                .as_deref()
-                .map(|w| w.parse().map_err(|_| corrupt("webhook_id")))
-                .transpose()?,
-            created_at: raw.created_at,
-            updated_at: raw.updated_at,
+            id: row.try_get("id")?,
+            account_id: row.try_get("account_id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            webhook_url: row.try_get("webhook_url")?,
+            webhook_id: row.try_get("webhook_id")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
         })
     }
 }
@@ -345,7 +308,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO sandbox_number (id, session_id, updated_at) VALUES (1, $1, $2)",
             )
-            .bind(session.to_string())
+            .bind(session)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -365,7 +328,7 @@ impl Store {
              ORDER BY created_at, id"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account.to_string())
+            .bind(account)
             .bind(now)
             .fetch_all(&self.read)
             .await?
@@ -385,8 +348,8 @@ impl Store {
             "SELECT {SANDBOX_COLUMNS} FROM sandbox_sessions WHERE id = $1 AND account_id = $2 AND expires_at > $3"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .bind(now)
             .fetch_optional(&self.read)
             .await?
@@ -443,7 +406,7 @@ impl Store {
         );
         let live: Vec<SandboxRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(rules.phone.e164().to_owned())
-            .bind(rules.account.to_string())
+            .bind(rules.account)
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -466,8 +429,8 @@ impl Store {
             let found: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT id FROM sandbox_agents WHERE id = $1 AND account_id = $2{lock}"
             )))
-            .bind(agent.to_string())
-            .bind(rules.account.to_string())
+            .bind(agent)
+            .bind(rules.account)
             .fetch_optional(&mut *tx)
             .await?;
             if found.is_none() {
@@ -531,8 +494,8 @@ impl Store {
         let done = sqlx::query(
             "DELETE FROM sandbox_sessions WHERE id = $1 AND account_id = $2 AND expires_at > $3",
         )
-        .bind(id.to_string())
-        .bind(account.to_string())
+        .bind(id)
+        .bind(account)
         .bind(now)
         .execute(&self.write)
         .await?;
@@ -554,7 +517,7 @@ impl Store {
             "SELECT id FROM sandbox_sessions WHERE account_id = $1 AND phone = $2 AND status = 'active' \
              AND expires_at > $3",
         )
-        .bind(account.to_string())
+        .bind(account)
         .bind(phone.e164().to_owned())
         .bind(now)
         .fetch_optional(&self.read)
@@ -572,12 +535,12 @@ impl Store {
             "INSERT INTO sandbox_agents ({AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(row.id.to_string())
-            .bind(row.account_id.to_string())
+            .bind(row.id)
+            .bind(row.account_id)
             .bind(row.name.clone())
             .bind(row.description.clone())
             .bind(row.webhook_url.clone())
-            .bind(row.webhook_id.map(|w| w.to_string()))
+            .bind(row.webhook_id)
             .bind(row.created_at)
             .bind(row.updated_at)
             .execute(&mut *tx)
@@ -609,8 +572,8 @@ impl Store {
             "SELECT {AGENT_COLUMNS} FROM sandbox_agents WHERE id = $1 AND account_id = $2{lock}"
         );
         let Some(mut row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&mut *tx)
             .await?
             .as_ref()
@@ -640,8 +603,8 @@ impl Store {
                 )
                 .bind(url.clone())
                 .bind(now)
-                .bind(hook.to_string())
-                .bind(account.to_string())
+                .bind(hook)
+                .bind(account)
                 .execute(&mut *tx)
                 .await?;
                 row.webhook_url = Some(url);
@@ -660,10 +623,10 @@ impl Store {
         .bind(row.name.clone())
         .bind(row.description.clone())
         .bind(row.webhook_url.clone())
-        .bind(row.webhook_id.map(|w| w.to_string()))
+        .bind(row.webhook_id)
         .bind(row.updated_at)
-        .bind(row.id.to_string())
-        .bind(row.account_id.to_string())
+        .bind(row.id)
+        .bind(row.account_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -675,7 +638,7 @@ impl Store {
         let sql =
             format!("SELECT {AGENT_COLUMNS} FROM sandbox_agents WHERE account_id = $1 ORDER BY id");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account.to_string())
+            .bind(account)
             .fetch_all(&self.read)
             .await?
             .iter()
@@ -688,8 +651,8 @@ impl Store {
         let sql =
             format!("SELECT {AGENT_COLUMNS} FROM sandbox_agents WHERE id = $1 AND account_id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
@@ -704,8 +667,8 @@ impl Store {
         let hook: Option<Option<String>> = sqlx::query_scalar(
             "SELECT webhook_id FROM sandbox_agents WHERE id = $1 AND account_id = $2",
         )
-        .bind(id.to_string())
-        .bind(account.to_string())
+        .bind(id)
+        .bind(account)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(hook) = hook else {
@@ -713,8 +676,8 @@ impl Store {
         };
         // The agent row first: a binding in flight holds it, so the unbinding below sees it.
         sqlx::query("DELETE FROM sandbox_agents WHERE id = $1 AND account_id = $2")
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .execute(&mut *tx)
             .await?;
         if let Some(hook) = hook.and_then(|h| h.parse().ok()) {
@@ -723,8 +686,8 @@ impl Store {
         sqlx::query(
             "UPDATE sandbox_sessions SET agent_id = NULL WHERE agent_id = $1 AND account_id = $2",
         )
-        .bind(id.to_string())
-        .bind(account.to_string())
+        .bind(id)
+        .bind(account)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -202,8 +202,8 @@ impl Store {
             crate::authcache::EPOCH
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&self.read)
             .await?
         else {
@@ -223,8 +223,8 @@ impl Store {
     ) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 AND account_id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
@@ -253,10 +253,10 @@ impl Store {
              ORDER BY id DESC LIMIT $5) page"
         );
         let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(filter.account_id.to_string())
+            .bind(filter.account_id)
             .bind(filter.status.map(|s| s.as_str().to_owned()))
-            .bind(filter.only.map(|s| s.to_string()))
-            .bind(filter.before.map(|s| s.to_string()))
+            .bind(filter.only)
+            .bind(filter.before)
             .bind(filter.limit + 1)
             .fetch_one(&self.read)
             .await?;
@@ -275,7 +275,7 @@ impl Store {
     pub async fn find_session(&self, id: SessionId) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
+            .bind(id)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
@@ -399,8 +399,8 @@ impl Store {
             "SELECT {COLUMNS} FROM sessions WHERE id = $1 AND ($2 IS NULL OR account_id = $2){lock}"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.map(|a| a.to_string()))
+            .bind(id)
+            .bind(account)
             .fetch_optional(conn)
             .await?
             .as_ref()
@@ -414,8 +414,8 @@ fn bind_all<'q>(
     row: &SessionRow,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
     query
-        .bind(row.id.to_string())
-        .bind(row.account_id.to_string())
+        .bind(row.id)
+        .bind(row.account_id)
         .bind(row.engine.as_str())
         .bind(row.status.as_str())
         .bind(crate::plain(&row.status_reason))

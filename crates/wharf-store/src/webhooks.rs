@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, FromRow, any::AnyRow};
+use sqlx::{AnyConnection, FromRow, Row, any::AnyRow};
 use wharf_core::{
     AccountId, AgentId, AttemptId, DeliveryId, Event, EventType, SessionId, WebhookId,
     time::{now_millis, rfc3339},
@@ -55,52 +55,27 @@ pub struct WebhookEdit {
 const WEBHOOK_COLUMNS: &str = "id, account_id, target_url, subscribed_events, session_id, is_active, signing_secret, \
      description, event_cursor, created_at, updated_at, agent_id, failing_since, disabled_at";
 
-#[derive(FromRow)]
-struct RawWebhook {
-    id: String,
-    account_id: String,
-    target_url: String,
-    subscribed_events: String,
-    session_id: Option<String>,
-    is_active: i64,
-    signing_secret: String,
-    description: Option<String>,
-    event_cursor: i64,
-    created_at: i64,
-    updated_at: i64,
-    agent_id: Option<String>,
-    failing_since: Option<i64>,
-    disabled_at: Option<i64>,
-}
-
 impl WebhookRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawWebhook::from_row(row)?;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("webhook {} {what}", raw.id));
+        let id: WebhookId = row.try_get("id")?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("webhook {id} {what}"));
+        let subscribed_events: String = row.try_get("subscribed_events")?;
         Ok(Self {
-            id: raw.id.parse().map_err(|_| corrupt("id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
-            subscribed_events: serde_json::from_str(&raw.subscribed_events)
+            id,
+            account_id: row.try_get("account_id")?,
+            subscribed_events: serde_json::from_str(&subscribed_events)
                 .map_err(|_| corrupt("subscribed_events"))?,
-            session_id: raw
-                .session_id
-                .as_deref()
-                .map(|s| s.parse().map_err(|_| corrupt("session_id")))
-                .transpose()?,
-            agent_id: raw
-                .agent_id
-                .as_deref()
-                .map(|s| s.parse().map_err(|_| corrupt("agent_id")))
-                .transpose()?,
-            is_active: raw.is_active != 0,
-            target_url: raw.target_url,
-            signing_secret: raw.signing_secret,
-            description: raw.description,
-            event_cursor: raw.event_cursor,
-            created_at: raw.created_at,
-            updated_at: raw.updated_at,
-            failing_since: raw.failing_since,
-            disabled_at: raw.disabled_at,
+            session_id: row.try_get("session_id")?,
+            agent_id: row.try_get("agent_id")?,
+            is_active: row.try_get::<i64, _>("is_active")? != 0,
+            target_url: row.try_get("target_url")?,
+            signing_secret: row.try_get("signing_secret")?,
+            description: row.try_get("description")?,
+            event_cursor: row.try_get("event_cursor")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            failing_since: row.try_get("failing_since")?,
+            disabled_at: row.try_get("disabled_at")?,
         })
     }
 
@@ -129,25 +104,25 @@ pub(crate) async fn insert_webhook(
     mut row: WebhookRow,
 ) -> Result<WebhookRow> {
     let cursor: i64 = sqlx::query_scalar("SELECT event_seq FROM accounts WHERE id = $1")
-        .bind(row.account_id.to_string())
+        .bind(row.account_id)
         .fetch_one(&mut *conn)
         .await?;
     row.event_cursor = cursor;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     )))
-    .bind(row.id.to_string())
-    .bind(row.account_id.to_string())
+    .bind(row.id)
+    .bind(row.account_id)
     .bind(row.target_url.clone())
     .bind(serde_json::to_string(&row.subscribed_events).unwrap_or_default())
-    .bind(row.session_id.map(|s| s.to_string()))
+    .bind(row.session_id)
     .bind(i64::from(row.is_active))
     .bind(row.signing_secret.clone())
     .bind(row.description.clone())
     .bind(row.event_cursor)
     .bind(row.created_at)
     .bind(row.updated_at)
-    .bind(row.agent_id.map(|a| a.to_string()))
+    .bind(row.agent_id)
     .bind(row.failing_since)
     .bind(row.disabled_at)
     .execute(&mut *conn)
@@ -165,8 +140,8 @@ pub(crate) async fn delete_webhook_in(
     // Nothing of another account's endpoint is touched.
     let mine: Option<String> =
         sqlx::query_scalar("SELECT id FROM webhooks WHERE id = $1 AND account_id = $2")
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&mut *conn)
             .await?;
     if mine.is_none() {
@@ -175,16 +150,16 @@ pub(crate) async fn delete_webhook_in(
     sqlx::query(
         "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $1)",
     )
-    .bind(id.to_string())
+    .bind(id)
     .execute(&mut *conn)
     .await?;
     sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
-        .bind(id.to_string())
+        .bind(id)
         .execute(&mut *conn)
         .await?;
     let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND account_id = $2")
-        .bind(id.to_string())
-        .bind(account.to_string())
+        .bind(id)
+        .bind(account)
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() == 1)
@@ -238,43 +213,26 @@ pub struct DeliveryRow {
 const DELIVERY_COLUMNS: &str = "id, webhook_id, account_id, event_seq, event_id, event_type, status, attempts, \
      next_attempt_at, last_status_code, last_error, created_at, updated_at, delivered_at";
 
-#[derive(FromRow)]
-struct RawDelivery {
-    id: String,
-    webhook_id: String,
-    account_id: String,
-    event_seq: i64,
-    event_id: String,
-    event_type: String,
-    status: String,
-    attempts: i64,
-    next_attempt_at: Option<i64>,
-    last_status_code: Option<i64>,
-    last_error: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    delivered_at: Option<i64>,
-}
-
 impl DeliveryRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
-        let raw = RawDelivery::from_row(row)?;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("delivery {} {what}", raw.id));
+        let id: DeliveryId = row.try_get("id")?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("delivery {id} {what}"));
+        let status: String = row.try_get("status")?;
         Ok(Self {
-            id: raw.id.parse().map_err(|_| corrupt("id"))?,
-            webhook_id: raw.webhook_id.parse().map_err(|_| corrupt("webhook_id"))?,
-            account_id: raw.account_id.parse().map_err(|_| corrupt("account_id"))?,
-            status: DeliveryStatus::parse(&raw.status).ok_or_else(|| corrupt("status"))?,
-            event_seq: raw.event_seq,
-            event_id: raw.event_id,
-            event_type: raw.event_type,
-            attempts: raw.attempts,
-            next_attempt_at: raw.next_attempt_at,
-            last_status_code: raw.last_status_code,
-            last_error: raw.last_error,
-            created_at: raw.created_at,
-            updated_at: raw.updated_at,
-            delivered_at: raw.delivered_at,
+            id,
+            webhook_id: row.try_get("webhook_id")?,
+            account_id: row.try_get("account_id")?,
+            status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+            event_seq: row.try_get("event_seq")?,
+            event_id: row.try_get("event_id")?,
+            event_type: row.try_get("event_type")?,
+            attempts: row.try_get("attempts")?,
+            next_attempt_at: row.try_get("next_attempt_at")?,
+            last_status_code: row.try_get("last_status_code")?,
+            last_error: row.try_get("last_error")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            delivered_at: row.try_get("delivered_at")?,
         })
     }
 }
@@ -328,7 +286,7 @@ impl Store {
             "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = $1 AND agent_id IS NULL ORDER BY id"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account.to_string())
+            .bind(account)
             .fetch_all(&self.read)
             .await?
             .iter()
@@ -345,8 +303,8 @@ impl Store {
         let sql =
             format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1 AND account_id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(account.to_string())
+            .bind(id)
+            .bind(account)
             .fetch_optional(&self.read)
             .await?
             .as_ref()
@@ -384,14 +342,14 @@ impl Store {
                 .map(|e| serde_json::to_string(e).unwrap_or_default()),
         )
         .bind(i64::from(edit.session_id.is_some()))
-        .bind(edit.session_id.flatten().map(|s| s.to_string()))
+        .bind(edit.session_id.flatten())
         .bind(edit.is_active.map(i64::from))
         .bind(i64::from(edit.description.is_some()))
         .bind(edit.description.clone().flatten())
         .bind(edit.signing_secret.clone())
         .bind(now)
-        .bind(id.to_string())
-        .bind(account.to_string())
+        .bind(id)
+        .bind(account)
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -455,28 +413,30 @@ impl Store {
             "UPDATE webhooks SET signing_secret = $1 WHERE id = $2 AND signing_secret = $3",
         )
         .bind(new.to_owned())
-        .bind(id.to_string())
+        .bind(id)
         .bind(old.to_owned())
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Queues again every failed delivery of `webhook` created at or after `since`, due at
-    /// `now` (they go out in their original order); returns how many.
+    /// Queues again every failed delivery of `account`'s endpoint `webhook` created at or after
+    /// `since`, due at `now` (they go out in their original order); returns how many.
     pub async fn recover_deliveries(
         &self,
+        account: AccountId,
         webhook: WebhookId,
         since: i64,
         now: i64,
     ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, lease_until = NULL, updated_at = $1 \
-             WHERE webhook_id = $2 AND status = 'failed' AND created_at >= $3",
+             WHERE webhook_id = $2 AND status = 'failed' AND created_at >= $3 AND account_id = $4",
         )
         .bind(now)
-        .bind(webhook.to_string())
+        .bind(webhook)
         .bind(since)
+        .bind(account)
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
@@ -517,7 +477,7 @@ impl Store {
                 "UPDATE webhooks SET event_cursor = $1 WHERE id = $2 AND event_cursor = $3",
             )
             .bind(last)
-            .bind(hook.id.to_string())
+            .bind(hook.id)
             .bind(hook.event_cursor)
             .execute(&mut *tx)
             .await?;
@@ -541,9 +501,9 @@ impl Store {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
                 for e in chunk {
                     q = q
-                        .bind(DeliveryId::generate().to_string())
-                        .bind(hook.id.to_string())
-                        .bind(hook.account_id.to_string())
+                        .bind(DeliveryId::generate())
+                        .bind(hook.id)
+                        .bind(hook.account_id)
                         .bind(e.seq)
                         .bind(e.id.clone())
                         .bind(e.kind.clone())
@@ -558,16 +518,17 @@ impl Store {
         Ok(created)
     }
 
-    /// Claims up to `limit` due deliveries, at most `per_webhook` of one endpoint, under a
-    /// lease of `lease_ms`, skipping endpoints in `busy` (those at their concurrency cap).
+    /// Claims up to `limit` deliveries due at `now` (the server's clock), at most `per_webhook`
+    /// of one endpoint, under a lease of `lease_ms`, skipping endpoints in `busy` (those at
+    /// their concurrency cap).
     pub async fn claim_deliveries(
         &self,
+        now: i64,
         limit: i64,
         per_webhook: i64,
         lease_ms: i64,
         busy: &[WebhookId],
     ) -> Result<Vec<DeliveryJob>> {
-        let now = now_millis();
         let busy_list = if busy.is_empty() {
             String::new()
         } else {
@@ -604,7 +565,7 @@ impl Store {
             if let std::collections::hash_map::Entry::Vacant(slot) = hooks.entry(d.webhook_id) {
                 let hook: Option<(String, String)> =
                     sqlx::query_as("SELECT target_url, signing_secret FROM webhooks WHERE id = $1")
-                        .bind(d.webhook_id.to_string())
+                        .bind(d.webhook_id)
                         .fetch_optional(&self.read)
                         .await?;
                 slot.insert(hook);
@@ -659,8 +620,8 @@ impl Store {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for r in chunk {
                 q = q
-                    .bind(AttemptId::generate().to_string())
-                    .bind(r.delivery_id.to_string())
+                    .bind(AttemptId::generate())
+                    .bind(r.delivery_id)
                     .bind(r.attempted_at)
                     .bind(r.status_code.map(i64::from))
                     .bind(crate::plain(&r.error))
@@ -688,7 +649,7 @@ impl Store {
                     DeliveryStatus::Failed
                 };
                 q = q
-                    .bind(r.delivery_id.to_string())
+                    .bind(r.delivery_id)
                     .bind(status.as_str())
                     .bind(r.retry_at.map(|t| t.to_string()))
                     .bind(r.status_code.map(|c| c.to_string()))
@@ -711,7 +672,7 @@ impl Store {
         for (hook, (_, ok)) in latest {
             if ok {
                 sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                    .bind(hook.to_string())
+                    .bind(hook)
                     .execute(&mut *tx)
                     .await?;
                 continue;
@@ -720,7 +681,7 @@ impl Store {
                 "UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL",
             )
             .bind(now)
-            .bind(hook.to_string())
+            .bind(hook)
             .execute(&mut *tx)
             .await?;
             let Some(after) = disable_after else { continue };
@@ -729,7 +690,7 @@ impl Store {
                  WHERE id = $2 AND is_active = 1 AND failing_since <= $3 RETURNING account_id, target_url, failing_since",
             )
             .bind(now)
-            .bind(hook.to_string())
+            .bind(hook)
             .bind(now.saturating_sub(after))
             .fetch_optional(&mut *tx)
             .await?;
@@ -756,21 +717,24 @@ impl Store {
         Ok(disabled)
     }
 
-    /// A page of an endpoint's deliveries, newest first, each with its attempts.
+    /// A page of the deliveries of `account`'s endpoint `webhook`, newest first, each with its
+    /// attempts.
     pub async fn list_deliveries(
         &self,
+        account: AccountId,
         webhook: WebhookId,
         before: Option<DeliveryId>,
         limit: i64,
     ) -> Result<Vec<(DeliveryRow, Vec<AttemptRow>)>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND ($2 IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3"
+             AND account_id = $4 ORDER BY id DESC LIMIT $3"
         );
         let rows: Vec<DeliveryRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(webhook.to_string())
-            .bind(before.map(|b| b.to_string()))
+            .bind(webhook)
+            .bind(before)
             .bind(limit + 1)
+            .bind(account)
             .fetch_all(&self.read)
             .await?
             .iter()
@@ -789,23 +753,25 @@ impl Store {
             "SELECT id, delivery_id, attempted_at, status_code, error, duration_ms FROM webhook_attempts \
              WHERE delivery_id = $1 ORDER BY attempted_at, id",
         )
-        .bind(delivery.to_string())
+        .bind(delivery)
         .fetch_all(&self.read)
         .await?)
     }
 
-    /// The delivery `id` of endpoint `webhook`.
+    /// The delivery `id` of `account`'s endpoint `webhook`.
     pub async fn get_delivery(
         &self,
+        account: AccountId,
         webhook: WebhookId,
         id: DeliveryId,
     ) -> Result<Option<(DeliveryRow, Vec<AttemptRow>)>> {
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND webhook_id = $2"
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND webhook_id = $2 AND account_id = $3"
         );
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(webhook.to_string())
+            .bind(id)
+            .bind(webhook)
+            .bind(account)
             .fetch_optional(&self.read)
             .await?
         else {
@@ -816,25 +782,31 @@ impl Store {
         Ok(Some((d, attempts)))
     }
 
-    /// Schedules a delivery again, now, whatever its state, unless an attempt is under way
-    /// (then `Ok(None)`; `Err` only on database failure). `Ok(Some(false))` when there is no
-    /// such delivery.
-    pub async fn redeliver(&self, webhook: WebhookId, id: DeliveryId) -> Result<Option<bool>> {
-        let now = now_millis();
+    /// Schedules a delivery of `account`'s endpoint `webhook` again at `now` (the server's
+    /// clock), whatever its state, unless an attempt is under way (then `Ok(None)`; `Err` only
+    /// on database failure). `Ok(Some(false))` when there is no such delivery.
+    pub async fn redeliver(
+        &self,
+        account: AccountId,
+        webhook: WebhookId,
+        id: DeliveryId,
+        now: i64,
+    ) -> Result<Option<bool>> {
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, lease_until = NULL, updated_at = $1 \
-             WHERE id = $2 AND webhook_id = $3 AND (lease_until IS NULL OR lease_until < $1)",
+             WHERE id = $2 AND webhook_id = $3 AND account_id = $4 AND (lease_until IS NULL OR lease_until < $1)",
         )
         .bind(now)
-        .bind(id.to_string())
-        .bind(webhook.to_string())
+        .bind(id)
+        .bind(webhook)
+        .bind(account)
         .execute(&self.write)
         .await?;
         if done.rows_affected() == 1 {
             return Ok(Some(true));
         }
         Ok(self
-            .get_delivery(webhook, id)
+            .get_delivery(account, webhook, id)
             .await?
             .map(|_| None)
             .unwrap_or(Some(false)))

@@ -27,7 +27,8 @@ use async_trait::async_trait;
 pub use business::{CloudError, CodeMethod, MediaInfo, TemplatePage, TemplateQuery};
 pub use graph::{ErrorClass, Graph, GraphError};
 use wharf_core::{
-    Capabilities, Engine, EngineError, EngineKind, EngineSink, EngineUpdate, Jid, Phone, SessionId,
+    Capabilities, Engine, EngineError, EngineKind, EngineSink, EngineUpdate, Jid, Phone,
+    ProviderId, SessionId,
     engine::{EngineSession, Pacing},
     jid::JidServer,
     message::{Content, MessageAction, MessageKind, Outbound, Presence},
@@ -122,7 +123,7 @@ pub trait CloudDirectory: Send + Sync {
         &self,
         session: SessionId,
         chat: &Jid,
-    ) -> Result<Option<String>, EngineError>;
+    ) -> Result<Option<ProviderId>, EngineError>;
 }
 
 /// A running session: its credentials and a Graph client with its token.
@@ -315,14 +316,18 @@ impl Engine for CloudEngine {
         Ok(())
     }
 
-    async fn send(&self, session: SessionId, message: &Outbound) -> Result<String, EngineError> {
+    async fn send(
+        &self,
+        session: SessionId,
+        message: &Outbound,
+    ) -> Result<ProviderId, EngineError> {
         let line = self.line(session).await?;
         let body = payload::message(message)?;
         let path = format!("{}/messages", line.credentials.phone_number_id);
         match line.graph.post(&path, &body).await {
             Ok(answer) => answer["messages"][0]["id"]
                 .as_str()
-                .map(str::to_owned)
+                .map(ProviderId::from)
                 .ok_or_else(|| {
                     EngineError::Transient(format!(
                         "Graph accepted the message without a message id: {answer}"

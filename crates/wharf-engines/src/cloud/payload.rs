@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 use wharf_core::{
-    EngineError, Jid,
+    EngineError, Jid, ProviderId,
     jid::JidServer,
     message::{Content, MessageKind, Outbound},
 };
@@ -33,7 +33,7 @@ pub fn message(message: &Outbound) -> Result<Value, EngineError> {
 }
 
 /// A read mark for a received message; with `typing`, also a typing indicator.
-pub fn mark_read(provider_id: &str, typing: bool) -> Value {
+pub fn mark_read(provider_id: &ProviderId, typing: bool) -> Value {
     let mut body = json!({
         "messaging_product": "whatsapp",
         "status": "read",
@@ -256,7 +256,7 @@ mod tests {
             provider_id: None,
             to: Jid::parse("15551234567@s.whatsapp.net").unwrap(),
             content,
-            quoted_provider_id: quoted.map(str::to_owned),
+            quoted_provider_id: quoted.map(ProviderId::from),
             attempt: 0,
         }
     }

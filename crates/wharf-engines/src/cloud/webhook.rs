@@ -6,7 +6,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use wharf_core::{
     EngineUpdate, Jid, Phone,
-    message::{Content, Inbound, MessageKind, ReportedStatus},
+    message::{Content, Inbound, MessageKind, ProviderId, ReportedStatus},
     time::now_millis,
 };
 
@@ -158,7 +158,7 @@ fn status(s: &Value) -> Option<EngineUpdate> {
         }
     };
     Some(EngineUpdate::Status {
-        provider_id,
+        provider_id: provider_id.into(),
         message_id: s["biz_opaque_callback_data"]
             .as_str()
             .and_then(|c| c.parse().ok()),
@@ -223,7 +223,7 @@ fn inbound(m: &Value) -> Option<Inbound> {
         }
         "reaction" => Content::Reaction {
             target: None,
-            target_provider_id: text(&body["message_id"]).unwrap_or_default(),
+            target_provider_id: text(&body["message_id"]).unwrap_or_default().into(),
             emoji: body["emoji"].as_str().unwrap_or_default().to_owned(),
         },
         "interactive" => {
@@ -261,13 +261,13 @@ fn inbound(m: &Value) -> Option<Inbound> {
         },
     };
     Some(Inbound {
-        provider_id,
+        provider_id: provider_id.into(),
         chat: sender.clone(),
         sender,
         content,
         sent_at: millis(&m["timestamp"]),
         // A reply names its message in `context` (a forward's context has no id).
-        quoted_provider_id: text(&m["context"]["id"]),
+        quoted_provider_id: text(&m["context"]["id"]).map(ProviderId::from),
     })
 }
 

@@ -24,7 +24,7 @@ use wharf_core::{
     engine::EngineSession,
     jid::JidServer,
     message::{
-        Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ReceiptKind,
+        Content, Inbound, MessageAction, MessageKind, Outbound, Presence, ProviderId, ReceiptKind,
         new_provider_id,
     },
     social::{
@@ -64,7 +64,7 @@ pub struct FailurePlan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeenMessage {
     /// Its WhatsApp id.
-    pub provider_id: String,
+    pub provider_id: ProviderId,
     /// The chat it is in.
     pub chat: Jid,
     /// Sent by the session (else written by the contact to the session).
@@ -86,8 +86,8 @@ const SEEN_KEPT: usize = 10_000;
 struct Network {
     failures: Option<FailurePlan>,
     not_on_whatsapp: HashSet<Phone>,
-    seen: HashMap<String, SeenMessage>,
-    seen_order: VecDeque<String>,
+    seen: HashMap<ProviderId, SeenMessage>,
+    seen_order: VecDeque<ProviderId>,
     book: social::Book,
 }
 
@@ -105,9 +105,9 @@ impl Network {
     /// Applies an action as the contact's phone would show it.
     fn apply(&mut self, action: &MessageAction) -> Result<(), EngineError> {
         fn ours<'a>(
-            seen: &'a mut HashMap<String, SeenMessage>,
+            seen: &'a mut HashMap<ProviderId, SeenMessage>,
             chat: &Jid,
-            id: &str,
+            id: &ProviderId,
         ) -> Result<&'a mut SeenMessage, EngineError> {
             match seen.get_mut(id) {
                 Some(m) if m.from_session && &m.chat == chat && !m.revoked => Ok(m),
@@ -214,8 +214,8 @@ impl Emulator {
         from: Jid,
         chat: Option<Jid>,
         content: Content,
-        quoted: Option<String>,
-    ) -> Result<String, EngineError> {
+        quoted: Option<ProviderId>,
+    ) -> Result<ProviderId, EngineError> {
         self.online_phone(session)?;
         if self.network(session, |n| n.book.blocked.contains(&from)) {
             return Err(EngineError::Conflict(format!(
@@ -265,7 +265,7 @@ impl Emulator {
     pub async fn receipt(
         &self,
         session: SessionId,
-        provider_id: String,
+        provider_id: ProviderId,
         kind: ReceiptKind,
     ) -> Result<(), EngineError> {
         self.online_phone(session)?;
@@ -446,7 +446,11 @@ impl Engine for Emulator {
         Ok(())
     }
 
-    async fn send(&self, session: SessionId, message: &Outbound) -> Result<String, EngineError> {
+    async fn send(
+        &self,
+        session: SessionId,
+        message: &Outbound,
+    ) -> Result<ProviderId, EngineError> {
         self.online_phone(session)?;
         let refusal = self.network(session, |n| {
             if let Some(plan) = &mut n.failures {

@@ -17,7 +17,9 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     time::Instant,
 };
-use wharf_core::{EngineSink, EngineUpdate, SessionId, message::ReceiptKind, time::now_millis};
+use wharf_core::{
+    EngineSink, EngineUpdate, ProviderId, SessionId, message::ReceiptKind, time::now_millis,
+};
 
 /// When receipts follow a send; `None` means that receipt never comes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +31,7 @@ pub struct ReceiptDelays {
 struct Due {
     at: Instant,
     session: SessionId,
-    provider_id: String,
+    provider_id: ProviderId,
     kind: ReceiptKind,
     /// Room in the bounded queue, given back once the sink has the receipt.
     room: OwnedSemaphorePermit,
@@ -80,7 +82,7 @@ impl Receipts {
     }
 
     /// Schedules the receipts of a message just sent, first waiting for room in the queue.
-    pub(super) async fn schedule(&self, session: SessionId, provider_id: String, audio: bool) {
+    pub(super) async fn schedule(&self, session: SessionId, provider_id: ProviderId, audio: bool) {
         let now = Instant::now();
         let last = if audio {
             ReceiptKind::Played

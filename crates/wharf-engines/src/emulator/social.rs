@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use wharf_core::{
     EngineError, EngineUpdate, Jid, Phone, SessionId,
     jid::JidServer,
-    message::{Content, Inbound},
+    message::{Content, Inbound, ProviderId},
     social::{
         ChannelInfo, EngineContact, GroupChange, GroupInfo, InvitePreview, ParticipantAction,
         ParticipantResult, Registration, UserInfo,
@@ -185,7 +185,7 @@ impl Emulator {
         &self,
         session: SessionId,
         chat: &Jid,
-        provider_id: &str,
+        provider_id: &ProviderId,
         content: &Content,
         members: Vec<Jid>,
     ) {
@@ -197,7 +197,7 @@ impl Emulator {
                     continue;
                 }
                 let message = Inbound {
-                    provider_id: provider_id.to_owned(),
+                    provider_id: provider_id.clone(),
                     chat: chat.clone(),
                     sender: me.clone(),
                     content: content.clone(),

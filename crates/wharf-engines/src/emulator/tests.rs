@@ -232,7 +232,7 @@ async fn the_contact_sees_edits_revocations_and_read_marks() {
     let other = Jid::parse("15550109999@s.whatsapp.net").unwrap();
     for (chat, id) in [
         (&chat, &gone),
-        (&chat, &"3EB0NOPE".to_owned()),
+        (&chat, &wharf_core::ProviderId::from("3EB0NOPE")),
         (&other, &typo),
     ] {
         let edit = MessageAction::Edit {

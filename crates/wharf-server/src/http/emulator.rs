@@ -175,7 +175,12 @@ async fn inject_inbound(
         .inbound(row.id, from, chat, content, quoted)
         .await
         .map_err(not_connected)?;
-    Ok((StatusCode::ACCEPTED, Json(InjectedView { provider_msg_id })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(InjectedView {
+            provider_msg_id: provider_msg_id.into_string(),
+        }),
+    ))
 }
 
 fn not_connected(e: wharf_core::EngineError) -> ApiError {
@@ -483,7 +488,7 @@ async fn chat_as_seen(
         .seen(row.id, &chat)
         .into_iter()
         .map(|m| SeenMessageView {
-            provider_msg_id: m.provider_id,
+            provider_msg_id: m.provider_id.into_string(),
             direction: if m.from_session { "out" } else { "in" }.to_owned(),
             content: m.content.and_then(|c| serde_json::to_value(c).ok()),
             edited: m.edited,

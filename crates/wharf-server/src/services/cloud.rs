@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use wharf_core::{EngineError, EngineSink, Jid, SessionId};
+use wharf_core::{EngineError, EngineSink, Jid, ProviderId, SessionId};
 use wharf_engines::cloud::{CloudCredentials, CloudDirectory, CloudEngine, webhook};
 use wharf_store::{CloudRow, Store, TemplateStatusRow};
 
@@ -162,7 +162,7 @@ impl CloudDirectory for Directory {
         &self,
         session: SessionId,
         chat: &Jid,
-    ) -> Result<Option<String>, EngineError> {
+    ) -> Result<Option<ProviderId>, EngineError> {
         self.store
             .last_inbound_provider_id(session, chat)
             .await

@@ -6,7 +6,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use wharf_core::{
     EngineError, EngineSink, EngineUpdate, Event, EventType, Jid, MessageId, OperationStatus,
-    Phone, SessionId, SessionStatus,
+    Phone, ProviderId, SessionId, SessionStatus,
     engine::EngineSession,
     jid::JidServer,
     message::{Inbound, ReceiptKind},
@@ -157,7 +157,7 @@ impl Supervisor {
     async fn flush(
         &self,
         session: SessionId,
-        receipts: &mut Vec<(String, ReceiptKind, i64)>,
+        receipts: &mut Vec<(ProviderId, ReceiptKind, i64)>,
         reports: &mut Vec<StatusReport>,
         inbound: &mut Vec<Inbound>,
     ) -> Result<(), StoreError> {
@@ -504,7 +504,11 @@ impl SessionService {
     /// Runs one queued deletion: logs the session out of its engine and marks it deleted.
     /// Returns `Ok(false)` when there was nothing to do.
     pub async fn run_next_operation(&self, lease_ms: i64) -> Result<bool, ServiceError> {
-        let Some(op) = self.store.claim_operation(lease_ms).await? else {
+        let Some(op) = self
+            .store
+            .claim_operation(self.clock.now_millis(), lease_ms)
+            .await?
+        else {
             return Ok(false);
         };
         let outcome = self.delete_now(op.account_id, op.session_id).await;

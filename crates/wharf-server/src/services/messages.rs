@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use wharf_core::{
-    EngineError, Jid, MessageId, SessionId, SessionStatus,
+    EngineError, Jid, MessageId, ProviderId, SessionId, SessionStatus,
     message::{
         Content, Direction, EDIT_WINDOW_MS, MessageKind, MessageStatus, Presence, new_provider_id,
     },
@@ -49,7 +49,7 @@ pub struct SendAnswer {
     pub message_id: MessageId,
     /// The WhatsApp id, when the engine lets Wharf choose it at acceptance.
     #[serde(alias = "msgId")]
-    pub provider_id: Option<String>,
+    pub provider_id: Option<ProviderId>,
     /// The recipient.
     #[serde(alias = "jid")]
     pub to: Jid,

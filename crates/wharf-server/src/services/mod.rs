@@ -1,7 +1,7 @@
 //! Services hold the rules (validation, state machines, tenancy). They know no HTTP.
 
-pub mod business_profile;
 pub mod bulk;
+pub mod business_profile;
 pub mod cloud;
 pub mod crm;
 mod engines;
@@ -16,8 +16,8 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
-pub use business_profile::BusinessProfileService;
 pub use bulk::BulkService;
+pub use business_profile::BusinessProfileService;
 pub use cloud::CloudService;
 pub use crm::CrmService;
 pub use engines::Engines;
@@ -121,7 +121,11 @@ impl Services {
         outbound: Arc<crate::outbound::Outbound>,
     ) -> Self {
         let clock = messages.clock().clone();
-        let social = Arc::new(SocialService::new(store.clone(), engines.clone(), clock.clone()));
+        let social = Arc::new(SocialService::new(
+            store.clone(),
+            engines.clone(),
+            clock.clone(),
+        ));
         let crm = Arc::new(CrmService::new(store.clone(), clock.clone()));
         let bulk = Arc::new(BulkService::new(
             messages.clone(),

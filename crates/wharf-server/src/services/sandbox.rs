@@ -13,7 +13,7 @@ use rand::Rng;
 use wharf_core::{
     AgentId, EngineError, EngineKind, Jid, MessageId, Phone, SandboxId, WebhookId,
     message::{Content, MessageStatus, Outbound, new_provider_id},
-    time::{Clock, now_millis},
+    time::Clock,
 };
 use wharf_store::{
     AgentEdit, AgentRow, MessageRow, PutSandbox, SandboxDialect, SandboxIngest, SandboxRow,
@@ -354,7 +354,7 @@ impl SandboxService {
             Ok(id) => id,
             Err(e) => return Err(ServiceError::Engine(self.settle(number, e).await?)),
         };
-        let now = now_millis();
+        let now = self.now();
         let mut row = MessageRow::outgoing(caller.account_id, number.id, to, content, now);
         row.id = id;
         row.sender_jid = number
@@ -421,7 +421,7 @@ impl SandboxService {
         caller.require_pat()?;
         let name = check_name(change.name)?;
         let description = check_description(change.description.flatten())?;
-        let now = now_millis();
+        let now = self.now();
         let mut row = AgentRow {
             id: AgentId::generate(),
             account_id: caller.account_id,
@@ -469,7 +469,7 @@ impl SandboxService {
         let secrets = self.secrets.as_deref();
         let (agent, created) = self
             .store
-            .edit_agent(caller.account_id, id, edit, now_millis(), |agent, url| {
+            .edit_agent(caller.account_id, id, edit, self.now(), |agent, url| {
                 agent_webhook(agent, url, secrets, &mut secret)
             })
             .await?

@@ -72,6 +72,8 @@ pub struct SessionService {
     default_engine: EngineKind,
     operations: Arc<Notify>,
     pub(super) cloud: Arc<CloudService>,
+    /// The server's clock: operation leases run on it.
+    pub(super) clock: wharf_core::time::Clock,
 }
 
 /// Trims a label; an empty one means "no label".
@@ -95,6 +97,7 @@ impl SessionService {
         default_engine: EngineKind,
         operations: Arc<Notify>,
         cloud: Arc<CloudService>,
+        clock: wharf_core::time::Clock,
     ) -> Self {
         Self {
             store,
@@ -103,6 +106,7 @@ impl SessionService {
             default_engine,
             operations,
             cloud,
+            clock,
         }
     }
 

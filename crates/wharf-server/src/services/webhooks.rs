@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use rand::RngCore;
-use wharf_core::{DeliveryId, EventType, SessionId, WebhookId, time::now_millis};
+use wharf_core::{DeliveryId, EventType, SessionId, WebhookId, time::Clock};
 use wharf_store::{AttemptRow, DeliveryRow, Store, WebhookEdit, WebhookRow};
 
 use super::Caller;
@@ -137,14 +137,23 @@ pub struct WebhookService {
     store: Store,
     outbound: Arc<Outbound>,
     secrets: Option<Arc<SecretBox>>,
+    /// The server's clock: edits, recoveries and redeliveries are dated by it, as the
+    /// deliverer's schedule is.
+    clock: Clock,
 }
 
 impl WebhookService {
-    pub fn new(store: Store, outbound: Arc<Outbound>, secrets: Option<Arc<SecretBox>>) -> Self {
+    pub fn new(
+        store: Store,
+        outbound: Arc<Outbound>,
+        secrets: Option<Arc<SecretBox>>,
+        clock: Clock,
+    ) -> Self {
         Self {
             store,
             outbound,
             secrets,
+            clock,
         }
     }
 
@@ -197,7 +206,7 @@ impl WebhookService {
         check_events(&events)?;
         let session_id = change.session_id.flatten();
         self.check_session(caller, session_id).await?;
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let mut row = WebhookRow {
             id: WebhookId::generate(),
             account_id: caller.account_id,
@@ -265,7 +274,7 @@ impl WebhookService {
             signing_secret: None,
         };
         self.store
-            .edit_webhook(caller.account_id, id, &edit, now_millis())
+            .edit_webhook(caller.account_id, id, &edit, self.clock.now_millis())
             .await?;
         self.get(caller, id).await
     }
@@ -283,7 +292,7 @@ impl WebhookService {
             ..WebhookEdit::default()
         };
         self.store
-            .edit_webhook(caller.account_id, id, &edit, now_millis())
+            .edit_webhook(caller.account_id, id, &edit, self.clock.now_millis())
             .await?;
         row.signing_secret = secret;
         Ok(row)
@@ -301,7 +310,7 @@ impl WebhookService {
         self.get(caller, id).await?;
         Ok(self
             .store
-            .recover_deliveries(id, since, now_millis())
+            .recover_deliveries(caller.account_id, id, since, self.clock.now_millis())
             .await?)
     }
 
@@ -325,7 +334,10 @@ impl WebhookService {
         limit: i64,
     ) -> Result<(Vec<(DeliveryRow, Vec<AttemptRow>)>, Option<DeliveryId>), ServiceError> {
         self.get(caller, id).await?;
-        let mut rows = self.store.list_deliveries(id, before, limit).await?;
+        let mut rows = self
+            .store
+            .list_deliveries(caller.account_id, id, before, limit)
+            .await?;
         let next = if rows.len() as i64 > limit {
             rows.truncate(limit as usize);
             rows.last().map(|(d, _)| d.id)
@@ -343,7 +355,11 @@ impl WebhookService {
         delivery: DeliveryId,
     ) -> Result<(DeliveryRow, Vec<AttemptRow>), ServiceError> {
         self.get(caller, id).await?;
-        match self.store.redeliver(id, delivery).await? {
+        match self
+            .store
+            .redeliver(caller.account_id, id, delivery, self.clock.now_millis())
+            .await?
+        {
             Some(true) => {}
             Some(false) => return Err(ServiceError::NotFound("delivery")),
             None => {
@@ -354,7 +370,7 @@ impl WebhookService {
             }
         }
         self.store
-            .get_delivery(id, delivery)
+            .get_delivery(caller.account_id, id, delivery)
             .await?
             .ok_or(ServiceError::NotFound("delivery"))
     }

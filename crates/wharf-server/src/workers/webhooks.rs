@@ -15,7 +15,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use wharf_core::{WebhookId, time::now_millis};
+use wharf_core::{
+    WebhookId,
+    time::{Clock, now_millis},
+};
 use wharf_store::{AttemptResult, DeliveryJob, Store};
 
 use crate::{
@@ -136,6 +139,7 @@ async fn deliver(
             let lease_ms = config.timeout.as_millis() as i64 + 5_000;
             match store
                 .claim_deliveries(
+                    config.clock.now_millis(),
                     room.min(200) as i64,
                     config.per_endpoint as i64,
                     lease_ms,
@@ -148,15 +152,16 @@ async fn deliver(
                     for job in jobs {
                         *in_flight.entry(job.delivery.webhook_id).or_default() += 1;
                         total += 1;
-                        let (senders, tx, delays, timeout) = (
+                        let (senders, tx, delays, timeout, clock) = (
                             senders.clone(),
                             tx.clone(),
                             config.retry_delays.clone(),
                             config.timeout,
+                            config.clock.clone(),
                         );
                         tokio::spawn(async move {
                             let webhook = job.delivery.webhook_id;
-                            let result = attempt(&senders, &job, &delays, timeout).await;
+                            let result = attempt(&senders, &job, &delays, timeout, &clock).await;
                             let _ = tx.send((webhook, result));
                         });
                     }
@@ -217,9 +222,10 @@ async fn attempt(
     job: &DeliveryJob,
     delays: &[Duration],
     timeout: Duration,
+    clock: &Clock,
 ) -> AttemptResult {
     let started = Instant::now();
-    let attempted_at = now_millis();
+    let attempted_at = clock.now_millis();
     let (status_code, error) = match post(senders, job, timeout).await {
         Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
         Ok(r) => (
@@ -232,7 +238,7 @@ async fn attempt(
         None => None,
         Some(_) => delays
             .get(job.delivery.attempts as usize)
-            .map(|d| now_millis() + d.as_millis() as i64),
+            .map(|d| clock.now_millis() + d.as_millis() as i64),
     };
     AttemptResult {
         delivery_id: job.delivery.id,

@@ -107,8 +107,12 @@ async fn a_send_whose_outcome_cannot_be_recorded_is_not_sent_again(
     );
     // The write is retried until it lands, and then only once.
     app.db().allow("no_sent", "messages").await;
-    let info = app.wait_status(&id, "sent").await;
-    assert_eq!(info["provider_msg_id"], graph.sends()[0].wamid.as_str());
+    app.wait_status(&id, "sent").await;
+    let info = app.info(&id).await;
+    assert_eq!(
+        info.provider_msg_id.as_deref(),
+        Some(graph.sends()[0].wamid.as_str())
+    );
     assert_eq!(graph.send_count(PNID), 1);
     assert_eq!(events_about(&app, "message.sent", &id).await.len(), 1);
     graph.assert_no_rejections();
@@ -166,8 +170,9 @@ async fn a_failure_whose_reason_cannot_be_written_is_not_sent_again(
         )
         .await;
     let id = send(&app, &cloud.session, json!({"text": "undeliverable"})).await;
-    let info = app.wait_status(&id, "failed").await;
-    let reason = info["failure_reason"].as_str().unwrap();
+    app.wait_status(&id, "failed").await;
+    let info = app.info(&id).await;
+    let reason = info.failure_reason.as_deref().unwrap();
     assert!(reason.contains("Graph error 131026: bad"), "{reason}");
     assert!(
         !reason.contains('\u{0}') && reason.chars().count() <= 500,
@@ -217,7 +222,7 @@ async fn a_retry_whose_error_cannot_be_written_is_not_sent_at_once_again(
         .count();
     assert_eq!(tries, 1, "the retry waits for its record");
     app.db().allow("no_retry", "outbox").await;
-    let info = app.wait_status(&id, "sent").await;
-    assert_eq!(info["attempts"], 2);
+    app.wait_status(&id, "sent").await;
+    assert_eq!(app.info(&id).await.attempts, 2);
     assert_eq!(graph.send_count(PNID), 1);
 }

@@ -1,6 +1,8 @@
 //! Connect, pair, disconnect, restart and resume, on the emulator engine, with the events
 //! each status change leaves in the log.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use wharf_core::AccountId;
 use wharf_testkit::{TestApp, assert_error};
@@ -295,7 +297,11 @@ async fn a_failed_deletion_can_be_asked_for_again(mut app: wharf_testkit::TestAp
     app.stop().await;
     let op = queue_deletion_in_store(&app, &id).await;
     // As if the engine had refused the logout.
-    app.store.claim_operation(60_000).await.unwrap().unwrap();
+    app.store
+        .claim_operation(app.config.clock.now_millis(), 60_000)
+        .await
+        .unwrap()
+        .unwrap();
     app.store
         .finish_operation(
             op.id,
@@ -356,4 +362,30 @@ async fn a_queued_deletion_survives_a_restart(mut app: wharf_testkit::TestApp) {
         .expect(200)
         .await;
     assert_eq!(s["status"], "deleted");
+}
+
+#[wharf_testkit::dual_test]
+async fn a_deletion_left_by_a_dead_instance_resumes_when_its_lease_expires_on_the_clock(
+    mut app: wharf_testkit::TestApp,
+) {
+    let (id, _) = app.connected_session().await;
+    app.stop().await;
+    let op = queue_deletion_in_store(&app, &id).await;
+    // Claimed by an instance that then died, under a lease of a minute.
+    app.store
+        .claim_operation(app.config.clock.now_millis(), 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    app.start().await;
+    let path = format!("/v1/operations/{}", op.id);
+    assert_eq!(
+        app.get(&path).expect(200).await["status"],
+        "running",
+        "the lease holds it"
+    );
+    // The minute passes on the server's clock (nothing sleeps): the worker takes it up.
+    app.config.clock.advance(Duration::from_secs(61));
+    let done = app.eventually(&path, |o| o["status"] == "succeeded").await;
+    assert_eq!(done["error"], Value::Null);
 }

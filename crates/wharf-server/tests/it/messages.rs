@@ -2,13 +2,29 @@
 //! receipts, message operations, inbound messages and message logs.
 
 use serde_json::{Value, json};
+use wharf_core::message::{MessageKind, MessageStatus};
+use wharf_server::http::wapio::messages::{MessageInfoView, SendAnswerView};
 use wharf_testkit::{TestApp, assert_error};
 
 const TO: &str = "+1 (555) 010-2030";
 const TO_JID: &str = "15550102030@s.whatsapp.net";
 
-async fn send(app: &TestApp, body: Value) -> Value {
-    app.post("/api/send-message").json(body).expect(202).await
+async fn send(app: &TestApp, body: Value) -> SendAnswerView {
+    app.post("/api/send-message")
+        .json(body)
+        .expect_view(202)
+        .await
+}
+
+/// The message's info once its status is `status`, read as the handler's view.
+async fn info_at(app: &TestApp, message: &str, status: &str) -> MessageInfoView {
+    app.wait_status(message, status).await;
+    app.info(message).await
+}
+
+/// How many of the message's events are of type `kind`.
+fn events_of(info: &MessageInfoView, kind: &str) -> usize {
+    info.events.iter().filter(|e| e.event_type == kind).count()
 }
 
 async fn invalid(app: &TestApp, body: Value, field: &str) -> String {
@@ -41,31 +57,23 @@ async fn every_kind_goes_out(mut app: wharf_testkit::TestApp) {
         body["session_id"] = json!(session);
         body["to"] = json!(TO);
         let answer = send(&app, body).await;
-        assert_eq!(answer["status"], "queued");
-        assert_eq!(answer["jid"], TO_JID);
+        assert_eq!(answer.status, "queued");
+        assert_eq!(answer.jid, TO_JID);
         assert!(
-            answer["msgId"].as_str().unwrap().starts_with("3EB0"),
-            "WhatsApp-style id: {answer}"
+            answer.msg_id.starts_with("3EB0"),
+            "WhatsApp-style id: {answer:?}"
         );
-        ids.push(answer["message_id"].as_str().unwrap().to_owned());
+        ids.push(answer.message_id);
     }
     // A channel message.
     let channel = send(&app, json!({"session_id": session, "channel_id": "120363000000000000@newsletter", "kind": "text", "text": "Hello channel"})).await;
-    assert_eq!(channel["jid"], "120363000000000000@newsletter");
-    ids.push(channel["message_id"].as_str().unwrap().to_owned());
+    assert_eq!(channel.jid, "120363000000000000@newsletter");
+    ids.push(channel.message_id);
 
     for id in &ids {
-        let info = app.wait_status(id, "sent").await;
-        assert!(info["sent_at"].is_string());
-        assert_eq!(
-            info["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|e| e["event_type"] == "message.sent")
-                .count(),
-            1
-        );
+        let info = info_at(&app, id, "sent").await;
+        assert!(info.sent_at.is_some());
+        assert_eq!(events_of(&info, "message.sent"), 1);
     }
     let view_once = app
         .get(&format!("/api/messages/{}/info", ids[6]))
@@ -92,17 +100,15 @@ async fn every_kind_goes_out(mut app: wharf_testkit::TestApp) {
 #[wharf_testkit::dual_test]
 async fn kind_is_inferred_and_session_keys_imply_their_session(mut app: wharf_testkit::TestApp) {
     let (session, key) = app.connected_session().await;
-    let answer = app
+    let answer: SendAnswerView = app
         .post("/api/send-message")
         .token(&key)
         .json(json!({"to": TO, "text": "hi"}))
-        .expect(202)
+        .expect_view(202)
         .await;
-    let info = app
-        .wait_status(answer["message_id"].as_str().unwrap(), "sent")
-        .await;
-    assert_eq!(info["kind"], "text");
-    assert_eq!(info["session_id"], session.as_str());
+    let info = info_at(&app, &answer.message_id, "sent").await;
+    assert_eq!(info.kind, MessageKind::Text);
+    assert_eq!(info.session_id, session);
     // Inference from a media field.
     send(
         &app,
@@ -348,10 +354,10 @@ async fn messages_wait_for_a_disconnected_session(mut app: wharf_testkit::TestAp
     app.delete(&format!("/v1/whatsapp-sessions/{s}"))
         .expect(202)
         .await;
-    let info = app.wait_status(&stranded, "failed").await;
+    let info = info_at(&app, &stranded, "failed").await;
     assert!(
-        info["failure_reason"].as_str().unwrap().contains("deleted"),
-        "{info}"
+        info.failure_reason.as_deref().unwrap().contains("deleted"),
+        "{info:?}"
     );
     let refused = app
         .post("/api/send-message")
@@ -369,9 +375,9 @@ async fn a_retryable_failure_recovers(mut app: wharf_testkit::TestApp) {
         .expect(204)
         .await;
     let id = app.send_text(&s, TO, "eventually").await;
-    let info = app.wait_status(&id, "sent").await;
-    assert_eq!(info["attempts"], 3, "two failures then success: {info}");
-    assert_eq!(info["failure_reason"], Value::Null);
+    let info = info_at(&app, &id, "sent").await;
+    assert_eq!(info.attempts, 3, "two failures then success: {info:?}");
+    assert_eq!(info.failure_reason, None);
 }
 
 #[wharf_testkit::dual_test]
@@ -382,23 +388,17 @@ async fn a_permanent_failure_fails_at_once_and_can_be_resent(mut app: wharf_test
         .expect(204)
         .await;
     let id = app.send_text(&s, TO, "nobody there").await;
-    let info = app.wait_status(&id, "failed").await;
-    assert_eq!(info["attempts"], 1);
+    let info = info_at(&app, &id, "failed").await;
+    assert_eq!(info.attempts, 1);
     assert!(
-        info["failure_reason"]
-            .as_str()
+        info.failure_reason
+            .as_deref()
             .unwrap()
             .contains("not on WhatsApp"),
-        "{info}"
+        "{info:?}"
     );
-    assert!(info["failed_at"].is_string());
-    assert!(
-        info["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["event_type"] == "message.failed")
-    );
+    assert!(info.failed_at.is_some());
+    assert!(events_of(&info, "message.failed") > 0);
 
     // Resend only fails again while the number is off WhatsApp; once on, it goes out.
     app.post(&format!("/emulator/sessions/{s}/contacts"))
@@ -408,8 +408,8 @@ async fn a_permanent_failure_fails_at_once_and_can_be_resent(mut app: wharf_test
     app.post(&format!("/api/messages/{id}/resend"))
         .expect(200)
         .await;
-    let info = app.wait_status(&id, "sent").await;
-    assert_eq!(info["failure_reason"], Value::Null);
+    let info = info_at(&app, &id, "sent").await;
+    assert_eq!(info.failure_reason, None);
     app.post(&format!("/api/messages/{id}/resend"))
         .expect(409)
         .await;
@@ -423,14 +423,14 @@ async fn retries_give_up_after_the_configured_attempts(mut app: wharf_testkit::T
         .expect(204)
         .await;
     let id = app.send_text(&s, TO, "doomed").await;
-    let info = app.wait_status(&id, "failed").await;
-    assert_eq!(info["attempts"], 8);
+    let info = info_at(&app, &id, "failed").await;
+    assert_eq!(info.attempts, 8);
     assert!(
-        info["failure_reason"]
-            .as_str()
+        info.failure_reason
+            .as_deref()
             .unwrap()
             .starts_with("gave up after 8 attempts"),
-        "{info}"
+        "{info:?}"
     );
 }
 
@@ -445,12 +445,9 @@ async fn a_retrying_chat_holds_its_later_messages_but_not_other_chats(
         .await;
     let first = app.send_text(&s, TO, "first").await;
     let second = app.send_text(&s, TO, "second").await;
-    let first_info = app.wait_status(&first, "sent").await;
-    let second_info = app.wait_status(&second, "sent").await;
-    assert!(
-        first_info["sent_at"].as_str() <= second_info["sent_at"].as_str(),
-        "FIFO per chat"
-    );
+    let first_info = info_at(&app, &first, "sent").await;
+    let second_info = info_at(&app, &second, "sent").await;
+    assert!(first_info.sent_at <= second_info.sent_at, "FIFO per chat");
 }
 
 #[wharf_testkit::dual_test]
@@ -466,18 +463,10 @@ async fn receipts_move_status_forward_only(mut app: wharf_testkit::TestApp) {
     app.wait_status(&id, "read").await;
     receipt("delivered").expect(202).await; // late and out of order
     receipt("read").expect(202).await; // duplicate
-    let info = app
-        .get(&format!("/api/messages/{id}/info"))
-        .expect(200)
-        .await;
-    assert_eq!(info["status"], "read");
-    assert!(info["delivered_at"].is_string() && info["read_at"].is_string());
-    let kinds: Vec<&str> = info["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap())
-        .collect();
+    let info = app.info(&id).await;
+    assert_eq!(info.status, MessageStatus::Read);
+    assert!(info.delivered_at.is_some() && info.read_at.is_some());
+    let kinds: Vec<&str> = info.events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         kinds,
         ["message.sent", "message.read"],
@@ -771,11 +760,8 @@ async fn a_queued_message_is_withdrawn_at_once(mut app: wharf_testkit::TestApp) 
         .to_owned();
     let id = app.send_text(&s, TO, "never mind").await;
     app.delete(&format!("/api/messages/{id}")).expect(200).await;
-    let info = app
-        .get(&format!("/api/messages/{id}/info"))
-        .expect(200)
-        .await;
-    assert_eq!(info["status"], "deleted");
+    let info = app.info(&id).await;
+    assert_eq!(info.status, MessageStatus::Deleted);
     // Connecting later sends nothing.
     app.post(&format!("/v1/whatsapp-sessions/{s}/connect"))
         .expect(200)
@@ -784,12 +770,7 @@ async fn a_queued_message_is_withdrawn_at_once(mut app: wharf_testkit::TestApp) 
         .expect(200)
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(
-        app.get(&format!("/api/messages/{id}/info"))
-            .expect(200)
-            .await["sent_at"],
-        Value::Null
-    );
+    assert_eq!(app.info(&id).await.sent_at, None);
 }
 
 #[wharf_testkit::dual_test]
@@ -837,13 +818,10 @@ async fn replies_and_reactions_refer_to_sent_messages(mut app: wharf_testkit::Te
         json!({"session_id": s, "to": TO, "text": "a reply", "quoted_message_id": original}),
     )
     .await;
-    let reply_info = app
-        .wait_status(reply["message_id"].as_str().unwrap(), "sent")
-        .await;
-    assert_eq!(reply_info["kind"], "text");
+    let reply_info = info_at(&app, &reply.message_id, "sent").await;
+    assert_eq!(reply_info.kind, MessageKind::Text);
     let reaction = send(&app, json!({"session_id": s, "to": TO, "kind": "reaction", "emoji": "👍", "message_id": original})).await;
-    app.wait_status(reaction["message_id"].as_str().unwrap(), "sent")
-        .await;
+    app.wait_status(&reaction.message_id, "sent").await;
     let logs = app
         .get(&format!("/api/whatsapp-sessions/{s}/message-logs"))
         .expect(200)
@@ -866,7 +844,7 @@ async fn replies_and_reactions_refer_to_sent_messages(mut app: wharf_testkit::Te
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["message_id"] == reply["message_id"])
+        .find(|m| m["message_id"] == reply.message_id.as_str())
         .unwrap()
         .clone();
     assert_eq!(reply_row["quoted_message_id"], original.as_str());
@@ -1106,16 +1084,8 @@ async fn a_message_withdrawn_while_it_was_being_sent_is_revoked(mut app: wharf_t
         wharf_store::JobAction::Revoke,
         "it is revoked on WhatsApp"
     );
-    let info = app
-        .get(&format!("/api/messages/{id}/info"))
-        .expect(200)
-        .await;
-    let kinds: Vec<&str> = info["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap())
-        .collect();
+    let info = app.info(&id).await;
+    let kinds: Vec<&str> = info.events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         kinds,
         ["message.deleted"],

@@ -40,7 +40,7 @@ async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestAp
         let mut m = template.clone();
         if i != 20 {
             m.id = MessageId::generate();
-            m.provider_msg_id = Some(format!("3EB0{i:020X}"));
+            m.provider_msg_id = Some(format!("3EB0{i:020X}").into());
         }
         rows.push(m);
     }

@@ -350,3 +350,150 @@ async fn a_key_that_cannot_open_the_stored_secrets_stops_the_start(app: wharf_te
     let error = format!("{:#}", started.expect_err("refused"));
     assert!(error.contains("signing secrets"), "{error}");
 }
+
+/// A delivery as the deliveries list shows it: the fields the retry schedule is read from.
+#[derive(Debug, serde::Deserialize)]
+struct ScheduledDelivery {
+    status: String,
+    attempts: i64,
+    next_attempt_at: Option<String>,
+    attempt_log: Vec<LoggedAttempt>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LoggedAttempt {
+    attempted_at: String,
+}
+
+impl ScheduledDelivery {
+    /// Milliseconds from the start of the last attempt to the next one (the delay counts from
+    /// the attempt's end, so the request's duration is on top).
+    fn next_after_last_ms(&self) -> i64 {
+        let next = self.next_attempt_at.as_deref().expect("a next attempt");
+        let last = &self.attempt_log.last().expect("an attempt").attempted_at;
+        wharf_core::time::parse_rfc3339(next).unwrap()
+            - wharf_core::time::parse_rfc3339(last).unwrap()
+    }
+}
+
+/// The one delivery of endpoint `id`, once it has had `attempts` attempts.
+async fn scheduled(app: &TestApp, id: &str, attempts: i64) -> ScheduledDelivery {
+    let list = deliveries(app, id, |d| d.len() == 1 && d[0]["attempts"] == attempts).await;
+    let delivery: ScheduledDelivery = wharf_testkit::read_view("the delivery", list[0].clone());
+    assert_eq!(delivery.attempts, attempts);
+    assert_eq!(delivery.attempt_log.len() as i64, attempts, "{delivery:?}");
+    delivery
+}
+
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
+    // Retries an hour, then two hours, after a failure: far beyond the test's run unless the
+    // server's clock moves.
+    c.webhook_retry_delays_ms = vec![3_600_000, 7_200_000];
+})]
+async fn failed_deliveries_are_retried_on_the_servers_clock(mut app: wharf_testkit::TestApp) {
+    let receiver = TestReceiver::start().await;
+    let (_, id) = sent_endpoint(&app, &receiver).await;
+    let (session, _) = app.connected_session().await;
+    receiver.fail_next(usize::MAX);
+    app.send_text(&session, TO, "hello").await;
+
+    // The first attempt fails: the next is due an hour later, on the server's clock.
+    let first = scheduled(&app, &id, 1).await;
+    assert_eq!(first.status, "pending", "{first:?}");
+    let wait = first.next_after_last_ms();
+    assert!((3_600_000..3_610_000).contains(&wait), "{first:?}");
+
+    // An hour passes (the clock moves; nothing sleeps): the second attempt, then two hours.
+    app.config.clock.advance(Duration::from_secs(3_600));
+    let second = scheduled(&app, &id, 2).await;
+    assert_eq!(second.status, "pending", "{second:?}");
+    let wait = second.next_after_last_ms();
+    assert!((7_200_000..7_210_000).contains(&wait), "{second:?}");
+    let gap = wharf_core::time::parse_rfc3339(&second.attempt_log[1].attempted_at).unwrap()
+        - wharf_core::time::parse_rfc3339(&second.attempt_log[0].attempted_at).unwrap();
+    assert!(
+        gap >= 3_600_000,
+        "attempts dated by the server's clock: {second:?}"
+    );
+
+    // Two more hours: the last attempt of the schedule, and the delivery fails for good.
+    app.config.clock.advance(Duration::from_secs(7_200));
+    let last = scheduled(&app, &id, 3).await;
+    assert_eq!(last.status, "failed", "{last:?}");
+    assert_eq!(last.next_attempt_at, None, "{last:?}");
+}
+
+#[wharf_testkit::dual_test]
+async fn delivery_entry_points_of_the_store_see_only_the_accounts_own(
+    mut app: wharf_testkit::TestApp,
+) {
+    let receiver = TestReceiver::start().await;
+    let (_, id) = sent_endpoint(&app, &receiver).await;
+    let (session, _) = app.connected_session().await;
+    receiver.fail_next(usize::MAX);
+    app.send_text(&session, TO, "hello").await;
+    let list = deliveries(&app, &id, |d| d.len() == 1 && d[0]["status"] == "failed").await;
+    let webhook: wharf_core::WebhookId = id.parse().unwrap();
+    let delivery: wharf_core::DeliveryId = list[0]["id"].as_str().unwrap().parse().unwrap();
+    let owner: wharf_core::AccountId = app.account_id.parse().unwrap();
+    let other = wharf_core::AccountId::generate();
+    let now = app.config.clock.now_millis();
+
+    // Another account, given the endpoint's and the delivery's ids, finds nothing…
+    let store = &app.store;
+    assert!(
+        store
+            .list_deliveries(other, webhook, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .get_delivery(other, webhook, delivery)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .redeliver(other, webhook, delivery, now)
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        store
+            .recover_deliveries(other, webhook, 0, now)
+            .await
+            .unwrap(),
+        0
+    );
+    let (row, _) = store
+        .get_delivery(owner, webhook, delivery)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.status,
+        wharf_store::DeliveryStatus::Failed,
+        "left as it was"
+    );
+
+    // …and the owner finds it.
+    assert_eq!(
+        store
+            .list_deliveries(owner, webhook, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .recover_deliveries(owner, webhook, 0, now)
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -83,7 +83,7 @@ impl From<&MessageRow> for MessageView {
             kind: m.kind,
             content: serde_json::to_value(&m.content).unwrap_or(Value::Null),
             status: m.status,
-            provider_msg_id: m.provider_msg_id.clone(),
+            provider_msg_id: m.provider_msg_id.as_ref().map(ToString::to_string),
             quoted_message_id: m.quoted_message_id.map(|q| q.to_string()),
             failure_reason: m.failure_reason.clone(),
             accepted_at: rfc3339(m.accepted_at),
@@ -118,8 +118,8 @@ impl From<&SendAnswer> for SendAnswerView {
         Self {
             msg_id: a
                 .provider_id
-                .clone()
-                .unwrap_or_else(|| a.message_id.to_string()),
+                .as_ref()
+                .map_or_else(|| a.message_id.to_string(), ToString::to_string),
             message_id: a.message_id.to_string(),
             jid: a.to.to_string(),
             status: a.status.as_str().to_owned(),
@@ -248,7 +248,7 @@ async fn get_message_info(
     Ok(Json(MessageInfoView {
         message_id: m.id.to_string(),
         session_id: m.session_id.to_string(),
-        provider_msg_id: m.provider_msg_id.clone(),
+        provider_msg_id: m.provider_msg_id.as_ref().map(ToString::to_string),
         to: m.chat_jid.to_string(),
         kind: m.kind,
         status: m.status,

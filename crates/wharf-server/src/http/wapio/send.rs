@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use utoipa::ToSchema;
 use wharf_core::{
-    Jid, MessageId, Phone, SessionId,
+    Jid, MessageId, Phone, ProviderId, SessionId,
     jid::JidServer,
     message::{Content, MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MessageKind},
 };
@@ -481,7 +481,7 @@ impl SendMessageBody {
                 }
                 Content::Reaction {
                     target: Some(target),
-                    target_provider_id: String::new(),
+                    target_provider_id: ProviderId::default(),
                     emoji: emoji.to_owned(),
                 }
             }
