@@ -8,6 +8,7 @@ pub mod jid;
 pub mod keys;
 pub mod message;
 pub mod phone;
+pub mod seal;
 pub mod session;
 pub mod time;
 
@@ -20,4 +21,5 @@ pub use id::{
 pub use jid::{Jid, JidError};
 pub use keys::{KeyKind, NewToken, TokenHash};
 pub use phone::{Phone, PhoneError};
+pub use seal::{SealError, Sealer};
 pub use session::{OperationStatus, SessionSettings, SessionStatus};

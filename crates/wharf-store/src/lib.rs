@@ -32,6 +32,7 @@ mod operations;
 mod pool;
 mod sandbox;
 mod sessions;
+pub mod web_device;
 mod webhooks;
 
 use std::{path::Path, str::FromStr, time::Duration};
@@ -54,6 +55,7 @@ use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
     migrate::Migrator,
 };
+pub use web_device::WebDeviceStore;
 pub use webhooks::{
     AttemptResult, AttemptRow, DeliveryJob, DeliveryRow, DeliveryStatus, WebhookEdit, WebhookRow,
 };

@@ -519,6 +519,8 @@ impl SessionService {
             // Its credentials go, and its number becomes free for another session.
             self.store.delete_cloud_session(id).await?;
         }
+        // A linked WhatsApp Web device's keys and state go with it (logout does not wipe them).
+        self.store.delete_web_device(id).await?;
         Ok(())
     }
 }
