@@ -991,7 +991,7 @@ impl ProtocolStore for WebDeviceStore {
     /// Keeps the first `created_at` of a LID; the rest is replaced.
     async fn put_lid_mapping(&self, entry: &LidPnMappingEntry) -> WaResult<()> {
         let mut conn = self.store.write.acquire().await.map_err(db)?;
-        self.upsert_lid(&mut *conn, entry).await
+        self.upsert_lid(&mut conn, entry).await
     }
 
     async fn put_lid_mappings(&self, entries: &[LidPnMappingEntry]) -> WaResult<()> {
@@ -1000,7 +1000,7 @@ impl ProtocolStore for WebDeviceStore {
         }
         let mut tx = self.store.write.begin().await.map_err(db)?;
         for entry in entries {
-            self.upsert_lid(&mut *tx, entry).await?;
+            self.upsert_lid(&mut tx, entry).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(())
@@ -1290,7 +1290,7 @@ impl ProtocolStore for WebDeviceStore {
             id,
             message,
         };
-        self.upsert_pending(&mut *conn, &row, self.now_secs()).await
+        self.upsert_pending(&mut conn, &row, self.now_secs()).await
     }
 
     async fn get_pending_inbound(
@@ -1354,7 +1354,7 @@ impl ProtocolStore for WebDeviceStore {
         let now = self.now_secs();
         let mut tx = self.store.write.begin().await.map_err(db)?;
         for row in rows {
-            self.upsert_pending(&mut *tx, row, now).await?;
+            self.upsert_pending(&mut tx, row, now).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(())
@@ -1391,7 +1391,7 @@ impl MsgSecretStore for WebDeviceStore {
         }
         let mut tx = self.store.write.begin().await.map_err(db)?;
         for entry in &entries {
-            self.upsert_msg_secret(&mut *tx, entry).await?;
+            self.upsert_msg_secret(&mut tx, entry).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(entries.len())

@@ -10,10 +10,11 @@ use wharf_server::secrets::SecretBox;
 use wharf_store::{Store, WebDeviceStore};
 use whatsapp_rust::{
     bytes::Bytes,
+    store::persistence_manager::PersistenceManager,
     wacore::{
         appstate::{hash::HashState, processor::AppStateMutationMAC},
         store::{
-            Device, PersistenceManager,
+            Device,
             traits::{
                 AppStateSyncKey, AppSyncStore, DeviceInfo, DeviceListRecord, DeviceStore,
                 LidPnMappingEntry, MsgSecretEntry, MsgSecretStore, PendingInboundKey,
@@ -222,9 +223,11 @@ async fn every_method_of_the_web_device_store_round_trips(app: wharf_testkit::Te
     // App-state versions: the default when missing.
     let missing = s.get_version("regular").await.unwrap();
     assert_eq!(missing.version, 0);
-    let mut state = HashState::default();
-    state.version = 42;
-    state.hash = [9; 128];
+    let mut state = HashState {
+        version: 42,
+        hash: [9; 128],
+        ..Default::default()
+    };
     state.index_value_map.insert("idx".into(), vec![1, 2, 3]);
     s.set_version("regular", state.clone()).await.unwrap();
     state.version = 43;
@@ -261,7 +264,7 @@ async fn every_method_of_the_web_device_store_round_trips(app: wharf_testkit::Te
         .await
         .unwrap();
     assert_eq!(many.len(), 2);
-    assert_eq!(many[&[2; 32]], vec![20; 32]);
+    assert_eq!(many[&[2u8; 32]], vec![20u8; 32]);
     s.delete_mutation_macs("regular", &[vec![1; 32]])
         .await
         .unwrap();
@@ -544,7 +547,7 @@ async fn every_method_of_the_web_device_store_round_trips(app: wharf_testkit::Te
         .map(|id| PendingInboundRow {
             chat: "g@g.us",
             sender: "p@lid",
-            id: *id,
+            id,
             message: id.as_bytes(),
         })
         .collect();
