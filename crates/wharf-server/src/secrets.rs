@@ -49,19 +49,48 @@ impl SecretBox {
     /// `v1:` and base64 of a random nonce, the ciphertext and its tag. `label` (the field's
     /// name) is authenticated with it, so sealed values cannot be swapped between fields.
     pub fn seal(&self, label: &str, plaintext: &str) -> String {
+        format!(
+            "{PREFIX}{}",
+            STANDARD.encode(self.seal_bytes(label, plaintext.as_bytes()))
+        )
+    }
+
+    /// A random nonce, then the ciphertext of `plaintext` and its tag, `label` authenticated
+    /// with it (the binary form, for columns of bytes).
+    pub fn seal_bytes(&self, label: &str, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).expect("the system RNG works");
-        let mut data = plaintext.as_bytes().to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + CHACHA20_POLY1305.tag_len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let (head, data) = out.split_at_mut(NONCE_LEN);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::try_assume_unique_for_key(head).expect("a nonce-sized slice"),
                 Aad::from(label.as_bytes()),
-                &mut data,
+                data,
             )
             .expect("sealing in memory cannot fail");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&data);
-        format!("{PREFIX}{}", STANDARD.encode(out))
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// The plaintext of bytes from [`SecretBox::seal_bytes`] under `label`.
+    pub fn open_bytes(&self, label: &str, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(OpenError("too short"));
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError("bad nonce"))?;
+        let mut data = ciphertext.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(label.as_bytes()), &mut data)
+            .map_err(|_| OpenError("authentication failed"))?;
+        let len = plain.len();
+        data.truncate(len);
+        Ok(data)
     }
 
     /// The plaintext of a value sealed under `label`.
@@ -69,17 +98,21 @@ impl SecretBox {
         let raw = sealed
             .strip_prefix(PREFIX)
             .ok_or(OpenError("unknown format"))?;
-        let mut data = STANDARD.decode(raw).map_err(|_| OpenError("not base64"))?;
-        if data.len() < NONCE_LEN {
-            return Err(OpenError("too short"));
-        }
-        let mut ciphertext = data.split_off(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(&data).map_err(|_| OpenError("bad nonce"))?;
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(label.as_bytes()), &mut ciphertext)
-            .map_err(|_| OpenError("authentication failed"))?;
-        String::from_utf8(plain.to_vec()).map_err(|_| OpenError("not UTF-8"))
+        let data = STANDARD.decode(raw).map_err(|_| OpenError("not base64"))?;
+        let plain = self.open_bytes(label, &data)?;
+        String::from_utf8(plain).map_err(|_| OpenError("not UTF-8"))
+    }
+}
+
+/// The store seals the linked WhatsApp Web devices' keys with the server's box.
+impl wharf_core::Sealer for SecretBox {
+    fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_bytes(context, plaintext)
+    }
+
+    fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, wharf_core::SealError> {
+        self.open_bytes(context, sealed)
+            .map_err(|OpenError(why)| wharf_core::SealError(why))
     }
 }
 
@@ -212,6 +245,28 @@ mod tests {
         assert!(a.open("app_secret", &sealed).is_err());
         let b = SecretBox::new(&[8; 32], "test".into());
         assert!(b.open("access_token", &sealed).is_err());
+    }
+
+    #[test]
+    fn sealed_bytes_open_only_with_their_key_and_context() {
+        use wharf_core::Sealer;
+        let a = SecretBox::new(&[7; 32], "test".into());
+        let secret = [0xA5u8; 32];
+        let sealed = Sealer::seal(&a, "web/sess_1/identity", &secret);
+        assert_eq!(sealed.len(), NONCE_LEN + 32 + 16);
+        assert!(!sealed.windows(8).any(|w| w == &secret[..8]));
+        assert_eq!(
+            Sealer::open(&a, "web/sess_1/identity", &sealed).unwrap(),
+            secret
+        );
+        assert!(Sealer::open(&a, "web/sess_2/identity", &sealed).is_err());
+        let b = SecretBox::new(&[8; 32], "test".into());
+        assert!(Sealer::open(&b, "web/sess_1/identity", &sealed).is_err());
+        assert!(Sealer::open(&a, "web/sess_1/identity", &sealed[..10]).is_err());
+        assert_eq!(
+            Sealer::open(&a, "x", &Sealer::seal(&a, "x", b"")).unwrap(),
+            b""
+        );
     }
 
     #[test]

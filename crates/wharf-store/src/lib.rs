@@ -35,6 +35,7 @@ mod sandbox;
 mod sessions;
 mod templates;
 mod wa_contacts;
+pub mod web_device;
 mod webhooks;
 
 use std::{path::Path, str::FromStr, time::Duration};
@@ -60,6 +61,7 @@ use sqlx::{
 };
 pub use templates::TemplateRow;
 pub use wa_contacts::ContactNameRow;
+pub use web_device::WebDeviceStore;
 pub use webhooks::{
     AttemptResult, AttemptRow, DeliveryJob, DeliveryRow, DeliveryStatus, WebhookEdit, WebhookRow,
 };

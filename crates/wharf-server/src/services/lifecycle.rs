@@ -544,6 +544,9 @@ impl SessionService {
         if let Ok(engine) = self.engines.get(row.engine) {
             engine.logout(id).await?;
         }
+        // A linked WhatsApp Web device's keys and state go before the session reads as
+        // deleted (the client's logout does not wipe them).
+        self.store.delete_web_device(id).await?;
         self.store
             .modify_session::<ServiceError>(None, id, |row| {
                 if row.status == SessionStatus::Deleted {

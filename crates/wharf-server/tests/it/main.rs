@@ -19,5 +19,6 @@ mod social;
 mod store;
 mod validation;
 mod wapio_envelope;
+mod web_device;
 mod webhook_state;
 mod webhooks;

@@ -1,0 +1,109 @@
+-- The WhatsApp Web engine's linked devices (issue 12): whatsapp-rust's storage, one device per
+-- session, every row keyed by the session. Secret material (private keys, ratchets, sender
+-- keys, app-state keys, message secrets, message bodies) is sealed by the server's secret key
+-- before it gets here; what stays clear is public or routing data.
+
+-- The device itself: its serde form, sealed; pn and lid in clear to show the linked number.
+CREATE TABLE web_devices (
+    session_id  TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+    pn          TEXT,
+    lid         TEXT,
+    device      BLOB NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+
+-- Byte maps by (kind, key): identities, Signal sessions, sender keys, signed pre-keys,
+-- app-state versions, base keys, device lists, group metadata (kinds in web_device.rs).
+CREATE TABLE web_kv (
+    session_id  TEXT NOT NULL,
+    kind        INTEGER NOT NULL,
+    k           TEXT NOT NULL,
+    v           BLOB NOT NULL,
+    PRIMARY KEY (session_id, kind, k)
+);
+
+CREATE TABLE web_prekeys (
+    session_id  TEXT NOT NULL,
+    id          INTEGER NOT NULL,
+    record      BLOB NOT NULL,
+    uploaded    INTEGER NOT NULL,
+    PRIMARY KEY (session_id, id)
+);
+
+-- App-state sync keys; seq orders them by when they were set (the latest is the last set).
+CREATE TABLE web_sync_keys (
+    session_id  TEXT NOT NULL,
+    key_id      BLOB NOT NULL,
+    v           BLOB NOT NULL,
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (session_id, key_id)
+);
+
+CREATE TABLE web_mutation_macs (
+    session_id  TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    index_mac   BLOB NOT NULL,
+    version     INTEGER NOT NULL,
+    value_mac   BLOB NOT NULL,
+    PRIMARY KEY (session_id, name, index_mac)
+);
+
+CREATE TABLE web_sender_key_devices (
+    session_id  TEXT NOT NULL,
+    group_jid   TEXT NOT NULL,
+    device_jid  TEXT NOT NULL,
+    has_key     INTEGER NOT NULL,
+    PRIMARY KEY (session_id, group_jid, device_jid)
+);
+CREATE INDEX web_sender_key_devices_by_device ON web_sender_key_devices (session_id, device_jid);
+
+CREATE TABLE web_lid_pn (
+    session_id       TEXT NOT NULL,
+    lid              TEXT NOT NULL,
+    phone_number     TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    learning_source  TEXT NOT NULL,
+    PRIMARY KEY (session_id, lid)
+);
+CREATE INDEX web_lid_pn_by_phone ON web_lid_pn (session_id, phone_number, updated_at);
+
+CREATE TABLE web_tc_tokens (
+    session_id        TEXT NOT NULL,
+    jid               TEXT NOT NULL,
+    token             BLOB NOT NULL,
+    token_timestamp   INTEGER NOT NULL,
+    sender_timestamp  INTEGER,
+    PRIMARY KEY (session_id, jid)
+);
+
+-- Timestamps of the three buffers below are Unix seconds, as the client's sweeps pass them.
+CREATE TABLE web_sent_messages (
+    session_id  TEXT NOT NULL,
+    chat_jid    TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (session_id, chat_jid, message_id)
+);
+
+CREATE TABLE web_pending_inbound (
+    session_id   TEXT NOT NULL,
+    chat         TEXT NOT NULL,
+    sender       TEXT NOT NULL,
+    id           TEXT NOT NULL,
+    message      BLOB NOT NULL,
+    inserted_at  INTEGER NOT NULL,
+    PRIMARY KEY (session_id, chat, sender, id)
+);
+
+CREATE TABLE web_msg_secrets (
+    session_id  TEXT NOT NULL,
+    chat        TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    msg_id      TEXT NOT NULL,
+    secret      BLOB NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    message_ts  INTEGER NOT NULL,
+    PRIMARY KEY (session_id, chat, sender, msg_id)
+);
