@@ -6,7 +6,10 @@ use std::sync::Arc;
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use wharf_core::EngineSink;
-use wharf_engines::{CloudEngine, Emulator};
+use wharf_engines::{
+    CloudEngine, Emulator, WebEngine,
+    web::{client::WebDeviceStores, client::WhatsAppFactory, http::ReqwestHttp},
+};
 use wharf_store::Store;
 
 use crate::{
@@ -31,9 +34,25 @@ pub async fn run(
 }
 
 /// As [`run`], with a store the caller opened (and migrated).
+///
+/// WhatsApp Web devices are kept in memory here (lost when the server stops, so a linked
+/// `web` session needs a new QR after a restart) until the database-backed device store is
+/// wired in through [`run_with_devices`].
 pub async fn run_with_store(
     config: Config,
     store: Store,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let devices = Arc::new(wharf_engines::web::client::InMemoryDevices::default());
+    run_with_devices(config, store, devices, listener, shutdown).await
+}
+
+/// As [`run_with_store`], keeping WhatsApp Web devices in `devices`.
+pub async fn run_with_devices(
+    config: Config,
+    store: Store,
+    devices: Arc<dyn WebDeviceStores>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -107,7 +126,30 @@ pub async fn run_with_store(
         cloud.as_ref().ok().cloned(),
         Arc::downgrade(&supervisor),
     ));
-    let engines = Arc::new(Engines::new(Some(emulator)).with_cloud(cloud));
+    let web = {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(20))
+            .build()
+            .map_err(|e| anyhow::anyhow!("the web engine's HTTP client: {e}"))?;
+        let mut factory = WhatsAppFactory::new(
+            devices,
+            Arc::new(ReqwestHttp::new(http)),
+            config.web_endpoint.clone(),
+        );
+        if let Some(version) = config.web_version() {
+            factory = factory.with_version(version);
+        }
+        Arc::new(WebEngine::new(
+            Arc::new(factory),
+            Arc::downgrade(&supervisor),
+            config.web(),
+        ))
+    };
+    let engines = Arc::new(
+        Engines::new(Some(emulator))
+            .with_cloud(cloud)
+            .with_web(Ok(web)),
+    );
     engines.get(config.default_engine).map_err(|_| {
         anyhow::anyhow!(
             "default_engine is {}, which this server cannot run (available: {})",

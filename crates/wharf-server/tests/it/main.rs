@@ -16,5 +16,6 @@ mod sessions;
 mod store;
 mod validation;
 mod wapio_envelope;
+mod web;
 mod webhook_state;
 mod webhooks;
