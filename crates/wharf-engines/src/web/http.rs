@@ -92,6 +92,12 @@ mod tests {
 
     use super::*;
 
+    /// reqwest needs a rustls crypto provider; the crate's TLS setup installs ring.
+    fn client() -> reqwest::Client {
+        let _ = whatsapp_rust::transport::default_tls_connector();
+        reqwest::Client::new()
+    }
+
     /// Serves one canned HTTP answer and hands back the request it read.
     async fn serve_once(answer: &'static str) -> (String, tokio::task::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -121,7 +127,7 @@ mod tests {
             "HTTP/1.1 404 Not Found\r\ncontent-length: 4\r\nconnection: close\r\n\r\ngone",
         )
         .await;
-        let http = ReqwestHttp::new(reqwest::Client::new());
+        let http = ReqwestHttp::new(client());
         let answer = http
             .execute(request(url, "POST", Some(b"payload")))
             .await
@@ -145,7 +151,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\n0123456789",
         )
         .await;
-        let http = ReqwestHttp::new(reqwest::Client::new()).with_max_body(5);
+        let http = ReqwestHttp::new(client()).with_max_body(5);
         let e = http.execute(request(url, "GET", None)).await.unwrap_err();
         assert!(e.to_string().contains("over 5 bytes"), "{e}");
     }
@@ -155,7 +161,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         drop(listener);
-        let http = ReqwestHttp::new(reqwest::Client::new());
+        let http = ReqwestHttp::new(client());
         assert!(http.execute(request(url, "GET", None)).await.is_err());
     }
 }

@@ -810,6 +810,8 @@ async fn real_client_reports_an_unreachable_endpoint_and_stops() {
         client::{InMemoryDevices, WhatsAppFactory},
         http::ReqwestHttp,
     };
+    // reqwest needs a rustls crypto provider; the crate's TLS setup installs ring.
+    let _ = whatsapp_rust::transport::default_tls_connector();
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("ws://{}/ws/chat", closed.local_addr().unwrap());
     drop(closed);
