@@ -121,6 +121,9 @@ pub struct EngineSession {
 pub enum EngineUpdate {
     /// A (new) pairing code to show as a QR.
     Qr { code: String },
+    /// The session is (re)connecting and not online yet; `reason` says why (the last
+    /// failure, or the drop that started it).
+    Connecting { reason: String },
     /// The session is online as `phone`.
     Connected { phone: Phone },
     /// The connection dropped; the link is kept and a later start reconnects.
@@ -135,6 +138,19 @@ pub enum EngineUpdate {
     },
     /// A message arrived.
     Inbound(Inbound),
+    /// The sender of a received message replaced its content.
+    InboundEdited {
+        chat: Jid,
+        provider_id: String,
+        content: Content,
+        at: i64,
+    },
+    /// The sender of a received message revoked it for everyone.
+    InboundRevoked {
+        chat: Jid,
+        provider_id: String,
+        at: i64,
+    },
     /// A provider's report on a message this session sent. `message_id` is Wharf's own id
     /// when the provider echoes it back (so a report that beats the recording of the send
     /// still finds its message).

@@ -679,6 +679,11 @@ pub struct Inbound {
     pub chat: Jid,
     /// Who wrote it.
     pub sender: Jid,
+    /// The chat's linked identity (`…@lid`) when WhatsApp gave one; `chat` then names it by
+    /// phone number when that is known too.
+    pub chat_lid: Option<Jid>,
+    /// The sender's linked identity, likewise.
+    pub sender_lid: Option<Jid>,
     pub content: Content,
     /// When WhatsApp says it was sent (ms).
     pub sent_at: i64,

@@ -5,3 +5,5 @@ pub mod emulator;
 
 pub use cloud::CloudEngine;
 pub use emulator::Emulator;
+pub use web::WebEngine;
+pub mod web;

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use wharf_core::EngineSink;
-use wharf_engines::{CloudEngine, Emulator};
+use wharf_engines::{
+    CloudEngine, Emulator, WebEngine,
+    web::{client::WebDeviceStores, client::WhatsAppFactory, http::ReqwestHttp},
+};
 use wharf_store::Store;
 
 use crate::{
@@ -30,10 +33,24 @@ pub async fn run(
     run_with_store(config, store, listener, shutdown).await
 }
 
-/// As [`run`], with a store the caller opened (and migrated).
+/// As [`run`], with a store the caller opened (and migrated). WhatsApp Web devices live in
+/// the same database, sealed with the server key (without a key, the web engine is
+/// unavailable, as the Cloud API engine is).
 pub async fn run_with_store(
     config: Config,
     store: Store,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with_devices(config, store, None, listener, shutdown).await
+}
+
+/// As [`run_with_store`], keeping WhatsApp Web devices in `devices` when given (tests and
+/// benchmarks may keep them in memory) instead of the database.
+pub async fn run_with_devices(
+    config: Config,
+    store: Store,
+    devices: Option<Arc<dyn WebDeviceStores>>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -107,7 +124,41 @@ pub async fn run_with_store(
         cloud.as_ref().ok().cloned(),
         Arc::downgrade(&supervisor),
     ));
-    let engines = Arc::new(Engines::new(Some(emulator)).with_cloud(cloud));
+    let devices: Result<Arc<dyn WebDeviceStores>, String> = match (devices, &secrets) {
+        (Some(devices), _) => Ok(devices),
+        (None, Some(key)) => Ok(Arc::new(crate::web_devices::DatabaseDevices::new(
+            store.clone(),
+            key.clone(),
+        ))),
+        (None, None) => Err(
+            "it needs secret_key (WHARF_SECRET_KEY) to seal the linked device's keys, and there is no default key on PostgreSQL"
+                .into(),
+        ),
+    };
+    let web = devices.map(|devices| -> anyhow::Result<Arc<WebEngine>> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(20))
+            .build()
+            .map_err(|e| anyhow::anyhow!("the web engine's HTTP client: {e}"))?;
+        let mut factory = WhatsAppFactory::new(
+            devices,
+            Arc::new(ReqwestHttp::new(http)),
+            config.web_endpoint.clone(),
+        );
+        if let Some(version) = config.web_version() {
+            factory = factory.with_version(version);
+        }
+        Ok(Arc::new(WebEngine::new(
+            Arc::new(factory),
+            Arc::downgrade(&supervisor),
+            config.web(),
+        )))
+    });
+    let web = match web {
+        Ok(built) => Ok(built?),
+        Err(why) => Err(why),
+    };
+    let engines = Arc::new(Engines::new(Some(emulator)).with_cloud(cloud).with_web(web));
     engines.get(config.default_engine).map_err(|_| {
         anyhow::anyhow!(
             "default_engine is {}, which this server cannot run (available: {})",

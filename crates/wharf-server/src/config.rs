@@ -27,6 +27,16 @@ pub struct Config {
     pub send_rate_emulator: NonZeroU32,
     /// Sends per second per session on the WhatsApp Web engine (WhatsApp bans fast senders).
     pub send_rate_web: NonZeroU32,
+    /// WhatsApp Web: sends to one recipient in a burst before `web_pair_interval_ms` applies.
+    pub web_pair_burst: u32,
+    /// WhatsApp Web: after a burst, one send to the same recipient per this many ms.
+    pub web_pair_interval_ms: u64,
+    /// The WebSocket address WhatsApp Web sessions connect to (operator configuration;
+    /// tests and benchmarks point it at loopback).
+    pub web_endpoint: String,
+    /// The WhatsApp Web version the client announces, `2.3000.N`; unset, it is fetched from
+    /// web.whatsapp.com once a day.
+    pub web_version: Option<String>,
     /// Sends per second per number on the Cloud API engine.
     pub send_rate_cloud: NonZeroU32,
     /// Attempts of a send before a retryable failure becomes final.
@@ -104,7 +114,11 @@ impl Default for Config {
             instance_id: default_instance_id(),
             log: "info".into(),
             send_rate_emulator: NonZeroU32::new(1000).expect("not zero"),
-            send_rate_web: NonZeroU32::new(20).expect("not zero"),
+            send_rate_web: NonZeroU32::new(1).expect("not zero"),
+            web_pair_burst: 1,
+            web_pair_interval_ms: 4000,
+            web_endpoint: wharf_engines::web::DEFAULT_WEB_ENDPOINT.into(),
+            web_version: None,
             send_rate_cloud: NonZeroU32::new(80).expect("not zero"),
             send_max_attempts: 8,
             send_retry_base_ms: 1000,
@@ -173,6 +187,16 @@ fn default_instance_id() -> String {
         .unwrap_or_else(|| "wharf".into())
 }
 
+/// `2.3000.1023456789` as its three numbers.
+fn parse_web_version(text: &str) -> Result<(u32, u32, u32), String> {
+    let bad = || format!("web_version must look like 2.3000.1023456789 (got {text})");
+    let mut parts = text.split('.').map(|p| p.parse::<u32>().map_err(|_| bad()));
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(b), Some(c), None) => Ok((a?, b?, c?)),
+        _ => Err(bad()),
+    }
+}
+
 impl Config {
     /// Checks what serde cannot: the database URL's scheme and a usable instance id.
     pub fn validate(&self) -> Result<(), String> {
@@ -214,6 +238,15 @@ impl Config {
         crate::outbound::Policy::new(&self.outbound_allow)?;
         if self.webhook_disable_after_days > 3650 {
             return Err("webhook_disable_after_days must be 0 (never) to 3650".into());
+        }
+        if !(self.web_endpoint.starts_with("wss://") || self.web_endpoint.starts_with("ws://")) {
+            return Err("web_endpoint must be a ws:// or wss:// URL".into());
+        }
+        if self.web_pair_burst == 0 || self.web_pair_interval_ms == 0 {
+            return Err("web_pair_burst and web_pair_interval_ms must be at least 1".into());
+        }
+        if let Some(v) = self.web_version.as_deref().filter(|v| !v.is_empty()) {
+            parse_web_version(v)?;
         }
         if !(self.cloud_graph_base_url.starts_with("https://")
             || self.cloud_graph_base_url.starts_with("http://"))
@@ -317,6 +350,10 @@ impl fmt::Debug for Config {
             .field("log", &self.log)
             .field("send_rate_emulator", &self.send_rate_emulator)
             .field("send_rate_web", &self.send_rate_web)
+            .field("web_pair_burst", &self.web_pair_burst)
+            .field("web_pair_interval_ms", &self.web_pair_interval_ms)
+            .field("web_endpoint", &self.web_endpoint)
+            .field("web_version", &self.web_version)
             .field("send_rate_cloud", &self.send_rate_cloud)
             .field("send_max_attempts", &self.send_max_attempts)
             .field("webhook_retry_delays_ms", &self.webhook_retry_delays_ms)
@@ -383,6 +420,27 @@ impl Config {
             ),
             clock: self.clock.clone(),
         }
+    }
+
+    /// The WhatsApp Web engine's settings.
+    pub fn web(&self) -> wharf_engines::web::WebConfig {
+        wharf_engines::web::WebConfig {
+            endpoint: self.web_endpoint.clone(),
+            pacing: wharf_core::engine::Pacing {
+                per_second: self.send_rate_web.get(),
+                pair_burst: self.web_pair_burst,
+                pair_interval_ms: self.web_pair_interval_ms,
+            },
+            ..wharf_engines::web::WebConfig::default()
+        }
+    }
+
+    /// The WhatsApp Web version to announce, when configured.
+    pub fn web_version(&self) -> Option<(u32, u32, u32)> {
+        self.web_version
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .and_then(|v| parse_web_version(v).ok())
     }
 
     /// The Cloud API engine's settings.

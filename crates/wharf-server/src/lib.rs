@@ -7,9 +7,10 @@ pub mod http;
 pub mod outbound;
 pub mod secrets;
 pub mod services;
+pub mod web_devices;
 pub mod workers;
 
-pub use app::{run, run_with_store};
+pub use app::{run, run_with_devices, run_with_store};
 pub use config::{Config, redact_url};
 pub use error::ServiceError;
 

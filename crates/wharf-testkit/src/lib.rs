@@ -28,6 +28,8 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+/// The scripted WhatsApp Web port that drives the `web` engine's logic in tests.
+pub use wharf_engines::web::fake as web;
 /// The fake Meta Graph server the Cloud API engine is tested against.
 pub use wharf_fakegraph as fakegraph;
 pub use wharf_server::Config;
@@ -89,6 +91,10 @@ impl TestApp {
             outbound_allow: vec!["127.0.0.0/8".into(), "::1".into()],
             // The Graph address is operator configuration: the fake's.
             cloud_graph_base_url: graph.base_url(),
+            // Tests never reach WhatsApp: web sessions dial a loopback port where nothing
+            // listens, announcing a fixed version instead of fetching it.
+            web_endpoint: "ws://127.0.0.1:1/ws/chat".into(),
+            web_version: Some("2.3000.1".into()),
             ..Config::default()
         };
         configure(&mut config);

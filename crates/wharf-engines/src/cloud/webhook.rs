@@ -264,6 +264,8 @@ fn inbound(m: &Value) -> Option<Inbound> {
         provider_id: provider_id.into(),
         chat: sender.clone(),
         sender,
+        chat_lid: None,
+        sender_lid: None,
         content,
         sent_at: millis(&m["timestamp"]),
         // A reply names its message in `context` (a forward's context has no id).

@@ -227,6 +227,8 @@ impl Emulator {
             provider_id: provider_id.clone(),
             chat: chat.unwrap_or_else(|| from.clone()),
             sender: from,
+            chat_lid: None,
+            sender_lid: None,
             content,
             sent_at: now_millis(),
             quoted_provider_id: quoted,

@@ -203,6 +203,8 @@ impl Emulator {
                     content: content.clone(),
                     sent_at: now_millis(),
                     quoted_provider_id: None,
+                    chat_lid: None,
+                    sender_lid: None,
                 };
                 if let Err(e) = sink.update(other, EngineUpdate::Inbound(message)).await {
                     tracing::warn!(session = %other, error = %e, "could not deliver a group message");

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use wharf_core::{EngineKind, engine::DynEngine};
-use wharf_engines::{CloudEngine, Emulator};
+use wharf_engines::{CloudEngine, Emulator, WebEngine};
 
 use crate::ServiceError;
 
@@ -11,6 +11,7 @@ use crate::ServiceError;
 pub struct Engines {
     by_kind: HashMap<EngineKind, DynEngine>,
     emulator: Option<Arc<Emulator>>,
+    web: Option<Arc<WebEngine>>,
     /// Why an engine is missing, when the server knows (shown when it is asked for).
     missing: HashMap<EngineKind, String>,
 }
@@ -25,6 +26,7 @@ impl Engines {
         Self {
             by_kind,
             emulator,
+            web: None,
             missing: HashMap::new(),
         }
     }
@@ -40,6 +42,25 @@ impl Engines {
             }
         }
         self
+    }
+
+    /// Adds the WhatsApp Web engine, or records why it is not available.
+    pub fn with_web(mut self, web: Result<Arc<WebEngine>, String>) -> Self {
+        match web {
+            Ok(engine) => {
+                self.by_kind.insert(EngineKind::Web, engine.clone());
+                self.web = Some(engine);
+            }
+            Err(why) => {
+                self.missing.insert(EngineKind::Web, why);
+            }
+        }
+        self
+    }
+
+    /// The web engine, for pairing by code.
+    pub fn web(&self) -> Option<&Arc<WebEngine>> {
+        self.web.as_ref()
     }
 
     /// The engine of `kind`, or a clear "not available" error naming the field at fault.

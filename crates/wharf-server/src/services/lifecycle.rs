@@ -92,6 +92,19 @@ impl Supervisor {
                         ));
                         events
                     }
+                    EngineUpdate::Connecting { reason } if running => {
+                        // A new reason while still connecting is news too (the watchdog's
+                        // retries, a different failure).
+                        let previous = row.status;
+                        let new_reason = row.status_reason.as_deref() != Some(reason.as_str());
+                        row.worker_id = Some(instance);
+                        row.qr_code = None;
+                        let mut events = set_status(row, SessionStatus::Connecting, Some(reason));
+                        if events.is_empty() && new_reason {
+                            events.push(status_event(row, previous));
+                        }
+                        events
+                    }
                     EngineUpdate::Connected { phone } if running => {
                         row.qr_code = None;
                         row.paired = true;
@@ -435,6 +448,32 @@ impl SessionService {
             )),
             _ => Err(deleting()),
         }
+    }
+
+    /// A pair code linking a pairing `web` session when typed on `phone`.
+    pub async fn pair_code(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        phone: &Phone,
+    ) -> Result<String, ServiceError> {
+        let row = self.get(caller, id).await?;
+        if row.engine != wharf_core::EngineKind::Web {
+            return Err(EngineError::Unsupported(row.engine).into());
+        }
+        if row.status != SessionStatus::Connecting || row.qr_code.is_none() {
+            return Err(ServiceError::conflict(
+                "invalid_state",
+                "the session is not pairing: connect it and wait for its QR code first",
+            ));
+        }
+        let web = self.engines.web().ok_or_else(|| {
+            ServiceError::conflict(
+                "engine_unavailable",
+                "the web engine is not available on this server",
+            )
+        })?;
+        Ok(web.pair_code(row.id, phone).await?)
     }
 
     /// The emulator's "a phone scanned the QR": links the session as `phone`.

@@ -19,6 +19,7 @@ mod social;
 mod store;
 mod validation;
 mod wapio_envelope;
+mod web;
 mod web_device;
 mod webhook_state;
 mod webhooks;

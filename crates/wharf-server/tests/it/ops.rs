@@ -26,6 +26,7 @@ async fn openapi_covers_every_route_with_schemas(mut app: wharf_testkit::TestApp
         ("/v1/whatsapp-sessions/{id}/disconnect", vec!["post"]),
         ("/v1/whatsapp-sessions/{id}/restart", vec!["post"]),
         ("/v1/whatsapp-sessions/{id}/qrcode", vec!["get"]),
+        ("/v1/whatsapp-sessions/{id}/pair-code", vec!["post"]),
         ("/v1/whatsapp-sessions/{id}/regenerate-key", vec!["post"]),
         ("/v1/whatsapp-sessions/{id}/settings", vec!["get", "patch"]),
         ("/v1/operations/{id}", vec!["get"]),
@@ -197,19 +198,21 @@ async fn emulator_control_can_be_turned_off() {
 
 #[tokio::test]
 async fn a_default_engine_the_server_cannot_run_is_refused_at_start() {
-    let db = wharf_testkit::TestDb::create(wharf_testkit::Backend::Sqlite)
-        .await
-        .unwrap();
+    // On PostgreSQL without secret_key the cloud engine is off (nothing seals its tokens).
+    let Some(db) = wharf_testkit::TestDb::create(wharf_testkit::Backend::Postgres).await else {
+        return;
+    };
     let config = wharf_testkit::Config {
         database_url: db.url().to_owned(),
-        default_engine: wharf_core::EngineKind::Web,
+        default_engine: wharf_core::EngineKind::Cloud,
+        secret_key: None,
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = wharf_server::run(config, listener, Default::default())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("default_engine is web"), "{err}");
+    assert!(err.to_string().contains("default_engine is cloud"), "{err}");
 }
 
 /// A database outage is an outage: readiness fails and requests answer 500, never 401 or 404.

@@ -116,19 +116,13 @@ async fn phone_label_and_engine_are_validated(mut app: wharf_testkit::TestApp) {
     )
     .await;
     assert!(msg.contains("emulator"), "lists the valid engines: {msg}");
+    // The web engine runs (issue 12).
     let body = app
         .post("/v1/whatsapp-sessions")
         .json(json!({"engine": "web"}))
-        .expect(422)
+        .expect(201)
         .await;
-    let errors = assert_error(&body, "engine_unavailable");
-    assert!(
-        errors["engine"][0]
-            .as_str()
-            .unwrap()
-            .contains("not available"),
-        "{body}"
-    );
+    assert_eq!(body["session"]["engine"], "web", "{body}");
     // The cloud engine runs, and needs its credentials.
     assert_invalid(
         app.post("/v1/whatsapp-sessions")

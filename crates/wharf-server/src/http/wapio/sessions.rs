@@ -33,6 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disconnect_session))
         .routes(routes!(restart_session))
         .routes(routes!(get_qrcode))
+        .routes(routes!(pair_code))
         .routes(routes!(regenerate_key))
         .routes(routes!(get_settings, update_settings))
         .routes(routes!(get_operation))
@@ -323,6 +324,28 @@ async fn get_qrcode(
         code
     };
     Ok(Json(QrView { qr }))
+}
+
+/// POST /v1/whatsapp-sessions/{id}/pair-code — Wharf extension for `web` sessions: a code to
+/// type on the phone instead of scanning the QR, while the session is pairing.
+#[utoipa::path(post, path = "/v1/whatsapp-sessions/{id}/pair-code", tag = "sessions",
+    params(("id" = String, Path)), request_body = PairCodeBody,
+    responses((status = 200, body = PairCodeView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn pair_code(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PairCodeBody>,
+) -> ApiResult<Json<PairCodeView>> {
+    let phone = phone_field("phone_number", &body.phone_number)?
+        .ok_or_else(|| ApiError::invalid("phone_number", "is required"))?;
+    let code = app
+        .services
+        .sessions
+        .pair_code(&caller, session_id(&id)?, &phone)
+        .await?;
+    Ok(Json(PairCodeView { code }))
 }
 
 /// POST /v1/whatsapp-sessions/{id}/regenerate-key — mints a new session key and revokes the

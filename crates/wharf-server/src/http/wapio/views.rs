@@ -160,6 +160,22 @@ pub struct QrView {
     pub qr: String,
 }
 
+/// `POST /v1/whatsapp-sessions/{id}/pair-code` (Wharf extension, `web` sessions).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairCodeBody {
+    /// The number to link, in any common format (the phone that will type the code).
+    pub phone_number: String,
+}
+
+/// A pair code: typed on the phone under Linked devices → Link with phone number, it links
+/// the session like a QR scan. It lives about three minutes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PairCodeView {
+    /// Eight letters and digits, as WhatsApp shows them.
+    pub code: String,
+}
+
 /// `POST /v1/whatsapp-sessions`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

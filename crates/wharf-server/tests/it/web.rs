@@ -1,0 +1,75 @@
+//! The `web` engine through the API, with the real whatsapp-rust client dialing a loopback
+//! port where nothing listens (tests never reach WhatsApp).
+
+use serde_json::json;
+use wharf_testkit::assert_error;
+
+#[wharf_testkit::dual_test]
+async fn a_web_session_connects_reports_why_it_cannot_and_stops(mut app: wharf_testkit::TestApp) {
+    let created = app
+        .create_session(json!({"engine": "web", "phone_number": "+15557654321"}))
+        .await;
+    let id = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("/v1/whatsapp-sessions/{id}");
+
+    let connecting = app.post(&format!("{base}/connect")).expect(200).await;
+    assert_eq!(connecting["status"], "connecting");
+    // The failed connects, which the client keeps silent, become the status reason.
+    let session = app
+        .eventually(&base, |s| {
+            s["status_reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("connect failed:"))
+        })
+        .await;
+    assert_eq!(session["status"], "connecting");
+
+    // No QR while it cannot reach WhatsApp, so no pair code either.
+    let qr = app.get(&format!("{base}/qrcode")).expect(409).await;
+    assert_error(&qr, "invalid_state");
+    let code = app
+        .post(&format!("{base}/pair-code"))
+        .json(json!({"phone_number": "+15557654321"}))
+        .expect(409)
+        .await;
+    assert_error(&code, "invalid_state");
+    let bad = app
+        .post(&format!("{base}/pair-code"))
+        .json(json!({"phone_number": "call me"}))
+        .expect(422)
+        .await;
+    let errors = assert_error(&bad, "validation_error");
+    assert!(errors["phone_number"].is_array(), "{bad}");
+
+    // What the engine does not carry is refused before anything is queued.
+    for body in [
+        json!({"kind": "image", "imageUrl": "https://example.com/a.jpg"}),
+        json!({"kind": "buttons", "text": "pick", "buttons": [{"id": "a", "title": "A"}]}),
+    ] {
+        let mut body = body;
+        body["session_id"] = json!(id);
+        body["to"] = json!("+15550001111");
+        let answer = app.post("/api/send-message").json(body).expect(422).await;
+        assert_error(&answer, "unsupported_by_engine");
+    }
+
+    let stopped = app.post(&format!("{base}/disconnect")).expect(200).await;
+    assert_eq!(stopped["status"], "disconnected");
+    app.stop().await;
+}
+
+#[wharf_testkit::dual_test]
+async fn pair_codes_are_for_web_sessions_only(mut app: wharf_testkit::TestApp) {
+    let created = app.create_session(json!({})).await;
+    let id = created["session"]["session_id"].as_str().unwrap();
+    let answer = app
+        .post(&format!("/v1/whatsapp-sessions/{id}/pair-code"))
+        .json(json!({"phone_number": "+15557654321"}))
+        .expect(422)
+        .await;
+    assert_error(&answer, "unsupported_by_engine");
+    app.stop().await;
+}
