@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `accounts`, `keys`, `sandbox`.
+//! The command line: `serve`, `migrate`, `accounts`, `keys`, `sandbox`, `sessions link`.
 
 use std::path::PathBuf;
 
@@ -48,6 +48,43 @@ enum Command {
     /// Manage the shared sandbox number.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Work with sessions of a running server (over its HTTP API).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// Link a phone to a session: connects it if needed, prints the QR code in the terminal
+    /// (again each time it rotates) and waits until the phone has linked it. Exits 0 once the
+    /// session is connected, 1 with the reason when it stops or the wait times out.
+    Link(LinkArgs),
+}
+
+#[derive(Debug, Args)]
+struct LinkArgs {
+    /// The session (sess_…).
+    session_id: String,
+    /// The running server's base URL. Also WHARF_URL.
+    #[arg(long, env = "WHARF_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A personal access token of the session's account, or the session's key. Also
+    /// WHARF_TOKEN.
+    #[arg(long, env = "WHARF_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Also ask for a pair code for this phone number (typed on the phone instead of
+    /// scanning; web sessions only).
+    #[arg(long, value_name = "PHONE")]
+    pair_code: Option<String>,
+    /// Give up after this many seconds without a link (the session keeps running).
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// How often the session is polled, in milliseconds.
+    #[arg(long, default_value_t = 1000, hide = true)]
+    poll_ms: u64,
+    /// Draw dark modules as blocks (terminals with a light background).
+    #[arg(long)]
+    invert: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,11 +167,16 @@ enum KeysCommand {
 
 /// Runs the parsed command.
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    // Clients of a running server: no database, no server configuration.
+    let command = match cli.command {
+        Command::Sessions(SessionsCommand::Link(args)) => return link(args).await,
+        other => other,
+    };
     let mut flags = FlagOverrides {
         database_url: cli.global.database_url,
         ..Default::default()
     };
-    if let Command::Serve(args) = &cli.command {
+    if let Command::Serve(args) = &command {
         flags.listen = args.listen.clone();
         flags.default_engine = args.default_engine.clone();
         flags.emulator_control = args.no_emulator_control.then_some(false);
@@ -145,7 +187,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     let config = load(cli.global.config, flags)?;
     init_tracing(&config.log);
     let store = open_store(&config).await?;
-    match cli.command {
+    match command {
         Command::Serve(_) => serve(config, store).await,
         Command::Migrate => {
             println!(
@@ -169,7 +211,28 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(cmd) => keys(&store, cmd).await,
         Command::Sandbox(cmd) => sandbox(&store, cmd).await,
+        Command::Sessions(_) => unreachable!("handled before the store is opened"),
     }
+}
+
+async fn link(args: LinkArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.token.trim().is_empty(), "--token must not be empty");
+    wharf_server::install_crypto();
+    let phone = crate::link::link(crate::link::LinkArgs {
+        url: args.url,
+        token: args.token.trim().to_owned(),
+        session_id: args.session_id.clone(),
+        pair_code: args.pair_code,
+        timeout: std::time::Duration::from_secs(args.timeout_secs),
+        poll: std::time::Duration::from_millis(args.poll_ms.max(50)),
+        invert: args.invert,
+    })
+    .await?;
+    println!(
+        "linked: session {} is connected as {phone}",
+        args.session_id
+    );
+    Ok(())
 }
 
 async fn sandbox(store: &Store, cmd: SandboxCommand) -> anyhow::Result<()> {

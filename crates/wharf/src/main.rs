@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod link;
 
 use std::process::ExitCode;
 

@@ -9,6 +9,8 @@ use std::{
     time::Duration,
 };
 
+mod link;
+
 use serde_json::Value;
 use wharf_testkit::{Backend, TestDb};
 
