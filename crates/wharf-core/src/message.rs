@@ -657,6 +657,9 @@ pub enum MessageAction {
     MarkRead {
         chat: Jid,
         provider_ids: Vec<ProviderId>,
+        /// Who wrote each of them, in the order of `provider_ids`, when known (an empty list
+        /// when none is): WhatsApp Web needs the participant of a group message.
+        senders: Vec<Option<Jid>>,
     },
 }
 

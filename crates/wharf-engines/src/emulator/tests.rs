@@ -213,6 +213,7 @@ async fn the_contact_sees_edits_revocations_and_read_marks() {
             &MessageAction::MarkRead {
                 chat: chat.clone(),
                 provider_ids: vec![theirs.clone()],
+                senders: Vec::new(),
             },
         )
         .await

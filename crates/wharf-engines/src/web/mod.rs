@@ -103,11 +103,14 @@ impl Default for WebConfig {
 }
 
 /// Conservative defaults: linked numbers that send fast get banned. One message a second at
-/// most, and one per 4 s to the same chat after the first.
+/// most, one per 4 s to the same chat after the first, and a random pause of up to 2 s
+/// before each send; no daily cap unless configured.
 pub const DEFAULT_WEB_PACING: Pacing = Pacing {
     per_second: 1,
     pair_burst: 1,
     pair_interval_ms: 4_000,
+    jitter_ms: 2_000,
+    daily_cap: None,
 };
 
 /// Where a session stands inside the engine.
@@ -575,6 +578,42 @@ async fn logged_out(inner: &Inner, id: SessionId, why: &str) -> Outcome {
     .await
 }
 
+/// The read receipts for `ids` in `chat`: one for a direct chat; in a group, one per
+/// participant who wrote them (WhatsApp Web names the participant in a group's receipt).
+fn read_marks(
+    chat: &Jid,
+    ids: &[ProviderId],
+    senders: &[Option<Jid>],
+) -> Result<Vec<PortAction>, EngineError> {
+    if chat.server() != JidServer::Group {
+        return Ok(vec![PortAction::MarkRead {
+            chat: chat.clone(),
+            sender: None,
+            ids: ids.iter().map(ToString::to_string).collect(),
+        }]);
+    }
+    let mut by_sender: Vec<(Jid, Vec<String>)> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let Some(sender) = senders.get(i).cloned().flatten() else {
+            return Err(EngineError::Permanent(format!(
+                "read receipts in groups need the sender of each message; {id} has none"
+            )));
+        };
+        match by_sender.iter_mut().find(|(s, _)| *s == sender) {
+            Some((_, list)) => list.push(id.to_string()),
+            None => by_sender.push((sender, vec![id.to_string()])),
+        }
+    }
+    Ok(by_sender
+        .into_iter()
+        .map(|(sender, ids)| PortAction::MarkRead {
+            chat: chat.clone(),
+            sender: Some(sender),
+            ids,
+        })
+        .collect())
+}
+
 #[async_trait]
 impl Engine for WebEngine {
     fn kind(&self) -> EngineKind {
@@ -706,18 +745,15 @@ impl Engine for WebEngine {
                 chat: chat.clone(),
                 target_id: provider_id.to_string(),
             },
-            MessageAction::MarkRead { chat, provider_ids } => {
-                if chat.server() == JidServer::Group {
-                    // WhatsApp needs the participant who wrote them; the action does not say.
-                    return Err(EngineError::Permanent(
-                        "read receipts in groups need the sender of the messages".into(),
-                    ));
+            MessageAction::MarkRead {
+                chat,
+                provider_ids,
+                senders,
+            } => {
+                for action in read_marks(chat, provider_ids, senders)? {
+                    port.act(&action).await.map_err(map_port_error)?;
                 }
-                PortAction::MarkRead {
-                    chat: chat.clone(),
-                    sender: None,
-                    ids: provider_ids.iter().map(ToString::to_string).collect(),
-                }
+                return Ok(());
             }
         };
         port.act(&action).await.map_err(map_port_error)

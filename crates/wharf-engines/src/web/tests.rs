@@ -674,6 +674,7 @@ async fn actions_and_presence_reach_the_client() {
             &MessageAction::MarkRead {
                 chat: chat.clone(),
                 provider_ids: vec!["X1".into()],
+                senders: vec![Some(chat.clone())],
             },
         )
         .await
@@ -685,10 +686,30 @@ async fn actions_and_presence_reach_the_client() {
             &MessageAction::MarkRead {
                 chat: jid("1203630-1@g.us"),
                 provider_ids: vec!["X2".into()],
+                senders: vec![None],
             },
         )
         .await;
-    assert!(matches!(group_read, Err(EngineError::Permanent(_))));
+    assert!(
+        matches!(group_read, Err(EngineError::Permanent(_))),
+        "a group receipt without its sender is refused: {group_read:?}"
+    );
+    // With the senders, one receipt per participant who wrote.
+    let (alice, bob) = (
+        jid("15550100001@s.whatsapp.net"),
+        jid("15550100002@s.whatsapp.net"),
+    );
+    s.engine
+        .act(
+            session.id,
+            &MessageAction::MarkRead {
+                chat: jid("1203630-1@g.us"),
+                provider_ids: vec!["G1".into(), "G2".into(), "G3".into()],
+                senders: vec![Some(alice.clone()), Some(bob.clone()), Some(alice.clone())],
+            },
+        )
+        .await
+        .unwrap();
     s.engine
         .presence(session.id, Some(&chat), Presence::Composing)
         .await
@@ -698,7 +719,7 @@ async fn actions_and_presence_reach_the_client() {
         .into_iter()
         .filter(|c| matches!(c, FakeCall::Act(_) | FakeCall::Presence(..)))
         .collect();
-    assert_eq!(acts.len(), 4, "{acts:?}");
+    assert_eq!(acts.len(), 6, "{acts:?}");
     assert!(
         matches!(&acts[0], FakeCall::Act(super::PortAction::Edit { target_id, text, .. })
         if target_id == "3EB0A" && text == "fixed")
@@ -706,7 +727,17 @@ async fn actions_and_presence_reach_the_client() {
     assert!(
         matches!(&acts[2], FakeCall::Act(super::PortAction::MarkRead { sender: None, ids, .. }) if ids == &["X1"])
     );
-    assert_eq!(acts[3], FakeCall::Presence(Some(chat), Presence::Composing));
+    assert!(
+        matches!(&acts[3], FakeCall::Act(super::PortAction::MarkRead { sender: Some(s), ids, .. })
+        if *s == alice && ids == &["G1", "G3"]),
+        "{:?}",
+        acts[3]
+    );
+    assert!(
+        matches!(&acts[4], FakeCall::Act(super::PortAction::MarkRead { sender: Some(s), ids, .. })
+        if *s == bob && ids == &["G2"])
+    );
+    assert_eq!(acts[5], FakeCall::Presence(Some(chat), Presence::Composing));
 }
 
 #[tokio::test]
@@ -784,6 +815,8 @@ async fn pacing_is_conservative_and_configurable_per_session() {
         per_second: 3,
         pair_burst: 2,
         pair_interval_ms: 1_000,
+        jitter_ms: 500,
+        daily_cap: Some(200),
     };
     s.engine.set_pacing(id, custom);
     assert_eq!(s.engine.pacing(id), Some(custom));
