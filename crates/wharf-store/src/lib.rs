@@ -46,8 +46,8 @@ pub use contacts::{ContactPage, ContactQuery, ContactRow, GroupCount, GroupSumma
 pub use events::EventRow;
 pub use keys::{KeyRow, NewKey};
 pub use messages::{
-    Accepted, IdempotentAnswer, JobAction, JobOutcome, MessageFilter, MessageRow, OutboxJob,
-    SandboxIngest,
+    Accepted, IdempotentAnswer, InboundChange, JobAction, JobOutcome, MessageFilter, MessageRow,
+    OutboxJob, SandboxIngest,
 };
 pub use operations::OperationRow;
 use pool::Pool;

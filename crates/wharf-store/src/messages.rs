@@ -39,11 +39,16 @@ pub struct MessageRow {
     pub deleted_at: Option<i64>,
     pub edited_at: Option<i64>,
     pub updated_at: i64,
+    /// The chat's linked identity (`…@lid`) when WhatsApp gave one (received on the web
+    /// engine); `chat_jid` names it by phone number whenever that is known.
+    pub chat_lid: Option<String>,
+    /// The sender's linked identity, likewise.
+    pub sender_lid: Option<String>,
 }
 
 pub(crate) const COLUMNS: &str = "id, account_id, session_id, direction, chat_jid, sender_jid, kind, content, status, \
      provider_msg_id, quoted_message_id, failure_reason, attempts, accepted_at, sent_at, delivered_at, read_at, \
-     played_at, failed_at, deleted_at, edited_at, updated_at";
+     played_at, failed_at, deleted_at, edited_at, updated_at, chat_lid, sender_lid";
 
 impl MessageRow {
     /// A new outgoing message of `account` through `session` to `chat`, queued at `now`,
@@ -78,6 +83,8 @@ impl MessageRow {
             deleted_at: None,
             edited_at: None,
             updated_at: now,
+            chat_lid: None,
+            sender_lid: None,
         }
     }
 
@@ -108,6 +115,8 @@ impl MessageRow {
             deleted_at: row.try_get("deleted_at")?,
             edited_at: row.try_get("edited_at")?,
             updated_at: row.try_get("updated_at")?,
+            chat_lid: row.try_get("chat_lid")?,
+            sender_lid: row.try_get("sender_lid")?,
         })
     }
 
@@ -122,10 +131,12 @@ impl MessageRow {
             "status": self.status,
             "provider_msg_id": self.provider_msg_id,
             "at": wharf_core::time::rfc3339(self.updated_at),
+            "chat_lid": self.chat_lid,
         });
         match kind {
             EventType::MessageReceived => {
                 payload["sender_jid"] = json!(self.sender_jid);
+                payload["sender_lid"] = json!(self.sender_lid);
                 payload["quoted_message_id"] = json!(self.quoted_message_id);
                 payload["content"] = serde_json::to_value(&self.content).unwrap_or(Value::Null);
             }
@@ -1037,7 +1048,7 @@ impl Store {
     pub async fn list_messages(&self, f: &MessageFilter) -> Result<Vec<MessageRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM messages WHERE session_id = $1 AND account_id = $2 \
-             AND ($3 IS NULL OR direction = $3) AND ($4 IS NULL OR chat_jid = $4) AND ($5 IS NULL OR id < $5) \
+             AND ($3 IS NULL OR direction = $3) AND ($4 IS NULL OR chat_jid = $4 OR chat_lid = $4) AND ($5 IS NULL OR id < $5) \
              ORDER BY id DESC LIMIT $6"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -1194,6 +1205,20 @@ impl Store {
             .bind(session)
             .fetch_one(&self.read)
             .await?;
+        Ok(n)
+    }
+
+    /// How many messages `session` sent (reached `sent` or beyond) since `since` (ms): the
+    /// daily cap's count after a restart.
+    pub async fn count_sent_since(&self, session: SessionId, since: i64) -> Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE session_id = $1 AND direction = 'out' \
+             AND sent_at >= $2",
+        )
+        .bind(session)
+        .bind(since)
+        .fetch_one(&self.read)
+        .await?;
         Ok(n)
     }
 
@@ -1623,13 +1648,18 @@ impl Store {
                 Some(provider_id) => owned_message(&mut tx, session, owner, provider_id).await?,
                 None => None,
             };
+            // One identity per contact: a LID the device has a number for is stored by number.
+            let (chat_jid, chat_lid) =
+                changes::both_forms(&mut tx, session, &m.chat, m.chat_lid.as_ref()).await?;
+            let (sender_jid, sender_lid) =
+                changes::both_forms(&mut tx, session, &m.sender, m.sender_lid.as_ref()).await?;
             let row = MessageRow {
                 id: MessageId::generate(),
                 account_id: owner,
                 session_id: session,
                 direction: Direction::In,
-                chat_jid: m.chat.clone(),
-                sender_jid: Some(m.sender.to_string()),
+                chat_jid,
+                sender_jid: Some(sender_jid.to_string()),
                 kind: content.kind(),
                 content,
                 status: MessageStatus::Received,
@@ -1646,6 +1676,8 @@ impl Store {
                 deleted_at: None,
                 edited_at: None,
                 updated_at: now,
+                chat_lid: chat_lid.as_ref().map(ToString::to_string),
+                sender_lid: sender_lid.as_ref().map(ToString::to_string),
             };
             let sql =
                 format!("{INSERT_MESSAGE} ON CONFLICT (session_id, provider_msg_id) DO NOTHING");
@@ -1653,6 +1685,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if inserted.rows_affected() == 1 {
+                changes::write_lids(&mut tx, &row).await?;
                 rows.push(row);
                 tags.push(tag);
             }
@@ -1747,5 +1780,8 @@ impl Store {
     }
 }
 
+mod changes;
 #[cfg(test)]
 mod tests;
+
+pub use changes::InboundChange;

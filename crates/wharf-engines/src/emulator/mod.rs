@@ -131,7 +131,9 @@ impl Network {
                 m.content = None;
                 m.revoked = true;
             }
-            MessageAction::MarkRead { chat, provider_ids } => {
+            MessageAction::MarkRead {
+                chat, provider_ids, ..
+            } => {
                 for id in provider_ids {
                     if let Some(m) = self.seen.get_mut(id)
                         && !m.from_session
@@ -248,6 +250,97 @@ impl Emulator {
             .update(session, EngineUpdate::Inbound(message))
             .await?;
         Ok(provider_id)
+    }
+
+    /// Like [`Emulator::inbound`], from a user WhatsApp also names by the linked
+    /// identity `lid` (`…@lid`), as WhatsApp Web reports many senders: the message carries
+    /// the LID beside the phone number (for the chat too, in a direct chat).
+    pub async fn inbound_with_lid(
+        &self,
+        session: SessionId,
+        from: Jid,
+        lid: Jid,
+        chat: Option<Jid>,
+        content: Content,
+        quoted: Option<ProviderId>,
+    ) -> Result<ProviderId, EngineError> {
+        self.online_phone(session)?;
+        let provider_id = new_provider_id();
+        let direct = chat.is_none();
+        let message = Inbound {
+            provider_id: provider_id.clone(),
+            chat: chat.unwrap_or_else(|| from.clone()),
+            sender: from,
+            chat_lid: direct.then(|| lid.clone()),
+            sender_lid: Some(lid),
+            content,
+            sent_at: now_millis(),
+            quoted_provider_id: quoted,
+        };
+        self.network(session, |n| {
+            n.remember(SeenMessage {
+                provider_id: provider_id.clone(),
+                chat: message.chat.clone(),
+                from_session: false,
+                content: Some(message.content.clone()),
+                edited: false,
+                revoked: false,
+                read: false,
+            })
+        });
+        self.sink()?
+            .update(session, EngineUpdate::Inbound(message))
+            .await?;
+        Ok(provider_id)
+    }
+
+    /// The writer of a message the session received edits it (`Some(text)`) or revokes it for
+    /// everyone (`None`), as WhatsApp reports it to the session.
+    pub async fn inbound_change(
+        &self,
+        session: SessionId,
+        provider_id: &ProviderId,
+        text: Option<String>,
+    ) -> Result<(), EngineError> {
+        self.online_phone(session)?;
+        let chat = self.network(session, |n| {
+            let m = n
+                .seen
+                .get_mut(provider_id)
+                .filter(|m| !m.from_session && !m.revoked)
+                .ok_or_else(|| {
+                    EngineError::Conflict(format!(
+                        "no message {provider_id} written to the session that can still change"
+                    ))
+                })?;
+            match &text {
+                Some(text) => {
+                    m.content = Some(Content::Text { text: text.clone() });
+                    m.edited = true;
+                }
+                None => {
+                    m.content = None;
+                    m.revoked = true;
+                }
+            }
+            Ok::<_, EngineError>(m.chat.clone())
+        })?;
+        let at = now_millis();
+        let provider_id = provider_id.to_string();
+        let update = match text {
+            Some(text) => EngineUpdate::InboundEdited {
+                chat,
+                provider_id,
+                content: Content::Text { text },
+                at,
+            },
+            None => EngineUpdate::InboundRevoked {
+                chat,
+                provider_id,
+                at,
+            },
+        };
+        self.sink()?.update(session, update).await
     }
 
     /// The messages of `chat` as the contact's phone shows them, oldest first: edits and

@@ -30,6 +30,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(scan_qr))
         .routes(routes!(logout_from_phone))
         .routes(routes!(inject_inbound))
+        .routes(routes!(edit_inbound))
+        .routes(routes!(revoke_inbound))
         .routes(routes!(set_failures))
         .routes(routes!(set_contact))
         .routes(routes!(create_channel))
@@ -93,6 +95,8 @@ async fn logout_from_phone(
 #[allow(dead_code)]
 pub struct InboundBody {
     pub from: String,
+    /// The writer's linked identity (`digits@lid`), when WhatsApp names them by one too.
+    pub from_lid: Option<String>,
     pub chat: Option<String>,
     pub quoted_message_id: Option<String>,
     pub text: Option<String>,
@@ -130,6 +134,16 @@ async fn inject_inbound(
     let from = parse_recipient("from", &from)?;
     let chat = text_of(fields.remove("chat"), "chat")?
         .map(|c| parse_recipient("chat", &c))
+        .transpose()?;
+    let from_lid = text_of(fields.remove("from_lid"), "from_lid")?
+        .filter(|l| !l.is_empty())
+        .map(|l| match wharf_core::Jid::parse(&l) {
+            Ok(jid) if jid.server() == wharf_core::jid::JidServer::Lid => Ok(jid),
+            _ => Err(ApiError::invalid(
+                "from_lid",
+                "must be a linked identity JID (digits@lid)",
+            )),
+        })
         .transpose()?;
     let quoted = text_of(fields.remove("quoted_message_id"), "quoted_message_id")?
         .filter(|q| !q.is_empty())
@@ -171,16 +185,81 @@ async fn inject_inbound(
         ),
         None => None,
     };
-    let provider_msg_id = emulator
-        .inbound(row.id, from, chat, content, quoted)
-        .await
-        .map_err(not_connected)?;
+    let provider_msg_id = match from_lid {
+        Some(lid) => {
+            emulator
+                .inbound_with_lid(row.id, from, lid, chat, content, quoted)
+                .await
+        }
+        None => emulator.inbound(row.id, from, chat, content, quoted).await,
+    }
+    .map_err(not_connected)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(InjectedView {
             provider_msg_id: provider_msg_id.into_string(),
         }),
     ))
+}
+
+/// `POST /emulator/sessions/{id}/inbound/{provider_msg_id}/edit`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InboundEditBody {
+    /// The new text.
+    pub text: String,
+}
+
+/// POST /emulator/sessions/{id}/inbound/{provider_msg_id}/edit — the writer of a message the
+/// session received edits it; it arrives as `message.edited`.
+#[utoipa::path(post, path = "/emulator/sessions/{id}/inbound/{provider_msg_id}/edit", tag = "emulator",
+    params(("id" = String, Path), ("provider_msg_id" = String, Path)),
+    request_body = InboundEditBody,
+    responses((status = 202), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Not connected, or no such received message that can change."),
+        (status = 422, body = ErrorBody)))]
+async fn edit_inbound(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, provider_msg_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<InboundEditBody>,
+) -> Result<StatusCode, ApiError> {
+    if body.text.trim().is_empty() {
+        return Err(ApiError::invalid("text", "must not be empty"));
+    }
+    let (row, emulator) = app
+        .services
+        .sessions
+        .emulator_session(&caller, session_id(&id)?)
+        .await?;
+    emulator
+        .inbound_change(row.id, &provider_msg_id.into(), Some(body.text))
+        .await
+        .map_err(not_connected)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// POST /emulator/sessions/{id}/inbound/{provider_msg_id}/revoke — the writer of a message
+/// the session received deletes it for everyone; it arrives as `message.deleted`.
+#[utoipa::path(post, path = "/emulator/sessions/{id}/inbound/{provider_msg_id}/revoke", tag = "emulator",
+    params(("id" = String, Path), ("provider_msg_id" = String, Path)),
+    responses((status = 202), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Not connected, or no such received message that can change.")))]
+async fn revoke_inbound(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, provider_msg_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (row, emulator) = app
+        .services
+        .sessions
+        .emulator_session(&caller, session_id(&id)?)
+        .await?;
+    emulator
+        .inbound_change(row.id, &provider_msg_id.into(), None)
+        .await
+        .map_err(not_connected)?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 fn not_connected(e: wharf_core::EngineError) -> ApiError {

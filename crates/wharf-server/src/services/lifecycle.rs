@@ -12,7 +12,9 @@ use wharf_core::{
     message::{Inbound, ReceiptKind},
     time::now_millis,
 };
-use wharf_store::{JobAction, OutboxJob, SessionRow, StatusReport, Store, StoreError};
+use wharf_store::{
+    InboundChange, JobAction, OutboxJob, SessionRow, StatusReport, Store, StoreError,
+};
 
 use super::{Caller, SessionService};
 use crate::ServiceError;
@@ -272,6 +274,37 @@ impl EngineSink for Supervisor {
                         at,
                     }),
                     EngineUpdate::Inbound(message) => inbound.push(message),
+                    EngineUpdate::InboundEdited {
+                        chat,
+                        provider_id,
+                        content,
+                        at,
+                    } => {
+                        // After the messages before it (the edit may follow its message).
+                        self.flush(session, &mut receipts, &mut reports, &mut inbound)
+                            .await?;
+                        let change = InboundChange::Edited {
+                            chat,
+                            provider_id,
+                            content,
+                            at,
+                        };
+                        self.store.apply_inbound_changes(session, &[change]).await?;
+                    }
+                    EngineUpdate::InboundRevoked {
+                        chat,
+                        provider_id,
+                        at,
+                    } => {
+                        self.flush(session, &mut receipts, &mut reports, &mut inbound)
+                            .await?;
+                        let change = InboundChange::Revoked {
+                            chat,
+                            provider_id,
+                            at,
+                        };
+                        self.store.apply_inbound_changes(session, &[change]).await?;
+                    }
                     EngineUpdate::Group(event) => {
                         self.flush(session, &mut receipts, &mut reports, &mut inbound)
                             .await?;

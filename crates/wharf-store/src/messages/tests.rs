@@ -29,6 +29,8 @@ fn sent_message(status: MessageStatus) -> MessageRow {
         deleted_at: None,
         edited_at: None,
         updated_at: 2,
+        chat_lid: None,
+        sender_lid: None,
     }
 }
 

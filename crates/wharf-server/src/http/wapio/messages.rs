@@ -52,7 +52,12 @@ pub struct MessageView {
     pub session_id: String,
     pub direction: Direction,
     pub chat_jid: String,
+    /// The chat's linked identity (`…@lid`) when WhatsApp gave one; `chat_jid` is then the
+    /// phone-number JID whenever that is known.
+    pub chat_lid: Option<String>,
     pub sender_jid: Option<String>,
+    /// The sender's linked identity, likewise.
+    pub sender_lid: Option<String>,
     pub kind: MessageKind,
     /// The content, tagged with its `kind` (`text`, `media`, `location`, …).
     #[schema(value_type = Object)]
@@ -79,7 +84,9 @@ impl From<&MessageRow> for MessageView {
             session_id: m.session_id.to_string(),
             direction: m.direction,
             chat_jid: m.chat_jid.to_string(),
+            chat_lid: m.chat_lid.clone(),
             sender_jid: m.sender_jid.clone(),
+            sender_lid: m.sender_lid.clone(),
             kind: m.kind,
             content: serde_json::to_value(&m.content).unwrap_or(Value::Null),
             status: m.status,
@@ -146,6 +153,8 @@ pub struct MessageInfoView {
     pub session_id: String,
     pub provider_msg_id: Option<String>,
     pub to: String,
+    /// The chat's linked identity (`…@lid`) when WhatsApp gave one.
+    pub chat_lid: Option<String>,
     pub kind: MessageKind,
     pub status: MessageStatus,
     pub direction: Direction,
@@ -250,6 +259,7 @@ async fn get_message_info(
         session_id: m.session_id.to_string(),
         provider_msg_id: m.provider_msg_id.as_ref().map(ToString::to_string),
         to: m.chat_jid.to_string(),
+        chat_lid: m.chat_lid.clone(),
         kind: m.kind,
         status: m.status,
         direction: m.direction,
