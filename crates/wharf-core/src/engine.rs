@@ -207,6 +207,25 @@ pub struct Pacing {
     /// Per recipient: bursts of up to `pair_burst` sends, then one per `pair_interval_ms`.
     pub pair_burst: u32,
     pub pair_interval_ms: u64,
+    /// A random pause of 0 to `jitter_ms` before each send, so sends do not come at machine
+    /// regular intervals.
+    pub jitter_ms: u64,
+    /// At most this many sends a day (UTC); the rest wait in the queue for the next day.
+    pub daily_cap: Option<u32>,
+}
+
+impl Pacing {
+    /// The pace of an engine without its own: the server's rate, no other limit.
+    pub fn at_rate(per_second: u32) -> Self {
+        Self {
+            per_second,
+            // A thousand a second to any one chat: no limit in practice.
+            pair_burst: 1000,
+            pair_interval_ms: 1,
+            jitter_ms: 0,
+            daily_cap: None,
+        }
+    }
 }
 
 /// Receives engine updates and makes them durable (status change plus event, in one

@@ -74,6 +74,70 @@ pub struct SessionSettings {
     pub ignore_channels: bool,
     /// Show "typing…" before each outgoing text message.
     pub typing: bool,
+    /// The session's own send pace, over its engine's (absent: the engine's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<SessionPacing>,
+}
+
+/// How fast one session sends, field by field over its engine's pace (an absent field keeps
+/// the engine's value). Honoured by the dispatcher on every engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPacing {
+    /// Sends per second at most, in any sliding second (1..=1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<u32>,
+    /// Per recipient: this many sends in a row (1..=1000) …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_burst: Option<u32>,
+    /// … then one per this many milliseconds (1..=86,400,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_interval_ms: Option<u64>,
+    /// A random pause of 0 to this many milliseconds before each send (0..=60,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<u64>,
+    /// At most this many sends a day (UTC), 1..=1,000,000; the rest wait for the next day.
+    /// 0 removes the engine's cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_cap: Option<u32>,
+}
+
+impl SessionPacing {
+    /// `base` with these fields over it.
+    pub fn over(&self, base: crate::engine::Pacing) -> crate::engine::Pacing {
+        crate::engine::Pacing {
+            per_second: self.per_second.unwrap_or(base.per_second),
+            pair_burst: self.pair_burst.unwrap_or(base.pair_burst),
+            pair_interval_ms: self.pair_interval_ms.unwrap_or(base.pair_interval_ms),
+            jitter_ms: self.jitter_ms.unwrap_or(base.jitter_ms),
+            daily_cap: match self.daily_cap {
+                Some(0) => None,
+                Some(cap) => Some(cap),
+                None => base.daily_cap,
+            },
+        }
+    }
+
+    /// The first field out of range: `(name, rule)`.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        let out = |v: Option<u64>, lo: u64, hi: u64| v.is_some_and(|v| v < lo || v > hi);
+        if out(self.per_second.map(u64::from), 1, 1000) {
+            return Err(("per_second", "must be 1 to 1000"));
+        }
+        if out(self.pair_burst.map(u64::from), 1, 1000) {
+            return Err(("pair_burst", "must be 1 to 1000"));
+        }
+        if out(self.pair_interval_ms, 1, 86_400_000) {
+            return Err(("pair_interval_ms", "must be 1 to 86400000"));
+        }
+        if out(self.jitter_ms, 0, 60_000) {
+            return Err(("jitter_ms", "must be 0 to 60000"));
+        }
+        if out(self.daily_cap.map(u64::from), 0, 1_000_000) {
+            return Err(("daily_cap", "must be 0 (no cap) to 1000000"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for SessionSettings {
@@ -87,6 +151,7 @@ impl Default for SessionSettings {
             ignore_broadcasts: true,
             ignore_channels: false,
             typing: false,
+            pacing: None,
         }
     }
 }
@@ -103,6 +168,8 @@ pub struct SessionSettingsPatch {
     pub ignore_broadcasts: Option<bool>,
     pub ignore_channels: Option<bool>,
     pub typing: Option<bool>,
+    /// Replaces the session's pace (`{}`: back to the engine's).
+    pub pacing: Option<SessionPacing>,
 }
 
 impl SessionSettings {
@@ -121,6 +188,9 @@ impl SessionSettings {
             ignore_channels,
             typing
         );
+        if let Some(pacing) = patch.pacing {
+            self.pacing = (pacing != SessionPacing::default()).then_some(pacing);
+        }
         self
     }
 }

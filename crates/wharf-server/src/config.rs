@@ -31,6 +31,10 @@ pub struct Config {
     pub web_pair_burst: u32,
     /// WhatsApp Web: after a burst, one send to the same recipient per this many ms.
     pub web_pair_interval_ms: u64,
+    /// WhatsApp Web: a random pause of 0 to this many ms before each send.
+    pub web_jitter_ms: u64,
+    /// WhatsApp Web: at most this many sends per session a day (UTC); 0 is no cap.
+    pub web_daily_cap: u32,
     /// The WebSocket address WhatsApp Web sessions connect to (operator configuration;
     /// tests and benchmarks point it at loopback).
     pub web_endpoint: String,
@@ -117,6 +121,8 @@ impl Default for Config {
             send_rate_web: NonZeroU32::new(1).expect("not zero"),
             web_pair_burst: 1,
             web_pair_interval_ms: 4000,
+            web_jitter_ms: 2000,
+            web_daily_cap: 0,
             web_endpoint: wharf_engines::web::DEFAULT_WEB_ENDPOINT.into(),
             web_version: None,
             send_rate_cloud: NonZeroU32::new(80).expect("not zero"),
@@ -245,6 +251,9 @@ impl Config {
         if self.web_pair_burst == 0 || self.web_pair_interval_ms == 0 {
             return Err("web_pair_burst and web_pair_interval_ms must be at least 1".into());
         }
+        if self.web_jitter_ms > 60_000 {
+            return Err("web_jitter_ms must be 0 to 60000".into());
+        }
         if let Some(v) = self.web_version.as_deref().filter(|v| !v.is_empty()) {
             parse_web_version(v)?;
         }
@@ -352,6 +361,8 @@ impl fmt::Debug for Config {
             .field("send_rate_web", &self.send_rate_web)
             .field("web_pair_burst", &self.web_pair_burst)
             .field("web_pair_interval_ms", &self.web_pair_interval_ms)
+            .field("web_jitter_ms", &self.web_jitter_ms)
+            .field("web_daily_cap", &self.web_daily_cap)
             .field("web_endpoint", &self.web_endpoint)
             .field("web_version", &self.web_version)
             .field("send_rate_cloud", &self.send_rate_cloud)
@@ -430,6 +441,8 @@ impl Config {
                 per_second: self.send_rate_web.get(),
                 pair_burst: self.web_pair_burst,
                 pair_interval_ms: self.web_pair_interval_ms,
+                jitter_ms: self.web_jitter_ms,
+                daily_cap: (self.web_daily_cap > 0).then_some(self.web_daily_cap),
             },
             ..wharf_engines::web::WebConfig::default()
         }

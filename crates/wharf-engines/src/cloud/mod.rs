@@ -397,6 +397,8 @@ impl Engine for CloudEngine {
             per_second,
             pair_burst: self.settings.pair_burst,
             pair_interval_ms: self.settings.pair_interval_ms,
+            jitter_ms: 0,
+            daily_cap: None,
         })
     }
 

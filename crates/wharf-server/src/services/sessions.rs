@@ -161,7 +161,7 @@ impl SessionService {
                     engine,
                     label: req.label,
                     phone_number: req.phone_number,
-                    settings: SessionSettings::default().apply(&req.settings),
+                    settings: SessionSettings::default().apply(&checked(req.settings)?),
                 },
                 cloud.as_ref(),
             )
@@ -292,7 +292,7 @@ impl SessionService {
                 row.phone_number = phone;
             }
             if let Some(patch) = req.settings {
-                row.settings = row.settings.apply(&patch);
+                row.settings = row.settings.apply(&checked(patch)?);
             }
             Ok(Vec::new())
         })
@@ -315,6 +315,12 @@ impl SessionService {
         id: SessionId,
         patch: SessionSettingsPatch,
     ) -> Result<SessionSettings, ServiceError> {
+        // The body is the settings themselves: fields are named from there.
+        if let Some(pacing) = &patch.pacing
+            && let Err((field, rule)) = pacing.check()
+        {
+            return Err(ServiceError::invalid(format!("pacing.{field}"), rule));
+        }
         let req = UpdateSession {
             settings: Some(patch),
             ..Default::default()
@@ -404,4 +410,17 @@ impl SessionService {
         }
         Ok(op)
     }
+}
+
+/// `patch` when its pace is within bounds; a 422 naming the field otherwise.
+fn checked(patch: SessionSettingsPatch) -> Result<SessionSettingsPatch, ServiceError> {
+    if let Some(pacing) = &patch.pacing
+        && let Err((field, rule)) = pacing.check()
+    {
+        return Err(ServiceError::invalid(
+            format!("settings.pacing.{field}"),
+            rule,
+        ));
+    }
+    Ok(patch)
 }

@@ -24,8 +24,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 use wharf_core::{
-    EngineError, EngineKind, MessageId, SessionId, SessionStatus,
+    EngineError, EngineKind, Jid, MessageId, SessionId, SessionStatus,
+    engine::Pacing,
     message::{MessageAction, Outbound},
+    session::SessionPacing,
     time::Clock,
 };
 use wharf_store::{JobAction, JobOutcome, MessageRow, OutboxJob, Store};
@@ -173,11 +175,25 @@ pub fn spawn(
                 if sessions.wake(id) {
                     continue;
                 }
+                let mut own = None;
                 let (rate, pacing) = match store.find_session(id).await {
-                    Ok(Some(s)) => (
-                        config.rate.get(&s.engine).copied(),
-                        engines.get(s.engine).ok().and_then(|e| e.pacing(id)),
-                    ),
+                    Ok(Some(s)) => {
+                        let rate = config
+                            .rate
+                            .get(&s.engine)
+                            .copied()
+                            .unwrap_or(NonZeroU32::MIN);
+                        let engine = engines.get(s.engine).ok().and_then(|e| e.pacing(id));
+                        // The session's own pace, over its engine's (or the server's rate).
+                        own = s.settings.pacing;
+                        let pacing = match s.settings.pacing {
+                            Some(own) => {
+                                Some(own.over(engine.unwrap_or(Pacing::at_rate(rate.get()))))
+                            }
+                            None => engine,
+                        };
+                        (Some(rate), pacing)
+                    }
                     _ => (None, None),
                 };
                 let rate = rate.unwrap_or(NonZeroU32::MIN);
@@ -185,8 +201,20 @@ pub fn spawn(
                     Some(s) if s.pace.matches(rate, pacing) => s.clone(),
                     old => {
                         let unrecorded = old.map(|s| std::mem::take(&mut *s.unrecorded()));
+                        let pace = Pace::new(rate, pacing);
+                        if pace.daily_cap().is_some() {
+                            // What went out today before this pace (a restart, a change).
+                            let now = config.clock.now_millis();
+                            let day_start = now - now.rem_euclid(86_400_000);
+                            match store.count_sent_since(id, day_start).await {
+                                Ok(n) => pace.seed_daily(now, u32::try_from(n).unwrap_or(u32::MAX)),
+                                Err(e) => {
+                                    tracing::warn!(session = %id, error = %e, "cannot count today's sends; the daily cap counts from now")
+                                }
+                            }
+                        }
                         let s = Arc::new(SessionState {
-                            pace: Arc::new(Pace::new(rate, pacing)),
+                            pace: Arc::new(pace),
                             unrecorded: Mutex::new(unrecorded.unwrap_or_default()),
                         });
                         sessions.states.insert(id, s.clone());
@@ -205,6 +233,7 @@ pub fn spawn(
                     wake: running.wake.clone(),
                     woken: running.woken.clone(),
                     state,
+                    own,
                     stop: stop.clone(),
                 };
                 let handle = tasks.spawn(async move {
@@ -247,6 +276,8 @@ struct SessionTask {
     wake: Arc<Notify>,
     woken: Arc<AtomicBool>,
     state: Arc<SessionState>,
+    /// The session's own pace this task was started with.
+    own: Option<SessionPacing>,
     stop: CancellationToken,
 }
 
@@ -260,6 +291,7 @@ impl SessionTask {
             ref wake,
             ref woken,
             ref state,
+            own,
             ref stop,
         } = self;
         let pace = &state.pace;
@@ -278,6 +310,11 @@ impl SessionTask {
             }
             let mut held: HashSet<String> = HashSet::new();
             let session = match store.find_session(id).await {
+                Ok(Some(s)) if s.settings.pacing != own => {
+                    // The session's pace changed: the manager starts this task again with it.
+                    woken.store(true, Ordering::SeqCst);
+                    return;
+                }
                 Ok(Some(s)) if s.status == SessionStatus::Connected => s,
                 Ok(_) => return, // not connected: the work waits; connecting wakes us again
                 Err(e) => {
@@ -329,19 +366,35 @@ impl SessionTask {
                     continue;
                 }
                 if job.action == JobAction::Send {
-                    if let Err(wait) = pace.take_pair(&chat) {
-                        // This recipient's budget is spent: later, without counting an attempt.
+                    let now = config.clock.now_millis();
+                    if let Err(next_day) = pace.daily_check(now) {
+                        // The day's sends are spent: the queue waits for the next day (UTC),
+                        // without counting an attempt.
                         outcomes.push(JobOutcome::Defer {
-                            available_at: config.clock.now_millis() + wait.as_millis() as i64,
+                            available_at: next_day,
                             job,
                         });
                         held.insert(chat);
                         continue;
                     }
+                    if let Err(wait) = pace.take_pair(&chat, now) {
+                        // This recipient's budget is spent: later, without counting an attempt.
+                        outcomes.push(JobOutcome::Defer {
+                            available_at: now + wait.as_millis() as i64,
+                            job,
+                        });
+                        held.insert(chat);
+                        continue;
+                    }
+                    let jitter = pace.jitter();
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = pace.ready() => {}
+                        _ = async {
+                            pace.ready().await;
+                            tokio::time::sleep(jitter).await;
+                        } => {}
                     }
+                    pace.count_daily(config.clock.now_millis());
                 }
                 let (outcome, pause) = execute(engine.as_ref(), id, &job, &messages, config).await;
                 if job.action == JobAction::Send {
@@ -518,13 +571,19 @@ async fn execute(
             engine.act(session, &action).await.map(|()| None)
         }
         (JobAction::MarkRead, _) => {
-            let provider_ids = marked_ids(job)
+            // With who wrote each (group read receipts on WhatsApp Web name the participant).
+            let (provider_ids, senders) = marked_ids(job)
                 .iter()
-                .filter_map(|id| messages.get(id)?.provider_msg_id.clone())
-                .collect();
+                .filter_map(|id| {
+                    let m = messages.get(id)?;
+                    let sender = m.sender_jid.as_deref().and_then(|s| Jid::parse(s).ok());
+                    Some((m.provider_msg_id.clone()?, sender))
+                })
+                .unzip();
             let action = MessageAction::MarkRead {
                 chat: job.chat_jid.clone(),
                 provider_ids,
+                senders,
             };
             engine.act(session, &action).await.map(|()| None)
         }
@@ -597,6 +656,10 @@ fn backoff(config: &DispatchConfig, attempt: u32) -> Duration {
     let half = exp / 2;
     half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis().max(1) as u64))
 }
+
+#[cfg(test)]
+#[path = "dispatch_read_tests.rs"]
+mod read_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,9 @@
 //! How fast one session may send: the server's per-engine rate (a token bucket), or an
-//! engine's own [`Pacing`]: a sliding one-second window per number plus a budget per
-//! recipient, and pauses the provider asks for. Kept across a dispatcher's restarts, so an
-//! idle moment does not refill a burst.
+//! engine's own [`Pacing`] (or the session's, over it): a sliding one-second window per
+//! number, a budget per recipient, a random pause before each send, a daily cap, and pauses
+//! the provider asks for. Kept across a dispatcher's restarts, so an idle moment does not
+//! refill a burst. Recipient budgets and the daily cap read the dispatcher's clock (the
+//! injected [`wharf_core::time::Clock`]), so tests make time pass without waiting.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -11,7 +13,11 @@ use std::{
 };
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
 use wharf_core::engine::Pacing;
+
+/// A day of the daily cap: UTC days since the epoch.
+const DAY_MS: i64 = 86_400_000;
 
 /// One session's pace.
 pub struct Pace {
@@ -20,6 +26,8 @@ pub struct Pace {
     paused_until: Mutex<Option<Instant>>,
     /// When a send last took from the budgets.
     last_used: Mutex<Instant>,
+    /// Sends counted against the daily cap: `(day, count)`.
+    daily: Mutex<(i64, u32)>,
 }
 
 enum Kind {
@@ -37,11 +45,11 @@ enum Kind {
     },
 }
 
-/// A recipient's budget: `tokens` left as of `at`.
+/// A recipient's budget: `tokens` left as of `at` (ms on the dispatcher's clock).
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
-    at: Instant,
+    at: i64,
 }
 
 /// Chats remembered before full budgets are forgotten.
@@ -52,11 +60,7 @@ impl Pace {
     pub fn new(rate: NonZeroU32, pacing: Option<Pacing>) -> Self {
         let kind = match pacing {
             Some(pacing) => Kind::Window {
-                pacing: Pacing {
-                    per_second: pacing.per_second.max(1),
-                    pair_burst: pacing.pair_burst.max(1),
-                    pair_interval_ms: pacing.pair_interval_ms.max(1),
-                },
+                pacing: normal(pacing),
                 recent: Mutex::new(VecDeque::new()),
                 pairs: Mutex::new(HashMap::new()),
             },
@@ -69,6 +73,58 @@ impl Pace {
             kind,
             paused_until: Mutex::new(None),
             last_used: Mutex::new(Instant::now()),
+            daily: Mutex::new((i64::MIN, 0)),
+        }
+    }
+
+    /// The daily cap, when this pace has one.
+    pub fn daily_cap(&self) -> Option<u32> {
+        match &self.kind {
+            Kind::Window { pacing, .. } => pacing.daily_cap,
+            Kind::Bucket { .. } => None,
+        }
+    }
+
+    /// Starts the daily count at `sent` sends already made on the day of `now` (ms).
+    pub fn seed_daily(&self, now: i64, sent: u32) {
+        *self.daily.lock().unwrap_or_else(|e| e.into_inner()) = (now.div_euclid(DAY_MS), sent);
+    }
+
+    /// `Err(start of the next day, ms)` when the daily cap is reached at `now`.
+    pub fn daily_check(&self, now: i64) -> Result<(), i64> {
+        let Some(cap) = self.daily_cap() else {
+            return Ok(());
+        };
+        let day = now.div_euclid(DAY_MS);
+        let (counted_day, count) = *self.daily.lock().unwrap_or_else(|e| e.into_inner());
+        if counted_day == day && count >= cap {
+            Err((day + 1) * DAY_MS)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Counts one send against the daily cap at `now`.
+    pub fn count_daily(&self, now: i64) {
+        if self.daily_cap().is_none() {
+            return;
+        }
+        let day = now.div_euclid(DAY_MS);
+        let mut daily = self.daily.lock().unwrap_or_else(|e| e.into_inner());
+        if daily.0 == day {
+            daily.1 = daily.1.saturating_add(1);
+        } else {
+            *daily = (day, 1);
+        }
+    }
+
+    /// The random pause before the next send: 0 to `jitter_ms`, uniformly.
+    pub fn jitter(&self) -> Duration {
+        match &self.kind {
+            Kind::Window { pacing, .. } if pacing.jitter_ms > 0 => {
+                Duration::from_millis(rand::rng().random_range(0..=pacing.jitter_ms))
+            }
+            _ => Duration::ZERO,
         }
     }
 
@@ -76,11 +132,7 @@ impl Pace {
     pub fn matches(&self, rate: NonZeroU32, pacing: Option<Pacing>) -> bool {
         match (&self.kind, pacing) {
             (Kind::Bucket { rate: r, .. }, None) => *r == rate,
-            (Kind::Window { pacing: p, .. }, Some(q)) => {
-                p.per_second == q.per_second.max(1)
-                    && p.pair_burst == q.pair_burst.max(1)
-                    && p.pair_interval_ms == q.pair_interval_ms.max(1)
-            }
+            (Kind::Window { pacing: p, .. }, Some(q)) => *p == normal(q),
             _ => false,
         }
     }
@@ -99,7 +151,7 @@ impl Pace {
                 pacing
                     .pair_interval_ms
                     .saturating_mul(u64::from(pacing.pair_burst))
-                    .max(1001),
+                    .clamp(1001, DAY_MS as u64),
             ),
         };
         let last = *self.last_used.lock().unwrap_or_else(|e| e.into_inner());
@@ -117,27 +169,24 @@ impl Pace {
         *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
-    /// Takes one send to `chat` from its budget; `Err(wait)` when the chat must wait.
-    pub fn take_pair(&self, chat: &str) -> Result<(), Duration> {
+    /// Takes one send to `chat` from its budget at `now` (ms on the dispatcher's clock);
+    /// `Err(wait)` when the chat must wait.
+    pub fn take_pair(&self, chat: &str, now: i64) -> Result<(), Duration> {
         let Kind::Window { pacing, pairs, .. } = &self.kind else {
             return Ok(());
         };
         self.used();
-        let now = Instant::now();
         let burst = f64::from(pacing.pair_burst);
         let per_ms = 1.0 / pacing.pair_interval_ms as f64;
         let mut pairs = pairs.lock().unwrap_or_else(|e| e.into_inner());
         if pairs.len() > PAIRS_KEPT {
-            pairs.retain(|_, b| {
-                b.tokens + now.duration_since(b.at).as_millis() as f64 * per_ms < burst
-            });
+            pairs.retain(|_, b| b.tokens + (now - b.at).max(0) as f64 * per_ms < burst);
         }
         let b = pairs.entry(chat.to_owned()).or_insert(Bucket {
             tokens: burst,
             at: now,
         });
-        let tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * 1000.0 * per_ms).min(burst);
+        let tokens = (b.tokens + (now - b.at).max(0) as f64 * per_ms).min(burst);
         if tokens >= 1.0 {
             *b = Bucket {
                 tokens: tokens - 1.0,
@@ -208,6 +257,17 @@ impl Pace {
     }
 }
 
+/// `pacing` with every limit at least 1.
+fn normal(pacing: Pacing) -> Pacing {
+    Pacing {
+        per_second: pacing.per_second.max(1),
+        pair_burst: pacing.pair_burst.max(1),
+        pair_interval_ms: pacing.pair_interval_ms.max(1),
+        jitter_ms: pacing.jitter_ms,
+        daily_cap: pacing.daily_cap,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,22 +277,75 @@ mod tests {
             per_second,
             pair_burst: burst,
             pair_interval_ms: interval,
+            jitter_ms: 0,
+            daily_cap: None,
         })
     }
 
     #[test]
     fn pairs_get_a_burst_then_a_pace() {
         let pace = Pace::new(NonZeroU32::MIN, pacing(80, 3, 6000));
+        let t = 1_700_000_000_000;
         for _ in 0..3 {
-            assert!(pace.take_pair("a").is_ok());
+            assert!(pace.take_pair("a", t).is_ok());
         }
-        let wait = pace.take_pair("a").unwrap_err();
+        let wait = pace.take_pair("a", t).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(6000));
+        assert!(pace.take_pair("b", t).is_ok(), "other chats are not held");
+        assert!(!pace.rested(), "budgets refill over 18 s");
+        // Time passes on the clock, not on the wall: 2 s later, 4 s to go; 6 s later, one more.
+        let wait = pace.take_pair("a", t + 2000).unwrap_err();
         assert!(
-            wait > Duration::from_millis(5900) && wait <= Duration::from_millis(6000),
+            (3999..=4001).contains(&(wait.as_millis() as u64)),
             "{wait:?}"
         );
-        assert!(pace.take_pair("b").is_ok(), "other chats are not held");
-        assert!(!pace.rested(), "budgets refill over 18 s");
+        assert!(pace.take_pair("a", t + 6001).is_ok());
+        assert!(pace.take_pair("a", t + 6001).is_err(), "spaced one per 6 s");
+        assert!(pace.take_pair("a", t + 12_002).is_ok());
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bounds_and_varies() {
+        let mut p = pacing(1, 1, 1000).unwrap();
+        p.jitter_ms = 1500;
+        let pace = Pace::new(NonZeroU32::MIN, Some(p));
+        let samples: Vec<Duration> = (0..2000).map(|_| pace.jitter()).collect();
+        assert!(samples.iter().all(|d| *d <= Duration::from_millis(1500)));
+        let (min, max) = (samples.iter().min().unwrap(), samples.iter().max().unwrap());
+        assert!(*min < Duration::from_millis(150), "{min:?}");
+        assert!(*max > Duration::from_millis(1350), "{max:?}");
+        let none = Pace::new(NonZeroU32::MIN, pacing(1, 1, 1000));
+        assert_eq!(none.jitter(), Duration::ZERO);
+        let bucket = Pace::new(NonZeroU32::MIN, None);
+        assert_eq!(bucket.jitter(), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_daily_cap_holds_sends_until_the_next_utc_day() {
+        let mut p = pacing(10, 10, 1).unwrap();
+        p.daily_cap = Some(3);
+        let pace = Pace::new(NonZeroU32::MIN, Some(p));
+        let day = 20_000 * DAY_MS;
+        let noon = day + DAY_MS / 2;
+        // Two were sent earlier today (before a restart).
+        pace.seed_daily(noon, 2);
+        assert!(pace.daily_check(noon).is_ok());
+        pace.count_daily(noon);
+        assert_eq!(pace.daily_check(noon), Err(day + DAY_MS));
+        assert_eq!(pace.daily_check(day + DAY_MS - 1), Err(day + DAY_MS));
+        // The next day starts afresh.
+        assert!(pace.daily_check(day + DAY_MS).is_ok());
+        for _ in 0..3 {
+            pace.count_daily(day + DAY_MS + 5);
+        }
+        assert_eq!(pace.daily_check(day + DAY_MS + 6), Err(day + 2 * DAY_MS));
+        assert!(!pace.matches(NonZeroU32::MIN, pacing(10, 10, 1)));
+        assert!(pace.matches(NonZeroU32::MIN, Some(p)));
+        let uncapped = Pace::new(NonZeroU32::MIN, pacing(10, 10, 1));
+        for _ in 0..100 {
+            uncapped.count_daily(noon);
+        }
+        assert!(uncapped.daily_check(noon).is_ok());
     }
 
     #[test]
