@@ -11,6 +11,7 @@ mod messaging;
 mod receiver;
 mod server;
 mod sessions;
+mod web_sessions;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -99,6 +100,18 @@ enum Scenario {
         #[arg(long, default_value_t = 3)]
         idle_secs: u64,
     },
+    /// Memory and idle CPU of N WhatsApp Web sessions connecting to a local endpoint that
+    /// never completes the handshake (`web_endpoint`), per session, over the idle server.
+    WebSessions {
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// How long the server idles before each memory reading.
+        #[arg(long, default_value_t = 5)]
+        idle_secs: u64,
+        /// How long the server's CPU time is measured, idle, without and with the sessions.
+        #[arg(long, default_value_t = 10)]
+        cpu_secs: u64,
+    },
     /// Contacts imported through the Zernio import route, then the contacts list (search, tag,
     /// opt-in filters, skip) under concurrent clients, and the server's memory.
     Contacts {
@@ -163,6 +176,11 @@ async fn main() -> anyhow::Result<()> {
             idle_secs,
         } => sessions::run(&bin, db, sessions, &engine, idle_secs).await,
         Scenario::Crash { messages } => crash::run(&bin, db, messages).await,
+        Scenario::WebSessions {
+            sessions,
+            idle_secs,
+            cpu_secs,
+        } => web_sessions::run(&bin, db, sessions, idle_secs, cpu_secs).await,
         Scenario::Contacts {
             contacts: n,
             concurrency,
