@@ -158,13 +158,15 @@ pub enum MessageKind {
     Template,
     /// Incoming only: the user tapped a reply button, a list row or a template quick reply.
     InteractiveReply,
+    /// Incoming only: a vote in a poll (its choices, decrypted with the poll's secret).
+    PollVote,
     /// Incoming only: a message of a type Wharf does not model (orders, system notices, …).
     Unsupported,
 }
 
 impl MessageKind {
     /// Every kind; the ones that only arrive come last.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::Text,
         Self::Image,
         Self::Video,
@@ -179,12 +181,13 @@ impl MessageKind {
         Self::List,
         Self::Template,
         Self::InteractiveReply,
+        Self::PollVote,
         Self::Unsupported,
     ];
 
-    /// The kinds a message can be sent as: all but the last two of [`Self::ALL`]
-    /// (`interactive_reply` and `unsupported` only arrive).
-    pub const SENDABLE: &'static [Self] = Self::ALL.split_at(Self::ALL.len() - 2).0;
+    /// The kinds a message can be sent as: all but the last three of [`Self::ALL`]
+    /// (`interactive_reply`, `poll_vote` and `unsupported` only arrive).
+    pub const SENDABLE: &'static [Self] = Self::ALL.split_at(Self::ALL.len() - 3).0;
 
     /// The wire and storage name.
     pub fn as_str(self) -> &'static str {
@@ -203,6 +206,7 @@ impl MessageKind {
             Self::List => "list",
             Self::Template => "template",
             Self::InteractiveReply => "interactive_reply",
+            Self::PollVote => "poll_vote",
             Self::Unsupported => "unsupported",
         }
     }
@@ -308,6 +312,18 @@ pub enum Content {
         title: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         description: Option<String>,
+    },
+    /// A vote in a poll: the options the voter now has chosen (none: the vote was withdrawn).
+    /// Votes name options by hash; `option_hashes` keeps the hashes (hex) that no option of
+    /// the poll matched (or all of them when the poll is unknown). `target` is Wharf's poll
+    /// message, when known.
+    PollVote {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<MessageId>,
+        target_provider_id: ProviderId,
+        options: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        option_hashes: Vec<String>,
     },
     /// A received message of a type Wharf does not model.
     Unsupported {
@@ -453,6 +469,7 @@ impl Content {
             Self::List { .. } => MessageKind::List,
             Self::Template { .. } => MessageKind::Template,
             Self::InteractiveReply { .. } => MessageKind::InteractiveReply,
+            Self::PollVote { .. } => MessageKind::PollVote,
             Self::Unsupported { .. } => MessageKind::Unsupported,
         }
     }

@@ -148,11 +148,13 @@ pub async fn run_with_devices(
         if let Some(version) = config.web_version() {
             factory = factory.with_version(version);
         }
-        Ok(Arc::new(WebEngine::new(
-            Arc::new(factory),
-            Arc::downgrade(&supervisor),
-            config.web(),
-        )))
+        Ok(Arc::new(
+            WebEngine::new(Arc::new(factory), Arc::downgrade(&supervisor), config.web())
+                // Media URLs are fetched through the outbound policy, as webhooks are.
+                .with_media(Arc::new(crate::media_fetch::MediaFetcher::new(
+                    outbound.clone(),
+                ))),
+        ))
     });
     let web = match web {
         Ok(built) => Ok(built?),

@@ -406,6 +406,18 @@ impl Outbound {
         Ok(self.client.post(parsed))
     }
 
+    /// A GET of `url` (a media file a tenant gave), checked as [`Outbound::post`] is.
+    pub fn get(&self, url: &str) -> Result<reqwest::RequestBuilder, SendError> {
+        let parsed = Url::parse(url).map_err(|e| SendError::Failed(format!("bad URL: {e}")))?;
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(SendError::Failed("the URL has no host".into()));
+        }
+        if ip_host(&parsed).is_some_and(|ip| !self.policy.allows_addr(ip)) {
+            return Err(SendError::Refused);
+        }
+        Ok(self.client.get(parsed))
+    }
+
     /// Sends `request`, telling a refusal by the policy from other failures.
     pub async fn send(
         &self,

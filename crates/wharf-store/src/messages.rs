@@ -14,6 +14,8 @@ use wharf_core::{
 
 use crate::{Backend, Params, Result, Store, StoreError, conflict_or, events::append_events};
 
+mod polls;
+
 /// A stored message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRow {
@@ -1644,6 +1646,8 @@ impl Store {
             {
                 *target = owned_message(&mut tx, session, owner, target_provider_id).await?;
             }
+            // A vote names its poll by WhatsApp id and its options by hash.
+            polls::name_vote(&mut tx, session, owner, &mut content).await?;
             let quoted_message_id = match &m.quoted_provider_id {
                 Some(provider_id) => owned_message(&mut tx, session, owner, provider_id).await?,
                 None => None,

@@ -73,7 +73,7 @@ fn every_kind_but_the_arriving_ones_can_be_sent() {
     for kind in MessageKind::ALL {
         let arrives_only = matches!(
             kind,
-            MessageKind::InteractiveReply | MessageKind::Unsupported
+            MessageKind::InteractiveReply | MessageKind::PollVote | MessageKind::Unsupported
         );
         assert_eq!(
             MessageKind::SENDABLE.contains(&kind),

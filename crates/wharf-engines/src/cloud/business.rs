@@ -356,6 +356,44 @@ impl CloudEngine {
         .await
     }
 
+    /// A media file by id: `GET /{media-id}` for its URL, then the URL with the token (Graph's
+    /// URLs live a few minutes, so each download asks anew). Answers the bytes and the type.
+    pub async fn download_media(
+        &self,
+        session: SessionId,
+        media_id: &str,
+    ) -> Result<(Vec<u8>, String), CloudError> {
+        self.business(session, async |l: &Line| {
+            let m = l
+                .graph
+                .get(
+                    media_id,
+                    &[("phone_number_id", l.credentials.phone_number_id.clone())],
+                )
+                .await?;
+            let url = m["url"].as_str().unwrap_or_default();
+            if url.is_empty() {
+                return Err(GraphError {
+                    http_status: Some(200),
+                    code: None,
+                    subcode: None,
+                    message: format!("Graph gave media {media_id} no URL: {m}"),
+                    details: None,
+                    retry_after: None,
+                });
+            }
+            let (bytes, served) = l.graph.download(url).await?;
+            let mime = m["mime_type"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .or(served)
+                .unwrap_or_else(|| "application/octet-stream".to_owned());
+            Ok((bytes, mime))
+        })
+        .await
+    }
+
     /// `GET /{media-id}`: where to download a media file.
     pub async fn media_url(
         &self,

@@ -301,6 +301,29 @@ impl Graph {
             .await
     }
 
+    /// `GET url` (a media download URL Graph gave) with the token: the file and the type it
+    /// was served as.
+    pub async fn download(&self, url: &str) -> Result<(Vec<u8>, Option<String>), GraphError> {
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| GraphError::transport(&e))?;
+        let status = resp.status().as_u16();
+        let mime = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.bytes().await.map_err(|e| GraphError::transport(&e))?;
+        if (200..300).contains(&status) {
+            return Ok((body.to_vec(), mime));
+        }
+        Err(GraphError::from_answer(status, None, &body))
+    }
+
     /// `POST path` with a multipart body.
     pub async fn post_multipart(&self, path: &str, form: &Multipart) -> Result<Value, GraphError> {
         let (body, content_type) = form.encode();

@@ -405,4 +405,22 @@ impl Engine for CloudEngine {
     fn service_window_ms(&self) -> Option<i64> {
         Some(SERVICE_WINDOW_MS)
     }
+
+    /// A received file by its Graph media id (`{"media_id"}`, as a received message keeps
+    /// it): Graph needs no decryption, only the token.
+    async fn decrypt_media(
+        &self,
+        session: SessionId,
+        reference: &serde_json::Value,
+    ) -> Result<(Vec<u8>, String), EngineError> {
+        let id = reference
+            .get("media_id")
+            .and_then(serde_json::Value::as_str)
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .ok_or_else(|| EngineError::Permanent("not a Cloud API media id".into()))?;
+        self.download_media(session, id).await.map_err(|e| match e {
+            business::CloudError::Graph(g) => g.to_engine_error(0),
+            business::CloudError::Engine(e) => e,
+        })
+    }
 }

@@ -9,27 +9,31 @@ use std::{
 use async_trait::async_trait;
 use tokio::{sync::mpsc, task::JoinHandle};
 use wharf_core::{
-    Jid, Phone, SessionId,
-    message::{Content, Presence},
+    EngineUpdate, Jid, Phone, SessionId,
+    message::{Content, MessageKind, Presence},
     time::now_millis,
 };
 use whatsapp_rust::{
     Client, ClientBuilder, InboundDurabilityHook, RevokeType, SendError, SendOptions, TokioRuntime,
-    anyhow, async_channel,
+    UploadOptions, anyhow, async_channel,
+    download::{DownloadParams, MediaType},
     http::HttpClient,
     pair_code::PairCodeOptions,
-    proto_helpers::MessageBuilderExt,
+    proto_helpers::{MessageBuilderExt, MessageExt},
     store::{persistence_manager::PersistenceManager, traits::Backend},
     transport::{TokioWebSocketTransportFactory, Transport, TransportEvent, TransportFactory},
-    types::events::{Event, EventHandler, InboundMessage, Subscription},
+    types::{
+        events::{Event, EventHandler, InboundMessage, Subscription},
+        message::MessageInfo,
+    },
     waproto::whatsapp as wa,
 };
 
 use super::{
-    convert::{self, Quote},
+    convert::{self, Quote, Uploaded},
     port::{
-        InboundCommit, OpenedPort, PortAction, PortError, PortEvent, PortMessage, WebPort,
-        WebPortFactory,
+        InboundCommit, MediaRef, OpenedPort, PortAction, PortError, PortEvent, PortMessage,
+        WebPort, WebPortFactory,
     },
 };
 
@@ -127,13 +131,27 @@ struct Hook {
 impl InboundDurabilityHook for Hook {
     async fn on_messages(
         &self,
-        _client: Arc<Client>,
+        client: Arc<Client>,
         batch: &[InboundMessage],
     ) -> anyhow::Result<()> {
-        let updates: Vec<_> = batch
-            .iter()
-            .filter_map(|m| convert::inbound_update(&m.message, &m.info))
-            .collect();
+        let mut updates = Vec::with_capacity(batch.len());
+        for m in batch {
+            let Some(mut update) = convert::inbound_update(&m.message, &m.info) else {
+                continue;
+            };
+            if let EngineUpdate::Inbound(inbound) = &mut update
+                && let Some(vote) = m.message.get_base_message().poll_update_message.as_option()
+            {
+                match open_vote(&client, vote, &m.info).await {
+                    Ok(content) => inbound.content = content,
+                    // Kept as an unreadable `poll_vote` naming the poll.
+                    Err(why) => {
+                        tracing::warn!(id = %m.info.id, "a poll vote stays encrypted: {why}")
+                    }
+                }
+            }
+            updates.push(update);
+        }
         if updates.is_empty() {
             return Ok(());
         }
@@ -142,6 +160,66 @@ impl InboundDurabilityHook for Hook {
             .await
             .map_err(|e| anyhow::anyhow!("committing inbound messages: {e}"))
     }
+}
+
+/// Decrypts a poll vote with the poll's secret, which the client's store keeps (for polls
+/// this device sent, and for polls it received) under the chat, the poll's creator and the
+/// poll's id. Who created the poll is not said outright, so the candidates are tried: this
+/// account (by phone number and LID), the key's participant or chat, the voter, each in
+/// both addressings when WhatsApp gave the other.
+async fn open_vote(
+    client: &Client,
+    vote: &wa::message::PollUpdateMessage,
+    info: &MessageInfo,
+) -> Result<Content, String> {
+    let key = vote
+        .poll_creation_message_key
+        .as_option()
+        .ok_or("the vote names no poll")?;
+    let poll_id = key.id.as_deref().ok_or("the vote names no poll")?;
+    let src = &info.source;
+    let mut chats = vec![src.chat.to_non_ad()];
+    let mut creators: Vec<whatsapp_rust::Jid> =
+        client.pn().into_iter().chain(client.lid()).collect();
+    for text in [key.participant.as_deref(), key.remote_jid.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(j) = text.parse::<whatsapp_rust::Jid>() {
+            creators.push(j);
+        }
+    }
+    let mut voters = vec![src.sender.to_non_ad()];
+    if let Some(alt) = &src.sender_alt {
+        if !src.is_group {
+            chats.push(alt.to_non_ad());
+        }
+        voters.push(alt.to_non_ad());
+    }
+    creators.extend(voters.iter().cloned());
+    let backend = client.persistence_manager().backend();
+    for chat in &chats {
+        for creator in &creators {
+            let secret = backend
+                .get_msg_secret(
+                    &chat.to_non_ad_string(),
+                    &creator.to_non_ad_string(),
+                    poll_id,
+                )
+                .await
+                .map_err(|e| format!("reading the poll's secret: {e:#}"))?;
+            let Some(secret) = secret else { continue };
+            let mut last = String::new();
+            for voter in &voters {
+                match convert::decrypt_vote(vote, &secret, creator, voter) {
+                    Ok(hashes) => return Ok(convert::vote_content(poll_id, &hashes)),
+                    Err(e) => last = e,
+                }
+            }
+            return Err(last);
+        }
+    }
+    Err("no secret is kept for this poll".into())
 }
 
 /// Forwards client events as port events; only enqueues (it runs on the read loop).
@@ -237,10 +315,58 @@ impl WhatsAppPort {
             task.abort();
         }
     }
+
+    /// Builds the protocol message (with its uploaded file, for media) and sends it with
+    /// its fixed id.
+    async fn send_built(
+        &self,
+        message: &PortMessage,
+        upload: Option<Uploaded>,
+    ) -> Result<(), PortError> {
+        let to = jid(&message.to)?;
+        let quote = message.quoted_id.as_ref().map(|id| Quote {
+            id: id.clone(),
+            participant: None,
+        });
+        let body = convert::outbound_message(
+            &message.content,
+            &message.to,
+            quote.as_ref(),
+            upload,
+            now_millis(),
+        )
+        .map_err(PortError::Rejected)?;
+        self.client
+            .send_message_with_options(
+                to,
+                body,
+                SendOptions::default().with_message_id(&message.id),
+            )
+            .await
+            .map(|_| ())
+            .map_err(map_send_error)
+    }
 }
 
 fn jid(j: &Jid) -> Result<whatsapp_rust::Jid, PortError> {
     convert::to_wa_jid(j).map_err(PortError::Rejected)
+}
+
+/// The crate's media type (which picks the encryption keys) of a Wharf media kind.
+fn media_type(kind: MessageKind) -> Result<MediaType, PortError> {
+    Ok(match kind {
+        MessageKind::Image => MediaType::Image,
+        MessageKind::Video => MediaType::Video,
+        MessageKind::Audio => MediaType::Audio,
+        MessageKind::Document => MediaType::Document,
+        MessageKind::Sticker => MediaType::Sticker,
+        other => {
+            return Err(PortError::Rejected(format!(
+                "{} is not a media kind",
+                other.as_str()
+            )));
+        }
+    })
 }
 
 /// Maps the crate's send failures.
@@ -303,33 +429,64 @@ impl WebPort for WhatsAppPort {
 
     async fn send(&self, message: &PortMessage) -> Result<(), PortError> {
         if matches!(message.content, Content::Media { .. }) {
-            // Media by URL is not fetched and uploaded yet; the engine does not claim it.
+            // Its file must be uploaded first: the engine goes through `send_media`.
             return Err(PortError::Rejected(
-                "media messages are not supported by the web engine yet".into(),
+                "a media message needs its uploaded file".into(),
             ));
         }
-        let to = jid(&message.to)?;
-        let quote = message.quoted_id.as_ref().map(|id| Quote {
-            id: id.clone(),
-            participant: None,
-        });
-        let body = convert::outbound_message(
-            &message.content,
-            &message.to,
-            quote.as_ref(),
-            None,
-            now_millis(),
-        )
-        .map_err(PortError::Rejected)?;
-        self.client
-            .send_message_with_options(
-                to,
-                body,
-                SendOptions::default().with_message_id(&message.id),
-            )
+        self.send_built(message, None).await
+    }
+
+    async fn upload(&self, kind: MessageKind, data: Vec<u8>) -> Result<Uploaded, PortError> {
+        let media_type = media_type(kind)?;
+        if !self.client.is_logged_in() {
+            return Err(PortError::NotConnected);
+        }
+        let up = self
+            .client
+            .upload(data, media_type, UploadOptions::default())
             .await
-            .map(|_| ())
-            .map_err(map_send_error)
+            .map_err(|e| PortError::Transient(format!("uploading the file to WhatsApp: {e:#}")))?;
+        Ok(Uploaded {
+            url: up.url,
+            direct_path: up.direct_path,
+            media_key: up.media_key.to_vec(),
+            file_sha256: up.file_sha256.to_vec(),
+            file_enc_sha256: up.file_enc_sha256.to_vec(),
+            file_length: up.file_length,
+            media_key_timestamp: up.media_key_timestamp,
+        })
+    }
+
+    async fn send_media(&self, message: &PortMessage, upload: &Uploaded) -> Result<(), PortError> {
+        self.send_built(message, Some(upload.clone())).await
+    }
+
+    async fn download(&self, media: &MediaRef) -> Result<Vec<u8>, PortError> {
+        let params = DownloadParams::encrypted(
+            media.direct_path.clone(),
+            &media.media_key,
+            &media.file_sha256,
+            &media.file_enc_sha256,
+            media.file_length,
+            media_type(media.kind)?,
+        );
+        if !self.client.is_logged_in() {
+            return Err(PortError::NotConnected);
+        }
+        self.client
+            .download_from_params(&params)
+            .await
+            .map_err(|e| {
+                let text = format!("{e:#}");
+                if text.contains("rejected the media reference") {
+                    PortError::Rejected(format!(
+                        "WhatsApp no longer has this file (its reference expired): {text}"
+                    ))
+                } else {
+                    PortError::Transient(format!("downloading the file from WhatsApp: {text}"))
+                }
+            })
     }
 
     async fn act(&self, action: &PortAction) -> Result<(), PortError> {

@@ -17,7 +17,10 @@ use whatsapp_rust::{
     waproto::{buffa::MessageField, whatsapp as wa},
 };
 
-use super::port::PortEvent;
+use super::{
+    media::encode_reference,
+    port::{MediaRef, PortEvent},
+};
 
 /// A Wharf JID as the crate's.
 pub fn to_wa_jid(jid: &Jid) -> Result<WaJid, String> {
@@ -317,22 +320,56 @@ fn both_forms(jid: &WaJid, alt: Option<&WaJid>) -> (Option<Jid>, Option<Jid>) {
     (pn, lid)
 }
 
-/// What an inbound message says, as Wharf content (`None` for protocol traffic).
+/// The download reference of a received file (kept as its `media_id`), when the message
+/// carries all of it.
+fn reference(
+    kind: MessageKind,
+    direct_path: &Option<String>,
+    media_key: &Option<Vec<u8>>,
+    file_sha256: &Option<Vec<u8>>,
+    file_enc_sha256: &Option<Vec<u8>>,
+    file_length: Option<u64>,
+) -> Option<String> {
+    Some(encode_reference(&MediaRef {
+        kind,
+        direct_path: direct_path.clone().filter(|p| !p.is_empty())?,
+        media_key: media_key.clone()?,
+        file_sha256: file_sha256.clone()?,
+        file_enc_sha256: file_enc_sha256.clone()?,
+        file_length: file_length?,
+    }))
+}
+
+/// What an inbound message says, as Wharf content (`None` for protocol traffic). A media
+/// file's download reference becomes its `media_id`.
 pub fn inbound_content(message: &wa::Message) -> Option<Content> {
     let m = message.get_base_message();
     let media = |media: MessageKind,
+                 media_id: Option<String>,
                  caption: &Option<String>,
                  file_name: Option<&String>,
                  mime: &Option<String>,
                  view_once: bool| Content::Media {
         media,
         url: String::new(),
-        media_id: None,
+        media_id,
         caption: caption.clone(),
         file_name: file_name.cloned(),
         mime_type: mime.clone(),
         view_once,
     };
+    macro_rules! reference {
+        ($kind:expr, $x:expr) => {
+            reference(
+                $kind,
+                &$x.direct_path,
+                &$x.media_key,
+                &$x.file_sha256,
+                &$x.file_enc_sha256,
+                $x.file_length,
+            )
+        };
+    }
     let view_once = message.is_view_once();
     if let Some(text) = &m.conversation {
         return Some(Content::Text { text: text.clone() });
@@ -346,6 +383,7 @@ pub fn inbound_content(message: &wa::Message) -> Option<Content> {
         let once = view_once || i.view_once == Some(true);
         return Some(media(
             MessageKind::Image,
+            reference!(MessageKind::Image, i),
             &i.caption,
             None,
             &i.mimetype,
@@ -356,6 +394,7 @@ pub fn inbound_content(message: &wa::Message) -> Option<Content> {
         let once = view_once || v.view_once == Some(true);
         return Some(media(
             MessageKind::Video,
+            reference!(MessageKind::Video, v),
             &v.caption,
             None,
             &v.mimetype,
@@ -365,6 +404,7 @@ pub fn inbound_content(message: &wa::Message) -> Option<Content> {
     if let Some(d) = m.document_message.as_option() {
         return Some(media(
             MessageKind::Document,
+            reference!(MessageKind::Document, d),
             &d.caption,
             d.file_name.as_ref(),
             &d.mimetype,
@@ -373,10 +413,26 @@ pub fn inbound_content(message: &wa::Message) -> Option<Content> {
     }
     if let Some(a) = m.audio_message.as_option() {
         let once = view_once || a.view_once == Some(true);
-        return Some(media(MessageKind::Audio, &None, None, &a.mimetype, once));
+        let id = reference!(MessageKind::Audio, a);
+        return Some(media(
+            MessageKind::Audio,
+            id,
+            &None,
+            None,
+            &a.mimetype,
+            once,
+        ));
     }
     if let Some(s) = m.sticker_message.as_option() {
-        return Some(media(MessageKind::Sticker, &None, None, &s.mimetype, false));
+        let id = reference!(MessageKind::Sticker, s);
+        return Some(media(
+            MessageKind::Sticker,
+            id,
+            &None,
+            None,
+            &s.mimetype,
+            false,
+        ));
     }
     if let Some(l) = m.location_message.as_option() {
         return Some(Content::Location {
@@ -433,7 +489,8 @@ pub fn inbound_content(message: &wa::Message) -> Option<Content> {
         });
     }
     if let Some(v) = m.poll_update_message.as_option() {
-        // The vote is encrypted with the poll's secret; it is decrypted where that is kept.
+        // The vote is encrypted with the poll's secret, which the client's store keeps: the
+        // durability hook replaces this with the decrypted vote ([`decrypt_vote`]) when it can.
         return Some(Content::Unsupported {
             provider_type: "poll_vote".into(),
             detail: v
@@ -449,6 +506,49 @@ pub fn inbound_content(message: &wa::Message) -> Option<Content> {
         provider_type: "unknown".into(),
         detail: None,
     })
+}
+
+/// The options chosen in a poll vote, as SHA-256 hashes of their names, decrypted with the
+/// poll's secret; `creator` wrote the poll and `voter` the vote (as the secret is keyed).
+pub fn decrypt_vote(
+    vote: &wa::message::PollUpdateMessage,
+    secret: &[u8],
+    creator: &WaJid,
+    voter: &WaJid,
+) -> Result<Vec<Vec<u8>>, String> {
+    use whatsapp_rust::wacore::poll;
+    let poll_id = vote
+        .poll_creation_message_key
+        .as_option()
+        .and_then(|k| k.id.as_deref())
+        .ok_or("the vote names no poll")?;
+    let enc = vote.vote.as_option().ok_or("the vote carries no choice")?;
+    let (Some(enc_payload), Some(enc_iv)) = (enc.enc_payload.as_deref(), enc.enc_iv.as_deref())
+    else {
+        return Err("the vote's choice is incomplete".into());
+    };
+    poll::decrypt_poll_vote_with_secret(
+        poll::PollVoteCiphertext {
+            enc_payload,
+            enc_iv,
+        },
+        secret,
+        poll_id,
+        &creator.to_non_ad_string(),
+        &voter.to_non_ad_string(),
+    )
+    .map_err(|e| format!("{e:#}"))
+}
+
+/// A decrypted vote in poll `poll_id`: the options by hash (hex), which the store names from
+/// the poll it has.
+pub fn vote_content(poll_id: &str, hashes: &[Vec<u8>]) -> Content {
+    Content::PollVote {
+        target: None,
+        target_provider_id: poll_id.into(),
+        options: Vec::new(),
+        option_hashes: hashes.iter().map(hex::encode).collect(),
+    }
 }
 
 fn quoted_id(message: &wa::Message) -> Option<String> {
@@ -615,5 +715,7 @@ pub fn port_event(event: &Event, own_phone: Option<&WaJid>) -> Option<PortEvent>
     })
 }
 
+#[cfg(test)]
+mod media_tests;
 #[cfg(test)]
 mod tests;

@@ -10,11 +10,14 @@ use std::{
 
 use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
-use wharf_core::{EngineUpdate, Jid, Phone, SessionId, message::Presence};
+use wharf_core::{
+    EngineUpdate, Jid, Phone, SessionId,
+    message::{MessageKind, Presence},
+};
 
 use super::port::{
-    InboundCommit, OpenedPort, PortAction, PortError, PortEvent, PortMessage, WebPort,
-    WebPortFactory,
+    InboundCommit, MediaRef, OpenedPort, PortAction, PortError, PortEvent, PortMessage, Uploaded,
+    WebPort, WebPortFactory,
 };
 
 /// What the engine asked of one fake client.
@@ -27,6 +30,26 @@ pub enum FakeCall {
     Send(PortMessage),
     Act(PortAction),
     Presence(Option<Jid>, Presence),
+    /// A file uploaded: its kind and its bytes.
+    Upload(MessageKind, Vec<u8>),
+    /// A media message sent with the file uploaded for it.
+    SendMedia(PortMessage, Uploaded),
+    Download(MediaRef),
+}
+
+/// What the fake's upload answers for `data`: a reference derived from the bytes, so a test
+/// can tell which file went with which message.
+pub fn fake_upload(data: &[u8]) -> Uploaded {
+    let n = u8::try_from(data.len() % 251).unwrap_or(0);
+    Uploaded {
+        url: format!("https://mmg.whatsapp.net/fake/{}", data.len()),
+        direct_path: format!("/v/fake/{}", data.len()),
+        media_key: vec![n; 32],
+        file_sha256: vec![n.wrapping_add(1); 32],
+        file_enc_sha256: vec![n.wrapping_add(2); 32],
+        file_length: data.len() as u64,
+        media_key_timestamp: 1_700_000_000,
+    }
 }
 
 /// One fake client lifetime, as a test drives it.
@@ -42,6 +65,8 @@ pub struct FakePort {
     connect_error: Mutex<Option<PortError>>,
     /// Whether `disconnect` never returns (a client stuck in a connect).
     hang_on_disconnect: bool,
+    /// Files on the fake media servers, by direct path.
+    files: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl FakePort {
@@ -85,6 +110,14 @@ impl FakePort {
             .lock()
             .unwrap()
             .extend(results.into_iter().map(Err));
+    }
+
+    /// Puts a file on the fake media servers, where `download` finds it by its direct path.
+    pub fn put_file(&self, direct_path: &str, bytes: Vec<u8>) {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(direct_path.to_owned(), bytes);
     }
 
     fn record(&self, call: FakeCall) {
@@ -140,6 +173,31 @@ impl WebPort for FakePort {
     async fn presence(&self, to: Option<&Jid>, presence: Presence) -> Result<(), PortError> {
         self.record(FakeCall::Presence(to.cloned(), presence));
         Ok(())
+    }
+
+    async fn upload(&self, kind: MessageKind, data: Vec<u8>) -> Result<Uploaded, PortError> {
+        let uploaded = fake_upload(&data);
+        self.record(FakeCall::Upload(kind, data));
+        Ok(uploaded)
+    }
+
+    async fn send_media(&self, message: &PortMessage, upload: &Uploaded) -> Result<(), PortError> {
+        self.record(FakeCall::SendMedia(message.clone(), upload.clone()));
+        self.send_results
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Ok(()))
+    }
+
+    async fn download(&self, media: &MediaRef) -> Result<Vec<u8>, PortError> {
+        self.record(FakeCall::Download(media.clone()));
+        self.files
+            .lock()
+            .unwrap()
+            .get(&media.direct_path)
+            .cloned()
+            .ok_or_else(|| PortError::Rejected("the media reference is unknown".into()))
     }
 }
 
@@ -229,6 +287,7 @@ impl WebPortFactory for FakeWebFactory {
             acked: Mutex::new(Vec::new()),
             connect_error: Mutex::new(self.connect_error.lock().unwrap().clone()),
             hang_on_disconnect: *self.hang_on_disconnect.lock().unwrap(),
+            files: Mutex::new(HashMap::new()),
         });
         self.opened
             .lock()

@@ -19,13 +19,14 @@ pub mod client;
 pub mod convert;
 pub mod fake;
 pub mod http;
+pub mod media;
 pub mod port;
 #[cfg(test)]
 mod tests;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex, OnceLock, Weak},
     time::Duration,
 };
 
@@ -39,21 +40,22 @@ use wharf_core::{
     Capabilities, Engine, EngineError, EngineKind, EngineSink, EngineUpdate, Jid, Phone, SessionId,
     engine::{EngineSession, Pacing},
     jid::JidServer,
-    message::{MessageAction, MessageKind, Outbound, Presence, ProviderId},
+    message::{Content, MessageAction, MessageKind, Outbound, Presence, ProviderId},
 };
 
+pub use self::media::WEB_MEDIA_CAPABILITIES;
 pub use self::port::{
-    InboundCommit, OpenedPort, PortAction, PortError, PortEvent, PortMessage, WebPort,
-    WebPortFactory,
+    FetchError, Fetched, InboundCommit, MediaFetch, MediaRef, OpenedPort, PortAction, PortError,
+    PortEvent, PortMessage, WebPort, WebPortFactory,
 };
 
 /// WhatsApp's own WebSocket endpoint, the default `web_endpoint`.
 pub const DEFAULT_WEB_ENDPOINT: &str = "wss://web.whatsapp.com/ws/chat";
 
-/// What the web engine can do. Buttons, lists and templates do not exist for linked devices;
-/// media is not claimed until files given by URL are fetched (through the outbound policy)
-/// and uploaded; channels take text only (the crate has no unencrypted channel media
-/// upload), which [`WebEngine`]'s `refusal` adds to these.
+/// What the web engine can do without a way to fetch media URLs ([`WebEngine::with_media`]).
+/// Buttons, lists and templates do not exist for linked devices; channels take text only
+/// (the crate has no unencrypted channel media upload), which [`WebEngine`]'s `refusal` adds
+/// to these.
 pub const WEB_CAPABILITIES: Capabilities = Capabilities {
     qr_pairing: true,
     kinds: &[
@@ -87,6 +89,8 @@ pub struct WebConfig {
     pub stop_timeout: Duration,
     /// The pace every session keeps unless configured otherwise.
     pub pacing: Pacing,
+    /// The largest file a media send downloads from its URL.
+    pub media_max_bytes: u64,
 }
 
 impl Default for WebConfig {
@@ -98,6 +102,7 @@ impl Default for WebConfig {
             backoff_max: Duration::from_secs(300),
             stop_timeout: Duration::from_secs(15),
             pacing: DEFAULT_WEB_PACING,
+            media_max_bytes: media::DEFAULT_MEDIA_MAX_BYTES,
         }
     }
 }
@@ -146,6 +151,8 @@ struct Inner {
     sessions: Mutex<HashMap<SessionId, Running>>,
     /// Per-session pacing set by the operator, kept across restarts of the session.
     pacing: Mutex<HashMap<SessionId, Pacing>>,
+    /// Fetches the files of media sends; without it media is not claimed.
+    media: OnceLock<Arc<dyn MediaFetch>>,
 }
 
 /// The WhatsApp Web engine.
@@ -167,8 +174,16 @@ impl WebEngine {
                 config,
                 sessions: Mutex::new(HashMap::new()),
                 pacing: Mutex::new(HashMap::new()),
+                media: OnceLock::new(),
             }),
         }
+    }
+
+    /// Sends media given by URL, fetching the files through `fetch` (the server's outbound
+    /// policy); media kinds and view-once are claimed from then on.
+    pub fn with_media(self, fetch: Arc<dyn MediaFetch>) -> Self {
+        let _ = self.inner.media.set(fetch);
+        self
     }
 
     /// The engine's settings.
@@ -621,7 +636,11 @@ impl Engine for WebEngine {
     }
 
     fn capabilities(&self) -> Capabilities {
-        WEB_CAPABILITIES
+        if self.inner.media.get().is_some() {
+            WEB_MEDIA_CAPABILITIES
+        } else {
+            WEB_CAPABILITIES
+        }
     }
 
     fn refusal(
@@ -630,10 +649,12 @@ impl Engine for WebEngine {
         to: &Jid,
         quoted: bool,
     ) -> Option<String> {
-        WEB_CAPABILITIES.refusal(content, to, quoted).or_else(|| {
-            (to.server() == JidServer::Newsletter && content.kind() != MessageKind::Text)
-                .then(|| format!("{} posts in channels (text only)", content.kind().as_str()))
-        })
+        self.capabilities()
+            .refusal(content, to, quoted)
+            .or_else(|| {
+                (to.server() == JidServer::Newsletter && content.kind() != MessageKind::Text)
+                    .then(|| format!("{} posts in channels (text only)", content.kind().as_str()))
+            })
     }
 
     async fn start(&self, session: &EngineSession) -> Result<(), EngineError> {
@@ -725,6 +746,19 @@ impl Engine for WebEngine {
             content: message.content.clone(),
             quoted_id: message.quoted_provider_id.as_ref().map(ToString::to_string),
         };
+        if matches!(out.content, Content::Media { .. }) {
+            let fetch = self.inner.media.get().ok_or_else(|| {
+                EngineError::Permanent("this server cannot fetch media for the web engine".into())
+            })?;
+            media::send(
+                fetch.as_ref(),
+                self.inner.config.media_max_bytes,
+                port.as_ref(),
+                &out,
+            )
+            .await?;
+            return Ok(id);
+        }
         port.send(&out).await.map_err(map_port_error)?;
         Ok(id)
     }
@@ -767,6 +801,27 @@ impl Engine for WebEngine {
     ) -> Result<(), EngineError> {
         let port = self.port(session)?;
         port.presence(to, presence).await.map_err(map_port_error)
+    }
+
+    fn social(&self) -> wharf_core::social::SocialCapabilities {
+        wharf_core::social::SocialCapabilities {
+            decrypt_media: true,
+            ..Default::default()
+        }
+    }
+
+    async fn decrypt_media(
+        &self,
+        session: SessionId,
+        reference: &serde_json::Value,
+    ) -> Result<(Vec<u8>, String), EngineError> {
+        let (media, mime) = media::decode_reference(reference).map_err(|why| {
+            EngineError::Permanent(format!("not a usable media reference: {why}"))
+        })?;
+        let port = self.port(session)?;
+        let bytes = port.download(&media).await.map_err(map_port_error)?;
+        let mime = mime.unwrap_or_else(|| media::default_mime(media.kind).to_owned());
+        Ok((bytes, mime))
     }
 
     fn pacing(&self, session: SessionId) -> Option<Pacing> {

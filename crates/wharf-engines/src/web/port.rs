@@ -11,8 +11,10 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use wharf_core::{
     EngineUpdate, Jid, Phone, SessionId,
-    message::{Content, Presence},
+    message::{Content, MessageKind, Presence},
 };
+
+pub use super::convert::Uploaded;
 
 /// Why a port operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +43,51 @@ pub struct PortMessage {
     pub content: Content,
     /// The WhatsApp id of the message this one quotes.
     pub quoted_id: Option<String>,
+}
+
+/// A received file on WhatsApp's media servers: what downloading and decrypting it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRef {
+    /// Image, video, document, audio or sticker (it picks the decryption keys).
+    pub kind: MessageKind,
+    pub direct_path: String,
+    pub media_key: Vec<u8>,
+    pub file_sha256: Vec<u8>,
+    pub file_enc_sha256: Vec<u8>,
+    pub file_length: u64,
+}
+
+/// A file fetched from a URL a client gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    /// The server's `Content-Type`, when it gave one.
+    pub mime_type: Option<String>,
+}
+
+/// Why a media URL could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The outbound policy refused the address (private, loopback, …): no connection made.
+    #[error("refused by the outbound policy: {0}")]
+    Refused(String),
+    /// The file is larger than the limit.
+    #[error("the file is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The server refused it for good (a 4xx answer, a malformed URL).
+    #[error("{0}")]
+    Failed(String),
+    /// A failure that may pass (network, timeout, 5xx).
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// Downloads the files of media sends given by URL, through the server's outbound policy
+/// (the engine knows no policy of its own).
+#[async_trait]
+pub trait MediaFetch: Send + Sync {
+    /// The file at `url`, refused when it is larger than `limit` bytes.
+    async fn fetch(&self, url: &str, limit: u64) -> Result<Fetched, FetchError>;
 }
 
 /// Something done to existing messages.
@@ -128,6 +175,12 @@ pub trait WebPort: Send + Sync {
     async fn act(&self, action: &PortAction) -> Result<(), PortError>;
     /// Shows a presence in a chat, or globally.
     async fn presence(&self, to: Option<&Jid>, presence: Presence) -> Result<(), PortError>;
+    /// Encrypts and uploads a file to WhatsApp's media servers (needs a connection).
+    async fn upload(&self, kind: MessageKind, data: Vec<u8>) -> Result<Uploaded, PortError>;
+    /// Sends a media message (its `content` is [`Content::Media`]) whose file was uploaded.
+    async fn send_media(&self, message: &PortMessage, upload: &Uploaded) -> Result<(), PortError>;
+    /// Downloads and decrypts a received file (needs a connection).
+    async fn download(&self, media: &MediaRef) -> Result<Vec<u8>, PortError>;
 }
 
 /// An opened port and the events it reports.

@@ -485,6 +485,10 @@ async fn sends_every_kind_with_the_fixed_id_and_retries_reuse_it() {
     let s = setup_with(WebConfig::default());
     let (session, port) = online(&s).await;
     for (i, content) in every_kind().into_iter().enumerate() {
+        if content.kind().is_media() {
+            // Media goes through a fetch and an upload first (`media/tests.rs`).
+            continue;
+        }
         let id = format!("3EB0{i:028X}");
         let sent = s
             .engine

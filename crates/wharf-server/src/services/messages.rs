@@ -19,6 +19,9 @@ use wharf_store::{Accepted, JobAction, MessageFilter, MessageRow, OutboxJob, Ses
 use super::{Caller, Engines};
 use crate::ServiceError;
 
+mod media;
+pub use media::MediaFile;
+
 /// Which session a send goes through.
 #[derive(Debug, Clone, Copy)]
 pub enum SessionChoice {

@@ -191,6 +191,11 @@ impl SocialService {
         let (row, engine) = self
             .session(caller, named, Some(Ability::DecryptMedia))
             .await?;
+        if row.engine == wharf_core::EngineKind::Web {
+            // A malformed reference is the caller's mistake, told before any download.
+            wharf_engines::web::media::decode_reference(reference)
+                .map_err(|why| ServiceError::invalid("message", why))?;
+        }
         Ok(engine.decrypt_media(row.id, reference).await?)
     }
 

@@ -48,16 +48,49 @@ async fn a_web_session_connects_reports_why_it_cannot_and_stops(mut app: wharf_t
     assert!(errors["phone_number"].is_array(), "{bad}");
 
     // What the engine does not carry is refused before anything is queued.
+    let buttons = json!({"session_id": id, "to": "+15550001111", "kind": "buttons",
+        "buttons": {"body": "pick", "buttons": [{"id": "a", "title": "A"}]}});
+    let answer = app
+        .post("/api/send-message")
+        .json(buttons)
+        .expect(422)
+        .await;
+    assert_error(&answer, "unsupported_by_engine");
+    // Media by URL (view-once too) is queued: its file is fetched when it is dispatched.
     for body in [
-        json!({"kind": "image", "imageUrl": "https://example.com/a.jpg"}),
-        json!({"kind": "buttons", "buttons": {"body": "pick", "buttons": [{"id": "a", "title": "A"}]}}),
+        json!({"kind": "image", "imageUrl": "https://example.com/a.jpg", "viewOnce": true}),
+        json!({"kind": "audio", "audioUrl": "https://example.com/a.ogg"}),
     ] {
         let mut body = body;
         body["session_id"] = json!(id);
         body["to"] = json!("+15550001111");
-        let answer = app.post("/api/send-message").json(body).expect(422).await;
-        assert_error(&answer, "unsupported_by_engine");
+        app.post("/api/send-message").json(body).expect(202).await;
     }
+    let private = app
+        .post("/api/send-message")
+        .json(
+            json!({"session_id": id, "to": "+15550001111", "kind": "document",
+            "documentUrl": "http://10.0.0.5/a.pdf"}),
+        )
+        .expect(422)
+        .await;
+    let errors = assert_error(&private, "url_not_allowed");
+    assert!(errors["documentUrl"].is_array(), "{private}");
+    // Media references are decrypted on web sessions, once connected.
+    let token = wharf_engines::web::media::encode_reference(&wharf_engines::web::MediaRef {
+        kind: wharf_core::message::MessageKind::Image,
+        direct_path: "/v/t62.7118-24/x.enc".into(),
+        media_key: vec![1; 32],
+        file_sha256: vec![2; 32],
+        file_enc_sha256: vec![3; 32],
+        file_length: 10,
+    });
+    let offline = app
+        .post(&format!("/api/decrypt-media?session_id={id}"))
+        .json(json!({"media_id": token}))
+        .expect(409)
+        .await;
+    assert_error(&offline, "session_not_connected");
 
     let stopped = app.post(&format!("{base}/disconnect")).expect(200).await;
     assert_eq!(stopped["status"], "disconnected");

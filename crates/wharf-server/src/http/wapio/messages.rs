@@ -3,8 +3,10 @@
 
 use axum::{
     Json,
+    body::Body,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,6 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(send_message))
         .routes(routes!(get_message_info))
+        .routes(routes!(get_message_media))
         .routes(routes!(delete_message, edit_message_alias))
         .routes(routes!(edit_message))
         .routes(routes!(resend_message))
@@ -276,6 +279,65 @@ async fn get_message_info(
         updated_at: rfc3339(m.updated_at),
         events: events.iter().map(event_view).collect(),
     }))
+}
+
+/// GET /api/messages/{id}/media — the file of a received media message, decrypted, with its
+/// type, length and name. Web sessions fetch it from WhatsApp's media servers (the session
+/// must be connected); engines that keep no media reference answer `unsupported_by_engine`.
+#[utoipa::path(get, path = "/api/messages/{id}/media", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, description = "The file.", content_type = "application/octet-stream"),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody, description = "Not a media message, or `unsupported_by_engine`."),
+        (status = 502, body = ErrorBody, description = "WhatsApp no longer has the file."),
+        (status = 503, body = ErrorBody, description = "The session is not connected.")))]
+async fn get_message_media(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let file = app
+        .services
+        .messages
+        .media(&caller, message_id(&id)?)
+        .await?;
+    let length = file.bytes.len();
+    let mut response = Body::from(file.bytes).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&file.mime_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Ok(v) = HeaderValue::from_str(&content_disposition(&file.file_name)) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// `attachment` with the name in plain ASCII and, when it has more, in UTF-8 (RFC 6266).
+fn content_disposition(name: &str) -> String {
+    let plain: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " ._-()".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if plain == name {
+        return format!("attachment; filename=\"{plain}\"");
+    }
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}")
 }
 
 fn event_view(e: &EventRow) -> MessageEventView {

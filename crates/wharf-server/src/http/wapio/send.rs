@@ -500,7 +500,7 @@ impl SendMessageBody {
                 .as_ref()
                 .ok_or_else(|| invalid("template", "required for template messages"))?
                 .content()?,
-            MessageKind::InteractiveReply | MessageKind::Unsupported => {
+            MessageKind::InteractiveReply | MessageKind::PollVote | MessageKind::Unsupported => {
                 return Err(invalid("kind", "this kind of message cannot be sent"));
             }
         })
