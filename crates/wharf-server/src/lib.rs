@@ -4,6 +4,7 @@ mod app;
 mod config;
 mod error;
 pub mod http;
+pub mod metrics;
 pub mod outbound;
 pub mod secrets;
 pub mod services;
