@@ -80,7 +80,7 @@ async fn metrics_move_when_work_happens(app: TestApp) {
     let message = app.send_text(&session, "+15550102030", "hi").await;
     app.wait_status(&message, "sent").await;
     receiver.next_of("message.sent").await;
-    // The attempt is counted once the worker has its result.
+    // The attempt is counted once the worker has its result, and recorded after that.
     let mut after = scrape(&app).await;
     for _ in 0..50 {
         if value(
@@ -89,7 +89,8 @@ async fn metrics_move_when_work_happens(app: TestApp) {
         ) > value(
             &before,
             "wharf_webhook_attempts_total{outcome=\"delivered\"}",
-        ) {
+        ) && value(&after, "wharf_webhook_deliveries{status=\"succeeded\"}") == 1.0
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
