@@ -7,6 +7,9 @@
 //! revoking it ends its dashboard logins too. Pages call the services with the token's
 //! [`Caller`], as the API does.
 
+// Page handlers fail with the error page itself (an axum `Response`, as large as any answer).
+#![allow(clippy::result_large_err)]
+
 mod html;
 mod login;
 mod sandbox;
