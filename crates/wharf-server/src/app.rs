@@ -253,7 +253,13 @@ pub async fn run_with_devices(
 
     // Before the first request: a session created meanwhile must not be "resumed" twice.
     workers::resume(sessions).await;
-    let router = http::router(services, limiter, config.emulator_control, shutdown.clone());
+    let router = http::router(
+        services,
+        limiter,
+        config.emulator_control,
+        shutdown.clone(),
+        config.metrics_token.clone(),
+    );
     tracing::info!(addr = %listener.local_addr()?, "wharf is serving");
     axum::serve(http::conn::EnvelopedListener(listener), router)
         .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -73,6 +73,9 @@ pub struct Config {
     /// Base64 of the 32-byte key sealing secrets at rest (Cloud API tokens and app secrets).
     /// Unset: a key file next to a SQLite database; on PostgreSQL the cloud engine is off.
     pub secret_key: Option<String>,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <metrics_token>`; unset, the
+    /// metrics are open to whoever reaches the port (keep it internal).
+    pub metrics_token: Option<String>,
     /// Graph API address of every cloud session (operator configuration, never a tenant's).
     pub cloud_graph_base_url: String,
     /// Graph API version for cloud sessions that do not set their own.
@@ -143,6 +146,7 @@ impl Default for Config {
             outbound_allow: Vec::new(),
             idempotency_hours: 24,
             secret_key: None,
+            metrics_token: None,
             cloud_graph_base_url: "https://graph.facebook.com".into(),
             cloud_graph_version: "v23.0".into(),
             cloud_pair_burst: 45,
@@ -374,6 +378,7 @@ impl fmt::Debug for Config {
             )
             .field("outbound_allow", &self.outbound_allow)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .field("cloud_graph_base_url", &self.cloud_graph_base_url)
             .field("cloud_graph_version", &self.cloud_graph_version)
             .field("sandbox_session_id", &self.sandbox_session_id)

@@ -5,6 +5,7 @@ mod config;
 mod error;
 pub mod http;
 pub mod media_fetch;
+pub mod metrics;
 pub mod outbound;
 pub mod secrets;
 pub mod services;

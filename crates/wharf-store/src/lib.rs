@@ -27,6 +27,7 @@ mod authcache;
 mod cloud;
 mod contacts;
 mod events;
+mod gauges;
 mod keys;
 mod messages;
 mod operations;
@@ -44,6 +45,7 @@ pub use accounts::AccountRow;
 pub use cloud::{CloudCredentials, CloudRow, CloudSessionState, StatusReport, TemplateStatusRow};
 pub use contacts::{ContactPage, ContactQuery, ContactRow, GroupCount, GroupSummary};
 pub use events::EventRow;
+pub use gauges::Gauges;
 pub use keys::{KeyRow, NewKey};
 pub use messages::{
     Accepted, IdempotentAnswer, InboundChange, JobAction, JobOutcome, MessageFilter, MessageRow,
@@ -51,6 +53,7 @@ pub use messages::{
 };
 pub use operations::OperationRow;
 use pool::Pool;
+pub use pool::PoolStats;
 pub use sandbox::{
     AgentEdit, AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,
 };

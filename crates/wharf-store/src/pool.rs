@@ -14,7 +14,10 @@
 
 use std::{
     ops::{Deref, DerefMut},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -89,9 +92,50 @@ impl Local {
     }
 }
 
+/// Process-wide counts of connection acquisitions, for `/metrics`.
+static ACQUIRES: AtomicU64 = AtomicU64::new(0);
+/// Acquisitions that waited longer than [`WAITED`].
+static WAITS: AtomicU64 = AtomicU64::new(0);
+/// Total time spent acquiring, in microseconds.
+static WAIT_MICROS: AtomicU64 = AtomicU64::new(0);
+/// An acquisition slower than this counts as a wait (a free connection takes microseconds).
+const WAITED: Duration = Duration::from_millis(1);
+
+/// Connection acquisitions of every pool of this process (all stores).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PoolStats {
+    pub acquires: u64,
+    /// Acquisitions that took longer than a millisecond (waited for a connection, or opened one).
+    pub waits: u64,
+    pub wait_seconds: f64,
+}
+
+impl PoolStats {
+    /// The counts so far.
+    pub fn read() -> Self {
+        Self {
+            acquires: ACQUIRES.load(Ordering::Relaxed),
+            waits: WAITS.load(Ordering::Relaxed),
+            wait_seconds: WAIT_MICROS.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
 impl Pool {
     /// A connection, waiting up to ten seconds for one.
     pub(crate) async fn acquire(&self) -> Result<Conn, sqlx::Error> {
+        let started = std::time::Instant::now();
+        let conn = self.acquire_untimed().await;
+        let took = started.elapsed();
+        ACQUIRES.fetch_add(1, Ordering::Relaxed);
+        WAIT_MICROS.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        if took > WAITED {
+            WAITS.fetch_add(1, Ordering::Relaxed);
+        }
+        conn
+    }
+
+    async fn acquire_untimed(&self) -> Result<Conn, sqlx::Error> {
         match self {
             Pool::Sqlx(pool) => Ok(Conn::Sqlx(pool.acquire().await?)),
             Pool::Local(local) => {

@@ -15,12 +15,14 @@
 //! }
 //! ```
 
+mod browser;
 mod cloud;
 mod db;
 mod receiver;
 
 use std::{net::SocketAddr, time::Duration};
 
+pub use browser::Browser;
 pub use cloud::{CloudNumber, cloud_body};
 pub use db::{Backend, TestDb};
 pub use receiver::{Received, TestReceiver};

@@ -132,7 +132,8 @@ async fn guarded(req: Request, next: Next, time_limit: Duration) -> Response {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+            // The dashboard's error pages are HTML on purpose.
+            .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
         if !json {
             let mut answer = dialect.answer(bare(status));
             // Keep what the layer said besides its body (Allow, Retry-After, rate limits).

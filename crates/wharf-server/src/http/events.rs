@@ -91,6 +91,18 @@ async fn stream_events(
     query.only(&["after"])?;
     let after = cursor(&query, Some(&headers))?;
     let key = super::auth::presented_hash(&headers);
+    Ok(event_stream(&app, caller, key, after))
+}
+
+/// The live stream of `caller`'s events after `after`; it ends when `key` (the credential
+/// the stream was opened with) is revoked, or the server shuts down. The dashboard serves it
+/// too, for its cookie's key.
+pub(super) fn event_stream(
+    app: &AppState,
+    caller: Caller,
+    key: Option<wharf_core::TokenHash>,
+    after: i64,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>> {
     let state = StreamState {
         key,
         key_checked: tokio::time::Instant::now(),
@@ -145,7 +157,7 @@ async fn stream_events(
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 /// How often an open stream checks that its key is still live.

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod business;
 pub mod conn;
+mod dashboard;
 mod emulator;
 pub mod envelope;
 pub mod error;
@@ -55,6 +56,10 @@ pub struct AppStateInner {
     /// Fires when the server shuts down: long-lived answers (event streams) end then, so a
     /// graceful shutdown does not wait for them forever.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// When set, `/metrics` takes this bearer token.
+    pub metrics_token: Option<String>,
+    /// The dashboard's logins on this instance.
+    pub dashboard: dashboard::Logins,
 }
 
 /// Largest request body accepted.
@@ -113,12 +118,13 @@ fn authenticated_routes(emulator_control: bool) -> OpenApiRouter<AppState> {
     }
 }
 
-/// The whole application router.
+/// The whole application router; `metrics_token`, when set, guards `/metrics`.
 pub fn router(
     services: Services,
     limiter: Arc<AccountLimiter>,
     emulator_control: bool,
     shutdown: tokio_util::sync::CancellationToken,
+    metrics_token: Option<String>,
 ) -> Router {
     let (authenticated, mut openapi) = authenticated_routes(emulator_control).split_for_parts();
     let (public, public_api) = ops::routes().merge(meta::routes()).split_for_parts();
@@ -135,6 +141,8 @@ pub fn router(
         limiter,
         openapi: Arc::new(openapi),
         shutdown,
+        metrics_token: metrics_token.filter(|t| !t.trim().is_empty()),
+        dashboard: dashboard::Logins::default(),
     }));
     let authenticated = authenticated.layer(middleware::from_fn_with_state(
         state.clone(),
@@ -151,9 +159,12 @@ pub fn router(
         .merge(business_routes)
         .merge(kapso_routes)
         .merge(public)
+        .merge(dashboard::routes())
         .fallback(envelope::not_found)
         .method_not_allowed_fallback(envelope::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Inside the router's layers, so the matched route template is known.
+        .layer(middleware::from_fn(count_request))
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(envelope::request_id_rule))
@@ -166,6 +177,24 @@ pub fn router(
                 .layer(middleware::from_fn(envelope::guard)),
         )
         .with_state(state)
+}
+
+/// Counts the request and its latency by method, route template and status.
+async fn count_request(req: Request, next: middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    crate::metrics::global().request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// Gives each request a `req_…` id unless the client sent one.

@@ -1,4 +1,5 @@
-//! Health, readiness and the OpenAPI document: public, unauthenticated, not rate-limited.
+//! Health, readiness, metrics and the OpenAPI document: not rate-limited; only `/metrics`
+//! may ask for a token (`metrics_token`).
 
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Serialize;
@@ -12,6 +13,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(openapi_json))
+        .routes(routes!(get_metrics))
 }
 
 /// A health answer.
@@ -46,4 +48,45 @@ async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", security(), responses((status = 200, description = "The OpenAPI document.")))]
 async fn openapi_json(State(app): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
     Json((*app.openapi).clone())
+}
+
+/// GET /metrics — Prometheus text exposition (version 0.0.4). With `metrics_token` set, it
+/// takes `Authorization: Bearer <metrics_token>`.
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
+    responses((status = 200, content_type = "text/plain", description = "The metrics."),
+        (status = 401, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)))]
+async fn get_metrics(
+    State(app): State<AppState>,
+    headers: http::HeaderMap,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    if let Some(expected) = app.metrics_token.as_deref() {
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !crate::secrets::constant_time_eq(presented.trim().as_bytes(), expected.as_bytes()) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "metrics need 'Authorization: Bearer <metrics_token>'",
+            ));
+        }
+    }
+    let gauges = app.services.gauges().await.map_err(|e| {
+        tracing::warn!(error = %e, "metrics: the database did not answer");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is not reachable",
+        )
+    })?;
+    let body = crate::metrics::global().render(&gauges, &wharf_store::PoolStats::read());
+    Ok((
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    ))
 }

@@ -77,6 +77,9 @@ impl Supervisor {
 
     async fn status(&self, session: SessionId, update: EngineUpdate) -> Result<(), StoreError> {
         let instance = self.instance_id.clone();
+        // Set when a connected session loses its connection (counted as a reconnect).
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let lost_ref = &lost;
         let connected = self
             .store
             .modify_session::<StoreError>(None, session, move |row| {
@@ -98,6 +101,9 @@ impl Supervisor {
                         // A new reason while still connecting is news too (the watchdog's
                         // retries, a different failure).
                         let previous = row.status;
+                        if previous == SessionStatus::Connected {
+                            lost_ref.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
                         let new_reason = row.status_reason.as_deref() != Some(reason.as_str());
                         row.worker_id = Some(instance);
                         row.qr_code = None;
@@ -129,6 +135,11 @@ impl Supervisor {
                 })
             })
             .await?;
+        if lost.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(row) = &connected
+        {
+            crate::metrics::global().reconnect(row.engine.as_str());
+        }
         if connected.is_some_and(|row| row.status == SessionStatus::Connected) {
             let _ = self.dispatch.send(session);
         }

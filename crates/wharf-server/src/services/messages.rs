@@ -423,6 +423,7 @@ impl MessageService {
             .await?
         {
             Accepted::New => {
+                crate::metrics::global().message_accepted(session.engine.as_str());
                 let _ = self.dispatch.send(session.id);
                 Ok(answer)
             }

@@ -163,6 +163,11 @@ impl Services {
         self
     }
 
+    /// Instance-wide counts for the operator's `/metrics` (no tenant's data: counts only).
+    pub async fn gauges(&self) -> Result<wharf_store::Gauges, ServiceError> {
+        Ok(self.store.gauges().await?)
+    }
+
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<(), ServiceError> {
         Ok(self.store.ping().await?)
@@ -200,6 +205,12 @@ impl Services {
         limit: i64,
     ) -> Result<(Vec<wharf_store::EventRow>, i64), ServiceError> {
         events::catch_up(&self.store, caller, after, limit).await
+    }
+
+    /// The cursor of the caller's newest event (0 when there is none): where a live view
+    /// that does not want the past starts.
+    pub async fn event_head(&self, caller: &Caller) -> Result<i64, ServiceError> {
+        Ok(self.store.event_cursor(caller.account_id).await?)
     }
 
     /// Bumped after every commit that appended events.

@@ -397,6 +397,7 @@ impl SessionTask {
                     pace.count_daily(config.clock.now_millis());
                 }
                 let (outcome, pause) = execute(engine.as_ref(), id, &job, &messages, config).await;
+                count(session.engine, &outcome);
                 if job.action == JobAction::Send {
                     pace.sent();
                 }
@@ -645,6 +646,22 @@ async fn execute(
         },
     };
     (outcome, pause)
+}
+
+/// Counts a send's outcome in the process's metrics.
+fn count(engine: EngineKind, outcome: &JobOutcome) {
+    let metrics = crate::metrics::global();
+    match outcome {
+        JobOutcome::Sent {
+            message: Some(m),
+            at,
+            ..
+        } => metrics.message_sent(engine.as_str(), at - m.accepted_at),
+        JobOutcome::Failed { job, .. } if job.action == JobAction::Send => {
+            metrics.message_failed(engine.as_str())
+        }
+        _ => {}
+    }
 }
 
 /// Exponential backoff with full jitter in its upper half: `base * 2^attempt`, capped.

@@ -240,6 +240,12 @@ async fn attempt(
             .get(job.delivery.attempts as usize)
             .map(|d| clock.now_millis() + d.as_millis() as i64),
     };
+    let outcome = match (&error, retry_at) {
+        (None, _) => "delivered",
+        (Some(_), Some(_)) => "retry",
+        (Some(_), None) => "failed",
+    };
+    crate::metrics::global().webhook_attempt(outcome, started.elapsed());
     AttemptResult {
         delivery_id: job.delivery.id,
         webhook_id: job.delivery.webhook_id,

@@ -6,7 +6,7 @@ pub mod contacts;
 pub mod groups;
 pub mod interactive;
 pub mod messages;
-mod qr_png;
+pub(crate) mod qr_png;
 pub mod send;
 pub mod sessions;
 pub mod views;

@@ -1,0 +1,74 @@
+//! Instance-wide figures for the operator's `/metrics`: counts over whole tables, read at
+//! scrape time (never on a request path of a tenant, so they take no account).
+
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+/// What `/metrics` reads from the database at each scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gauges {
+    /// `(engine, status, count)` of sessions.
+    pub sessions: Vec<(String, String, i64)>,
+    /// `(engine, rows)` waiting in the outbox.
+    pub outbox: Vec<(String, i64)>,
+    /// `(status, count)` of webhook deliveries.
+    pub deliveries: Vec<(String, i64)>,
+    /// The highest event cursor of any account (0 when the log is empty).
+    pub event_head: i64,
+    /// `(webhook id, events of its account past the endpoint's fan-out cursor)`: how far
+    /// each active endpoint trails the event log.
+    pub webhook_lag: Vec<(String, i64)>,
+}
+
+impl Store {
+    /// Reads the [`Gauges`].
+    pub async fn gauges(&self) -> Result<Gauges> {
+        let mut out = Gauges::default();
+        for row in sqlx::query(
+            "SELECT engine, status, COUNT(*) AS n FROM sessions GROUP BY engine, status ORDER BY engine, status",
+        )
+        .fetch_all(&self.read)
+        .await?
+        {
+            out.sessions
+                .push((row.try_get("engine")?, row.try_get("status")?, row.try_get("n")?));
+        }
+        for row in sqlx::query(
+            "SELECT s.engine AS engine, COUNT(*) AS n FROM outbox o JOIN sessions s ON s.id = o.session_id \
+             GROUP BY s.engine ORDER BY s.engine",
+        )
+        .fetch_all(&self.read)
+        .await?
+        {
+            out.outbox.push((row.try_get("engine")?, row.try_get("n")?));
+        }
+        for row in sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM webhook_deliveries GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.read)
+        .await?
+        {
+            out.deliveries
+                .push((row.try_get("status")?, row.try_get("n")?));
+        }
+        let head: Option<i64> = sqlx::query("SELECT MAX(seq) AS head FROM events")
+            .fetch_one(&self.read)
+            .await?
+            .try_get("head")?;
+        out.event_head = head.unwrap_or(0);
+        for row in sqlx::query(
+            "SELECT w.id AS id, \
+               COALESCE((SELECT MAX(e.seq) FROM events e WHERE e.account_id = w.account_id), 0) \
+               - w.event_cursor AS lag \
+             FROM webhooks w WHERE w.is_active <> 0 ORDER BY w.id",
+        )
+        .fetch_all(&self.read)
+        .await?
+        {
+            out.webhook_lag
+                .push((row.try_get("id")?, row.try_get("lag")?));
+        }
+        Ok(out)
+    }
+}
