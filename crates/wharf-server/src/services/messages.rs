@@ -57,6 +57,9 @@ pub struct SendAnswer {
     pub status: MessageStatus,
 }
 
+/// A broadcast recipient's message and its job, or why there is none.
+pub type Decided = Result<(MessageRow, OutboxJob), String>;
+
 /// A page of messages.
 pub struct MessagePage {
     pub messages: Vec<MessageRow>,
@@ -440,7 +443,7 @@ impl MessageService {
         session: &SessionRow,
         template: &super::templates::TemplateView,
         items: Vec<(Jid, Content)>,
-    ) -> Result<Vec<Result<(MessageRow, OutboxJob), String>>, ServiceError> {
+    ) -> Result<Vec<Decided>, ServiceError> {
         let engine = self.engines.get(session.engine)?;
         let capabilities = engine.capabilities();
         let now = self.clock.now_millis();
