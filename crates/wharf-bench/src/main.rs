@@ -3,6 +3,7 @@
 //! name an empty database) and prints throughput, latency percentiles and, where it has one,
 //! the ratio to a no-op baseline measured in the same run.
 
+mod broadcast;
 mod cloud;
 mod contacts;
 mod crash;
@@ -123,6 +124,16 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         secs: u64,
     },
+    /// A Zernio broadcast: recipients added 1,000 per call, a cancel's latency, then the send
+    /// with a kill -9 at half way and a restart, memory sampled throughout, and an exact
+    /// count of the messages sent.
+    Broadcast {
+        #[arg(long, default_value_t = 1_000_000)]
+        recipients: usize,
+        /// The emulator's pace, messages per second (0: unlimited).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+    },
     /// Kill -9 in the middle of dispatching, restart, and check nothing was lost or doubled.
     Crash {
         #[arg(long, default_value_t = 10_000)]
@@ -181,6 +192,9 @@ async fn main() -> anyhow::Result<()> {
             idle_secs,
             cpu_secs,
         } => web_sessions::run(&bin, db, sessions, idle_secs, cpu_secs).await,
+        Scenario::Broadcast { recipients, rate } => {
+            broadcast::run(&bin, db, recipients, rate).await
+        }
         Scenario::Contacts {
             contacts: n,
             concurrency,

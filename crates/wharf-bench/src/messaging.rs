@@ -16,6 +16,7 @@ use crate::{
 const TO: &str = "+15550102030";
 
 /// A client, the token and helpers against one server.
+#[derive(Clone)]
 pub struct Api {
     pub client: reqwest::Client,
     pub pat: String,

@@ -31,6 +31,16 @@ pub enum EventType {
     GroupUpdated,
     /// The session left a group or was removed from it.
     GroupLeft,
+    /// A broadcast began sending.
+    BroadcastStarted,
+    /// A sending broadcast's counters moved (at most one a second per broadcast).
+    BroadcastProgress,
+    /// A broadcast finished with at least one message sent (or nothing left to fail).
+    BroadcastCompleted,
+    /// A broadcast ended with no message sent, or could not go on.
+    BroadcastFailed,
+    /// A broadcast was cancelled while scheduled or sending.
+    BroadcastCancelled,
 }
 
 impl EventType {
@@ -53,11 +63,16 @@ impl EventType {
             Self::GroupParticipants => "group.participants",
             Self::GroupUpdated => "group.updated",
             Self::GroupLeft => "group.left",
+            Self::BroadcastStarted => "broadcast.started",
+            Self::BroadcastProgress => "broadcast.progress",
+            Self::BroadcastCompleted => "broadcast.completed",
+            Self::BroadcastFailed => "broadcast.failed",
+            Self::BroadcastCancelled => "broadcast.cancelled",
         }
     }
 
     /// Every type, for validating subscriptions.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 21] = [
         Self::SessionStatus,
         Self::SessionQr,
         Self::MessageReceived,
@@ -74,6 +89,11 @@ impl EventType {
         Self::GroupParticipants,
         Self::GroupUpdated,
         Self::GroupLeft,
+        Self::BroadcastStarted,
+        Self::BroadcastProgress,
+        Self::BroadcastCompleted,
+        Self::BroadcastFailed,
+        Self::BroadcastCancelled,
     ];
 
     /// The type named `text`.

@@ -59,6 +59,8 @@ id_kind!(/// A contact of a session's CRM (Zernio Business API).
     ContactIdKind, ContactId, "ct_");
 id_kind!(/// A message template of a session (Zernio Business API).
     TemplateIdKind, TemplateId, "tpl_");
+id_kind!(/// A broadcast: one template to many recipients of a session (Zernio Business API).
+    BroadcastIdKind, BroadcastId, "bc_");
 
 /// A typed id: a prefix and a time-ordered body.
 pub struct Id<K> {

@@ -16,8 +16,8 @@ pub mod time;
 pub use engine::{Capabilities, Engine, EngineError, EngineKind, EngineSink, EngineUpdate};
 pub use event::{Event, EventType};
 pub use id::{
-    AccountId, AgentId, AttemptId, ContactId, DeliveryId, EventId, Id, JobId, MessageId,
-    OperationId, RequestId, SandboxId, SessionId, TemplateId, WebhookId,
+    AccountId, AgentId, AttemptId, BroadcastId, ContactId, DeliveryId, EventId, Id, JobId,
+    MessageId, OperationId, RequestId, SandboxId, SessionId, TemplateId, WebhookId,
 };
 pub use jid::{Jid, JidError};
 pub use keys::{KeyKind, NewToken, TokenHash};

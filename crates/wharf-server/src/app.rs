@@ -218,6 +218,7 @@ pub async fn run_with_devices(
         sandbox,
         templates,
         outbound.clone(),
+        config.broadcasts(),
     )
     .with_clock(config.clock.clone());
     let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
@@ -233,6 +234,10 @@ pub async fn run_with_devices(
         store.clone(),
         config.idempotency_hours,
         config.clock.clone(),
+        workers_stop.clone(),
+    ));
+    workers.spawn(workers::broadcasts::run(
+        services.broadcasts.clone(),
         workers_stop.clone(),
     ));
     let dispatcher = workers::dispatch::spawn(

@@ -70,6 +70,12 @@ pub struct Config {
     pub outbound_allow: Vec<String>,
     /// How long an Idempotency-Key is remembered, in hours.
     pub idempotency_hours: u64,
+    /// How long `POST /v1/whatsapp/broadcasts/{id}/send` waits for the broadcast to end
+    /// before answering `status: "sending"` with the counts so far, in milliseconds.
+    pub broadcast_send_wait_ms: u64,
+    /// Recipients of a broadcast turned into messages per transaction; the worker keeps at
+    /// most four batches of a session's messages waiting in the outbox.
+    pub broadcast_batch_size: u32,
     /// Base64 of the 32-byte key sealing secrets at rest (Cloud API tokens and app secrets).
     /// Unset: a key file next to a SQLite database; on PostgreSQL the cloud engine is off.
     pub secret_key: Option<String>,
@@ -145,6 +151,8 @@ impl Default for Config {
             webhook_disable_after_days: 5,
             outbound_allow: Vec::new(),
             idempotency_hours: 24,
+            broadcast_send_wait_ms: 25_000,
+            broadcast_batch_size: 500,
             secret_key: None,
             metrics_token: None,
             cloud_graph_base_url: "https://graph.facebook.com".into(),
@@ -222,6 +230,9 @@ impl Config {
         }
         if self.instance_id.trim().is_empty() || self.instance_id.len() > 100 {
             return Err("instance_id must be 1 to 100 characters".into());
+        }
+        if self.broadcast_batch_size == 0 || self.broadcast_batch_size > 5000 {
+            return Err("broadcast_batch_size must be from 1 to 5000".into());
         }
         if self.send_max_attempts == 0 {
             return Err("send_max_attempts must be at least 1".into());
@@ -403,6 +414,13 @@ impl Config {
     }
 
     /// The dispatcher's settings.
+    pub fn broadcasts(&self) -> crate::services::broadcasts::BroadcastSettings {
+        crate::services::broadcasts::BroadcastSettings {
+            send_wait: std::time::Duration::from_millis(self.broadcast_send_wait_ms),
+            batch: i64::from(self.broadcast_batch_size.max(1)),
+        }
+    }
+
     pub fn dispatch(&self) -> crate::workers::dispatch::DispatchConfig {
         use wharf_core::EngineKind;
         crate::workers::dispatch::DispatchConfig {

@@ -48,7 +48,19 @@ pub(crate) async fn append_event(conn: &mut AnyConnection, event: &Event) -> Res
 
 /// Appends events inside the caller's transaction, numbering each account's events in order
 /// with one counter update per run of same-account events.
+///
+/// Message status events also move the broadcast recipients of those messages (and their
+/// broadcasts' counters) here, in the same transaction, whatever path changed the message;
+/// the broadcast events that follow are appended with them.
 pub(crate) async fn append_events(conn: &mut AnyConnection, events: &[Event]) -> Result<()> {
+    let followed = crate::broadcasts::follow(conn, events).await?;
+    let joined;
+    let events = if followed.is_empty() {
+        events
+    } else {
+        joined = [events, &followed[..]].concat();
+        &joined[..]
+    };
     let now = now_millis();
     let mut rest = events;
     while let Some(first) = rest.first() {

@@ -24,6 +24,7 @@ pub(crate) fn plain_str(text: &str) -> String {
 
 mod accounts;
 mod authcache;
+mod broadcasts;
 mod cloud;
 mod contacts;
 mod events;
@@ -42,6 +43,10 @@ mod webhooks;
 use std::{path::Path, str::FromStr, time::Duration};
 
 pub use accounts::AccountRow;
+pub use broadcasts::{
+    BatchItem, BatchOutcome, BroadcastRow, BroadcastStatus, NewRecipient, RecipientRow,
+    RecipientsAdded, Transition,
+};
 pub use cloud::{CloudCredentials, CloudRow, CloudSessionState, StatusReport, TemplateStatusRow};
 pub use contacts::{ContactPage, ContactQuery, ContactRow, GroupCount, GroupSummary};
 pub use events::EventRow;

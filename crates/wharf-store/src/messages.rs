@@ -791,6 +791,35 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (id, account_id, session_id, 
      read_at, played_at, failed_at, deleted_at, edited_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
      $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
 
+/// Inserts outgoing messages with their send jobs in multi-row statements (in the caller's
+/// transaction).
+pub(crate) async fn insert_messages_with_jobs(
+    conn: &mut AnyConnection,
+    rows: &[&(MessageRow, OutboxJob)],
+) -> Result<()> {
+    let head = INSERT_MESSAGE
+        .split(" VALUES ")
+        .next()
+        .unwrap_or(INSERT_MESSAGE);
+    for chunk in rows.chunks(GROUP_CHUNK) {
+        let values = Params::on(conn).rows(chunk.len(), 22);
+        let sql = format!("{head} VALUES {values}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for (m, _) in chunk.iter().map(|r| (&r.0, &r.1)) {
+            q = bind_message(q, m);
+        }
+        q.execute(&mut *conn).await?;
+        let values = Params::on(conn).rows(chunk.len(), 11);
+        let sql = format!("{INSERT_JOB} VALUES {values}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for (_, job) in chunk.iter().map(|r| (&r.0, &r.1)) {
+            q = bind_job(q, job);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Inserts a message row (in the caller's transaction).
 pub(crate) async fn insert_message(conn: &mut AnyConnection, m: &MessageRow) -> Result<()> {
     bind_message(sqlx::query(INSERT_MESSAGE), m)

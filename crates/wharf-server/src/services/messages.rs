@@ -60,6 +60,9 @@ pub struct SendAnswer {
     pub status: MessageStatus,
 }
 
+/// A broadcast recipient's message and its job, or why there is none.
+pub type Decided = Result<(MessageRow, OutboxJob), String>;
+
 /// A page of messages.
 pub struct MessagePage {
     pub messages: Vec<MessageRow>,
@@ -429,6 +432,53 @@ impl MessageService {
             }
             Accepted::Replayed(found) => replay(found, hash.as_deref().unwrap_or_default()),
         }
+    }
+
+    /// Wakes the dispatcher of `session` (work committed by another path: a broadcast).
+    pub fn wake(&self, session: SessionId) {
+        let _ = self.dispatch.send(session);
+    }
+
+    /// The messages of a broadcast batch, decided as a send is (the template rendered for
+    /// the session's engine, the engine's refusals) but not committed: the broadcast store
+    /// commits them with the recipients' state. Each: the message and its job, or why not.
+    pub fn broadcast_messages(
+        &self,
+        session: &SessionRow,
+        template: &super::templates::TemplateView,
+        items: Vec<(Jid, Content)>,
+    ) -> Result<Vec<Decided>, ServiceError> {
+        let engine = self.engines.get(session.engine)?;
+        let capabilities = engine.capabilities();
+        let now = self.clock.now_millis();
+        let sender = session
+            .phone_number
+            .as_ref()
+            .map(|p| Jid::from_phone(p).to_string());
+        Ok(items
+            .into_iter()
+            .map(|(to, content)| {
+                let content =
+                    super::templates::prepare_approved(template, session, &capabilities, content)
+                        .map_err(|e| e.to_string())?;
+                if let Some(what) = engine.refusal(&content, &to, false) {
+                    return Err(Self::unsupported(session, &what).to_string());
+                }
+                let mut row =
+                    MessageRow::outgoing(session.account_id, session.id, to.clone(), content, now);
+                row.sender_jid = sender.clone();
+                row.provider_msg_id = capabilities.client_message_ids.then(new_provider_id);
+                let job = OutboxJob::new(
+                    session.account_id,
+                    session.id,
+                    to,
+                    Some(row.id),
+                    JobAction::Send,
+                    Value::Null,
+                );
+                Ok((row, job))
+            })
+            .collect())
     }
 
     /// The caller's message `id` when it is one of `session`'s (`None` otherwise).

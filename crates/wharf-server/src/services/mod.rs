@@ -1,5 +1,7 @@
 //! Services hold the rules (validation, state machines, tenancy). They know no HTTP.
 
+pub mod broadcast_send;
+pub mod broadcasts;
 pub mod bulk;
 pub mod business_profile;
 pub mod cloud;
@@ -16,6 +18,7 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
+pub use broadcasts::BroadcastService;
 pub use bulk::BulkService;
 pub use business_profile::BusinessProfileService;
 pub use cloud::CloudService;
@@ -102,6 +105,8 @@ pub struct Services {
     pub templates: Arc<TemplateService>,
     /// Bulk template sends (Zernio Business API).
     pub bulk: Arc<BulkService>,
+    /// Broadcasts (Zernio Business API).
+    pub broadcasts: Arc<BroadcastService>,
     /// The outbound policy, for URLs a dialect takes (media in sends).
     pub outbound: Arc<crate::outbound::Outbound>,
 }
@@ -119,6 +124,7 @@ impl Services {
         sandbox: Arc<SandboxService>,
         templates: Arc<TemplateService>,
         outbound: Arc<crate::outbound::Outbound>,
+        broadcasts: broadcasts::BroadcastSettings,
     ) -> Self {
         let clock = messages.clock().clone();
         let social = Arc::new(SocialService::new(
@@ -131,6 +137,14 @@ impl Services {
             messages.clone(),
             templates.clone(),
             crm.clone(),
+        ));
+        let broadcasts_service = Arc::new(BroadcastService::new(
+            store.clone(),
+            messages.clone(),
+            templates.clone(),
+            crm.clone(),
+            clock.clone(),
+            broadcasts,
         ));
         Self {
             social,
@@ -149,6 +163,7 @@ impl Services {
             sandbox,
             templates,
             bulk,
+            broadcasts: broadcasts_service,
             outbound,
         }
     }

@@ -482,51 +482,63 @@ impl TemplateService {
         capabilities: &Capabilities,
         content: Content,
     ) -> Result<Content, ServiceError> {
-        let Content::Template {
-            name,
-            language,
-            components,
-        } = &content
-        else {
+        let Content::Template { name, language, .. } = &content else {
             return Ok(content);
         };
         let t = self.approved(session, name, language).await?;
-        let body = component(&t.components, "BODY");
-        let body_text = body.and_then(|b| b["text"].as_str()).unwrap_or_default();
-        let params = |kind: TemplateComponentKind| -> Vec<&TemplateParameter> {
-            components
-                .iter()
-                .filter(|c| c.kind == kind)
-                .flat_map(|c| c.parameters.iter())
-                .collect()
-        };
-        let body_params = texts(&params(TemplateComponentKind::Body), "body")?;
-        let wanted = placeholders(body_text).len();
-        if body_params.len() < wanted {
-            return Err(ServiceError::invalid_with(
-                "template_variable_missing",
-                &format!("template.variables.{}", body_params.len() + 1),
-                format!(
-                    "template {name} needs {wanted} body variables ({{{{1}}}} to {{{{{wanted}}}}}); variable {{{{{}}}}} is missing",
-                    body_params.len() + 1
-                ),
-            ));
-        }
-        if body_params.len() > wanted {
-            return Err(ServiceError::invalid_with(
-                "template_variable_unexpected",
-                "template.components",
-                format!(
-                    "template {name} takes {wanted} body variables; {} were given",
-                    body_params.len()
-                ),
-            ));
-        }
-        if session.engine == EngineKind::Cloud {
-            return Ok(content);
-        }
-        render(name, &t.components, components, &body_params, capabilities)
+        prepare_approved(&t, session, capabilities, content)
     }
+}
+
+/// [`TemplateService::prepare`] with the approved template `t` already in hand (a broadcast
+/// checks its template once per batch, then renders each recipient's message).
+pub fn prepare_approved(
+    t: &TemplateView,
+    session: &SessionRow,
+    capabilities: &Capabilities,
+    content: Content,
+) -> Result<Content, ServiceError> {
+    let Content::Template {
+        name, components, ..
+    } = &content
+    else {
+        return Ok(content);
+    };
+    let body = component(&t.components, "BODY");
+    let body_text = body.and_then(|b| b["text"].as_str()).unwrap_or_default();
+    let params = |kind: TemplateComponentKind| -> Vec<&TemplateParameter> {
+        components
+            .iter()
+            .filter(|c| c.kind == kind)
+            .flat_map(|c| c.parameters.iter())
+            .collect()
+    };
+    let body_params = texts(&params(TemplateComponentKind::Body), "body")?;
+    let wanted = placeholders(body_text).len();
+    if body_params.len() < wanted {
+        return Err(ServiceError::invalid_with(
+            "template_variable_missing",
+            &format!("template.variables.{}", body_params.len() + 1),
+            format!(
+                "template {name} needs {wanted} body variables ({{{{1}}}} to {{{{{wanted}}}}}); variable {{{{{}}}}} is missing",
+                body_params.len() + 1
+            ),
+        ));
+    }
+    if body_params.len() > wanted {
+        return Err(ServiceError::invalid_with(
+            "template_variable_unexpected",
+            "template.components",
+            format!(
+                "template {name} takes {wanted} body variables; {} were given",
+                body_params.len()
+            ),
+        ));
+    }
+    if session.engine == EngineKind::Cloud {
+        return Ok(content);
+    }
+    render(name, &t.components, components, &body_params, capabilities)
 }
 
 /// The text a parameter stands for (media ones have none).

@@ -1,5 +1,6 @@
 //! Long-running loops, each with one job, all stopped by one cancellation token.
 
+pub mod broadcasts;
 pub mod dispatch;
 pub mod operations;
 mod pace;

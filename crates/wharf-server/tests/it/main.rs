@@ -3,6 +3,7 @@
 
 mod auth;
 mod business;
+mod business_broadcasts;
 mod business_templates;
 mod cloud;
 mod dashboard;

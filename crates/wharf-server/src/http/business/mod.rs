@@ -9,6 +9,7 @@
 // boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod broadcasts;
 pub mod bulk;
 pub mod contact_groups;
 pub mod contacts;
@@ -36,6 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(templates::routes())
         .merge(bulk::routes())
+        .merge(broadcasts::routes())
         .merge(contacts::routes())
         .merge(contact_groups::routes())
         .merge(profile::routes())

@@ -1,0 +1,46 @@
+//! Runs broadcasts: starts scheduled ones when due and turns sending ones into messages, a
+//! batch at a time. Woken when a broadcast starts; also polls, so a schedule fires on time
+//! by the injected clock, a full outbox window that drained is refilled, and work left by a
+//! crash (or another instance) is picked up: all of it is in the database.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::services::BroadcastService;
+
+const POLL: Duration = Duration::from_millis(100);
+/// While a sending broadcast waits for its outbox window to drain.
+const DRAIN: Duration = Duration::from_millis(25);
+
+/// The worker loop.
+pub async fn run(broadcasts: Arc<BroadcastService>, stop: CancellationToken) {
+    let wake = broadcasts.wakeup();
+    loop {
+        // Everything that is ready, before sleeping.
+        let mut pause = POLL;
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            match broadcasts.step().await {
+                Ok(step) if step.progressed => continue,
+                Ok(step) => {
+                    if step.waiting {
+                        pause = DRAIN;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "broadcast worker step failed");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}

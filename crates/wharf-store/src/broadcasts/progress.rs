@@ -1,0 +1,497 @@
+//! The worker's side of broadcasts: a batch of recipients becomes messages (with their
+//! outbox jobs) in one transaction with the recipients' state and the cursor's move; the
+//! message events of every other path (dispatch outcomes, receipts, withdrawals) move the
+//! recipients and the counters in the transaction that appends them ([`follow`]); a
+//! broadcast ends in the transaction that settles its last recipient.
+
+use std::collections::HashMap;
+
+use sqlx::{AnyConnection, Row};
+use wharf_core::{
+    AccountId, BroadcastId, Event, EventType, MessageId, SessionId, time::now_millis,
+};
+
+use super::{BroadcastRow, BroadcastStatus, COLUMNS, Transition, lock_broadcast, write_state};
+use crate::{
+    MessageRow, OutboxJob, Params, Result, Store,
+    events::append_events,
+    messages::{COLUMNS as MESSAGE_COLUMNS, insert_messages_with_jobs},
+};
+
+/// What became of one recipient of a batch.
+#[derive(Debug, Clone)]
+pub enum BatchOutcome {
+    /// Its message and job, to commit.
+    Queued(Box<(MessageRow, OutboxJob)>),
+    /// Not messaged (opted out), with why.
+    Skipped(String),
+    /// Refused before anything was queued (bad variables, refused by the engine), with why.
+    Failed(String),
+}
+
+/// One recipient of a batch.
+#[derive(Debug, Clone)]
+pub struct BatchItem {
+    pub seq: i64,
+    pub outcome: BatchOutcome,
+}
+
+/// Gap between two `broadcast.progress` events of one broadcast.
+const PROGRESS_EVERY_MS: i64 = 1000;
+
+/// The status a recipient takes from a message event, if any.
+fn recipient_status(kind: EventType) -> Option<&'static str> {
+    match kind {
+        EventType::MessageSent => Some("sent"),
+        EventType::MessageDelivered => Some("delivered"),
+        EventType::MessageRead | EventType::MessagePlayed => Some("read"),
+        EventType::MessageFailed => Some("failed"),
+        // A message withdrawn before it left (a cancel): the recipient is cancelled.
+        EventType::MessageDeleted => Some("cancelled"),
+        _ => None,
+    }
+}
+
+fn rank(status: &str) -> i32 {
+    match status {
+        "pending" => 0,
+        "sent" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        _ => 4,
+    }
+}
+
+/// Counter deltas of one broadcast, by status.
+#[derive(Default)]
+struct Deltas([i64; 7]);
+
+const STATUSES: [&str; 7] = [
+    "pending",
+    "sent",
+    "delivered",
+    "read",
+    "failed",
+    "skipped",
+    "cancelled",
+];
+
+impl Deltas {
+    fn slot(&mut self, status: &str) -> &mut i64 {
+        let i = STATUSES.iter().position(|s| *s == status).unwrap_or(0);
+        &mut self.0[i]
+    }
+    fn moved(&mut self, from: &str, to: &str) {
+        *self.slot(from) -= 1;
+        *self.slot(to) += 1;
+    }
+}
+
+async fn apply_deltas(conn: &mut AnyConnection, id: BroadcastId, d: &Deltas) -> Result<()> {
+    sqlx::query(
+        "UPDATE broadcasts SET n_pending = n_pending + $1, n_sent = n_sent + $2, \
+         n_delivered = n_delivered + $3, n_read = n_read + $4, n_failed = n_failed + $5, \
+         n_skipped = n_skipped + $6, n_cancelled = n_cancelled + $7, updated_at = $8 WHERE id = $9",
+    )
+    .bind(d.0[0])
+    .bind(d.0[1])
+    .bind(d.0[2])
+    .bind(d.0[3])
+    .bind(d.0[4])
+    .bind(d.0[5])
+    .bind(d.0[6])
+    .bind(now_millis())
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends broadcast `id` when it is sending and every recipient is settled (completed, or
+/// failed when none was sent and some failed); otherwise writes a progress event when the
+/// last is a second old. Returns the event to append, if any.
+async fn settle(conn: &mut AnyConnection, id: BroadcastId) -> Result<Option<Event>> {
+    let now = now_millis();
+    let sql = format!(
+        "UPDATE broadcasts SET status = CASE WHEN n_sent + n_delivered + n_read = 0 AND n_failed > 0 \
+         THEN 'failed' ELSE 'completed' END, completed_at = $1, updated_at = $1 \
+         WHERE id = $2 AND status = 'sending' AND cursor_seq >= next_seq AND n_pending = 0 \
+         RETURNING {COLUMNS}"
+    );
+    if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        let b = BroadcastRow::from_row(&row)?;
+        let kind = match b.status {
+            BroadcastStatus::Failed => EventType::BroadcastFailed,
+            _ => EventType::BroadcastCompleted,
+        };
+        return Ok(Some(b.event(kind)));
+    }
+    let sql = format!(
+        "UPDATE broadcasts SET progress_at = $1, updated_at = $1 WHERE id = $2 AND status = 'sending' \
+         AND progress_at <= $3 RETURNING {COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(id)
+        .bind(now - PROGRESS_EVERY_MS)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|row| BroadcastRow::from_row(&row).map(|b| b.event(EventType::BroadcastProgress)))
+        .transpose()
+}
+
+/// Moves the recipients of the messages `events` are about, with the counters of their
+/// broadcasts, inside the caller's transaction. Returns the broadcast events to append.
+pub(crate) async fn follow(conn: &mut AnyConnection, events: &[Event]) -> Result<Vec<Event>> {
+    let changes: Vec<(MessageId, &'static str, &Event)> = events
+        .iter()
+        .filter_map(|e| Some((e.message_id?, recipient_status(e.kind)?, e)))
+        .collect();
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The recipients of these messages (most messages are not a broadcast's: one query).
+    let mut found: HashMap<MessageId, (BroadcastId, i64, String)> = HashMap::new();
+    let mut ids: Vec<MessageId> = changes.iter().map(|(id, ..)| *id).collect();
+    ids.sort_by_key(|id| id.to_string());
+    ids.dedup();
+    for chunk in ids.chunks(200) {
+        let list = Params::on(conn).list(chunk.len());
+        let sql = format!(
+            "SELECT broadcast_id, seq, status, message_id FROM broadcast_recipients \
+             WHERE message_id IN ({list})"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let message: MessageId = row.try_get("message_id")?;
+            found.insert(
+                message,
+                (
+                    row.try_get("broadcast_id")?,
+                    row.try_get("seq")?,
+                    row.try_get("status")?,
+                ),
+            );
+        }
+    }
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut deltas: HashMap<BroadcastId, Deltas> = HashMap::new();
+    // (broadcast, seq) → (status, error, sent, delivered, read)
+    type Change = (
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let mut writes: HashMap<(BroadcastId, i64), Change> = HashMap::new();
+    for (message, to, event) in changes {
+        let Some((broadcast, seq, current)) = found.get_mut(&message) else {
+            continue;
+        };
+        let at = event.payload["at"]
+            .as_str()
+            .and_then(wharf_core::time::parse_rfc3339)
+            .unwrap_or_else(now_millis);
+        let terminal = rank(current) == 4;
+        let moves = match to {
+            "failed" => !terminal,
+            "cancelled" => current.as_str() == "pending",
+            _ => !terminal && rank(to) > rank(current),
+        };
+        if !moves {
+            continue;
+        }
+        deltas.entry(*broadcast).or_default().moved(current, to);
+        let slot = writes
+            .entry((*broadcast, *seq))
+            .or_insert_with(|| (String::new(), None, None, None, None));
+        slot.0 = to.to_owned();
+        match to {
+            "failed" => {
+                slot.1 = Some(
+                    event.payload["failure_reason"]
+                        .as_str()
+                        .unwrap_or("the message failed")
+                        .to_owned(),
+                );
+            }
+            "cancelled" => slot.1 = Some("cancelled before it was sent".to_owned()),
+            _ => {
+                // A later step implies the earlier ones.
+                slot.2.get_or_insert(at);
+                if rank(to) >= 2 {
+                    slot.3.get_or_insert(at);
+                }
+                if rank(to) >= 3 {
+                    slot.4.get_or_insert(at);
+                }
+            }
+        }
+        *current = to.to_owned();
+    }
+    let writes: Vec<_> = writes.into_iter().collect();
+    for chunk in writes.chunks(100) {
+        let values = Params::on(conn).rows(chunk.len(), 7);
+        let sql = format!(
+            "UPDATE broadcast_recipients SET status = v.column3, error = COALESCE(v.column4, error), \
+             sent_at = COALESCE(sent_at, CAST(v.column5 AS BIGINT)), \
+             delivered_at = COALESCE(delivered_at, CAST(v.column6 AS BIGINT)), \
+             read_at = COALESCE(read_at, CAST(v.column7 AS BIGINT)) \
+             FROM (VALUES {values}) AS v \
+             WHERE broadcast_recipients.broadcast_id = v.column1 \
+             AND broadcast_recipients.seq = CAST(v.column2 AS BIGINT)"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let text = |t: Option<i64>| t.map(|t| t.to_string());
+        for ((broadcast, seq), (status, error, sent, delivered, read)) in chunk {
+            q = q
+                .bind(*broadcast)
+                .bind(seq.to_string())
+                .bind(status.clone())
+                .bind(error.clone())
+                .bind(text(*sent))
+                .bind(text(*delivered))
+                .bind(text(*read));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let mut out = Vec::new();
+    let mut touched: Vec<BroadcastId> = deltas.keys().copied().collect();
+    touched.sort_by_key(|id| id.to_string());
+    for id in touched {
+        apply_deltas(conn, id, &deltas[&id]).await?;
+        out.extend(settle(conn, id).await?);
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Commits a batch of broadcast `b`'s recipients, those after `b.cursor_seq` up to
+    /// `upto`: their messages and jobs, their state, the cursor's move and the counters, in
+    /// one transaction. `false` (nothing written) when the broadcast moved meanwhile (it was
+    /// cancelled, or another worker took this batch).
+    pub async fn commit_broadcast_batch(
+        &self,
+        b: &BroadcastRow,
+        upto: i64,
+        items: &[BatchItem],
+    ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let mut d = Deltas::default();
+        for item in items {
+            match &item.outcome {
+                BatchOutcome::Queued(_) => {}
+                BatchOutcome::Skipped(_) => d.moved("pending", "skipped"),
+                BatchOutcome::Failed(_) => d.moved("pending", "failed"),
+            }
+        }
+        let moved = sqlx::query(
+            "UPDATE broadcasts SET cursor_seq = $1, processed = processed + $2, \
+             n_pending = n_pending + $3, n_failed = n_failed + $4, n_skipped = n_skipped + $5, \
+             updated_at = $6 WHERE id = $7 AND cursor_seq = $8 AND status = 'sending'",
+        )
+        .bind(upto)
+        .bind(items.len() as i64)
+        .bind(d.0[0])
+        .bind(d.0[4])
+        .bind(d.0[5])
+        .bind(now_millis())
+        .bind(b.id)
+        .bind(b.cursor_seq)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(false);
+        }
+        let queued: Vec<&(MessageRow, OutboxJob)> = items
+            .iter()
+            .filter_map(|i| match &i.outcome {
+                BatchOutcome::Queued(q) => Some(&**q),
+                _ => None,
+            })
+            .collect();
+        insert_messages_with_jobs(&mut tx, &queued).await?;
+        for chunk in items.chunks(100) {
+            let mut p = Params::on(&tx);
+            let values = p.rows(chunk.len(), 4);
+            let broadcast = p.next();
+            let sql = format!(
+                "UPDATE broadcast_recipients SET status = v.column2, message_id = v.column3, \
+                 error = v.column4 FROM (VALUES {values}) AS v \
+                 WHERE broadcast_recipients.broadcast_id = {broadcast} \
+                 AND broadcast_recipients.seq = CAST(v.column1 AS BIGINT)"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for item in chunk {
+                let (status, message, error) = match &item.outcome {
+                    BatchOutcome::Queued(q) => ("pending", Some(q.0.id.to_string()), None),
+                    BatchOutcome::Skipped(why) => ("skipped", None, Some(why.clone())),
+                    BatchOutcome::Failed(why) => ("failed", None, Some(why.clone())),
+                };
+                q = q
+                    .bind(item.seq.to_string())
+                    .bind(status)
+                    .bind(message)
+                    .bind(error);
+            }
+            q.bind(b.id).execute(&mut *tx).await?;
+        }
+        let events: Vec<Event> = settle(&mut tx, b.id).await?.into_iter().collect();
+        append_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        if !events.is_empty() {
+            self.events_appended();
+        }
+        Ok(true)
+    }
+
+    /// Cancels `account`'s broadcast `id` when it is scheduled or sending: recipients not
+    /// yet messaged and messages not yet sent (withdrawn from the outbox) become cancelled;
+    /// what was sent stays sent. `None` when there is no such broadcast.
+    ///
+    /// Two transactions: the first ends the broadcast (no batch commits after it), the
+    /// second withdraws its waiting messages taking the locks in the order every message
+    /// path takes them (messages, then the broadcast), so it cannot deadlock with them.
+    pub async fn cancel_broadcast(
+        &self,
+        account: AccountId,
+        id: BroadcastId,
+        now: i64,
+    ) -> Result<Option<Transition>> {
+        let mut tx = self.write.begin().await?;
+        let Some(mut b) = lock_broadcast(&mut tx, Some(account), id).await? else {
+            return Ok(None);
+        };
+        if !matches!(
+            b.status,
+            BroadcastStatus::Scheduled | BroadcastStatus::Sending
+        ) {
+            return Ok(Some(Transition::Refused(b)));
+        }
+        b.status = BroadcastStatus::Cancelled;
+        b.completed_at = Some(now);
+        b.updated_at = now;
+        write_state(&mut tx, &b).await?;
+        let left = sqlx::query(
+            "UPDATE broadcast_recipients SET status = 'cancelled', error = 'cancelled before it was sent' \
+             WHERE broadcast_id = $1 AND seq > $2",
+        )
+        .bind(id)
+        .bind(b.cursor_seq)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i64;
+        sqlx::query(
+            "UPDATE broadcasts SET cursor_seq = next_seq, processed = processed + $1, \
+             n_pending = n_pending - $1, n_cancelled = n_cancelled + $1 WHERE id = $2",
+        )
+        .bind(left)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        // Messages still in the outbox are withdrawn (the dispatcher revokes one that was
+        // leaving at this very moment); their `message.deleted` events cancel the recipients.
+        let mut tx = self.write.begin().await?;
+        let queued: Vec<MessageId> = sqlx::query_scalar(
+            "SELECT message_id FROM broadcast_recipients WHERE broadcast_id = $1 \
+             AND status = 'pending' AND message_id IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut events = Vec::new();
+        for message in queued {
+            sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND action = 'send'")
+                .bind(message)
+                .execute(&mut *tx)
+                .await?;
+            let sql = format!(
+                "UPDATE messages SET status = 'deleted', deleted_at = $1, updated_at = $1 \
+                 WHERE id = $2 AND status = 'queued' RETURNING {MESSAGE_COLUMNS}"
+            );
+            if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(message)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                events.push(MessageRow::from_row(&row)?.event(EventType::MessageDeleted));
+            }
+        }
+        append_events(&mut tx, &events).await?;
+        let b = lock_broadcast(&mut tx, None, id).await?.unwrap_or(b);
+        append_events(&mut tx, &[b.event(EventType::BroadcastCancelled)]).await?;
+        tx.commit().await?;
+        self.events_appended();
+        Ok(Some(Transition::Done(b)))
+    }
+
+    /// Ends sending broadcast `id` as failed with `reason` (its session is gone, its
+    /// template no longer sendable): recipients not yet messaged fail with the reason.
+    pub async fn fail_broadcast(&self, id: BroadcastId, reason: &str) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let Some(mut b) = lock_broadcast(&mut tx, None, id).await? else {
+            return Ok(());
+        };
+        if b.status != BroadcastStatus::Sending {
+            return Ok(());
+        }
+        let now = now_millis();
+        let left = sqlx::query(
+            "UPDATE broadcast_recipients SET status = 'failed', error = $1 \
+             WHERE broadcast_id = $2 AND seq > $3",
+        )
+        .bind(crate::plain_str(reason))
+        .bind(id)
+        .bind(b.cursor_seq)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i64;
+        sqlx::query(
+            "UPDATE broadcasts SET cursor_seq = next_seq, processed = processed + $1, \
+             n_pending = n_pending - $1, n_failed = n_failed + $1 WHERE id = $2",
+        )
+        .bind(left)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        b.status = BroadcastStatus::Failed;
+        b.failure_reason = Some(reason.to_owned());
+        b.completed_at = Some(now);
+        b.updated_at = now;
+        write_state(&mut tx, &b).await?;
+        let b = lock_broadcast(&mut tx, None, id).await?.unwrap_or(b);
+        append_events(&mut tx, &[b.event(EventType::BroadcastFailed)]).await?;
+        tx.commit().await?;
+        self.events_appended();
+        Ok(())
+    }
+
+    /// How many messages of `session` wait in the outbox (the worker keeps a bounded
+    /// window of a broadcast's messages there).
+    pub async fn outbox_window(&self, session: SessionId, cap: i64) -> Result<i64> {
+        // Counting stops at `cap`: a long outbox is not scanned to the end.
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE session_id = $1 LIMIT $2) AS w",
+        )
+        .bind(session)
+        .bind(cap)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(n)
+    }
+}
