@@ -148,11 +148,12 @@ pub async fn run_with_devices(
         if let Some(version) = config.web_version() {
             factory = factory.with_version(version);
         }
-        Ok(Arc::new(WebEngine::new(
-            Arc::new(factory),
-            Arc::downgrade(&supervisor),
-            config.web(),
-        )))
+        Ok(Arc::new(
+            WebEngine::new(Arc::new(factory), Arc::downgrade(&supervisor), config.web())
+                .with_contact_book(Arc::new(crate::web_devices::DatabaseBook::new(
+                    store.clone(),
+                ))),
+        ))
     });
     let web = match web {
         Ok(built) => Ok(built?),

@@ -19,6 +19,8 @@ use whatsapp_rust::{
 
 use super::port::PortEvent;
 
+pub mod social;
+
 /// A Wharf JID as the crate's.
 pub fn to_wa_jid(jid: &Jid) -> Result<WaJid, String> {
     jid.to_string()

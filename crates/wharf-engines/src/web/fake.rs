@@ -12,10 +12,13 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 use wharf_core::{EngineUpdate, Jid, Phone, SessionId, message::Presence};
 
+pub use self::social::{SocialAnswer, SocialCall};
 use super::port::{
     InboundCommit, OpenedPort, PortAction, PortError, PortEvent, PortMessage, WebPort,
     WebPortFactory,
 };
+
+mod social;
 
 /// What the engine asked of one fake client.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +30,8 @@ pub enum FakeCall {
     Send(PortMessage),
     Act(PortAction),
     Presence(Option<Jid>, Presence),
+    /// A contacts, groups or channels request.
+    Social(SocialCall),
 }
 
 /// One fake client lifetime, as a test drives it.
@@ -42,6 +47,8 @@ pub struct FakePort {
     connect_error: Mutex<Option<PortError>>,
     /// Whether `disconnect` never returns (a client stuck in a connect).
     hang_on_disconnect: bool,
+    /// Answers to the next contacts, groups and channels requests, in order.
+    social_answers: Mutex<VecDeque<SocialAnswer>>,
 }
 
 impl FakePort {
@@ -229,6 +236,7 @@ impl WebPortFactory for FakeWebFactory {
             acked: Mutex::new(Vec::new()),
             connect_error: Mutex::new(self.connect_error.lock().unwrap().clone()),
             hang_on_disconnect: *self.hang_on_disconnect.lock().unwrap(),
+            social_answers: Mutex::new(VecDeque::new()),
         });
         self.opened
             .lock()

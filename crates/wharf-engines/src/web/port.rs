@@ -14,6 +14,8 @@ use wharf_core::{
     message::{Content, Presence},
 };
 
+pub use super::social_port::{ContactChange, JoinAnswer, SocialPort};
+
 /// Why a port operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {
@@ -30,6 +32,10 @@ pub enum PortError {
     /// WhatsApp asks to wait before trying again.
     #[error("{reason}")]
     Throttled { reason: String, after: Duration },
+    /// WhatsApp refused because of the session's standing (not an admin, already a member,
+    /// waiting for approval): the request is valid, the state is not.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// A message to send, in Wharf's terms; the adapter builds the protocol message from it.
@@ -99,6 +105,8 @@ pub enum PortEvent {
     },
     /// Updates that need no acknowledgement (receipts, acks, messages outside the hook).
     Updates(Vec<EngineUpdate>),
+    /// Address book entries WhatsApp synced (app-state contact actions, push names).
+    Contacts(Vec<ContactChange>),
     /// The client stopped for good (after a terminal event or a disconnect).
     Ended,
 }
@@ -110,9 +118,10 @@ pub trait InboundCommit: Send + Sync {
     async fn commit(&self, updates: Vec<EngineUpdate>) -> Result<(), String>;
 }
 
-/// One client lifetime of one session.
+/// One client lifetime of one session; its contacts, groups and channels are in
+/// [`SocialPort`].
 #[async_trait]
-pub trait WebPort: Send + Sync {
+pub trait WebPort: SocialPort + Send + Sync {
     /// Starts connecting (and keeps reconnecting with the client's own backoff); returns at
     /// once. Progress arrives as [`PortEvent`]s.
     async fn connect(&self) -> Result<(), PortError>;

@@ -21,5 +21,6 @@ mod validation;
 mod wapio_envelope;
 mod web;
 mod web_device;
+mod web_social_book;
 mod webhook_state;
 mod webhooks;
