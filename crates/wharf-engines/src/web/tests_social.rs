@@ -155,6 +155,7 @@ async fn group_requests_send_their_shape_and_answer_per_participant() {
         SocialAnswer::Groups(vec![info.clone()]),
         SocialAnswer::Group(None),
         SocialAnswer::Code("AbCdEf123".into()),
+        SocialAnswer::Done,
         SocialAnswer::Preview(Some(InvitePreview {
             jid: g.clone(),
             subject: "Team".into(),
