@@ -10,7 +10,7 @@ use wharf_core::{
     social::{
         ChannelInfo, EngineContact, GroupChange, GroupEventKind, GroupInfo, GroupSettings,
         InvitePreview, Participant, ParticipantAction, ParticipantOutcome, ParticipantResult,
-        ParticipantRole, Registration, UserInfo,
+        ParticipantRole, Registration, SocialCapabilities, UserInfo,
     },
 };
 use whatsapp_rust::{
@@ -52,9 +52,17 @@ fn group(members: &[(&str, ParticipantRole)]) -> GroupInfo {
 async fn the_engine_declares_what_whatsapp_web_can_do_and_refuses_the_rest() {
     let s = setup_with(WebConfig::default());
     assert_eq!(s.engine.social(), WEB_SOCIAL);
-    assert!(WEB_SOCIAL.groups && WEB_SOCIAL.contacts && WEB_SOCIAL.on_whatsapp);
-    assert!(WEB_SOCIAL.channel_follow && WEB_SOCIAL.user);
-    assert!(!WEB_SOCIAL.decrypt_media);
+    assert_eq!(
+        WEB_SOCIAL,
+        SocialCapabilities {
+            on_whatsapp: true,
+            contacts: true,
+            groups: true,
+            channel_follow: true,
+            user: true,
+            decrypt_media: false,
+        }
+    );
     let (session, port) = online(&s).await;
     let refused = s
         .engine

@@ -245,7 +245,7 @@ impl SocialPort for WhatsAppPort {
             .await
             .map_err(map_group_error)?;
         let mut out: Vec<GroupInfo> = groups.values().filter_map(group_info).collect();
-        out.sort_by(|a, b| a.jid.to_string().cmp(&b.jid.to_string()));
+        out.sort_by_key(|g| g.jid.to_string());
         Ok(out)
     }
 
