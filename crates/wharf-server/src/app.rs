@@ -153,6 +153,9 @@ pub async fn run_with_devices(
                 // Media URLs are fetched through the outbound policy, as webhooks are.
                 .with_media(Arc::new(crate::media_fetch::MediaFetcher::new(
                     outbound.clone(),
+                )))
+                .with_contact_book(Arc::new(crate::web_devices::DatabaseBook::new(
+                    store.clone(),
                 ))),
         ))
     });

@@ -37,6 +37,7 @@ mod sandbox;
 mod sessions;
 mod templates;
 mod wa_contacts;
+mod web_contacts;
 pub mod web_device;
 mod webhooks;
 
@@ -69,6 +70,7 @@ use sqlx::{
 };
 pub use templates::TemplateRow;
 pub use wa_contacts::ContactNameRow;
+pub use web_contacts::WebContactRow;
 pub use web_device::WebDeviceStore;
 pub use webhooks::{
     AttemptResult, AttemptRow, DeliveryJob, DeliveryRow, DeliveryStatus, WebhookEdit, WebhookRow,

@@ -52,6 +52,7 @@ const TABLES: &[&str] = &[
     "web_sent_messages",
     "web_pending_inbound",
     "web_msg_secrets",
+    "web_contacts",
     "web_devices",
 ];
 

@@ -29,6 +29,9 @@ use whatsapp_rust::{
     waproto::whatsapp as wa,
 };
 
+mod social;
+
+pub use self::social::map_iq_error;
 use super::{
     convert::{self, Quote, Uploaded},
     port::{
@@ -230,8 +233,17 @@ struct Events {
 
 impl EventHandler for Events {
     fn handle_event(&self, event: Arc<Event>) {
-        let own = self.client.lock().unwrap().upgrade().and_then(|c| c.pn());
+        let client = self.client.lock().unwrap().upgrade();
+        let own = client.as_ref().and_then(|c| c.pn());
         if let Some(e) = convert::port_event(&event, own.as_ref()) {
+            let _ = self.tx.send(e);
+            return;
+        }
+        let own = convert::social::Own {
+            pn: own,
+            lid: client.as_ref().and_then(|c| c.lid()),
+        };
+        if let Some(e) = convert::social::port_event(&event, &own) {
             let _ = self.tx.send(e);
         }
     }

@@ -22,6 +22,8 @@ use super::{
     port::{MediaRef, PortEvent},
 };
 
+pub mod social;
+
 /// A Wharf JID as the crate's.
 pub fn to_wa_jid(jid: &Jid) -> Result<WaJid, String> {
     jid.to_string()

@@ -15,10 +15,13 @@ use wharf_core::{
     message::{MessageKind, Presence},
 };
 
+pub use self::social::{SocialAnswer, SocialCall};
 use super::port::{
     InboundCommit, MediaRef, OpenedPort, PortAction, PortError, PortEvent, PortMessage, Uploaded,
     WebPort, WebPortFactory,
 };
+
+mod social;
 
 /// What the engine asked of one fake client.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +53,8 @@ pub fn fake_upload(data: &[u8]) -> Uploaded {
         file_length: data.len() as u64,
         media_key_timestamp: 1_700_000_000,
     }
+    /// A contacts, groups or channels request.
+    Social(SocialCall),
 }
 
 /// One fake client lifetime, as a test drives it.
@@ -67,6 +72,8 @@ pub struct FakePort {
     hang_on_disconnect: bool,
     /// Files on the fake media servers, by direct path.
     files: Mutex<HashMap<String, Vec<u8>>>,
+    /// Answers to the next contacts, groups and channels requests, in order.
+    social_answers: Mutex<VecDeque<SocialAnswer>>,
 }
 
 impl FakePort {
@@ -288,6 +295,7 @@ impl WebPortFactory for FakeWebFactory {
             connect_error: Mutex::new(self.connect_error.lock().unwrap().clone()),
             hang_on_disconnect: *self.hang_on_disconnect.lock().unwrap(),
             files: Mutex::new(HashMap::new()),
+            social_answers: Mutex::new(VecDeque::new()),
         });
         self.opened
             .lock()

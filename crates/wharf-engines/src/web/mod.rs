@@ -15,14 +15,19 @@
 //!   with their own reason (`temporary_ban`, `stream_replaced`, `connect_failure`), never a
 //!   silent loop.
 
+pub mod book;
 pub mod client;
 pub mod convert;
 pub mod fake;
 pub mod http;
 pub mod media;
 pub mod port;
+mod social;
+pub mod social_port;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_social;
 
 use std::{
     collections::HashMap,
@@ -41,12 +46,20 @@ use wharf_core::{
     engine::{EngineSession, Pacing},
     jid::JidServer,
     message::{Content, MessageAction, MessageKind, Outbound, Presence, ProviderId},
+    social::{
+        ChannelInfo, EngineContact, GroupChange, GroupInfo, InvitePreview, ParticipantAction,
+        ParticipantResult, Registration, SocialCapabilities, UserInfo,
+    },
 };
 
 pub use self::media::WEB_MEDIA_CAPABILITIES;
-pub use self::port::{
-    FetchError, Fetched, InboundCommit, MediaFetch, MediaRef, OpenedPort, PortAction, PortError,
-    PortEvent, PortMessage, WebPort, WebPortFactory,
+pub use self::{
+    book::{ContactBook, MemoryBook},
+    port::{
+        FetchError, Fetched, InboundCommit, MediaFetch, MediaRef, OpenedPort, PortAction,
+        PortError, PortEvent, PortMessage, SocialPort, WebPort, WebPortFactory,
+    },
+    social::WEB_SOCIAL,
 };
 
 /// WhatsApp's own WebSocket endpoint, the default `web_endpoint`.
@@ -153,6 +166,8 @@ struct Inner {
     pacing: Mutex<HashMap<SessionId, Pacing>>,
     /// Fetches the files of media sends; without it media is not claimed.
     media: OnceLock<Arc<dyn MediaFetch>>,
+    /// The address books WhatsApp syncs.
+    book: Arc<dyn ContactBook>,
 }
 
 /// The WhatsApp Web engine.
@@ -175,6 +190,7 @@ impl WebEngine {
                 sessions: Mutex::new(HashMap::new()),
                 pacing: Mutex::new(HashMap::new()),
                 media: OnceLock::new(),
+                book: Arc::new(MemoryBook::default()),
             }),
         }
     }
@@ -183,6 +199,14 @@ impl WebEngine {
     /// policy); media kinds and view-once are claimed from then on.
     pub fn with_media(self, fetch: Arc<dyn MediaFetch>) -> Self {
         let _ = self.inner.media.set(fetch);
+        self
+    }
+
+    /// Keeps the synced address books in `book` (in memory without it). Call before use.
+    pub fn with_contact_book(mut self, book: Arc<dyn ContactBook>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("the contact book is set before the engine is shared")
+            .book = book;
         self
     }
 
@@ -277,6 +301,7 @@ pub fn map_port_error(e: PortError) -> EngineError {
             session_wide: true,
         },
         PortError::Rejected(why) => EngineError::Permanent(why),
+        PortError::Conflict(why) => EngineError::Conflict(why),
         PortError::Transient(why) => EngineError::Transient(why),
         PortError::Throttled { reason, after } => EngineError::RetryLater {
             reason,
@@ -555,6 +580,11 @@ async fn follow(
                     tracing::warn!(session = %id, error = %e, "recording web updates failed");
                 }
             }
+            PortEvent::Contacts(changes) => {
+                if let Err(e) = book::apply(&*inner.book, id, &changes).await {
+                    tracing::warn!(session = %id, error = %e, "saving synced contacts failed");
+                }
+            }
             PortEvent::Ended => {
                 return Outcome::Rebuild {
                     reason: last_failure.unwrap_or_else(|| "the client stopped".into()),
@@ -575,6 +605,9 @@ async fn logged_out(inner: &Inner, id: SessionId, why: &str) -> Outcome {
     // forget them so the next start offers a new QR.
     if let Err(e) = inner.factory.forget(id).await {
         tracing::error!(session = %id, error = %e, "wiping a logged-out web device failed");
+    }
+    if let Err(e) = inner.book.forget(id).await {
+        tracing::error!(session = %id, error = %e, "wiping a logged-out address book failed");
     }
     let reason = format!("logged_out: the device was unlinked ({why})");
     if inner.with(id, |r| r.logging_out) == Some(true) {
@@ -723,6 +756,11 @@ impl Engine for WebEngine {
         }
         self.stop(session).await?;
         self.inner
+            .book
+            .forget(session)
+            .await
+            .map_err(|e| EngineError::Transient(format!("wiping the address book: {e}")))?;
+        self.inner
             .factory
             .forget(session)
             .await
@@ -803,12 +841,161 @@ impl Engine for WebEngine {
         port.presence(to, presence).await.map_err(map_port_error)
     }
 
-    fn social(&self) -> wharf_core::social::SocialCapabilities {
-        wharf_core::social::SocialCapabilities {
+    fn social(&self) -> SocialCapabilities {
+        SocialCapabilities {
             decrypt_media: true,
-            ..Default::default()
+            ..WEB_SOCIAL
         }
     }
+
+    async fn on_whatsapp(
+        &self,
+        session: SessionId,
+        phone: &Phone,
+    ) -> Result<Registration, EngineError> {
+        self.on_port(session, |p| async move { p.on_whatsapp(phone).await })
+            .await
+    }
+
+    async fn contacts(&self, session: SessionId) -> Result<Vec<EngineContact>, EngineError> {
+        self.address_book(session).await
+    }
+
+    async fn blocklist(&self, session: SessionId) -> Result<Vec<Jid>, EngineError> {
+        self.on_port(session, |p| async move { p.blocklist().await })
+            .await
+    }
+
+    async fn set_blocked(
+        &self,
+        session: SessionId,
+        jid: &Jid,
+        blocked: bool,
+    ) -> Result<(), EngineError> {
+        self.on_port(
+            session,
+            |p| async move { p.set_blocked(jid, blocked).await },
+        )
+        .await
+    }
+
+    async fn picture(&self, session: SessionId, jid: &Jid) -> Result<Option<String>, EngineError> {
+        self.on_port(session, |p| async move { p.picture(jid).await })
+            .await
+    }
+
+    async fn groups(&self, session: SessionId) -> Result<Vec<GroupInfo>, EngineError> {
+        self.on_port(session, |p| async move { p.groups().await })
+            .await
+    }
+
+    async fn group(
+        &self,
+        session: SessionId,
+        group: &Jid,
+    ) -> Result<Option<GroupInfo>, EngineError> {
+        self.on_port(session, |p| async move { p.group(group).await })
+            .await
+    }
+
+    async fn create_group(
+        &self,
+        session: SessionId,
+        subject: &str,
+        participants: &[Jid],
+    ) -> Result<(GroupInfo, Vec<ParticipantResult>), EngineError> {
+        self.on_port(session, |p| async move {
+            p.create_group(subject, participants).await
+        })
+        .await
+    }
+
+    async fn update_participants(
+        &self,
+        session: SessionId,
+        group: &Jid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantResult>, EngineError> {
+        self.on_port(session, |p| async move {
+            p.update_participants(group, action, participants).await
+        })
+        .await
+    }
+
+    async fn update_group(
+        &self,
+        session: SessionId,
+        group: &Jid,
+        changes: &[GroupChange],
+    ) -> Result<GroupInfo, EngineError> {
+        self.change_group(session, group, changes).await
+    }
+
+    async fn invite_code(
+        &self,
+        session: SessionId,
+        group: &Jid,
+        reset: bool,
+    ) -> Result<String, EngineError> {
+        self.on_port(
+            session,
+            |p| async move { p.invite_code(group, reset).await },
+        )
+        .await
+    }
+
+    async fn leave_group(&self, session: SessionId, group: &Jid) -> Result<(), EngineError> {
+        self.on_port(session, |p| async move { p.leave_group(group).await })
+            .await
+    }
+
+    async fn resolve_invite(
+        &self,
+        session: SessionId,
+        code: &str,
+    ) -> Result<Option<InvitePreview>, EngineError> {
+        self.on_port(session, |p| async move { p.resolve_invite(code).await })
+            .await
+    }
+
+    async fn accept_invite(
+        &self,
+        session: SessionId,
+        code: &str,
+    ) -> Result<Option<Jid>, EngineError> {
+        self.join(session, code).await
+    }
+
+    async fn follow_channel(
+        &self,
+        session: SessionId,
+        channel: &Jid,
+        follow: bool,
+    ) -> Result<bool, EngineError> {
+        self.on_port(session, |p| async move {
+            p.follow_channel(channel, follow).await
+        })
+        .await
+    }
+
+    async fn channels(&self, session: SessionId) -> Result<Vec<ChannelInfo>, EngineError> {
+        self.on_port(session, |p| async move { p.channels().await })
+            .await
+    }
+
+    async fn channel(
+        &self,
+        session: SessionId,
+        channel: &Jid,
+    ) -> Result<Option<ChannelInfo>, EngineError> {
+        self.on_port(session, |p| async move { p.channel(channel).await })
+            .await
+    }
+
+    async fn user(&self, session: SessionId) -> Result<UserInfo, EngineError> {
+        self.on_port(session, |p| async move { p.user().await })
+            .await
 
     async fn decrypt_media(
         &self,

@@ -15,6 +15,7 @@ use wharf_core::{
 };
 
 pub use super::convert::Uploaded;
+pub use super::social_port::{ContactChange, JoinAnswer, SocialPort};
 
 /// Why a port operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +33,10 @@ pub enum PortError {
     /// WhatsApp asks to wait before trying again.
     #[error("{reason}")]
     Throttled { reason: String, after: Duration },
+    /// WhatsApp refused because of the session's standing (not an admin, already a member,
+    /// waiting for approval): the request is valid, the state is not.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// A message to send, in Wharf's terms; the adapter builds the protocol message from it.
@@ -146,6 +151,8 @@ pub enum PortEvent {
     },
     /// Updates that need no acknowledgement (receipts, acks, messages outside the hook).
     Updates(Vec<EngineUpdate>),
+    /// Address book entries WhatsApp synced (app-state contact actions, push names).
+    Contacts(Vec<ContactChange>),
     /// The client stopped for good (after a terminal event or a disconnect).
     Ended,
 }
@@ -157,9 +164,10 @@ pub trait InboundCommit: Send + Sync {
     async fn commit(&self, updates: Vec<EngineUpdate>) -> Result<(), String>;
 }
 
-/// One client lifetime of one session.
+/// One client lifetime of one session; its contacts, groups and channels are in
+/// [`SocialPort`].
 #[async_trait]
-pub trait WebPort: Send + Sync {
+pub trait WebPort: SocialPort + Send + Sync {
     /// Starts connecting (and keeps reconnecting with the client's own backoff); returns at
     /// once. Progress arrives as [`PortEvent`]s.
     async fn connect(&self) -> Result<(), PortError>;

@@ -19,7 +19,7 @@ use super::{
 
 /// Records updates; fails inbound batches while `failing` is set.
 #[derive(Default)]
-struct Recorder {
+pub(super) struct Recorder {
     updates: Mutex<Vec<EngineUpdate>>,
     failing: Mutex<bool>,
 }
@@ -40,12 +40,16 @@ impl EngineSink for Recorder {
 }
 
 impl Recorder {
-    fn all(&self) -> Vec<EngineUpdate> {
+    pub(super) fn all(&self) -> Vec<EngineUpdate> {
         self.updates.lock().unwrap().clone()
     }
 
     /// Waits (up to 5 s) for an update matching `f`.
-    async fn wait_for(&self, what: &str, f: impl Fn(&EngineUpdate) -> bool) -> EngineUpdate {
+    pub(super) async fn wait_for(
+        &self,
+        what: &str,
+        f: impl Fn(&EngineUpdate) -> bool,
+    ) -> EngineUpdate {
         for _ in 0..500 {
             if let Some(u) = self.all().into_iter().find(&f) {
                 return u;
@@ -56,14 +60,14 @@ impl Recorder {
     }
 }
 
-struct Setup {
-    recorder: Arc<Recorder>,
+pub(super) struct Setup {
+    pub(super) recorder: Arc<Recorder>,
     _sink: Arc<dyn EngineSink>,
-    factory: Arc<FakeWebFactory>,
-    engine: WebEngine,
+    pub(super) factory: Arc<FakeWebFactory>,
+    pub(super) engine: WebEngine,
 }
 
-fn setup_with(config: WebConfig) -> Setup {
+pub(super) fn setup_with(config: WebConfig) -> Setup {
     let recorder = Arc::new(Recorder::default());
     let sink: Arc<dyn EngineSink> = recorder.clone();
     let factory = FakeWebFactory::new();
@@ -95,11 +99,11 @@ fn session() -> EngineSession {
     }
 }
 
-fn phone() -> Phone {
+pub(super) fn phone() -> Phone {
     Phone::parse("+15551230001").unwrap()
 }
 
-fn jid(text: &str) -> Jid {
+pub(super) fn jid(text: &str) -> Jid {
     Jid::parse(text).unwrap()
 }
 
@@ -120,7 +124,7 @@ async fn wait_status(
 }
 
 /// Starts a session and brings it online.
-async fn online(s: &Setup) -> (EngineSession, Arc<super::fake::FakePort>) {
+pub(super) async fn online(s: &Setup) -> (EngineSession, Arc<super::fake::FakePort>) {
     let session = session();
     s.engine.start(&session).await.unwrap();
     let port = s.factory.port(session.id, 1).await;

@@ -248,10 +248,11 @@ impl SocialService {
             let entry = all
                 .entry(c.jid.to_string())
                 .or_insert_with(|| Contact::new(c.jid.clone()));
+            // Someone known by their push name only is not in the phone's address book.
+            entry.in_address_book = c.name.is_some();
             entry.lid = c.lid;
             entry.name = c.name;
             entry.push_name = c.push_name;
-            entry.in_address_book = true;
         }
         let identity = |text: &str| -> Option<Jid> {
             let jid = Jid::parse(text).ok()?;

@@ -29,5 +29,6 @@ mod web;
 mod web_device;
 mod web_inbound;
 mod web_live;
+mod web_social_book;
 mod webhook_state;
 mod webhooks;

@@ -109,3 +109,31 @@ async fn pair_codes_are_for_web_sessions_only(mut app: wharf_testkit::TestApp) {
     assert_error(&answer, "unsupported_by_engine");
     app.stop().await;
 }
+
+/// Web sessions claim the contact, group and channel routes (so a session that is not online
+/// yet is told to connect, not that its engine cannot), and refuse media decryption.
+#[wharf_testkit::dual_test]
+async fn web_sessions_serve_social_routes_once_connected(app: wharf_testkit::TestApp) {
+    let created = app
+        .create_session(json!({"engine": "web", "phone_number": "+15557654321"}))
+        .await;
+    let (_, key) = wharf_testkit::session_and_key(&created);
+    for path in [
+        "/api/groups",
+        "/api/contacts",
+        "/api/on-whatsapp/+15550102030",
+        "/api/channels",
+        "/api/user",
+        "/api/groups/120363000000000001@g.us/invite-link",
+    ] {
+        let answer = app.get(path).token(&key).expect(409).await;
+        assert_error(&answer, "session_not_connected");
+    }
+    let refused = app
+        .post("/api/decrypt-media")
+        .token(&key)
+        .json(json!({"message": {"url": "https://mmg.whatsapp.net/x", "mediaKey": "AAAA"}}))
+        .expect(422)
+        .await;
+    assert_error(&refused, "unsupported_by_engine");
+}
