@@ -23,6 +23,8 @@ pub(crate) struct GraphError {
     pub retry_after: Option<u64>,
     /// Set when the request was malformed (a client bug): recorded in `rejections()`.
     pub rejection: Option<String>,
+    /// Answered instead of the envelope (a queued [`Failure`] playing a misbehaving Graph).
+    pub raw_body: Option<Value>,
 }
 
 impl GraphError {
@@ -37,6 +39,7 @@ impl GraphError {
             details: Some(details.into()),
             retry_after: None,
             rejection: None,
+            raw_body: None,
         }
     }
 
@@ -52,6 +55,7 @@ impl GraphError {
             details: Some(reason.clone()),
             retry_after: None,
             rejection: Some(reason),
+            raw_body: None,
         }
     }
 
@@ -66,6 +70,7 @@ impl GraphError {
             details: None,
             retry_after: None,
             rejection: None,
+            raw_body: None,
         }
     }
 
@@ -96,6 +101,7 @@ impl GraphError {
             details: None,
             retry_after: None,
             rejection: None,
+            raw_body: None,
         }
     }
 
@@ -110,6 +116,7 @@ impl GraphError {
             details: (f.code >= 130_000).then(|| title(f.code).to_owned()),
             retry_after: f.retry_after,
             rejection: None,
+            raw_body: f.raw_body.clone(),
         }
     }
 
@@ -121,6 +128,9 @@ impl GraphError {
 
     /// The JSON body.
     pub fn body(&self) -> Value {
+        if let Some(raw) = &self.raw_body {
+            return raw.clone();
+        }
         let mut e = Map::new();
         e.insert("message".into(), json!(self.message));
         let kind = if self.method_exception {
