@@ -173,7 +173,7 @@ pub fn spawn(
                 if sessions.wake(id) {
                     continue;
                 }
-                let (rate, pacing) = match store.find_session(id).await {
+                let (rate, pacing) = match store.find_session_any_account(id).await {
                     Ok(Some(s)) => (
                         config.rate.get(&s.engine).copied(),
                         engines.get(s.engine).ok().and_then(|e| e.pacing(id)),
@@ -277,7 +277,7 @@ impl SessionTask {
                 continue;
             }
             let mut held: HashSet<String> = HashSet::new();
-            let session = match store.find_session(id).await {
+            let session = match store.find_session_any_account(id).await {
                 Ok(Some(s)) if s.status == SessionStatus::Connected => s,
                 Ok(_) => return, // not connected: the work waits; connecting wakes us again
                 Err(e) => {
