@@ -20,9 +20,12 @@ pub(crate) struct GraphError {
     pub method_exception: bool,
     pub message: String,
     pub details: Option<String>,
-    pub retry_after: Option<u64>,
+    /// Seconds (`u32` keeps the error small; a queued failure's value is capped).
+    pub retry_after: Option<u32>,
     /// Set when the request was malformed (a client bug): recorded in `rejections()`.
     pub rejection: Option<String>,
+    /// Answered instead of the envelope (a queued [`Failure`] playing a misbehaving Graph).
+    pub raw_body: Option<Box<Value>>,
 }
 
 impl GraphError {
@@ -37,6 +40,7 @@ impl GraphError {
             details: Some(details.into()),
             retry_after: None,
             rejection: None,
+            raw_body: None,
         }
     }
 
@@ -52,6 +56,7 @@ impl GraphError {
             details: Some(reason.clone()),
             retry_after: None,
             rejection: Some(reason),
+            raw_body: None,
         }
     }
 
@@ -66,6 +71,7 @@ impl GraphError {
             details: None,
             retry_after: None,
             rejection: None,
+            raw_body: None,
         }
     }
 
@@ -96,6 +102,7 @@ impl GraphError {
             details: None,
             retry_after: None,
             rejection: None,
+            raw_body: None,
         }
     }
 
@@ -108,8 +115,9 @@ impl GraphError {
             method_exception: false,
             message: f.message.clone(),
             details: (f.code >= 130_000).then(|| title(f.code).to_owned()),
-            retry_after: f.retry_after,
+            retry_after: f.retry_after.map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
             rejection: None,
+            raw_body: f.raw_body.clone().map(Box::new),
         }
     }
 
@@ -121,6 +129,9 @@ impl GraphError {
 
     /// The JSON body.
     pub fn body(&self) -> Value {
+        if let Some(raw) = &self.raw_body {
+            return (**raw).clone();
+        }
         let mut e = Map::new();
         e.insert("message".into(), json!(self.message));
         let kind = if self.method_exception {

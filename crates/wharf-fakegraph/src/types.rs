@@ -71,6 +71,8 @@ pub struct Failure {
     pub retry_after: Option<u64>,
     /// How many matching requests this failure answers.
     pub times: usize,
+    /// Answer this JSON instead of Graph's error envelope (a Graph that misbehaves).
+    pub raw_body: Option<Value>,
 }
 
 impl Failure {
@@ -87,6 +89,17 @@ impl Failure {
             message: format!("(#{code}) {}", title(code)),
             retry_after: None,
             times: 1,
+            raw_body: None,
+        }
+    }
+
+    /// A Graph that misbehaves: answers `body` (any JSON, not its error envelope) with HTTP
+    /// `http_status`, once.
+    pub fn answering(http_status: u16, body: Value) -> Self {
+        Self {
+            http_status,
+            raw_body: Some(body),
+            ..Self::code(1)
         }
     }
 

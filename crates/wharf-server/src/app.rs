@@ -65,7 +65,7 @@ pub async fn run_with_devices(
             .parse()
             .map_err(|_| anyhow::anyhow!("sandbox_session_id is not a session id"))?;
         store
-            .find_session(id)
+            .find_session_any_account(id)
             .await?
             .filter(|row| !row.status.is_deleting())
             .ok_or_else(|| anyhow::anyhow!("sandbox_session_id {id}: no such session"))?;

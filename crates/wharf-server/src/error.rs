@@ -45,6 +45,10 @@ pub enum ServiceError {
     /// An engine failed while doing what was asked.
     #[error("{0}")]
     Engine(EngineError),
+    /// The provider answered something Wharf cannot read (a Graph answer of the wrong
+    /// shape): a bad gateway, answered 502 naming what was wrong.
+    #[error("{0}")]
+    BadGateway(String),
     /// A bug or an outage.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

@@ -133,8 +133,28 @@ pub struct StatusReport {
 }
 
 impl Store {
-    /// The cloud settings of `session`.
-    pub async fn cloud_session(&self, session: SessionId) -> Result<Option<CloudRow>> {
+    /// The cloud settings of `account`'s session `session` (`None` for another account's).
+    pub async fn cloud_session(
+        &self,
+        account: AccountId,
+        session: SessionId,
+    ) -> Result<Option<CloudRow>> {
+        let sql = format!(
+            "SELECT {CLOUD_COLUMNS} FROM cloud_sessions WHERE session_id = $1 AND account_id = $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(session)
+            .bind(account)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(CloudRow::from_row)
+            .transpose()
+    }
+
+    /// Internal, across accounts: the cloud settings of `session`, for the engine reading
+    /// the credentials of a session it runs.
+    pub async fn cloud_session_any_account(&self, session: SessionId) -> Result<Option<CloudRow>> {
         let sql = format!("SELECT {CLOUD_COLUMNS} FROM cloud_sessions WHERE session_id = $1");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(session)
@@ -206,16 +226,18 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Replaces the cloud settings of `session`; `false` when it has none.
+    /// Replaces the cloud settings of `account`'s session `session`; `false` when it has
+    /// none.
     pub async fn update_cloud_session(
         &self,
+        account: AccountId,
         session: SessionId,
         c: &CloudCredentials,
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE cloud_sessions SET phone_number_id = $1, waba_id = $2, access_token = $3, \
              app_secret = $4, verify_token_hash = $5, graph_base_url = $6, graph_version = $7, \
-             throughput_per_second = $8, updated_at = $9 WHERE session_id = $10",
+             throughput_per_second = $8, updated_at = $9 WHERE session_id = $10 AND account_id = $11",
         )
         .bind(c.phone_number_id.clone())
         .bind(c.waba_id.clone())
@@ -227,6 +249,7 @@ impl Store {
         .bind(c.throughput_per_second.map(i64::from))
         .bind(now_millis())
         .bind(session)
+        .bind(account)
         .execute(&self.write)
         .await
         .map_err(|e| conflict_or(e, "phone_number_id"))?;
@@ -235,21 +258,30 @@ impl Store {
 
     /// Forgets a deleted session's cloud settings (its credentials, and its number, which
     /// another session may then use).
-    pub async fn delete_cloud_session(&self, session: SessionId) -> Result<()> {
-        sqlx::query("DELETE FROM cloud_sessions WHERE session_id = $1")
+    pub async fn delete_cloud_session(&self, account: AccountId, session: SessionId) -> Result<()> {
+        sqlx::query("DELETE FROM cloud_sessions WHERE session_id = $1 AND account_id = $2")
             .bind(session)
+            .bind(account)
             .execute(&self.write)
             .await?;
         Ok(())
     }
 
-    /// When `chat` last wrote to `session` (WhatsApp's time, ms), if ever.
-    pub async fn last_inbound_at(&self, session: SessionId, chat: &Jid) -> Result<Option<i64>> {
+    /// When `chat` last wrote to `account`'s session `session` (WhatsApp's time, ms), if
+    /// ever; `None` for another account's session.
+    pub async fn last_inbound_at(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        chat: &Jid,
+    ) -> Result<Option<i64>> {
         let at: Option<i64> = sqlx::query_scalar(
-            "SELECT last_inbound_at FROM chat_windows WHERE session_id = $1 AND chat_jid = $2",
+            "SELECT w.last_inbound_at FROM chat_windows w JOIN sessions s ON s.id = w.session_id \
+             WHERE w.session_id = $1 AND w.chat_jid = $2 AND s.account_id = $3",
         )
         .bind(session)
         .bind(chat.to_string())
+        .bind(account)
         .fetch_optional(&self.read)
         .await?;
         Ok(at)
@@ -457,6 +489,7 @@ pub(crate) async fn touch_windows(conn: &mut AnyConnection, rows: &[MessageRow])
 
 impl Store {
     /// The WhatsApp id of the newest message `chat` sent to `session`.
+    /// (Internal: the cloud engine's, for the session it runs.)
     pub async fn last_inbound_provider_id(
         &self,
         session: SessionId,

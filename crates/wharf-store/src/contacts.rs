@@ -413,6 +413,49 @@ pub(crate) async fn touch_inbound(
     Ok(())
 }
 
+/// Moves on the sent count and time of the contacts that messages went out to (inside the
+/// transaction that records the sends): `(account, session, phone in E.164, sent at)` per
+/// message. Only the contact of the message's account in the session's list counts it; a
+/// number without a contact gets none.
+pub(crate) async fn touch_outbound(
+    conn: &mut AnyConnection,
+    sends: &[(AccountId, SessionId, String, i64)],
+) -> Result<()> {
+    // Per contact: how many, and the latest time.
+    let mut per: BTreeMap<(AccountId, SessionId, &str), (i64, i64)> = BTreeMap::new();
+    for (account, session, phone, at) in sends {
+        let e = per.entry((*account, *session, phone)).or_insert((0, *at));
+        e.0 += 1;
+        e.1 = e.1.max(*at);
+    }
+    let per: Vec<_> = per.into_iter().collect();
+    for chunk in per.chunks(100) {
+        let values = Params::on(conn).rows(chunk.len(), 5);
+        let sql = format!(
+            "UPDATE contacts SET sent_count = contacts.sent_count + CAST(v.column4 AS BIGINT), \
+             last_sent_at = CASE WHEN contacts.last_sent_at IS NULL \
+                OR contacts.last_sent_at < CAST(v.column5 AS BIGINT) \
+                THEN CAST(v.column5 AS BIGINT) ELSE contacts.last_sent_at END, \
+             updated_at = CASE WHEN contacts.updated_at < CAST(v.column5 AS BIGINT) \
+                THEN CAST(v.column5 AS BIGINT) ELSE contacts.updated_at END \
+             FROM (VALUES {values}) AS v \
+             WHERE contacts.session_id = v.column2 AND contacts.phone = v.column3 \
+               AND contacts.account_id = v.column1"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for ((account, session, phone), (n, at)) in chunk {
+            q = q
+                .bind(account.to_string())
+                .bind(session.to_string())
+                .bind(phone.to_string())
+                .bind(n.to_string())
+                .bind(at.to_string());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// `%term%` for LIKE, with the term's own wildcards escaped by `\`.
 fn like_pattern(term: &str) -> String {
     let mut out = String::from("%");

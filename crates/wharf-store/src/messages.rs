@@ -1368,6 +1368,20 @@ impl Store {
                 }
             }
         }
+        // The CRM's sent count and time of each contact a message went out to.
+        let sent: Vec<_> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                JobOutcome::Sent { job, at, .. }
+                    if job.action == JobAction::Send && job.message_id.is_some() =>
+                {
+                    let phone = job.chat_jid.phone()?;
+                    Some((job.account_id, job.session_id, phone.e164().to_owned(), *at))
+                }
+                _ => None,
+            })
+            .collect();
+        crate::contacts::touch_outbound(&mut tx, &sent).await?;
         append_events(&mut tx, &events).await?;
         tx.commit().await?;
         if !events.is_empty() {

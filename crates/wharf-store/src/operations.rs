@@ -128,12 +128,14 @@ impl Store {
             .transpose()
     }
 
-    /// Whether the session has an operation that is queued or running.
-    pub async fn has_open_operation(&self, session: SessionId) -> Result<bool> {
+    /// Whether `account`'s session has an operation that is queued or running.
+    pub async fn has_open_operation(&self, account: AccountId, session: SessionId) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM operations WHERE session_id = $1 AND status IN ('queued', 'running')",
+            "SELECT COUNT(*) FROM operations WHERE session_id = $1 AND account_id = $2 \
+             AND status IN ('queued', 'running')",
         )
         .bind(session)
+        .bind(account)
         .fetch_one(&self.read)
         .await?;
         Ok(n > 0)

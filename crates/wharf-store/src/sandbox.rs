@@ -12,7 +12,7 @@ use wharf_core::{
 };
 
 use crate::{
-    Backend, MessageRow, Result, Store, StoreError, WebhookRow,
+    Backend, MessageRow, Result, SessionRow, Store, StoreError, WebhookRow,
     events::append_events,
     messages::insert_message,
     webhooks::{delete_webhook_in, insert_webhook},
@@ -296,6 +296,15 @@ impl Store {
                 .map_err(|_| StoreError::Corrupt("sandbox_number session_id".into()))
         })
         .transpose()
+    }
+
+    /// Internal, across accounts: the session serving as the sandbox number (the
+    /// operator's, shared by every account's developers), if one is set.
+    pub async fn sandbox_session(&self) -> Result<Option<SessionRow>> {
+        match self.sandbox_number().await? {
+            Some(id) => self.find_session_any_account(id).await,
+            None => Ok(None),
+        }
     }
 
     /// Makes `session` the sandbox number (`None`: no sandbox number).

@@ -271,8 +271,10 @@ impl Store {
         Ok(rows)
     }
 
-    /// The session `id`, whatever its account (for engine callbacks and workers).
-    pub async fn find_session(&self, id: SessionId) -> Result<Option<SessionRow>> {
+    /// Internal, across accounts: the session `id`, whatever its account. For engine
+    /// callbacks, workers and the operator's CLI only; a request's path reads sessions with
+    /// [`Store::get_session`], which takes the caller's account.
+    pub async fn find_session_any_account(&self, id: SessionId) -> Result<Option<SessionRow>> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = $1");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)

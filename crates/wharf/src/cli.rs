@@ -243,7 +243,7 @@ async fn sandbox(store: &Store, cmd: SandboxCommand) -> anyhow::Result<()> {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("{session_id} is not a session id (sess_…)"))?;
             let row = store
-                .find_session(id)
+                .find_session_any_account(id)
                 .await?
                 .filter(|row| !row.status.is_deleting())
                 .with_context(|| format!("session {id} does not exist or is being deleted"))?;
@@ -266,7 +266,7 @@ async fn sandbox(store: &Store, cmd: SandboxCommand) -> anyhow::Result<()> {
         }
         SandboxCommand::Show { json } => {
             let current = match store.sandbox_number().await? {
-                Some(id) => store.find_session(id).await?,
+                Some(id) => store.find_session_any_account(id).await?,
                 None => None,
             };
             match (current, json) {

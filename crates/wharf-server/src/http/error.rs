@@ -160,6 +160,9 @@ impl From<ServiceError> for ApiError {
                     }
                 }
             }
+            ServiceError::BadGateway(message) => {
+                Self::new(StatusCode::BAD_GATEWAY, "engine_bad_answer", message)
+            }
             ServiceError::Internal(e) => {
                 // The request id is on the enclosing span, so this line carries it.
                 tracing::error!(error = ?e, "internal error");

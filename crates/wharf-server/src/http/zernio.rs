@@ -142,6 +142,12 @@ impl From<ServiceError> for ZernioError {
                 "platform_error",
                 e.to_string(),
             ),
+            ServiceError::BadGateway(m) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "platform_error",
+                "platform_bad_answer",
+                m,
+            ),
             // A passing engine failure: try again later.
             e @ ServiceError::Engine(_) => {
                 let mut out = Self::from(ApiError::from(e));

@@ -61,6 +61,17 @@ fn to_phone(raw: &str) -> Option<String> {
     Phone::parse(raw).ok().map(|p| p.e164().to_string())
 }
 
+/// A recipient's error when its send failed for another reason than its input; a server
+/// fault is not described (it is logged).
+fn not_queued(e: &ServiceError) -> String {
+    match e {
+        ServiceError::Internal(_) => {
+            "could not be queued because of a server error; send to this recipient again".into()
+        }
+        other => format!("could not be queued: {other}"),
+    }
+}
+
 impl BulkService {
     pub fn new(
         messages: Arc<MessageService>,
@@ -124,6 +135,10 @@ impl BulkService {
             .collect();
         let opted_out = self.crm.opted_out(caller, session.id, &phones).await?;
         let mut results = Vec::with_capacity(req.recipients.len());
+        // Once a recipient's message is committed, the call answers per recipient whatever
+        // happens next: an error then would hide what was queued, and a retry without an
+        // idempotency key would send it again.
+        let mut queued = false;
         for (i, r) in req.recipients.iter().enumerate() {
             let fail = |error: String| BulkResult {
                 phone: r.phone.clone(),
@@ -192,13 +207,21 @@ impl BulkService {
                 .as_ref()
                 .map(|(key, body)| (format!("bulk\u{1f}{i}\u{1f}{key}"), body.clone()));
             match self.messages.send(caller, send, key).await {
-                Ok(answer) => results.push(BulkResult {
-                    phone: r.phone.clone(),
-                    message_id: Some(answer.message_id.to_string()),
-                    error: None,
-                }),
+                Ok(answer) => {
+                    queued = true;
+                    results.push(BulkResult {
+                        phone: r.phone.clone(),
+                        message_id: Some(answer.message_id.to_string()),
+                        error: None,
+                    })
+                }
                 Err(ServiceError::Invalid { message, .. }) => results.push(fail(message)),
-                Err(e) => return Err(e),
+                // Nothing queued yet: the call fails whole, and can be retried as it is.
+                Err(e) if !queued => return Err(e),
+                Err(e) => {
+                    tracing::warn!(recipient = i, error = %e, "a bulk recipient could not be queued");
+                    results.push(fail(not_queued(&e)));
+                }
             }
         }
         Ok(results)

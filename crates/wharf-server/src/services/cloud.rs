@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use wharf_core::{EngineError, EngineSink, Jid, ProviderId, SessionId};
+use wharf_core::{AccountId, EngineError, EngineSink, Jid, ProviderId, SessionId};
 use wharf_engines::cloud::{CloudCredentials, CloudDirectory, CloudEngine, webhook};
 use wharf_store::{CloudRow, Store, TemplateStatusRow};
 
@@ -134,7 +134,7 @@ impl CloudDirectory for Directory {
     async fn credentials(&self, session: SessionId) -> Result<CloudCredentials, EngineError> {
         let row = self
             .store
-            .cloud_session(session)
+            .cloud_session_any_account(session)
             .await
             .map_err(|e| EngineError::Transient(format!("cannot read the cloud settings: {e}")))?
             .ok_or_else(|| {
@@ -245,12 +245,17 @@ impl CloudService {
     }
 
     /// Applies a change to a session's cloud settings (the session must not be running).
-    pub async fn change(&self, session: SessionId, input: &CloudInput) -> Result<(), ServiceError> {
+    pub async fn change(
+        &self,
+        account: AccountId,
+        session: SessionId,
+        input: &CloudInput,
+    ) -> Result<(), ServiceError> {
         input.check(false)?;
         let secrets = self.secrets()?;
         let mut c = self
             .store
-            .cloud_session(session)
+            .cloud_session(account, session)
             .await?
             .ok_or_else(|| ServiceError::invalid("cloud", "only applies to cloud sessions"))?
             .credentials;
@@ -275,7 +280,7 @@ impl CloudService {
         if let Some(v) = input.throughput_per_second {
             c.throughput_per_second = v;
         }
-        match self.store.update_cloud_session(session, &c).await {
+        match self.store.update_cloud_session(account, session, &c).await {
             Ok(_) => Ok(()),
             Err(wharf_store::StoreError::Conflict(_)) => Err(in_use()),
             Err(e) => Err(e.into()),
@@ -283,8 +288,12 @@ impl CloudService {
     }
 
     /// What the API shows of a cloud session's settings.
-    pub async fn summary(&self, session: SessionId) -> Result<Option<CloudSummary>, ServiceError> {
-        let Some(row) = self.store.cloud_session(session).await? else {
+    pub async fn summary(
+        &self,
+        account: AccountId,
+        session: SessionId,
+    ) -> Result<Option<CloudSummary>, ServiceError> {
+        let Some(row) = self.store.cloud_session(account, session).await? else {
             return Ok(None);
         };
         Ok(Some(self.summarize(&row)))

@@ -155,7 +155,7 @@ impl Supervisor {
         use wharf_core::social::GroupEventKind as K;
         let Some(row) = self
             .store
-            .find_session(session)
+            .find_session_any_account(session)
             .await?
             .filter(|r| !r.status.is_deleting())
         else {
@@ -200,7 +200,7 @@ impl Supervisor {
         }
         let Some(row) = self
             .store
-            .find_session(session)
+            .find_session_any_account(session)
             .await?
             .filter(|r| !r.status.is_deleting())
         else {
@@ -631,7 +631,7 @@ impl SessionService {
         // deleted (the client's logout does not wipe them).
         self.store.delete_web_device(id).await?;
         self.store
-            .modify_session::<ServiceError>(None, id, |row| {
+            .modify_session::<ServiceError>(Some(account), id, |row| {
                 if row.status == SessionStatus::Deleted {
                     return Ok(Vec::new());
                 }
@@ -646,7 +646,7 @@ impl SessionService {
             .await?;
         if row.engine == wharf_core::EngineKind::Cloud {
             // Its credentials go, and its number becomes free for another session.
-            self.store.delete_cloud_session(id).await?;
+            self.store.delete_cloud_session(account, id).await?;
         }
         Ok(())
     }

@@ -215,13 +215,9 @@ impl MessageService {
             )]
             .into(),
         };
-        let id = self
-            .store
-            .sandbox_number()
-            .await?
-            .ok_or_else(not_configured)?;
+        // The operator's number, shared by every account's developers.
         self.store
-            .find_session(id)
+            .sandbox_session()
             .await?
             .filter(|row| !row.status.is_deleting())
             .ok_or_else(not_configured)
@@ -344,7 +340,10 @@ impl MessageService {
         if let Some(window) = engine.service_window_ms()
             && req.content.kind() != MessageKind::Template
         {
-            let last = self.store.last_inbound_at(session.id, &req.to).await?;
+            let last = self
+                .store
+                .last_inbound_at(session.account_id, session.id, &req.to)
+                .await?;
             if last.is_none_or(|at| self.clock.now_millis() - at > window) {
                 let message = match last {
                     None => format!(

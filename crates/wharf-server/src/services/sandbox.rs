@@ -126,12 +126,9 @@ impl SandboxService {
 
     /// The sandbox number's session and phone, when one is set and connected at least once.
     pub async fn number(&self) -> Result<Option<(SessionRow, Phone)>, ServiceError> {
-        let Some(id) = self.store.sandbox_number().await? else {
-            return Ok(None);
-        };
         Ok(self
             .store
-            .find_session(id)
+            .sandbox_session()
             .await?
             .filter(|row| !row.status.is_deleting())
             .and_then(|row| row.phone_number.clone().map(|phone| (row, phone))))
@@ -385,8 +382,9 @@ impl SandboxService {
         let offline = number.status.is_running()
             && self
                 .store
-                .find_session(number.id)
+                .sandbox_session()
                 .await?
+                .filter(|row| row.id == number.id)
                 .is_none_or(|row| !row.status.is_running());
         Ok(if offline {
             EngineError::Permanent(reason)

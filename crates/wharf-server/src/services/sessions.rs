@@ -262,7 +262,7 @@ impl SessionService {
                     "cloud settings cannot change while the session runs; disconnect it first",
                 ));
             }
-            self.cloud.change(id, cloud).await?;
+            self.cloud.change(caller.account_id, id, cloud).await?;
         }
         self.modify(caller, id, |row| {
             if row.status.is_deleting() {
@@ -337,7 +337,7 @@ impl SessionService {
     ) -> Result<OperationRow, ServiceError> {
         caller.require_pat()?;
         // A deletion whose operation failed may be asked for again; one under way may not.
-        let retry_allowed = !self.store.has_open_operation(id).await?;
+        let retry_allowed = !self.store.has_open_operation(caller.account_id, id).await?;
         let (_, op) = self
             .store
             .begin_session_deletion(caller.account_id, id, |row| {

@@ -176,7 +176,7 @@ pub fn spawn(
                     continue;
                 }
                 let mut own = None;
-                let (rate, pacing) = match store.find_session(id).await {
+                let (rate, pacing) = match store.find_session_any_account(id).await {
                     Ok(Some(s)) => {
                         let rate = config
                             .rate
@@ -309,7 +309,7 @@ impl SessionTask {
                 continue;
             }
             let mut held: HashSet<String> = HashSet::new();
-            let session = match store.find_session(id).await {
+            let session = match store.find_session_any_account(id).await {
                 Ok(Some(s)) if s.settings.pacing != own => {
                     // The session's pace changed: the manager starts this task again with it.
                     woken.store(true, Ordering::SeqCst);

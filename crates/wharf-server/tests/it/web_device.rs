@@ -836,6 +836,7 @@ async fn database_bytes(app: &wharf_testkit::TestApp) -> Vec<u8> {
         ("web_sent_messages", "payload"),
         ("web_pending_inbound", "message"),
         ("web_msg_secrets", "secret"),
+        ("web_tc_tokens", "token"),
     ] {
         let sql = format!("SELECT {column} FROM {table}");
         for row in sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -892,6 +893,20 @@ async fn a_devices_secrets_are_not_readable_in_the_database(app: wharf_testkit::
     s.store_pending_inbound("c", "s", "i", &marker(10))
         .await
         .unwrap();
+    // Privacy tokens, as set and as received.
+    s.put_tc_token(
+        "11@s.whatsapp.net",
+        &TcTokenEntry {
+            token: marker(11),
+            token_timestamp: 1,
+            sender_timestamp: None,
+        },
+    )
+    .await
+    .unwrap();
+    s.store_received_tc_token("12@s.whatsapp.net", &marker(12), 2)
+        .await
+        .unwrap();
 
     let bytes = database_bytes(&app).await;
     assert!(
@@ -917,7 +932,7 @@ async fn a_devices_secrets_are_not_readable_in_the_database(app: wharf_testkit::
             "device key {i} is in the database as JSON"
         );
     }
-    for n in 1..=10 {
+    for n in 1..=12 {
         assert!(
             !contains(&bytes, &marker(n)),
             "secret {n} is in the database"
@@ -928,6 +943,10 @@ async fn a_devices_secrets_are_not_readable_in_the_database(app: wharf_testkit::
         s.get_session("1@s.whatsapp.net").await.unwrap().as_deref(),
         Some(&marker(1)[..])
     );
+    for (jid, n) in [("11@s.whatsapp.net", 11), ("12@s.whatsapp.net", 12)] {
+        let token = s.get_tc_token(jid).await.unwrap().expect("a token").token;
+        assert_eq!(token, marker(n), "the token of {jid} reads back");
+    }
     assert_eq!(
         s.load()
             .await

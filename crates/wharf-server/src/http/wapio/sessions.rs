@@ -180,7 +180,7 @@ async fn view_one(app: &AppState, row: &wharf_store::SessionRow) -> ApiResult<Se
         view.cloud = app
             .services
             .cloud
-            .summary(row.id)
+            .summary(row.account_id, row.id)
             .await?
             .map(CloudView::from);
     }

@@ -10,7 +10,8 @@ use wharf_store::{OperationRow, SessionRow};
 use crate::http::extract::double_option;
 
 /// A session as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SessionView {
     pub session_id: String,
     pub account_id: String,
@@ -36,7 +37,8 @@ pub struct SessionView {
 }
 
 /// A cloud session's Graph settings, without its secrets.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CloudView {
     pub phone_number_id: String,
     pub waba_id: String,
@@ -44,7 +46,7 @@ pub struct CloudView {
     /// Sends per second allowed to this number.
     pub throughput_per_second: u32,
     /// Where Meta's webhooks for this number go (with the session's verify token).
-    pub webhook_path: &'static str,
+    pub webhook_path: String,
 }
 
 impl From<crate::services::cloud::CloudSummary> for CloudView {
@@ -54,7 +56,7 @@ impl From<crate::services::cloud::CloudSummary> for CloudView {
             waba_id: c.waba_id,
             graph_version: c.graph_version,
             throughput_per_second: c.throughput_per_second,
-            webhook_path: "/webhooks/meta",
+            webhook_path: "/webhooks/meta".into(),
         }
     }
 }
@@ -80,7 +82,8 @@ impl From<&SessionRow> for SessionView {
 }
 
 /// A page of sessions.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SessionListView {
     pub data: Vec<SessionView>,
     /// Pass as `before_id` for the next page; `null` on the last page.
@@ -88,7 +91,8 @@ pub struct SessionListView {
 }
 
 /// A session key, raw only in the answer that minted it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SessionKeyView {
     /// The raw key (`wh_sk_…`): store it, it is never shown again.
     pub raw: String,
@@ -99,7 +103,8 @@ pub struct SessionKeyView {
 }
 
 /// The answer to a creation.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreatedSessionView {
     pub session: SessionView,
     pub session_api_key: SessionKeyView,
@@ -107,19 +112,22 @@ pub struct CreatedSessionView {
 }
 
 /// The answer to a key rotation.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RotatedKeyView {
     pub session_api_key: SessionKeyView,
 }
 
 /// Session settings.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SettingsView {
     pub session_settings: SessionSettings,
 }
 
 /// A long-running operation.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OperationView {
     pub operation_id: String,
     pub session_id: String,
@@ -154,7 +162,8 @@ impl From<&OperationRow> for OperationView {
 }
 
 /// The pairing QR.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct QrView {
     /// The raw pairing payload, or a `data:image/png;base64,…` URI with `?format=image`.
     pub qr: String,
@@ -170,7 +179,8 @@ pub struct PairCodeBody {
 
 /// A pair code: typed on the phone under Linked devices → Link with phone number, it links
 /// the session like a QR scan. It lives about three minutes.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PairCodeView {
     /// Eight letters and digits, as WhatsApp shows them.
     pub code: String,

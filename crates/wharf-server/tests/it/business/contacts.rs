@@ -611,3 +611,62 @@ async fn an_inbound_message_creates_or_updates_the_senders_contact(app: TestApp)
     assert_eq!(known_now.tags, vec!["vip"]);
     assert_totals_hold(&app, &session).await;
 }
+
+#[wharf_testkit::dual_test]
+async fn a_contacts_sent_count_and_time_follow_the_messages_sent_to_it(app: TestApp) {
+    let (session, _) = app.connected_session().await;
+    let reached = create(
+        &app,
+        &session,
+        json!({"phone": "+16505550011", "name": "Reached"}),
+    )
+    .await;
+    create(
+        &app,
+        &session,
+        json!({"phone": "+16505550012", "name": "Quiet"}),
+    )
+    .await;
+    assert_eq!(reached.messages_sent_count, 0);
+    assert!(reached.last_message_sent_at.is_none());
+    let first = app.send_text(&session, "+16505550011", "one").await;
+    let second = app.send_text(&session, "+1 650 555 0011", "two").await;
+    // A number without a contact gets none.
+    let stranger = app.send_text(&session, "+16505550013", "hello").await;
+    for id in [&first, &second, &stranger] {
+        app.wait_status(id, "sent").await;
+    }
+    // A send that fails for good is not counted.
+    app.post(&format!("/emulator/sessions/{session}/failures"))
+        .json(json!({"mode": "permanent", "count": 1}))
+        .expect(204)
+        .await;
+    let failed = app.send_text(&session, "+16505550011", "three").await;
+    app.wait_status(&failed, "failed").await;
+    let contacts = list(&app, &session, "").await;
+    assert_eq!(names(&contacts), vec!["Quiet", "Reached"]);
+    let quiet = &contacts.contacts[0];
+    assert_eq!(quiet.messages_sent_count, 0);
+    assert!(quiet.last_message_sent_at.is_none());
+    let now = &contacts.contacts[1];
+    assert_eq!(now.messages_sent_count, 2, "{now:?}");
+    let account = app.account_id.parse().unwrap();
+    let mut latest = 0;
+    for id in [&first, &second] {
+        let row = app
+            .store
+            .get_message(account, id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        latest = latest.max(row.sent_at.expect("sent"));
+    }
+    assert_eq!(
+        now.last_message_sent_at.as_deref(),
+        Some(wharf_core::time::rfc3339(latest).as_str())
+    );
+    // Counting leaves everything else of the contact as it was.
+    assert_eq!(now.messages_received_count, 0);
+    assert_eq!(now.name, "Reached");
+    assert_totals_hold(&app, &session).await;
+}

@@ -237,3 +237,94 @@ async fn a_contact_who_opted_out_is_skipped_and_told_why(mut app: wharf_testkit:
     assert!(r[1].success && r[2].success);
     assert_eq!(sent_count(&app, &session).await, 2);
 }
+
+/// Makes the database refuse to store a message to `phone_digits` (a trigger on both
+/// backends): a failure of one recipient's send after earlier ones were committed.
+async fn refuse_messages_to(app: &wharf_testkit::TestApp, phone_digits: &str) {
+    let sql = match app.backend() {
+        wharf_testkit::Backend::Sqlite => format!(
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON messages \
+             WHEN NEW.chat_jid LIKE '{phone_digits}@%' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+        ),
+        wharf_testkit::Backend::Postgres => format!(
+            "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.chat_jid LIKE '{phone_digits}@%' THEN RAISE EXCEPTION 'injected failure'; \
+             END IF; RETURN NEW; END; $$; \
+             CREATE TRIGGER refuse_one BEFORE INSERT ON messages FOR EACH ROW \
+             EXECUTE FUNCTION refuse_one();"
+        ),
+    };
+    app.db().execute(&sql).await;
+}
+
+async fn allow_messages_again(app: &wharf_testkit::TestApp) {
+    let sql = match app.backend() {
+        wharf_testkit::Backend::Sqlite => "DROP TRIGGER refuse_one",
+        wharf_testkit::Backend::Postgres => "DROP TRIGGER refuse_one ON messages",
+    };
+    app.db().execute(sql).await;
+}
+
+#[wharf_testkit::dual_test]
+async fn a_later_recipients_failure_does_not_abort_the_call(mut app: wharf_testkit::TestApp) {
+    let (session, _) = app.connected_session().await;
+    create(&app, simple(&session, "welcome_message", "Hello {{1}}!")).await;
+    // The third recipient's send fails after the first two were committed.
+    refuse_messages_to(&app, "15550100002").await;
+    let body = json!({"accountId": session,
+        "template": {"name": "welcome_message", "language": "en_US"},
+        "recipients": recipients(4)});
+    let call = || {
+        app.post(BULK)
+            .header("Idempotency-Key", "bulk-partial")
+            .json(body.clone())
+    };
+    let first: ZBulkAnswer = call().expect_view(200).await;
+    assert!(first.success);
+    assert_eq!(
+        (
+            first.summary.total,
+            first.summary.sent,
+            first.summary.failed
+        ),
+        (4, 3, 1)
+    );
+    let r = &first.results;
+    assert!(r[0].success && r[1].success && r[3].success, "{r:?}");
+    assert!(!r[2].success && r[2].message_id.is_none(), "{r:?}");
+    assert_eq!(r[2].phone, "+15550100002");
+    assert!(
+        r[2].error.as_deref().is_some_and(|e| !e.is_empty()),
+        "{:?}",
+        r[2].error
+    );
+    assert_eq!(sent_count(&app, &session).await, 3);
+    // A retry with the key sends only what failed, and answers the others' first ids.
+    allow_messages_again(&app).await;
+    let again: ZBulkAnswer = call().expect_view(200).await;
+    assert_eq!(
+        (again.summary.sent, again.summary.failed),
+        (4, 0),
+        "{:?}",
+        again.results
+    );
+    for i in [0, 1, 3] {
+        assert_eq!(again.results[i].message_id, r[i].message_id);
+    }
+    assert_eq!(sent_count(&app, &session).await, 4);
+}
+
+#[wharf_testkit::dual_test]
+async fn a_failure_before_anything_is_queued_fails_the_call(mut app: wharf_testkit::TestApp) {
+    let (session, _) = app.connected_session().await;
+    create(&app, simple(&session, "welcome_message", "Hello {{1}}!")).await;
+    refuse_messages_to(&app, "15550100000").await;
+    let body = json!({"accountId": session,
+        "template": {"name": "welcome_message", "language": "en_US"},
+        "recipients": recipients(2)});
+    let answer = app.post(BULK).json(body).send().await;
+    assert!(answer.status.is_server_error(), "{}", answer.text);
+    assert!(answer.json["error"].is_string(), "{}", answer.text);
+    assert_eq!(sent_count(&app, &session).await, 0);
+}

@@ -169,3 +169,53 @@ async fn a_cloud_template_deleted_in_metas_tools_is_no_longer_sendable(
     zernio_error(&refused, "template_not_found", "template.name");
     assert_eq!(graph.sends().len(), 1);
 }
+
+#[wharf_testkit::dual_test]
+async fn a_graph_answer_that_is_not_an_object_is_a_bad_gateway(mut app: wharf_testkit::TestApp) {
+    use wharf_testkit::fakegraph::Failure;
+    let (graph, cloud) = connected(&app).await;
+    let session = cloud.session.clone();
+    let body = json!({"accountId": session, "name": "order_update",
+        "category": "UTILITY", "language": "en_US",
+        "components": [{"type": "BODY", "text": "Your order {{1}} shipped",
+            "example": {"body_text": [["ORD-1"]]}}]});
+    // Graph creates it but answers a string: the create is not mirrored without its id.
+    graph.fail_next(Failure::answering(200, json!("ok")).on_path("/message_templates"));
+    let answer = app.post(TEMPLATES).json(body.clone()).expect(502).await;
+    assert_eq!(answer["type"], "platform_error", "{answer}");
+    assert_eq!(answer["code"], "platform_bad_answer", "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("a string"),
+        "{answer}"
+    );
+    let created = create(
+        &app,
+        json!({"accountId": session, "name": "order_shipped", "category": "UTILITY",
+            "language": "en_US", "components": [{"type": "BODY", "text": "Order {{1}} shipped",
+                "example": {"body_text": [["ORD-1"]]}}]}),
+    )
+    .await;
+    // The edit and the read after it (both on the template's own path) answer an array.
+    graph.fail_next(
+        Failure::answering(200, json!([1, 2]))
+            .on_path(&created.template.id)
+            .times(2),
+    );
+    let answer = app
+        .patch(&format!("{TEMPLATES}/order_shipped"))
+        .json(json!({"accountId": session, "components": [
+            {"type": "BODY", "text": "Order {{1}} is on its way",
+             "example": {"body_text": [["ORD-1"]]}}]}))
+        .expect(502)
+        .await;
+    assert_eq!(answer["code"], "platform_bad_answer", "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("an array"),
+        "{answer}"
+    );
+    // The server is still there, and Graph's next answers are read as before.
+    assert_eq!(
+        get(&app, &session, "order_shipped").await.template.id,
+        created.template.id
+    );
+}

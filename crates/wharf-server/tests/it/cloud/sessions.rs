@@ -123,7 +123,7 @@ async fn secrets_are_never_shown_and_are_sealed_at_rest(mut app: wharf_testkit::
     // Sealed in the database.
     let stored = app
         .store
-        .cloud_session(session.parse().unwrap())
+        .cloud_session(app.account_id.parse().unwrap(), session.parse().unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -264,7 +264,7 @@ async fn deleting_a_cloud_session_frees_its_number(mut app: wharf_testkit::TestA
         .await;
     assert!(
         app.store
-            .cloud_session(cloud.session.parse().unwrap())
+            .cloud_session_any_account(cloud.session.parse().unwrap())
             .await
             .unwrap()
             .is_none()
