@@ -161,6 +161,20 @@ pub async fn run(
     let mut worst_p99 = 0.0f64;
     for q in &queries {
         let path = format!("/v1/whatsapp/contacts?accountId={account}&{q}");
+        // The first answer of a search computes it (the store then keeps its matches for
+        // the list's generation): timed alone, before the load repeats it.
+        let first = Instant::now();
+        let resp = client
+            .get(server.url(&path))
+            .bearer_auth(&pat)
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status() == 200, "{q}: {}", resp.status());
+        let total = resp.json::<Value>().await?["pagination"]["total"].clone();
+        println!(
+            "  first answer of {q}: {:.1} ms ({total} matches)",
+            first.elapsed().as_secs_f64() * 1000.0
+        );
         let result = Load::get(&client, server.url(&path), Some(pat.clone()))
             .run(concurrency, secs)
             .await?;

@@ -140,6 +140,8 @@ pub struct Store {
     ingest: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<messages::PendingAccept>>>,
     /// Keys and sessions of the send path (see `authcache`).
     auth: std::sync::Arc<authcache::AuthCache>,
+    /// Pages of contact searches (see `contacts::SearchCache`).
+    contact_search: std::sync::Arc<contacts::SearchCache>,
 }
 
 /// The SQLite URL for a file path, creating the file when missing.
@@ -190,6 +192,7 @@ impl Store {
                     appended: Default::default(),
                     ingest: Default::default(),
                     auth: Default::default(),
+                    contact_search: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -205,6 +208,7 @@ impl Store {
                     appended: Default::default(),
                     ingest: Default::default(),
                     auth: Default::default(),
+                    contact_search: Default::default(),
                 })
             }
         }

@@ -376,6 +376,92 @@ async fn the_list_searches_filters_sorts_and_pages(app: TestApp) {
     assert_totals_hold(&app, &account).await;
 }
 
+/// A search's pages come from the store's search cache: every kind of write (create,
+/// update, delete, import, bulk action) must show in the next search, and
+/// paging through a search must give each match once.
+#[wharf_testkit::dual_test]
+async fn a_search_follows_every_write_and_pages_through_each_match_once(app: TestApp) {
+    let account = account(&app).await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let c = create(
+            &app,
+            &account,
+            json!({"phone": format!("+1650555010{i}"), "name": format!("Jones {i}"),
+                   "groups": ["g"]}),
+        )
+        .await;
+        ids.push(c.id);
+    }
+    create(&app, &account, json!({"phone": "+16505550200", "name": "Other"})).await;
+    let by = |q: &'static str| {
+        let app = &app;
+        let account = &account;
+        async move { list(app, account, q).await }
+    };
+    // Pages of one search: each match once, in order, the total on every page.
+    let mut seen = Vec::new();
+    for skip in [0, 3, 6] {
+        let page = list(&app, &account, &format!("search=jones&limit=3&skip={skip}")).await;
+        assert_eq!(page.pagination.total, 7);
+        assert_eq!(page.pagination.has_more, skip < 6);
+        seen.extend(names(&page));
+    }
+    assert_eq!(seen, (0..7).map(|i| format!("Jones {i}")).collect::<Vec<_>>());
+    let past = by("search=jones&skip=50").await;
+    assert!(past.contacts.is_empty());
+    assert_eq!(past.pagination.total, 7, "a page past the end still counts");
+
+    // Update: the renamed contact leaves the search, the other one joins it.
+    app.call(reqwest::Method::PUT, &format!("/v1/whatsapp/contacts/{}", ids[0]))
+        .json(json!({"name": "Smith 0"}))
+        .expect(200)
+        .await;
+    let other = by("search=other").await.contacts[0].id.clone();
+    app.call(reqwest::Method::PUT, &format!("/v1/whatsapp/contacts/{other}"))
+        .json(json!({"name": "Jones 9"}))
+        .expect(200)
+        .await;
+    let after = by("search=jones").await;
+    assert_eq!(after.pagination.total, 7);
+    assert_eq!(names(&after)[0], "Jones 1");
+    assert_eq!(names(&after).last().map(String::as_str), Some("Jones 9"));
+
+    // Delete and create.
+    app.delete(&format!("/v1/whatsapp/contacts/{}", ids[1]))
+        .expect(200)
+        .await;
+    create(&app, &account, json!({"phone": "+16505550300", "name": "Jones 8"})).await;
+    let after = by("search=jones").await;
+    assert_eq!(after.pagination.total, 7);
+    assert!(!names(&after).contains(&"Jones 1".to_owned()));
+    assert!(names(&after).contains(&"Jones 8".to_owned()));
+
+    // Import.
+    app.post("/v1/whatsapp/contacts/import")
+        .json(json!({"accountId": account, "contacts": [
+            {"phone": "+16505550400", "name": "Jones 10"}]}))
+        .expect(200)
+        .await;
+    assert_eq!(by("search=jones").await.pagination.total, 8);
+
+    // A search with a filter, then bulk actions that change the filter.
+    assert_eq!(by("search=jones&group=g").await.pagination.total, 5);
+    app.post("/v1/whatsapp/contacts/bulk")
+        .json(json!({"action": "removeGroups",
+                     "contactIds": [ids[2].clone()], "groups": ["g"]}))
+        .expect(200)
+        .await;
+    assert_eq!(by("search=jones&group=g").await.pagination.total, 4);
+    assert_eq!(by("search=jones&optedIn=false").await.pagination.total, 0);
+    app.post("/v1/whatsapp/contacts/bulk")
+        .json(json!({"action": "optOut",
+                     "contactIds": [ids[3].clone()]}))
+        .expect(200)
+        .await;
+    assert_eq!(by("search=jones&optedIn=false").await.pagination.total, 1);
+}
+
 #[wharf_testkit::dual_test]
 async fn an_import_reports_each_row(app: TestApp) {
     let account = account(&app).await;

@@ -9,6 +9,11 @@ use wharf_core::{AccountId, ContactId, SessionId, message::Direction};
 
 use crate::{Backend, MessageRow, Params, Result, Store, StoreError, conflict_or};
 
+mod list;
+mod search_cache;
+
+pub(crate) use search_cache::SearchCache;
+
 /// A stored contact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContactRow {
@@ -221,30 +226,35 @@ async fn insert_labels(conn: &mut AnyConnection, contacts: &[&ContactRow]) -> Re
     Ok(())
 }
 
-/// Changes of [`contact_counts`] rows, by `(session, kind, label, opted in)`.
+/// Changes of [`contact_counts`] rows, by `(session, kind, label, opted in)`, and the
+/// sessions whose list changed (their generation moves on, see `SearchCache`).
 #[derive(Default)]
-struct Counts(std::collections::HashMap<(String, &'static str, String, i64), i64>);
+struct Counts {
+    deltas: std::collections::HashMap<(String, &'static str, String, i64), i64>,
+    sessions: std::collections::BTreeSet<String>,
+}
 
 impl Counts {
     /// Counts `c` in (`sign` 1) or out (`sign` -1).
     fn add(&mut self, c: &ContactRow, sign: i64) {
         let session = c.session_id.to_string();
+        self.sessions.insert(session.clone());
         let opt = i64::from(c.is_opted_in);
         *self
-            .0
+            .deltas
             .entry((session.clone(), "all", String::new(), opt))
             .or_default() += sign;
         for (kind, label) in c.labels() {
             *self
-                .0
+                .deltas
                 .entry((session.clone(), kind, label.to_owned(), opt))
                 .or_default() += sign;
         }
     }
 
-    /// Applies the changes.
+    /// Applies the changes and moves the generation of every session touched.
     async fn apply(self, conn: &mut AnyConnection) -> Result<()> {
-        let rows: Vec<_> = self.0.into_iter().filter(|(_, d)| *d != 0).collect();
+        let rows: Vec<_> = self.deltas.into_iter().filter(|(_, d)| *d != 0).collect();
         for chunk in rows.chunks(1000) {
             let mut p = Params::on(conn);
             let sql = format!(
@@ -263,6 +273,16 @@ impl Counts {
                     .bind(*d);
             }
             q.execute(&mut *conn).await?;
+        }
+        for session in self.sessions {
+            sqlx::query(
+                "INSERT INTO contact_generations (session_id, generation) VALUES ($1, 1) \
+                 ON CONFLICT (session_id) DO UPDATE \
+                 SET generation = contact_generations.generation + 1",
+            )
+            .bind(session)
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }
@@ -456,36 +476,6 @@ pub(crate) async fn touch_outbound(
     Ok(())
 }
 
-/// `%term%` for LIKE, with the term's own wildcards escaped by `\`.
-fn like_pattern(term: &str) -> String {
-    let mut out = String::from("%");
-    for ch in term.to_lowercase().chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out.push('%');
-    out
-}
-
-/// `*term*` for GLOB, with the term's own wildcards made literal.
-fn glob_pattern(term: &str) -> String {
-    let mut out = String::from("*");
-    for ch in term.to_lowercase().chars() {
-        match ch {
-            '*' | '?' | '[' => {
-                out.push('[');
-                out.push(ch);
-                out.push(']');
-            }
-            _ => out.push(ch),
-        }
-    }
-    out.push('*');
-    out
-}
-
 impl Store {
     /// Stores a new contact; a contact of the session with the same phone is
     /// [`StoreError::Conflict`].
@@ -640,266 +630,6 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
-    }
-
-    /// A page of the session's contacts, by name, with the total and the filter values.
-    /// Another account's session reads as an empty list.
-    pub async fn list_contacts(&self, q: &ContactQuery) -> Result<ContactPage> {
-        // Checked once here, so every filter below reads indexes that start with the session.
-        let owned: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1 AND account_id = $2")
-                .bind(q.session.to_string())
-                .bind(q.account.to_string())
-                .fetch_optional(&self.read)
-                .await?;
-        if owned.is_none() {
-            return Ok(ContactPage {
-                contacts: Vec::new(),
-                total: 0,
-                tags: Vec::new(),
-                groups: Vec::new(),
-            });
-        }
-        let search = q.search.as_deref().filter(|t| !t.is_empty());
-        let (contacts, total) = match (search, &q.tag, &q.group) {
-            (Some(term), _, _) => self.search_contacts(q, term).await?,
-            (None, None, None) => self.plain_contacts(q).await?,
-            (None, tag, group) => self.labelled_contacts(q, tag, group).await?,
-        };
-        let tags = self.labels_of(q.session, "tag").await?;
-        let groups = self.labels_of(q.session, "group").await?;
-        Ok(ContactPage {
-            contacts,
-            total,
-            tags,
-            groups,
-        })
-    }
-
-    /// The list without search or labels: a page of ids from the name (or opt-in) index,
-    /// then their rows; the count reads the same index.
-    async fn plain_contacts(&self, q: &ContactQuery) -> Result<(Vec<ContactRow>, i64)> {
-        let opt = q.opted_in.map(i64::from);
-        let cond = if opt.is_some() {
-            "session_id = $1 AND is_opted_in = $2"
-        } else {
-            "session_id = $1 AND $2 = 0"
-        };
-        let (lim, off) = ("$3", "$4");
-        let sql = format!(
-            "SELECT {} FROM (SELECT id, sort_name FROM contacts WHERE {cond} \
-             ORDER BY sort_name, id LIMIT {lim} OFFSET {off}) p \
-             CROSS JOIN contacts c WHERE c.id = p.id ORDER BY p.sort_name, p.id",
-            c_columns()
-        );
-        let contacts = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(q.session.to_string())
-            .bind(opt.unwrap_or(0))
-            .bind(q.limit)
-            .bind(q.skip)
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(ContactRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let total = self.counted(q.session, "all", "", q.opted_in).await?;
-        Ok((contacts, total))
-    }
-
-    /// The list by tag (else group), with an optional second label and opt-in filter: a page
-    /// of ids read in order from the label index, then their rows; the count reads the index.
-    async fn labelled_contacts(
-        &self,
-        q: &ContactQuery,
-        tag: &Option<String>,
-        group: &Option<String>,
-    ) -> Result<(Vec<ContactRow>, i64)> {
-        let (kind, label, other) = match (tag, group) {
-            (Some(t), g) => ("tag", t.as_str(), g.clone()),
-            (None, Some(g)) => ("group", g.as_str(), None),
-            (None, None) => unreachable!("a label filter is given"),
-        };
-        let mut p = Params::new(self.backend);
-        let mut cond = format!(
-            "l.session_id = {} AND l.kind = {} AND l.label = {}",
-            p.next(),
-            p.next(),
-            p.next()
-        );
-        let mut binds = vec![
-            Bind::Text(q.session.to_string()),
-            Bind::Text(kind.to_owned()),
-            Bind::Text(label.to_owned()),
-        ];
-        if let Some(opted) = q.opted_in {
-            cond.push_str(&format!(" AND l.is_opted_in = {}", p.next()));
-            binds.push(Bind::Int(i64::from(opted)));
-        }
-        let counted = other.is_none();
-        if let Some(group) = other {
-            // One primary-key seek per candidate.
-            cond.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = l.session_id \
-                 AND o.kind = 'group' AND o.label = {} AND o.sort_name = l.sort_name \
-                 AND o.contact_id = l.contact_id)",
-                p.next()
-            ));
-            binds.push(Bind::Text(group));
-        }
-        let count = format!("SELECT COUNT(*) AS n FROM contact_labels l WHERE {cond}");
-        let sql = format!(
-            "SELECT {} FROM (SELECT l.contact_id, l.sort_name FROM contact_labels l WHERE {cond} \
-             ORDER BY l.sort_name, l.contact_id LIMIT {} OFFSET {}) p \
-             CROSS JOIN contacts c WHERE c.id = p.contact_id ORDER BY p.sort_name, p.contact_id",
-            c_columns(),
-            p.next(),
-            p.next()
-        );
-        let contacts = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
-            .bind(q.limit)
-            .bind(q.skip)
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(ContactRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
-        // Two labels: counted from the index; one: read from the counters.
-        let total: i64 = if counted {
-            self.counted(q.session, kind, label, q.opted_in).await?
-        } else {
-            bind_all(sqlx::query(sqlx::AssertSqlSafe(count)), &binds)
-                .fetch_one(&self.read)
-                .await?
-                .try_get("n")?
-        };
-        Ok((contacts, total))
-    }
-
-    /// A total from the counters: contacts of the session (`kind` "all", `label` "") or with
-    /// a label, opted in or out or both.
-    async fn counted(
-        &self,
-        session: SessionId,
-        kind: &str,
-        label: &str,
-        opted_in: Option<bool>,
-    ) -> Result<i64> {
-        let sql = match opted_in {
-            Some(_) => {
-                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM contact_counts \
-                 WHERE session_id = $1 AND kind = $2 AND label = $3 AND is_opted_in = $4"
-            }
-            None => {
-                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM contact_counts \
-                 WHERE session_id = $1 AND kind = $2 AND label = $3 AND $4 = 0"
-            }
-        };
-        Ok(sqlx::query(sql)
-            .bind(session.to_string())
-            .bind(kind.to_owned())
-            .bind(label.to_owned())
-            .bind(opted_in.map_or(0, i64::from))
-            .fetch_one(&self.read)
-            .await?
-            .try_get("n")?)
-    }
-
-    /// The list with a search: the trigram index finds the matches (SQLite: the FTS5 table
-    /// drives the query; PostgreSQL: a GIN bitmap scan), the other filters check each, and
-    /// the matches are sorted by name; the total comes with the page.
-    async fn search_contacts(
-        &self,
-        q: &ContactQuery,
-        term: &str,
-    ) -> Result<(Vec<ContactRow>, i64)> {
-        let mut p = Params::new(self.backend);
-        let mut binds = Vec::new();
-        let mut cond = match self.backend {
-            Backend::Sqlite => {
-                let c = format!(
-                    "contacts_fts f CROSS JOIN contacts c WHERE c.seq = f.rowid \
-                     AND f.search GLOB {} AND c.session_id = {}",
-                    p.next(),
-                    p.next()
-                );
-                binds.push(Bind::Text(glob_pattern(term)));
-                c
-            }
-            Backend::Postgres => {
-                let c = format!(
-                    "contacts c WHERE c.search LIKE {} ESCAPE '\\' AND c.session_id = {}",
-                    p.next(),
-                    p.next()
-                );
-                binds.push(Bind::Text(like_pattern(term)));
-                c
-            }
-        };
-        binds.push(Bind::Text(q.session.to_string()));
-        for (kind, label) in [("tag", &q.tag), ("group", &q.group)] {
-            if let Some(label) = label {
-                cond.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = c.session_id \
-                     AND o.kind = '{kind}' AND o.label = {} AND o.sort_name = c.sort_name \
-                     AND o.contact_id = c.id)",
-                    p.next()
-                ));
-                binds.push(Bind::Text(label.clone()));
-            }
-        }
-        if let Some(opted) = q.opted_in {
-            cond.push_str(&format!(" AND c.is_opted_in = {}", p.next()));
-            binds.push(Bind::Int(i64::from(opted)));
-        }
-        // The matches are sorted narrow (name and id), then the page's rows are read.
-        let sql = format!(
-            "SELECT {}, p.total_n AS total_n FROM (SELECT c.id AS id, c.sort_name AS sort_name, \
-             COUNT(*) OVER () AS total_n FROM {cond} ORDER BY c.sort_name, c.id \
-             LIMIT {} OFFSET {}) p CROSS JOIN contacts c WHERE c.id = p.id \
-             ORDER BY p.sort_name, p.id",
-            c_columns(),
-            p.next(),
-            p.next()
-        );
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
-            .bind(q.limit)
-            .bind(q.skip)
-            .fetch_all(&self.read)
-            .await?;
-        let total = match rows.first() {
-            Some(r) => r.try_get("total_n")?,
-            // A page past the end: count alone.
-            None => bind_all(
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT COUNT(*) AS n FROM {cond}"
-                ))),
-                &binds,
-            )
-            .fetch_one(&self.read)
-            .await?
-            .try_get("n")?,
-        };
-        let contacts = rows
-            .iter()
-            .map(ContactRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok((contacts, total))
-    }
-
-    /// The labels of one kind that some contact of the session carries, sorted (from the
-    /// counters).
-    async fn labels_of(&self, session: SessionId, kind: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT label FROM contact_counts WHERE session_id = $1 AND kind = $2 \
-             GROUP BY label HAVING SUM(n) > 0 ORDER BY label",
-        )
-        .bind(session.to_string())
-        .bind(kind.to_owned())
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>("label").map_err(StoreError::from))
-            .collect()
     }
 
     /// The session's groups with their counts, and the session's totals.
@@ -1075,31 +805,5 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-/// A parameter of a generated statement.
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
-/// Binds `binds` in order.
-fn bind_all<'q>(mut q: AnyQuery<'q>, binds: &[Bind]) -> AnyQuery<'q> {
-    for b in binds {
-        q = match b {
-            Bind::Text(s) => q.bind(s.clone()),
-            Bind::Int(i) => q.bind(*i),
-        };
-    }
-    q
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn search_patterns_keep_the_terms_wildcards_literal() {
-        assert_eq!(super::like_pattern("50%_A"), "%50\\%\\_a%");
-        assert_eq!(super::glob_pattern("A*b?"), "*a[*]b[?]*");
     }
 }

@@ -1,0 +1,399 @@
+//! The contacts list: filters read label and name indexes; a search reads the trigram index
+//! once per term and list generation, and its pages come from the search cache.
+
+use sqlx::Row;
+use wharf_core::SessionId;
+
+use super::{AnyQuery, ContactPage, ContactQuery, ContactRow, c_columns, search_cache::SearchKey};
+use crate::{Backend, Params, Result, Store, StoreError};
+
+/// `%term%` for LIKE, with the term's own wildcards escaped by `\`.
+fn like_pattern(term: &str) -> String {
+    let mut out = String::from("%");
+    for ch in term.to_lowercase().chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('%');
+    out
+}
+
+/// An FTS5 query asking for every distinct trigram of the lowercased term (each quoted),
+/// or `None` when the term is shorter than three characters.
+fn trigram_query(term: &str) -> Option<String> {
+    let chars: Vec<char> = term.to_lowercase().chars().collect();
+    let mut seen = std::collections::HashSet::new();
+    let parts: Vec<String> = chars
+        .windows(3)
+        .map(|w| w.iter().collect::<String>())
+        .filter(|t| seen.insert(t.clone()))
+        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" AND "))
+}
+
+/// `*term*` for GLOB, with the term's own wildcards made literal.
+fn glob_pattern(term: &str) -> String {
+    let mut out = String::from("*");
+    for ch in term.to_lowercase().chars() {
+        match ch {
+            '*' | '?' | '[' => {
+                out.push('[');
+                out.push(ch);
+                out.push(']');
+            }
+            _ => out.push(ch),
+        }
+    }
+    out.push('*');
+    out
+}
+impl Store {
+    /// A page of the session's contacts, by name, with the total and the filter values.
+    /// Another account's session reads as an empty list.
+    pub async fn list_contacts(&self, q: &ContactQuery) -> Result<ContactPage> {
+        // Checked once here, so every filter below reads indexes that start with the session.
+        let owned: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1 AND account_id = $2")
+                .bind(q.session.to_string())
+                .bind(q.account.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        if owned.is_none() {
+            return Ok(ContactPage {
+                contacts: Vec::new(),
+                total: 0,
+                tags: Vec::new(),
+                groups: Vec::new(),
+            });
+        }
+        let search = q.search.as_deref().filter(|t| !t.is_empty());
+        let (contacts, total) = match (search, &q.tag, &q.group) {
+            (Some(term), _, _) => self.search_contacts(q, term).await?,
+            (None, None, None) => self.plain_contacts(q).await?,
+            (None, tag, group) => self.labelled_contacts(q, tag, group).await?,
+        };
+        let tags = self.labels_of(q.session, "tag").await?;
+        let groups = self.labels_of(q.session, "group").await?;
+        Ok(ContactPage {
+            contacts,
+            total,
+            tags,
+            groups,
+        })
+    }
+
+    /// The list without search or labels: a page of ids from the name (or opt-in) index,
+    /// then their rows; the count reads the same index.
+    async fn plain_contacts(&self, q: &ContactQuery) -> Result<(Vec<ContactRow>, i64)> {
+        let opt = q.opted_in.map(i64::from);
+        let cond = if opt.is_some() {
+            "session_id = $1 AND is_opted_in = $2"
+        } else {
+            "session_id = $1 AND $2 = 0"
+        };
+        let (lim, off) = ("$3", "$4");
+        let sql = format!(
+            "SELECT {} FROM (SELECT id, sort_name FROM contacts WHERE {cond} \
+             ORDER BY sort_name, id LIMIT {lim} OFFSET {off}) p \
+             CROSS JOIN contacts c WHERE c.id = p.id ORDER BY p.sort_name, p.id",
+            c_columns()
+        );
+        let contacts = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(q.session.to_string())
+            .bind(opt.unwrap_or(0))
+            .bind(q.limit)
+            .bind(q.skip)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(ContactRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let total = self.counted(q.session, "all", "", q.opted_in).await?;
+        Ok((contacts, total))
+    }
+
+    /// The list by tag (else group), with an optional second label and opt-in filter: a page
+    /// of ids read in order from the label index, then their rows; the count reads the index.
+    async fn labelled_contacts(
+        &self,
+        q: &ContactQuery,
+        tag: &Option<String>,
+        group: &Option<String>,
+    ) -> Result<(Vec<ContactRow>, i64)> {
+        let (kind, label, other) = match (tag, group) {
+            (Some(t), g) => ("tag", t.as_str(), g.clone()),
+            (None, Some(g)) => ("group", g.as_str(), None),
+            (None, None) => unreachable!("a label filter is given"),
+        };
+        let mut p = Params::new(self.backend);
+        let mut cond = format!(
+            "l.session_id = {} AND l.kind = {} AND l.label = {}",
+            p.next(),
+            p.next(),
+            p.next()
+        );
+        let mut binds = vec![
+            Bind::Text(q.session.to_string()),
+            Bind::Text(kind.to_owned()),
+            Bind::Text(label.to_owned()),
+        ];
+        if let Some(opted) = q.opted_in {
+            cond.push_str(&format!(" AND l.is_opted_in = {}", p.next()));
+            binds.push(Bind::Int(i64::from(opted)));
+        }
+        let counted = other.is_none();
+        if let Some(group) = other {
+            // One primary-key seek per candidate.
+            cond.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = l.session_id \
+                 AND o.kind = 'group' AND o.label = {} AND o.sort_name = l.sort_name \
+                 AND o.contact_id = l.contact_id)",
+                p.next()
+            ));
+            binds.push(Bind::Text(group));
+        }
+        let count = format!("SELECT COUNT(*) AS n FROM contact_labels l WHERE {cond}");
+        let sql = format!(
+            "SELECT {} FROM (SELECT l.contact_id, l.sort_name FROM contact_labels l WHERE {cond} \
+             ORDER BY l.sort_name, l.contact_id LIMIT {} OFFSET {}) p \
+             CROSS JOIN contacts c WHERE c.id = p.contact_id ORDER BY p.sort_name, p.contact_id",
+            c_columns(),
+            p.next(),
+            p.next()
+        );
+        let contacts = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+            .bind(q.limit)
+            .bind(q.skip)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(ContactRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        // Two labels: counted from the index; one: read from the counters.
+        let total: i64 = if counted {
+            self.counted(q.session, kind, label, q.opted_in).await?
+        } else {
+            bind_all(sqlx::query(sqlx::AssertSqlSafe(count)), &binds)
+                .fetch_one(&self.read)
+                .await?
+                .try_get("n")?
+        };
+        Ok((contacts, total))
+    }
+
+    /// A total from the counters: contacts of the session (`kind` "all", `label` "") or with
+    /// a label, opted in or out or both.
+    async fn counted(
+        &self,
+        session: SessionId,
+        kind: &str,
+        label: &str,
+        opted_in: Option<bool>,
+    ) -> Result<i64> {
+        let sql = match opted_in {
+            Some(_) => {
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM contact_counts \
+                 WHERE session_id = $1 AND kind = $2 AND label = $3 AND is_opted_in = $4"
+            }
+            None => {
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM contact_counts \
+                 WHERE session_id = $1 AND kind = $2 AND label = $3 AND $4 = 0"
+            }
+        };
+        Ok(sqlx::query(sql)
+            .bind(session.to_string())
+            .bind(kind.to_owned())
+            .bind(label.to_owned())
+            .bind(opted_in.map_or(0, i64::from))
+            .fetch_one(&self.read)
+            .await?
+            .try_get("n")?)
+    }
+
+    /// The list with a search: the ids of every match in the list's order come from the
+    /// search cache (computed through the trigram index on a miss, see
+    /// [`Self::search_matches`]); the page is a slice of them, read by primary key.
+    async fn search_contacts(
+        &self,
+        q: &ContactQuery,
+        term: &str,
+    ) -> Result<(Vec<ContactRow>, i64)> {
+        let generation: i64 =
+            sqlx::query_scalar("SELECT generation FROM contact_generations WHERE session_id = $1")
+                .bind(q.session.to_string())
+                .fetch_optional(&self.read)
+                .await?
+                .unwrap_or(0);
+        let key = SearchKey {
+            session: q.session.to_string(),
+            generation,
+            term: term.to_lowercase(),
+            tag: q.tag.clone(),
+            group: q.group.clone(),
+            opted_in: q.opted_in,
+        };
+        let matches = self
+            .contact_search
+            .get_or_compute(key, || self.search_matches(q, term))
+            .await?;
+        let total = matches.len() as i64;
+        let from = usize::try_from(q.skip.max(0))
+            .unwrap_or(usize::MAX)
+            .min(matches.len());
+        let to = from
+            .saturating_add(usize::try_from(q.limit.max(0)).unwrap_or(0))
+            .min(matches.len());
+        let page = &matches[from..to];
+        if page.is_empty() {
+            return Ok((Vec::new(), total));
+        }
+        let mut p = Params::new(self.backend);
+        let session_param = p.next();
+        let sql = format!(
+            "SELECT {} FROM contacts c WHERE c.session_id = {session_param} AND c.id IN ({})",
+            c_columns(),
+            p.list(page.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.session.to_string());
+        for id in page {
+            query = query.bind(id.to_string());
+        }
+        let mut rows: std::collections::HashMap<String, ContactRow> = query
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|r| ContactRow::from_row(r).map(|c| (c.id.to_string(), c)))
+            .collect::<Result<_>>()?;
+        // In the cached order; a contact deleted since is left out (the next generation's
+        // search no longer has it).
+        let contacts = page.iter().filter_map(|id| rows.remove(&**id)).collect();
+        Ok((contacts, total))
+    }
+
+    /// Every contact of the session matching the search, in the list's order (name, id).
+    /// SQLite: the FTS5 trigram index is asked for rows holding every trigram of the term
+    /// (an AND of terms, which skips through long posting lists instead of checking the
+    /// positions of a phrase in each), then each candidate's text is checked for the term
+    /// itself; a term under three characters has no trigram and is checked row by row.
+    /// PostgreSQL: `LIKE` through the `pg_trgm` GIN index.
+    async fn search_matches(&self, q: &ContactQuery, term: &str) -> Result<Vec<Box<str>>> {
+        let mut p = Params::new(self.backend);
+        let mut binds = Vec::new();
+        let mut cond = match (self.backend, trigram_query(term)) {
+            (Backend::Sqlite, Some(trigrams)) => {
+                let c = format!(
+                    "contacts_fts f CROSS JOIN contacts c WHERE c.seq = f.rowid \
+                     AND contacts_fts MATCH {} AND c.search GLOB {} AND c.session_id = {}",
+                    p.next(),
+                    p.next(),
+                    p.next()
+                );
+                binds.push(Bind::Text(trigrams));
+                binds.push(Bind::Text(glob_pattern(term)));
+                c
+            }
+            (Backend::Sqlite, None) => {
+                let c = format!(
+                    "contacts c WHERE c.session_id = {} AND c.search GLOB {}",
+                    p.next(),
+                    p.next()
+                );
+                binds.push(Bind::Text(q.session.to_string()));
+                binds.push(Bind::Text(glob_pattern(term)));
+                c
+            }
+            (Backend::Postgres, _) => {
+                let c = format!(
+                    "contacts c WHERE c.search LIKE {} ESCAPE '\\' AND c.session_id = {}",
+                    p.next(),
+                    p.next()
+                );
+                binds.push(Bind::Text(like_pattern(term)));
+                c
+            }
+        };
+        if !matches!((self.backend, trigram_query(term)), (Backend::Sqlite, None)) {
+            binds.push(Bind::Text(q.session.to_string()));
+        }
+        for (kind, label) in [("tag", &q.tag), ("group", &q.group)] {
+            if let Some(label) = label {
+                cond.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = c.session_id \
+                     AND o.kind = '{kind}' AND o.label = {} AND o.sort_name = c.sort_name \
+                     AND o.contact_id = c.id)",
+                    p.next()
+                ));
+                binds.push(Bind::Text(label.clone()));
+            }
+        }
+        if let Some(opted) = q.opted_in {
+            cond.push_str(&format!(" AND c.is_opted_in = {}", p.next()));
+            binds.push(Bind::Int(i64::from(opted)));
+        }
+        let sql = format!("SELECT c.id AS id FROM {cond} ORDER BY c.sort_name, c.id");
+        bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get::<String, _>("id")?.into_boxed_str()))
+            .collect()
+    }
+
+    /// The labels of one kind that some contact of the session carries, sorted (from the
+    /// counters).
+    async fn labels_of(&self, session: SessionId, kind: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT label FROM contact_counts WHERE session_id = $1 AND kind = $2 \
+             GROUP BY label HAVING SUM(n) > 0 ORDER BY label",
+        )
+        .bind(session.to_string())
+        .bind(kind.to_owned())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("label").map_err(StoreError::from))
+            .collect()
+    }
+}
+
+/// A parameter of a generated statement.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Binds `binds` in order.
+fn bind_all<'q>(mut q: AnyQuery<'q>, binds: &[Bind]) -> AnyQuery<'q> {
+    for b in binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn search_patterns_keep_the_terms_wildcards_literal() {
+        assert_eq!(super::like_pattern("50%_A"), "%50\\%\\_a%");
+        assert_eq!(super::glob_pattern("A*b?"), "*a[*]b[?]*");
+    }
+
+    #[test]
+    fn a_term_becomes_the_and_of_its_distinct_trigrams() {
+        assert_eq!(
+            super::trigram_query("Abab\"x").as_deref(),
+            Some("\"aba\" AND \"bab\" AND \"ab\"\"\" AND \"b\"\"x\"")
+        );
+        assert_eq!(super::trigram_query("ab"), None);
+        assert_eq!(
+            super::trigram_query("ñoño").as_deref(),
+            Some("\"ñoñ\" AND \"oño\"")
+        );
+    }
+}
