@@ -996,6 +996,7 @@ impl Engine for WebEngine {
     async fn user(&self, session: SessionId) -> Result<UserInfo, EngineError> {
         self.on_port(session, |p| async move { p.user().await })
             .await
+    }
 
     async fn decrypt_media(
         &self,
@@ -1005,6 +1006,14 @@ impl Engine for WebEngine {
         let (media, mime) = media::decode_reference(reference).map_err(|why| {
             EngineError::Permanent(format!("not a usable media reference: {why}"))
         })?;
+        // The file is held in memory to be decrypted: the sender chooses its size.
+        let limit = self.inner.config.media_max_bytes;
+        if media.file_length > limit {
+            return Err(EngineError::Permanent(format!(
+                "the file is {} bytes, over the {limit} bytes Wharf downloads",
+                media.file_length
+            )));
+        }
         let port = self.port(session)?;
         let bytes = port.download(&media).await.map_err(map_port_error)?;
         let mime = mime.unwrap_or_else(|| media::default_mime(media.kind).to_owned());

@@ -188,8 +188,14 @@ async fn count_request(req: Request, next: middleware::Next) -> axum::response::
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
+    // Any method name is valid HTTP: unknown ones share one label, so a client cannot add
+    // series without bound.
+    let method = match method.as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m,
+        _ => "other",
+    };
     crate::metrics::global().request(
-        method.as_str(),
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed(),

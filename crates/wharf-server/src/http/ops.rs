@@ -63,9 +63,15 @@ async fn get_metrics(
         let presented = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .unwrap_or_default();
-        if !crate::secrets::constant_time_eq(presented.trim().as_bytes(), expected.as_bytes()) {
+        if !crate::secrets::constant_time_eq(
+            presented.trim().as_bytes(),
+            expected.trim().as_bytes(),
+        ) {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",

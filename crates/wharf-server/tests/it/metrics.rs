@@ -163,4 +163,18 @@ async fn metrics_take_the_token_when_one_is_set(app: TestApp) {
     let right = app.get("/metrics").token("scrape-me").send().await;
     assert_eq!(right.status, 200);
     assert!(right.text.contains("# TYPE wharf_sessions gauge"));
+    // The scheme is case-insensitive (RFC 9110).
+    let lower = app
+        .get("/metrics")
+        .anonymous()
+        .header("authorization", "bearer scrape-me")
+        .send()
+        .await;
+    assert_eq!(lower.status, 200);
+    // A made-up method name adds no series of its own.
+    let odd = reqwest::Method::from_bytes(b"FOO123").unwrap();
+    app.call(odd, "/healthz").anonymous().send().await;
+    let text = app.get("/metrics").token("scrape-me").send().await.text;
+    assert!(!text.contains("FOO123"), "a client-chosen method became a label");
+    assert!(text.contains("method=\"other\""));
 }

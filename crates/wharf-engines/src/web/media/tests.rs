@@ -398,7 +398,25 @@ async fn received_files_are_downloaded_through_the_client() {
         (bytes.as_slice(), mime.as_str()),
         (&b"mp4"[..], "video/mp4")
     );
-    assert!(port.calls().contains(&FakeCall::Download(r)));
+    assert!(port.calls().contains(&FakeCall::Download(r.clone())));
+
+    // A file over the limit is refused before anything is downloaded.
+    let huge = MediaRef {
+        direct_path: "/v/huge".into(),
+        file_length: 1025,
+        ..reference()
+    };
+    port.put_file(&huge.direct_path, b"x".to_vec());
+    let refused = s
+        .engine
+        .decrypt_media(session, &json!({"media_id": encode_reference(&huge)}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, EngineError::Permanent(m) if m.contains("over the 1024 bytes")),
+        "{refused:?}"
+    );
+    assert!(!port.calls().contains(&FakeCall::Download(huge)));
 
     let unknown = MediaRef {
         direct_path: "/v/elsewhere".into(),
