@@ -38,6 +38,8 @@ pub enum FakeCall {
     /// A media message sent with the file uploaded for it.
     SendMedia(PortMessage, Uploaded),
     Download(MediaRef),
+    /// A contacts, groups or channels request.
+    Social(SocialCall),
 }
 
 /// What the fake's upload answers for `data`: a reference derived from the bytes, so a test
@@ -53,8 +55,6 @@ pub fn fake_upload(data: &[u8]) -> Uploaded {
         file_length: data.len() as u64,
         media_key_timestamp: 1_700_000_000,
     }
-    /// A contacts, groups or channels request.
-    Social(SocialCall),
 }
 
 /// One fake client lifetime, as a test drives it.
