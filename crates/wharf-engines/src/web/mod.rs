@@ -842,10 +842,7 @@ impl Engine for WebEngine {
     }
 
     fn social(&self) -> SocialCapabilities {
-        SocialCapabilities {
-            decrypt_media: true,
-            ..WEB_SOCIAL
-        }
+        WEB_SOCIAL
     }
 
     async fn on_whatsapp(

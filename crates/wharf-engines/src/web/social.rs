@@ -22,7 +22,7 @@ pub const WEB_SOCIAL: SocialCapabilities = SocialCapabilities {
     groups: true,
     channel_follow: true,
     user: true,
-    decrypt_media: false,
+    decrypt_media: true,
 };
 
 impl WebEngine {

@@ -60,7 +60,7 @@ async fn the_engine_declares_what_whatsapp_web_can_do_and_refuses_the_rest() {
             groups: true,
             channel_follow: true,
             user: true,
-            decrypt_media: false,
+            decrypt_media: true,
         }
     );
     let (session, port) = online(&s).await;
@@ -69,11 +69,19 @@ async fn the_engine_declares_what_whatsapp_web_can_do_and_refuses_the_rest() {
         .decrypt_media(session.id, &json!({"url": "x"}))
         .await
         .unwrap_err();
+    // Media decryption is claimed (web/media.rs); a body that names no WhatsApp media is
+    // refused without asking WhatsApp anything.
     assert!(
-        matches!(refused, EngineError::Unsupported(_)),
+        matches!(&refused, EngineError::Permanent(m) if m.contains("not a usable media reference")),
         "{refused:?}"
     );
     assert!(port.social_calls().is_empty());
+    assert!(
+        !port
+            .calls()
+            .iter()
+            .any(|c| matches!(c, crate::web::fake::FakeCall::Download(_)))
+    );
 }
 
 #[tokio::test]

@@ -175,6 +175,9 @@ async fn metrics_take_the_token_when_one_is_set(app: TestApp) {
     let odd = reqwest::Method::from_bytes(b"FOO123").unwrap();
     app.call(odd, "/healthz").anonymous().send().await;
     let text = app.get("/metrics").token("scrape-me").send().await.text;
-    assert!(!text.contains("FOO123"), "a client-chosen method became a label");
+    assert!(
+        !text.contains("FOO123"),
+        "a client-chosen method became a label"
+    );
     assert!(text.contains("method=\"other\""));
 }

@@ -393,7 +393,12 @@ async fn a_search_follows_every_write_and_pages_through_each_match_once(app: Tes
         .await;
         ids.push(c.id);
     }
-    create(&app, &account, json!({"phone": "+16505550200", "name": "Other"})).await;
+    create(
+        &app,
+        &account,
+        json!({"phone": "+16505550200", "name": "Other"}),
+    )
+    .await;
     let by = |q: &'static str| {
         let app = &app;
         let account = &account;
@@ -407,21 +412,30 @@ async fn a_search_follows_every_write_and_pages_through_each_match_once(app: Tes
         assert_eq!(page.pagination.has_more, skip < 6);
         seen.extend(names(&page));
     }
-    assert_eq!(seen, (0..7).map(|i| format!("Jones {i}")).collect::<Vec<_>>());
+    assert_eq!(
+        seen,
+        (0..7).map(|i| format!("Jones {i}")).collect::<Vec<_>>()
+    );
     let past = by("search=jones&skip=50").await;
     assert!(past.contacts.is_empty());
     assert_eq!(past.pagination.total, 7, "a page past the end still counts");
 
     // Update: the renamed contact leaves the search, the other one joins it.
-    app.call(reqwest::Method::PUT, &format!("/v1/whatsapp/contacts/{}", ids[0]))
-        .json(json!({"name": "Smith 0"}))
-        .expect(200)
-        .await;
+    app.call(
+        reqwest::Method::PUT,
+        &format!("/v1/whatsapp/contacts/{}", ids[0]),
+    )
+    .json(json!({"name": "Smith 0"}))
+    .expect(200)
+    .await;
     let other = by("search=other").await.contacts[0].id.clone();
-    app.call(reqwest::Method::PUT, &format!("/v1/whatsapp/contacts/{other}"))
-        .json(json!({"name": "Jones 9"}))
-        .expect(200)
-        .await;
+    app.call(
+        reqwest::Method::PUT,
+        &format!("/v1/whatsapp/contacts/{other}"),
+    )
+    .json(json!({"name": "Jones 9"}))
+    .expect(200)
+    .await;
     let after = by("search=jones").await;
     assert_eq!(after.pagination.total, 7);
     assert_eq!(names(&after)[0], "Jones 1");
@@ -431,7 +445,12 @@ async fn a_search_follows_every_write_and_pages_through_each_match_once(app: Tes
     app.delete(&format!("/v1/whatsapp/contacts/{}", ids[1]))
         .expect(200)
         .await;
-    create(&app, &account, json!({"phone": "+16505550300", "name": "Jones 8"})).await;
+    create(
+        &app,
+        &account,
+        json!({"phone": "+16505550300", "name": "Jones 8"}),
+    )
+    .await;
     let after = by("search=jones").await;
     assert_eq!(after.pagination.total, 7);
     assert!(!names(&after).contains(&"Jones 1".to_owned()));
