@@ -14,8 +14,8 @@ use super::{
     port::{JoinAnswer, PortError, WebPort},
 };
 
-/// What the web engine can do beyond messages. Decrypting media references needs the media
-/// download path (not built yet), so it stays refused.
+/// What the web engine can do beyond messages: all of it (media references are decrypted
+/// through the media download path, `web/media.rs`).
 pub const WEB_SOCIAL: SocialCapabilities = SocialCapabilities {
     on_whatsapp: true,
     contacts: true,
