@@ -118,6 +118,30 @@ async fn openapi_covers_every_route_with_schemas(mut app: wharf_testkit::TestApp
         ("/v1/whatsapp/contacts/bulk", vec!["post", "delete"]),
         ("/v1/whatsapp/groups", vec!["get", "post", "delete"]),
         ("/v1/whatsapp/business-profile", vec!["get", "post"]),
+        ("/v1/whatsapp/broadcasts", vec!["get", "post"]),
+        (
+            "/v1/whatsapp/broadcasts/{broadcastId}",
+            vec!["get", "delete"],
+        ),
+        ("/v1/whatsapp/broadcasts/{broadcastId}/send", vec!["post"]),
+        (
+            "/v1/whatsapp/broadcasts/{broadcastId}/schedule",
+            vec!["post", "delete"],
+        ),
+        (
+            "/v1/whatsapp/broadcasts/{broadcastId}/recipients",
+            vec!["get", "patch", "delete"],
+        ),
+        ("/v1/whatsapp/broadcasts/{broadcastId}/cancel", vec!["post"]),
+        ("/api/messages/{id}/media", vec!["get"]),
+        (
+            "/emulator/sessions/{id}/inbound/{provider_msg_id}/edit",
+            vec!["post"],
+        ),
+        (
+            "/emulator/sessions/{id}/inbound/{provider_msg_id}/revoke",
+            vec!["post"],
+        ),
     ];
     assert_eq!(
         paths.len(),

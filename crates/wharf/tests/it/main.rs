@@ -316,12 +316,14 @@ fn rss_anon_kib(pid: u32) -> u64 {
 /// commits its arenas, a queue or pool allocated up front, a thread per something).
 #[wharf_testkit::dual_test]
 async fn idle_footprint_guard(backend: Backend) {
-    /// Well above what an idle server takes (6.0-6.2 MiB for the release build; 6.7 MiB on
-    /// SQLite and 5.0 MiB on PostgreSQL for the debug build this suite runs), and well under
-    /// what the eager allocation this guards against took: with mimalloc's arenas committed
-    /// eagerly the debug build held 21.3-23.5 MB (SQLite) and 16.1 MB (PostgreSQL), so the
-    /// 30 MB first planned would not have caught it.
-    const CEILING_KIB: u64 = 12 * 1000 * 1000 / 1024;
+    /// Above what an idle server takes, and well under what the eager allocation this guards
+    /// against took: with mimalloc's arenas committed eagerly the debug build held 21.3-23.5 MB
+    /// (SQLite) and 16.1 MB (PostgreSQL), so the 30 MB first planned would not have caught it.
+    /// The debug build this suite runs read 6.7 MiB (SQLite) and 5.0 MiB (PostgreSQL) when the
+    /// guard was written (release 6.0-6.2 MiB); with the dashboard, metrics, broadcasts and the
+    /// web engine's media and social parts it reads 10.8-11.5 MiB on SQLite (9.4 MiB before
+    /// them, same machine, same reading), so the ceiling moved from 12 MB to 13 MB.
+    const CEILING_KIB: u64 = 13 * 1000 * 1000 / 1024;
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
@@ -352,6 +354,6 @@ async fn idle_footprint_guard(backend: Backend) {
     assert!(
         largest <= CEILING_KIB,
         "an idle server holds {largest} KiB of anonymous memory, over the {CEILING_KIB} KiB \
-         (12 MB) ceiling: something is allocated eagerly at start"
+         (13 MB) ceiling: something is allocated eagerly at start"
     );
 }

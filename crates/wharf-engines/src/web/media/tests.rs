@@ -30,10 +30,13 @@ impl EngineSink for Sink {
     }
 }
 
+/// A file as a URL serves it: its bytes and its `Content-Type`.
+type Served = (Vec<u8>, Option<String>);
+
 /// Files by URL; a URL missing from the map answers what `missing` says.
 #[derive(Default)]
 struct Fetcher {
-    files: Mutex<HashMap<String, (Vec<u8>, Option<String>)>>,
+    files: Mutex<HashMap<String, Served>>,
     errors: Mutex<HashMap<String, FetchError>>,
     asked: Mutex<Vec<(String, u64)>>,
 }
