@@ -111,7 +111,7 @@ async fn pair_codes_are_for_web_sessions_only(mut app: wharf_testkit::TestApp) {
 }
 
 /// Web sessions claim the contact, group and channel routes (so a session that is not online
-/// yet is told to connect, not that its engine cannot), and refuse media decryption.
+/// yet is told to connect, not that its engine cannot), media decryption included.
 #[wharf_testkit::dual_test]
 async fn web_sessions_serve_social_routes_once_connected(app: wharf_testkit::TestApp) {
     let created = app
@@ -129,11 +129,12 @@ async fn web_sessions_serve_social_routes_once_connected(app: wharf_testkit::Tes
         let answer = app.get(path).token(&key).expect(409).await;
         assert_error(&answer, "session_not_connected");
     }
-    let refused = app
+    // Media decryption is claimed too (web/media.rs): offline, it is told to connect.
+    let offline = app
         .post("/api/decrypt-media")
         .token(&key)
         .json(json!({"message": {"url": "https://mmg.whatsapp.net/x", "mediaKey": "AAAA"}}))
-        .expect(422)
+        .expect(409)
         .await;
-    assert_error(&refused, "unsupported_by_engine");
+    assert_error(&offline, "session_not_connected");
 }
