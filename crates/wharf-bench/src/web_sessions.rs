@@ -111,7 +111,15 @@ pub async fn run(
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
-                api.connect(&id).await?;
+                // Connect only: the emulator's scan route does not apply to web sessions;
+                // the session dials the bench's endpoint and waits in the handshake.
+                api.call(
+                    reqwest::Method::POST,
+                    &format!("/v1/whatsapp-sessions/{id}/connect"),
+                    None,
+                    200,
+                )
+                .await?;
                 anyhow::Ok(id)
             });
         }
