@@ -250,14 +250,14 @@ impl Store {
         if page.is_empty() {
             return Ok((Vec::new(), total));
         }
-        let mut p = Params::new(self.backend);
-        let session_param = p.next();
+        // By primary key only: the ids are unique, and with the session in the condition
+        // SQLite may pick the session's name index and scan the whole list for the page.
         let sql = format!(
-            "SELECT {} FROM contacts c WHERE c.session_id = {session_param} AND c.id IN ({})",
+            "SELECT {} FROM contacts c WHERE c.id IN ({})",
             c_columns(),
-            p.list(page.len())
+            Params::new(self.backend).list(page.len())
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.session.to_string());
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in page {
             query = query.bind(id.to_string());
         }
@@ -266,6 +266,7 @@ impl Store {
             .await?
             .iter()
             .map(|r| ContactRow::from_row(r).map(|c| (c.id.to_string(), c)))
+            .filter(|c| !matches!(c, Ok((_, c)) if c.session_id != q.session))
             .collect::<Result<_>>()?;
         // In the cached order; a contact deleted since is left out (the next generation's
         // search no longer has it).
