@@ -254,7 +254,10 @@ impl Counts {
 
     /// Applies the changes and moves the generation of every session touched.
     async fn apply(self, conn: &mut AnyConnection) -> Result<()> {
-        let rows: Vec<_> = self.deltas.into_iter().filter(|(_, d)| *d != 0).collect();
+        let mut rows: Vec<_> = self.deltas.into_iter().filter(|(_, d)| *d != 0).collect();
+        // One order for every writer: concurrent imports lock the same counter rows, and in
+        // the map's (random) order two of them deadlock on PostgreSQL.
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
         for chunk in rows.chunks(1000) {
             let mut p = Params::on(conn);
             let sql = format!(
