@@ -11,7 +11,9 @@ use wharf_core::{
     AccountId, BroadcastId, Event, EventType, MessageId, SessionId, time::now_millis,
 };
 
-use super::{BroadcastRow, BroadcastStatus, COLUMNS, Transition, lock_broadcast, write_state};
+use super::{
+    BroadcastRow, BroadcastStatus, COLUMNS, Transition, lock_broadcast, lock_clause, write_state,
+};
 use crate::{
     MessageRow, OutboxJob, Params, Result, Store,
     events::append_events,
@@ -288,6 +290,24 @@ impl Store {
         items: &[BatchItem],
     ) -> Result<bool> {
         let mut tx = self.write.begin().await?;
+        // Its session must still be live, and stays so until this commits: a deletion
+        // fails the session's outbox after this batch, or this batch sees the deletion and
+        // writes nothing (the worker then ends the broadcast). Otherwise its messages would
+        // wait forever in a deleted session's outbox and the broadcast stay `sending`.
+        let share = if lock_clause(&tx).is_empty() {
+            ""
+        } else {
+            " FOR SHARE"
+        };
+        let status: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT status FROM sessions WHERE id = $1{share}"
+        )))
+        .bind(b.session_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if status.is_none_or(|s| s == "pending_deletion" || s == "deleted") {
+            return Ok(false);
+        }
         let mut d = Deltas::default();
         for item in items {
             match &item.outcome {
@@ -361,9 +381,11 @@ impl Store {
     /// yet messaged and messages not yet sent (withdrawn from the outbox) become cancelled;
     /// what was sent stays sent. `None` when there is no such broadcast.
     ///
-    /// Two transactions: the first ends the broadcast (no batch commits after it), the
-    /// second withdraws its waiting messages taking the locks in the order every message
-    /// path takes them (messages, then the broadcast), so it cannot deadlock with them.
+    /// One transaction, so a failure or a crash part way changes nothing and the cancel can
+    /// be retried. Its waiting messages are withdrawn first, taking the locks in the order
+    /// every message path takes them (messages, then the broadcast), so it cannot deadlock
+    /// with the dispatcher; then the broadcast ends (no batch commits after it), and the
+    /// messages of a batch that committed in between are withdrawn too.
     pub async fn cancel_broadcast(
         &self,
         account: AccountId,
@@ -371,6 +393,19 @@ impl Store {
         now: i64,
     ) -> Result<Option<Transition>> {
         let mut tx = self.write.begin().await?;
+        // Nothing of another account's broadcast is touched: its id is checked first.
+        let owned: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM broadcasts WHERE id = $1 AND account_id = $2")
+                .bind(id)
+                .bind(account)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if owned.is_none() {
+            return Ok(None);
+        }
+        // Their events are appended once the broadcast has ended, so they do not settle it
+        // as completed on the way.
+        let mut withdrawn = withdraw_queued(&mut tx, id, now).await?;
         let Some(mut b) = lock_broadcast(&mut tx, Some(account), id).await? else {
             return Ok(None);
         };
@@ -378,6 +413,8 @@ impl Store {
             b.status,
             BroadcastStatus::Scheduled | BroadcastStatus::Sending
         ) {
+            // Dropping the transaction undoes the withdrawal (there was none to do: a
+            // broadcast in another state has no waiting messages).
             return Ok(Some(Transition::Refused(b)));
         }
         b.status = BroadcastStatus::Cancelled;
@@ -401,38 +438,8 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-
-        // Messages still in the outbox are withdrawn (the dispatcher revokes one that was
-        // leaving at this very moment); their `message.deleted` events cancel the recipients.
-        let mut tx = self.write.begin().await?;
-        let queued: Vec<MessageId> = sqlx::query_scalar(
-            "SELECT message_id FROM broadcast_recipients WHERE broadcast_id = $1 \
-             AND status = 'pending' AND message_id IS NOT NULL",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut events = Vec::new();
-        for message in queued {
-            sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND action = 'send'")
-                .bind(message)
-                .execute(&mut *tx)
-                .await?;
-            let sql = format!(
-                "UPDATE messages SET status = 'deleted', deleted_at = $1, updated_at = $1 \
-                 WHERE id = $2 AND status = 'queued' RETURNING {MESSAGE_COLUMNS}"
-            );
-            if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(now)
-                .bind(message)
-                .fetch_optional(&mut *tx)
-                .await?
-            {
-                events.push(MessageRow::from_row(&row)?.event(EventType::MessageDeleted));
-            }
-        }
-        append_events(&mut tx, &events).await?;
+        withdrawn.extend(withdraw_queued(&mut tx, id, now).await?);
+        append_events(&mut tx, &withdrawn).await?;
         let b = lock_broadcast(&mut tx, None, id).await?.unwrap_or(b);
         append_events(&mut tx, &[b.event(EventType::BroadcastCancelled)]).await?;
         tx.commit().await?;
@@ -494,4 +501,37 @@ impl Store {
         .await?;
         Ok(n)
     }
+}
+
+/// Withdraws broadcast `id`'s messages still waiting in the outbox (the dispatcher revokes
+/// one that was leaving at this very moment); their `message.deleted` events cancel the
+/// recipients and move the counters once appended. Returns those events.
+async fn withdraw_queued(tx: &mut AnyConnection, id: BroadcastId, now: i64) -> Result<Vec<Event>> {
+    let queued: Vec<MessageId> = sqlx::query_scalar(
+        "SELECT message_id FROM broadcast_recipients WHERE broadcast_id = $1 \
+         AND status = 'pending' AND message_id IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut events = Vec::new();
+    for message in queued {
+        sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND action = 'send'")
+            .bind(message)
+            .execute(&mut *tx)
+            .await?;
+        let sql = format!(
+            "UPDATE messages SET status = 'deleted', deleted_at = $1, updated_at = $1 \
+             WHERE id = $2 AND status = 'queued' RETURNING {MESSAGE_COLUMNS}"
+        );
+        if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(message)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            events.push(MessageRow::from_row(&row)?.event(EventType::MessageDeleted));
+        }
+    }
+    Ok(events)
 }

@@ -273,3 +273,74 @@ async fn a_cancel_while_sending_stops_within_a_second(app: TestApp) {
     assert_eq!(page.recipients.len() as i64, later.cancelled_count);
     assert_eq!(events(&app, &b.id, "broadcast.cancelled").await.len(), 1);
 }
+
+/// Every recipient already has its message waiting in the outbox (one batch took them all):
+/// the cancel withdraws those messages and the broadcast ends cancelled, not completed.
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
+    c.broadcast_send_wait_ms = 0;
+    c.broadcast_batch_size = 100;
+    c.send_rate_emulator = std::num::NonZeroU32::new(2).unwrap();
+})]
+async fn a_cancel_withdraws_the_messages_waiting_in_the_outbox(app: TestApp) {
+    let session = setup(&app).await;
+    let b = create(&app, &session, recipients(0, 12)).await;
+    send(&app, &b.id).await;
+    until(&app, &b.id, |b| b.sent_count >= 1).await;
+    let cancelled: ZBroadcastAnswer = app
+        .post(&format!("{BROADCASTS}/{}/cancel", b.id))
+        .expect_view(200)
+        .await;
+    assert_eq!(cancelled.broadcast.status, "cancelled");
+    assert_eq!(cancelled.broadcast.pending_count, 0, "{cancelled:?}");
+    assert!(cancelled.broadcast.cancelled_count > 0, "{cancelled:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = get(&app, &b.id).await;
+    assert_eq!(later.status, "cancelled");
+    assert_eq!(later.sent_count + later.cancelled_count, 12, "{later:?}");
+    let messages = messages_of(&app, &session).await;
+    let live = messages.iter().filter(|m| m["status"] != "deleted").count();
+    assert_eq!(
+        live as i64, later.sent_count,
+        "a withdrawn message went out"
+    );
+    assert_eq!(events(&app, &b.id, "broadcast.cancelled").await.len(), 1);
+    assert!(events(&app, &b.id, "broadcast.completed").await.is_empty());
+    // A second cancel is refused naming the status; nothing moves.
+    let answer = app
+        .post(&format!("{BROADCASTS}/{}/cancel", b.id))
+        .expect(400)
+        .await;
+    assert!(answer.to_string().contains("cancelled"), "{answer}");
+}
+
+/// The session is deleted while its broadcast sends: the broadcast ends (nothing waits in
+/// a deleted session's outbox), its recipients are all settled and none is left pending.
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
+    c.broadcast_send_wait_ms = 0;
+    c.broadcast_batch_size = 3;
+    c.send_rate_emulator = std::num::NonZeroU32::new(5).unwrap();
+})]
+async fn a_session_deleted_mid_send_ends_its_broadcast(app: TestApp) {
+    let session = setup(&app).await;
+    let b = create(&app, &session, recipients(0, 40)).await;
+    send(&app, &b.id).await;
+    until(&app, &b.id, |b| b.sent_count >= 3).await;
+    app.delete(&format!("/v1/whatsapp-sessions/{session}"))
+        .expect(202)
+        .await;
+    // It ends at once; its messages left in the outbox fail when the deletion runs.
+    let done = until(&app, &b.id, |b| {
+        !matches!(b.status.as_str(), "sending" | "scheduled") && b.pending_count == 0
+    })
+    .await;
+    assert_eq!(done.status, "failed", "{done:?}");
+    assert_eq!(done.pending_count, 0, "{done:?}");
+    assert!(done.sent_count < 40, "{done:?}");
+    assert_eq!(done.sent_count + done.failed_count, 40, "{done:?}");
+    let page = recipients_page(&app, &b.id, "status=failed&limit=1000").await;
+    assert_eq!(page.recipients.len() as i64, done.failed_count);
+    assert!(
+        page.recipients.iter().all(|r| r.error.is_some()),
+        "{page:?}"
+    );
+}
