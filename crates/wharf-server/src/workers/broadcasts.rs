@@ -10,12 +10,16 @@ use tokio_util::sync::CancellationToken;
 use crate::services::BroadcastService;
 
 const POLL: Duration = Duration::from_millis(100);
-/// While a sending broadcast waits for its outbox window to drain.
+/// While a sending broadcast waits for its outbox window to drain: the first look again
+/// after this, then twice as long each time nothing drained, up to `DRAIN_MAX`. A fast
+/// pace refills at once (each refill resets it); a slow one is not polled 40 times a second.
 const DRAIN: Duration = Duration::from_millis(25);
+const DRAIN_MAX: Duration = Duration::from_secs(1);
 
 /// The worker loop.
 pub async fn run(broadcasts: Arc<BroadcastService>, stop: CancellationToken) {
     let wake = broadcasts.wakeup();
+    let mut drain = DRAIN;
     loop {
         // Everything that is ready, before sleeping.
         let mut pause = POLL;
@@ -24,10 +28,14 @@ pub async fn run(broadcasts: Arc<BroadcastService>, stop: CancellationToken) {
                 return;
             }
             match broadcasts.step().await {
-                Ok(step) if step.progressed => continue,
+                Ok(step) if step.progressed => {
+                    drain = DRAIN;
+                    continue;
+                }
                 Ok(step) => {
                     if step.waiting {
-                        pause = DRAIN;
+                        pause = drain;
+                        drain = (drain * 2).min(DRAIN_MAX);
                     }
                     break;
                 }
