@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+mod broadcast_crash;
 mod link;
 
 use serde_json::Value;
@@ -118,6 +119,15 @@ async fn accounts_and_keys_cli(backend: Backend) {
 /// Starts `wharf serve` on a free port; returns the child, its address and what it printed
 /// on stdout by the time it listened.
 fn serve_on(db: &TestDb, expect_banner: bool) -> (Child, SocketAddr, String) {
+    serve_with(db, expect_banner, &[])
+}
+
+/// [`serve_on`] with settings in the environment (`WHARF_…`).
+fn serve_with(
+    db: &TestDb,
+    expect_banner: bool,
+    env: &[(&str, &str)],
+) -> (Child, SocketAddr, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args([
             "serve",
@@ -127,6 +137,7 @@ fn serve_on(db: &TestDb, expect_banner: bool) -> (Child, SocketAddr, String) {
             db.url(),
         ])
         .env_remove("WHARF_CONFIG")
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())
