@@ -394,9 +394,13 @@ impl SessionTask {
                             tokio::time::sleep(jitter).await;
                         } => {}
                     }
-                    pace.count_daily(config.clock.now_millis());
                 }
                 let (outcome, pause) = execute(engine.as_ref(), id, &job, &messages, config).await;
+                if matches!(outcome, JobOutcome::Sent { .. }) {
+                    // Only what went out spends the day's budget, as the count after a
+                    // restart (`count_sent_since`) sees it.
+                    pace.count_daily(config.clock.now_millis());
+                }
                 count(session.engine, &outcome);
                 if job.action == JobAction::Send {
                     pace.sent();

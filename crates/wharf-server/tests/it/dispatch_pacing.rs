@@ -81,6 +81,33 @@ async fn a_daily_cap_holds_the_queue_until_the_next_day(mut app: wharf_testkit::
     app.stop().await;
 }
 
+/// The cap counts sends that went out, as the count after a restart does: a failed attempt
+/// spends none of the day's budget.
+#[wharf_testkit::dual_test]
+async fn a_failed_send_spends_none_of_the_daily_cap(mut app: wharf_testkit::TestApp) {
+    let (id, _) = app.connected_session().await;
+    let session: SessionId = id.parse().unwrap();
+    set_pacing(&app, &id, json!({"daily_cap": 2, "jitter_ms": 0})).await;
+    app.post(&format!("/emulator/sessions/{id}/failures"))
+        .json(json!({"mode": "permanent", "count": 1}))
+        .expect(204)
+        .await;
+    let failed = app.send_text(&id, "+15550100001", "one").await;
+    app.wait_status(&failed, "failed").await;
+    let second = app.send_text(&id, "+15550100002", "two").await;
+    let third = app.send_text(&id, "+15550100003", "three").await;
+    app.wait_status(&second, "sent").await;
+    app.wait_status(&third, "sent").await;
+    // The cap is reached by the two that went out: the next one waits.
+    let fourth = app.send_text(&id, "+15550100004", "four").await;
+    held_eventually(&app, session, 1).await;
+    assert_eq!(
+        serde_json::to_value(app.info(&fourth).await.status).unwrap(),
+        "queued"
+    );
+    app.stop().await;
+}
+
 #[wharf_testkit::dual_test]
 async fn a_recipients_spacing_holds_only_that_recipient(mut app: wharf_testkit::TestApp) {
     let (id, _) = app.connected_session().await;
