@@ -1,0 +1,553 @@
+//! Phone numbers (Zernio Business API) over two real mechanisms: the operator's pool
+//! (`wharf numbers add`), from which a purchase assigns a number at once, within the
+//! account's quota (`phone_number_quota`); and a provider (Telnyx, when configured) that
+//! numbers are ordered from when the pool has none. Meta's registration of a number
+//! (`request-code`, `verify`) is in [`meta`].
+
+pub mod meta;
+pub mod telnyx;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use wharf_core::{PhoneNumberId, time::Clock};
+use wharf_store::{Claim, NumberStatus, PhoneNumberRow, PoolNumberRow, PoolSearch, Release, Store};
+
+use super::{Caller, CloudService};
+use crate::ServiceError;
+
+/// Most numbers `available` answers.
+pub const MAX_AVAILABLE: i64 = 100;
+/// Numbers `available` answers by default.
+pub const DEFAULT_AVAILABLE: i64 = 20;
+/// Longest `profileId`.
+pub const MAX_PROFILE_ID: usize = 200;
+
+/// The quota and the provider.
+#[derive(Debug, Clone)]
+pub struct NumberSettings {
+    /// Numbers one account may hold at once.
+    pub quota: i64,
+    /// Telnyx, when configured.
+    pub telnyx: Option<telnyx::TelnyxSettings>,
+}
+
+/// A number that can be purchased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// E.164.
+    pub phone_number: String,
+    pub country: String,
+    pub locality: Option<String>,
+    pub area_code: Option<String>,
+    /// `pool` or the provider's name.
+    pub source: &'static str,
+}
+
+impl From<PoolNumberRow> for Offer {
+    fn from(p: PoolNumberRow) -> Self {
+        Self {
+            phone_number: p.phone_number,
+            country: p.country,
+            locality: p.locality,
+            area_code: p.area_code,
+            source: "pool",
+        }
+    }
+}
+
+/// A provider's search.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderSearch {
+    pub area_code: Option<String>,
+    pub locality: Option<String>,
+    pub contains: Option<String>,
+    pub limit: usize,
+}
+
+/// Where a provider's order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    Pending,
+    Success,
+    Failure,
+}
+
+/// A provider's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderState {
+    pub order_id: String,
+    pub status: OrderStatus,
+}
+
+/// A provider numbers are bought from on demand.
+#[async_trait]
+pub trait NumberProvider: Send + Sync {
+    /// Its name, stored as the number's source.
+    fn name(&self) -> &'static str;
+    /// The country it searches.
+    fn country(&self) -> &str;
+    /// Numbers it has for sale.
+    async fn search(&self, q: &ProviderSearch) -> Result<Vec<Offer>, ServiceError>;
+    /// Orders one.
+    async fn order(&self, phone_number: &str) -> Result<OrderState, ServiceError>;
+    /// Where an order stands.
+    async fn order_state(&self, order_id: &str) -> Result<OrderState, ServiceError>;
+    /// Gives a number back.
+    async fn release(&self, phone_number: &str) -> Result<(), ServiceError>;
+}
+
+/// The area code of a North American number (`+1` and ten digits): its three first digits.
+pub fn area_code_of(e164: &str) -> Option<String> {
+    let national = e164.strip_prefix("+1")?;
+    (national.len() == 10 && national.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| national[..3].to_owned())
+}
+
+/// `available`'s filters, as given.
+#[derive(Debug, Clone, Default)]
+pub struct AvailableQuery<'a> {
+    pub prefix: Option<&'a str>,
+    pub locality: Option<&'a str>,
+    pub contains: Option<&'a str>,
+    pub limit: Option<&'a str>,
+}
+
+fn digits(field: &str, v: Option<&str>, max: usize) -> Result<Option<String>, ServiceError> {
+    let Some(v) = v.map(str::trim) else {
+        return Ok(None);
+    };
+    if v.is_empty() || v.len() > max || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ServiceError::invalid(
+            field,
+            format!("must be 1 to {max} digits"),
+        ));
+    }
+    Ok(Some(v.to_owned()))
+}
+
+/// A `profileId`: an opaque label of at most 200 characters.
+pub fn profile_id(v: Option<&str>) -> Result<String, ServiceError> {
+    let v = v
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ServiceError::invalid("profileId", "profileId is required"))?;
+    if v.chars().count() > MAX_PROFILE_ID || v.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            "profileId",
+            format!("must be at most {MAX_PROFILE_ID} characters without control characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+fn not_found() -> ServiceError {
+    ServiceError::NotFound("phone number")
+}
+
+/// The refusal of an operation on a number already released or being released.
+fn gone(row: &PhoneNumberRow) -> ServiceError {
+    match row.status {
+        NumberStatus::Releasing => ServiceError::conflict(
+            "release_in_progress",
+            "Phone number is already being released",
+        ),
+        _ => ServiceError::conflict("already_released", "Phone number is already released"),
+    }
+}
+
+/// The phone numbers service.
+pub struct NumberService {
+    store: Store,
+    cloud: Arc<CloudService>,
+    clock: Clock,
+    quota: i64,
+    provider: Option<Arc<dyn NumberProvider>>,
+}
+
+impl NumberService {
+    /// The service; Telnyx is built when `settings` configure it.
+    pub fn new(
+        store: Store,
+        cloud: Arc<CloudService>,
+        clock: Clock,
+        settings: NumberSettings,
+    ) -> anyhow::Result<Self> {
+        let provider = match settings.telnyx {
+            Some(t) => Some(Arc::new(telnyx::Telnyx::new(t)?) as Arc<dyn NumberProvider>),
+            None => None,
+        };
+        Ok(Self {
+            store,
+            cloud,
+            clock,
+            quota: settings.quota,
+            provider,
+        })
+    }
+
+    /// The caller's number `id` (an unknown, malformed or foreign id is the same 404).
+    async fn held(&self, caller: &Caller, id: &str) -> Result<PhoneNumberRow, ServiceError> {
+        let id: PhoneNumberId = id.trim().parse().map_err(|_| not_found())?;
+        self.store
+            .phone_number(caller.account_id, id)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    /// The caller's numbers: released ones only when `status` asks for them.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        status: Option<&str>,
+        profile: Option<&str>,
+    ) -> Result<Vec<PhoneNumberRow>, ServiceError> {
+        let status = match status.map(str::trim) {
+            None => None,
+            Some(s) => Some(NumberStatus::parse(s).ok_or_else(|| {
+                ServiceError::invalid(
+                    "status",
+                    "must be one of: provisioning, active, suspended, releasing, released",
+                )
+            })?),
+        };
+        let profile = profile.map(|p| profile_id(Some(p))).transpose()?;
+        Ok(self
+            .store
+            .phone_numbers(caller.account_id, status, profile.as_deref())
+            .await?)
+    }
+
+    /// One number; a number still being ordered is checked with the provider first.
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<PhoneNumberRow, ServiceError> {
+        let row = self.held(caller, id).await?;
+        let (Some(provider), Some(order)) = (&self.provider, row.provider_order_id.clone()) else {
+            return Ok(row);
+        };
+        if row.status != NumberStatus::Provisioning || row.source != provider.name() {
+            return Ok(row);
+        }
+        match provider.order_state(&order).await {
+            Ok(state) => self.settle(row, &state).await,
+            Err(e) => {
+                // The stored state is still true: the number is being provisioned.
+                tracing::warn!(number = %row.id, error = %e, "cannot read the provider's order");
+                Ok(row)
+            }
+        }
+    }
+
+    /// Applies an order's outcome to its record: active on success; on failure the
+    /// number never became the account's and is released.
+    async fn settle(
+        &self,
+        mut row: PhoneNumberRow,
+        state: &OrderState,
+    ) -> Result<PhoneNumberRow, ServiceError> {
+        let now = self.clock.now_millis();
+        row.provider_order_id = Some(state.order_id.clone());
+        match state.status {
+            OrderStatus::Pending => {}
+            OrderStatus::Success => {
+                row.status = NumberStatus::Active;
+                row.provisioned_at = Some(now);
+            }
+            OrderStatus::Failure => {
+                row.status = NumberStatus::Released;
+                row.released_at = Some(now);
+            }
+        }
+        row.updated_at = now;
+        self.store.update_phone_number(&row).await?;
+        Ok(row)
+    }
+
+    /// Numbers that can be purchased: the pool's available ones matching the filters, then
+    /// the provider's (when configured) up to `limit`.
+    pub async fn available(
+        &self,
+        _caller: &Caller,
+        q: AvailableQuery<'_>,
+    ) -> Result<Vec<Offer>, ServiceError> {
+        let limit = match q.limit.map(str::trim) {
+            None => DEFAULT_AVAILABLE,
+            Some(l) => l
+                .parse::<i64>()
+                .ok()
+                .filter(|l| (1..=MAX_AVAILABLE).contains(l))
+                .ok_or_else(|| {
+                    ServiceError::invalid(
+                        "limit",
+                        format!("must be an integer from 1 to {MAX_AVAILABLE}"),
+                    )
+                })?,
+        };
+        let area_code = digits("prefix", q.prefix, 6)?;
+        let contains = digits("contains", q.contains, 15)?;
+        let locality = match q.locality.map(str::trim) {
+            None => None,
+            Some(l) if l.is_empty() || l.chars().count() > 100 => {
+                return Err(ServiceError::invalid(
+                    "locality",
+                    "must be 1 to 100 characters",
+                ));
+            }
+            Some(l) => Some(l.to_owned()),
+        };
+        let mut offers: Vec<Offer> = self
+            .store
+            .search_pool(&PoolSearch {
+                area_code: area_code.clone(),
+                locality: locality.clone(),
+                contains: contains.clone(),
+                limit,
+            })
+            .await?
+            .into_iter()
+            .map(Offer::from)
+            .collect();
+        let wanted = usize::try_from(limit).unwrap_or(0);
+        if let Some(provider) = &self.provider
+            && offers.len() < wanted
+        {
+            let more = provider
+                .search(&ProviderSearch {
+                    area_code,
+                    locality,
+                    contains,
+                    limit: wanted - offers.len(),
+                })
+                .await?;
+            for offer in more {
+                if !offers.iter().any(|o| o.phone_number == offer.phone_number) {
+                    offers.push(offer);
+                }
+            }
+            offers.truncate(wanted);
+        }
+        Ok(offers)
+    }
+
+    /// The caller's numbers of `profile` whose Meta verification holds (not expired).
+    pub async fn preverified(
+        &self,
+        caller: &Caller,
+        profile: Option<&str>,
+    ) -> Result<Vec<PhoneNumberRow>, ServiceError> {
+        let profile = profile_id(profile)?;
+        let now = self.clock.now_millis();
+        Ok(self
+            .store
+            .phone_numbers(caller.account_id, None, Some(&profile))
+            .await?
+            .into_iter()
+            .filter(|n| meta::verified(n, now) && n.status != NumberStatus::Releasing)
+            .collect())
+    }
+
+    /// A new record of the caller's for `profile` (its number is filled in by the claim).
+    fn holding(&self, caller: &Caller, profile: String, now: i64) -> PhoneNumberRow {
+        PhoneNumberRow {
+            id: PhoneNumberId::generate(),
+            account_id: caller.account_id,
+            phone_number: String::new(),
+            country: String::new(),
+            source: "pool".into(),
+            provider_order_id: None,
+            status: NumberStatus::Active,
+            profile_id: Some(profile),
+            meta_preverified_id: None,
+            meta_verification_status: None,
+            meta_verified_at: None,
+            meta_verification_expires_at: None,
+            provisioned_at: Some(now),
+            released_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn quota_reached(&self, held: i64) -> ServiceError {
+        ServiceError::conflict(
+            "plan_limit_reached",
+            format!(
+                "Phone number limit reached: the account holds {held} of the {} numbers it may hold",
+                self.quota
+            ),
+        )
+    }
+
+    /// Assigns the caller a number: the pool's oldest available one, else one ordered from
+    /// the provider. Refused when the caller holds its quota.
+    pub async fn purchase(
+        &self,
+        caller: &Caller,
+        profile: Option<&str>,
+    ) -> Result<PhoneNumberRow, ServiceError> {
+        let profile = profile_id(profile)?;
+        let now = self.clock.now_millis();
+        let holding = self.holding(caller, profile, now);
+        match self
+            .store
+            .claim_pool_number(self.quota, holding.clone())
+            .await?
+        {
+            Claim::Done(row) => Ok(row),
+            Claim::QuotaReached(held) => Err(self.quota_reached(held)),
+            Claim::Unavailable => match &self.provider {
+                Some(provider) => self.order(provider.as_ref(), holding).await,
+                None => Err(ServiceError::conflict(
+                    "no_numbers_available",
+                    "No phone number is available: the operator's pool is empty",
+                )),
+            },
+        }
+    }
+
+    /// Reserves one of the provider's numbers for the caller and orders it.
+    async fn order(
+        &self,
+        provider: &dyn NumberProvider,
+        holding: PhoneNumberRow,
+    ) -> Result<PhoneNumberRow, ServiceError> {
+        let offers = provider
+            .search(&ProviderSearch {
+                limit: 5,
+                ..Default::default()
+            })
+            .await?;
+        for offer in offers {
+            let row = PhoneNumberRow {
+                id: PhoneNumberId::generate(),
+                phone_number: offer.phone_number,
+                country: offer.country,
+                source: provider.name().into(),
+                status: NumberStatus::Provisioning,
+                provisioned_at: None,
+                ..holding.clone()
+            };
+            match self.store.reserve_number(self.quota, &row).await? {
+                Claim::QuotaReached(held) => return Err(self.quota_reached(held)),
+                Claim::Unavailable => continue,
+                Claim::Done(row) => {
+                    return match provider.order(&row.phone_number).await {
+                        Ok(state) if state.status == OrderStatus::Failure => {
+                            self.store.forget_number(row.account_id, row.id).await?;
+                            Err(ServiceError::Engine(wharf_core::EngineError::Permanent(
+                                format!("{} could not provision the number", provider.name()),
+                            )))
+                        }
+                        Ok(state) => self.settle(row, &state).await,
+                        Err(e) => {
+                            self.store.forget_number(row.account_id, row.id).await?;
+                            Err(e)
+                        }
+                    };
+                }
+            }
+        }
+        Err(ServiceError::conflict(
+            "no_numbers_available",
+            format!(
+                "No phone number is available: the operator's pool is empty and {} has none in {}",
+                provider.name(),
+                provider.country()
+            ),
+        ))
+    }
+
+    /// Releases the caller's number. A pool number is `released` and available again in one
+    /// transaction; an ordered number is `releasing` while its provider takes it back, then
+    /// `released` (or as it was, should the provider fail). A number a live session of the
+    /// account uses is refused: that session is deleted first.
+    pub async fn release(&self, caller: &Caller, id: &str) -> Result<PhoneNumberRow, ServiceError> {
+        let row = self.held(caller, id).await?;
+        if matches!(row.status, NumberStatus::Released | NumberStatus::Releasing) {
+            return Err(gone(&row));
+        }
+        if let Some(session) = self
+            .store
+            .session_using_number(
+                caller.account_id,
+                &row.phone_number,
+                row.meta_preverified_id.as_deref(),
+            )
+            .await?
+        {
+            return Err(ServiceError::conflict(
+                "number_in_use",
+                format!("Phone number is used by session {session}; delete that session first"),
+            ));
+        }
+        if row.source == "pool" {
+            // One transaction: released, and available in the pool again.
+            return self.finish(caller, &row, false).await;
+        }
+        let before = match self
+            .store
+            .begin_release(caller.account_id, row.id, self.clock.now_millis())
+            .await?
+        {
+            None => return Err(not_found()),
+            Some(Release::Refused(row)) => return Err(gone(&row)),
+            Some(Release::Done(before)) => before,
+        };
+        let outcome = match &self.provider {
+            Some(p) if p.name() == before.source => p.release(&before.phone_number).await,
+            _ => Err(ServiceError::Unavailable {
+                reason_code: "provider_unavailable",
+                message: format!(
+                    "the number was ordered from {}, which this server is not configured for",
+                    before.source
+                ),
+            }),
+        };
+        if let Err(e) = outcome {
+            // Nothing was released: the number is as it was.
+            let restored = PhoneNumberRow {
+                updated_at: self.clock.now_millis(),
+                ..before
+            };
+            self.store.update_phone_number(&restored).await?;
+            return Err(e);
+        }
+        self.finish(caller, &row, true).await
+    }
+
+    async fn finish(
+        &self,
+        caller: &Caller,
+        row: &PhoneNumberRow,
+        staged: bool,
+    ) -> Result<PhoneNumberRow, ServiceError> {
+        match self
+            .store
+            .finish_release(caller.account_id, row.id, self.clock.now_millis(), staged)
+            .await?
+        {
+            None => Err(not_found()),
+            Some(Release::Refused(row)) => Err(gone(&row)),
+            Some(Release::Done(row)) => Ok(row),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn area_codes_are_north_american_only() {
+        assert_eq!(area_code_of("+12125550100").as_deref(), Some("212"));
+        assert_eq!(area_code_of("+442079460958"), None);
+        assert_eq!(area_code_of("+1212555"), None);
+    }
+
+    #[test]
+    fn profile_ids_are_required_and_bounded() {
+        assert!(profile_id(None).is_err());
+        assert!(profile_id(Some("  ")).is_err());
+        assert!(profile_id(Some(&"p".repeat(201))).is_err());
+        assert_eq!(profile_id(Some(" acme ")).unwrap(), "acme");
+    }
+}
