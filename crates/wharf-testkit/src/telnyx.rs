@@ -43,6 +43,7 @@ struct Inner {
     owned: Vec<(String, String)>,
     orders: Vec<Order>,
     orders_pending: bool,
+    orders_held: bool,
     next_id: u64,
     requests: Vec<String>,
 }
@@ -246,8 +247,8 @@ async fn get_order(
             "no such order",
         );
     };
-    // A pending order completes when it is read back.
-    if st.orders[i].status == "pending" {
+    // A pending order completes when it is read back (unless orders are held).
+    if st.orders[i].status == "pending" && !st.orders_held {
         st.orders[i].status = "success";
         st.next_id += 1;
         let number_id = format!("{}", 1_293_384_261_075_731_000 + st.next_id);
@@ -357,6 +358,11 @@ impl FakeTelnyx {
     /// New orders stay `pending` until they are read back (then `success`).
     pub fn set_orders_pending(&self, pending: bool) {
         self.lock().orders_pending = pending;
+    }
+
+    /// Pending orders stay pending even when read back.
+    pub fn set_orders_held(&self, held: bool) {
+        self.lock().orders_held = held;
     }
 
     /// The numbers the Telnyx account holds.

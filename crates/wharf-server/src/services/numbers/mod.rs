@@ -461,9 +461,16 @@ impl NumberService {
     /// `released` (or as it was, should the provider fail). A number a live session of the
     /// account uses is refused: that session is deleted first.
     pub async fn release(&self, caller: &Caller, id: &str) -> Result<PhoneNumberRow, ServiceError> {
-        let row = self.held(caller, id).await?;
+        // A number still being ordered is checked with the provider first.
+        let row = self.get(caller, id).await?;
         if matches!(row.status, NumberStatus::Released | NumberStatus::Releasing) {
             return Err(gone(&row));
+        }
+        if row.status == NumberStatus::Provisioning {
+            return Err(ServiceError::conflict(
+                "provisioning_in_progress",
+                "Phone number is still being provisioned; release it once it is active",
+            ));
         }
         if let Some(session) = self
             .store

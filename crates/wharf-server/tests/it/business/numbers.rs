@@ -373,6 +373,25 @@ async fn telnyx_numbers_are_searched_ordered_and_released(backend: Backend) {
     // Telnyx offers the released number again, and the next purchase orders it.
     let again = purchase(&app, "acme").await.phone_number;
     assert_eq!(again.phone_number, "+13125550201");
+
+    // A number Telnyx is still provisioning cannot be released until its order completes.
+    telnyx.set_orders_held(true);
+    let held = purchase(&app, "acme").await.phone_number;
+    assert_eq!(held.phone_number, "+14155550203");
+    assert_eq!(held.status, "provisioning");
+    refused(
+        app.delete(&format!("{NUMBERS}/{}", held.id)),
+        "provisioning_in_progress",
+        None,
+    )
+    .await;
+    telnyx.set_orders_held(false);
+    let released: ZReleaseAnswer = app
+        .delete(&format!("{NUMBERS}/{}", held.id))
+        .expect_view(200)
+        .await;
+    assert_eq!(released.phone_number.status, "released");
+    assert!(!telnyx.owned().contains(&held.phone_number));
 }
 
 #[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
