@@ -85,6 +85,8 @@ pub struct PhoneNumberRow {
 /// Which available pool numbers to list.
 #[derive(Debug, Clone, Default)]
 pub struct PoolSearch {
+    /// Of this country (ISO 3166-1 alpha-2).
+    pub country: Option<String>,
     /// Exactly this area code.
     pub area_code: Option<String>,
     /// This locality (case-insensitive).
@@ -336,21 +338,29 @@ impl Store {
         let sql = format!(
             "SELECT {POOL_COLUMNS} FROM number_pool WHERE assigned_to IS NULL \
              AND ($1 IS NULL OR area_code = $1) AND ($2 IS NULL OR LOWER(locality) = LOWER($2)) \
-             AND ($3 IS NULL OR phone_number LIKE $3) ORDER BY created_at, phone_number LIMIT $4"
+             AND ($3 IS NULL OR phone_number LIKE $3) AND ($4 IS NULL OR country = $4) \
+             ORDER BY created_at, phone_number LIMIT $5"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(q.area_code.clone())
             .bind(q.locality.clone())
             .bind(q.contains.as_ref().map(|c| format!("%{c}%")))
+            .bind(q.country.clone())
             .bind(q.limit)
             .fetch_all(&self.read)
             .await?;
         rows.iter().map(PoolNumberRow::from_row).collect()
     }
 
-    /// Gives the account the oldest available pool number, unless it holds `quota` numbers
-    /// already. `holding` is the new record (its number, country and Meta id are the pool's).
-    pub async fn claim_pool_number(&self, quota: i64, holding: PhoneNumberRow) -> Result<Claim> {
+    /// Gives the account the oldest available pool number (of `country` when given), unless
+    /// it holds `quota` numbers already. `holding` is the new record (its number, country and
+    /// Meta id are the pool's).
+    pub async fn claim_pool_number(
+        &self,
+        quota: i64,
+        country: Option<&str>,
+        holding: PhoneNumberRow,
+    ) -> Result<Claim> {
         let mut tx = self.write.begin().await?;
         let count = held(&mut tx, holding.account_id).await?;
         if count >= quota {
@@ -363,9 +373,10 @@ impl Store {
         loop {
             let sql = format!(
                 "SELECT {POOL_COLUMNS} FROM number_pool WHERE assigned_to IS NULL \
-                 ORDER BY created_at, phone_number LIMIT 1{lock}"
+                 AND ($1 IS NULL OR country = $1) ORDER BY created_at, phone_number LIMIT 1{lock}"
             );
             let Some(pick) = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(country)
                 .fetch_optional(&mut *tx)
                 .await?
                 .as_ref()

@@ -222,7 +222,7 @@ async fn create_order(
             "success"
         },
     };
-    let number_id = format!("{}", 1_293_384_261_075_731_000 + st.next_id);
+    let number_id = (1_293_384_261_075_731_000 + st.next_id).to_string();
     if order.status == "success" {
         st.owned.push((number_id.clone(), phone.to_owned()));
     }
@@ -251,7 +251,7 @@ async fn get_order(
     if st.orders[i].status == "pending" && !st.orders_held {
         st.orders[i].status = "success";
         st.next_id += 1;
-        let number_id = format!("{}", 1_293_384_261_075_731_000 + st.next_id);
+        let number_id = (1_293_384_261_075_731_000 + st.next_id).to_string();
         let phone = st.orders[i].phone_number.clone();
         st.owned.push((number_id, phone));
     }

@@ -357,6 +357,7 @@ async fn numbers_pool_cli(backend: Backend) {
     let claim = store
         .claim_pool_number(
             5,
+            None,
             wharf_store::PhoneNumberRow {
                 id: wharf_core::PhoneNumberId::generate(),
                 account_id: account.id,

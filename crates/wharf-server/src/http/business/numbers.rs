@@ -214,6 +214,9 @@ pub struct ZPurchaseBody {
     /// The caller's label for the number (required; stored and filtered on).
     #[schema(min_length = 1, max_length = 200)]
     pub profile_id: String,
+    /// Only a number of this country, ISO 3166-1 alpha-2 (a Wharf extension, as Zernio's
+    /// newer SDKs send it).
+    pub country: Option<String>,
 }
 
 /// `POST …/request-code` body (optional).
@@ -280,7 +283,9 @@ async fn list_numbers(
 /// Telnyx's, when configured): `prefix` (area code), `locality`, `contains`, `limit`
 /// (default 20, at most 100).
 #[utoipa::path(get, path = "/v1/whatsapp/phone-numbers/available", tag = "zernio-business",
-    params(("prefix" = Option<String>, Query), ("locality" = Option<String>, Query),
+    params(("prefix" = Option<String>, Query), ("areaCode" = Option<String>, Query, description = "Another name of prefix."),
+        ("country" = Option<String>, Query, description = "ISO 3166-1 alpha-2 (a Wharf extension)."),
+        ("locality" = Option<String>, Query),
         ("contains" = Option<String>, Query),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 20.")),
     responses((status = 200, body = ZAvailableList), (status = 400, body = ZernioErrorBody),
@@ -297,7 +302,8 @@ async fn available_numbers(
         .available(
             &caller,
             AvailableQuery {
-                prefix: q.get("prefix"),
+                country: q.get("country"),
+                prefix: q.get("prefix").or_else(|| q.get("areaCode")),
                 locality: q.get("locality"),
                 contains: q.get("contains"),
                 limit: q.get("limit"),
@@ -371,10 +377,11 @@ async fn purchase_number(
 ) -> BResult<Json<ZPurchaseAnswer>> {
     let (body, _) = object(body)?;
     let profile = opt_string(&body, "profileId")?;
+    let country = opt_string(&body, "country")?;
     let row = app
         .services
         .numbers
-        .purchase(&caller, profile.as_deref())
+        .purchase(&caller, profile.as_deref(), country.as_deref())
         .await
         .map_err(numbers_error)?;
     Ok(Json(ZPurchaseAnswer {

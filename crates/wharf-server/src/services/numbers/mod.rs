@@ -59,6 +59,8 @@ impl From<PoolNumberRow> for Offer {
 /// A provider's search.
 #[derive(Debug, Clone, Default)]
 pub struct ProviderSearch {
+    /// The provider's own country when `None`.
+    pub country: Option<String>,
     pub area_code: Option<String>,
     pub locality: Option<String>,
     pub contains: Option<String>,
@@ -107,6 +109,8 @@ pub fn area_code_of(e164: &str) -> Option<String> {
 /// `available`'s filters, as given.
 #[derive(Debug, Clone, Default)]
 pub struct AvailableQuery<'a> {
+    /// ISO 3166-1 alpha-2 (a Wharf extension: Zernio's newer SDKs send it).
+    pub country: Option<&'a str>,
     pub prefix: Option<&'a str>,
     pub locality: Option<&'a str>,
     pub contains: Option<&'a str>,
@@ -139,6 +143,20 @@ pub fn profile_id(v: Option<&str>) -> Result<String, ServiceError> {
         ));
     }
     Ok(v.to_owned())
+}
+
+/// An optional ISO 3166-1 alpha-2 country, upper-cased.
+fn country(v: Option<&str>) -> Result<Option<String>, ServiceError> {
+    let Some(v) = v.map(str::trim) else {
+        return Ok(None);
+    };
+    if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(ServiceError::invalid(
+            "country",
+            "must be an ISO 3166-1 alpha-2 code such as US",
+        ));
+    }
+    Ok(Some(v.to_ascii_uppercase()))
 }
 
 fn not_found() -> ServiceError {
@@ -282,6 +300,7 @@ impl NumberService {
                     )
                 })?,
         };
+        let country = country(q.country)?;
         let area_code = digits("prefix", q.prefix, 6)?;
         let contains = digits("contains", q.contains, 15)?;
         let locality = match q.locality.map(str::trim) {
@@ -297,6 +316,7 @@ impl NumberService {
         let mut offers: Vec<Offer> = self
             .store
             .search_pool(&PoolSearch {
+                country: country.clone(),
                 area_code: area_code.clone(),
                 locality: locality.clone(),
                 contains: contains.clone(),
@@ -312,6 +332,7 @@ impl NumberService {
         {
             let more = provider
                 .search(&ProviderSearch {
+                    country,
                     area_code,
                     locality,
                     contains,
@@ -377,25 +398,27 @@ impl NumberService {
         )
     }
 
-    /// Assigns the caller a number: the pool's oldest available one, else one ordered from
-    /// the provider. Refused when the caller holds its quota.
+    /// Assigns the caller a number (of `country` when given): the pool's oldest available
+    /// one, else one ordered from the provider. Refused when the caller holds its quota.
     pub async fn purchase(
         &self,
         caller: &Caller,
         profile: Option<&str>,
+        country: Option<&str>,
     ) -> Result<PhoneNumberRow, ServiceError> {
         let profile = profile_id(profile)?;
+        let country = self::country(country)?;
         let now = self.clock.now_millis();
         let holding = self.holding(caller, profile, now);
         match self
             .store
-            .claim_pool_number(self.quota, holding.clone())
+            .claim_pool_number(self.quota, country.as_deref(), holding.clone())
             .await?
         {
             Claim::Done(row) => Ok(row),
             Claim::QuotaReached(held) => Err(self.quota_reached(held)),
             Claim::Unavailable => match &self.provider {
-                Some(provider) => self.order(provider.as_ref(), holding).await,
+                Some(provider) => self.order(provider.as_ref(), country, holding).await,
                 None => Err(ServiceError::conflict(
                     "no_numbers_available",
                     "No phone number is available: the operator's pool is empty",
@@ -408,10 +431,15 @@ impl NumberService {
     async fn order(
         &self,
         provider: &dyn NumberProvider,
+        country: Option<String>,
         holding: PhoneNumberRow,
     ) -> Result<PhoneNumberRow, ServiceError> {
+        let wanted = country
+            .clone()
+            .unwrap_or_else(|| provider.country().to_owned());
         let offers = provider
             .search(&ProviderSearch {
+                country,
                 limit: 5,
                 ..Default::default()
             })
@@ -449,9 +477,8 @@ impl NumberService {
         Err(ServiceError::conflict(
             "no_numbers_available",
             format!(
-                "No phone number is available: the operator's pool is empty and {} has none in {}",
+                "No phone number is available: the operator's pool is empty and {} has none in {wanted}",
                 provider.name(),
-                provider.country()
             ),
         ))
     }

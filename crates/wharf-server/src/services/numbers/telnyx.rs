@@ -149,7 +149,12 @@ impl NumberProvider for Telnyx {
 
     async fn search(&self, q: &ProviderSearch) -> Result<Vec<Offer>, ServiceError> {
         let mut query = vec![
-            ("filter[country_code]", self.settings.country.clone()),
+            (
+                "filter[country_code]",
+                q.country
+                    .clone()
+                    .unwrap_or_else(|| self.settings.country.clone()),
+            ),
             ("filter[limit]", q.limit.to_string()),
         ];
         if let Some(p) = &q.area_code {

@@ -73,6 +73,10 @@ async fn the_pool_serves_purchases_within_the_quota(app: TestApp) {
     assert_eq!(available(&app, "?contains=0102").await, ["+12125550102"]);
     assert_eq!(available(&app, "?limit=1").await, ["+12125550101"]);
     assert_eq!(available(&app, "?prefix=212&contains=0103").await.len(), 0);
+    // Zernio's newer SDKs send `country` and `areaCode` (Wharf's extensions).
+    assert_eq!(available(&app, "?country=us&limit=20").await.len(), 3);
+    assert!(available(&app, "?country=GB").await.is_empty());
+    assert_eq!(available(&app, "?areaCode=310").await, ["+13105550103"]);
     let listed: ZAvailableList = app
         .get(&format!("/api{NUMBERS}/available?limit=100"))
         .expect_view(200)
@@ -85,6 +89,7 @@ async fn the_pool_serves_purchases_within_the_quota(app: TestApp) {
         ("?limit=ten", "limit"),
         ("?prefix=2a2", "prefix"),
         ("?contains=55-01", "contains"),
+        ("?country=USA", "country"),
     ] {
         let call = app.get(&format!("{NUMBERS}/available{query}"));
         refused(call, "invalid_field_value", Some(field)).await;
@@ -97,6 +102,13 @@ async fn the_pool_serves_purchases_within_the_quota(app: TestApp) {
         .post(&format!("{NUMBERS}/purchase"))
         .json(json!({"profileId": 7}));
     refused(call, "invalid_field_value", Some("profileId")).await;
+    refused(
+        app.post(&format!("{NUMBERS}/purchase"))
+            .json(json!({"profileId": "acme", "country": "GB"})),
+        "no_numbers_available",
+        None,
+    )
+    .await;
     let bought = purchase(&app, "acme").await;
     let first = bought.phone_number;
     assert_eq!(first.phone_number, "+12125550101");
@@ -305,6 +317,7 @@ async fn telnyx_numbers_are_searched_ordered_and_released(backend: Backend) {
     assert_eq!(all.numbers[0].locality.as_deref(), Some("Chicago"));
     assert_eq!(available(&app, "?prefix=415").await, ["+14155550203"]);
     assert_eq!(available(&app, "?locality=Chicago&limit=1").await.len(), 1);
+    assert!(available(&app, "?country=CA").await.is_empty());
     let searches = telnyx.requests();
     assert!(
         searches
@@ -317,6 +330,12 @@ async fn telnyx_numbers_are_searched_ordered_and_released(backend: Backend) {
         searches.iter().any(
             |r| r.contains("filter%5Blocality%5D=Chicago") && r.contains("filter%5Blimit%5D=1")
         ),
+        "{searches:?}"
+    );
+    assert!(
+        searches
+            .iter()
+            .any(|r| r.contains("filter%5Bcountry_code%5D=CA")),
         "{searches:?}"
     );
 
