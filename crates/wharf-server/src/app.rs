@@ -228,7 +228,7 @@ pub async fn run_with_devices(
         templates,
         outbound.clone(),
         config.broadcasts(),
-        numbers,
+        numbers.clone(),
     )
     .with_clock(config.clock.clone());
     let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
@@ -246,6 +246,7 @@ pub async fn run_with_devices(
         config.clock.clone(),
         workers_stop.clone(),
     ));
+    workers.spawn(workers::reconcile_numbers(numbers, workers_stop.clone()));
     workers.spawn(workers::broadcasts::run(
         services.broadcasts.clone(),
         workers_stop.clone(),

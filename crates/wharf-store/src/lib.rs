@@ -59,7 +59,7 @@ pub use messages::{
     OutboxJob, SandboxIngest,
 };
 pub use numbers::{
-    Claim, NumberStatus, PhoneNumberRow, PoolNumberRow, PoolRemoval, PoolSearch, Release,
+    Claim, NumberStatus, PhoneNumberRow, PoolAdd, PoolNumberRow, PoolRemoval, PoolSearch, Release,
 };
 pub use operations::OperationRow;
 use pool::Pool;

@@ -117,6 +117,16 @@ pub enum Release {
     Refused(PhoneNumberRow),
 }
 
+/// What adding a pool number found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolAdd {
+    Added,
+    /// It is in the pool already.
+    InPool,
+    /// An account holds it through a provider (this record).
+    Held(PhoneNumberId),
+}
+
 /// What removing a pool number found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PoolRemoval {
@@ -275,22 +285,44 @@ async fn lock_holding(
 }
 
 impl Store {
-    /// Adds a number to the pool; [`StoreError::Conflict`] when it is there already.
-    pub async fn add_pool_number(&self, n: &PoolNumberRow) -> Result<()> {
+    /// Adds a number to the pool, unless it is there already or an account holds it (a
+    /// number ordered from a provider).
+    pub async fn add_pool_number(&self, n: &PoolNumberRow) -> Result<PoolAdd> {
+        let mut tx = self.write.begin().await?;
+        let holder: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM phone_numbers WHERE phone_number = $1 AND status <> 'released'",
+        )
+        .bind(n.phone_number.clone())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(holder) = holder {
+            let id = holder
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("phone number id {holder}")))?;
+            return Ok(PoolAdd::Held(id));
+        }
         let sql = format!(
-            "INSERT INTO number_pool ({POOL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, NULL, $6)"
+            "INSERT INTO number_pool ({POOL_COLUMNS}, locality_key) \
+             VALUES ($1, $2, $3, $4, $5, NULL, $6, $7)"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(n.phone_number.clone())
             .bind(n.country.clone())
             .bind(n.area_code.clone())
             .bind(crate::plain(&n.locality))
             .bind(n.meta_preverified_id.clone())
             .bind(n.created_at)
-            .execute(&self.write)
+            .bind(crate::plain(&n.locality).map(|l| l.to_lowercase()))
+            .execute(&mut *tx)
             .await
-            .map_err(|e| conflict_or(e, "pool number"))?;
-        Ok(())
+            .map_err(|e| conflict_or(e, "pool number"));
+        match inserted {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => return Ok(PoolAdd::InPool),
+            Err(e) => return Err(e),
+        }
+        tx.commit().await?;
+        Ok(PoolAdd::Added)
     }
 
     /// The whole pool, in the order numbers were added.
@@ -337,13 +369,15 @@ impl Store {
     pub async fn search_pool(&self, q: &PoolSearch) -> Result<Vec<PoolNumberRow>> {
         let sql = format!(
             "SELECT {POOL_COLUMNS} FROM number_pool WHERE assigned_to IS NULL \
-             AND ($1 IS NULL OR area_code = $1) AND ($2 IS NULL OR LOWER(locality) = LOWER($2)) \
+             AND NOT EXISTS (SELECT 1 FROM phone_numbers p \
+             WHERE p.phone_number = number_pool.phone_number AND p.status <> 'released') \
+             AND ($1 IS NULL OR area_code = $1) AND ($2 IS NULL OR locality_key = $2) \
              AND ($3 IS NULL OR phone_number LIKE $3) AND ($4 IS NULL OR country = $4) \
              ORDER BY created_at, phone_number LIMIT $5"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(q.area_code.clone())
-            .bind(q.locality.clone())
+            .bind(q.locality.as_ref().map(|l| l.to_lowercase()))
             .bind(q.contains.as_ref().map(|c| format!("%{c}%")))
             .bind(q.country.clone())
             .bind(q.limit)
@@ -373,7 +407,9 @@ impl Store {
         loop {
             let sql = format!(
                 "SELECT {POOL_COLUMNS} FROM number_pool WHERE assigned_to IS NULL \
-                 AND ($1 IS NULL OR country = $1) ORDER BY created_at, phone_number LIMIT 1{lock}"
+                 AND ($1 IS NULL OR country = $1) AND NOT EXISTS (SELECT 1 FROM phone_numbers p \
+                 WHERE p.phone_number = number_pool.phone_number AND p.status <> 'released') \
+                 ORDER BY created_at, phone_number LIMIT 1{lock}"
             );
             let Some(pick) = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(country)
@@ -406,7 +442,12 @@ impl Store {
                 meta_preverified_id: pick.meta_preverified_id,
                 ..holding
             };
-            insert_holding(&mut tx, &row).await?;
+            match insert_holding(&mut tx, &row).await {
+                Ok(()) => {}
+                // Someone took the number through a provider meanwhile.
+                Err(StoreError::Conflict(_)) => return Ok(Claim::Unavailable),
+                Err(e) => return Err(e),
+            }
             tx.commit().await?;
             return Ok(Claim::Done(row));
         }
@@ -429,13 +470,16 @@ impl Store {
         Ok(Claim::Done(holding.clone()))
     }
 
-    /// Forgets a reservation whose order failed.
+    /// Forgets a reservation (still provisioning) whose order the provider refused.
     pub async fn forget_number(&self, account: AccountId, id: PhoneNumberId) -> Result<()> {
-        sqlx::query("DELETE FROM phone_numbers WHERE id = $1 AND account_id = $2")
-            .bind(id)
-            .bind(account)
-            .execute(&self.write)
-            .await?;
+        sqlx::query(
+            "DELETE FROM phone_numbers WHERE id = $1 AND account_id = $2 \
+             AND status = 'provisioning'",
+        )
+        .bind(id)
+        .bind(account)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 
@@ -477,27 +521,99 @@ impl Store {
             .transpose()
     }
 
-    /// Writes a record's status, order, Meta verification and times.
-    pub async fn update_phone_number(&self, r: &PhoneNumberRow) -> Result<()> {
-        sqlx::query(
-            "UPDATE phone_numbers SET status = $1, provider_order_id = $2, \
-             meta_verification_status = $3, meta_verified_at = $4, \
-             meta_verification_expires_at = $5, provisioned_at = $6, released_at = $7, \
-             updated_at = $8 WHERE id = $9 AND account_id = $10",
+    /// Records Meta's verification state of a number, unless it is released or being
+    /// released (a release may have begun since the row was read). `false` when it was not
+    /// written. A `code_requested` does not overwrite a verification still holding at `now`.
+    pub async fn record_verification(&self, r: &PhoneNumberRow, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE phone_numbers SET meta_verification_status = $1, meta_verified_at = $2, \
+             meta_verification_expires_at = $3, updated_at = $4 WHERE id = $5 \
+             AND account_id = $6 AND status NOT IN ('releasing', 'released') \
+             AND ($1 <> 'code_requested' OR meta_verification_status IS NULL \
+             OR meta_verification_status <> 'verified' OR meta_verification_expires_at IS NULL \
+             OR meta_verification_expires_at <= $4)",
         )
-        .bind(r.status.as_str())
-        .bind(r.provider_order_id.clone())
         .bind(r.meta_verification_status.clone())
         .bind(r.meta_verified_at)
         .bind(r.meta_verification_expires_at)
-        .bind(r.provisioned_at)
-        .bind(r.released_at)
-        .bind(r.updated_at)
+        .bind(now)
         .bind(r.id)
         .bind(r.account_id)
         .execute(&self.write)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(done > 0)
+    }
+
+    /// Applies a provider order's outcome to a number still provisioning: its order id, and
+    /// `active` (`Some(true)`), `released` (`Some(false)`) or still provisioning (`None`).
+    /// `false` when the number was no longer provisioning.
+    pub async fn settle_order(
+        &self,
+        account: AccountId,
+        id: PhoneNumberId,
+        order_id: Option<&str>,
+        outcome: Option<bool>,
+        now: i64,
+    ) -> Result<bool> {
+        let status = match outcome {
+            None => NumberStatus::Provisioning,
+            Some(true) => NumberStatus::Active,
+            Some(false) => NumberStatus::Released,
+        };
+        let done = sqlx::query(
+            "UPDATE phone_numbers SET status = $1, \
+             provider_order_id = COALESCE($2, provider_order_id), \
+             provisioned_at = CASE WHEN $1 = 'active' THEN $3 ELSE provisioned_at END, \
+             released_at = CASE WHEN $1 = 'released' THEN $3 ELSE released_at END, \
+             updated_at = $3 WHERE id = $4 AND account_id = $5 AND status = 'provisioning'",
+        )
+        .bind(status.as_str())
+        .bind(order_id)
+        .bind(now)
+        .bind(id)
+        .bind(account)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(done > 0)
+    }
+
+    /// Puts a number being released back to `status` (its provider refused to take it back).
+    /// `false` when it was no longer being released.
+    pub async fn restore_release(
+        &self,
+        account: AccountId,
+        id: PhoneNumberId,
+        status: NumberStatus,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE phone_numbers SET status = $1, updated_at = $2 WHERE id = $3 \
+             AND account_id = $4 AND status = 'releasing'",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(id)
+        .bind(account)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(done > 0)
+    }
+
+    /// Numbers of every account left halfway with their provider: being released, or still
+    /// provisioning and last changed before `stale_before`.
+    pub async fn numbers_to_reconcile(&self, stale_before: i64) -> Result<Vec<PhoneNumberRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM phone_numbers WHERE status = 'releasing' \
+             OR (status = 'provisioning' AND updated_at < $1) ORDER BY id LIMIT 500"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stale_before)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(PhoneNumberRow::from_row).collect()
     }
 
     /// Moves a number to `releasing`, unless it is released or being released already.

@@ -34,6 +34,16 @@ struct Order {
     id: String,
     phone_number: String,
     status: &'static str,
+    customer_reference: String,
+}
+
+/// A failure the fake answers once, instead of its usual answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Injected {
+    /// The HTTP status answered.
+    pub status: u16,
+    /// For an order: whether it is placed all the same (its answer lost on the way).
+    pub placed: bool,
 }
 
 #[derive(Default)]
@@ -46,6 +56,8 @@ struct Inner {
     orders_held: bool,
     next_id: u64,
     requests: Vec<String>,
+    fail_order: Option<Injected>,
+    fail_release: Option<Injected>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -124,6 +136,27 @@ async fn search(
     let limit: usize = param(&q, "filter[limit]")
         .and_then(|l| l.parse().ok())
         .unwrap_or(100);
+    // Telnyx's documented limits: the national destination code filter only applies to
+    // North American numbers; `contains` must come with it and searches the last 4 digits.
+    let ndc = param(&q, "filter[national_destination_code]");
+    if ndc.is_some() && !matches!(param(&q, "filter[country_code]"), Some("US" | "CA")) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "10015",
+            "Invalid filter",
+            "national_destination_code only applies to North American numbers",
+        );
+    }
+    if let Some(c) = param(&q, "filter[phone_number][contains]")
+        && (ndc.is_none() || c.len() > 4)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "10015",
+            "Invalid filter",
+            "contains must be used with national_destination_code and searches the last 4 digits",
+        );
+    }
     let data: Vec<Value> = st
         .inventory
         .iter()
@@ -137,7 +170,10 @@ async fn search(
             param(&q, "filter[locality]").is_none_or(|l| l.eq_ignore_ascii_case(&n.locality))
         })
         .filter(|n| {
-            param(&q, "filter[phone_number][contains]").is_none_or(|c| n.phone_number.contains(c))
+            param(&q, "filter[phone_number][contains]").is_none_or(|c| {
+                let last4 = &n.phone_number[n.phone_number.len().saturating_sub(4)..];
+                last4.contains(c)
+            })
         })
         .take(limit)
         .map(|n| {
@@ -166,6 +202,7 @@ fn order_json(o: &Order, number_id: &str) -> Value {
     json!({"data": {
         "id": o.id,
         "record_type": "number_order",
+        "customer_reference": o.customer_reference,
         "phone_numbers_count": 1,
         "phone_numbers": [{
             "id": number_id,
@@ -198,6 +235,14 @@ async fn create_order(
             "phone_numbers is required",
         );
     };
+    let injected = st.fail_order.take();
+    if let Some(Injected {
+        placed: false,
+        status,
+    }) = injected
+    {
+        return failure(status);
+    }
     let offered = st.inventory.iter().any(|n| n.phone_number == phone);
     let taken = st.owned.iter().any(|(_, p)| p == phone)
         || st
@@ -221,13 +266,57 @@ async fn create_order(
         } else {
             "success"
         },
+        customer_reference: body["customer_reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     };
     let number_id = (1_293_384_261_075_731_000 + st.next_id).to_string();
     if order.status == "success" {
         st.owned.push((number_id.clone(), phone.to_owned()));
     }
     st.orders.push(order.clone());
+    if let Some(Injected { status, .. }) = injected {
+        // Placed, but the answer says otherwise.
+        return failure(status);
+    }
     Json(order_json(&order, &number_id)).into_response()
+}
+
+fn failure(status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(
+        status,
+        "10007",
+        "Injected failure",
+        &format!("the test asked for a {status}"),
+    )
+}
+
+async fn list_orders(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let st = record(
+        &state,
+        format!("GET /v2/number_orders?{}", raw.clone().unwrap_or_default()),
+    );
+    if let Err(r) = authorized(&headers) {
+        return r;
+    }
+    let q = pairs(raw);
+    let data: Vec<Value> = st
+        .orders
+        .iter()
+        .filter(|o| {
+            param(&q, "filter[customer_reference]").is_none_or(|r| r == o.customer_reference)
+        })
+        .map(|o| order_json(o, "")["data"].clone())
+        .collect();
+    let total = data.len();
+    Json(json!({"data": data, "meta": {"total_pages": 1, "total_results": total, "page_number": 1, "page_size": 20}}))
+        .into_response()
 }
 
 async fn get_order(
@@ -299,6 +388,9 @@ async fn delete_number(
     if let Err(r) = authorized(&headers) {
         return r;
     }
+    if let Some(Injected { status, .. }) = st.fail_release.take() {
+        return failure(status);
+    }
     let Some(i) = st.owned.iter().position(|(n, _)| *n == id) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -318,7 +410,10 @@ impl FakeTelnyx {
         let state: Shared = Arc::default();
         let app = Router::new()
             .route("/v2/available_phone_numbers", get(search))
-            .route("/v2/number_orders", axum::routing::post(create_order))
+            .route(
+                "/v2/number_orders",
+                axum::routing::post(create_order).get(list_orders),
+            )
             .route("/v2/number_orders/{id}", get(get_order))
             .route("/v2/phone_numbers", get(list_numbers))
             .route("/v2/phone_numbers/{id}", delete(delete_number))
@@ -363,6 +458,24 @@ impl FakeTelnyx {
     /// Pending orders stay pending even when read back.
     pub fn set_orders_held(&self, held: bool) {
         self.lock().orders_held = held;
+    }
+
+    /// The next order is answered `status`; it is placed all the same when `placed`.
+    pub fn fail_next_order(&self, status: u16, placed: bool) {
+        self.lock().fail_order = Some(Injected { status, placed });
+    }
+
+    /// The next release (`DELETE /v2/phone_numbers/{id}`) is answered `status`, undone.
+    pub fn fail_next_release(&self, status: u16) {
+        self.lock().fail_release = Some(Injected {
+            status,
+            placed: false,
+        });
+    }
+
+    /// Takes `phone_number` off the Telnyx account, as if released elsewhere.
+    pub fn disown(&self, phone_number: &str) {
+        self.lock().owned.retain(|(_, p)| p != phone_number);
     }
 
     /// The numbers the Telnyx account holds.

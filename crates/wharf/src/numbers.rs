@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::json;
 use wharf_core::{Phone, time::rfc3339};
 use wharf_server::services::numbers::area_code_of;
-use wharf_store::{PoolNumberRow, PoolRemoval, Store, StoreError};
+use wharf_store::{PoolAdd, PoolNumberRow, PoolRemoval, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum NumbersCommand {
@@ -91,12 +91,17 @@ pub async fn run(store: &Store, cmd: NumbersCommand) -> anyhow::Result<()> {
                 assigned_to: None,
                 created_at: wharf_core::time::now_millis(),
             };
-            match store.add_pool_number(&row).await {
-                Ok(()) => println!("added {phone_number} to the pool"),
-                Err(StoreError::Conflict(_)) => {
-                    anyhow::bail!("{phone_number} is already in the pool")
-                }
-                Err(e) => return Err(e).context("cannot add the number"),
+            match store
+                .add_pool_number(&row)
+                .await
+                .context("cannot add the number")?
+            {
+                PoolAdd::Added => println!("added {phone_number} to the pool"),
+                PoolAdd::InPool => anyhow::bail!("{phone_number} is already in the pool"),
+                PoolAdd::Held(id) => anyhow::bail!(
+                    "{phone_number} is held by an account (record {id}, ordered from a provider); \
+                     it cannot be added to the pool while that account holds it"
+                ),
             }
         }
         NumbersCommand::List { json } => {

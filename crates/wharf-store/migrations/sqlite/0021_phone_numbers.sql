@@ -9,6 +9,8 @@ CREATE TABLE number_pool (
     country             TEXT NOT NULL,
     area_code           TEXT,
     locality            TEXT,
+    -- locality lower-cased by Wharf (Unicode-aware on both backends), for the search.
+    locality_key        TEXT,
     -- The number's Graph id at Meta (its pre-verification), when the operator gave one.
     meta_preverified_id TEXT,
     -- The record (phone_numbers.id) holding the number; NULL while it is available.

@@ -82,6 +82,22 @@ impl NumberService {
             })
     }
 
+    /// After a verification was not recorded: the refusal of a number released (or being
+    /// released) while Meta was called; else (a verification recorded meanwhile) nothing.
+    async fn still_held(
+        &self,
+        caller: &Caller,
+        id: wharf_core::PhoneNumberId,
+    ) -> Result<(), ServiceError> {
+        match self.store.phone_number(caller.account_id, id).await? {
+            None => Err(super::not_found()),
+            Some(row) if matches!(row.status, NumberStatus::Released | NumberStatus::Releasing) => {
+                Err(gone(&row))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     fn engine(&self) -> Result<&std::sync::Arc<wharf_engines::cloud::CloudEngine>, ServiceError> {
         self.cloud.engine().ok_or_else(|| {
             ServiceError::Engine(EngineError::Transient(
@@ -108,8 +124,10 @@ impl NumberService {
         // A verification that still holds stays recorded until the new code is entered.
         if !verified(&row, now) {
             row.meta_verification_status = Some("code_requested".into());
-            row.updated_at = now;
-            self.store.update_phone_number(&row).await?;
+            // Only on a number still held: a release may have begun meanwhile.
+            if !self.store.record_verification(&row, now).await? {
+                self.still_held(caller, row.id).await?;
+            }
         }
         Ok(())
     }
@@ -144,7 +162,10 @@ impl NumberService {
         row.meta_verified_at = Some(now);
         row.meta_verification_expires_at = Some(now + VERIFICATION_MS);
         row.updated_at = now;
-        self.store.update_phone_number(&row).await?;
+        // Only on a number still held: a release may have begun meanwhile.
+        if !self.store.record_verification(&row, now).await? {
+            self.still_held(caller, row.id).await?;
+        }
         Ok((row, true))
     }
 }

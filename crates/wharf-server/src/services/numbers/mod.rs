@@ -10,7 +10,7 @@ pub mod telnyx;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use wharf_core::{PhoneNumberId, time::Clock};
+use wharf_core::{EngineError, PhoneNumberId, time::Clock};
 use wharf_store::{Claim, NumberStatus, PhoneNumberRow, PoolNumberRow, PoolSearch, Release, Store};
 
 use super::{Caller, CloudService};
@@ -22,6 +22,12 @@ pub const MAX_AVAILABLE: i64 = 100;
 pub const DEFAULT_AVAILABLE: i64 = 20;
 /// Longest `profileId`.
 pub const MAX_PROFILE_ID: usize = 200;
+/// How long a number may stay provisioning without an order the provider knows of before
+/// it is taken for never ordered (released), and how old a provisioning number must be
+/// before the reconciliation checks it.
+pub const PROVISIONING_STALE_MS: i64 = 10 * 60_000;
+/// How long a provider's order may stay pending before its number can be released anyway.
+pub const PROVISIONING_DEADLINE_MS: i64 = 24 * 3_600_000;
 
 /// The quota and the provider.
 #[derive(Debug, Clone)]
@@ -91,11 +97,15 @@ pub trait NumberProvider: Send + Sync {
     fn country(&self) -> &str;
     /// Numbers it has for sale.
     async fn search(&self, q: &ProviderSearch) -> Result<Vec<Offer>, ServiceError>;
-    /// Orders one.
-    async fn order(&self, phone_number: &str) -> Result<OrderState, ServiceError>;
+    /// Orders one, with `reference` (the record's id) as the order's customer reference.
+    /// A refusal (nothing was ordered) is [`EngineError::Permanent`]; any other error leaves
+    /// open whether the order was placed.
+    async fn order(&self, phone_number: &str, reference: &str) -> Result<OrderState, ServiceError>;
     /// Where an order stands.
     async fn order_state(&self, order_id: &str) -> Result<OrderState, ServiceError>;
-    /// Gives a number back.
+    /// The order placed with `reference`, if any.
+    async fn find_order(&self, reference: &str) -> Result<Option<OrderState>, ServiceError>;
+    /// Gives a number back (a number the provider no longer has counts as given back).
     async fn release(&self, phone_number: &str) -> Result<(), ServiceError>;
 }
 
@@ -239,45 +249,113 @@ impl NumberService {
     /// One number; a number still being ordered is checked with the provider first.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<PhoneNumberRow, ServiceError> {
         let row = self.held(caller, id).await?;
-        let (Some(provider), Some(order)) = (&self.provider, row.provider_order_id.clone()) else {
+        self.checked(row).await
+    }
+
+    /// `row`, checked with its provider when it is still being ordered (the stored state
+    /// stands when the provider cannot be read).
+    async fn checked(&self, row: PhoneNumberRow) -> Result<PhoneNumberRow, ServiceError> {
+        let Some(provider) = &self.provider else {
             return Ok(row);
         };
         if row.status != NumberStatus::Provisioning || row.source != provider.name() {
             return Ok(row);
         }
-        match provider.order_state(&order).await {
-            Ok(state) => self.settle(row, &state).await,
+        let fallback = row.clone();
+        match self.check_order(provider.as_ref(), row).await {
+            Ok(row) => Ok(row),
             Err(e) => {
                 // The stored state is still true: the number is being provisioned.
-                tracing::warn!(number = %row.id, error = %e, "cannot read the provider's order");
-                Ok(row)
+                tracing::warn!(number = %fallback.id, error = %e, "cannot read the provider's order");
+                Ok(fallback)
             }
         }
     }
 
-    /// Applies an order's outcome to its record: active on success; on failure the
-    /// number never became the account's and is released.
+    /// Reads the order of a provisioning number (by its id, else by the record's id as the
+    /// customer reference) and applies it. A number with no order the provider knows of is
+    /// released once it is stale: the order was never placed.
+    async fn check_order(
+        &self,
+        provider: &dyn NumberProvider,
+        row: PhoneNumberRow,
+    ) -> Result<PhoneNumberRow, ServiceError> {
+        let state = match &row.provider_order_id {
+            Some(order) => Some(provider.order_state(order).await?),
+            None => provider.find_order(&row.id.to_string()).await?,
+        };
+        match state {
+            Some(state) => self.settle(row, &state).await,
+            None if row.updated_at < self.clock.now_millis() - PROVISIONING_STALE_MS => {
+                tracing::info!(number = %row.id, "no order was placed for the number; released");
+                let now = self.clock.now_millis();
+                self.store
+                    .settle_order(row.account_id, row.id, None, Some(false), now)
+                    .await?;
+                self.reread(&row).await
+            }
+            None => Ok(row),
+        }
+    }
+
+    async fn reread(&self, row: &PhoneNumberRow) -> Result<PhoneNumberRow, ServiceError> {
+        self.store
+            .phone_number(row.account_id, row.id)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    /// Applies an order's outcome to its record (while it is still provisioning): active on
+    /// success; on failure the number never became the account's and is released.
     async fn settle(
         &self,
-        mut row: PhoneNumberRow,
+        row: PhoneNumberRow,
         state: &OrderState,
     ) -> Result<PhoneNumberRow, ServiceError> {
-        let now = self.clock.now_millis();
-        row.provider_order_id = Some(state.order_id.clone());
-        match state.status {
-            OrderStatus::Pending => {}
-            OrderStatus::Success => {
-                row.status = NumberStatus::Active;
-                row.provisioned_at = Some(now);
+        let outcome = match state.status {
+            OrderStatus::Pending => None,
+            OrderStatus::Success => Some(true),
+            OrderStatus::Failure => Some(false),
+        };
+        self.store
+            .settle_order(
+                row.account_id,
+                row.id,
+                Some(&state.order_id),
+                outcome,
+                self.clock.now_millis(),
+            )
+            .await?;
+        self.reread(&row).await
+    }
+
+    /// Numbers left halfway with the provider (a crash, a dropped connection, an outage):
+    /// releases are taken up again, stale provisioning numbers checked with the provider.
+    /// Run at startup and periodically.
+    pub async fn reconcile(&self) -> Result<usize, ServiceError> {
+        let Some(provider) = &self.provider else {
+            return Ok(0);
+        };
+        let rows = self
+            .store
+            .numbers_to_reconcile(self.clock.now_millis() - PROVISIONING_STALE_MS)
+            .await?;
+        let mut settled = 0;
+        for row in rows {
+            if row.source != provider.name() {
+                continue;
             }
-            OrderStatus::Failure => {
-                row.status = NumberStatus::Released;
-                row.released_at = Some(now);
+            let id = row.id;
+            let outcome = match row.status {
+                NumberStatus::Releasing => self.give_back(row, None).await,
+                _ => self.check_order(provider.as_ref(), row).await,
+            };
+            match outcome {
+                Ok(_) => settled += 1,
+                Err(e) => tracing::warn!(number = %id, error = %e, "cannot reconcile the number"),
             }
         }
-        row.updated_at = now;
-        self.store.update_phone_number(&row).await?;
-        Ok(row)
+        Ok(settled)
     }
 
     /// Numbers that can be purchased: the pool's available ones matching the filters, then
@@ -287,6 +365,7 @@ impl NumberService {
         _caller: &Caller,
         q: AvailableQuery<'_>,
     ) -> Result<Vec<Offer>, ServiceError> {
+        self.paid_plan()?;
         let limit = match q.limit.map(str::trim) {
             None => DEFAULT_AVAILABLE,
             Some(l) => l
@@ -338,7 +417,16 @@ impl NumberService {
                     contains,
                     limit: wanted - offers.len(),
                 })
-                .await?;
+                .await;
+            let more = match more {
+                Ok(more) => more,
+                // The pool's numbers are still worth answering.
+                Err(e) if !offers.is_empty() => {
+                    tracing::warn!(error = %e, "the provider's number search failed");
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
+            };
             for offer in more {
                 if !offers.iter().any(|o| o.phone_number == offer.phone_number) {
                     offers.push(offer);
@@ -388,6 +476,18 @@ impl NumberService {
         }
     }
 
+    /// Refuses an account that may hold no number (Zernio's 403 of a free plan).
+    fn paid_plan(&self) -> Result<(), ServiceError> {
+        if self.quota > 0 {
+            return Ok(());
+        }
+        Err(ServiceError::Forbidden(
+            "A paid plan is required: this server lets no account hold phone numbers \
+             (phone_number_quota is 0)"
+                .into(),
+        ))
+    }
+
     fn quota_reached(&self, held: i64) -> ServiceError {
         ServiceError::conflict(
             "plan_limit_reached",
@@ -406,6 +506,7 @@ impl NumberService {
         profile: Option<&str>,
         country: Option<&str>,
     ) -> Result<PhoneNumberRow, ServiceError> {
+        self.paid_plan()?;
         let profile = profile_id(profile)?;
         let country = self::country(country)?;
         let now = self.clock.now_millis();
@@ -444,6 +545,7 @@ impl NumberService {
                 ..Default::default()
             })
             .await?;
+        let mut refusal = None;
         for offer in offers {
             let row = PhoneNumberRow {
                 id: PhoneNumberId::generate(),
@@ -458,21 +560,39 @@ impl NumberService {
                 Claim::QuotaReached(held) => return Err(self.quota_reached(held)),
                 Claim::Unavailable => continue,
                 Claim::Done(row) => {
-                    return match provider.order(&row.phone_number).await {
+                    match provider.order(&row.phone_number, &row.id.to_string()).await {
                         Ok(state) if state.status == OrderStatus::Failure => {
                             self.store.forget_number(row.account_id, row.id).await?;
-                            Err(ServiceError::Engine(wharf_core::EngineError::Permanent(
-                                format!("{} could not provision the number", provider.name()),
-                            )))
+                            refusal = Some(ServiceError::Engine(EngineError::Permanent(format!(
+                                "{} could not provision {}",
+                                provider.name(),
+                                row.phone_number
+                            ))));
                         }
-                        Ok(state) => self.settle(row, &state).await,
-                        Err(e) => {
+                        Ok(state) => return self.settle(row, &state).await,
+                        // Refused (the number is gone, say): nothing was ordered; the next.
+                        Err(e @ ServiceError::Engine(EngineError::Permanent(_))) => {
+                            tracing::info!(number = %row.phone_number, error = %e, "the provider refused the order");
                             self.store.forget_number(row.account_id, row.id).await?;
-                            Err(e)
+                            refusal = Some(e);
                         }
-                    };
+                        // The operator's credentials: nothing was ordered.
+                        Err(e @ ServiceError::Unavailable { .. }) => {
+                            self.store.forget_number(row.account_id, row.id).await?;
+                            return Err(e);
+                        }
+                        // A timeout or an outage: the order may have been placed. The
+                        // number stays provisioning; its order is looked up later.
+                        Err(e) => {
+                            tracing::warn!(number = %row.id, error = %e, "the provider's order has no answer; checked later");
+                            return Ok(row);
+                        }
+                    }
                 }
             }
+        }
+        if let Some(e) = refusal {
+            return Err(e);
         }
         Err(ServiceError::conflict(
             "no_numbers_available",
@@ -485,19 +605,30 @@ impl NumberService {
 
     /// Releases the caller's number. A pool number is `released` and available again in one
     /// transaction; an ordered number is `releasing` while its provider takes it back, then
-    /// `released` (or as it was, should the provider fail). A number a live session of the
-    /// account uses is refused: that session is deleted first.
+    /// `released` (or as it was, should the provider refuse; a release that failed halfway
+    /// is taken up again by the next call or the reconciliation). A number a live session
+    /// of the account uses is refused: that session is deleted first.
     pub async fn release(&self, caller: &Caller, id: &str) -> Result<PhoneNumberRow, ServiceError> {
+        let stored = self.held(caller, id).await?;
         // A number still being ordered is checked with the provider first.
-        let row = self.get(caller, id).await?;
-        if matches!(row.status, NumberStatus::Released | NumberStatus::Releasing) {
-            return Err(gone(&row));
-        }
-        if row.status == NumberStatus::Provisioning {
-            return Err(ServiceError::conflict(
-                "provisioning_in_progress",
-                "Phone number is still being provisioned; release it once it is active",
-            ));
+        let row = self.checked(stored.clone()).await?;
+        match row.status {
+            // Its order was never placed or failed: nothing is held any more.
+            NumberStatus::Released if stored.status == NumberStatus::Provisioning => {
+                return Ok(row);
+            }
+            NumberStatus::Released => return Err(gone(&row)),
+            // A release that failed halfway: the provider is asked again.
+            NumberStatus::Releasing => return self.give_back(row, None).await,
+            NumberStatus::Provisioning
+                if row.created_at > self.clock.now_millis() - PROVISIONING_DEADLINE_MS =>
+            {
+                return Err(ServiceError::conflict(
+                    "provisioning_in_progress",
+                    "Phone number is still being provisioned; release it once it is active",
+                ));
+            }
+            _ => {}
         }
         if let Some(session) = self
             .store
@@ -515,7 +646,7 @@ impl NumberService {
         }
         if row.source == "pool" {
             // One transaction: released, and available in the pool again.
-            return self.finish(caller, &row, false).await;
+            return self.finish(&row, false).await;
         }
         let before = match self
             .store
@@ -526,43 +657,82 @@ impl NumberService {
             Some(Release::Refused(row)) => return Err(gone(&row)),
             Some(Release::Done(before)) => before,
         };
-        let outcome = match &self.provider {
-            Some(p) if p.name() == before.source => p.release(&before.phone_number).await,
-            _ => Err(ServiceError::Unavailable {
+        let status = before.status;
+        self.give_back(before, Some(status)).await
+    }
+
+    /// Has the provider take back a number in `releasing`, then marks it released. Should
+    /// the provider refuse, the number is put back to `restore` (when given); should it
+    /// fail otherwise, it stays `releasing` to be taken up again. Runs in its own task, so a
+    /// dropped connection does not abandon it halfway.
+    async fn give_back(
+        &self,
+        row: PhoneNumberRow,
+        restore: Option<NumberStatus>,
+    ) -> Result<PhoneNumberRow, ServiceError> {
+        let provider = self
+            .provider
+            .clone()
+            .filter(|p| p.name() == row.source)
+            .ok_or_else(|| ServiceError::Unavailable {
                 reason_code: "provider_unavailable",
                 message: format!(
                     "the number was ordered from {}, which this server is not configured for",
-                    before.source
+                    row.source
                 ),
-            }),
-        };
-        if let Err(e) = outcome {
-            // Nothing was released: the number is as it was.
-            let restored = PhoneNumberRow {
-                updated_at: self.clock.now_millis(),
-                ..before
+            });
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let task = tokio::spawn(async move {
+            let outcome = match provider {
+                Ok(p) => p.release(&row.phone_number).await,
+                Err(e) => Err(e),
             };
-            self.store.update_phone_number(&restored).await?;
-            return Err(e);
-        }
-        self.finish(caller, &row, true).await
+            let now = clock.now_millis();
+            match outcome {
+                Ok(()) => finished(
+                    store
+                        .finish_release(row.account_id, row.id, now, true)
+                        .await?,
+                ),
+                Err(e) => {
+                    let refused = matches!(
+                        e,
+                        ServiceError::Engine(EngineError::Permanent(_))
+                            | ServiceError::Unavailable { .. }
+                    );
+                    if let (true, Some(status)) = (refused, restore) {
+                        // Nothing was released: the number is as it was.
+                        store
+                            .restore_release(row.account_id, row.id, status, now)
+                            .await?;
+                    }
+                    Err(e)
+                }
+            }
+        });
+        task.await
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("the release task: {e}")))?
     }
 
     async fn finish(
         &self,
-        caller: &Caller,
         row: &PhoneNumberRow,
         staged: bool,
     ) -> Result<PhoneNumberRow, ServiceError> {
-        match self
-            .store
-            .finish_release(caller.account_id, row.id, self.clock.now_millis(), staged)
-            .await?
-        {
-            None => Err(not_found()),
-            Some(Release::Refused(row)) => Err(gone(&row)),
-            Some(Release::Done(row)) => Ok(row),
-        }
+        finished(
+            self.store
+                .finish_release(row.account_id, row.id, self.clock.now_millis(), staged)
+                .await?,
+        )
+    }
+}
+
+fn finished(release: Option<Release>) -> Result<PhoneNumberRow, ServiceError> {
+    match release {
+        None => Err(not_found()),
+        Some(Release::Refused(row)) => Err(gone(&row)),
+        Some(Release::Done(row)) => Ok(row),
     }
 }
 

@@ -2,6 +2,8 @@
 //! (`GET /v2/available_phone_numbers`), number orders (`POST /v2/number_orders`, read back
 //! with `GET /v2/number_orders/{id}`) and release (the number's id from
 //! `GET /v2/phone_numbers?filter[phone_number]=…`, then `DELETE /v2/phone_numbers/{id}`).
+//! Each order carries the record's id as its `customer_reference`, so an order whose answer
+//! was lost is found again (`GET /v2/number_orders?filter[customer_reference]=…`).
 //! Off unless `telnyx_api_key` is set.
 
 use std::time::Duration;
@@ -70,8 +72,8 @@ impl Telnyx {
         Ok(Self { http, settings })
     }
 
-    /// Calls `path` (after `/v2/`) with `query`; Telnyx's JSON answer, or its refusal (400)
-    /// or unavailability (503) as a service error.
+    /// Calls `path` (after `/v2/`) with `query`; Telnyx's JSON answer, or its refusal (400),
+    /// unavailability (503) or the operator's rejected key (503) as a service error.
     async fn call(
         &self,
         method: Method,
@@ -79,6 +81,18 @@ impl Telnyx {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, ServiceError> {
+        let (status, json) = self.send(method, path, query, body).await?;
+        answer(status, json)
+    }
+
+    /// Calls `path`; Telnyx's HTTP status and JSON answer (`null` when it is not JSON).
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), ServiceError> {
         let mut url = format!("{}/v2/{path}", self.settings.base_url);
         if !query.is_empty() {
             let encoded = serde_urlencoded::to_string(query)
@@ -108,18 +122,52 @@ impl Telnyx {
             .bytes()
             .await
             .map_err(|e| transient(format!("Telnyx's answer could not be read: {e}")))?;
-        let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        match status {
-            200..=299 if json.is_object() => Ok(json),
-            200..=299 => Err(ServiceError::BadGateway(
-                "Telnyx answered something other than a JSON object".into(),
-            )),
-            429 | 500.. => Err(transient(refusal(status, &json))),
-            _ => Err(ServiceError::Engine(EngineError::Permanent(refusal(
-                status, &json,
-            )))),
-        }
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
+}
+
+/// Telnyx's answer, or what its status means.
+fn answer(status: u16, json: Value) -> Result<Value, ServiceError> {
+    match status {
+        200..=299 if json.is_object() => Ok(json),
+        200..=299 => Err(ServiceError::BadGateway(
+            "Telnyx answered something other than a JSON object".into(),
+        )),
+        // The operator's key: nothing the caller can change.
+        401 | 403 => Err(ServiceError::Unavailable {
+            reason_code: "platform_unavailable",
+            message: format!(
+                "the server's Telnyx credentials were rejected (telnyx_api_key): {}",
+                refusal(status, &json)
+            ),
+        }),
+        408 | 429 | 500.. => Err(transient(refusal(status, &json))),
+        _ => Err(ServiceError::Engine(EngineError::Permanent(refusal(
+            status, &json,
+        )))),
+    }
+}
+
+/// Whether Telnyx's `national_destination_code` filter applies: a three-digit North
+/// American area code (the filter is only applicable to North American numbers).
+fn ndc_applies(country: &str, area_code: &str) -> bool {
+    matches!(country, "US" | "CA") && area_code.len() == 3
+}
+
+/// Whether Telnyx's `phone_number[contains]` filter applies: it must come with the
+/// `national_destination_code` filter and only searches within the last 4 digits.
+fn contains_applies(ndc: bool, contains: &str) -> bool {
+    ndc && contains.len() <= 4
+}
+
+/// Whether `phone` (E.164) has `prefix` right after its country calling code (of 1 to 3
+/// digits, which the number alone does not tell: any of the three is accepted).
+fn has_prefix(phone: &str, prefix: &str) -> bool {
+    let digits = phone.trim_start_matches('+');
+    (1..=3).any(|cc| digits.get(cc..).is_some_and(|n| n.starts_with(prefix)))
 }
 
 fn order_state(answer: &Value) -> Result<OrderState, ServiceError> {
@@ -148,23 +196,35 @@ impl NumberProvider for Telnyx {
     }
 
     async fn search(&self, q: &ProviderSearch) -> Result<Vec<Offer>, ServiceError> {
+        let country = q
+            .country
+            .clone()
+            .unwrap_or_else(|| self.settings.country.clone());
+        // Filters Telnyx does not apply are applied here, on a larger page.
+        let ndc = q.area_code.as_deref().filter(|a| ndc_applies(&country, a));
+        let contains = q
+            .contains
+            .as_deref()
+            .filter(|c| contains_applies(ndc.is_some(), c));
+        let local_prefix = q.area_code.as_deref().filter(|_| ndc.is_none());
+        let local_contains = q.contains.as_deref().filter(|_| contains.is_none());
+        let page = if local_prefix.is_some() || local_contains.is_some() {
+            100
+        } else {
+            q.limit
+        };
         let mut query = vec![
-            (
-                "filter[country_code]",
-                q.country
-                    .clone()
-                    .unwrap_or_else(|| self.settings.country.clone()),
-            ),
-            ("filter[limit]", q.limit.to_string()),
+            ("filter[country_code]", country),
+            ("filter[limit]", page.to_string()),
         ];
-        if let Some(p) = &q.area_code {
-            query.push(("filter[national_destination_code]", p.clone()));
+        if let Some(p) = ndc {
+            query.push(("filter[national_destination_code]", p.to_owned()));
         }
         if let Some(l) = &q.locality {
             query.push(("filter[locality]", l.clone()));
         }
-        if let Some(c) = &q.contains {
-            query.push(("filter[phone_number][contains]", c.clone()));
+        if let Some(c) = contains {
+            query.push(("filter[phone_number][contains]", c.to_owned()));
         }
         let answer = self
             .call(Method::GET, "available_phone_numbers", &query, None)
@@ -176,6 +236,11 @@ impl NumberProvider for Telnyx {
             .iter()
             .filter_map(|n| {
                 let phone = n["phone_number"].as_str()?;
+                if local_prefix.is_some_and(|p| !has_prefix(phone, p))
+                    || local_contains.is_some_and(|c| !phone.contains(c))
+                {
+                    return None;
+                }
                 let region = |kind: &str| {
                     n["region_information"]
                         .as_array()
@@ -198,8 +263,11 @@ impl NumberProvider for Telnyx {
             .collect())
     }
 
-    async fn order(&self, phone_number: &str) -> Result<OrderState, ServiceError> {
-        let body = json!({ "phone_numbers": [{ "phone_number": phone_number }] });
+    async fn order(&self, phone_number: &str, reference: &str) -> Result<OrderState, ServiceError> {
+        let body = json!({
+            "phone_numbers": [{ "phone_number": phone_number }],
+            "customer_reference": reference,
+        });
         let answer = self
             .call(Method::POST, "number_orders", &[], Some(&body))
             .await?;
@@ -211,6 +279,25 @@ impl NumberProvider for Telnyx {
             .call(Method::GET, &format!("number_orders/{order_id}"), &[], None)
             .await?;
         order_state(&answer)
+    }
+
+    async fn find_order(&self, reference: &str) -> Result<Option<OrderState>, ServiceError> {
+        let answer = self
+            .call(
+                Method::GET,
+                "number_orders",
+                &[("filter[customer_reference]", reference.to_owned())],
+                None,
+            )
+            .await?;
+        let found = answer["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["customer_reference"] == reference);
+        found
+            .map(|o| order_state(&json!({ "data": o })))
+            .transpose()
     }
 
     async fn release(&self, phone_number: &str) -> Result<(), ServiceError> {
@@ -233,8 +320,31 @@ impl NumberProvider for Telnyx {
         let Some(id) = id else {
             return Ok(());
         };
-        self.call(Method::DELETE, &format!("phone_numbers/{id}"), &[], None)
-            .await
-            .map(|_| ())
+        match self
+            .send(Method::DELETE, &format!("phone_numbers/{id}"), &[], None)
+            .await?
+        {
+            // Gone already (a release retried after Telnyx took it back).
+            (404, _) => Ok(()),
+            (status, json) => answer(status, json).map(|_| ()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_passed_on_only_where_telnyx_applies_them() {
+        assert!(ndc_applies("US", "212"));
+        assert!(!ndc_applies("US", "2125"));
+        assert!(!ndc_applies("GB", "207"));
+        assert!(contains_applies(true, "0101"));
+        assert!(!contains_applies(true, "55501"));
+        assert!(!contains_applies(false, "01"));
+        assert!(has_prefix("+442079460958", "207"));
+        assert!(has_prefix("+12125550100", "212"));
+        assert!(!has_prefix("+12125550100", "555"));
     }
 }

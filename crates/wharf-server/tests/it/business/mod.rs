@@ -8,6 +8,7 @@ use wharf_testkit::{TestApp, session_and_key};
 mod contacts;
 mod groups;
 mod numbers;
+mod numbers_faults;
 mod profile;
 
 /// An emulator session of the test account (a Zernio `accountId`).

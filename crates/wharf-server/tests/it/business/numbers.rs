@@ -418,8 +418,16 @@ async fn telnyx_numbers_are_searched_ordered_and_released(backend: Backend) {
     c.telnyx_base_url = "http://127.0.0.1:1".into();
 })]
 async fn an_unreachable_telnyx_is_a_503(app: TestApp) {
+    // Nothing in the pool, Telnyx down: 503.
     let answer = app.get(&format!("{NUMBERS}/available")).expect(503).await;
     zernio_error(&answer, "platform_unavailable", None);
+    // The pool's numbers are answered all the same, and sold.
+    add_to_pool(&app, "+12125550101", "New York", None).await;
+    assert_eq!(available(&app, "").await, ["+12125550101"]);
+    assert_eq!(
+        purchase(&app, "acme").await.phone_number.phone_number,
+        "+12125550101"
+    );
     let answer = app
         .post(&format!("{NUMBERS}/purchase"))
         .json(json!({"profileId": "acme"}))
@@ -427,7 +435,27 @@ async fn an_unreachable_telnyx_is_a_503(app: TestApp) {
         .await;
     zernio_error(&answer, "platform_unavailable", None);
     let list: ZNumberList = app.get(NUMBERS).expect_view(200).await;
-    assert!(list.numbers.is_empty(), "nothing was half-bought");
+    let held: Vec<_> = list.numbers.iter().map(|n| n.status.as_str()).collect();
+    assert_eq!(held, ["active"], "nothing was half-bought");
+}
+
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| c.phone_number_quota = 0)]
+async fn a_zero_quota_is_a_paid_plan_403(app: TestApp) {
+    add_to_pool(&app, "+12125550101", "New York", None).await;
+    let answer = app.get(&format!("{NUMBERS}/available")).expect(403).await;
+    assert!(
+        answer["error"].as_str().unwrap().contains("paid plan"),
+        "{answer}"
+    );
+    let answer = app
+        .post(&format!("{NUMBERS}/purchase"))
+        .json(json!({"profileId": "acme"}))
+        .expect(403)
+        .await;
+    assert!(
+        answer["error"].as_str().unwrap().contains("paid plan"),
+        "{answer}"
+    );
 }
 
 const WABA: &str = "102290129340398";
@@ -598,8 +626,23 @@ async fn meta_registers_a_pool_number(app: TestApp) {
     .await;
     assert!(message.contains(&session), "{message}");
 
-    // Another account cannot register it; a released number cannot be registered.
+    // Another account cannot register it, nor use this account's cloud session for its
+    // own number; a released number cannot be registered.
     let (_, intruder) = app.store.create_account("intruder").await.unwrap();
+    add_to_pool(&app, "+15550003333", "New York", Some("107000000000003")).await;
+    let theirs: ZPurchaseAnswer = app
+        .post(&format!("{NUMBERS}/purchase"))
+        .token(&intruder.raw)
+        .json(json!({"profileId": "theirs"}))
+        .expect_view(200)
+        .await;
+    let answer = app
+        .post(&path(&theirs.phone_number.id, "request-code"))
+        .token(&intruder.raw)
+        .json(json!({"accountId": cloud.session}))
+        .expect(404)
+        .await;
+    zernio_error(&answer, "not_found", Some("accountId"));
     let answer = app
         .post(&path(&with_meta.id, "verify"))
         .token(&intruder.raw)
