@@ -192,6 +192,38 @@ async fn telnyx_refusals_and_failures_leave_nothing_halfway(backend: Backend) {
 }
 
 #[wharf_testkit::dual_test]
+async fn a_pool_number_held_through_telnyx_is_skipped(backend: Backend) {
+    let Some((telnyx, app)) = with_telnyx(backend, 5).await else {
+        return;
+    };
+    // The pool has a number Telnyx also sells (in Canada here), and an account orders it
+    // from Telnyx: the pool no longer offers or assigns it (once a 500).
+    let shared = "+16045550501";
+    telnyx.offer(shared, "CA", "Vancouver");
+    app.store
+        .add_pool_number(&PoolNumberRow {
+            phone_number: shared.into(),
+            country: "US".into(),
+            area_code: None,
+            locality: None,
+            meta_preverified_id: None,
+            assigned_to: None,
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    let ordered: ZPurchaseAnswer = app
+        .post(&format!("{NUMBERS}/purchase"))
+        .json(json!({"profileId": "acme", "country": "CA"}))
+        .expect_view(200)
+        .await;
+    assert_eq!(ordered.phone_number.phone_number, shared);
+    assert!(!available(&app, "").await.contains(&shared.to_owned()));
+    let next = purchase(&app).await;
+    assert_eq!(next.phone_number, A, "Telnyx's, not the held pool number");
+}
+
+#[wharf_testkit::dual_test]
 async fn the_quota_holds_on_the_telnyx_path(backend: Backend) {
     let Some((telnyx, app)) = with_telnyx(backend, 1).await else {
         return;
