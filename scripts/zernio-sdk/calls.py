@@ -1,5 +1,5 @@
 """Zernio's Python SDK, unchanged, against Wharf: every template call and the business profile, on an emulator
-session (the WhatsApp account), and its errors as the SDK raises them."""
+session (the WhatsApp account), the phone numbers of the operator's pool, and its errors as the SDK raises them."""
 
 import json
 import os
@@ -108,3 +108,28 @@ try:
 except LateAPIError as e:
     check(getattr(e, "status_code", None) == 400 and "about" in str(e),
           f"an about over 139 characters is refused naming it ({e})")
+
+# Phone numbers, from the operator's pool (run.sh adds +12125550100 and +13105550101).
+pn = client.whatsapp_phone_numbers
+found = pn.search_available_whats_app_numbers(prefix="212")
+check([n["phoneNumber"] for n in found["numbers"]] == ["+12125550100"],
+      f"available searches the pool by area code ({found})")
+bought = pn.purchase_whats_app_phone_number("sdk-profile")["phoneNumber"]
+check((bought["phoneNumber"], bought["status"]) == ("+12125550100", "active"),
+      f"purchase assigns the oldest pool number inline ({bought})")
+listed = pn.get_whats_app_phone_numbers(profile_id="sdk-profile")["numbers"]
+check([n["_id"] for n in listed] == [bought["id"]], f"the list shows it for its profile ({listed})")
+check(pn.get_whats_app_phone_number(bought["id"])["phoneNumber"]["status"] == "active", "get a number")
+released = pn.release_whats_app_phone_number(bought["id"])["phoneNumber"]
+check(released["status"] == "released" and released["releasedAt"], f"release ({released})")
+try:
+    pn.release_whats_app_phone_number(bought["id"])
+    check(False, "a second release is refused")
+except LateAPIError as e:
+    check(getattr(e, "status_code", None) == 400 and "already released" in str(e),
+          f"a second release is refused ({e})")
+try:
+    pn.get_whats_app_phone_number("pn_00000000000000000000000000")
+    check(False, "an unknown number is refused")
+except LateNotFoundError as e:
+    check("Phone number not found" in str(e), f"an unknown number is 404 ({e})")

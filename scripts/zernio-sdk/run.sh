@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Zernio's own Python SDK (`late-sdk` from PyPI, unchanged) drives Wharf's Business API
-# template and business-profile routes against a fresh `wharf serve` (debug build, emulator engine, SQLite).
+# template, business-profile and phone-number routes against a fresh `wharf serve` (debug build, emulator
+# engine, SQLite, two numbers in the pool).
 #   scripts/zernio-sdk/run.sh
 # LATE_SDK pins the version (default: the newest). The SDK comes from .ci/venv, created and
 # filled when missing. Prints one closing line: `zernio-sdk: N passed, M failed`.
@@ -30,6 +31,8 @@ export WHARF_DATABASE_URL="sqlite://$work/sdk.db" WHARF_LISTEN="127.0.0.1:$port"
   WHARF_SECRET_KEY="$(head -c 32 /dev/urandom | base64)"
 "$bin" migrate >/dev/null
 pat="$("$bin" accounts create --name sdk --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["pat"])')"
+"$bin" numbers add +12125550100 --country US --locality "New York" >/dev/null
+"$bin" numbers add +13105550101 --country US --locality "Los Angeles" >/dev/null
 "$bin" serve >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do

@@ -61,6 +61,8 @@ id_kind!(/// A message template of a session (Zernio Business API).
     TemplateIdKind, TemplateId, "tpl_");
 id_kind!(/// A broadcast: one template to many recipients of a session (Zernio Business API).
     BroadcastIdKind, BroadcastId, "bc_");
+id_kind!(/// A phone number an account holds (Zernio Business API), from the pool or a provider.
+    PhoneNumberIdKind, PhoneNumberId, "pn_");
 
 /// A typed id: a prefix and a time-ordered body.
 pub struct Id<K> {

@@ -17,7 +17,7 @@ pub use engine::{Capabilities, Engine, EngineError, EngineKind, EngineSink, Engi
 pub use event::{Event, EventType};
 pub use id::{
     AccountId, AgentId, AttemptId, BroadcastId, ContactId, DeliveryId, EventId, Id, JobId,
-    MessageId, OperationId, RequestId, SandboxId, SessionId, TemplateId, WebhookId,
+    MessageId, OperationId, PhoneNumberId, RequestId, SandboxId, SessionId, TemplateId, WebhookId,
 };
 pub use jid::{Jid, JidError};
 pub use keys::{KeyKind, NewToken, TokenHash};

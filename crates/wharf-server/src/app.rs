@@ -211,6 +211,12 @@ pub async fn run_with_devices(
         secrets.clone(),
         config.clock.clone(),
     ));
+    let numbers = Arc::new(crate::services::NumberService::new(
+        store.clone(),
+        cloud_service.clone(),
+        config.clock.clone(),
+        config.numbers(),
+    )?);
     let services = Services::new(
         store.clone(),
         sessions.clone(),
@@ -222,6 +228,7 @@ pub async fn run_with_devices(
         templates,
         outbound.clone(),
         config.broadcasts(),
+        numbers.clone(),
     )
     .with_clock(config.clock.clone());
     let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
@@ -239,6 +246,7 @@ pub async fn run_with_devices(
         config.clock.clone(),
         workers_stop.clone(),
     ));
+    workers.spawn(workers::reconcile_numbers(numbers, workers_stop.clone()));
     workers.spawn(workers::broadcasts::run(
         services.broadcasts.clone(),
         workers_stop.clone(),

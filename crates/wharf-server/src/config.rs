@@ -76,6 +76,16 @@ pub struct Config {
     /// Recipients of a broadcast turned into messages per transaction; the worker keeps at
     /// most four batches of a session's messages waiting in the outbox.
     pub broadcast_batch_size: u32,
+    /// Phone numbers (Zernio Business API) one account may hold at once, in place of a paid
+    /// plan: a purchase past it is refused. 0: accounts cannot purchase numbers.
+    pub phone_number_quota: u32,
+    /// Telnyx API key: set, purchases order a number from Telnyx when the pool has none, and
+    /// `available` adds Telnyx's numbers to the pool's. Unset: Telnyx is off.
+    pub telnyx_api_key: Option<String>,
+    /// Telnyx's API address (operator configuration; tests point it at a fake).
+    pub telnyx_base_url: String,
+    /// The country (ISO 3166-1 alpha-2) whose Telnyx numbers are searched and ordered.
+    pub telnyx_country: String,
     /// Base64 of the 32-byte key sealing secrets at rest (Cloud API tokens and app secrets).
     /// Unset: a key file next to a SQLite database; on PostgreSQL the cloud engine is off.
     pub secret_key: Option<String>,
@@ -153,6 +163,10 @@ impl Default for Config {
             idempotency_hours: 24,
             broadcast_send_wait_ms: 25_000,
             broadcast_batch_size: 500,
+            phone_number_quota: 5,
+            telnyx_api_key: None,
+            telnyx_base_url: "https://api.telnyx.com".into(),
+            telnyx_country: "US".into(),
             secret_key: None,
             metrics_token: None,
             cloud_graph_base_url: "https://graph.facebook.com".into(),
@@ -233,6 +247,19 @@ impl Config {
         }
         if self.broadcast_batch_size == 0 || self.broadcast_batch_size > 5000 {
             return Err("broadcast_batch_size must be from 1 to 5000".into());
+        }
+        if self.phone_number_quota > 100_000 {
+            return Err("phone_number_quota must be 0 to 100000".into());
+        }
+        if !(self.telnyx_base_url.starts_with("https://")
+            || self.telnyx_base_url.starts_with("http://"))
+        {
+            return Err("telnyx_base_url must be an http:// or https:// URL".into());
+        }
+        if self.telnyx_country.len() != 2
+            || !self.telnyx_country.bytes().all(|b| b.is_ascii_uppercase())
+        {
+            return Err("telnyx_country must be an ISO 3166-1 alpha-2 code such as US".into());
         }
         if self.send_max_attempts == 0 {
             return Err("send_max_attempts must be at least 1".into());
@@ -390,6 +417,12 @@ impl fmt::Debug for Config {
             .field("outbound_allow", &self.outbound_allow)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
+            .field("phone_number_quota", &self.phone_number_quota)
+            .field(
+                "telnyx_api_key",
+                &self.telnyx_api_key.as_ref().map(|_| "***"),
+            )
+            .field("telnyx_base_url", &self.telnyx_base_url)
             .field("cloud_graph_base_url", &self.cloud_graph_base_url)
             .field("cloud_graph_version", &self.cloud_graph_version)
             .field("sandbox_session_id", &self.sandbox_session_id)
@@ -410,6 +443,23 @@ impl Config {
             confirmation_text: Some(self.sandbox_confirmation_text.clone())
                 .filter(|t| !t.trim().is_empty()),
             clock: self.clock.clone(),
+        }
+    }
+
+    /// The phone numbers' settings: the quota and Telnyx, when configured.
+    pub fn numbers(&self) -> crate::services::numbers::NumberSettings {
+        crate::services::numbers::NumberSettings {
+            quota: i64::from(self.phone_number_quota),
+            telnyx: self
+                .telnyx_api_key
+                .as_deref()
+                .filter(|k| !k.trim().is_empty())
+                .map(|key| crate::services::numbers::telnyx::TelnyxSettings {
+                    api_key: key.trim().to_owned(),
+                    base_url: self.telnyx_base_url.trim_end_matches('/').to_owned(),
+                    country: self.telnyx_country.clone(),
+                    timeout: std::time::Duration::from_millis(self.cloud_timeout_ms),
+                }),
         }
     }
 

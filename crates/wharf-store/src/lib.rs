@@ -31,6 +31,7 @@ mod events;
 mod gauges;
 mod keys;
 mod messages;
+mod numbers;
 mod operations;
 mod pool;
 mod sandbox;
@@ -56,6 +57,9 @@ pub use keys::{KeyRow, NewKey};
 pub use messages::{
     Accepted, IdempotentAnswer, InboundChange, JobAction, JobOutcome, MessageFilter, MessageRow,
     OutboxJob, SandboxIngest,
+};
+pub use numbers::{
+    Claim, NumberStatus, PhoneNumberRow, PoolAdd, PoolNumberRow, PoolRemoval, PoolSearch, Release,
 };
 pub use operations::OperationRow;
 use pool::Pool;

@@ -19,6 +19,7 @@ mod browser;
 mod cloud;
 mod db;
 mod receiver;
+mod telnyx;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -28,6 +29,7 @@ pub use db::{Backend, TestDb};
 pub use receiver::{Received, TestReceiver};
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
+pub use telnyx::{FakeTelnyx, TELNYX_KEY};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 /// The scripted WhatsApp Web port that drives the `web` engine's logic in tests.

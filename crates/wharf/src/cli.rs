@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `accounts`, `keys`, `sandbox`, `sessions link`.
+//! The command line: `serve`, `migrate`, `accounts`, `keys`, `sandbox`, `numbers`,
+//! `sessions link`.
 
 use std::path::PathBuf;
 
@@ -48,6 +49,9 @@ enum Command {
     /// Manage the shared sandbox number.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Manage the pool of phone numbers accounts purchase from (Zernio Business API).
+    #[command(subcommand)]
+    Numbers(crate::numbers::NumbersCommand),
     /// Work with sessions of a running server (over its HTTP API).
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -211,6 +215,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(cmd) => keys(&store, cmd).await,
         Command::Sandbox(cmd) => sandbox(&store, cmd).await,
+        Command::Numbers(cmd) => crate::numbers::run(&store, cmd).await,
         Command::Sessions(_) => unreachable!("handled before the store is opened"),
     }
 }

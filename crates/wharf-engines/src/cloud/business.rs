@@ -254,14 +254,28 @@ impl CloudEngine {
         method: CodeMethod,
         language: &str,
     ) -> Result<(), CloudError> {
+        self.request_code_for(session, None, method, language).await
+    }
+
+    /// `POST /{number}/request_code` with the session's credentials: on `number` (a Graph
+    /// phone number id the session's token may manage, such as a pre-verified number), or
+    /// on the session's own number when `None`.
+    pub async fn request_code_for(
+        &self,
+        session: SessionId,
+        number: Option<&str>,
+        method: CodeMethod,
+        language: &str,
+    ) -> Result<(), CloudError> {
         let method = match method {
             CodeMethod::Sms => "SMS",
             CodeMethod::Voice => "VOICE",
         };
         self.business(session, async |l: &Line| {
+            let number = number.unwrap_or(&l.credentials.phone_number_id);
             l.graph
                 .post_query(
-                    &format!("{}/request_code", l.credentials.phone_number_id),
+                    &format!("{number}/request_code"),
                     &[
                         ("code_method", method.to_owned()),
                         ("language", language.to_owned()),
@@ -275,10 +289,22 @@ impl CloudEngine {
 
     /// `POST /{pnid}/verify_code`.
     pub async fn verify_code(&self, session: SessionId, code: &str) -> Result<(), CloudError> {
+        self.verify_code_for(session, None, code).await
+    }
+
+    /// `POST /{number}/verify_code` with the session's credentials (see
+    /// [`Self::request_code_for`]).
+    pub async fn verify_code_for(
+        &self,
+        session: SessionId,
+        number: Option<&str>,
+        code: &str,
+    ) -> Result<(), CloudError> {
         self.business(session, async |l: &Line| {
+            let number = number.unwrap_or(&l.credentials.phone_number_id);
             l.graph
                 .post_query(
-                    &format!("{}/verify_code", l.credentials.phone_number_id),
+                    &format!("{number}/verify_code"),
                     &[("code", code.to_owned())],
                 )
                 .await

@@ -196,7 +196,9 @@ fn checked(u: &ProfileUpdate) -> Result<Map<String, Value>, ServiceError> {
     Ok(out)
 }
 
-fn cloud_error(e: CloudError) -> ServiceError {
+/// A failed Graph call of a business operation as a service error: Graph's refusal is
+/// permanent (400 with Meta's words), an outage is transient (503).
+pub(crate) fn cloud_error(e: CloudError) -> ServiceError {
     match e {
         CloudError::Graph(g) => ServiceError::Engine(g.to_engine_error(0)),
         CloudError::Engine(e) => ServiceError::Engine(e),

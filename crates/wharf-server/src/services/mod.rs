@@ -10,6 +10,7 @@ mod engines;
 pub mod events;
 mod lifecycle;
 pub mod messages;
+pub mod numbers;
 pub mod sandbox;
 pub mod sessions;
 pub mod social;
@@ -26,6 +27,7 @@ pub use crm::CrmService;
 pub use engines::Engines;
 pub use lifecycle::Supervisor;
 pub use messages::MessageService;
+pub use numbers::NumberService;
 pub use sandbox::SandboxService;
 pub use sessions::{
     CreateSession, CreatedSession, RotatedKey, SessionList, SessionService, UpdateSession,
@@ -107,6 +109,8 @@ pub struct Services {
     pub bulk: Arc<BulkService>,
     /// Broadcasts (Zernio Business API).
     pub broadcasts: Arc<BroadcastService>,
+    /// Phone numbers: the pool, the provider and Meta's registration (Zernio Business API).
+    pub numbers: Arc<NumberService>,
     /// The outbound policy, for URLs a dialect takes (media in sends).
     pub outbound: Arc<crate::outbound::Outbound>,
 }
@@ -125,6 +129,7 @@ impl Services {
         templates: Arc<TemplateService>,
         outbound: Arc<crate::outbound::Outbound>,
         broadcasts: broadcasts::BroadcastSettings,
+        numbers: Arc<NumberService>,
     ) -> Self {
         let clock = messages.clock().clone();
         let social = Arc::new(SocialService::new(
@@ -164,6 +169,7 @@ impl Services {
             templates,
             bulk,
             broadcasts: broadcasts_service,
+            numbers,
             outbound,
         }
     }

@@ -20,6 +20,25 @@ pub async fn resume(sessions: Arc<SessionService>) {
     }
 }
 
+/// Takes up phone numbers left halfway with their provider (a release begun, an order
+/// whose answer was lost), at startup and every five minutes.
+pub async fn reconcile_numbers(
+    numbers: Arc<crate::services::NumberService>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => match numbers.reconcile().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(numbers = n, "reconciled phone numbers with the provider"),
+                Err(e) => tracing::warn!(error = %e, "could not reconcile phone numbers"),
+            },
+        }
+    }
+}
+
 /// Forgets idempotency keys past their time, hourly.
 pub async fn expire_idempotency_keys(
     store: wharf_store::Store,

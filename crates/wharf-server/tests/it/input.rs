@@ -565,7 +565,7 @@ async fn the_openapi_document_states_what_the_server_accepts(mut app: wharf_test
     let doc = app.get("/openapi.json").anonymous().expect(200).await;
     // Page sizes: the bounds the server checks, on every `limit`.
     let limits = params_named(&doc, "limit");
-    assert_eq!(limits.len(), 8, "{limits:?}");
+    assert_eq!(limits.len(), 9, "{limits:?}");
     for (op, p) in &limits {
         assert_eq!(p["schema"]["minimum"], json!(LIMIT_MIN), "{op}");
         // A broadcast's recipients are paged by up to 1,000 (as they are added).

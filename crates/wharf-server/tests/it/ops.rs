@@ -133,6 +133,22 @@ async fn openapi_covers_every_route_with_schemas(mut app: wharf_testkit::TestApp
             vec!["get", "patch", "delete"],
         ),
         ("/v1/whatsapp/broadcasts/{broadcastId}/cancel", vec!["post"]),
+        ("/v1/whatsapp/phone-numbers", vec!["get"]),
+        ("/v1/whatsapp/phone-numbers/available", vec!["get"]),
+        ("/v1/whatsapp/phone-numbers/preverified", vec!["get"]),
+        ("/v1/whatsapp/phone-numbers/purchase", vec!["post"]),
+        (
+            "/v1/whatsapp/phone-numbers/{phoneNumberId}",
+            vec!["get", "delete"],
+        ),
+        (
+            "/v1/whatsapp/phone-numbers/{phoneNumberId}/request-code",
+            vec!["post"],
+        ),
+        (
+            "/v1/whatsapp/phone-numbers/{phoneNumberId}/verify",
+            vec!["post"],
+        ),
         ("/api/messages/{id}/media", vec!["get"]),
         (
             "/emulator/sessions/{id}/inbound/{provider_msg_id}/edit",

@@ -310,6 +310,108 @@ async fn sandbox_number_cli(backend: Backend) {
     assert_eq!(store.sandbox_number().await.expect("read"), None);
 }
 
+#[wharf_testkit::dual_test]
+async fn numbers_pool_cli(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = wharf_store::Store::open(db.url()).await.expect("open");
+    let add = |args: &[&str]| {
+        let mut all = vec!["numbers", "add"];
+        all.extend_from_slice(args);
+        wharf(&db, &all)
+    };
+    let (ok, out, err) = add(&[
+        "+1 (212) 555-0100",
+        "--country",
+        "us",
+        "--locality",
+        "New York",
+        "--meta-preverified-id",
+        "106540000000001",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("+12125550100"), "{out}");
+    let (ok, _, err) = add(&["+442079460958", "--country", "GB", "--area-code", "20"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = add(&["+12125550100", "--country", "US"]);
+    assert!(!ok && err.contains("already in the pool"), "{err}");
+    let (ok, _, err) = add(&["12", "--country", "US"]);
+    assert!(!ok && err.contains("not a phone number"), "{err}");
+    let (ok, _, err) = add(&["+13105550100", "--country", "USA"]);
+    assert!(!ok && err.contains("--country"), "{err}");
+    let (ok, _, err) = add(&[
+        "+13105550100",
+        "--country",
+        "US",
+        "--meta-preverified-id",
+        "x1",
+    ]);
+    assert!(!ok && err.contains("--meta-preverified-id"), "{err}");
+
+    let (ok, out, err) = wharf(&db, &["numbers", "list", "--json"]);
+    assert!(ok, "{err}");
+    let pool = json_of(&out);
+    let pool = pool.as_array().expect("a list");
+    assert_eq!(pool.len(), 2);
+    assert_eq!(pool[0]["phone_number"], "+12125550100");
+    assert_eq!(pool[0]["country"], "US");
+    assert_eq!(pool[0]["area_code"], "212", "derived for +1 numbers");
+    assert_eq!(pool[0]["locality"], "New York");
+    assert_eq!(pool[0]["meta_preverified_id"], "106540000000001");
+    assert!(pool[0]["assigned_to"].is_null());
+    assert_eq!(pool[1]["area_code"], "20");
+
+    // A number an account holds cannot be removed.
+    let (account, _) = store.create_account("buyer").await.expect("account");
+    let now = wharf_core::time::now_millis();
+    let claim = store
+        .claim_pool_number(
+            5,
+            None,
+            wharf_store::PhoneNumberRow {
+                id: wharf_core::PhoneNumberId::generate(),
+                account_id: account.id,
+                phone_number: String::new(),
+                country: String::new(),
+                source: "pool".into(),
+                provider_order_id: None,
+                status: wharf_store::NumberStatus::Active,
+                profile_id: Some("p".into()),
+                meta_preverified_id: None,
+                meta_verification_status: None,
+                meta_verified_at: None,
+                meta_verification_expires_at: None,
+                provisioned_at: Some(now),
+                released_at: None,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .await
+        .expect("claim");
+    let held = match claim {
+        wharf_store::Claim::Done(held) => held,
+        other => panic!("not claimed: {other:?}"),
+    };
+    assert_eq!(held.phone_number, "+12125550100");
+    let (ok, table, _) = wharf(&db, &["numbers", "list"]);
+    assert!(ok);
+    assert!(
+        table.contains(&format!("assigned to {}", held.id)) && table.contains("available"),
+        "{table}"
+    );
+    let (ok, _, err) = wharf(&db, &["numbers", "remove", "+12125550100"]);
+    assert!(!ok && err.contains(&held.id.to_string()), "{err}");
+
+    let (ok, out, err) = wharf(&db, &["numbers", "remove", "+44 20 7946 0958"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("removed"), "{out}");
+    let (ok, _, err) = wharf(&db, &["numbers", "remove", "+442079460958"]);
+    assert!(!ok && err.contains("not in the pool"), "{err}");
+    assert_eq!(store.pool_numbers().await.expect("pool").len(), 1);
+}
+
 /// `RssAnon` of a process in KiB (`/proc/PID/status`): the memory it allocated itself (heap,
 /// stacks, arenas), without the binary's file-backed pages.
 fn rss_anon_kib(pid: u32) -> u64 {

@@ -1,6 +1,7 @@
 //! Zernio's WhatsApp Business API (`/v1/whatsapp/...`, also under `/api`): templates, bulk
-//! sends, the contacts CRM (`/v1/whatsapp/contacts…`), contact groups (`/v1/whatsapp/groups`)
-//! and the business profile (`/v1/whatsapp/business-profile`). `accountId` is a session id of
+//! sends, the contacts CRM (`/v1/whatsapp/contacts…`), contact groups (`/v1/whatsapp/groups`),
+//! the business profile (`/v1/whatsapp/business-profile`) and phone numbers
+//! (`/v1/whatsapp/phone-numbers…`). `accountId` is a session id of
 //! the caller's account; an unknown id and another account's answer the same 404 "WhatsApp
 //! account not found". Bearer PATs and Zernio's error envelope, as the sandbox routes of the
 //! Zernio dialect.
@@ -13,6 +14,7 @@ pub mod broadcasts;
 pub mod bulk;
 pub mod contact_groups;
 pub mod contacts;
+pub mod numbers;
 pub mod profile;
 pub mod templates;
 
@@ -41,6 +43,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(contacts::routes())
         .merge(contact_groups::routes())
         .merge(profile::routes())
+        .merge(numbers::routes())
 }
 
 /// Zernio's authentication in front of `router`, served at its paths and under `/api`.

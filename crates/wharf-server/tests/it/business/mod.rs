@@ -1,5 +1,5 @@
-//! The Zernio Business API (contacts CRM, contact groups, business profile) end to end, on
-//! SQLite and PostgreSQL.
+//! The Zernio Business API (contacts CRM, contact groups, business profile, phone numbers)
+//! end to end, on SQLite and PostgreSQL.
 
 use serde_json::{Value, json};
 use wharf_server::http::business::contacts::{ContactAnswer, ContactList, ContactView};
@@ -7,6 +7,8 @@ use wharf_testkit::{TestApp, session_and_key};
 
 mod contacts;
 mod groups;
+mod numbers;
+mod numbers_faults;
 mod profile;
 
 /// An emulator session of the test account (a Zernio `accountId`).
