@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod link;
+mod logs;
 
 use std::process::ExitCode;
 

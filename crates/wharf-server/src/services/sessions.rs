@@ -182,6 +182,7 @@ impl SessionService {
         if !caller.can_see(id) {
             return Err(ServiceError::NotFound("session"));
         }
+        crate::log_fields::session(id);
         self.store
             .get_session(caller.account_id, id)
             .await?
@@ -228,6 +229,7 @@ impl SessionService {
         if !caller.can_see(id) {
             return Err(ServiceError::NotFound("session"));
         }
+        crate::log_fields::session(id);
         self.store
             .modify_session(Some(caller.account_id), id, change)
             .await?
