@@ -233,8 +233,8 @@ async fn a_broadcast_progresses_live_and_a_scheduled_one_is_cancelled(app: TestA
     log_in(&browser, &app).await;
     browser.click("nav a[href='/dashboard/broadcasts']").await;
     browser.wait_text("h1", "Broadcasts").await;
-    let weekly_row = format!("tr[data-broadcast='{weekly}']");
-    let later_row = format!("tr[data-broadcast='{later}']");
+    let weekly_row = format!("[data-broadcast='{weekly}']");
+    let later_row = format!("[data-broadcast='{later}']");
     browser.wait_text(&weekly_row, "draft").await;
     browser.wait_text(&weekly_row, "0 sent").await;
     browser.wait_text(&later_row, "scheduled").await;

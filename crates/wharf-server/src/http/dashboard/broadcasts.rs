@@ -13,7 +13,7 @@ use wharf_store::{BroadcastRow, BroadcastStatus};
 
 use super::{
     Form, Operator, PageResult, fail,
-    html::{self, badge, csrf, esc, time_or_dash},
+    html::{self, badge, csrf, esc, time},
     see_other,
 };
 use crate::http::AppState;
@@ -53,7 +53,8 @@ fn counts(b: &BroadcastRow) -> String {
     text
 }
 
-fn row(operator: &Operator, b: &BroadcastRow, sessions: &HashMap<String, String>) -> String {
+/// One broadcast as a card (cards stack on a phone and tile on a wide screen).
+fn card(operator: &Operator, b: &BroadcastRow, sessions: &HashMap<String, String>) -> String {
     let id = b.id.to_string();
     let session = b.session_id.to_string();
     let session_name = sessions.get(&session).unwrap_or(&session);
@@ -64,7 +65,7 @@ fn row(operator: &Operator, b: &BroadcastRow, sessions: &HashMap<String, String>
         BroadcastStatus::Scheduled | BroadcastStatus::Sending
     ) {
         format!(
-            "<form method=\"post\" action=\"/dashboard/broadcasts/{id}/cancel\" class=\"inline\">{csrf}\
+            "<form method=\"post\" action=\"/dashboard/broadcasts/{id}/cancel\">{csrf}\
              <button type=\"submit\" class=\"danger\" aria-label=\"Cancel broadcast {name}\">Cancel</button></form>",
             csrf = csrf(operator),
             name = esc(&b.name),
@@ -75,27 +76,30 @@ fn row(operator: &Operator, b: &BroadcastRow, sessions: &HashMap<String, String>
     let reason = b
         .failure_reason
         .as_deref()
-        .map(|r| format!("<br><span class=\"error\">{}</span>", esc(r)))
+        .map(|r| format!("<p class=\"error\">{}</p>", esc(r)))
         .unwrap_or_default();
+    let mut times = format!("<dt>Created</dt><dd>{}</dd>", time(b.created_at));
+    for (label, at) in [
+        ("Scheduled", b.scheduled_at),
+        ("Started", b.started_at),
+        ("Ended", b.completed_at),
+    ] {
+        if let Some(at) = at {
+            let _ = write!(times, "<dt>{label}</dt><dd>{}</dd>", time(at));
+        }
+    }
     format!(
-        "<tr data-broadcast=\"{id}\"><td><strong>{name}</strong><br><code>{id}</code><br>\
-         <span class=\"muted\">template {template}</span></td>\
-         <td><a href=\"/dashboard/sessions/{session}\">{session_name}</a></td>\
-         <td>{status}{reason}</td>\
-         <td><progress max=\"{max}\" value=\"{done}\" aria-label=\"{name}: {done} of {total} recipients processed\"></progress>\
-         <br><span class=\"counts\">{counts}</span></td>\
-         <td><dl class=\"times\"><dt>Scheduled</dt><dd>{scheduled}</dd><dt>Started</dt><dd>{started}</dd>\
-         <dt>Ended</dt><dd>{ended}</dd></dl></td><td>{cancel}</td></tr>",
+        "<li data-broadcast=\"{id}\"><h2>{name} {status}</h2>\
+         <p class=\"muted\">Template {template} · session <a href=\"/dashboard/sessions/{session}\">{session_name}</a> · <code>{id}</code></p>\
+         <progress max=\"{max}\" value=\"{done}\" aria-label=\"{name}: {done} of {total} recipients processed\"></progress>\
+         <p class=\"counts\">{counts}</p>{reason}<dl class=\"times\">{times}</dl>{cancel}</li>",
         name = esc(&b.name),
+        status = badge(b.status.as_str()),
         template = esc(template),
         session_name = esc(session_name),
-        status = badge(b.status.as_str()),
         max = b.recipient_count.max(1),
         total = b.recipient_count,
         counts = counts(b),
-        scheduled = time_or_dash(b.scheduled_at),
-        started = time_or_dash(b.started_at),
-        ended = time_or_dash(b.completed_at),
     )
 }
 
@@ -117,25 +121,21 @@ pub async fn list_broadcasts(State(app): State<AppState>, operator: Operator) ->
         .into_iter()
         .filter_map(|s| Some((s.id.to_string(), s.label?)))
         .collect();
-    let mut rows = String::new();
-    for b in &broadcasts {
-        rows.push_str(&row(&operator, b, &sessions));
-    }
-    let table = if broadcasts.is_empty() {
+    let cards: String = broadcasts
+        .iter()
+        .map(|b| card(&operator, b, &sessions))
+        .collect();
+    let list = if broadcasts.is_empty() {
         "<p>No broadcasts yet. Create one with <code>POST /v1/whatsapp/broadcasts</code> \
          (the Zernio Business API) and send or schedule it.</p>"
             .to_owned()
     } else {
-        format!(
-            "<div class=\"scroll\"><table><thead><tr><th scope=\"col\">Broadcast</th><th scope=\"col\">Session</th>\
-             <th scope=\"col\">Status</th><th scope=\"col\">Progress</th><th scope=\"col\">Times</th>\
-             <th scope=\"col\"><span class=\"sr-only\">Actions</span></th></tr></thead><tbody>{rows}</tbody></table></div>"
-        )
+        format!("<ul class=\"broadcasts\">{cards}</ul>")
     };
     let body = format!(
-        "<p>The newest {SHOWN} broadcasts of this account, with their recipients' progress as \
-         receipts arrive. Cancelling stops a scheduled or sending broadcast: what was sent stays \
-         sent, the rest is cancelled.</p><section id=\"broadcasts\" data-region>{table}</section>"
+        "<p>The newest {SHOWN} broadcasts of this account, with their status and progress, live \
+         while they send. Cancelling stops a scheduled or sending broadcast: what was sent stays \
+         sent, the rest is cancelled.</p><section id=\"broadcasts\" data-region>{list}</section>"
     );
     Ok(Html(html::page(
         &operator,
