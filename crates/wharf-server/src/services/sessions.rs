@@ -170,6 +170,7 @@ impl SessionService {
             Err(wharf_store::StoreError::Conflict(_)) => return Err(in_use()),
             other => other?,
         };
+        crate::log_fields::session(session.id);
         Ok(CreatedSession {
             session,
             key,

@@ -137,12 +137,18 @@ async fn json_logs_carry_request_account_session_and_message_ids(backend: Backen
     assert_eq!(answered["message_id"], message.as_str(), "{answered}");
     assert_eq!(answered["method"], "POST");
     assert_eq!(answered["path"], "/api/send-message");
-    // A session's route records the session; a generated id is logged as it was echoed.
+    // Creating a session, and a session's route, record the session; a generated id is
+    // logged as it was echoed.
     let connect = all
         .iter()
         .find(|l| l["request_id"] == "it-connect" && l["status"].is_number())
         .expect("the connect request's line");
     assert_eq!(connect["session_id"], session.as_str(), "{connect}");
+    let create = all
+        .iter()
+        .find(|l| l["request_id"] == "it-create" && l["status"].is_number())
+        .expect("the create request's line");
+    assert_eq!(create["session_id"], session.as_str(), "{create}");
     assert!(
         all.iter()
             .any(|l| l["request_id"] == generated.as_str() && l["account_id"].is_string()),
