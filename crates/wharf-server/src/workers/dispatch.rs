@@ -672,6 +672,7 @@ fn log_outcome(outcome: &JobOutcome) {
             available_at,
             ..
         } => tracing::info!(
+            account_id = %job.account_id,
             session_id = %job.session_id,
             message_id,
             action,
@@ -681,6 +682,7 @@ fn log_outcome(outcome: &JobOutcome) {
             "engine call failed; retrying later"
         ),
         JobOutcome::Failed { reason, .. } => tracing::warn!(
+            account_id = %job.account_id,
             session_id = %job.session_id,
             message_id,
             action,

@@ -114,6 +114,10 @@ async fn json_logs_carry_request_account_session_and_message_ids(backend: Backen
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(failed["session_id"], session.as_str(), "{failed}");
+    assert!(
+        failed["account_id"].as_str().unwrap().starts_with("acc_"),
+        "{failed}"
+    );
     assert_eq!(failed["action"], "send", "{failed}");
     assert!(failed["reason"].is_string(), "{failed}");
     assert!(failed["timestamp"].is_string() && failed["target"].is_string());
