@@ -5,6 +5,18 @@ use std::{fmt, net::SocketAddr, num::NonZeroU32};
 use serde::{Deserialize, Serialize};
 use wharf_core::EngineKind;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object a line, with the fields of the spans around it (request, account,
+    /// session and message ids) at the top level.
+    Json,
+}
+
 /// Everything `wharf serve` can be told. Defaults suit one machine with SQLite.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +35,8 @@ pub struct Config {
     pub instance_id: String,
     /// Log filter, in `RUST_LOG` syntax.
     pub log: String,
+    /// How log lines are written: `text` (for people) or `json` (one object a line).
+    pub log_format: LogFormat,
     /// Sends per second per session on the emulator engine.
     pub send_rate_emulator: NonZeroU32,
     /// Sends per second per session on the WhatsApp Web engine (WhatsApp bans fast senders).
@@ -136,6 +150,7 @@ impl Default for Config {
             rate_limit_per_minute: NonZeroU32::new(600).expect("600 is not zero"),
             instance_id: default_instance_id(),
             log: "info".into(),
+            log_format: LogFormat::Text,
             send_rate_emulator: NonZeroU32::new(1000).expect("not zero"),
             send_rate_web: NonZeroU32::new(1).expect("not zero"),
             web_pair_burst: 1,
@@ -399,6 +414,7 @@ impl fmt::Debug for Config {
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("instance_id", &self.instance_id)
             .field("log", &self.log)
+            .field("log_format", &self.log_format)
             .field("send_rate_emulator", &self.send_rate_emulator)
             .field("send_rate_web", &self.send_rate_web)
             .field("web_pair_burst", &self.web_pair_burst)

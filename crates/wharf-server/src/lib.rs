@@ -4,6 +4,7 @@ mod app;
 mod config;
 mod error;
 pub mod http;
+mod log_fields;
 pub mod media_fetch;
 pub mod metrics;
 pub mod outbound;
@@ -13,7 +14,7 @@ pub mod web_devices;
 pub mod workers;
 
 pub use app::{run, run_with_devices, run_with_store};
-pub use config::{Config, redact_url};
+pub use config::{Config, LogFormat, redact_url};
 pub use error::ServiceError;
 
 /// Installs the TLS crypto provider (ring) for outgoing HTTPS (webhooks, the Cloud API).

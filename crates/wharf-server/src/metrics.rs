@@ -256,6 +256,28 @@ impl Metrics {
         }
         header(
             &mut out,
+            "wharf_broadcasts",
+            "gauge",
+            "Broadcasts (Zernio Business API), by status.",
+        );
+        for (status, n) in &gauges.broadcasts {
+            let _ = writeln!(out, "wharf_broadcasts{{status=\"{}\"}} {n}", esc(status));
+        }
+        header(
+            &mut out,
+            "wharf_broadcast_recipients",
+            "gauge",
+            "Recipients of broadcasts, by the broadcast's status and their own (pending, sent, delivered, read, failed, skipped, cancelled).",
+        );
+        for (broadcast, status, n) in &gauges.broadcast_recipients {
+            let _ = writeln!(
+                out,
+                "wharf_broadcast_recipients{{broadcast_status=\"{}\",status=\"{status}\"}} {n}",
+                esc(broadcast)
+            );
+        }
+        header(
+            &mut out,
             "wharf_db_pool_acquires_total",
             "counter",
             "Database connections taken from the pools.",

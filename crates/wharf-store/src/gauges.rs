@@ -19,7 +19,24 @@ pub struct Gauges {
     /// `(webhook id, events of its account past the endpoint's fan-out cursor)`: how far
     /// each active endpoint trails the event log.
     pub webhook_lag: Vec<(String, i64)>,
+    /// `(status, count)` of broadcasts.
+    pub broadcasts: Vec<(String, i64)>,
+    /// `(broadcast status, recipient status, count)`: the recipients of broadcasts, by the
+    /// broadcast's status and their own (pending, sent, delivered, read, failed, skipped,
+    /// cancelled; each recipient counted once, in its current status).
+    pub broadcast_recipients: Vec<(String, &'static str, i64)>,
 }
+
+/// The recipient statuses of [`Gauges::broadcast_recipients`], as their counter columns.
+const RECIPIENT_STATUSES: [&str; 7] = [
+    "pending",
+    "sent",
+    "delivered",
+    "read",
+    "failed",
+    "skipped",
+    "cancelled",
+];
 
 impl Store {
     /// Reads the [`Gauges`].
@@ -68,6 +85,26 @@ impl Store {
         {
             out.webhook_lag
                 .push((row.try_get("id")?, row.try_get("lag")?));
+        }
+        // SUM of BIGINT is NUMERIC on PostgreSQL: cast back.
+        let sums: Vec<String> = RECIPIENT_STATUSES
+            .iter()
+            .map(|s| format!("CAST(COALESCE(SUM(n_{s}), 0) AS BIGINT) AS n_{s}"))
+            .collect();
+        let sql = format!(
+            "SELECT status, COUNT(*) AS n, {} FROM broadcasts GROUP BY status ORDER BY status",
+            sums.join(", ")
+        );
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.read)
+            .await?
+        {
+            let status: String = row.try_get("status")?;
+            for s in RECIPIENT_STATUSES {
+                let n: i64 = row.try_get(format!("n_{s}").as_str())?;
+                out.broadcast_recipients.push((status.clone(), s, n));
+            }
+            out.broadcasts.push((status, row.try_get("n")?));
         }
         Ok(out)
     }

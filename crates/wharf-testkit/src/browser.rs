@@ -162,17 +162,26 @@ impl Browser {
         }
     }
 
-    /// Clicks the element matching `css`.
+    /// Clicks the element matching `css`. A live region may be swapped for a fresh copy
+    /// between finding the element and clicking it (the page refreshes itself from the event
+    /// stream): then the element is found again.
     pub async fn click(&self, css: &str) {
-        let e = self.find(css).await;
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/element/{e}/click"),
-                Some(json!({})),
-            )
-            .await;
-        assert!(v.is_null(), "click {css}: {v}");
+        for _ in 0..5 {
+            let e = self.find(css).await;
+            let v = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/element/{e}/click"),
+                    Some(json!({})),
+                )
+                .await;
+            if v.is_null() {
+                return;
+            }
+            assert_eq!(v["error"], "stale element reference", "click {css}: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("click {css}: the element kept being replaced");
     }
 
     /// Replaces the value of the field matching `css` with `text`, as typed.

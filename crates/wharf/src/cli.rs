@@ -128,6 +128,9 @@ struct ServeArgs {
     /// Log filter, RUST_LOG syntax (default info).
     #[arg(long)]
     log: Option<String>,
+    /// Log lines as `text` (default) or `json` (one object a line). Also WHARF_LOG_FORMAT.
+    #[arg(long, value_name = "text|json")]
+    log_format: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,9 +190,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         flags.rate_limit_per_minute = args.rate_limit_per_minute;
         flags.instance_id = args.instance_id.clone();
         flags.log = args.log.clone();
+        flags.log_format = args.log_format.clone();
     }
     let config = load(cli.global.config, flags)?;
-    init_tracing(&config.log);
+    crate::logs::init(&config.log, config.log_format);
     let store = open_store(&config).await?;
     match command {
         Command::Serve(_) => serve(config, store).await,
@@ -304,17 +308,6 @@ async fn sandbox(store: &Store, cmd: SandboxCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Every command that touches the store migrates first.

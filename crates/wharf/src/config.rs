@@ -28,6 +28,8 @@ pub struct FlagOverrides {
     pub instance_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
 }
 
 /// The keys `WHARF_*` variables may set: every key of [`Config`] (others, like
@@ -125,6 +127,32 @@ mod tests {
             assert_eq!(config.send_rate_emulator.get(), 7);
             assert_eq!(config.webhook_retry_delays_ms, vec![10, 20]);
             assert_eq!(config.emulator_read_after_ms, -1);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_log_format_comes_from_the_file_the_environment_or_the_flag() {
+        figment::Jail::expect_with(|jail| {
+            let config = load(None, FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.log_format, wharf_server::LogFormat::Text);
+            jail.create_file("wharf.toml", "log_format = \"json\"")?;
+            let config = load(None, FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.log_format, wharf_server::LogFormat::Json);
+            jail.set_env("WHARF_LOG_FORMAT", "text");
+            let config = load(None, FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(config.log_format, wharf_server::LogFormat::Text);
+            let flags = FlagOverrides {
+                log_format: Some("json".into()),
+                ..Default::default()
+            };
+            assert_eq!(
+                load(None, flags).map_err(|e| e.to_string())?.log_format,
+                wharf_server::LogFormat::Json
+            );
+            jail.set_env("WHARF_LOG_FORMAT", "xml");
+            let err = format!("{:#}", load(None, FlagOverrides::default()).unwrap_err());
+            assert!(err.to_lowercase().contains("log_format"), "{err}");
             Ok(())
         });
     }

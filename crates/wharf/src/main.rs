@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod link;
+mod logs;
 mod numbers;
 
 use std::process::ExitCode;

@@ -195,6 +195,10 @@ pub async fn admit_with(
         Ok(caller) => caller,
         Err(e) => return refuse(e),
     };
+    crate::log_fields::account(caller.account_id);
+    if let Some(session) = caller.session_id {
+        crate::log_fields::session(session);
+    }
     if admit == Admit::PatOnly
         && let Err(e) = caller.require_pat()
     {

@@ -23,7 +23,7 @@ use http::{HeaderName, HeaderValue};
 use tower::ServiceBuilder;
 use tower_http::{
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, TraceLayer},
 };
 use utoipa::{
     Modify, OpenApi,
@@ -168,11 +168,32 @@ pub fn router(
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(envelope::request_id_rule))
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeWharfRequestId))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-                }))
+                .layer(SetRequestIdLayer::new(
+                    request_id.clone(),
+                    MakeWharfRequestId,
+                ))
+                // The ids the request turns out to be about are recorded on its span as
+                // they are known (`crate::log_fields`); the answer is one line at INFO.
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            let id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("");
+                            tracing::info_span!(
+                                "request",
+                                request_id = %id,
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                                account_id = tracing::field::Empty,
+                                session_id = tracing::field::Empty,
+                                message_id = tracing::field::Empty,
+                            )
+                        })
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(envelope::guard)),
         )

@@ -101,7 +101,7 @@ impl BroadcastService {
         let mut sending = false;
         for id in self.store.due_broadcasts(now, 100).await? {
             if let Some(Transition::Done(b)) = self.store.start_broadcast(None, id, now).await? {
-                tracing::info!(broadcast = %b.id, "scheduled broadcast started");
+                tracing::info!(broadcast_id = %b.id, session_id = %b.session_id, account_id = %b.account_id, "scheduled broadcast started");
                 did = true;
             }
         }
@@ -109,7 +109,9 @@ impl BroadcastService {
             sending = true;
             match self.batch(&b).await {
                 Ok(progressed) => did |= progressed,
-                Err(e) => tracing::error!(broadcast = %b.id, error = %e, "broadcast batch failed"),
+                Err(e) => {
+                    tracing::error!(broadcast_id = %b.id, session_id = %b.session_id, account_id = %b.account_id, error = %e, "broadcast batch failed")
+                }
             }
         }
         Ok(Step {
@@ -120,7 +122,7 @@ impl BroadcastService {
 
     /// Ends `b` as failed for `reason`.
     async fn give_up(&self, b: &BroadcastRow, reason: &str) -> Result<bool, ServiceError> {
-        tracing::warn!(broadcast = %b.id, %reason, "broadcast failed");
+        tracing::warn!(broadcast_id = %b.id, session_id = %b.session_id, account_id = %b.account_id, %reason, "broadcast failed");
         self.store.fail_broadcast(b.id, reason).await?;
         Ok(true)
     }

@@ -139,6 +139,7 @@ impl BroadcastService {
             .get_broadcast(caller.account_id, id)
             .await?
             .filter(|b| caller.can_see(b.session_id))
+            .inspect(|b| crate::log_fields::session(b.session_id))
             .ok_or(not_found)
     }
 
@@ -163,6 +164,19 @@ impl BroadcastService {
         Ok(self
             .store
             .list_broadcasts(caller.account_id, session.id, status, limit, skip)
+            .await?)
+    }
+
+    /// The caller's newest `limit` broadcasts across its sessions (a session key's: its
+    /// session's), for the dashboard.
+    pub async fn list_all(
+        &self,
+        caller: &Caller,
+        limit: i64,
+    ) -> Result<Vec<BroadcastRow>, ServiceError> {
+        Ok(self
+            .store
+            .recent_broadcasts(caller.account_id, caller.session_id, limit)
             .await?)
     }
 

@@ -576,7 +576,7 @@ impl SessionService {
             match engine.start(&Self::engine_session(&row)).await {
                 Ok(()) => resumed += 1,
                 Err(e) => {
-                    tracing::warn!(session = %row.id, error = %e, "could not resume session");
+                    tracing::warn!(session_id = %row.id, error = %e, "could not resume session");
                     self.record_engine_failure(row.id, &e).await?;
                 }
             }

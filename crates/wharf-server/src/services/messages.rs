@@ -142,6 +142,7 @@ impl MessageService {
                 "the session is being deleted or was deleted",
             ));
         }
+        crate::log_fields::session(row.id);
         Ok(row)
     }
 
@@ -244,6 +245,7 @@ impl MessageService {
         if !caller.can_see(row.session_id) {
             return Err(ServiceError::NotFound("message"));
         }
+        crate::log_fields::message(row.id, row.session_id);
         Ok(row)
     }
 
@@ -388,6 +390,7 @@ impl MessageService {
         }
         let now = self.clock.now_millis();
         let id = MessageId::generate();
+        crate::log_fields::message(id, session.id);
         let provider_id = capabilities.client_message_ids.then(new_provider_id);
         // The caller's account: on the sandbox number, the session belongs to the operator.
         let mut row =

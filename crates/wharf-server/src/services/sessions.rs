@@ -170,6 +170,7 @@ impl SessionService {
             Err(wharf_store::StoreError::Conflict(_)) => return Err(in_use()),
             other => other?,
         };
+        crate::log_fields::session(session.id);
         Ok(CreatedSession {
             session,
             key,
@@ -182,6 +183,7 @@ impl SessionService {
         if !caller.can_see(id) {
             return Err(ServiceError::NotFound("session"));
         }
+        crate::log_fields::session(id);
         self.store
             .get_session(caller.account_id, id)
             .await?
@@ -228,6 +230,7 @@ impl SessionService {
         if !caller.can_see(id) {
             return Err(ServiceError::NotFound("session"));
         }
+        crate::log_fields::session(id);
         self.store
             .modify_session(Some(caller.account_id), id, change)
             .await?

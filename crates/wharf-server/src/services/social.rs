@@ -130,6 +130,7 @@ impl SocialService {
         if !caller.can_see(id) {
             return Err(ServiceError::NotFound("session"));
         }
+        crate::log_fields::session(id);
         let row = self
             .store
             .get_session(caller.account_id, id)

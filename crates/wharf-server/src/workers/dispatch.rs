@@ -209,7 +209,7 @@ pub fn spawn(
                             match store.count_sent_since(id, day_start).await {
                                 Ok(n) => pace.seed_daily(now, u32::try_from(n).unwrap_or(u32::MAX)),
                                 Err(e) => {
-                                    tracing::warn!(session = %id, error = %e, "cannot count today's sends; the daily cap counts from now")
+                                    tracing::warn!(session_id = %id, error = %e, "cannot count today's sends; the daily cap counts from now")
                                 }
                             }
                         }
@@ -258,7 +258,7 @@ pub fn spawn(
             }
             if !left.is_empty() {
                 let jobs: Vec<String> = left.iter().map(|o| o.job().id.to_string()).collect();
-                tracing::error!(session = %id, jobs = ?jobs, "stopping with dispatch outcomes not recorded: these jobs will be carried out again");
+                tracing::error!(session_id = %id, jobs = ?jobs, "stopping with dispatch outcomes not recorded: these jobs will be carried out again");
             }
         }
     })
@@ -318,7 +318,7 @@ impl SessionTask {
                 Ok(Some(s)) if s.status == SessionStatus::Connected => s,
                 Ok(_) => return, // not connected: the work waits; connecting wakes us again
                 Err(e) => {
-                    tracing::warn!(session = %id, error = %e, "dispatcher cannot read its session");
+                    tracing::warn!(session_id = %id, error = %e, "dispatcher cannot read its session");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -329,7 +329,7 @@ impl SessionTask {
             let jobs = match store.ready_jobs(id, config.clock.now_millis(), BATCH).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
-                    tracing::warn!(session = %id, error = %e, "dispatcher cannot read its outbox");
+                    tracing::warn!(session_id = %id, error = %e, "dispatcher cannot read its outbox");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -352,7 +352,7 @@ impl SessionTask {
             let messages = match load_messages(store, id, &jobs).await {
                 Ok(messages) => messages,
                 Err(e) => {
-                    tracing::warn!(session = %id, error = %e, "dispatcher cannot read messages");
+                    tracing::warn!(session_id = %id, error = %e, "dispatcher cannot read messages");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -402,6 +402,7 @@ impl SessionTask {
                     pace.count_daily(config.clock.now_millis());
                 }
                 count(session.engine, &outcome);
+                log_outcome(&outcome);
                 if job.action == JobAction::Send {
                     pace.sent();
                 }
@@ -449,7 +450,7 @@ async fn record(
         outcomes.clear();
         return true;
     };
-    tracing::warn!(session = %id, error = %e, "could not record dispatch outcomes; recording them one by one");
+    tracing::warn!(session_id = %id, error = %e, "could not record dispatch outcomes; recording them one by one");
     let mut left = Vec::new();
     for outcome in outcomes.drain(..) {
         if let Err(outcome) = record_alone(store, outcome).await {
@@ -460,7 +461,7 @@ async fn record(
         return true;
     }
     tracing::error!(
-        session = %id,
+        session_id = %id,
         jobs = left.len(),
         "could not record dispatch outcomes; their jobs wait (not carried out again) while the write is retried"
     );
@@ -485,7 +486,14 @@ async fn record_alone(store: &Store, outcome: JobOutcome) -> Result<(), JobOutco
         match store.record_outcomes(std::slice::from_ref(&cut)).await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                tracing::warn!(job = %outcome.job().id, error = %e, "could not record a dispatch outcome")
+                let job = outcome.job();
+                tracing::warn!(
+                    session_id = %job.session_id,
+                    message_id = job.message_id.as_ref().map(tracing::field::display),
+                    job_id = %job.id,
+                    error = %e,
+                    "could not record a dispatch outcome"
+                )
             }
         }
     }
@@ -652,6 +660,52 @@ async fn execute(
     (outcome, pause)
 }
 
+/// Logs a job's outcome with its session and message: a retry at INFO, a message that
+/// failed for good at WARN, the rest at DEBUG.
+fn log_outcome(outcome: &JobOutcome) {
+    let job = outcome.job();
+    let message_id = job.message_id.as_ref().map(tracing::field::display);
+    let action = job.action.as_str();
+    match outcome {
+        JobOutcome::Retry {
+            error,
+            available_at,
+            ..
+        } => tracing::info!(
+            account_id = %job.account_id,
+            session_id = %job.session_id,
+            message_id,
+            action,
+            attempt = job.attempts + 1,
+            error = %error,
+            retry_at = %wharf_core::time::rfc3339(*available_at),
+            "engine call failed; retrying later"
+        ),
+        JobOutcome::Failed { reason, .. } => tracing::warn!(
+            account_id = %job.account_id,
+            session_id = %job.session_id,
+            message_id,
+            action,
+            attempt = job.attempts + 1,
+            reason = %reason,
+            "gave up on a job"
+        ),
+        JobOutcome::Sent { .. } => {
+            tracing::debug!(session_id = %job.session_id, message_id, "message sent")
+        }
+        JobOutcome::Done { .. } => {
+            tracing::debug!(session_id = %job.session_id, message_id, action, "job done")
+        }
+        JobOutcome::Defer { available_at, .. } => tracing::debug!(
+            session_id = %job.session_id,
+            message_id,
+            action,
+            until = %wharf_core::time::rfc3339(*available_at),
+            "job deferred by pacing"
+        ),
+    }
+}
+
 /// Counts a send's outcome in the process's metrics.
 fn count(engine: EngineKind, outcome: &JobOutcome) {
     let metrics = crate::metrics::global();
@@ -683,92 +737,5 @@ fn backoff(config: &DispatchConfig, attempt: u32) -> Duration {
 mod read_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn running() -> Running {
-        Running {
-            wake: Arc::new(Notify::new()),
-            woken: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    #[test]
-    fn a_wake_while_a_task_returns_starts_it_again() {
-        let mut sessions = Sessions::default();
-        let id = SessionId::generate();
-        sessions.running.insert(id, running());
-        // The task looked for work, found none and is returning; a wake comes meanwhile.
-        assert!(sessions.wake(id), "the task is still known, so it is woken");
-        assert!(sessions.ended(id), "it missed the wake: started again");
-        // A task that ends with no wake since it last looked stays ended.
-        sessions.running.insert(id, running());
-        assert!(!sessions.ended(id));
-        assert!(!sessions.wake(id), "no task: the caller starts one");
-    }
-
-    #[test]
-    fn states_are_forgotten_once_rested_and_unneeded() {
-        let mut sessions = Sessions::default();
-        let state = |rested: bool| {
-            let pace = Arc::new(Pace::new(NonZeroU32::MIN, None));
-            if rested {
-                pace.rest();
-            }
-            Arc::new(SessionState {
-                pace,
-                unrecorded: Mutex::new(Vec::new()),
-            })
-        };
-        let (idle, busy, running_id, unrecorded) = (
-            SessionId::generate(),
-            SessionId::generate(),
-            SessionId::generate(),
-            SessionId::generate(),
-        );
-        sessions.states.insert(idle, state(true));
-        sessions.states.insert(busy, state(false));
-        sessions.states.insert(running_id, state(true));
-        sessions.running.insert(running_id, running());
-        let kept = state(true);
-        let job = OutboxJob::new(
-            wharf_core::AccountId::generate(),
-            unrecorded,
-            wharf_core::Jid::parse("15550100001@s.whatsapp.net").unwrap(),
-            None,
-            JobAction::MarkRead,
-            serde_json::Value::Null,
-        );
-        kept.unrecorded().push(JobOutcome::Done { job, at: 1 });
-        sessions.states.insert(unrecorded, kept);
-        sessions.prune();
-        assert!(!sessions.states.contains_key(&idle));
-        for id in [busy, running_id, unrecorded] {
-            assert!(sessions.states.contains_key(&id));
-        }
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_is_capped() {
-        let config = DispatchConfig {
-            rate: HashMap::new(),
-            max_attempts: 5,
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            clock: Clock::default(),
-        };
-        for _ in 0..100 {
-            let first = backoff(&config, 0);
-            assert!(
-                (50..=101).contains(&(first.as_millis() as u64)),
-                "{first:?}"
-            );
-            let third = backoff(&config, 2);
-            assert!(
-                (200..=401).contains(&(third.as_millis() as u64)),
-                "{third:?}"
-            );
-            assert!(backoff(&config, 20) <= Duration::from_millis(2001));
-        }
-    }
-}
+#[path = "dispatch_tests.rs"]
+mod tests;

@@ -205,7 +205,7 @@ async fn deliver(
         {
             Ok(disabled) => {
                 for webhook in disabled {
-                    tracing::warn!(%webhook, "webhook endpoint disabled: its deliveries have failed for too long");
+                    tracing::warn!(webhook_id = %webhook, "webhook endpoint disabled: its deliveries have failed for too long");
                 }
             }
             // The leases expire and the deliveries are attempted again: at least once.

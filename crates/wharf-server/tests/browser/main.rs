@@ -194,3 +194,87 @@ async fn a_failed_webhook_delivery_is_redelivered_from_the_page(app: TestApp) {
     }
     browser.quit().await;
 }
+
+/// Creates a draft broadcast of `session` (template `promo`) to `n` recipients; its id.
+async fn broadcast(app: &TestApp, session: &str, name: &str, n: usize) -> String {
+    let recipients: Vec<_> = (0..n)
+        .map(|i| json!({"phone": format!("+1555030{i:04}"), "variables": {"1": format!("R{i}")}}))
+        .collect();
+    let answer = app
+        .post("/v1/whatsapp/broadcasts")
+        .json(json!({"accountId": session, "name": name,
+            "template": {"name": "promo", "language": "en_US"}, "recipients": recipients}))
+        .expect(200)
+        .await;
+    answer["broadcast"]["id"].as_str().unwrap().to_owned()
+}
+
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| c.broadcast_send_wait_ms = 0)]
+async fn a_broadcast_progresses_live_and_a_scheduled_one_is_cancelled(app: TestApp) {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (session, _) = app.connected_session().await;
+    app.post("/v1/whatsapp/templates")
+        .json(
+            json!({"accountId": session, "name": "promo", "category": "MARKETING",
+            "language": "en_US", "components": [{"type": "BODY", "text": "Hi {{1}}!"}]}),
+        )
+        .expect(200)
+        .await;
+    let weekly = broadcast(&app, &session, "Weekly news", 3).await;
+    let later = broadcast(&app, &session, "Spring sale", 2).await;
+    let at = wharf_core::time::rfc3339(wharf_core::time::now_millis() + 24 * 3_600_000);
+    app.post(&format!("/v1/whatsapp/broadcasts/{later}/schedule"))
+        .json(json!({"scheduledAt": at}))
+        .expect(200)
+        .await;
+
+    log_in(&browser, &app).await;
+    browser.click("nav a[href='/dashboard/broadcasts']").await;
+    browser.wait_text("h1", "Broadcasts").await;
+    let weekly_row = format!("[data-broadcast='{weekly}']");
+    let later_row = format!("[data-broadcast='{later}']");
+    browser.wait_text(&weekly_row, "draft").await;
+    browser.wait_text(&weekly_row, "0 sent").await;
+    browser.wait_text(&later_row, "scheduled").await;
+    assert!(
+        browser
+            .try_find(&format!("{weekly_row} button"))
+            .await
+            .is_none(),
+        "a draft has nothing to cancel"
+    );
+    // The page must follow the broadcast by itself: a marker set now survives only without
+    // a reload.
+    browser.find("body[data-stream=open]").await;
+    browser.script("window.wharfMarker = 3;").await;
+    app.post(&format!("/v1/whatsapp/broadcasts/{weekly}/send"))
+        .expect(200)
+        .await;
+    browser.wait_text(&weekly_row, "completed").await;
+    browser.wait_text(&weekly_row, "3 sent").await;
+    assert_eq!(browser.script("return window.wharfMarker;").await, 3);
+    shoot(&browser, "broadcasts").await;
+
+    // Cancelling the scheduled one from its button (a CSRF-checked form).
+    browser
+        .click(&format!(
+            "form[action='/dashboard/broadcasts/{later}/cancel'] button"
+        ))
+        .await;
+    browser.wait_text(&later_row, "cancelled").await;
+    let answer = app
+        .get(&format!("/v1/whatsapp/broadcasts/{later}"))
+        .expect(200)
+        .await;
+    assert_eq!(answer["broadcast"]["status"], "cancelled");
+    assert!(
+        browser
+            .try_find(&format!("{later_row} button"))
+            .await
+            .is_none(),
+        "a cancelled broadcast has no cancel button"
+    );
+    browser.quit().await;
+}

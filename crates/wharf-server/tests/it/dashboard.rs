@@ -363,3 +363,62 @@ async fn the_webhook_page_redelivers_and_the_stream_is_an_event_stream(app: Test
     let (status, _, _) = Dash::new(&app).get("/dashboard/stream").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
+
+#[wharf_testkit::dual_test]
+async fn the_broadcasts_page_lists_progress_and_cancels_with_the_csrf_token(app: TestApp) {
+    use crate::business_broadcasts::{create, recipients, setup};
+    let session = setup(&app).await;
+    let draft = create(&app, &session, recipients(0, 2)).await;
+    let scheduled = create(&app, &session, recipients(10, 3)).await;
+    let at = wharf_core::time::rfc3339(wharf_core::time::now_millis() + 3_600_000);
+    app.post(&format!(
+        "/v1/whatsapp/broadcasts/{}/schedule",
+        scheduled.id
+    ))
+    .json(json!({"scheduledAt": at}))
+    .expect(200)
+    .await;
+    let mut dash = Dash::new(&app);
+    let (status, headers, _) = dash.get("/dashboard/broadcasts").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "a login first");
+    assert_eq!(headers[header::LOCATION], "/dashboard/login");
+    dash.log_in(&app.pat).await;
+    let (status, _, page) = dash.get("/dashboard/broadcasts").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(&format!("data-broadcast=\"{}\"", draft.id)),
+        "{page}"
+    );
+    assert!(
+        page.contains("0 sent · 0 delivered · 0 read · 0 failed of 3 · 3 pending"),
+        "{page}"
+    );
+    assert!(
+        page.contains("data-live=\"broadcast.started broadcast.progress"),
+        "{page}"
+    );
+    let cancel = format!("/dashboard/broadcasts/{}/cancel", scheduled.id);
+    assert!(
+        page.contains(&cancel),
+        "a scheduled broadcast can be cancelled"
+    );
+    assert!(
+        !page.contains(&format!("/dashboard/broadcasts/{}/cancel", draft.id)),
+        "a draft cannot"
+    );
+    // Without the form's token nothing is cancelled.
+    let (status, _, _) = dash.post(&cancel, &[("csrf", "forged")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let b = crate::business_broadcasts::get(&app, &scheduled.id).await;
+    assert_eq!(b.status, "scheduled");
+    let csrf = csrf_of(&page);
+    let (status, headers, _) = dash.post(&cancel, &[("csrf", csrf.as_str())]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/dashboard/broadcasts");
+    let b = crate::business_broadcasts::get(&app, &scheduled.id).await;
+    assert_eq!(b.status, "cancelled");
+    // A second cancel is refused with the reason, as the API refuses it.
+    let (status, _, body) = dash.post(&cancel, &[("csrf", csrf.as_str())]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("the broadcast is cancelled"), "{body}");
+}

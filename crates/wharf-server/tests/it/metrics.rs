@@ -181,3 +181,41 @@ async fn metrics_take_the_token_when_one_is_set(app: TestApp) {
     );
     assert!(text.contains("method=\"other\""));
 }
+
+/// The sum of `wharf_broadcast_recipients` series of broadcasts in `broadcast_status`
+/// whose own status is one of `statuses`.
+fn recipients(samples: &HashMap<String, f64>, broadcast_status: &str, statuses: &[&str]) -> f64 {
+    statuses
+        .iter()
+        .map(|s| {
+            value(
+                samples,
+                &format!(
+                    "wharf_broadcast_recipients{{broadcast_status=\"{broadcast_status}\",status=\"{s}\"}}"
+                ),
+            )
+        })
+        .sum()
+}
+
+#[wharf_testkit::dual_test]
+async fn broadcast_progress_shows_in_the_metrics(app: TestApp) {
+    use crate::business_broadcasts::{create, recipients as people, send, setup, until};
+    let before = scrape(&app).await;
+    assert_eq!(value(&before, "wharf_broadcasts{status=\"draft\"}"), 0.0);
+    let session = setup(&app).await;
+    let draft = create(&app, &session, people(0, 5)).await;
+    let drafted = scrape(&app).await;
+    assert_eq!(value(&drafted, "wharf_broadcasts{status=\"draft\"}"), 1.0);
+    assert_eq!(recipients(&drafted, "draft", &["pending"]), 5.0);
+    send(&app, &draft.id).await;
+    until(&app, &draft.id, |b| b.status == "completed").await;
+    let done = scrape(&app).await;
+    assert_eq!(value(&done, "wharf_broadcasts{status=\"draft\"}"), 0.0);
+    assert_eq!(value(&done, "wharf_broadcasts{status=\"completed\"}"), 1.0);
+    assert_eq!(
+        recipients(&done, "completed", &["sent", "delivered", "read"]),
+        5.0
+    );
+    assert_eq!(recipients(&done, "completed", &["pending", "failed"]), 0.0);
+}

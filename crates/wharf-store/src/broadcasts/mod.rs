@@ -371,6 +371,29 @@ impl Store {
         Ok((rows, total))
     }
 
+    /// The newest `limit` broadcasts of `account` (of its session `only`, when given), for
+    /// the dashboard.
+    pub async fn recent_broadcasts(
+        &self,
+        account: AccountId,
+        only: Option<SessionId>,
+        limit: i64,
+    ) -> Result<Vec<BroadcastRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM broadcasts WHERE account_id = $1 AND ($2 IS NULL OR session_id = $2) \
+             ORDER BY id DESC LIMIT $3"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(only)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(BroadcastRow::from_row)
+            .collect()
+    }
+
     /// Deletes a draft or cancelled broadcast with its recipients. `None` when there is no
     /// such broadcast of `account`.
     pub async fn delete_broadcast(

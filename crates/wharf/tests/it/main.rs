@@ -11,6 +11,8 @@ use std::{
 
 mod broadcast_crash;
 mod link;
+mod logs;
+mod readme;
 
 use serde_json::Value;
 use wharf_testkit::{Backend, TestDb};
@@ -128,6 +130,23 @@ fn serve_with(
     expect_banner: bool,
     env: &[(&str, &str)],
 ) -> (Child, SocketAddr, String) {
+    let served = start_serve(db, &[], env, expect_banner);
+    (served.child, served.addr, served.banner)
+}
+
+/// A `wharf serve` started by [`start_serve`].
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    /// What it printed on stdout by the time it listened.
+    banner: String,
+    /// Every line it wrote on stderr (its log), as they come.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts `wharf serve` on a free port with more `args` and `envs` (logs at `info` unless
+/// `envs` sets `RUST_LOG`), in text or JSON.
+fn start_serve(db: &TestDb, args: &[&str], envs: &[(&str, &str)], expect_banner: bool) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args([
             "serve",
@@ -136,9 +155,10 @@ fn serve_with(
             "--database-url",
             db.url(),
         ])
+        .args(args)
         .env_remove("WHARF_CONFIG")
-        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
+        .envs(envs.iter().copied())
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -156,12 +176,19 @@ fn serve_with(
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log_sink = log.clone();
     std::thread::spawn(move || {
         // Keep draining stderr so the server never writes into a closed pipe.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let _ = tx.send(rest.trim().to_owned());
+            let addr = match serde_json::from_str::<Value>(&line) {
+                Ok(json) => json["addr"].as_str().map(str::to_owned),
+                Err(_) => line.split("addr=").nth(1).map(|a| a.trim().to_owned()),
+            };
+            if let Some(addr) = addr {
+                let _ = tx.send(addr);
             }
+            log_sink.lock().unwrap().push(line);
         }
     });
     let addr = rx
@@ -178,7 +205,21 @@ fn serve_with(
         std::thread::sleep(Duration::from_millis(20));
     }
     let banner = stdout_lines.lock().unwrap().clone();
-    (child, addr.parse().expect("an address"), banner)
+    Served {
+        child,
+        addr: addr.parse().expect("an address"),
+        banner,
+        log,
+    }
+}
+
+/// The token a first start printed.
+fn token_of(banner: &str) -> String {
+    banner
+        .split_whitespace()
+        .find(|w| w.starts_with("wh_pat_"))
+        .unwrap_or_else(|| panic!("the first start prints a token: {banner}"))
+        .to_owned()
 }
 
 fn terminate(child: &Child) {

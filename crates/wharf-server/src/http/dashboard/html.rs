@@ -63,6 +63,7 @@ pub fn button_form(operator: &Operator, action: &str, label: &str, class: &str) 
 const NAV: &[(&str, &str)] = &[
     ("/", "Sessions"),
     ("/dashboard/webhooks", "Webhooks"),
+    ("/dashboard/broadcasts", "Broadcasts"),
     ("/dashboard/events", "Events"),
     ("/dashboard/sandbox", "Sandbox"),
 ];

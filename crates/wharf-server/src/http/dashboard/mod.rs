@@ -10,6 +10,7 @@
 // Page handlers fail with the error page itself (an axum `Response`, as large as any answer).
 #![allow(clippy::result_large_err)]
 
+mod broadcasts;
 mod html;
 mod login;
 mod sandbox;
@@ -72,8 +73,11 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/events", get(stream::events_page))
         .route("/dashboard/stream", get(stream::stream))
         .route("/dashboard/sandbox", get(sandbox::show_sandbox))
-        // Broadcasts: their page (status, progress, cancel) is mounted here once the
-        // broadcasts service exists; nothing is shown for them until then.
+        .route("/dashboard/broadcasts", get(broadcasts::list_broadcasts))
+        .route(
+            "/dashboard/broadcasts/{id}/cancel",
+            post(broadcasts::cancel),
+        )
         .route("/dashboard/assets/app.js", get(script))
         .route("/dashboard/assets/app.css", get(style))
 }
@@ -216,6 +220,7 @@ impl FromRequestParts<AppState> for Operator {
             app.dashboard.end(raw);
             return Err(NoLogin::LogIn);
         };
+        crate::log_fields::account(key.account_id);
         Ok(Operator {
             caller: Caller::of_key(&key, login.pat, None),
             csrf: login.csrf,

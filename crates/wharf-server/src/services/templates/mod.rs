@@ -153,6 +153,7 @@ impl TemplateService {
         if !caller.can_see(id) {
             return Err(ServiceError::NotFound("WhatsApp account"));
         }
+        crate::log_fields::session(id);
         self.store
             .get_session(caller.account_id, id)
             .await?
