@@ -239,6 +239,11 @@ pub async fn run_with_devices(
         config.clock.clone(),
         workers_stop.clone(),
     ));
+    workers.spawn(workers::retention::run(
+        store.clone(),
+        config.retention(),
+        workers_stop.clone(),
+    ));
     workers.spawn(workers::broadcasts::run(
         services.broadcasts.clone(),
         workers_stop.clone(),

@@ -33,6 +33,7 @@ mod keys;
 mod messages;
 mod operations;
 mod pool;
+mod retention;
 mod sandbox;
 mod sessions;
 mod templates;
@@ -60,6 +61,7 @@ pub use messages::{
 pub use operations::OperationRow;
 use pool::Pool;
 pub use pool::PoolStats;
+pub use retention::{JobLease, Pruned};
 pub use sandbox::{
     AgentEdit, AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,
 };
