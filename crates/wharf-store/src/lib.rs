@@ -27,6 +27,7 @@ mod authcache;
 mod broadcasts;
 mod cloud;
 mod contacts;
+mod event_payload;
 mod events;
 mod gauges;
 mod keys;
