@@ -1,12 +1,14 @@
 //! How an event's payload is stored. Most events are a message's status change (sent,
 //! delivered, read, played, deleted), whose payload repeats the event row's own columns
 //! (`message_id`, `session_id`) and its type (`status`) under long key names. Those are
-//! stored as a short array of the other values, in a fixed order, and read back into the same
-//! object; any other payload (or one that does not match that shape exactly) is stored as its
-//! JSON. Reading gives the same JSON either way, so the API does not see the difference. (The
-//! payload of these types is always an object, so a stored array is always the short form.)
+//! stored as a short array of the other values, in a fixed order (the time as milliseconds),
+//! and read back into the same object; any other payload (or one that does not match that shape
+//! exactly) is stored as its JSON. Reading gives the same JSON either way, so the API does not
+//! see the difference. (The payload of these types is always an object, so a stored array is
+//! always the short form.)
 
 use serde_json::{Map, Value};
+use wharf_core::time::{parse_rfc3339, rfc3339};
 
 /// The values kept, in their order in the array.
 const KEPT: [&str; 6] = [
@@ -17,6 +19,9 @@ const KEPT: [&str; 6] = [
     "at",
     "chat_lid",
 ];
+
+/// Where the time (`at`) is in [`KEPT`].
+const AT: usize = 4;
 
 /// The status a message event's type names, for the types whose payload has exactly the
 /// message's base fields.
@@ -58,10 +63,21 @@ fn compact(
     {
         return None;
     }
-    let values = KEPT
+    let mut values = KEPT
         .iter()
         .map(|key| object.get(*key).cloned())
         .collect::<Option<Vec<Value>>>()?;
+    // The time is text (anything else is kept as it is), as milliseconds when they give back
+    // exactly the same text.
+    if !values[AT].is_string() {
+        return None;
+    }
+    if let Some(at) = values[AT].as_str()
+        && let Some(ms) = parse_rfc3339(at)
+        && rfc3339(ms) == at
+    {
+        values[AT] = ms.into();
+    }
     Some(Value::Array(values).to_string())
 }
 
@@ -84,6 +100,9 @@ pub(crate) fn decode(
     let mut object = Map::new();
     for (key, v) in KEPT.iter().zip(values) {
         object.insert((*key).to_owned(), v.clone());
+    }
+    if let Some(ms) = values[AT].as_i64() {
+        object.insert("at".into(), rfc3339(ms).into());
     }
     object.insert("message_id".into(), message.into());
     object.insert("session_id".into(), session.into());
@@ -116,6 +135,21 @@ mod tests {
             let read = decode(&event, Some("msg_01"), Some("ses_01"), &stored).unwrap();
             assert_eq!(read, payload);
             assert_eq!(read.to_string(), payload.to_string());
+        }
+    }
+
+    #[test]
+    fn a_time_is_kept_as_it_was_written() {
+        for at in [
+            "2026-12-01T09:30:00Z",
+            "2026-12-01T09:30:00.5Z",
+            "2026-12-01T10:30:00+01:00",
+        ] {
+            let mut payload = base("read");
+            payload["at"] = json!(at);
+            let stored = encode("message.read", Some("msg_01"), Some("ses_01"), &payload);
+            let read = decode("message.read", Some("msg_01"), Some("ses_01"), &stored).unwrap();
+            assert_eq!(read, payload, "{stored}");
         }
     }
 
