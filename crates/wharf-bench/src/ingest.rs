@@ -33,6 +33,24 @@ struct WalSample {
     frames: u32,
     backfilled: u32,
     salt: u32,
+    /// The machine's pressure stall totals (`/proc/pressure/{cpu,io}`, "some", in µs): time
+    /// some task waited for a CPU, or for I/O.
+    cpu_stall: u64,
+    io_stall: u64,
+}
+
+/// The "some" total of `/proc/pressure/NAME`, in µs (0 where the kernel has none).
+fn pressure(name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/pressure/{name}"))
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("some"))?;
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix("total="))?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 impl WalSample {
@@ -55,6 +73,8 @@ impl WalSample {
             frames,
             backfilled,
             salt,
+            cpu_stall: pressure("cpu"),
+            io_stall: pressure("io"),
         }
     }
 }
@@ -271,15 +291,39 @@ fn wal_summary(sends: &LoadResult, wal: &[WalSample]) {
             let restart = restarts
                 .iter()
                 .any(|&r| r + SAMPLE >= start && r <= end + SAMPLE);
+            // The machine's stall time from the sample before the silence to the one after.
+            let before = wal.iter().rev().find(|w| w.at <= start);
+            let after = wal.iter().find(|w| w.at >= end);
+            let stalls = match (before, after) {
+                (Some(b), Some(a)) if a.at > b.at => {
+                    let span = (a.at - b.at).as_micros() as f64;
+                    format!(
+                        ", CPU wait {:.0} %, I/O wait {:.0} %",
+                        100.0 * a.cpu_stall.saturating_sub(b.cpu_stall) as f64 / span,
+                        100.0 * a.io_stall.saturating_sub(b.io_stall) as f64 / span
+                    )
+                }
+                _ => String::new(),
+            };
             format!(
-                "{:.0} ms at {:.2} s{}",
+                "{:.0} ms at {:.2} s{}{stalls}",
                 gap.as_secs_f64() * 1000.0,
                 from.as_secs_f64(),
                 if restart { " (WAL restart)" } else { "" }
             )
         })
         .collect();
-    println!("  longest silences: {}", shown.join(", "));
+    println!("  longest silences: {}", shown.join("; "));
+    if let (Some(first), Some(last)) = (wal.first(), wal.last())
+        && last.at > first.at
+    {
+        let span = (last.at - first.at).as_micros() as f64;
+        println!(
+            "  the machine during the sends (/proc/pressure, some): CPU wait {:.0} %, I/O wait {:.0} %",
+            100.0 * last.cpu_stall.saturating_sub(first.cpu_stall) as f64 / span,
+            100.0 * last.io_stall.saturating_sub(first.io_stall) as f64 / span
+        );
+    }
 }
 
 /// Prints the database's size per message: file sizes and, per table and index, the bytes
