@@ -7,6 +7,7 @@ mod broadcast;
 mod cloud;
 mod contacts;
 mod crash;
+mod ingest;
 mod load;
 mod messaging;
 mod receiver;
@@ -57,12 +58,28 @@ enum Scenario {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Clients posting text sends (each durable before its 202), against `GET /healthz`.
+    /// Clients posting text sends (each durable before its 202), against `GET /healthz` in
+    /// the same run: throughput, p50 to p99.99, max, the longest time with no answer, answers
+    /// per 100 ms, the SQLite WAL's size and the database's bytes per message.
     Ingest {
+        /// Connections, each with one request in flight (closed loop, as wrk); with `--rate`,
+        /// the most connections in use at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         #[arg(long, default_value_t = 20)]
         secs: u64,
+        /// Open loop: start this many sends a second whatever the answers do; a send that
+        /// waited for a connection counts that wait in its latency.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Write the timeline (answers and WAL bytes per 100 ms, CSV) to this file instead of
+        /// printing its slowest buckets.
+        #[arg(long)]
+        timeline: Option<PathBuf>,
+        /// Dispatch at once and have the emulator deliver and read every message; the bytes
+        /// per message are then per read message.
+        #[arg(long)]
+        read: bool,
     },
     /// Queued messages drained through the emulator (or the Cloud API engine) to `sent`.
     Dispatch {
@@ -163,8 +180,21 @@ async fn main() -> anyhow::Result<()> {
             secs,
             limit,
         } => list_sessions(&bin, db, sessions, concurrency, secs, limit).await,
-        Scenario::Ingest { concurrency, secs } => {
-            messaging::ingest(&bin, db, concurrency, secs).await
+        Scenario::Ingest {
+            concurrency,
+            secs,
+            rate,
+            timeline,
+            read,
+        } => {
+            let options = ingest::Options {
+                concurrency,
+                secs,
+                rate,
+                timeline,
+                read,
+            };
+            ingest::run(&bin, db, options).await
         }
         Scenario::Dispatch {
             messages,

@@ -1,4 +1,4 @@
-//! Messaging scenarios: ingest, dispatch, webhook delivery and memory.
+//! Messaging scenarios: dispatch, webhook delivery and memory.
 
 use std::{
     path::Path,
@@ -13,7 +13,7 @@ use crate::{
     server::{Server, Spec},
 };
 
-const TO: &str = "+15550102030";
+pub const TO: &str = "+15550102030";
 
 /// A client, the token and helpers against one server.
 #[derive(Clone)]
@@ -194,42 +194,11 @@ impl Api {
 }
 
 /// A server for messaging scenarios: no request limit, no receipts unless asked.
-fn spec(bin: &Path, db: Option<&str>) -> anyhow::Result<Spec> {
+pub fn spec(bin: &Path, db: Option<&str>) -> anyhow::Result<Spec> {
     Ok(Spec::new(bin, db)?
         .args(&["--rate-limit-per-minute", "1000000000"])
         .env("emulator_delivered_after_ms", -1)
         .env("emulator_read_after_ms", -1))
-}
-
-pub async fn ingest(
-    bin: &Path,
-    db: Option<&str>,
-    concurrency: usize,
-    secs: u64,
-) -> anyhow::Result<()> {
-    let spec = spec(bin, db)?;
-    let server = spec.start().await?;
-    let api = Api::new(&server)?;
-    let session = api.session(true).await?;
-    println!(
-        "scenario: ingest ({concurrency} clients, {secs} s each; the dispatcher drains meanwhile)"
-    );
-    let baseline = Load::get(&api.client, api.url("/healthz"), None)
-        .run(concurrency, secs)
-        .await?;
-    baseline.print("baseline GET /healthz");
-    let sends = Load::post(
-        &api.client,
-        api.url("/api/send-message"),
-        api.pat.clone(),
-        202,
-        move |i| json!({"session_id": session, "to": TO, "text": format!("bench {i}")}),
-    )
-    .run(concurrency, secs)
-    .await?;
-    sends.print("POST /api/send-message (202 = committed)");
-    println!("  ratio to baseline: {:.2}", sends.rate() / baseline.rate());
-    server.stop().await
 }
 
 pub async fn dispatch(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Result<()> {

@@ -62,6 +62,11 @@ impl Spec {
         self
     }
 
+    /// The database the server runs on.
+    pub fn database_url(&self) -> &str {
+        &self.url
+    }
+
     /// Starts the server and waits until it is ready.
     pub async fn start(&self) -> anyhow::Result<Server> {
         let started = Instant::now();

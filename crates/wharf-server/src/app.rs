@@ -247,6 +247,11 @@ pub async fn run_with_devices(
         workers_stop.clone(),
     ));
     workers.spawn(workers::reconcile_numbers(numbers, workers_stop.clone()));
+    workers.spawn(workers::retention::run(
+        store.clone(),
+        config.retention(),
+        workers_stop.clone(),
+    ));
     workers.spawn(workers::broadcasts::run(
         services.broadcasts.clone(),
         workers_stop.clone(),

@@ -84,6 +84,9 @@ pub struct Config {
     pub outbound_allow: Vec<String>,
     /// How long an Idempotency-Key is remembered, in hours.
     pub idempotency_hours: u64,
+    /// Events older than this many days are removed, with their webhook deliveries, by a
+    /// background job that one instance at a time runs (0: kept forever).
+    pub events_retention_days: u32,
     /// How long `POST /v1/whatsapp/broadcasts/{id}/send` waits for the broadcast to end
     /// before answering `status: "sending"` with the counts so far, in milliseconds.
     pub broadcast_send_wait_ms: u64,
@@ -176,6 +179,7 @@ impl Default for Config {
             webhook_disable_after_days: 5,
             outbound_allow: Vec::new(),
             idempotency_hours: 24,
+            events_retention_days: 30,
             broadcast_send_wait_ms: 25_000,
             broadcast_batch_size: 500,
             phone_number_quota: 5,
@@ -299,6 +303,9 @@ impl Config {
             crate::secrets::decode_key(key)?;
         }
         crate::outbound::Policy::new(&self.outbound_allow)?;
+        if self.events_retention_days > 36_500 {
+            return Err("events_retention_days must be 0 (forever) to 36500".into());
+        }
         if self.webhook_disable_after_days > 3650 {
             return Err("webhook_disable_after_days must be 0 (never) to 3650".into());
         }
@@ -430,6 +437,7 @@ impl fmt::Debug for Config {
                 "webhook_disable_after_days",
                 &self.webhook_disable_after_days,
             )
+            .field("events_retention_days", &self.events_retention_days)
             .field("outbound_allow", &self.outbound_allow)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
@@ -518,6 +526,15 @@ impl Config {
             disable_after: std::time::Duration::from_secs(
                 u64::from(self.webhook_disable_after_days) * 86_400,
             ),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// The retention job's settings.
+    pub fn retention(&self) -> crate::workers::retention::RetentionConfig {
+        crate::workers::retention::RetentionConfig {
+            days: self.events_retention_days,
+            holder: format!("{}-{:016x}", self.instance_id, rand::random::<u64>()),
             clock: self.clock.clone(),
         }
     }

@@ -49,6 +49,12 @@ pub enum ServiceError {
     /// shape): a bad gateway, answered 502 naming what was wrong.
     #[error("{0}")]
     BadGateway(String),
+    /// A cursor (of the parameter `field`) before events that retention removed: reading on
+    /// from it would miss them; `oldest` is the oldest cursor that can be read after.
+    #[error(
+        "{field}: the events after this cursor were removed by retention; the oldest available cursor is {oldest}"
+    )]
+    CursorExpired { field: &'static str, oldest: i64 },
     /// A bug or an outage.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

@@ -27,15 +27,24 @@ const CHUNK: usize = 200;
 impl EventRow {
     fn from_row(row: &AnyRow) -> Result<Self> {
         let payload: String = row.try_get("payload")?;
+        let session_id: Option<String> = row.try_get("session_id")?;
+        let message_id: Option<String> = row.try_get("message_id")?;
+        let kind: String = row.try_get("type")?;
+        let payload = crate::event_payload::decode(
+            &kind,
+            message_id.as_deref(),
+            session_id.as_deref(),
+            &payload,
+        )
+        .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
         Ok(Self {
             account_id: row.try_get("account_id")?,
             seq: row.try_get("seq")?,
             id: row.try_get("id")?,
-            session_id: row.try_get("session_id")?,
-            message_id: row.try_get("message_id")?,
-            kind: row.try_get("type")?,
-            payload: serde_json::from_str(&payload)
-                .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+            session_id,
+            message_id,
+            kind,
+            payload,
             created_at: row.try_get("created_at")?,
         })
     }
@@ -85,6 +94,20 @@ pub(crate) async fn append_events(conn: &mut AnyConnection, events: &[Event]) ->
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for event in chunk {
                 seq += 1;
+                let payload = crate::event_payload::encode(
+                    event.kind.as_str(),
+                    event
+                        .message_id
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .as_deref(),
+                    event
+                        .session_id
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .as_deref(),
+                    &event.payload,
+                );
                 query = query
                     .bind(account.clone())
                     .bind(seq)
@@ -92,7 +115,7 @@ pub(crate) async fn append_events(conn: &mut AnyConnection, events: &[Event]) ->
                     .bind(event.session_id)
                     .bind(event.message_id)
                     .bind(event.kind.as_str())
-                    .bind(event.payload.to_string())
+                    .bind(payload)
                     .bind(now);
             }
             query.execute(&mut *conn).await?;

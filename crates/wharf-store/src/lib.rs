@@ -27,6 +27,7 @@ mod authcache;
 mod broadcasts;
 mod cloud;
 mod contacts;
+mod event_payload;
 mod events;
 mod gauges;
 mod keys;
@@ -34,6 +35,7 @@ mod messages;
 mod numbers;
 mod operations;
 mod pool;
+mod retention;
 mod sandbox;
 mod sessions;
 mod templates;
@@ -64,6 +66,7 @@ pub use numbers::{
 pub use operations::OperationRow;
 use pool::Pool;
 pub use pool::PoolStats;
+pub use retention::{JobLease, Pruned};
 pub use sandbox::{
     AgentEdit, AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,
 };
@@ -200,9 +203,21 @@ impl Store {
                 })
             }
             Backend::Postgres => {
+                // sqlx pings a connection before lending it (a round trip per query) unless
+                // told otherwise: only one that sat idle for a while is checked now (a server
+                // restart is noticed then; a busy pool's connections are in use, not stale).
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for > Duration::from_secs(30) {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(options)
                     .await?;
                 Ok(Self {

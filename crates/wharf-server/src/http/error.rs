@@ -27,10 +27,13 @@ pub struct ErrorBody {
     /// `database_unavailable`, `idempotency_key_reused`, `edit_window_closed`,
     /// `session_not_connected`, `delivery_in_progress`, `qr_not_supported`,
     /// `phone_number_in_use`, `outside_customer_service_window`, `invalid_signature`,
-    /// `internal_error`.
+    /// `cursor_expired`, `internal_error`.
     pub reason_code: String,
     /// Messages by field at fault; empty when no single field is.
     pub errors: BTreeMap<String, Vec<String>>,
+    /// With `cursor_expired` (410) only: the oldest cursor the event log can be read after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_cursor: Option<i64>,
 }
 
 /// An error answer: status, envelope and extra headers (boxed: errors travel in `Result`s).
@@ -68,6 +71,7 @@ impl ApiError {
                 message: message.into(),
                 reason_code: reason_code.to_owned(),
                 errors: BTreeMap::new(),
+                oldest_cursor: None,
             },
             headers: HeaderMap::new(),
         }))
@@ -162,6 +166,17 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::BadGateway(message) => {
                 Self::new(StatusCode::BAD_GATEWAY, "engine_bad_answer", message)
+            }
+            e @ ServiceError::CursorExpired { field, oldest } => {
+                let mut err = Self::new(StatusCode::GONE, "cursor_expired", e.to_string());
+                err.body.errors.insert(
+                    field.to_owned(),
+                    vec![format!(
+                        "older than the event log's retention; the oldest available cursor is {oldest}"
+                    )],
+                );
+                err.body.oldest_cursor = Some(oldest);
+                err
             }
             ServiceError::Internal(e) => {
                 // The request id is on the enclosing span, so this line carries it.

@@ -57,9 +57,11 @@ fn cursor(query: &QueryPairs, headers: Option<&HeaderMap>) -> Result<i64, ApiErr
 
 /// GET /v1/events — events after a cursor, oldest first, for catching up.
 #[utoipa::path(get, path = "/v1/events", tag = "events",
-    params(("after" = Option<i64>, Query, minimum = 0, description = "Cursor; 0 (default) reads from the start."),
+    params(("after" = Option<i64>, Query, minimum = 0, description = "Cursor; 0 (default) reads from the oldest event kept."),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50.")),
-    responses((status = 200, body = EventListView), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = EventListView), (status = 401, body = ErrorBody),
+        (status = 410, body = ErrorBody, description = "`cursor_expired`: events after the cursor were removed by retention; `oldest_cursor` is where to resume."),
+        (status = 422, body = ErrorBody)))]
 async fn list_events(
     State(app): State<AppState>,
     caller: Caller,
@@ -81,6 +83,7 @@ async fn list_events(
 #[utoipa::path(get, path = "/v1/events/stream", tag = "events",
     params(("after" = Option<i64>, Query, minimum = 0, description = "Cursor to start after (else `Last-Event-ID`, else 0).")),
     responses((status = 200, content_type = "text/event-stream", description = "The stream."), (status = 401, body = ErrorBody),
+        (status = 410, body = ErrorBody, description = "`cursor_expired`: events after the cursor were removed by retention; `oldest_cursor` is where to resume."),
         (status = 422, body = ErrorBody)))]
 async fn stream_events(
     State(app): State<AppState>,
@@ -90,6 +93,7 @@ async fn stream_events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     query.only(&["after"])?;
     let after = cursor(&query, Some(&headers))?;
+    app.services.check_event_cursor(&caller, after).await?;
     let key = super::auth::presented_hash(&headers);
     Ok(event_stream(&app, caller, key, after))
 }
@@ -147,6 +151,8 @@ pub(super) fn event_stream(
                         continue;
                     }
                 }
+                // Fell behind retention: the stream ends, and resuming answers 410.
+                Err(crate::ServiceError::CursorExpired { .. }) => return None,
                 Err(e) => tracing::warn!(error = %e, "event stream read failed"),
             }
             // Wait for new events; look again every second for those of other instances.

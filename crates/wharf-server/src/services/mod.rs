@@ -228,6 +228,15 @@ impl Services {
         events::catch_up(&self.store, caller, after, limit).await
     }
 
+    /// Fails with 410's error when events after cursor `after` were removed by retention.
+    pub async fn check_event_cursor(
+        &self,
+        caller: &Caller,
+        after: i64,
+    ) -> Result<(), ServiceError> {
+        events::check_cursor(&self.store, caller, after).await
+    }
+
     /// The cursor of the caller's newest event (0 when there is none): where a live view
     /// that does not want the past starts.
     pub async fn event_head(&self, caller: &Caller) -> Result<i64, ServiceError> {

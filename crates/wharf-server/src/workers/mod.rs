@@ -4,6 +4,7 @@ pub mod broadcasts;
 pub mod dispatch;
 pub mod operations;
 mod pace;
+pub mod retention;
 pub mod webhooks;
 
 use std::sync::Arc;

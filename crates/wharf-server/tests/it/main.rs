@@ -18,6 +18,7 @@ mod metrics;
 mod ops;
 mod outbound;
 mod poll_votes;
+mod retention;
 mod sandbox;
 mod send_auth;
 mod sessions;

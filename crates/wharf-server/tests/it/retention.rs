@@ -1,0 +1,200 @@
+//! Retention of the event log (`events_retention_days`): old events and their webhook
+//! deliveries go, by a job one instance at a time claims, and a cursor before them gets 410.
+
+use std::time::Duration;
+
+use serde_json::json;
+use wharf_store::Pruned;
+use wharf_testkit::{TestReceiver, assert_error};
+
+const TO: &str = "+15550102030";
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[wharf_testkit::dual_test]
+async fn events_past_retention_go_and_an_older_cursor_gets_410(mut app: wharf_testkit::TestApp) {
+    let receiver = TestReceiver::start().await;
+    let hook = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": receiver.url("/hook")}))
+        .expect(201)
+        .await;
+    let deliveries = format!("/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap());
+    let (session, _) = app.connected_session().await;
+    let old = app.send_text(&session, TO, "a month ago").await;
+    app.wait_status(&old, "sent").await;
+    // Every delivery done (none in flight when the clock jumps, which would expire its lease).
+    app.eventually(&deliveries, |d| {
+        let all = d["data"].as_array().unwrap();
+        all.iter().any(|d| d["event_type"] == "message.sent")
+            && all.iter().all(|d| d["status"] == "succeeded")
+    })
+    .await;
+    let head = app.get("/v1/events?limit=100").expect(200).await["next_cursor"]
+        .as_i64()
+        .unwrap();
+    assert!(head > 2, "{head}");
+    app.get("/v1/events?after=1").expect(200).await;
+
+    // A month on by the server's clock, the hourly job (due again) removes them. Events are
+    // stamped by the system's clock, not the server's: these are made 6 s old for real, and
+    // the clock moves 5 s short of 30 days, so what the test does next is not old yet.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    app.config.clock.advance(30 * DAY - Duration::from_secs(5));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let gone = loop {
+        let answer = app.get("/v1/events?after=1").send().await;
+        if answer.status == 410 {
+            break answer.json;
+        }
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert!(tokio::time::Instant::now() < deadline, "never removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = assert_error(&gone, "cursor_expired");
+    let oldest = gone["oldest_cursor"].as_i64().expect("the oldest cursor");
+    assert!(oldest >= head, "{oldest} < {head}");
+    assert!(
+        gone["errors"]["after"][0]
+            .as_str()
+            .unwrap()
+            .contains(&oldest.to_string()),
+        "{error}"
+    );
+    // The stream refuses the same cursor, from the query or Last-Event-ID.
+    let stream = app
+        .get("/v1/events/stream")
+        .header("last-event-id", "2")
+        .send()
+        .await;
+    assert_eq!(stream.status, 410, "{}", stream.text);
+    assert_eq!(stream.json["oldest_cursor"], oldest);
+    // From the start, or from the oldest cursor, reads go on without a gap.
+    let start = app.get("/v1/events").expect(200).await;
+    assert_eq!(start["data"], json!([]));
+    assert_eq!(start["next_cursor"], oldest);
+    app.get(&format!("/v1/events?after={oldest}"))
+        .expect(200)
+        .await;
+    // The deliveries of the removed events went with them; the message itself stays.
+    app.eventually(&deliveries, |d| d["data"].as_array().unwrap().is_empty())
+        .await;
+    assert_eq!(
+        app.info(&old).await.status,
+        wharf_core::message::MessageStatus::Sent
+    );
+
+    let new = app.send_text(&session, TO, "today").await;
+    app.wait_status(&new, "sent").await;
+    let after = app
+        .get(&format!("/v1/events?after={oldest}&limit=100"))
+        .expect(200)
+        .await;
+    let first = &after["data"][0];
+    assert_eq!(first["cursor"], oldest + 1, "{after}");
+    assert!(
+        after["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "message.sent" && e["message_id"] == new.as_str()),
+        "{after}"
+    );
+}
+
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
+    // The server's own job stays off: the test plays two instances.
+    c.events_retention_days = 0;
+})]
+async fn one_instance_holds_the_job_and_removes_in_bounded_batches(
+    mut app: wharf_testkit::TestApp,
+) {
+    const JOB: &str = "events_retention";
+    app.connected_session().await;
+    let store = app.store.clone();
+    let account = app.account_id.parse().unwrap();
+    let head = store.event_cursor(account).await.unwrap();
+    assert!(head >= 3, "{head}");
+    let now = wharf_core::time::now_millis() + 1;
+
+    let a = store
+        .claim_job(JOB, "a", now, 60_000)
+        .await
+        .unwrap()
+        .expect("a claims the due job");
+    assert!(
+        store
+            .claim_job(JOB, "b", now, 60_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "held by a"
+    );
+    // Nothing is older than a day ago.
+    let day_ago = now - 86_400_000;
+    assert_eq!(
+        store
+            .prune_events(account, day_ago, 2, &a, now, now + 60_000)
+            .await
+            .unwrap(),
+        Pruned::Done
+    );
+    // Everything is older than `now`: two at a time, oldest first.
+    assert_eq!(
+        store
+            .prune_events(account, now, 2, &a, now, now + 60_000)
+            .await
+            .unwrap(),
+        Pruned::Some(2)
+    );
+    assert_eq!(store.events_pruned_through(account).await.unwrap(), 2);
+    let rest = store.list_events(account, 0, 100).await.unwrap();
+    assert_eq!(rest.first().map(|e| e.seq), Some(3));
+
+    // a stalls past its (extended) lease: b takes the job over and a's next batch is refused.
+    let later = now + 60_001;
+    let b = store
+        .claim_job(JOB, "b", later, 60_000)
+        .await
+        .unwrap()
+        .expect("the lease ran out");
+    assert_eq!(
+        store
+            .prune_events(account, now, 2, &a, later, later + 60_000)
+            .await
+            .unwrap(),
+        Pruned::LeaseLost
+    );
+    assert_eq!(store.events_pruned_through(account).await.unwrap(), 2);
+    loop {
+        match store
+            .prune_events(account, now, 2, &b, later, later + 60_000)
+            .await
+            .unwrap()
+        {
+            Pruned::Some(n) => assert!(n <= 2),
+            Pruned::Done => break,
+            Pruned::LeaseLost => panic!("b holds the job"),
+        }
+    }
+    assert_eq!(store.events_pruned_through(account).await.unwrap(), head);
+    assert!(store.list_events(account, 0, 100).await.unwrap().is_empty());
+
+    let next_run = later + 3_600_000;
+    assert!(!store.finish_job(&a, next_run).await.unwrap(), "a lost it");
+    assert!(store.finish_job(&b, next_run).await.unwrap());
+    assert!(
+        store
+            .claim_job(JOB, "a", later + 1, 60_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "not due before the next run"
+    );
+    assert!(
+        store
+            .claim_job(JOB, "a", next_run, 60_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
