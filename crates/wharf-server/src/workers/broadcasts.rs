@@ -13,8 +13,12 @@ const POLL: Duration = Duration::from_millis(100);
 /// While a sending broadcast waits for its outbox window to drain: the first look again
 /// after this, then twice as long each time nothing drained, up to `DRAIN_MAX`. A fast
 /// pace refills at once (each refill resets it); a slow one is not polled 40 times a second.
+/// `DRAIN_MAX` stays short: the window only looks full until the dispatcher records its
+/// sends, and a worker asleep for a second let the outbox run dry (699 messages/s at 1M
+/// recipients instead of thousands); in 100 ms a fast dispatcher sends less than the three
+/// batches left in the window.
 const DRAIN: Duration = Duration::from_millis(25);
-const DRAIN_MAX: Duration = Duration::from_secs(1);
+const DRAIN_MAX: Duration = Duration::from_millis(100);
 
 /// The worker loop.
 pub async fn run(broadcasts: Arc<BroadcastService>, stop: CancellationToken) {

@@ -507,31 +507,25 @@ impl Store {
 /// one that was leaving at this very moment); their `message.deleted` events cancel the
 /// recipients and move the counters once appended. Returns those events.
 async fn withdraw_queued(tx: &mut AnyConnection, id: BroadcastId, now: i64) -> Result<Vec<Event>> {
-    let queued: Vec<MessageId> = sqlx::query_scalar(
-        "SELECT message_id FROM broadcast_recipients WHERE broadcast_id = $1 \
-         AND status = 'pending' AND message_id IS NOT NULL",
-    )
+    // Two statements whatever the window's size: a cancel answers at once.
+    const WAITING: &str = "SELECT message_id FROM broadcast_recipients WHERE broadcast_id = $1 \
+         AND status = 'pending' AND message_id IS NOT NULL";
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM outbox WHERE action = 'send' AND message_id IN ({WAITING})"
+    )))
     .bind(id)
-    .fetch_all(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    let mut events = Vec::new();
-    for message in queued {
-        sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND action = 'send'")
-            .bind(message)
-            .execute(&mut *tx)
-            .await?;
-        let sql = format!(
-            "UPDATE messages SET status = 'deleted', deleted_at = $1, updated_at = $1 \
-             WHERE id = $2 AND status = 'queued' RETURNING {MESSAGE_COLUMNS}"
-        );
-        if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(message)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            events.push(MessageRow::from_row(&row)?.event(EventType::MessageDeleted));
-        }
-    }
-    Ok(events)
+    let sql = format!(
+        "UPDATE messages SET status = 'deleted', deleted_at = $2, updated_at = $2 \
+         WHERE status = 'queued' AND id IN ({WAITING}) RETURNING {MESSAGE_COLUMNS}"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| Ok(MessageRow::from_row(row)?.event(EventType::MessageDeleted)))
+        .collect()
 }
