@@ -203,21 +203,9 @@ impl Store {
                 })
             }
             Backend::Postgres => {
-                // sqlx pings a connection before lending it (a round trip per query) unless
-                // told otherwise: only one that sat idle for a while is checked now (a server
-                // restart is noticed then; a busy pool's connections are in use, not stale).
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
-                    .test_before_acquire(false)
-                    .before_acquire(|conn, meta| {
-                        Box::pin(async move {
-                            if meta.idle_for > Duration::from_secs(30) {
-                                sqlx::Connection::ping(conn).await?;
-                            }
-                            Ok(true)
-                        })
-                    })
                     .connect_with(options)
                     .await?;
                 Ok(Self {
