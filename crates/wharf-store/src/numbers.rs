@@ -100,7 +100,7 @@ pub struct PoolSearch {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// The account holds the number now.
-    Done(PhoneNumberRow),
+    Done(Box<PhoneNumberRow>),
     /// The account already holds this many numbers (its quota).
     QuotaReached(i64),
     /// No pool number is available (or the provider's number is already held).
@@ -449,7 +449,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
             tx.commit().await?;
-            return Ok(Claim::Done(row));
+            return Ok(Claim::Done(Box::new(row)));
         }
     }
 
@@ -467,7 +467,7 @@ impl Store {
             Err(e) => return Err(e),
         }
         tx.commit().await?;
-        Ok(Claim::Done(holding.clone()))
+        Ok(Claim::Done(Box::new(holding.clone())))
     }
 
     /// Forgets a reservation (still provisioning) whose order the provider refused.

@@ -83,21 +83,20 @@ fn error(status: StatusCode, code: &str, title: &str, detail: &str) -> Response 
         .into_response()
 }
 
-fn authorized(headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal of a request without the fake's key, if it has not.
+fn unauthorized(headers: &HeaderMap) -> Option<Response> {
     let ok = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == format!("Bearer {TELNYX_KEY}"));
-    if ok {
-        Ok(())
-    } else {
-        Err(error(
+    (!ok).then(|| {
+        error(
             StatusCode::UNAUTHORIZED,
             "10009",
             "Authentication failed",
             "The API key is missing or invalid.",
-        ))
-    }
+        )
+    })
 }
 
 fn pairs(raw: Option<String>) -> Vec<(String, String)> {
@@ -129,7 +128,7 @@ async fn search(
             raw.clone().unwrap_or_default()
         ),
     );
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = unauthorized(&headers) {
         return r;
     }
     let q = pairs(raw);
@@ -224,7 +223,7 @@ async fn create_order(
     Json(body): Json<Value>,
 ) -> Response {
     let mut st = record(&state, format!("POST /v2/number_orders {body}"));
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = unauthorized(&headers) {
         return r;
     }
     let Some(phone) = body["phone_numbers"][0]["phone_number"].as_str() else {
@@ -302,7 +301,7 @@ async fn list_orders(
         &state,
         format!("GET /v2/number_orders?{}", raw.clone().unwrap_or_default()),
     );
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = unauthorized(&headers) {
         return r;
     }
     let q = pairs(raw);
@@ -325,7 +324,7 @@ async fn get_order(
     Path(id): Path<String>,
 ) -> Response {
     let mut st = record(&state, format!("GET /v2/number_orders/{id}"));
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = unauthorized(&headers) {
         return r;
     }
     let Some(i) = st.orders.iter().position(|o| o.id == id) else {
@@ -363,7 +362,7 @@ async fn list_numbers(
         &state,
         format!("GET /v2/phone_numbers?{}", raw.clone().unwrap_or_default()),
     );
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = unauthorized(&headers) {
         return r;
     }
     let q = pairs(raw);
@@ -385,7 +384,7 @@ async fn delete_number(
     Path(id): Path<String>,
 ) -> Response {
     let mut st = record(&state, format!("DELETE /v2/phone_numbers/{id}"));
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = unauthorized(&headers) {
         return r;
     }
     if let Some(Injected { status, .. }) = st.fail_release.take() {

@@ -432,7 +432,7 @@ async fn numbers_pool_cli(backend: Backend) {
         .await
         .expect("claim");
     let held = match claim {
-        wharf_store::Claim::Done(held) => held,
+        wharf_store::Claim::Done(held) => *held,
         other => panic!("not claimed: {other:?}"),
     };
     assert_eq!(held.phone_number, "+12125550100");

@@ -516,7 +516,7 @@ impl NumberService {
             .claim_pool_number(self.quota, country.as_deref(), holding.clone())
             .await?
         {
-            Claim::Done(row) => Ok(row),
+            Claim::Done(row) => Ok(*row),
             Claim::QuotaReached(held) => Err(self.quota_reached(held)),
             Claim::Unavailable => match &self.provider {
                 Some(provider) => self.order(provider.as_ref(), country, holding).await,
@@ -560,6 +560,7 @@ impl NumberService {
                 Claim::QuotaReached(held) => return Err(self.quota_reached(held)),
                 Claim::Unavailable => continue,
                 Claim::Done(row) => {
+                    let row = *row;
                     match provider.order(&row.phone_number, &row.id.to_string()).await {
                         Ok(state) if state.status == OrderStatus::Failure => {
                             self.store.forget_number(row.account_id, row.id).await?;

@@ -382,7 +382,7 @@ async fn telnyx_numbers_are_searched_ordered_and_released(backend: Backend) {
         .expect_view(200)
         .await;
     assert_eq!(released.phone_number.status, "released");
-    assert_eq!(telnyx.owned(), [pending.phone_number.clone()]);
+    assert_eq!(telnyx.owned(), std::slice::from_ref(&pending.phone_number));
     assert!(
         telnyx
             .requests()
