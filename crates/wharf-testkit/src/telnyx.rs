@@ -1,7 +1,9 @@
 //! A fake Telnyx on loopback: the number search (`GET /v2/available_phone_numbers`), number
 //! orders (`POST /v2/number_orders`, `GET /v2/number_orders/{id}`) and the account's numbers
-//! (`GET /v2/phone_numbers`, `DELETE /v2/phone_numbers/{id}`), in Telnyx's shapes, over an
-//! inventory the test fills.
+//! (`GET /v2/phone_numbers`, `DELETE /v2/phone_numbers/{id}`) and the cancelling of a
+//! pending order's sub-orders (`GET /v2/sub_number_orders`,
+//! `PATCH /v2/sub_number_orders/{id}/cancel`), in Telnyx's shapes, over an inventory the test
+//! fills. Each order has one sub-order, `sub-` and the order's number.
 
 use std::{
     net::SocketAddr,
@@ -13,7 +15,7 @@ use axum::{
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{delete, get},
+    routing::{delete, get, patch},
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -58,6 +60,7 @@ struct Inner {
     requests: Vec<String>,
     fail_order: Option<Injected>,
     fail_release: Option<Injected>,
+    fail_cancel: Option<Injected>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -197,10 +200,16 @@ async fn search(
         .into_response()
 }
 
+/// The id of an order's one sub-order.
+fn sub_id(o: &Order) -> String {
+    format!("sub-{}", o.id.trim_start_matches("ord-"))
+}
+
 fn order_json(o: &Order, number_id: &str) -> Value {
     json!({"data": {
         "id": o.id,
         "record_type": "number_order",
+        "sub_number_orders_ids": [sub_id(o)],
         "customer_reference": o.customer_reference,
         "phone_numbers_count": 1,
         "phone_numbers": [{
@@ -403,6 +412,84 @@ async fn delete_number(
         .into_response()
 }
 
+fn sub_order_json(o: &Order) -> Value {
+    json!({
+        "id": sub_id(o),
+        "record_type": "sub_number_order",
+        "order_request_id": o.id,
+        "country_code": "US",
+        "phone_number_type": "local",
+        "phone_numbers_count": 1,
+        "customer_reference": o.customer_reference,
+        "requirements_met": true,
+        "status": o.status,
+        "is_block_sub_number_order": false,
+        "created_at": "2026-01-01T00:00:00.000000Z",
+        "updated_at": "2026-01-01T00:00:00.000000Z",
+    })
+}
+
+async fn list_sub_orders(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let st = record(
+        &state,
+        format!(
+            "GET /v2/sub_number_orders?{}",
+            raw.clone().unwrap_or_default()
+        ),
+    );
+    if let Some(r) = unauthorized(&headers) {
+        return r;
+    }
+    let q = pairs(raw);
+    let data: Vec<Value> = st
+        .orders
+        .iter()
+        .filter(|o| param(&q, "filter[order_request_id]").is_none_or(|r| r == o.id))
+        .filter(|o| param(&q, "filter[status]").is_none_or(|s| s == o.status))
+        .map(sub_order_json)
+        .collect();
+    let total = data.len();
+    Json(json!({"data": data, "meta": {"total_pages": 1, "total_results": total, "page_number": 1, "page_size": 20}}))
+        .into_response()
+}
+
+/// Cancels a pending sub-order: its order fails, and its number is never bought.
+async fn cancel_sub_order(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let mut st = record(&state, format!("PATCH /v2/sub_number_orders/{id}/cancel"));
+    if let Some(r) = unauthorized(&headers) {
+        return r;
+    }
+    if let Some(Injected { status, .. }) = st.fail_cancel.take() {
+        return failure(status);
+    }
+    let Some(i) = st.orders.iter().position(|o| sub_id(o) == id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "10005",
+            "Resource not found",
+            "no such sub number order",
+        );
+    };
+    if st.orders[i].status != "pending" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "10015",
+            "Bad Request",
+            "only a sub number order in 'pending' status can be cancelled",
+        );
+    }
+    st.orders[i].status = "failure";
+    Json(json!({"data": sub_order_json(&st.orders[i])})).into_response()
+}
+
 impl FakeTelnyx {
     /// Starts the fake on a loopback port.
     pub async fn start() -> Self {
@@ -416,6 +503,8 @@ impl FakeTelnyx {
             .route("/v2/number_orders/{id}", get(get_order))
             .route("/v2/phone_numbers", get(list_numbers))
             .route("/v2/phone_numbers/{id}", delete(delete_number))
+            .route("/v2/sub_number_orders", get(list_sub_orders))
+            .route("/v2/sub_number_orders/{id}/cancel", patch(cancel_sub_order))
             .with_state(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -470,6 +559,25 @@ impl FakeTelnyx {
             status,
             placed: false,
         });
+    }
+
+    /// The next cancel (`PATCH /v2/sub_number_orders/{id}/cancel`) is answered `status`,
+    /// and nothing is cancelled.
+    pub fn fail_next_cancel(&self, status: u16) {
+        self.lock().fail_cancel = Some(Injected {
+            status,
+            placed: false,
+        });
+    }
+
+    /// The status of the last order of `phone_number` (`pending`, `success`, `failure`).
+    pub fn order_status(&self, phone_number: &str) -> Option<String> {
+        self.lock()
+            .orders
+            .iter()
+            .rev()
+            .find(|o| o.phone_number == phone_number)
+            .map(|o| o.status.to_owned())
     }
 
     /// Takes `phone_number` off the Telnyx account, as if released elsewhere.

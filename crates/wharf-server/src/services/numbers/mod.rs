@@ -105,6 +105,9 @@ pub trait NumberProvider: Send + Sync {
     async fn order_state(&self, order_id: &str) -> Result<OrderState, ServiceError>;
     /// The order placed with `reference`, if any.
     async fn find_order(&self, reference: &str) -> Result<Option<OrderState>, ServiceError>;
+    /// Cancels what is still pending of an order; where the order then stands (it may have
+    /// completed or failed meanwhile).
+    async fn cancel_order(&self, order_id: &str) -> Result<OrderState, ServiceError>;
     /// Gives a number back (a number the provider no longer has counts as given back).
     async fn release(&self, phone_number: &str) -> Result<(), ServiceError>;
 }
@@ -612,7 +615,12 @@ impl NumberService {
     pub async fn release(&self, caller: &Caller, id: &str) -> Result<PhoneNumberRow, ServiceError> {
         let stored = self.held(caller, id).await?;
         // A number still being ordered is checked with the provider first.
-        let row = self.checked(stored.clone()).await?;
+        let mut row = self.checked(stored.clone()).await?;
+        if row.status == NumberStatus::Provisioning
+            && row.created_at <= self.clock.now_millis() - PROVISIONING_DEADLINE_MS
+        {
+            row = self.cancel_order(row).await?;
+        }
         match row.status {
             // Its order was never placed or failed: nothing is held any more.
             NumberStatus::Released if stored.status == NumberStatus::Provisioning => {
@@ -662,6 +670,52 @@ impl NumberService {
         self.give_back(before, Some(status)).await
     }
 
+    /// Cancels the pending order of a number still provisioning past the deadline, and
+    /// settles the number as the order then stands: released when it was cancelled (or had
+    /// failed), active when it completed meanwhile (to be given back like any other). An
+    /// order the provider will not cancel leaves the number provisioning, and says so.
+    async fn cancel_order(&self, row: PhoneNumberRow) -> Result<PhoneNumberRow, ServiceError> {
+        let provider = self.provider_of(&row)?;
+        let order_id = match &row.provider_order_id {
+            Some(order) => Some(order.clone()),
+            None => provider
+                .find_order(&row.id.to_string())
+                .await?
+                .map(|o| o.order_id),
+        };
+        let Some(order_id) = order_id else {
+            // No order was placed: `checked` releases such a number once it is stale.
+            return Ok(row);
+        };
+        let state = provider.cancel_order(&order_id).await?;
+        let row = self.settle(row, &state).await?;
+        if row.status == NumberStatus::Provisioning {
+            return Err(ServiceError::conflict(
+                "provisioning_in_progress",
+                format!(
+                    "{} would not cancel its pending order {order_id} for the number; release it once the order completes",
+                    provider.name()
+                ),
+            ));
+        }
+        tracing::info!(number = %row.id, order = %order_id, status = ?row.status, "cancelled a pending order past its deadline");
+        Ok(row)
+    }
+
+    /// The provider a number was ordered from, when this server is configured for it.
+    fn provider_of(&self, row: &PhoneNumberRow) -> Result<Arc<dyn NumberProvider>, ServiceError> {
+        self.provider
+            .clone()
+            .filter(|p| p.name() == row.source)
+            .ok_or_else(|| ServiceError::Unavailable {
+                reason_code: "provider_unavailable",
+                message: format!(
+                    "the number was ordered from {}, which this server is not configured for",
+                    row.source
+                ),
+            })
+    }
+
     /// Has the provider take back a number in `releasing`, then marks it released. Should
     /// the provider refuse, the number is put back to `restore` (when given); should it
     /// fail otherwise, it stays `releasing` to be taken up again. Runs in its own task, so a
@@ -671,17 +725,7 @@ impl NumberService {
         row: PhoneNumberRow,
         restore: Option<NumberStatus>,
     ) -> Result<PhoneNumberRow, ServiceError> {
-        let provider = self
-            .provider
-            .clone()
-            .filter(|p| p.name() == row.source)
-            .ok_or_else(|| ServiceError::Unavailable {
-                reason_code: "provider_unavailable",
-                message: format!(
-                    "the number was ordered from {}, which this server is not configured for",
-                    row.source
-                ),
-            });
+        let provider = self.provider_of(&row);
         let store = self.store.clone();
         let clock = self.clock.clone();
         let task = tokio::spawn(async move {

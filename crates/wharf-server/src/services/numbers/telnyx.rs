@@ -1,6 +1,8 @@
 //! Telnyx, the one real number provider: its public number search
 //! (`GET /v2/available_phone_numbers`), number orders (`POST /v2/number_orders`, read back
-//! with `GET /v2/number_orders/{id}`) and release (the number's id from
+//! with `GET /v2/number_orders/{id}`; a pending one cancelled through its sub-orders,
+//! `GET /v2/sub_number_orders?filter[order_request_id]=…` then
+//! `PATCH /v2/sub_number_orders/{id}/cancel`) and release (the number's id from
 //! `GET /v2/phone_numbers?filter[phone_number]=…`, then `DELETE /v2/phone_numbers/{id}`).
 //! Each order carries the record's id as its `customer_reference`, so an order whose answer
 //! was lost is found again (`GET /v2/number_orders?filter[customer_reference]=…`).
@@ -298,6 +300,44 @@ impl NumberProvider for Telnyx {
         found
             .map(|o| order_state(&json!({ "data": o })))
             .transpose()
+    }
+
+    async fn cancel_order(&self, order_id: &str) -> Result<OrderState, ServiceError> {
+        let subs = self
+            .call(
+                Method::GET,
+                "sub_number_orders",
+                &[("filter[order_request_id]", order_id.to_owned())],
+                None,
+            )
+            .await?;
+        let pending = subs["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["order_request_id"] == order_id && s["status"] == "pending")
+            .filter_map(|s| s["id"].as_str());
+        for sub in pending {
+            match self
+                .send(
+                    Method::PATCH,
+                    &format!("sub_number_orders/{sub}/cancel"),
+                    &[],
+                    None,
+                )
+                .await?
+            {
+                (200..=299, _) => {}
+                // Not (or no longer) cancellable: the order, read next, tells where it stands.
+                (400 | 404 | 409 | 422, json) => {
+                    tracing::info!(order = %order_id, sub_order = %sub, answer = %refusal(400, &json), "Telnyx did not cancel a sub-order");
+                }
+                (status, json) => {
+                    answer(status, json)?;
+                }
+            }
+        }
+        self.order_state(order_id).await
     }
 
     async fn release(&self, phone_number: &str) -> Result<(), ServiceError> {

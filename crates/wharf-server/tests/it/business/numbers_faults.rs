@@ -313,3 +313,126 @@ async fn a_release_is_never_undone_by_a_late_write(app: TestApp) {
     );
     assert!(app.store.record_verification(&verified, 6).await.unwrap());
 }
+
+/// A number whose order is still pending at Telnyx 24 hours on can be released: the order is
+/// cancelled at Telnyx first, so it never completes into a number nobody holds.
+#[wharf_testkit::dual_test]
+async fn a_pending_order_released_past_its_deadline_is_cancelled_at_telnyx(backend: Backend) {
+    let Some((telnyx, app)) = with_telnyx(backend, 10).await else {
+        return;
+    };
+    telnyx.set_orders_pending(true);
+    telnyx.set_orders_held(true);
+    let a = purchase(&app).await;
+    assert_eq!(
+        (a.phone_number.as_str(), a.status.as_str()),
+        (A, "provisioning")
+    );
+    let answer = app.delete(&format!("{NUMBERS}/{}", a.id)).expect(400).await;
+    zernio_error(&answer, "provisioning_in_progress", None);
+    assert!(
+        !telnyx.requests().iter().any(|r| r.contains("/cancel")),
+        "nothing is cancelled before the deadline"
+    );
+
+    app.config
+        .clock
+        .advance(std::time::Duration::from_secs(25 * 3600));
+    // Telnyx will not cancel it (its sub-order refused): the number stays provisioning.
+    telnyx.fail_next_cancel(400);
+    let answer = app.delete(&format!("{NUMBERS}/{}", a.id)).expect(400).await;
+    let message = zernio_error(&answer, "provisioning_in_progress", None);
+    assert!(message.contains("cancel"), "{message}");
+    assert_eq!(status(&app, &a.id).await, "provisioning");
+    assert_eq!(telnyx.order_status(A).as_deref(), Some("pending"));
+
+    // Telnyx cancels it: released, and the order can no longer complete.
+    let released: ZReleaseAnswer = app
+        .delete(&format!("{NUMBERS}/{}", a.id))
+        .expect_view(200)
+        .await;
+    assert_eq!(released.phone_number.status, "released");
+    assert!(
+        telnyx
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("PATCH /v2/sub_number_orders/") && r.ends_with("/cancel")),
+        "{:?}",
+        telnyx.requests()
+    );
+    assert_eq!(telnyx.order_status(A).as_deref(), Some("failure"));
+    telnyx.set_orders_held(false);
+    assert!(!telnyx.owned().contains(&A.to_owned()));
+    assert_eq!(status(&app, &a.id).await, "released");
+
+    // An order that completed meanwhile is a number Telnyx holds: it is given back.
+    telnyx.set_orders_held(true);
+    let b = purchase(&app).await;
+    assert_eq!(b.status, "provisioning");
+    app.config
+        .clock
+        .advance(std::time::Duration::from_secs(25 * 3600));
+    telnyx.set_orders_held(false);
+    let released: ZReleaseAnswer = app
+        .delete(&format!("{NUMBERS}/{}", b.id))
+        .expect_view(200)
+        .await;
+    assert_eq!(released.phone_number.status, "released");
+    assert!(!telnyx.owned().contains(&b.phone_number));
+}
+
+/// What a crash or an outage left halfway is taken up when the server starts: a release
+/// Telnyx did not confirm, and an order whose answer was lost.
+#[wharf_testkit::dual_test]
+async fn the_server_reconciles_numbers_left_halfway_when_it_starts(backend: Backend) {
+    let Some((telnyx, mut app)) = with_telnyx(backend, 10).await else {
+        return;
+    };
+    let a = purchase(&app).await;
+    telnyx.fail_next_release(500);
+    app.delete(&format!("{NUMBERS}/{}", a.id)).expect(503).await;
+    assert_eq!(status(&app, &a.id).await, "releasing");
+    telnyx.fail_next_order(500, true);
+    let b = purchase(&app).await;
+    assert_eq!(b.status, "provisioning");
+    assert!(
+        telnyx.owned().contains(&b.phone_number),
+        "the order was placed"
+    );
+
+    app.config
+        .clock
+        .advance(std::time::Duration::from_secs(11 * 60));
+    app.restart().await;
+    let account: AccountId = app.account_id.parse().unwrap();
+    let (a_id, b_id): (PhoneNumberId, PhoneNumberId) =
+        (a.id.parse().unwrap(), b.id.parse().unwrap());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Read from the store: a GET would itself check the order with Telnyx.
+        let a_row = app
+            .store
+            .phone_number(account, a_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let b_row = app
+            .store
+            .phone_number(account, b_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if (a_row.status, b_row.status) == (NumberStatus::Released, NumberStatus::Active) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reconciled at startup: {:?}, {:?}",
+            a_row.status,
+            b_row.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!telnyx.owned().contains(&a.phone_number));
+    assert!(telnyx.owned().contains(&b.phone_number));
+}
