@@ -386,13 +386,9 @@ impl SessionTask {
                         held.insert(chat);
                         continue;
                     }
-                    let jitter = pace.jitter();
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = async {
-                            pace.ready().await;
-                            tokio::time::sleep(jitter).await;
-                        } => {}
+                        _ = pace.before_send() => {}
                     }
                 }
                 let (outcome, pause) = execute(engine.as_ref(), id, &job, &messages, config).await;

@@ -118,13 +118,17 @@ impl Pace {
         }
     }
 
-    /// The random pause before the next send: 0 to `jitter_ms`, uniformly.
-    pub fn jitter(&self) -> Duration {
+    /// The random pause before the next send: 0 to `jitter_ms`, uniformly; `None` for no
+    /// pause at all. (Never a zero-length sleep: a tokio sleep of zero still waits for the
+    /// timer's next millisecond tick, and one per send held the dispatcher to about 1,000
+    /// sends a second: 699-800/s in the broadcast benchmark at 1M recipients.)
+    pub fn jitter(&self) -> Option<Duration> {
         match &self.kind {
-            Kind::Window { pacing, .. } if pacing.jitter_ms > 0 => {
-                Duration::from_millis(rand::rng().random_range(0..=pacing.jitter_ms))
-            }
-            _ => Duration::ZERO,
+            Kind::Window { pacing, .. } if pacing.jitter_ms > 0 => Some(Duration::from_millis(
+                rand::rng().random_range(0..=pacing.jitter_ms),
+            ))
+            .filter(|d| !d.is_zero()),
+            _ => None,
         }
     }
 
@@ -235,6 +239,14 @@ impl Pace {
         }
     }
 
+    /// Waits before a send: until it fits the number's limit, then the random pause.
+    pub async fn before_send(&self) {
+        self.ready().await;
+        if let Some(jitter) = self.jitter() {
+            tokio::time::sleep(jitter).await;
+        }
+    }
+
     /// Records that a send attempt finished (it counts whether or not it was accepted).
     pub fn sent(&self) {
         self.used();
@@ -309,15 +321,17 @@ mod tests {
         let mut p = pacing(1, 1, 1000).unwrap();
         p.jitter_ms = 1500;
         let pace = Pace::new(NonZeroU32::MIN, Some(p));
-        let samples: Vec<Duration> = (0..2000).map(|_| pace.jitter()).collect();
+        let samples: Vec<Duration> = (0..2000)
+            .map(|_| pace.jitter().unwrap_or_default())
+            .collect();
         assert!(samples.iter().all(|d| *d <= Duration::from_millis(1500)));
         let (min, max) = (samples.iter().min().unwrap(), samples.iter().max().unwrap());
         assert!(*min < Duration::from_millis(150), "{min:?}");
         assert!(*max > Duration::from_millis(1350), "{max:?}");
         let none = Pace::new(NonZeroU32::MIN, pacing(1, 1, 1000));
-        assert_eq!(none.jitter(), Duration::ZERO);
+        assert_eq!(none.jitter(), None, "no pause, not a pause of zero");
         let bucket = Pace::new(NonZeroU32::MIN, None);
-        assert_eq!(bucket.jitter(), Duration::ZERO);
+        assert_eq!(bucket.jitter(), None);
     }
 
     #[test]
