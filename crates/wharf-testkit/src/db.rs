@@ -123,6 +123,35 @@ impl TestDb {
         }
     }
 
+    /// The query plan the database picks for `sql` (`EXPLAIN`, one line per plan line; on
+    /// SQLite `EXPLAIN QUERY PLAN`'s details).
+    pub async fn plan(&self, sql: &str) -> String {
+        use sqlx::Row;
+        let lines: Vec<String> = match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect to the SQLite file");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("explain");
+                rows.iter().map(|r| r.get::<String, _>(3)).collect()
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect to the test database");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("explain");
+                rows.iter().map(|r| r.get::<String, _>(0)).collect()
+            }
+        };
+        lines.join("\n")
+    }
+
     /// A trigger named `name` that refuses (raises an error on) every `event` (`INSERT`,
     /// `UPDATE`, `DELETE`) of rows of `table` for which `when` (SQL over `NEW`/`OLD`) holds.
     pub async fn refuse(&self, name: &str, event: &str, table: &str, when: &str) {

@@ -9,6 +9,7 @@ use wharf_server::http::business::broadcasts::{
 use wharf_testkit::TestApp;
 
 mod lifecycle;
+mod plans;
 mod sending;
 
 pub const BROADCASTS: &str = "/v1/whatsapp/broadcasts";
