@@ -149,6 +149,7 @@ pub struct Store {
     auth: std::sync::Arc<authcache::AuthCache>,
     /// Pages of contact searches (see `contacts::SearchCache`).
     contact_search: std::sync::Arc<contacts::SearchCache>,
+    contact_anchors: std::sync::Arc<contacts::Anchors>,
 }
 
 /// The SQLite URL for a file path, creating the file when missing.
@@ -200,6 +201,7 @@ impl Store {
                     ingest: Default::default(),
                     auth: Default::default(),
                     contact_search: Default::default(),
+                    contact_anchors: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -216,6 +218,7 @@ impl Store {
                     ingest: Default::default(),
                     auth: Default::default(),
                     contact_search: Default::default(),
+                    contact_anchors: Default::default(),
                 })
             }
         }

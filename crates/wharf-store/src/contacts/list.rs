@@ -4,7 +4,12 @@
 use sqlx::Row;
 use wharf_core::SessionId;
 
-use super::{AnyQuery, ContactPage, ContactQuery, ContactRow, c_columns, search_cache::SearchKey};
+use super::{
+    AnyQuery, ContactPage, ContactQuery, ContactRow,
+    anchors::{Anchor, ListKey},
+    c_columns,
+    search_cache::SearchKey,
+};
 use crate::{Backend, Params, Result, Store, StoreError};
 
 /// `%term%` for LIKE, with the term's own wildcards escaped by `\`.
@@ -86,31 +91,25 @@ impl Store {
     }
 
     /// The list without search or labels: a page of ids from the name (or opt-in) index,
-    /// then their rows; the count reads the same index.
+    /// then their rows; the total comes from the counters.
     async fn plain_contacts(&self, q: &ContactQuery) -> Result<(Vec<ContactRow>, i64)> {
-        let opt = q.opted_in.map(i64::from);
-        let cond = if opt.is_some() {
-            "session_id = $1 AND is_opted_in = $2"
-        } else {
-            "session_id = $1 AND $2 = 0"
+        let mut p = Params::new(self.backend);
+        let mut cond = format!("session_id = {}", p.next());
+        let mut binds = vec![Bind::Text(q.session.to_string())];
+        if let Some(opted) = q.opted_in {
+            cond.push_str(&format!(" AND is_opted_in = {}", p.next()));
+            binds.push(Bind::Int(i64::from(opted)));
+        }
+        let list = Ordered {
+            from: "contacts",
+            sort: "sort_name",
+            id: "id",
+            cond,
+            binds,
+            params: p,
+            filter: format!("all\0{:?}", q.opted_in),
         };
-        let (lim, off) = ("$3", "$4");
-        let sql = format!(
-            "SELECT {} FROM (SELECT id, sort_name FROM contacts WHERE {cond} \
-             ORDER BY sort_name, id LIMIT {lim} OFFSET {off}) p \
-             CROSS JOIN contacts c WHERE c.id = p.id ORDER BY p.sort_name, p.id",
-            c_columns()
-        );
-        let contacts = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(q.session.to_string())
-            .bind(opt.unwrap_or(0))
-            .bind(q.limit)
-            .bind(q.skip)
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(ContactRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let contacts = self.ordered_page(q, list).await?;
         let total = self.counted(q.session, "all", "", q.opted_in).await?;
         Ok((contacts, total))
     }
@@ -144,6 +143,7 @@ impl Store {
             cond.push_str(&format!(" AND l.is_opted_in = {}", p.next()));
             binds.push(Bind::Int(i64::from(opted)));
         }
+        let filter = format!("{kind}\0{label}\0{:?}\0{other:?}", q.opted_in);
         let counted = other.is_none();
         if let Some(group) = other {
             // One primary-key seek per candidate.
@@ -156,22 +156,6 @@ impl Store {
             binds.push(Bind::Text(group));
         }
         let count = format!("SELECT COUNT(*) AS n FROM contact_labels l WHERE {cond}");
-        let sql = format!(
-            "SELECT {} FROM (SELECT l.contact_id, l.sort_name FROM contact_labels l WHERE {cond} \
-             ORDER BY l.sort_name, l.contact_id LIMIT {} OFFSET {}) p \
-             CROSS JOIN contacts c WHERE c.id = p.contact_id ORDER BY p.sort_name, p.contact_id",
-            c_columns(),
-            p.next(),
-            p.next()
-        );
-        let contacts = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
-            .bind(q.limit)
-            .bind(q.skip)
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(ContactRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
         // Two labels: counted from the index; one: read from the counters.
         let total: i64 = if counted {
             self.counted(q.session, kind, label, q.opted_in).await?
@@ -181,7 +165,103 @@ impl Store {
                 .await?
                 .try_get("n")?
         };
+        let list = Ordered {
+            from: "contact_labels l",
+            sort: "l.sort_name",
+            id: "l.contact_id",
+            cond,
+            binds,
+            params: p,
+            filter,
+        };
+        let contacts = self.ordered_page(q, list).await?;
         Ok((contacts, total))
+    }
+
+    /// The page `q` asks for of a list read in (sort name, id) order from an index: from the
+    /// nearest page anchor (see [`super::anchors`]) when there is one, else from the start,
+    /// skipping what lies between; then the page's rows by id. Records the anchors of the
+    /// page's two ends while the list's generation holds.
+    async fn ordered_page(&self, q: &ContactQuery, list: Ordered) -> Result<Vec<ContactRow>> {
+        let Ordered {
+            from,
+            sort,
+            id,
+            mut cond,
+            mut binds,
+            mut params,
+            filter,
+        } = list;
+        let skip = q.skip.max(0);
+        let limit = q.limit.max(0);
+        let key = ListKey {
+            session: q.session.to_string(),
+            generation: self.contact_generation(q.session).await?,
+            filter,
+        };
+        let (from_position, anchor) = match self.contact_anchors.nearest(&key, skip) {
+            Some((position, anchor)) => (position, Some(anchor)),
+            None => (0, None),
+        };
+        if let Some((sort_key, id_key)) = anchor {
+            cond.push_str(&format!(
+                " AND ({sort}, {id}) > ({}, {})",
+                params.next(),
+                params.next()
+            ));
+            binds.push(Bind::Text(sort_key.into()));
+            binds.push(Bind::Text(id_key.into()));
+        }
+        // The entry before the page too (when the page is not where the reading starts), so
+        // the page's start is anchored.
+        let before = skip > from_position;
+        let sql = format!(
+            "SELECT {}, p.sort_key AS page_sort FROM (SELECT {id} AS page_id, {sort} AS sort_key \
+             FROM {from} WHERE {cond} ORDER BY {sort}, {id} LIMIT {} OFFSET {}) p \
+             CROSS JOIN contacts c WHERE c.id = p.page_id ORDER BY p.sort_key, p.page_id",
+            c_columns(),
+            params.next(),
+            params.next()
+        );
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+            .bind(limit + i64::from(before))
+            .bind(skip - from_position - i64::from(before))
+            .fetch_all(&self.read)
+            .await?;
+        let mut page = Vec::with_capacity(rows.len());
+        let mut ends: Vec<(i64, Anchor)> = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let contact = ContactRow::from_row(row)?;
+            let here: Anchor = (
+                row.try_get::<String, _>("page_sort")?.into(),
+                contact.id.to_string().into(),
+            );
+            if before && i == 0 {
+                ends.push((skip, here));
+                continue;
+            }
+            if i + 1 == rows.len() {
+                ends.push((skip + page.len() as i64 + 1, here));
+            }
+            page.push(contact);
+        }
+        if !ends.is_empty() && self.contact_generation(q.session).await? == key.generation {
+            for (position, anchor) in ends {
+                self.contact_anchors.record(&key, position, anchor);
+            }
+        }
+        Ok(page)
+    }
+
+    /// The generation of the session's contact list (0 before its first write).
+    async fn contact_generation(&self, session: SessionId) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT generation FROM contact_generations WHERE session_id = $1")
+                .bind(session.to_string())
+                .fetch_optional(&self.read)
+                .await?
+                .unwrap_or(0),
+        )
     }
 
     /// A total from the counters: contacts of the session (`kind` "all", `label` "") or with
@@ -221,12 +301,7 @@ impl Store {
         q: &ContactQuery,
         term: &str,
     ) -> Result<(Vec<ContactRow>, i64)> {
-        let generation: i64 =
-            sqlx::query_scalar("SELECT generation FROM contact_generations WHERE session_id = $1")
-                .bind(q.session.to_string())
-                .fetch_optional(&self.read)
-                .await?
-                .unwrap_or(0);
+        let generation = self.contact_generation(q.session).await?;
         let key = SearchKey {
             session: q.session.to_string(),
             generation,
@@ -358,6 +433,18 @@ impl Store {
             .map(|r| r.try_get::<String, _>("label").map_err(StoreError::from))
             .collect()
     }
+}
+
+/// A list read in (sort name, id) order: the table (or index) read, its sort and id
+/// columns, the condition with its parameters so far, and the filters that tell it apart.
+struct Ordered {
+    from: &'static str,
+    sort: &'static str,
+    id: &'static str,
+    cond: String,
+    binds: Vec<Bind>,
+    params: Params,
+    filter: String,
 }
 
 /// A parameter of a generated statement.

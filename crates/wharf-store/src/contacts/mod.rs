@@ -9,9 +9,11 @@ use wharf_core::{AccountId, ContactId, SessionId, message::Direction};
 
 use crate::{Backend, MessageRow, Params, Result, Store, StoreError, conflict_or};
 
+mod anchors;
 mod list;
 mod search_cache;
 
+pub(crate) use anchors::Anchors;
 pub(crate) use search_cache::SearchCache;
 
 /// A stored contact.

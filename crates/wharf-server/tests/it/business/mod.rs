@@ -6,6 +6,7 @@ use wharf_server::http::business::contacts::{ContactAnswer, ContactList, Contact
 use wharf_testkit::{TestApp, session_and_key};
 
 mod contacts;
+mod contacts_paging;
 mod groups;
 mod numbers;
 mod numbers_faults;
