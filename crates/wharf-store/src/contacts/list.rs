@@ -10,7 +10,7 @@ use super::{
     c_columns,
     search_cache::SearchKey,
 };
-use crate::{Backend, Params, Result, Store, StoreError};
+use crate::{Backend, Params, Result, Store};
 
 /// `%term%` for LIKE, with the term's own wildcards escaped by `\`.
 fn like_pattern(term: &str) -> String {
@@ -59,40 +59,54 @@ impl Store {
     /// A page of the session's contacts, by name, with the total and the filter values.
     /// Another account's session reads as an empty list.
     pub async fn list_contacts(&self, q: &ContactQuery) -> Result<ContactPage> {
-        // Checked once here, so every filter below reads indexes that start with the session.
-        let owned: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1 AND account_id = $2")
-                .bind(q.session.to_string())
-                .bind(q.account.to_string())
-                .fetch_optional(&self.read)
-                .await?;
-        if owned.is_none() {
+        // Checked once here, so every filter below reads indexes that start with the session;
+        // the list's generation comes with it.
+        let Some(generation) = self.owned_generation(q).await? else {
             return Ok(ContactPage {
                 contacts: Vec::new(),
                 total: 0,
                 tags: Vec::new(),
                 groups: Vec::new(),
             });
-        }
+        };
+        let counts = Counts::read(self, q.session).await?;
         let search = q.search.as_deref().filter(|t| !t.is_empty());
         let (contacts, total) = match (search, &q.tag, &q.group) {
-            (Some(term), _, _) => self.search_contacts(q, term).await?,
-            (None, None, None) => self.plain_contacts(q).await?,
-            (None, tag, group) => self.labelled_contacts(q, tag, group).await?,
+            (Some(term), _, _) => self.search_contacts(q, term, generation).await?,
+            (None, None, None) => {
+                let contacts = self.plain_contacts(q, generation).await?;
+                (contacts, counts.total("all", "", q.opted_in))
+            }
+            (None, tag, group) => {
+                self.labelled_contacts(q, tag, group, generation, &counts)
+                    .await?
+            }
         };
-        let tags = self.labels_of(q.session, "tag").await?;
-        let groups = self.labels_of(q.session, "group").await?;
         Ok(ContactPage {
             contacts,
             total,
-            tags,
-            groups,
+            tags: counts.labels("tag"),
+            groups: counts.labels("group"),
         })
     }
 
+    /// The generation of the session's contact list (0 before its first write), or `None`
+    /// when the session is not the account's.
+    async fn owned_generation(&self, q: &ContactQuery) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(COALESCE((SELECT generation FROM contact_generations \
+             WHERE session_id = $1), 0) AS BIGINT) AS g FROM sessions WHERE id = $2 AND account_id = $3",
+        )
+        .bind(q.session.to_string())
+        .bind(q.session.to_string())
+        .bind(q.account.to_string())
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
     /// The list without search or labels: a page of ids from the name (or opt-in) index,
-    /// then their rows; the total comes from the counters.
-    async fn plain_contacts(&self, q: &ContactQuery) -> Result<(Vec<ContactRow>, i64)> {
+    /// then their rows (the total comes from the counters).
+    async fn plain_contacts(&self, q: &ContactQuery, generation: i64) -> Result<Vec<ContactRow>> {
         let mut p = Params::new(self.backend);
         let mut cond = format!("session_id = {}", p.next());
         let mut binds = vec![Bind::Text(q.session.to_string())];
@@ -109,9 +123,7 @@ impl Store {
             params: p,
             filter: format!("all\0{:?}", q.opted_in),
         };
-        let contacts = self.ordered_page(q, list).await?;
-        let total = self.counted(q.session, "all", "", q.opted_in).await?;
-        Ok((contacts, total))
+        self.ordered_page(q, generation, list).await
     }
 
     /// The list by tag (else group), with an optional second label and opt-in filter: a page
@@ -121,6 +133,8 @@ impl Store {
         q: &ContactQuery,
         tag: &Option<String>,
         group: &Option<String>,
+        generation: i64,
+        counts: &Counts,
     ) -> Result<(Vec<ContactRow>, i64)> {
         let (kind, label, other) = match (tag, group) {
             (Some(t), g) => ("tag", t.as_str(), g.clone()),
@@ -158,7 +172,7 @@ impl Store {
         let count = format!("SELECT COUNT(*) AS n FROM contact_labels l WHERE {cond}");
         // Two labels: counted from the index; one: read from the counters.
         let total: i64 = if counted {
-            self.counted(q.session, kind, label, q.opted_in).await?
+            counts.total(kind, label, q.opted_in)
         } else {
             bind_all(sqlx::query(sqlx::AssertSqlSafe(count)), &binds)
                 .fetch_one(&self.read)
@@ -174,7 +188,7 @@ impl Store {
             params: p,
             filter,
         };
-        let contacts = self.ordered_page(q, list).await?;
+        let contacts = self.ordered_page(q, generation, list).await?;
         Ok((contacts, total))
     }
 
@@ -182,7 +196,12 @@ impl Store {
     /// nearest page anchor (see [`super::anchors`]) when there is one, else from the start,
     /// skipping what lies between; then the page's rows by id. Records the anchors of the
     /// page's two ends while the list's generation holds.
-    async fn ordered_page(&self, q: &ContactQuery, list: Ordered) -> Result<Vec<ContactRow>> {
+    async fn ordered_page(
+        &self,
+        q: &ContactQuery,
+        generation: i64,
+        list: Ordered,
+    ) -> Result<Vec<ContactRow>> {
         let Ordered {
             from,
             sort,
@@ -196,7 +215,7 @@ impl Store {
         let limit = q.limit.max(0);
         let key = ListKey {
             session: q.session.to_string(),
-            generation: self.contact_generation(q.session).await?,
+            generation,
             filter,
         };
         let (from_position, anchor) = match self.contact_anchors.nearest(&key, skip) {
@@ -215,17 +234,26 @@ impl Store {
         // The entry before the page too (when the page is not where the reading starts), so
         // the page's start is anchored.
         let before = skip > from_position;
+        // With the list's generation as this statement sees it, so anchors are recorded
+        // only for the generation they were read in. (Parameters in the order they appear:
+        // SQLite numbers them so.)
         let sql = format!(
-            "SELECT {}, p.sort_key AS page_sort FROM (SELECT {id} AS page_id, {sort} AS sort_key \
+            "SELECT {}, p.sort_key AS page_sort, \
+             CAST(COALESCE(g.generation, 0) AS BIGINT) AS page_generation \
+             FROM (SELECT {id} AS page_id, {sort} AS sort_key \
              FROM {from} WHERE {cond} ORDER BY {sort}, {id} LIMIT {} OFFSET {}) p \
-             CROSS JOIN contacts c WHERE c.id = p.page_id ORDER BY p.sort_key, p.page_id",
+             CROSS JOIN contacts c \
+             LEFT JOIN contact_generations g ON g.session_id = {} \
+             WHERE c.id = p.page_id ORDER BY p.sort_key, p.page_id",
             c_columns(),
+            params.next(),
             params.next(),
             params.next()
         );
         let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
             .bind(limit + i64::from(before))
             .bind(skip - from_position - i64::from(before))
+            .bind(q.session.to_string())
             .fetch_all(&self.read)
             .await?;
         let mut page = Vec::with_capacity(rows.len());
@@ -245,52 +273,16 @@ impl Store {
             }
             page.push(contact);
         }
-        if !ends.is_empty() && self.contact_generation(q.session).await? == key.generation {
+        let read_in: Option<i64> = rows
+            .first()
+            .map(|r| r.try_get("page_generation"))
+            .transpose()?;
+        if read_in == Some(key.generation) {
             for (position, anchor) in ends {
                 self.contact_anchors.record(&key, position, anchor);
             }
         }
         Ok(page)
-    }
-
-    /// The generation of the session's contact list (0 before its first write).
-    async fn contact_generation(&self, session: SessionId) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT generation FROM contact_generations WHERE session_id = $1")
-                .bind(session.to_string())
-                .fetch_optional(&self.read)
-                .await?
-                .unwrap_or(0),
-        )
-    }
-
-    /// A total from the counters: contacts of the session (`kind` "all", `label` "") or with
-    /// a label, opted in or out or both.
-    async fn counted(
-        &self,
-        session: SessionId,
-        kind: &str,
-        label: &str,
-        opted_in: Option<bool>,
-    ) -> Result<i64> {
-        let sql = match opted_in {
-            Some(_) => {
-                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM contact_counts \
-                 WHERE session_id = $1 AND kind = $2 AND label = $3 AND is_opted_in = $4"
-            }
-            None => {
-                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM contact_counts \
-                 WHERE session_id = $1 AND kind = $2 AND label = $3 AND $4 = 0"
-            }
-        };
-        Ok(sqlx::query(sql)
-            .bind(session.to_string())
-            .bind(kind.to_owned())
-            .bind(label.to_owned())
-            .bind(opted_in.map_or(0, i64::from))
-            .fetch_one(&self.read)
-            .await?
-            .try_get("n")?)
     }
 
     /// The list with a search: the ids of every match in the list's order come from the
@@ -300,8 +292,8 @@ impl Store {
         &self,
         q: &ContactQuery,
         term: &str,
+        generation: i64,
     ) -> Result<(Vec<ContactRow>, i64)> {
-        let generation = self.contact_generation(q.session).await?;
         let key = SearchKey {
             session: q.session.to_string(),
             generation,
@@ -417,20 +409,59 @@ impl Store {
             .map(|r| Ok(r.try_get::<String, _>("id")?.into_boxed_str()))
             .collect()
     }
+}
 
-    /// The labels of one kind that some contact of the session carries, sorted (from the
-    /// counters).
-    async fn labels_of(&self, session: SessionId, kind: &str) -> Result<Vec<String>> {
+/// The session's counters (`contact_counts`), read once per list request: its totals and
+/// its filter values.
+struct Counts(Vec<(String, String, bool, i64)>);
+
+impl Counts {
+    async fn read(store: &Store, session: SessionId) -> Result<Self> {
         let rows = sqlx::query(
-            "SELECT label FROM contact_counts WHERE session_id = $1 AND kind = $2 \
-             GROUP BY label HAVING SUM(n) > 0 ORDER BY label",
+            "SELECT kind, label, is_opted_in, n FROM contact_counts WHERE session_id = $1",
         )
         .bind(session.to_string())
-        .bind(kind.to_owned())
-        .fetch_all(&self.read)
+        .fetch_all(&store.read)
         .await?;
         rows.iter()
-            .map(|r| r.try_get::<String, _>("label").map_err(StoreError::from))
+            .map(|r| {
+                Ok((
+                    r.try_get("kind")?,
+                    r.try_get("label")?,
+                    r.try_get::<i64, _>("is_opted_in")? != 0,
+                    r.try_get("n")?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Self)
+    }
+
+    /// Contacts of the session (`kind` "all", `label` "") or with a label, opted in or out
+    /// or both.
+    fn total(&self, kind: &str, label: &str, opted_in: Option<bool>) -> i64 {
+        self.0
+            .iter()
+            .filter(|(k, l, o, _)| k == kind && l == label && opted_in.is_none_or(|w| w == *o))
+            .map(|(.., n)| n)
+            .sum()
+    }
+
+    /// The labels of one kind that some contact carries, sorted (bytewise, as the
+    /// column's collation).
+    fn labels(&self, kind: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, ..)| k == kind)
+            .fold(
+                std::collections::BTreeMap::<&str, i64>::new(),
+                |mut m, (_, l, _, n)| {
+                    *m.entry(l).or_default() += n;
+                    m
+                },
+            )
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(l, _)| l.to_owned())
             .collect()
     }
 }
