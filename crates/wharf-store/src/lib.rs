@@ -293,6 +293,7 @@ fn conflict_or(e: sqlx::Error, what: &str) -> StoreError {
 /// batch insert spend most of its time comparing strings. PostgreSQL gets `$N`. Because `?`
 /// takes the next index, a statement must write its parameters in binding order and must not
 /// mix in hand-written `$N` ones: take every parameter of the statement from one `Params`.
+#[derive(Clone)]
 pub(crate) struct Params {
     sqlite: bool,
     n: usize,

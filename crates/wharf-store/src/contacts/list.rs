@@ -202,23 +202,46 @@ impl Store {
         generation: i64,
         list: Ordered,
     ) -> Result<Vec<ContactRow>> {
+        let skip = q.skip.max(0);
+        let key = ListKey {
+            session: q.session.to_string(),
+            generation,
+            filter: list.filter.clone(),
+        };
+        let anchor = self.contact_anchors.nearest(&key, skip);
+        let anchored = anchor.is_some();
+        let (page, read_in) = self.page_from(q, &key, &list, anchor).await?;
+        if anchored && read_in.is_some_and(|g| g != generation) {
+            // The list moved on between the anchor's choice and the page: the anchor may no
+            // longer be at its position, so the page is read from the start.
+            return Ok(self.page_from(q, &key, &list, None).await?.0);
+        }
+        Ok(page)
+    }
+
+    /// The page of `list` read from `anchor` (a position and the sort key before it), or
+    /// from the start; with the generation its statement saw (`None` for no rows). Records
+    /// the anchors of the page's ends when that generation is `key`'s.
+    async fn page_from(
+        &self,
+        q: &ContactQuery,
+        key: &ListKey,
+        list: &Ordered,
+        anchor: Option<(i64, Anchor)>,
+    ) -> Result<(Vec<ContactRow>, Option<i64>)> {
         let Ordered {
             from,
             sort,
             id,
-            mut cond,
-            mut binds,
-            mut params,
-            filter,
+            cond,
+            binds,
+            params,
+            ..
         } = list;
+        let (mut cond, mut binds, mut params) = (cond.clone(), binds.clone(), params.clone());
         let skip = q.skip.max(0);
         let limit = q.limit.max(0);
-        let key = ListKey {
-            session: q.session.to_string(),
-            generation,
-            filter,
-        };
-        let (from_position, anchor) = match self.contact_anchors.nearest(&key, skip) {
+        let (from_position, anchor) = match anchor {
             Some((position, anchor)) => (position, Some(anchor)),
             None => (0, None),
         };
@@ -279,10 +302,10 @@ impl Store {
             .transpose()?;
         if read_in == Some(key.generation) {
             for (position, anchor) in ends {
-                self.contact_anchors.record(&key, position, anchor);
+                self.contact_anchors.record(key, position, anchor);
             }
         }
-        Ok(page)
+        Ok((page, read_in))
     }
 
     /// The list with a search: the ids of every match in the list's order come from the
@@ -479,6 +502,7 @@ struct Ordered {
 }
 
 /// A parameter of a generated statement.
+#[derive(Clone)]
 enum Bind {
     Text(String),
     Int(i64),
