@@ -69,7 +69,7 @@ impl Store {
                 groups: Vec::new(),
             });
         };
-        let counts = Counts::read(self, q.session).await?;
+        let counts = Totals::read(self, q.session).await?;
         let search = q.search.as_deref().filter(|t| !t.is_empty());
         let (contacts, total) = match (search, &q.tag, &q.group) {
             (Some(term), _, _) => self.search_contacts(q, term, generation).await?,
@@ -134,7 +134,7 @@ impl Store {
         tag: &Option<String>,
         group: &Option<String>,
         generation: i64,
-        counts: &Counts,
+        counts: &Totals,
     ) -> Result<(Vec<ContactRow>, i64)> {
         let (kind, label, other) = match (tag, group) {
             (Some(t), g) => ("tag", t.as_str(), g.clone()),
@@ -436,9 +436,9 @@ impl Store {
 
 /// The session's counters (`contact_counts`), read once per list request: its totals and
 /// its filter values.
-struct Counts(Vec<(String, String, bool, i64)>);
+struct Totals(Vec<(String, String, bool, i64)>);
 
-impl Counts {
+impl Totals {
     async fn read(store: &Store, session: SessionId) -> Result<Self> {
         let rows = sqlx::query(
             "SELECT kind, label, is_opted_in, n FROM contact_counts WHERE session_id = $1",
