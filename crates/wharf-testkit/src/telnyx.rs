@@ -291,6 +291,13 @@ async fn create_order(
     Json(order_json(&order, &number_id)).into_response()
 }
 
+/// A list answer in Telnyx's shape: everything on one page.
+fn list_page(data: Vec<Value>) -> Response {
+    let total = data.len();
+    Json(json!({"data": data, "meta": {"total_pages": 1, "total_results": total, "page_number": 1, "page_size": 20}}))
+        .into_response()
+}
+
 fn failure(status: u16) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error(
@@ -322,9 +329,7 @@ async fn list_orders(
         })
         .map(|o| order_json(o, "")["data"].clone())
         .collect();
-    let total = data.len();
-    Json(json!({"data": data, "meta": {"total_pages": 1, "total_results": total, "page_number": 1, "page_size": 20}}))
-        .into_response()
+    list_page(data)
 }
 
 async fn get_order(
@@ -382,9 +387,7 @@ async fn list_numbers(
         .filter(|(_, p)| p.contains(filter))
         .map(|(id, p)| json!({"id": id, "record_type": "phone_number", "phone_number": p, "status": "active"}))
         .collect();
-    let total = data.len();
-    Json(json!({"data": data, "meta": {"total_pages": 1, "total_results": total, "page_number": 1, "page_size": 20}}))
-        .into_response()
+    list_page(data)
 }
 
 async fn delete_number(
@@ -452,9 +455,7 @@ async fn list_sub_orders(
         .filter(|o| param(&q, "filter[status]").is_none_or(|s| s == o.status))
         .map(sub_order_json)
         .collect();
-    let total = data.len();
-    Json(json!({"data": data, "meta": {"total_pages": 1, "total_results": total, "page_number": 1, "page_size": 20}}))
-        .into_response()
+    list_page(data)
 }
 
 /// Cancels a pending sub-order: its order fails, and its number is never bought.
