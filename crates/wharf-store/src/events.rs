@@ -59,17 +59,10 @@ pub(crate) async fn append_event(conn: &mut AnyConnection, event: &Event) -> Res
 /// with one counter update per run of same-account events.
 ///
 /// Message status events also move the broadcast recipients of those messages (and their
-/// broadcasts' counters) here, in the same transaction, whatever path changed the message;
-/// the broadcast events that follow are appended with them.
+/// broadcasts' counters, as tallies) here, in the same transaction, whatever path changed
+/// the message.
 pub(crate) async fn append_events(conn: &mut AnyConnection, events: &[Event]) -> Result<()> {
-    let followed = crate::broadcasts::follow(conn, events).await?;
-    let joined;
-    let events = if followed.is_empty() {
-        events
-    } else {
-        joined = [events, &followed[..]].concat();
-        &joined[..]
-    };
+    crate::broadcasts::follow(conn, events).await?;
     let now = now_millis();
     let mut rest = events;
     while let Some(first) = rest.first() {

@@ -123,6 +123,31 @@ impl TestDb {
         }
     }
 
+    /// The one integer `sql` (a `SELECT COUNT(*)…`, say) answers, read beside the server.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT CAST(({sql}) AS BIGINT)"));
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect to the SQLite file");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("count")
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect to the test database");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("count")
+            }
+        }
+    }
+
     /// The query plan the database picks for `sql` (`EXPLAIN`, one line per plan line; on
     /// SQLite `EXPLAIN QUERY PLAN`'s details).
     pub async fn plan(&self, sql: &str) -> String {

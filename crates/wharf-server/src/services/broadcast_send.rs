@@ -114,6 +114,10 @@ impl BroadcastService {
                 }
             }
         }
+        // Counters moved by sends and receipts join their broadcasts; finished ones end.
+        if self.store.settle_broadcasts(100).await? > 0 {
+            did = true;
+        }
         Ok(Step {
             progressed: did,
             waiting: sending && !did,

@@ -1,6 +1,7 @@
 //! Broadcasts (the Zernio Business API): a draft with its recipients, the state machine
 //! (draft → scheduled → sending → completed | failed | cancelled), and counters kept
-//! incrementally in the same transaction as every change they count. The worker's side
+//! incrementally in the same transaction as every change they count (directly, or as a
+//! tally folded in later by whoever locks the broadcast: [`tallies`]). The worker's side
 //! (batches of recipients becoming messages, receipts moving recipients) is in [`progress`].
 //!
 //! Recipients are numbered per broadcast (`seq`): the worker walks them in order behind a
@@ -9,6 +10,7 @@
 
 mod progress;
 mod recipients;
+mod tallies;
 
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row, any::AnyRow};
@@ -241,14 +243,26 @@ pub(crate) async fn lock_broadcast(
     let sql = format!(
         "SELECT {COLUMNS} FROM broadcasts WHERE id = $1 AND ($2 IS NULL OR account_id = $2){lock}"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    let Some(mut b) = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(account)
-        .fetch_optional(conn)
+        .fetch_optional(&mut *conn)
         .await?
         .as_ref()
         .map(BroadcastRow::from_row)
-        .transpose()
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    // The lock is held: the counters changed elsewhere join the row now.
+    let folded = tallies::fold(conn, id, b.next_seq).await?;
+    tallies::apply(&mut b, &folded);
+    Ok(Some(b))
+}
+
+/// Broadcasts as read: their counters with the tallies not folded yet.
+pub(super) fn read_broadcasts(conditions: &str) -> String {
+    format!("{} {conditions}", tallies::read_from())
 }
 
 /// Writes the status and times of `b` (its counters are changed by increments only).
@@ -323,7 +337,7 @@ impl Store {
         account: AccountId,
         id: BroadcastId,
     ) -> Result<Option<BroadcastRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM broadcasts WHERE id = $1 AND account_id = $2");
+        let sql = read_broadcasts("WHERE b.id = $1 AND b.account_id = $2");
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .bind(account)
@@ -344,9 +358,9 @@ impl Store {
         skip: i64,
     ) -> Result<(Vec<BroadcastRow>, i64)> {
         let status = status.map(|s| s.as_str());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM broadcasts WHERE session_id = $1 AND account_id = $2 \
-             AND ($3 IS NULL OR status = $3) ORDER BY id DESC LIMIT $4 OFFSET $5"
+        let sql = read_broadcasts(
+            "WHERE b.session_id = $1 AND b.account_id = $2 AND ($3 IS NULL OR b.status = $3) \
+             ORDER BY b.id DESC LIMIT $4 OFFSET $5",
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(session)
@@ -379,9 +393,8 @@ impl Store {
         only: Option<SessionId>,
         limit: i64,
     ) -> Result<Vec<BroadcastRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM broadcasts WHERE account_id = $1 AND ($2 IS NULL OR session_id = $2) \
-             ORDER BY id DESC LIMIT $3"
+        let sql = read_broadcasts(
+            "WHERE b.account_id = $1 AND ($2 IS NULL OR b.session_id = $2) ORDER BY b.id DESC LIMIT $3",
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(account)
@@ -416,6 +429,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM broadcasts WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        // A late receipt's tally written since the lock (a cancelled broadcast's messages
+        // still get receipts) goes with it; later ones find no recipient and write none.
+        sqlx::query("DELETE FROM broadcast_tallies WHERE broadcast_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -541,9 +560,8 @@ impl Store {
 
     /// Sending broadcasts with recipients left to process.
     pub async fn broadcasts_to_process(&self, limit: i64) -> Result<Vec<BroadcastRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM broadcasts WHERE status = 'sending' AND cursor_seq < next_seq \
-             ORDER BY id LIMIT $1"
+        let sql = read_broadcasts(
+            "WHERE b.status = 'sending' AND b.cursor_seq < b.next_seq ORDER BY b.id LIMIT $1",
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(limit)
@@ -552,11 +570,5 @@ impl Store {
             .iter()
             .map(BroadcastRow::from_row)
             .collect()
-    }
-
-    /// The broadcast `id`, for the worker (any account).
-    pub async fn find_broadcast(&self, id: BroadcastId) -> Result<Option<BroadcastRow>> {
-        let mut conn = self.write.acquire().await?;
-        lock_broadcast(&mut conn, None, id).await
     }
 }

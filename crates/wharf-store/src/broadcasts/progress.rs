@@ -1,8 +1,9 @@
 //! The worker's side of broadcasts: a batch of recipients becomes messages (with their
 //! outbox jobs) in one transaction with the recipients' state and the cursor's move; the
 //! message events of every other path (dispatch outcomes, receipts, withdrawals) move the
-//! recipients and the counters in the transaction that appends them ([`follow`]); a
-//! broadcast ends in the transaction that settles its last recipient.
+//! recipients, and append the counters' change as a tally, in the transaction that appends
+//! them ([`follow`]); the worker folds the tallies into the broadcast and ends it once every
+//! recipient is settled ([`Store::settle_broadcasts`]).
 
 use std::collections::HashMap;
 
@@ -12,7 +13,9 @@ use wharf_core::{
 };
 
 use super::{
-    BroadcastRow, BroadcastStatus, COLUMNS, Transition, lock_broadcast, lock_clause, write_state,
+    BroadcastRow, BroadcastStatus, COLUMNS, Transition, lock_broadcast, lock_clause,
+    tallies::{self, Deltas},
+    write_state,
 };
 use crate::{
     MessageRow, OutboxJob, Params, Result, Store,
@@ -64,51 +67,6 @@ fn rank(status: &str) -> i32 {
     }
 }
 
-/// Counter deltas of one broadcast, by status.
-#[derive(Default)]
-struct Deltas([i64; 7]);
-
-const STATUSES: [&str; 7] = [
-    "pending",
-    "sent",
-    "delivered",
-    "read",
-    "failed",
-    "skipped",
-    "cancelled",
-];
-
-impl Deltas {
-    fn slot(&mut self, status: &str) -> &mut i64 {
-        let i = STATUSES.iter().position(|s| *s == status).unwrap_or(0);
-        &mut self.0[i]
-    }
-    fn moved(&mut self, from: &str, to: &str) {
-        *self.slot(from) -= 1;
-        *self.slot(to) += 1;
-    }
-}
-
-async fn apply_deltas(conn: &mut AnyConnection, id: BroadcastId, d: &Deltas) -> Result<()> {
-    sqlx::query(
-        "UPDATE broadcasts SET n_pending = n_pending + $1, n_sent = n_sent + $2, \
-         n_delivered = n_delivered + $3, n_read = n_read + $4, n_failed = n_failed + $5, \
-         n_skipped = n_skipped + $6, n_cancelled = n_cancelled + $7, updated_at = $8 WHERE id = $9",
-    )
-    .bind(d.0[0])
-    .bind(d.0[1])
-    .bind(d.0[2])
-    .bind(d.0[3])
-    .bind(d.0[4])
-    .bind(d.0[5])
-    .bind(d.0[6])
-    .bind(now_millis())
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Ends broadcast `id` when it is sending and every recipient is settled (completed, or
 /// failed when none was sent and some failed); otherwise writes a progress event when the
 /// last is a second old. Returns the event to append, if any.
@@ -148,14 +106,14 @@ async fn settle(conn: &mut AnyConnection, id: BroadcastId) -> Result<Option<Even
 }
 
 /// Moves the recipients of the messages `events` are about, with the counters of their
-/// broadcasts, inside the caller's transaction. Returns the broadcast events to append.
-pub(crate) async fn follow(conn: &mut AnyConnection, events: &[Event]) -> Result<Vec<Event>> {
+/// broadcasts (as tallies), inside the caller's transaction.
+pub(crate) async fn follow(conn: &mut AnyConnection, events: &[Event]) -> Result<()> {
     let changes: Vec<(MessageId, &'static str, &Event)> = events
         .iter()
         .filter_map(|e| Some((e.message_id?, recipient_status(e.kind)?, e)))
         .collect();
     if changes.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     // The recipients of these messages (most messages are not a broadcast's: one query).
     let mut found: HashMap<MessageId, (BroadcastId, i64, String)> = HashMap::new();
@@ -185,11 +143,11 @@ pub(crate) async fn follow(conn: &mut AnyConnection, events: &[Event]) -> Result
         }
     }
     if found.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let mut deltas: HashMap<BroadcastId, Deltas> = HashMap::new();
-    // (broadcast, seq) → (status, error, sent, delivered, read)
+    // (broadcast, seq) → (status before, status, error, sent, delivered, read)
     type Change = (
+        String,
         String,
         Option<String>,
         Option<i64>,
@@ -214,35 +172,37 @@ pub(crate) async fn follow(conn: &mut AnyConnection, events: &[Event]) -> Result
         if !moves {
             continue;
         }
-        deltas.entry(*broadcast).or_default().moved(current, to);
         let slot = writes
             .entry((*broadcast, *seq))
-            .or_insert_with(|| (String::new(), None, None, None, None));
-        slot.0 = to.to_owned();
+            .or_insert_with(|| (current.clone(), String::new(), None, None, None, None));
+        slot.1 = to.to_owned();
         match to {
             "failed" => {
-                slot.1 = Some(
+                slot.2 = Some(
                     event.payload["failure_reason"]
                         .as_str()
                         .unwrap_or("the message failed")
                         .to_owned(),
                 );
             }
-            "cancelled" => slot.1 = Some("cancelled before it was sent".to_owned()),
+            "cancelled" => slot.2 = Some("cancelled before it was sent".to_owned()),
             _ => {
                 // A later step implies the earlier ones.
-                slot.2.get_or_insert(at);
+                slot.3.get_or_insert(at);
                 if rank(to) >= 2 {
-                    slot.3.get_or_insert(at);
+                    slot.4.get_or_insert(at);
                 }
                 if rank(to) >= 3 {
-                    slot.4.get_or_insert(at);
+                    slot.5.get_or_insert(at);
                 }
             }
         }
         *current = to.to_owned();
     }
     let writes: Vec<_> = writes.into_iter().collect();
+    // The counters move for the recipients written: one whose broadcast was deleted
+    // meanwhile is gone, and its move is not counted anywhere.
+    let mut deltas: HashMap<BroadcastId, Deltas> = HashMap::new();
     for chunk in writes.chunks(100) {
         let values = Params::on(conn).rows(chunk.len(), 7);
         let sql = format!(
@@ -252,11 +212,12 @@ pub(crate) async fn follow(conn: &mut AnyConnection, events: &[Event]) -> Result
              read_at = COALESCE(read_at, CAST(v.column7 AS BIGINT)) \
              FROM (VALUES {values}) AS v \
              WHERE broadcast_recipients.broadcast_id = v.column1 \
-             AND broadcast_recipients.seq = CAST(v.column2 AS BIGINT)"
+             AND broadcast_recipients.seq = CAST(v.column2 AS BIGINT) \
+             RETURNING broadcast_recipients.broadcast_id, broadcast_recipients.seq"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         let text = |t: Option<i64>| t.map(|t| t.to_string());
-        for ((broadcast, seq), (status, error, sent, delivered, read)) in chunk {
+        for ((broadcast, seq), (_, status, error, sent, delivered, read)) in chunk {
             q = q
                 .bind(*broadcast)
                 .bind(seq.to_string())
@@ -266,16 +227,26 @@ pub(crate) async fn follow(conn: &mut AnyConnection, events: &[Event]) -> Result
                 .bind(text(*delivered))
                 .bind(text(*read));
         }
-        q.execute(&mut *conn).await?;
+        let written: HashMap<(BroadcastId, i64), ()> = q
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok(((row.try_get("broadcast_id")?, row.try_get("seq")?), ())))
+            .collect::<Result<_>>()?;
+        for (key, (from, to, ..)) in chunk {
+            if written.contains_key(key) {
+                deltas.entry(key.0).or_default().moved(from, to);
+            }
+        }
     }
-    let mut out = Vec::new();
+    // No lock on the broadcasts: a tally each, folded by whoever locks them next (their
+    // worker, within 100 ms while they send), which also ends them.
     let mut touched: Vec<BroadcastId> = deltas.keys().copied().collect();
     touched.sort_by_key(|id| id.to_string());
     for id in touched {
-        apply_deltas(conn, id, &deltas[&id]).await?;
-        out.extend(settle(conn, id).await?);
+        tallies::append(conn, id, &deltas[&id]).await?;
     }
-    Ok(out)
+    Ok(())
 }
 
 impl Store {
@@ -323,9 +294,9 @@ impl Store {
         )
         .bind(upto)
         .bind(items.len() as i64)
-        .bind(d.0[0])
-        .bind(d.0[4])
-        .bind(d.0[5])
+        .bind(d.by_status[0])
+        .bind(d.by_status[4])
+        .bind(d.by_status[5])
         .bind(now_millis())
         .bind(b.id)
         .bind(b.cursor_seq)
@@ -368,6 +339,8 @@ impl Store {
             }
             q.bind(b.id).execute(&mut *tx).await?;
         }
+        // The broadcast's row is locked by the cursor's move: the tallies join it.
+        tallies::fold(&mut tx, b.id, b.next_seq).await?;
         let events: Vec<Event> = settle(&mut tx, b.id).await?.into_iter().collect();
         append_events(&mut tx, &events).await?;
         tx.commit().await?;
@@ -375,6 +348,42 @@ impl Store {
             self.events_appended();
         }
         Ok(true)
+    }
+
+    /// Folds the tallies of broadcasts into them (a draft's, from additions, are left to
+    /// the change that ends the draft, so additions are not held up) and ends the sending
+    /// broadcasts whose recipients are all settled, or writes their `broadcast.progress`
+    /// (at most once a second): the worker's round. Returns how many broadcasts got an event.
+    pub async fn settle_broadcasts(&self, limit: i64) -> Result<usize> {
+        let ids: Vec<BroadcastId> = sqlx::query_scalar(
+            "SELECT id FROM broadcasts WHERE status = 'sending' AND cursor_seq >= next_seq \
+             AND n_pending = 0 \
+             UNION SELECT t.broadcast_id FROM broadcast_tallies t \
+             JOIN broadcasts b ON b.id = t.broadcast_id WHERE b.status <> 'draft' \
+             ORDER BY 1 LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        let mut ended = 0;
+        for id in ids {
+            let mut tx = self.write.begin().await?;
+            let Some(b) = lock_broadcast(&mut tx, None, id).await? else {
+                continue;
+            };
+            let events: Vec<Event> = if b.status == BroadcastStatus::Sending {
+                settle(&mut tx, id).await?.into_iter().collect()
+            } else {
+                Vec::new()
+            };
+            append_events(&mut tx, &events).await?;
+            tx.commit().await?;
+            if !events.is_empty() {
+                ended += 1;
+                self.events_appended();
+            }
+        }
+        Ok(ended)
     }
 
     /// Cancels `account`'s broadcast `id` when it is scheduled or sending: recipients not

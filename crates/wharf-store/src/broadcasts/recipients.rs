@@ -1,12 +1,15 @@
 //! A broadcast's recipients: added in multi-row inserts (a phone already there is a
 //! duplicate, skipped by the unique index), removed by phone, listed by status in order.
-//! Every change moves the broadcast's counters in the same transaction.
+//! Every change moves the broadcast's counters in the same transaction (an addition on
+//! PostgreSQL as a tally, see [`super::tallies`]).
 
 use serde_json::Value;
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use wharf_core::{AccountId, BroadcastId, MessageId};
 
-use super::{BroadcastStatus, Transition, lock_broadcast};
+use super::{
+    BroadcastRow, BroadcastStatus, Transition, lock_broadcast, lock_clause, read_broadcasts,
+};
 use crate::{Params, Result, Store, StoreError};
 
 /// A recipient to add (phone already in E.164).
@@ -62,45 +65,91 @@ impl RecipientRow {
     }
 }
 
-/// Inserts `recipients` after position `after` (skipping phones already there) and moves
-/// the broadcast's counters; returns how many were added.
+/// Inserts `recipients` (skipping phones already there) and moves the broadcast's counters;
+/// returns how many were added.
+///
+/// SQLite (one writer) numbers them after `after`, the broadcast's `next_seq`, and moves its
+/// counters directly. PostgreSQL numbers them from a sequence and appends the counters as a
+/// tally, so additions to one draft run side by side: the caller holds only a key-share lock
+/// on the broadcast, which its start or scheduling (a `FOR UPDATE`) waits for.
 pub(super) async fn insert(
     conn: &mut AnyConnection,
     broadcast: BroadcastId,
     after: i64,
     recipients: &[NewRecipient],
 ) -> Result<i64> {
+    let sqlite = conn.backend_name() == "SQLite";
     let mut added = 0;
     let mut seq = after;
+    let mut last_seq = 0;
     for chunk in recipients.chunks(CHUNK) {
-        let values = Params::on(conn).rows(chunk.len(), 6);
+        let mut p = Params::on(conn);
+        let values = (0..chunk.len())
+            .map(|_| {
+                if sqlite {
+                    format!("({})", p.list(6))
+                } else {
+                    let first = p.next();
+                    format!(
+                        "({first}, nextval('broadcast_recipient_seq'), {})",
+                        p.list(4)
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "INSERT INTO broadcast_recipients (broadcast_id, seq, phone, name, variables, status) \
-             VALUES {values} ON CONFLICT (broadcast_id, phone) DO NOTHING"
+             VALUES {values} ON CONFLICT (broadcast_id, phone) DO NOTHING RETURNING seq"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for r in chunk {
-            seq += 1;
+            q = q.bind(broadcast);
+            if sqlite {
+                seq += 1;
+                q = q.bind(seq);
+            }
             q = q
-                .bind(broadcast)
-                .bind(seq)
                 .bind(crate::plain_str(&r.phone))
                 .bind(crate::plain(&r.name))
                 .bind(r.variables.as_ref().map(|v| v.to_string()))
                 .bind("pending");
         }
-        added += q.execute(&mut *conn).await?.rows_affected() as i64;
+        for row in q.fetch_all(&mut *conn).await? {
+            added += 1;
+            last_seq = last_seq.max(row.try_get::<i64, _>("seq")?);
+        }
     }
-    sqlx::query(
-        "UPDATE broadcasts SET next_seq = $1, recipient_count = recipient_count + $2, \
-         n_pending = n_pending + $2 WHERE id = $3",
-    )
-    .bind(seq)
-    .bind(added)
-    .bind(broadcast)
-    .execute(&mut *conn)
-    .await?;
+    if sqlite {
+        sqlx::query(
+            "UPDATE broadcasts SET next_seq = $1, recipient_count = recipient_count + $2, \
+             n_pending = n_pending + $2 WHERE id = $3",
+        )
+        .bind(seq)
+        .bind(added)
+        .bind(broadcast)
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        let mut d = super::tallies::Deltas {
+            recipients: added,
+            last_seq,
+            ..Default::default()
+        };
+        *d.slot("pending") += added;
+        super::tallies::append(conn, broadcast, &d).await?;
+    }
     Ok(added)
+}
+
+/// Broadcast `id` as the caller's transaction sees it, its tallies added.
+async fn read_in(conn: &mut AnyConnection, id: BroadcastId) -> Result<BroadcastRow> {
+    let sql = read_broadcasts("WHERE b.id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(conn)
+        .await?;
+    BroadcastRow::from_row(&row)
 }
 
 /// The counts of an addition.
@@ -121,18 +170,34 @@ impl Store {
         recipients: &[NewRecipient],
     ) -> Result<Option<std::result::Result<Added, Transition>>> {
         let mut tx = self.write.begin().await?;
-        let Some(b) = lock_broadcast(&mut tx, Some(account), id).await? else {
+        // Additions share the broadcast (PostgreSQL: a key-share lock, which other additions
+        // share and a change of state waits for; SQLite: its one writer).
+        let share = if lock_clause(&tx).is_empty() {
+            ""
+        } else {
+            " FOR KEY SHARE"
+        };
+        let found: Option<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT status, next_seq FROM broadcasts WHERE id = $1 AND account_id = $2{share}"
+        )))
+        .bind(id)
+        .bind(account)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((status, next_seq)) = found else {
             return Ok(None);
         };
-        if b.status != BroadcastStatus::Draft {
+        if status != BroadcastStatus::Draft.as_str() {
+            let b = read_in(&mut tx, id).await?;
             return Ok(Some(Err(Transition::Refused(b))));
         }
-        let added = insert(&mut tx, id, b.next_seq, recipients).await?;
+        let added = insert(&mut tx, id, next_seq, recipients).await?;
+        let total = read_in(&mut tx, id).await?.recipient_count;
         tx.commit().await?;
         Ok(Some(Ok(Added {
             added,
             duplicates: recipients.len() as i64 - added,
-            total: b.recipient_count + added,
+            total,
         })))
     }
 

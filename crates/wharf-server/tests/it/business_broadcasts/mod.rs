@@ -11,6 +11,7 @@ use wharf_testkit::TestApp;
 mod lifecycle;
 mod plans;
 mod sending;
+mod tallies;
 
 pub const BROADCASTS: &str = "/v1/whatsapp/broadcasts";
 
