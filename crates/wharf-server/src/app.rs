@@ -252,6 +252,7 @@ pub async fn run_with_devices(
         config.retention(),
         workers_stop.clone(),
     ));
+    workers.spawn(workers::vacuum_outbox(store.clone(), workers_stop.clone()));
     workers.spawn(workers::broadcasts::run(
         services.broadcasts.clone(),
         workers_stop.clone(),

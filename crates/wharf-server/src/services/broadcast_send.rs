@@ -3,8 +3,8 @@
 //! sending broadcast's recipients become messages one batch at a time. A batch's messages,
 //! the recipients' state and the cursor commit together (`Store::commit_broadcast_batch`),
 //! so a crash anywhere resumes at the cursor: nobody messaged twice, nobody skipped. The
-//! outbox holds at most a window of a session's messages, so the dispatcher's pace sets
-//! the speed and memory stays flat.
+//! outbox holds at most a window of a broadcast's messages (counted from its counters), so
+//! the dispatcher's pace sets the speed and memory stays flat.
 
 use std::collections::BTreeMap;
 
@@ -149,7 +149,7 @@ impl BroadcastService {
         };
         let batch = self.settings.batch.max(1);
         let window = batch * WINDOW_BATCHES;
-        if self.store.outbox_window(session.id, window).await? >= window {
+        if b.waiting_messages() >= window {
             return Ok(false);
         }
         let (name, language, shared) = template_of(b);

@@ -20,7 +20,7 @@ use crate::ServiceError;
 pub const MAX_RECIPIENTS: usize = 1000;
 /// Furthest a schedule may be.
 pub const MAX_SCHEDULE_MS: i64 = 30 * 24 * 3_600_000;
-/// Messages of a session the worker lets wait in the outbox before adding more, in
+/// Messages of a broadcast the worker lets wait in the outbox before adding more, in
 /// batches: the dispatcher's pace sets the speed, and a cancel has little to withdraw.
 pub const WINDOW_BATCHES: i64 = 4;
 

@@ -40,6 +40,28 @@ pub async fn reconcile_numbers(
     }
 }
 
+/// Dead outbox rows (sent jobs) past which the outbox is vacuumed on PostgreSQL.
+pub const OUTBOX_VACUUM_DEAD_ROWS: i64 = 10_000;
+
+/// On PostgreSQL, vacuums the outbox every few seconds once enough sent jobs left dead rows
+/// behind (`Store::vacuum_outbox` says why). A no-op loop on SQLite.
+pub async fn vacuum_outbox(store: wharf_store::Store, stop: tokio_util::sync::CancellationToken) {
+    if store.backend() == wharf_store::Backend::Sqlite {
+        return;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = store.vacuum_outbox(OUTBOX_VACUUM_DEAD_ROWS).await {
+                    tracing::warn!(error = %e, "could not vacuum the outbox");
+                }
+            }
+        }
+    }
+}
+
 /// Forgets idempotency keys past their time, hourly.
 pub async fn expire_idempotency_keys(
     store: wharf_store::Store,

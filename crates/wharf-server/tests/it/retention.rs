@@ -198,3 +198,52 @@ async fn one_instance_holds_the_job_and_removes_in_bounded_batches(
             .is_some()
     );
 }
+
+/// On PostgreSQL the outbox (a queue: each send inserts a row and deletes it soon after) is
+/// vacuumed once sent jobs left more dead rows than the threshold, and not before; the dead
+/// rows are then gone. (SQLite frees them at once: nothing to do there.)
+#[tokio::test]
+async fn the_outbox_is_vacuumed_once_sends_left_enough_dead_rows() {
+    let Some(app) = wharf_testkit::TestApp::spawn(wharf_testkit::Backend::Postgres).await else {
+        return;
+    };
+    let (session, _) = app.connected_session().await;
+    let mut last = String::new();
+    for i in 0..60 {
+        last = app.send_text(&session, TO, &format!("m{i}")).await;
+    }
+    app.wait_status(&last, "sent").await;
+    let stat = |column: &'static str| {
+        let db = app.db();
+        async move {
+            db.count(&format!(
+                "SELECT {column} FROM pg_stat_user_tables WHERE relname = 'outbox'"
+            ))
+            .await
+        }
+    };
+    let before = stat("vacuum_count").await;
+    assert!(
+        !app.store.vacuum_outbox(1_000_000).await.unwrap(),
+        "vacuumed below the threshold"
+    );
+    // The statistics lag up to a second behind the deletes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !app.store.vacuum_outbox(50).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never vacuumed with {} dead rows",
+            stat("n_dead_tup").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stat("vacuum_count").await <= before || stat("n_dead_tup").await >= 50 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the vacuum left {} dead rows",
+            stat("n_dead_tup").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -8,9 +8,7 @@
 use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
-use wharf_core::{
-    AccountId, BroadcastId, Event, EventType, MessageId, SessionId, time::now_millis,
-};
+use wharf_core::{AccountId, BroadcastId, Event, EventType, MessageId, time::now_millis};
 
 use super::{
     BroadcastRow, BroadcastStatus, COLUMNS, Transition, lock_broadcast, lock_clause,
@@ -495,20 +493,6 @@ impl Store {
         tx.commit().await?;
         self.events_appended();
         Ok(())
-    }
-
-    /// How many messages of `session` wait in the outbox (the worker keeps a bounded
-    /// window of a broadcast's messages there).
-    pub async fn outbox_window(&self, session: SessionId, cap: i64) -> Result<i64> {
-        // Counting stops at `cap`: a long outbox is not scanned to the end.
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE session_id = $1 LIMIT $2) AS w",
-        )
-        .bind(session)
-        .bind(cap)
-        .fetch_one(&self.read)
-        .await?;
-        Ok(n)
     }
 }
 

@@ -229,3 +229,41 @@ async fn a_drafts_tally_is_read_until_its_start_folds_it(app: TestApp) {
     assert_eq!(left, 0, "the start folded the tally");
     assert_eq!(rows_by_status(&app, &b.id, "pending").await, 0);
 }
+
+/// The worker's window (four batches of the broadcast's messages waiting in the outbox) is
+/// read from the counters: at a slow pace the outbox never holds more than the window and a
+/// batch, and every recipient is still sent once.
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
+    c.broadcast_send_wait_ms = 0;
+    c.broadcast_batch_size = 3;
+    c.send_rate_emulator = std::num::NonZeroU32::new(20).unwrap();
+})]
+async fn the_outbox_holds_at_most_the_window(app: TestApp) {
+    let session = setup(&app).await;
+    let b = create(&app, &session, recipients(0, 40)).await;
+    send(&app, &b.id).await;
+    let outbox = format!("SELECT COUNT(*) FROM outbox WHERE session_id = '{session}'");
+    let mut most = 0;
+    loop {
+        most = most.max(app.db().count(&outbox).await);
+        let now = get(&app, &b.id).await;
+        if now.status == "completed" {
+            assert_eq!(now.sent_count, 40);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(most > 0, "the outbox was never seen holding anything");
+    // A batch (3) is added while fewer than the window (12) wait: at most 11 + 3.
+    assert!(
+        most <= 14,
+        "the outbox held {most} messages, the window is 12 and a batch 3"
+    );
+    let messages = app
+        .db()
+        .count(&format!(
+            "SELECT COUNT(*) FROM messages WHERE session_id = '{session}' AND direction = 'out'"
+        ))
+        .await;
+    assert_eq!(messages, 40);
+}
