@@ -98,9 +98,11 @@ pub(super) async fn insert(
             })
             .collect::<Vec<_>>()
             .join(", ");
+        // PostgreSQL's positions come back (the highest goes in the tally); SQLite's are ours.
+        let returning = if sqlite { "" } else { " RETURNING seq" };
         let sql = format!(
             "INSERT INTO broadcast_recipients (broadcast_id, seq, phone, name, variables, status) \
-             VALUES {values} ON CONFLICT (broadcast_id, phone) DO NOTHING RETURNING seq"
+             VALUES {values} ON CONFLICT (broadcast_id, phone) DO NOTHING{returning}"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for r in chunk {
@@ -115,9 +117,13 @@ pub(super) async fn insert(
                 .bind(r.variables.as_ref().map(|v| v.to_string()))
                 .bind("pending");
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            added += 1;
-            last_seq = last_seq.max(row.try_get::<i64, _>("seq")?);
+        if sqlite {
+            added += q.execute(&mut *conn).await?.rows_affected() as i64;
+        } else {
+            for row in q.fetch_all(&mut *conn).await? {
+                added += 1;
+                last_seq = last_seq.max(row.try_get::<i64, _>("seq")?);
+            }
         }
     }
     if sqlite {
