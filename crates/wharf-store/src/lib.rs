@@ -270,6 +270,11 @@ impl Store {
     }
 }
 
+/// The file of a SQLite URL (`None` for PostgreSQL and in-memory databases).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    sqlite_file(url).map(Path::to_owned)
+}
+
 fn sqlite_file(url: &str) -> Option<&Path> {
     let rest = url
         .strip_prefix("sqlite://")

@@ -194,6 +194,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     }
     let config = load(cli.global.config, flags)?;
     crate::logs::init(&config.log, config.log_format);
+    // Held until the server stops; taken before the database is opened.
+    let _single = match &command {
+        Command::Serve(_) => single_instance(&config.database_url)?,
+        _ => None,
+    };
     let store = open_store(&config).await?;
     match command {
         Command::Serve(_) => serve(config, store).await,
@@ -401,6 +406,59 @@ async fn keys(store: &Store, cmd: KeysCommand) -> anyhow::Result<()> {
         },
     }
     Ok(())
+}
+
+/// On SQLite, makes sure this is the only `wharf serve` of the database: an exclusive lock
+/// on `<database>-wharf.lock`, held as long as the returned file is open (the system drops it
+/// when the process ends, however it ends). Another server of the same file refuses to start
+/// and names the one running: two would each resume every session and dispatch every outbox,
+/// sending messages twice. CLI commands (accounts, keys, numbers) do not take it and work
+/// beside a running server. PostgreSQL needs none (many instances may share it).
+fn single_instance(database_url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    use std::io::{Read, Seek, Write};
+    let Some(db) = wharf_store::sqlite_path(database_url) else {
+        return Ok(None);
+    };
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut name = db.clone().into_os_string();
+    name.push("-wharf.lock");
+    let path = std::path::PathBuf::from(name);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another wharf serve".to_owned()
+            } else {
+                format!("another wharf serve (pid {holder})")
+            };
+            anyhow::bail!(
+                "{who} is already using the SQLite database {}: SQLite serves one instance \
+                 only (two would both send every queued message). Stop that one first, or run \
+                 several instances on one PostgreSQL database (database_url = postgres://…).",
+                db.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    file.flush()?;
+    Ok(Some(file))
 }
 
 async fn serve(config: Config, store: Store) -> anyhow::Result<()> {

@@ -511,3 +511,64 @@ async fn idle_footprint_guard(backend: Backend) {
          (13 MB) ceiling: something is allocated eagerly at start"
     );
 }
+
+/// SQLite serves one instance: a second `wharf serve` of the same file refuses to start,
+/// naming the running one, while CLI commands still work beside it; once the first stops,
+/// the file can be served again.
+#[tokio::test]
+async fn a_second_serve_of_one_sqlite_file_refuses_to_start() {
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let (first, _, _) = serve_on(&db, true);
+    let mut second = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            db.url(),
+        ])
+        .env_remove("WHARF_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run a second wharf serve");
+    // It must stop on its own, at once; one still running after 20 s is serving.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().ok();
+            panic!("a second wharf serve of the same SQLite file started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "the second server ran: {err}");
+    assert!(
+        err.contains(&format!("another wharf serve (pid {})", first.id()))
+            && err.contains("PostgreSQL"),
+        "{err}"
+    );
+    // The CLI is not a server: it works while one runs.
+    let (ok, out, err) = wharf(&db, &["accounts", "create", "--name", "Beside", "--json"]);
+    assert!(ok, "{err}");
+    assert!(json_of(&out)["account_id"].is_string(), "{out}");
+    terminate(&first);
+    let mut first = first;
+    assert!(first.wait().unwrap().success());
+    let (again, _, _) = serve_on(&db, false);
+    terminate(&again);
+    let mut again = again;
+    assert!(again.wait().unwrap().success());
+}
