@@ -27,16 +27,8 @@ pub struct Gauges {
     pub broadcast_recipients: Vec<(String, &'static str, i64)>,
 }
 
-/// The recipient statuses of [`Gauges::broadcast_recipients`], as their counter columns.
-const RECIPIENT_STATUSES: [&str; 7] = [
-    "pending",
-    "sent",
-    "delivered",
-    "read",
-    "failed",
-    "skipped",
-    "cancelled",
-];
+// The recipient statuses of `Gauges::broadcast_recipients`, as their counter columns.
+use crate::broadcasts::RECIPIENT_STATUSES;
 
 impl Store {
     /// Reads the [`Gauges`].

@@ -48,8 +48,8 @@ use std::{path::Path, str::FromStr, time::Duration};
 
 pub use accounts::AccountRow;
 pub use broadcasts::{
-    BatchItem, BatchOutcome, BroadcastRow, BroadcastStatus, NewRecipient, RecipientRow,
-    RecipientsAdded, Transition,
+    BatchItem, BatchOutcome, BroadcastRow, BroadcastStatus, NewRecipient, RECIPIENT_STATUSES,
+    RecipientRow, RecipientsAdded, Transition,
 };
 pub use cloud::{CloudCredentials, CloudRow, CloudSessionState, StatusReport, TemplateStatusRow};
 pub use contacts::{ContactPage, ContactQuery, ContactRow, GroupCount, GroupSummary};

@@ -23,6 +23,17 @@ pub use self::{
 };
 use crate::{Result, Store, StoreError, events::append_events};
 
+/// A recipient's statuses, in the order of the broadcast's counter columns (`n_pending`, …).
+pub const RECIPIENT_STATUSES: [&str; 7] = [
+    "pending",
+    "sent",
+    "delivered",
+    "read",
+    "failed",
+    "skipped",
+    "cancelled",
+];
+
 /// Where a broadcast is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BroadcastStatus {

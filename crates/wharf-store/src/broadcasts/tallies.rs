@@ -14,16 +14,8 @@ use wharf_core::{BroadcastId, time::now_millis};
 
 use crate::Result;
 
-/// Recipient statuses, in the order of [`Deltas`]' slots and the counter columns.
-pub(super) const STATUSES: [&str; 7] = [
-    "pending",
-    "sent",
-    "delivered",
-    "read",
-    "failed",
-    "skipped",
-    "cancelled",
-];
+// Recipient statuses, in the order of `Deltas`' slots and the counter columns.
+pub(super) use super::RECIPIENT_STATUSES as STATUSES;
 
 /// Counter deltas of one broadcast: recipients by status, recipients added, and the highest
 /// position an addition used.

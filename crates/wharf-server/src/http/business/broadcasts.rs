@@ -665,19 +665,10 @@ async fn list_recipients(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> BResult<Json<ZRecipientList>> {
-    const STATUSES: [&str; 7] = [
-        "pending",
-        "sent",
-        "delivered",
-        "read",
-        "failed",
-        "skipped",
-        "cancelled",
-    ];
     let q = query(raw).map_err(super::ZernioError::from)?;
     let status = match q.get("status").filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) if STATUSES.contains(&s) => Some(s.to_owned()),
+        Some(s) if wharf_store::RECIPIENT_STATUSES.contains(&s) => Some(s.to_owned()),
         Some(_) => {
             return Err(bad_request(
                 "status",

@@ -15,6 +15,15 @@ async fn rows_by_status(app: &TestApp, id: &str, status: &str) -> i64 {
         .await
 }
 
+/// The broadcast's tallies not folded yet.
+async fn tallies_left(app: &TestApp, id: &str) -> i64 {
+    app.db()
+        .count(&format!(
+            "SELECT COUNT(*) FROM broadcast_tallies WHERE broadcast_id = '{id}'"
+        ))
+        .await
+}
+
 /// Asserts every counter of `b` equals the rows in that status.
 async fn assert_counters_are_the_rows(app: &TestApp, b: &ZBroadcast) {
     let rows = |s: &'static str| rows_by_status(app, &b.id, s);
@@ -156,13 +165,7 @@ async fn reads_add_the_tallies_and_the_worker_folds_them_all(app: TestApp) {
     // The reads after the end (receipts came after `completed`) are folded too.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let left = app
-            .db()
-            .count(&format!(
-                "SELECT COUNT(*) FROM broadcast_tallies WHERE broadcast_id = '{}'",
-                b.id
-            ))
-            .await;
+        let left = tallies_left(&app, &b.id).await;
         if left == 0 {
             break;
         }
@@ -219,13 +222,7 @@ async fn a_drafts_tally_is_read_until_its_start_folds_it(app: TestApp) {
         (answer.status.as_str(), answer.sent, answer.total),
         ("completed", 5, 5)
     );
-    let left = app
-        .db()
-        .count(&format!(
-            "SELECT COUNT(*) FROM broadcast_tallies WHERE broadcast_id = '{}'",
-            b.id
-        ))
-        .await;
+    let left = tallies_left(&app, &b.id).await;
     assert_eq!(left, 0, "the start folded the tally");
     assert_eq!(rows_by_status(&app, &b.id, "pending").await, 0);
 }
