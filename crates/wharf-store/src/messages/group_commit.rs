@@ -1,0 +1,298 @@
+//! The group commit of sends: accepted sends wait in a channel and one task commits them
+//! together (a multi-row insert of their messages and outbox jobs), answering each send once
+//! its group is durable.
+
+use super::*;
+/// A send waiting for its group commit.
+pub(crate) struct PendingAccept {
+    pub(super) message: MessageRow,
+    pub(super) job: OutboxJob,
+    /// The auth epoch the send was decided at, when it used cached credentials.
+    pub(super) verify: Option<i64>,
+    pub(super) reply: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// Rows per multi-row insert of a group (22 parameters a message).
+pub(super) const GROUP_CHUNK: usize = 100;
+/// Sends committed together, at most.
+const GROUP_MAX: usize = 512;
+/// Largest group whose SQLite statement is kept prepared.
+const PREPARED_GROUP_MAX: usize = 64;
+
+/// Starts the task that commits queued sends in groups.
+pub(crate) fn spawn_batcher(
+    pool: crate::pool::Pool,
+    backend: Backend,
+) -> tokio::sync::mpsc::Sender<PendingAccept> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<PendingAccept>(4096);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(GROUP_MAX);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < GROUP_MAX {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            // Sends decided at an older epoch than another in the group are stale already.
+            if let Some(newest) = batch.iter().filter_map(|p| p.verify).max() {
+                for p in batch.extract_if(.., |p| p.verify.is_some_and(|e| e < newest)) {
+                    let _ = p.reply.send(Err(StoreError::Stale));
+                }
+            }
+            match commit_group(&pool, backend, &batch).await {
+                Ok(Committed::All) => {
+                    for p in batch.drain(..) {
+                        let _ = p.reply.send(Ok(()));
+                    }
+                }
+                Ok(Committed::Unchecked) => {
+                    for p in batch.drain(..) {
+                        let _ = p.reply.send(match p.verify {
+                            None => Ok(()),
+                            Some(_) => Err(StoreError::Stale),
+                        });
+                    }
+                }
+                Err(_) if batch.len() > 1 => {
+                    // Find the culprit: each request on its own, so one bad row fails alone.
+                    for p in batch.drain(..) {
+                        let result = commit_group(&pool, backend, std::slice::from_ref(&p))
+                            .await
+                            .and_then(|c| match (c, p.verify) {
+                                (Committed::Unchecked, Some(_)) => Err(StoreError::Stale),
+                                _ => Ok(()),
+                            });
+                        let _ = p.reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    for p in batch.drain(..) {
+                        let _ = p
+                            .reply
+                            .send(Err(StoreError::Corrupt(format!("group commit: {e}"))));
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// What a group commit wrote.
+enum Committed {
+    /// Every send.
+    All,
+    /// Only the sends without an epoch to check: the auth epoch had moved.
+    Unchecked,
+}
+
+/// The statements of a group: for the sends without an epoch, plain multi-row inserts; for
+/// the others (all at one epoch, given last), inserts that write only while the auth epoch
+/// still has that value. Each statement numbers its own parameters.
+fn group_statements(backend: Backend, unchecked: usize, checked: usize) -> Vec<String> {
+    let head = INSERT_MESSAGE
+        .split(" VALUES ")
+        .next()
+        .unwrap_or(INSERT_MESSAGE);
+    let mut statements = Vec::new();
+    for (count, check) in [(unchecked, false), (checked, true)] {
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(GROUP_CHUNK);
+            left -= n;
+            for (table, cols) in [(head, 22), (INSERT_JOB, 11)] {
+                let mut params = Params::new(backend);
+                let rows = params.rows(n, cols);
+                statements.push(if check {
+                    let epoch = params.next();
+                    format!(
+                        "{table} SELECT * FROM (VALUES {rows}) AS v WHERE {} = {epoch}",
+                        crate::authcache::EPOCH
+                    )
+                } else {
+                    format!("{table} VALUES {rows}")
+                });
+            }
+        }
+    }
+    statements
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds one statement of a group: each send's row (`bind` picks the message or the job),
+/// then the epoch when the statement checks one.
+fn bind_rows<'q>(
+    mut q: AnyQuery<'q>,
+    chunk: &[&PendingAccept],
+    bind: fn(AnyQuery<'q>, &PendingAccept) -> AnyQuery<'q>,
+) -> AnyQuery<'q> {
+    for p in chunk {
+        q = bind(q, p);
+    }
+    match chunk.first().and_then(|p| p.verify) {
+        Some(epoch) => q.bind(epoch),
+        None => q,
+    }
+}
+
+/// The message, then the job, of a send.
+const ROW_BINDERS: [for<'q> fn(AnyQuery<'q>, &PendingAccept) -> AnyQuery<'q>; 2] = [
+    |q, p| bind_message(q, &p.message),
+    |q, p| bind_job(q, &p.job),
+];
+
+/// Binds a group's parameters in the order of [`group_statements`].
+fn bind_group<'q>(mut q: AnyQuery<'q>, batch: &[PendingAccept]) -> AnyQuery<'q> {
+    let unchecked: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_none()).collect();
+    let checked: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_some()).collect();
+    for group in [unchecked, checked] {
+        for chunk in group.chunks(GROUP_CHUNK) {
+            for bind in ROW_BINDERS {
+                q = bind_rows(q, chunk, bind);
+            }
+        }
+    }
+    q
+}
+
+/// Reads how much of a group was written from its statements' row counts.
+fn committed(batch: &[PendingAccept], rows: u64) -> Result<Committed> {
+    let all = 2 * batch.len() as u64;
+    let unchecked = 2 * batch.iter().filter(|p| p.verify.is_none()).count() as u64;
+    if rows == all {
+        Ok(Committed::All)
+    } else if rows == unchecked {
+        Ok(Committed::Unchecked)
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "group commit wrote {rows} rows, expected {all} or {unchecked}"
+        )))
+    }
+}
+
+async fn commit_group(
+    pool: &crate::pool::Pool,
+    backend: Backend,
+    batch: &[PendingAccept],
+) -> Result<Committed> {
+    let unchecked = batch.iter().filter(|p| p.verify.is_none()).count();
+    let checked = batch.len() - unchecked;
+    if backend == Backend::Sqlite {
+        return commit_group_sqlite(pool, batch, unchecked, checked).await;
+    }
+    // PostgreSQL: one statement at a time (each is one round trip anyway), binding each
+    // statement's own slice of the group.
+    let mut tx = pool.begin().await?;
+    if checked > 0 {
+        // Held until the commit: the checked inserts all see one value.
+        sqlx::query(crate::authcache::hold_epoch(Backend::Postgres))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut rows = 0;
+    let unchecked_rows: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_none()).collect();
+    let checked_rows: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_some()).collect();
+    for group in [unchecked_rows, checked_rows] {
+        for chunk in group.chunks(GROUP_CHUNK) {
+            let epoch = chunk.first().and_then(|p| p.verify);
+            let statements = group_statements(
+                Backend::Postgres,
+                if epoch.is_none() { chunk.len() } else { 0 },
+                if epoch.is_some() { chunk.len() } else { 0 },
+            );
+            for (sql, bind) in statements.into_iter().zip(ROW_BINDERS) {
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                rows += bind_rows(q, chunk, bind)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+        }
+    }
+    let outcome = committed(batch, rows)?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// The text of a SQLite group commit of `unchecked` and `checked` sends, made once per
+/// make-up.
+fn sqlite_group_sql(unchecked: usize, checked: usize) -> std::sync::Arc<str> {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex},
+    };
+    /// SQL text by (unchecked, checked) sends.
+    type Made = HashMap<(usize, usize), Arc<str>>;
+    static MADE: Mutex<Option<Made>> = Mutex::new(None);
+    if let Ok(mut made) = MADE.lock() {
+        let made = made.get_or_insert_default();
+        if let Some(sql) = made.get(&(unchecked, checked)) {
+            return sql.clone();
+        }
+        if made.len() >= 1024 {
+            made.clear();
+        }
+    }
+    // The epoch cannot change inside this write transaction, so the one it reads says
+    // whether the checked inserts wrote (SQLite's row counts cannot tell: after COMMIT it
+    // reports the last insert's count again).
+    let mut sql = format!("BEGIN IMMEDIATE;\nSELECT {};\n", crate::authcache::EPOCH);
+    for statement in group_statements(Backend::Sqlite, unchecked, checked) {
+        sql.push_str(&statement);
+        sql.push_str(";\n");
+    }
+    sql.push_str("COMMIT;");
+    let sql: Arc<str> = sql.into();
+    if let Ok(mut made) = MADE.lock() {
+        made.get_or_insert_default()
+            .insert((unchecked, checked), sql.clone());
+    }
+    sql
+}
+
+/// The group commit on SQLite: the whole transaction is one multi-statement call, a single
+/// hand-off to the connection's worker thread instead of one per statement (on a busy
+/// machine each hand-off waits for the thread to be scheduled, and that wait, not SQLite,
+/// bounded how fast sends were committed).
+async fn commit_group_sqlite(
+    pool: &crate::pool::Pool,
+    batch: &[PendingAccept],
+    unchecked: usize,
+    checked: usize,
+) -> Result<Committed> {
+    let mut conn = pool.acquire().await?;
+    // Kept prepared: the text depends only on the group's make-up, and parsing it again for
+    // every group cost the writer more than a twentieth of its time (and writing it out, a
+    // few percent of the server's).
+    let sql = sqlite_group_sql(unchecked, checked);
+    // Groups of up to `PREPARED_GROUP_MAX` sends (what a busy server makes) stay prepared;
+    // larger ones are rare and each shape would hold a large prepared statement in memory.
+    let q = bind_group(sqlx::query(sqlx::AssertSqlSafe(sql)), batch)
+        .persistent(batch.len() <= PREPARED_GROUP_MAX);
+    // Every statement must run: `fetch_all`, since fetching one row stops after it.
+    match q.fetch_all(&mut *conn).await {
+        Ok(rows) => {
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Corrupt("group commit read no epoch".into()))?;
+            let epoch: i64 = sqlx::Row::try_get(row, 0)?;
+            let wrote = batch.iter().all(|p| p.verify.is_none_or(|e| e == epoch));
+            Ok(if wrote {
+                Committed::All
+            } else {
+                Committed::Unchecked
+            })
+        }
+        Err(e) => {
+            // Leave no transaction open on a pooled connection; one that cannot roll back is
+            // closed rather than reused.
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                conn.discard();
+            }
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! What comes back from the engines for sent messages: the dispatcher's outcomes (sent,
+//! failed, retried, deferred, actions done) and receipts, each batch in one transaction with
+//! its events, never moving a status backwards.
+
+use super::*;
+
+impl Store {
+    /// Applies the dispatcher's outcomes in one transaction, with their events.
+    pub async fn record_outcomes(&self, outcomes: &[JobOutcome]) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        let mut events = Vec::new();
+        let slow = self.record_sends(&mut tx, outcomes, &mut events).await?;
+        for outcome in slow {
+            match outcome {
+                JobOutcome::Defer { job, available_at } => {
+                    sqlx::query("UPDATE outbox SET available_at = $1 WHERE id = $2")
+                        .bind(*available_at)
+                        .bind(job.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                JobOutcome::Retry {
+                    job,
+                    available_at,
+                    error,
+                } => {
+                    sqlx::query("UPDATE outbox SET available_at = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3")
+                        .bind(*available_at)
+                        .bind(crate::plain_str(error))
+                        .bind(job.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some(id) = job.message_id
+                        && job.action == JobAction::Send
+                    {
+                        sqlx::query("UPDATE messages SET attempts = attempts + 1 WHERE id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                JobOutcome::Sent {
+                    job,
+                    provider_id,
+                    at,
+                    ..
+                } => {
+                    delete_job(&mut tx, job.id).await?;
+                    let Some(id) = job.message_id else { continue };
+                    let Some(mut row) = self
+                        .lock_message(&mut tx, "id", id.to_string(), None)
+                        .await?
+                    else {
+                        continue;
+                    };
+                    row.attempts += 1;
+                    row.provider_msg_id = Some(provider_id.clone());
+                    if row.status == MessageStatus::Deleted && row.sent_at.is_none() {
+                        // Withdrawn while it was being sent: it reached WhatsApp after all,
+                        // so it is revoked there.
+                        row.sent_at = Some(*at);
+                        let revoke = OutboxJob::new(
+                            row.account_id,
+                            row.session_id,
+                            row.chat_jid.clone(),
+                            Some(row.id),
+                            JobAction::Revoke,
+                            Value::Null,
+                        );
+                        insert_job(&mut tx, &revoke).await?;
+                    } else if row.advance(MessageStatus::Sent, *at) {
+                        events.push(row.event(EventType::MessageSent));
+                    }
+                    write_message(&mut tx, &row).await?;
+                }
+                JobOutcome::Failed { job, reason, at } => {
+                    delete_job(&mut tx, job.id).await?;
+                    let Some(id) = job.message_id else { continue };
+                    if job.action != JobAction::Send {
+                        // A failed action leaves the message as it was; the reason is logged.
+                        tracing::warn!(job = %job.id, message = %id, %reason, "message action failed");
+                        continue;
+                    }
+                    let Some(mut row) = self
+                        .lock_message(&mut tx, "id", id.to_string(), None)
+                        .await?
+                    else {
+                        continue;
+                    };
+                    if row.status.is_terminal() {
+                        continue;
+                    }
+                    row.attempts += 1;
+                    row.status = MessageStatus::Failed;
+                    row.failure_reason = Some(reason.clone());
+                    row.failed_at = Some(*at);
+                    row.updated_at = now_millis();
+                    write_message(&mut tx, &row).await?;
+                    events.push(row.event(EventType::MessageFailed));
+                }
+                JobOutcome::Done { job, at } => {
+                    delete_job(&mut tx, job.id).await?;
+                    self.apply_action(&mut tx, job, *at, &mut events).await?;
+                }
+            }
+        }
+        // The CRM's sent count and time of each contact a message went out to.
+        let sent: Vec<_> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                JobOutcome::Sent { job, at, .. }
+                    if job.action == JobAction::Send && job.message_id.is_some() =>
+                {
+                    let phone = job.chat_jid.phone()?;
+                    Some((job.account_id, job.session_id, phone.e164().to_owned(), *at))
+                }
+                _ => None,
+            })
+            .collect();
+        crate::contacts::touch_outbound(&mut tx, &sent).await?;
+        append_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        if !events.is_empty() {
+            self.events_appended();
+        }
+        Ok(())
+    }
+
+    /// Records the sends of queued messages in bulk: their jobs deleted, the messages marked
+    /// sent, in a handful of statements. Returns the outcomes left for one-by-one handling
+    /// (everything else, and sends whose message was no longer queued).
+    async fn record_sends<'a>(
+        &self,
+        tx: &mut AnyConnection,
+        outcomes: &'a [JobOutcome],
+        events: &mut Vec<Event>,
+    ) -> Result<Vec<&'a JobOutcome>> {
+        let mut rest = Vec::new();
+        let mut sends = Vec::new();
+        for o in outcomes {
+            match o {
+                JobOutcome::Sent {
+                    job,
+                    message: Some(m),
+                    provider_id,
+                    at,
+                } if m.status == MessageStatus::Queued => sends.push((job, m, provider_id, *at)),
+                other => rest.push(other),
+            }
+        }
+        let now = now_millis();
+        for chunk in sends.chunks(100) {
+            let ids = Params::on(tx).list(chunk.len());
+            let sql = format!("DELETE FROM outbox WHERE id IN ({ids})");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for (job, ..) in chunk {
+                q = q.bind(job.id);
+            }
+            q.execute(&mut *tx).await?;
+            let values = Params::on(tx).rows(chunk.len(), 3);
+            let sql = format!(
+                "UPDATE messages SET status = 'sent', provider_msg_id = v.column2, \
+                 sent_at = CAST(v.column3 AS BIGINT), attempts = attempts + 1, updated_at = {now} \
+                 FROM (VALUES {values}) AS v WHERE messages.id = v.column1 AND messages.status = 'queued' \
+                 RETURNING messages.id"
+            );
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for (_, m, provider_id, at) in chunk {
+                q = q.bind(m.id).bind(*provider_id).bind(at.to_string());
+            }
+            let updated: std::collections::HashSet<String> =
+                q.fetch_all(&mut *tx).await?.into_iter().collect();
+            for (job, m, provider_id, at) in chunk {
+                if updated.contains(&m.id.to_string()) {
+                    let mut row = (**m).clone();
+                    row.status = MessageStatus::Sent;
+                    row.provider_msg_id = Some((*provider_id).clone());
+                    row.sent_at = Some(*at);
+                    row.attempts += 1;
+                    row.updated_at = now;
+                    events.push(row.event(EventType::MessageSent));
+                } else {
+                    // Changed since it was read (say, a receipt came first): the careful way.
+                    let original = outcomes
+                        .iter()
+                        .find(|o| matches!(o, JobOutcome::Sent { job: j, .. } if j.id == job.id));
+                    if let Some(o) = original {
+                        rest.push(o);
+                    }
+                }
+            }
+        }
+        Ok(rest)
+    }
+
+    async fn apply_action(
+        &self,
+        tx: &mut AnyConnection,
+        job: &OutboxJob,
+        at: i64,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
+        let ids: Vec<String> = match job.action {
+            JobAction::MarkRead => job.payload["message_ids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => job
+                .message_id
+                .map(|m| vec![m.to_string()])
+                .unwrap_or_default(),
+        };
+        for id in ids {
+            let Some(mut row) = self
+                .lock_message(tx, "id", id, Some(job.session_id))
+                .await?
+            else {
+                continue;
+            };
+            let event = match job.action {
+                JobAction::Edit if row.status != MessageStatus::Deleted => {
+                    if let (Content::Text { text }, Some(new)) =
+                        (&mut row.content, job.payload["text"].as_str())
+                    {
+                        *text = new.to_owned();
+                    }
+                    row.edited_at = Some(at);
+                    row.updated_at = now_millis();
+                    Some(EventType::MessageEdited)
+                }
+                JobAction::Revoke if row.status != MessageStatus::Deleted => {
+                    row.status = MessageStatus::Deleted;
+                    row.deleted_at = Some(at);
+                    row.updated_at = now_millis();
+                    Some(EventType::MessageDeleted)
+                }
+                JobAction::MarkRead => row
+                    .advance(MessageStatus::Read, at)
+                    .then_some(EventType::MessageRead),
+                _ => None,
+            };
+            if let Some(kind) = event {
+                write_message(tx, &row).await?;
+                events.push(row.event(kind));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies receipts for messages `session` sent: forward only, duplicates and late
+    /// arrivals merged without a second event. Unknown ids are ignored. The batch reads its
+    /// messages with one query per 200 ids and writes the changed ones with one statement.
+    pub async fn apply_receipts(
+        &self,
+        session: SessionId,
+        receipts: &[(ProviderId, ReceiptKind, i64)],
+    ) -> Result<()> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        let ids: Vec<&ProviderId> = {
+            let mut seen = std::collections::HashSet::new();
+            receipts
+                .iter()
+                .map(|(p, ..)| p)
+                .filter(|p| seen.insert(*p))
+                .collect()
+        };
+        let mut rows = self
+            .outgoing_by_provider_ids(&mut tx, session, &ids)
+            .await?;
+        let mut events = Vec::new();
+        let mut changed: Vec<ProviderId> = Vec::new();
+        for (provider_id, kind, at) in receipts {
+            let Some(row) = rows.get_mut(provider_id) else {
+                continue;
+            };
+            let before = (
+                row.status,
+                row.sent_at,
+                row.delivered_at,
+                row.read_at,
+                row.played_at,
+            );
+            let status = kind.status();
+            if row.advance(status, *at) {
+                events.push(
+                    row.event(EventType::for_status(status).unwrap_or(EventType::MessageDelivered)),
+                );
+            }
+            if before
+                != (
+                    row.status,
+                    row.sent_at,
+                    row.delivered_at,
+                    row.read_at,
+                    row.played_at,
+                )
+                && !changed.contains(provider_id)
+            {
+                changed.push(provider_id.clone());
+            }
+        }
+        let now = now_millis();
+        for chunk in changed.chunks(100) {
+            let values = Params::on(&tx).rows(chunk.len(), 6);
+            let sql = format!(
+                "UPDATE messages SET status = v.column2, sent_at = CAST(v.column3 AS BIGINT), \
+                 delivered_at = CAST(v.column4 AS BIGINT), read_at = CAST(v.column5 AS BIGINT), \
+                 played_at = CAST(v.column6 AS BIGINT), updated_at = {now} \
+                 FROM (VALUES {values}) AS v WHERE messages.id = v.column1"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for pid in chunk {
+                let m = &rows[pid];
+                let text = |t: Option<i64>| t.map(|t| t.to_string());
+                q = q
+                    .bind(m.id)
+                    .bind(m.status.as_str())
+                    .bind(text(m.sent_at))
+                    .bind(text(m.delivered_at))
+                    .bind(text(m.read_at))
+                    .bind(text(m.played_at));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        append_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        if !events.is_empty() {
+            self.events_appended();
+        }
+        Ok(())
+    }
+}
