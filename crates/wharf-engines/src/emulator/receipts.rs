@@ -33,8 +33,10 @@ struct Due {
     session: SessionId,
     provider_id: ProviderId,
     kind: ReceiptKind,
-    /// Room in the bounded queue, given back once the sink has the receipt.
-    room: OwnedSemaphorePermit,
+    /// Times the sink could not record it so far.
+    failures: u32,
+    /// Room in the bounded queue, given back (dropped) once the sink has the receipt.
+    _room: OwnedSemaphorePermit,
 }
 
 impl PartialEq for Due {
@@ -102,7 +104,8 @@ impl Receipts {
                     session,
                     provider_id: provider_id.clone(),
                     kind,
-                    room,
+                    failures: 0,
+                    _room: room,
                 });
             }
         }
@@ -120,30 +123,60 @@ async fn run(sink: Weak<dyn EngineSink>, mut rx: mpsc::UnboundedReceiver<Due>) {
             },
             _ = async { tokio::time::sleep_until(next.unwrap_or_else(Instant::now)).await }, if next.is_some() => {
                 let now = Instant::now();
-                let mut by_session: HashMap<SessionId, Vec<EngineUpdate>> = HashMap::new();
-                // Held until the sink has recorded the batch.
-                let mut room = Vec::new();
+                let mut by_session: HashMap<SessionId, Vec<Due>> = HashMap::new();
                 let mut taken = 0;
                 while taken < BATCH && queue.peek().is_some_and(|Reverse(d)| d.at <= now) {
                     let Some(Reverse(due)) = queue.pop() else { break };
                     taken += 1;
-                    room.push(due.room);
-                    by_session.entry(due.session).or_default().push(EngineUpdate::Receipt {
-                        provider_id: due.provider_id,
-                        kind: due.kind,
-                        at: now_millis(),
-                    });
+                    by_session.entry(due.session).or_default().push(due);
                 }
                 let Some(sink) = sink.upgrade() else { return };
-                for (session, updates) in by_session {
-                    if let Err(e) = sink.updates(session, updates).await {
-                        tracing::warn!(%session, error = %e, "could not record emulator receipts");
+                for (session, dues) in by_session {
+                    let updates = dues
+                        .iter()
+                        .map(|due| EngineUpdate::Receipt {
+                            provider_id: due.provider_id.clone(),
+                            kind: due.kind,
+                            at: now_millis(),
+                        })
+                        .collect();
+                    let Err(e) = sink.updates(session, updates).await else {
+                        // Recorded: their room is given back.
+                        continue;
+                    };
+                    // A phone's receipt is sent again until the server has it, so one the
+                    // sink could not record (a deadlock, a busy database) comes again
+                    // later: it is recorded once (receipts are idempotent) rather than lost.
+                    let failures = dues.iter().map(|d| d.failures).max().unwrap_or(0) + 1;
+                    if failures > RETRIES {
+                        tracing::error!(%session, error = %e, receipts = dues.len(),
+                            "could not record emulator receipts; giving them up");
+                        continue;
+                    }
+                    tracing::warn!(%session, error = %e, receipts = dues.len(),
+                        "could not record emulator receipts; trying again");
+                    let again = Instant::now() + retry_delay(failures);
+                    for mut due in dues {
+                        due.failures = failures;
+                        due.at = again;
+                        queue.push(Reverse(due));
                     }
                 }
-                drop(room);
             }
         }
     }
+}
+
+/// Times a batch the sink could not record is handed over again before it is given up.
+const RETRIES: u32 = 20;
+
+/// The wait before the `failures`-th new try: 50 ms, doubling, at most 2 s.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_millis(
+        50u64
+            .saturating_mul(1 << failures.min(6).saturating_sub(1))
+            .min(2_000),
+    )
 }
 
 #[cfg(test)]
@@ -213,5 +246,76 @@ mod tests {
         })
         .await
         .expect("every receipt reaches the sink");
+    }
+
+    /// A sink whose first `failures` calls fail (a deadlock, a busy database), then takes
+    /// everything.
+    struct Flaky {
+        failures: std::sync::Mutex<usize>,
+        taken: std::sync::Mutex<Vec<(ProviderId, ReceiptKind)>>,
+    }
+
+    #[async_trait]
+    impl EngineSink for Flaky {
+        async fn updates(
+            &self,
+            _session: SessionId,
+            updates: Vec<EngineUpdate>,
+        ) -> Result<(), EngineError> {
+            {
+                let mut failures = self.failures.lock().unwrap();
+                if *failures > 0 {
+                    *failures -= 1;
+                    return Err(EngineError::Transient("deadlock detected".into()));
+                }
+            }
+            let mut taken = self.taken.lock().unwrap();
+            for u in updates {
+                if let EngineUpdate::Receipt {
+                    provider_id, kind, ..
+                } = u
+                {
+                    taken.push((provider_id, kind));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_sink_could_not_record_is_handed_over_again() {
+        let flaky = Arc::new(Flaky {
+            failures: std::sync::Mutex::new(2),
+            taken: Default::default(),
+        });
+        let sink: Arc<dyn EngineSink> = flaky.clone();
+        let delays = ReceiptDelays {
+            delivered: Some(Duration::ZERO),
+            read: None,
+        };
+        let receipts = Receipts::with_room(Arc::downgrade(&sink), delays, 100);
+        let session = SessionId::generate();
+        for id in ["a", "b", "c"] {
+            receipts.schedule(session, id.into(), false).await;
+        }
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while flaky.taken.lock().unwrap().len() < 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the receipts reach the sink once it records again");
+        assert_eq!(*flaky.failures.lock().unwrap(), 0);
+        let mut taken = flaky.taken.lock().unwrap().clone();
+        taken.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        assert_eq!(
+            taken,
+            [
+                ("a".into(), ReceiptKind::Delivered),
+                ("b".into(), ReceiptKind::Delivered),
+                ("c".into(), ReceiptKind::Delivered),
+            ],
+            "each receipt once"
+        );
     }
 }

@@ -111,31 +111,16 @@ async fn additions_side_by_side_with_a_start_among_them_skip_nobody(app: TestApp
             other => panic!("an addition answered {other}: {}", answer.text),
         }
     }
-    let done = until(&app, &b.id, |b| b.status == "completed").await;
+    let done = until(&app, &b.id, |b| {
+        b.status == "completed" && b.read_count == b.recipient_count
+    })
+    .await;
     assert_eq!(done.recipient_count, expected);
     assert_eq!(
         done.sent_count, expected,
         "every counted recipient was sent"
     );
-    // Receipts go on after the end; once they stop and are folded, the counters are the
-    // rows. (Not every receipt is waited for: the emulator drops a batch of receipts whose
-    // write failed; see the note of 2026-12-02's fifth session.)
-    let counters = |b: &ZBroadcast| (b.delivered_count, b.read_count, b.pending_count);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut last = counters(&done);
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let now = get(&app, &b.id).await;
-        if tallies_left(&app, &b.id).await == 0 && counters(&now) == last {
-            assert_counters_are_the_rows(&app, &now).await;
-            break;
-        }
-        last = counters(&now);
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never settled: {now:?}"
-        );
-    }
+    assert_counters_are_the_rows(&app, &done).await;
     // The session sent exactly one message per recipient.
     let messages = app
         .db()
