@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use wharf_core::{
-    AccountId, Event, EventType, Jid, JobId, MessageId, ProviderId, SessionId,
+    AccountId, BroadcastId, Event, EventType, Jid, JobId, MessageId, ProviderId, SessionId,
     message::{Content, Direction, Inbound, MessageKind, MessageStatus, ReceiptKind},
     time::now_millis,
 };
@@ -503,28 +503,30 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (id, account_id, session_id, 
      read_at, played_at, failed_at, deleted_at, edited_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
      $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
 
-/// Inserts outgoing messages with their send jobs in multi-row statements (in the caller's
-/// transaction).
-pub(crate) async fn insert_messages_with_jobs(
+/// Inserts the messages of broadcast `broadcast` with their send jobs in multi-row
+/// statements (in the caller's transaction); each message names its recipient (the
+/// broadcast and the position given with it), which its events follow.
+pub(crate) async fn insert_broadcast_messages(
     conn: &mut AnyConnection,
-    rows: &[&(MessageRow, OutboxJob)],
+    broadcast: BroadcastId,
+    rows: &[(i64, &(MessageRow, OutboxJob))],
 ) -> Result<()> {
     let head = INSERT_MESSAGE
-        .split(" VALUES ")
+        .split(") VALUES ")
         .next()
         .unwrap_or(INSERT_MESSAGE);
     for chunk in rows.chunks(GROUP_CHUNK) {
-        let values = Params::on(conn).rows(chunk.len(), 22);
-        let sql = format!("{head} VALUES {values}");
+        let values = Params::on(conn).rows(chunk.len(), 24);
+        let sql = format!("{head}, broadcast_id, broadcast_seq) VALUES {values}");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for (m, _) in chunk.iter().map(|r| (&r.0, &r.1)) {
-            q = bind_message(q, m);
+        for (seq, (m, _)) in chunk.iter().map(|(seq, r)| (seq, (&r.0, &r.1))) {
+            q = bind_message(q, m).bind(broadcast).bind(*seq);
         }
         q.execute(&mut *conn).await?;
         let values = Params::on(conn).rows(chunk.len(), 11);
         let sql = format!("{INSERT_JOB} VALUES {values}");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for (_, job) in chunk.iter().map(|r| (&r.0, &r.1)) {
+        for (_, job) in chunk.iter().map(|(_, r)| (&r.0, &r.1)) {
             q = bind_job(q, job);
         }
         q.execute(&mut *conn).await?;

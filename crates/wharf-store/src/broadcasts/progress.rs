@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
-use wharf_core::{AccountId, BroadcastId, Event, EventType, MessageId, time::now_millis};
+use wharf_core::{
+    AccountId, BroadcastId, Event, EventType, MessageId, SessionId, time::now_millis,
+};
 
 use super::{
     BroadcastRow, BroadcastStatus, COLUMNS, Transition, lock_broadcast, lock_clause,
@@ -18,7 +20,7 @@ use super::{
 use crate::{
     MessageRow, OutboxJob, Params, Result, Store,
     events::append_events,
-    messages::{COLUMNS as MESSAGE_COLUMNS, insert_messages_with_jobs},
+    messages::{COLUMNS as MESSAGE_COLUMNS, insert_broadcast_messages},
 };
 
 /// What became of one recipient of a batch.
@@ -113,7 +115,8 @@ pub(crate) async fn follow(conn: &mut AnyConnection, events: &[Event]) -> Result
     if changes.is_empty() {
         return Ok(());
     }
-    // The recipients of these messages (most messages are not a broadcast's: one query).
+    // The recipients of these messages, named by the messages themselves (most messages
+    // are not a broadcast's: one query through both primary keys).
     let mut found: HashMap<MessageId, (BroadcastId, i64, String)> = HashMap::new();
     let mut ids: Vec<MessageId> = changes.iter().map(|(id, ..)| *id).collect();
     ids.sort_by_key(|id| id.to_string());
@@ -121,8 +124,9 @@ pub(crate) async fn follow(conn: &mut AnyConnection, events: &[Event]) -> Result
     for chunk in ids.chunks(200) {
         let list = Params::on(conn).list(chunk.len());
         let sql = format!(
-            "SELECT broadcast_id, seq, status, message_id FROM broadcast_recipients \
-             WHERE message_id IN ({list})"
+            "SELECT r.broadcast_id, r.seq, r.status, m.id AS message_id FROM messages m \
+             JOIN broadcast_recipients r ON r.broadcast_id = m.broadcast_id AND r.seq = m.broadcast_seq \
+             WHERE m.id IN ({list}) AND m.broadcast_id IS NOT NULL"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for id in chunk {
@@ -197,7 +201,9 @@ pub(crate) async fn follow(conn: &mut AnyConnection, events: &[Event]) -> Result
         }
         *current = to.to_owned();
     }
-    let writes: Vec<_> = writes.into_iter().collect();
+    // In one order, so two transactions moving the same recipients cannot deadlock.
+    let mut writes: Vec<_> = writes.into_iter().collect();
+    writes.sort_by_key(|a| (a.0.0.to_string(), a.0.1));
     // The counters move for the recipients written: one whose broadcast was deleted
     // meanwhile is gone, and its move is not counted anywhere.
     let mut deltas: HashMap<BroadcastId, Deltas> = HashMap::new();
@@ -304,14 +310,14 @@ impl Store {
         if moved == 0 {
             return Ok(false);
         }
-        let queued: Vec<&(MessageRow, OutboxJob)> = items
+        let queued: Vec<(i64, &(MessageRow, OutboxJob))> = items
             .iter()
             .filter_map(|i| match &i.outcome {
-                BatchOutcome::Queued(q) => Some(&**q),
+                BatchOutcome::Queued(q) => Some((i.seq, &**q)),
                 _ => None,
             })
             .collect();
-        insert_messages_with_jobs(&mut tx, &queued).await?;
+        insert_broadcast_messages(&mut tx, b.id, &queued).await?;
         for chunk in items.chunks(100) {
             let mut p = Params::on(&tx);
             let values = p.rows(chunk.len(), 4);
@@ -401,18 +407,19 @@ impl Store {
     ) -> Result<Option<Transition>> {
         let mut tx = self.write.begin().await?;
         // Nothing of another account's broadcast is touched: its id is checked first.
-        let owned: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM broadcasts WHERE id = $1 AND account_id = $2")
-                .bind(id)
-                .bind(account)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if owned.is_none() {
+        let session: Option<SessionId> = sqlx::query_scalar(
+            "SELECT session_id FROM broadcasts WHERE id = $1 AND account_id = $2",
+        )
+        .bind(id)
+        .bind(account)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(session) = session else {
             return Ok(None);
-        }
+        };
         // Their events are appended once the broadcast has ended, so they do not settle it
         // as completed on the way.
-        let mut withdrawn = withdraw_queued(&mut tx, id, now).await?;
+        let mut withdrawn = withdraw_queued(&mut tx, id, session, now).await?;
         let Some(mut b) = lock_broadcast(&mut tx, Some(account), id).await? else {
             return Ok(None);
         };
@@ -445,7 +452,7 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        withdrawn.extend(withdraw_queued(&mut tx, id, now).await?);
+        withdrawn.extend(withdraw_queued(&mut tx, id, session, now).await?);
         append_events(&mut tx, &withdrawn).await?;
         let b = lock_broadcast(&mut tx, None, id).await?.unwrap_or(b);
         append_events(&mut tx, &[b.event(EventType::BroadcastCancelled)]).await?;
@@ -496,29 +503,49 @@ impl Store {
     }
 }
 
-/// Withdraws broadcast `id`'s messages still waiting in the outbox (the dispatcher revokes
-/// one that was leaving at this very moment); their `message.deleted` events cancel the
-/// recipients and move the counters once appended. Returns those events.
-async fn withdraw_queued(tx: &mut AnyConnection, id: BroadcastId, now: i64) -> Result<Vec<Event>> {
-    // Two statements whatever the window's size: a cancel answers at once.
-    const WAITING: &str = "SELECT message_id FROM broadcast_recipients WHERE broadcast_id = $1 \
-         AND status = 'pending' AND message_id IS NOT NULL";
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM outbox WHERE action = 'send' AND message_id IN ({WAITING})"
-    )))
+/// Withdraws broadcast `id`'s messages still waiting in the outbox of its session
+/// `session` (the dispatcher revokes one that was leaving at this very moment); their
+/// `message.deleted` events cancel the recipients and move the counters once appended.
+/// Returns those events.
+///
+/// A queued send keeps its job until its outcome, so the waiting messages are the
+/// broadcast's among the session's jobs: the outbox is read, bounded by the broadcast's
+/// window, not the broadcast's recipients, which can be a million.
+async fn withdraw_queued(
+    tx: &mut AnyConnection,
+    id: BroadcastId,
+    session: SessionId,
+    now: i64,
+) -> Result<Vec<Event>> {
+    let waiting: Vec<MessageId> = sqlx::query_scalar(
+        "DELETE FROM outbox WHERE session_id = $1 AND action = 'send' AND EXISTS \
+         (SELECT 1 FROM messages m WHERE m.id = outbox.message_id AND m.broadcast_id = $2) \
+         RETURNING message_id",
+    )
+    .bind(session)
     .bind(id)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    let sql = format!(
-        "UPDATE messages SET status = 'deleted', deleted_at = $2, updated_at = $2 \
-         WHERE status = 'queued' AND id IN ({WAITING}) RETURNING {MESSAGE_COLUMNS}"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| Ok(MessageRow::from_row(row)?.event(EventType::MessageDeleted)))
-        .collect()
+    let mut events = Vec::with_capacity(waiting.len());
+    for chunk in waiting.chunks(500) {
+        let mut p = Params::on(tx);
+        let (deleted_at, updated_at) = (p.next(), p.next());
+        let list = p.list(chunk.len());
+        let sql = format!(
+            "UPDATE messages SET status = 'deleted', deleted_at = {deleted_at}, \
+             updated_at = {updated_at} WHERE status = 'queued' AND id IN ({list}) \
+             RETURNING {MESSAGE_COLUMNS}"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(now)
+            .bind(now);
+        for message in chunk {
+            q = q.bind(*message);
+        }
+        for row in q.fetch_all(&mut *tx).await? {
+            events.push(MessageRow::from_row(&row)?.event(EventType::MessageDeleted));
+        }
+    }
+    Ok(events)
 }

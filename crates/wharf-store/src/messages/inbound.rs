@@ -129,8 +129,10 @@ impl Store {
                 chat_lid: chat_lid.as_ref().map(ToString::to_string),
                 sender_lid: sender_lid.as_ref().map(ToString::to_string),
             };
-            let sql =
-                format!("{INSERT_MESSAGE} ON CONFLICT (session_id, provider_msg_id) DO NOTHING");
+            let sql = format!(
+                "{INSERT_MESSAGE} ON CONFLICT (session_id, provider_msg_id) \
+                     WHERE provider_msg_id IS NOT NULL DO NOTHING"
+            );
             let inserted = bind_message(sqlx::query(sqlx::AssertSqlSafe(sql)), &row)
                 .execute(&mut *tx)
                 .await?;
