@@ -44,7 +44,7 @@ mod web_contacts;
 pub mod web_device;
 mod webhooks;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, str::FromStr};
 
 pub use accounts::AccountRow;
 pub use broadcasts::{
@@ -71,10 +71,7 @@ pub use sandbox::{
     AgentEdit, AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,
 };
 pub use sessions::{NewSession, SessionFilter, SessionRow};
-use sqlx::{
-    any::{AnyConnectOptions, AnyPoolOptions},
-    migrate::Migrator,
-};
+use sqlx::{any::AnyConnectOptions, migrate::Migrator};
 pub use templates::TemplateRow;
 pub use wa_contacts::ContactNameRow;
 pub use web_contacts::WebContactRow;
@@ -121,7 +118,7 @@ pub enum StoreError {
     Corrupt(String),
     /// The database failed or could not be reached.
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// A send made with cached credentials found them changed at commit time and wrote
     /// nothing; decide it again from fresh reads.
     #[error("the key or session changed since it was read")]
@@ -129,6 +126,15 @@ pub enum StoreError {
     /// Migrations failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Every database error the store returns passes here, so the pool learns of a
+    /// connection that failed (see `pool::note_error`).
+    fn from(error: sqlx::Error) -> Self {
+        pool::note_error(&error);
+        Self::Database(error)
+    }
 }
 
 /// Result alias for store calls.
@@ -151,6 +157,9 @@ pub struct Store {
     contact_search: std::sync::Arc<contacts::SearchCache>,
     contact_anchors: std::sync::Arc<contacts::Anchors>,
 }
+
+/// Connections to PostgreSQL, at most, per process.
+const POSTGRES_CONNECTIONS: usize = 16;
 
 /// The SQLite URL for a file path, creating the file when missing.
 pub fn sqlite_url(path: &Path) -> String {
@@ -205,14 +214,10 @@ impl Store {
                 })
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
-                    .await?;
+                let pool = pool::Local::open_postgres(options, POSTGRES_CONNECTIONS).await?;
                 Ok(Self {
-                    write: Pool::Sqlx(pool.clone()),
-                    read: Pool::Sqlx(pool),
+                    write: Pool::Local(pool.clone()),
+                    read: Pool::Local(pool),
                     backend,
                     appended: Default::default(),
                     ingest: Default::default(),

@@ -1,16 +1,26 @@
 //! Connection pools that lend a connection without extra round trips.
 //!
-//! sqlx's pool pings every connection it takes back, in a task it spawns for that: on SQLite
-//! each ping is one more hand-off to the connection's worker thread (and back), so a
-//! one-statement read cost two hand-offs and a task, and the single writer connection could
-//! not be lent again until its ping had run. Measured with `wharf-bench ingest`, those
-//! hand-offs (thread wake-ups and context switches) were the largest cost of a send.
+//! sqlx's pool pings every connection it takes back, in a task it spawns for that, and
+//! (by default) again before lending it: on SQLite each ping is one more hand-off to the
+//! connection's worker thread (and back), so a one-statement read cost two hand-offs and a
+//! task, and the single writer connection could not be lent again until its ping had run.
+//! On PostgreSQL each ping is a round trip to the server: a one-statement read cost three,
+//! and a group commit of sends nine instead of five. Measured with `wharf-bench ingest`,
+//! those hand-offs and round trips were the largest cost of a send.
 //!
-//! A SQLite file does not go stale like a network connection, and sqlx's SQLite connections
-//! are safe to reuse after a cancelled call (its worker finishes or stops the statement and
-//! resets it), so SQLite uses [`Pool::Local`]: a fixed set of connections behind a fair
-//! semaphore, opened on demand, returned as they are. PostgreSQL keeps sqlx's pool, whose
-//! checks notice connections that a server restart broke.
+//! So both backends use [`Local`]: a fixed set of connections behind a fair semaphore,
+//! opened on demand, returned as they are. sqlx's connections are safe to reuse after a
+//! cancelled call: SQLite's worker finishes or stops the statement and resets it;
+//! PostgreSQL's connection sends what was left in its buffer and reads the answers still
+//! due before its next statement, and a transaction dropped open queues its rollback the
+//! same way.
+//!
+//! A PostgreSQL connection can also be broken under the pool (a server restart, a network
+//! cut). Such a connection is not lent without a check: one idle for longer than
+//! [`CHECK_IDLE_AFTER`] is pinged before it is lent, and so is every connection for a while
+//! after any statement of this process failed for want of a working connection
+//! ([`note_error`], called for every error the store sees); a connection that fails its
+//! ping is closed and another one taken. A busy, healthy pool pings nothing.
 
 use std::{
     ops::{Deref, DerefMut},
@@ -23,9 +33,8 @@ use std::{
 
 use futures::{TryStreamExt, future::BoxFuture, stream::BoxStream};
 use sqlx::{
-    Any, AnyConnection, AnyPool, ConnectOptions, Connection, Either, Execute, Executor,
+    Any, AnyConnection, ConnectOptions, Connection, Either, Execute, Executor,
     any::{AnyConnectOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTransactionManager},
-    pool::PoolConnection,
 };
 use sqlx_core::{sql_str::SqlStr, transaction::TransactionManager};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -33,19 +42,52 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// How long a caller waits for a connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A pool of connections: sqlx's, or the local one (SQLite).
+/// A pool of connections.
 #[derive(Clone, Debug)]
 pub(crate) enum Pool {
-    Sqlx(AnyPool),
     Local(Arc<Local>),
 }
 
-/// Connections to a local database: at most `max` at once, opened when first needed.
+/// A PostgreSQL connection idle for longer than this is pinged before it is lent.
+pub(crate) const CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
+/// After a connection-level error, how long every PostgreSQL connection is pinged before it
+/// is lent.
+const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
+/// Until when (milliseconds of [`wharf_core::time::now_millis`]) connections are suspect.
+static SUSPECT_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+/// Notes an error of a statement: one that says the connection itself failed (its socket,
+/// the protocol, a pool that could not connect) makes every PostgreSQL connection suspect
+/// for [`SUSPECT_FOR`], so each is pinged before it is lent again and a broken one is
+/// replaced instead of failing the next statement too.
+pub(crate) fn note_error(error: &sqlx::Error) {
+    use sqlx::Error::*;
+    if matches!(
+        error,
+        Io(_) | Tls(_) | Protocol(_) | PoolTimedOut | WorkerCrashed
+    ) {
+        let until = wharf_core::time::now_millis().max(0) as u64 + SUSPECT_FOR.as_millis() as u64;
+        SUSPECT_UNTIL.fetch_max(until, Ordering::Relaxed);
+    }
+}
+
+fn suspect() -> bool {
+    SUSPECT_UNTIL.load(Ordering::Relaxed) > wharf_core::time::now_millis().max(0) as u64
+}
+
+/// Connections to a database: at most `max` at once, opened when first needed.
 pub(crate) struct Local {
     options: AnyConnectOptions,
-    /// Run on every new connection.
+    /// Run on every new connection (nothing when empty).
     setup: &'static str,
-    idle: Mutex<Vec<AnyConnection>>,
+    /// Write transactions begin with `BEGIN IMMEDIATE` (SQLite).
+    immediate: bool,
+    /// Connections are checked before they are lent after an idle time or an error
+    /// (PostgreSQL: a server goes away; a SQLite file does not).
+    checked: bool,
+    /// Idle connections, with when each was given back.
+    idle: Mutex<Vec<(AnyConnection, std::time::Instant)>>,
     permits: Arc<Semaphore>,
 }
 
@@ -59,15 +101,36 @@ impl std::fmt::Debug for Local {
 }
 
 impl Local {
-    /// A pool of at most `max` connections, one opened now (so a bad URL fails at once).
+    /// A pool of at most `max` SQLite connections, one opened now (so a bad URL fails at
+    /// once).
     pub(crate) async fn open(
         options: AnyConnectOptions,
         setup: &'static str,
         max: usize,
     ) -> Result<Arc<Self>, sqlx::Error> {
+        Self::open_with(options, setup, max, true, false).await
+    }
+
+    /// A pool of at most `max` PostgreSQL connections, one opened now.
+    pub(crate) async fn open_postgres(
+        options: AnyConnectOptions,
+        max: usize,
+    ) -> Result<Arc<Self>, sqlx::Error> {
+        Self::open_with(options, "", max, false, true).await
+    }
+
+    async fn open_with(
+        options: AnyConnectOptions,
+        setup: &'static str,
+        max: usize,
+        immediate: bool,
+        checked: bool,
+    ) -> Result<Arc<Self>, sqlx::Error> {
         let local = Arc::new(Self {
             options,
             setup,
+            immediate,
+            checked,
             idle: Mutex::new(Vec::with_capacity(max)),
             permits: Arc::new(Semaphore::new(max)),
         });
@@ -76,10 +139,28 @@ impl Local {
         Ok(local)
     }
 
+    /// The options connections are opened with.
+    pub(crate) fn connect_options(&self) -> &AnyConnectOptions {
+        &self.options
+    }
+
     async fn connect(&self) -> Result<AnyConnection, sqlx::Error> {
-        let mut conn = self.options.connect().await?;
-        conn.execute(self.setup).await?;
-        Ok(conn)
+        let opened = async {
+            let mut conn = self.options.connect().await?;
+            if !self.setup.is_empty() {
+                conn.execute(self.setup).await?;
+            }
+            Ok(conn)
+        };
+        // A server that does not answer (a network cut) fails the borrower in time.
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, opened).await {
+            Ok(result) => result.inspect_err(note_error),
+            Err(_) => {
+                let e = sqlx::Error::PoolTimedOut;
+                note_error(&e);
+                Err(e)
+            }
+        }
     }
 
     fn give_back(&self, conn: AnyConnection) {
@@ -87,7 +168,26 @@ impl Local {
             return; // closed: the connection ends when dropped
         }
         if let Ok(mut idle) = self.idle.lock() {
-            idle.push(conn);
+            idle.push((conn, std::time::Instant::now()));
+        }
+    }
+
+    /// A connection to lend: an idle one (checked first when it must be), else a new one.
+    async fn take(&self) -> Result<AnyConnection, sqlx::Error> {
+        loop {
+            let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let Some((mut conn, since)) = idle else {
+                return self.connect().await;
+            };
+            if !self.checked || (since.elapsed() < CHECK_IDLE_AFTER && !suspect()) {
+                return Ok(conn);
+            }
+            match tokio::time::timeout(ACQUIRE_TIMEOUT, conn.ping()).await {
+                Ok(Ok(())) => return Ok(conn),
+                // Broken: closed (dropped), and the next one is tried.
+                Ok(Err(e)) => note_error(&e),
+                Err(_) => note_error(&sqlx::Error::PoolTimedOut),
+            }
         }
     }
 }
@@ -137,22 +237,18 @@ impl Pool {
 
     async fn acquire_untimed(&self) -> Result<Conn, sqlx::Error> {
         match self {
-            Pool::Sqlx(pool) => Ok(Conn::Sqlx(pool.acquire().await?)),
             Pool::Local(local) => {
                 let permit =
                     tokio::time::timeout(ACQUIRE_TIMEOUT, local.permits.clone().acquire_owned())
                         .await
                         .map_err(|_| sqlx::Error::PoolTimedOut)?
                         .map_err(|_| sqlx::Error::PoolClosed)?;
-                let idle = local.idle.lock().ok().and_then(|mut idle| idle.pop());
-                let conn = match idle {
-                    Some(conn) => conn,
-                    None => local.connect().await?,
-                };
+                let conn = local.take().await?;
                 Ok(Conn::Local {
                     conn: Some(conn),
                     pool: local.clone(),
-                    _permit: permit,
+                    permit: Some(permit),
+                    rolled_back: false,
                 })
             }
         }
@@ -166,8 +262,10 @@ impl Pool {
     pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let mut conn = self.acquire().await?;
         let statement = match self {
-            Pool::Local(_) => Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE")),
-            Pool::Sqlx(_) => None,
+            Pool::Local(local) if local.immediate => {
+                Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE"))
+            }
+            Pool::Local(_) => None,
         };
         AnyTransactionManager::begin(&mut conn, statement).await?;
         Ok(Tx { conn, open: true })
@@ -176,7 +274,6 @@ impl Pool {
     /// Closes the pool: connections in use end when they are given back.
     pub(crate) async fn close(&self) {
         match self {
-            Pool::Sqlx(pool) => pool.close().await,
             Pool::Local(local) => {
                 local.permits.close();
                 let idle = local
@@ -184,7 +281,7 @@ impl Pool {
                     .lock()
                     .map(|mut idle| std::mem::take(&mut *idle))
                     .unwrap_or_default();
-                for conn in idle {
+                for (conn, _) in idle {
                     let _ = conn.close().await;
                 }
             }
@@ -265,11 +362,13 @@ async fn checkpoint(
 
 /// A lent connection; given back when dropped.
 pub(crate) enum Conn {
-    Sqlx(PoolConnection<Any>),
     Local {
         conn: Option<AnyConnection>,
         pool: Arc<Local>,
-        _permit: OwnedSemaphorePermit,
+        /// Released once the connection is back.
+        permit: Option<OwnedSemaphorePermit>,
+        /// A transaction was dropped open on it: its rollback is queued, not yet run.
+        rolled_back: bool,
     },
 }
 
@@ -277,7 +376,6 @@ impl Conn {
     /// Drops the connection instead of giving it back (its state is in doubt).
     pub(crate) fn discard(mut self) {
         match &mut self {
-            Conn::Sqlx(conn) => conn.close_on_drop(),
             Conn::Local { conn, .. } => drop(conn.take()),
         }
     }
@@ -288,7 +386,6 @@ impl Deref for Conn {
 
     fn deref(&self) -> &AnyConnection {
         match self {
-            Conn::Sqlx(conn) => conn,
             Conn::Local { conn, .. } => conn.as_ref().expect("a lent connection"),
         }
     }
@@ -297,7 +394,6 @@ impl Deref for Conn {
 impl DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
-            Conn::Sqlx(conn) => conn,
             Conn::Local { conn, .. } => conn.as_mut().expect("a lent connection"),
         }
     }
@@ -305,12 +401,35 @@ impl DerefMut for Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Conn::Local { conn, pool, .. } = self
-            && let Some(conn) = conn.take()
+        let Conn::Local {
+            conn,
+            pool,
+            permit,
+            rolled_back,
+        } = self;
+        let Some(mut conn) = conn.take() else { return };
+        // A PostgreSQL transaction dropped open holds its locks until its queued rollback
+        // runs: it runs now, before the connection is lent again, or an idle connection
+        // would keep rows locked that busy borrowers wait for. (SQLite's single writer runs
+        // it before its next statement, which nothing else waits for.)
+        if *rolled_back
+            && pool.checked
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            // Given back before the permit is released, so the next borrower finds it.
-            pool.give_back(conn);
+            let pool = pool.clone();
+            let permit = permit.take();
+            runtime.spawn(async move {
+                match tokio::time::timeout(ACQUIRE_TIMEOUT, conn.ping()).await {
+                    Ok(Ok(())) => pool.give_back(conn),
+                    Ok(Err(e)) => note_error(&e),
+                    Err(_) => note_error(&sqlx::Error::PoolTimedOut),
+                }
+                drop(permit);
+            });
+            return;
         }
+        // Given back before the permit is released, so the next borrower finds it.
+        pool.give_back(conn);
     }
 }
 
@@ -347,6 +466,8 @@ impl Drop for Tx {
     fn drop(&mut self) {
         if self.open {
             AnyTransactionManager::start_rollback(&mut self.conn);
+            let Conn::Local { rolled_back, .. } = &mut self.conn;
+            *rolled_back = true;
         }
     }
 }

@@ -256,6 +256,38 @@ async fn a_default_engine_the_server_cannot_run_is_refused_at_start() {
     assert!(err.to_string().contains("default_engine is cloud"), "{err}");
 }
 
+/// PostgreSQL ending the server's connections while they are idle (a restart, an idle
+/// timeout) costs no request an error: a connection idle for a while is checked before it is
+/// lent, and a broken one is replaced.
+#[tokio::test]
+async fn connections_ended_under_an_idle_server_are_replaced_before_use() {
+    let Some(app) = TestApp::spawn(wharf_testkit::Backend::Postgres).await else {
+        return;
+    };
+    let created = app.create_session(serde_json::json!({})).await;
+    let id = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.get(&format!("/v1/whatsapp-sessions/{id}"))
+        .expect(200)
+        .await;
+    app.db()
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await;
+    // Past the pool's idle check (5 s).
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    for _ in 0..20 {
+        app.get(&format!("/v1/whatsapp-sessions/{id}"))
+            .expect(200)
+            .await;
+    }
+    app.get("/readyz").anonymous().expect(200).await;
+}
+
 /// A database outage is an outage: readiness fails and requests answer 500, never 401 or 404.
 #[tokio::test]
 async fn a_database_outage_is_not_found_nothing() {
