@@ -203,8 +203,8 @@ impl Store {
                 pool::spawn_checkpointer(options, SQLITE_SETUP, &write, pool::REWIND_AT_PAGES)
                     .await?;
                 Ok(Self {
-                    write: Pool::Local(write),
-                    read: Pool::Local(read),
+                    write: Pool(write),
+                    read: Pool(read),
                     backend,
                     appended: Default::default(),
                     ingest: Default::default(),
@@ -216,8 +216,8 @@ impl Store {
             Backend::Postgres => {
                 let pool = pool::Local::open_postgres(options, POSTGRES_CONNECTIONS).await?;
                 Ok(Self {
-                    write: Pool::Local(pool.clone()),
-                    read: Pool::Local(pool),
+                    write: Pool(pool.clone()),
+                    read: Pool(pool),
                     backend,
                     appended: Default::default(),
                     ingest: Default::default(),

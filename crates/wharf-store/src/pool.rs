@@ -42,11 +42,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// How long a caller waits for a connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A pool of connections.
+/// A pool of connections (cheap to clone).
 #[derive(Clone, Debug)]
-pub(crate) enum Pool {
-    Local(Arc<Local>),
-}
+pub(crate) struct Pool(pub(crate) Arc<Local>);
 
 /// A PostgreSQL connection idle for longer than this is pinged before it is lent.
 pub(crate) const CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
@@ -236,22 +234,18 @@ impl Pool {
     }
 
     async fn acquire_untimed(&self) -> Result<Conn, sqlx::Error> {
-        match self {
-            Pool::Local(local) => {
-                let permit =
-                    tokio::time::timeout(ACQUIRE_TIMEOUT, local.permits.clone().acquire_owned())
-                        .await
-                        .map_err(|_| sqlx::Error::PoolTimedOut)?
-                        .map_err(|_| sqlx::Error::PoolClosed)?;
-                let conn = local.take().await?;
-                Ok(Conn::Local {
-                    conn: Some(conn),
-                    pool: local.clone(),
-                    permit: Some(permit),
-                    rolled_back: false,
-                })
-            }
-        }
+        let local = &self.0;
+        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, local.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let conn = local.take().await?;
+        Ok(Conn {
+            conn: Some(conn),
+            pool: local.clone(),
+            permit: Some(permit),
+            rolled_back: false,
+        })
     }
 
     /// A connection in a new transaction. On SQLite (the store's own pools, whose
@@ -261,30 +255,25 @@ impl Pool {
     /// process waits its turn under `busy_timeout` instead.
     pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let mut conn = self.acquire().await?;
-        let statement = match self {
-            Pool::Local(local) if local.immediate => {
-                Some(sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE"))
-            }
-            Pool::Local(_) => None,
-        };
+        let statement = self
+            .0
+            .immediate
+            .then(|| sqlx::SqlSafeStr::into_sql_str("BEGIN IMMEDIATE"));
         AnyTransactionManager::begin(&mut conn, statement).await?;
         Ok(Tx { conn, open: true })
     }
 
     /// Closes the pool: connections in use end when they are given back.
     pub(crate) async fn close(&self) {
-        match self {
-            Pool::Local(local) => {
-                local.permits.close();
-                let idle = local
-                    .idle
-                    .lock()
-                    .map(|mut idle| std::mem::take(&mut *idle))
-                    .unwrap_or_default();
-                for (conn, _) in idle {
-                    let _ = conn.close().await;
-                }
-            }
+        let local = &self.0;
+        local.permits.close();
+        let idle = local
+            .idle
+            .lock()
+            .map(|mut idle| std::mem::take(&mut *idle))
+            .unwrap_or_default();
+        for (conn, _) in idle {
+            let _ = conn.close().await;
         }
     }
 }
@@ -324,7 +313,7 @@ pub(crate) async fn spawn_checkpointer(
         loop {
             tokio::time::sleep(CHECKPOINT_EVERY).await;
             let pool = match writer.upgrade() {
-                Some(pool) if !pool.permits.is_closed() => Pool::Local(pool),
+                Some(pool) if !pool.permits.is_closed() => Pool(pool),
                 _ => break,
             };
             if let Err(e) = checkpoint(&mut conn, &pool, rewind_at_pages).await {
@@ -361,23 +350,19 @@ async fn checkpoint(
 }
 
 /// A lent connection; given back when dropped.
-pub(crate) enum Conn {
-    Local {
-        conn: Option<AnyConnection>,
-        pool: Arc<Local>,
-        /// Released once the connection is back.
-        permit: Option<OwnedSemaphorePermit>,
-        /// A transaction was dropped open on it: its rollback is queued, not yet run.
-        rolled_back: bool,
-    },
+pub(crate) struct Conn {
+    conn: Option<AnyConnection>,
+    pool: Arc<Local>,
+    /// Released once the connection is back.
+    permit: Option<OwnedSemaphorePermit>,
+    /// A transaction was dropped open on it: its rollback is queued, not yet run.
+    rolled_back: bool,
 }
 
 impl Conn {
     /// Drops the connection instead of giving it back (its state is in doubt).
     pub(crate) fn discard(mut self) {
-        match &mut self {
-            Conn::Local { conn, .. } => drop(conn.take()),
-        }
+        drop(self.conn.take());
     }
 }
 
@@ -385,23 +370,19 @@ impl Deref for Conn {
     type Target = AnyConnection;
 
     fn deref(&self) -> &AnyConnection {
-        match self {
-            Conn::Local { conn, .. } => conn.as_ref().expect("a lent connection"),
-        }
+        self.conn.as_ref().expect("a lent connection")
     }
 }
 
 impl DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            Conn::Local { conn, .. } => conn.as_mut().expect("a lent connection"),
-        }
+        self.conn.as_mut().expect("a lent connection")
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        let Conn::Local {
+        let Conn {
             conn,
             pool,
             permit,
@@ -466,8 +447,7 @@ impl Drop for Tx {
     fn drop(&mut self) {
         if self.open {
             AnyTransactionManager::start_rollback(&mut self.conn);
-            let Conn::Local { rolled_back, .. } = &mut self.conn;
-            *rolled_back = true;
+            self.conn.rolled_back = true;
         }
     }
 }
@@ -546,7 +526,7 @@ mod tests {
         sqlx::any::install_default_drivers();
         let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
         let options = AnyConnectOptions::from_str(&url).expect("url");
-        Pool::Local(
+        Pool(
             Local::open(options, "PRAGMA journal_mode = WAL;", max)
                 .await
                 .expect("open"),
@@ -575,8 +555,8 @@ mod tests {
         let dir = tempdir();
         let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
         let options = AnyConnectOptions::from_str(&url).expect("url");
-        let a = Pool::Local(Local::open(options.clone(), SETUP, 1).await.expect("a"));
-        let b = Pool::Local(Local::open(options, SETUP, 1).await.expect("b"));
+        let a = Pool(Local::open(options.clone(), SETUP, 1).await.expect("a"));
+        let b = Pool(Local::open(options, SETUP, 1).await.expect("b"));
         sqlx::query("CREATE TABLE t (n INTEGER)")
             .execute(&a)
             .await
@@ -660,7 +640,7 @@ mod tests {
         let rounds = spawn_checkpointer(options, SETUP, &writer, 256)
             .await
             .expect("checkpointer");
-        let pool = Pool::Local(writer);
+        let pool = Pool(writer);
         sqlx::query("CREATE TABLE t (b BLOB)")
             .execute(&pool)
             .await

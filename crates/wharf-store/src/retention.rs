@@ -201,7 +201,7 @@ impl Store {
         if pending.is_none_or(|n| n <= dead) {
             return Ok(false);
         }
-        let crate::pool::Pool::Local(pool) = &self.write;
+        let pool = &self.write.0;
         // A connection of its own, with statement logging off: on a busy outbox a vacuum
         // takes a second or two, which the pool's connections would log as a slow statement
         // every few seconds. No truncation of the table's empty tail: that takes an exclusive

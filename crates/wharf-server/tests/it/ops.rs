@@ -256,6 +256,15 @@ async fn a_default_engine_the_server_cannot_run_is_refused_at_start() {
     assert!(err.to_string().contains("default_engine is cloud"), "{err}");
 }
 
+/// A new session's id.
+async fn new_session(app: &TestApp) -> String {
+    let created = app.create_session(serde_json::json!({})).await;
+    created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// PostgreSQL ending the server's connections while they are idle (a restart, an idle
 /// timeout) costs no request an error: a connection idle for a while is checked before it is
 /// lent, and a broken one is replaced.
@@ -264,11 +273,7 @@ async fn connections_ended_under_an_idle_server_are_replaced_before_use() {
     let Some(app) = TestApp::spawn(wharf_testkit::Backend::Postgres).await else {
         return;
     };
-    let created = app.create_session(serde_json::json!({})).await;
-    let id = created["session"]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = new_session(&app).await;
     app.get(&format!("/v1/whatsapp-sessions/{id}"))
         .expect(200)
         .await;
@@ -294,11 +299,7 @@ async fn a_database_outage_is_not_found_nothing() {
     let Some(app) = TestApp::spawn(wharf_testkit::Backend::Postgres).await else {
         return;
     };
-    let created = app.create_session(serde_json::json!({})).await;
-    let id = created["session"]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = new_session(&app).await;
     assert!(app.db().set_reachable(false).await);
 
     let ready = app.get("/readyz").anonymous().send().await;
