@@ -47,7 +47,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Pool(pub(crate) Arc<Local>);
 
 /// A PostgreSQL connection idle for longer than this is pinged before it is lent.
-pub(crate) const CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(5);
 /// After a connection-level error, how long every PostgreSQL connection is pinged before it
 /// is lent.
 const SUSPECT_FOR: Duration = Duration::from_secs(10);
