@@ -7,7 +7,8 @@ pub fn now_millis() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// RFC 3339 text (UTC, millisecond precision) for a millisecond timestamp.
+/// RFC 3339 text (UTC, millisecond precision) for a millisecond timestamp. Trailing zeros of
+/// the fraction are dropped (`…20.12Z`, `…20Z`), so compare such texts as times, not as text.
 pub fn rfc3339(millis: i64) -> String {
     let nanos = i128::from(millis) * 1_000_000;
     OffsetDateTime::from_unix_timestamp_nanos(nanos)
