@@ -281,3 +281,77 @@ async fn an_edit_does_not_undo_a_concurrent_disable(app: wharf_testkit::TestApp)
     assert_eq!((enabled.failing_since, enabled.disabled_at), (None, None));
     assert_eq!(enabled.description.as_deref(), Some("renamed"));
 }
+
+/// The dispatcher's read of ready jobs on a large backlog that nothing has analyzed (no
+/// statistics; PostgreSQL planned the statement while the outbox was almost empty): FIFO per
+/// chat, a waiting job holding back its chat's later jobs while the other chat goes on. The
+/// `timeout` is a hang guard, not a measurement.
+#[wharf_testkit::dual_test]
+async fn ready_jobs_on_a_backlog_without_statistics(mut app: wharf_testkit::TestApp) {
+    // Not connected: nothing dispatches these jobs while the test reads them.
+    let created = app.create_session(serde_json::json!({})).await;
+    let session: SessionId = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = wharf_core::time::now_millis();
+    let (series, pad) = match app.db().backend() {
+        wharf_testkit::Backend::Postgres => (
+            "generate_series(1, 40000) AS s(g)",
+            "lpad(g::text, 26, '0')",
+        ),
+        wharf_testkit::Backend::Sqlite => (
+            "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 40000) \
+             SELECT g FROM s) AS s",
+            "printf('%026d', g)",
+        ),
+    };
+    let account = &app.account_id;
+    // First on an almost empty outbox, as a server starts: PostgreSQL keeps the generic plan
+    // it makes now, and a plan that suits ten jobs can loop over the session for every job
+    // once there are tens of thousands.
+    let insert = |range: &str| {
+        format!(
+            "INSERT INTO outbox (id, account_id, session_id, chat_jid, message_id, action, payload, \
+             available_at, attempts, created_at) \
+             SELECT 'job_' || {pad}, '{account}', '{session}', \
+             CASE WHEN g % 10 = 5 THEN '15550100002@s.whatsapp.net' ELSE '15550100001@s.whatsapp.net' END, \
+             NULL, 'send', '{{}}', CASE WHEN g = 5 THEN {later} ELSE {now} END, 0, {now} FROM {series} \
+             WHERE {range}",
+            later = now + 3_600_000,
+        )
+    };
+    app.db().execute(&insert("g <= 10")).await;
+    for _ in 0..100 {
+        app.store.ready_jobs(session, now, 200).await.unwrap();
+    }
+    // Job `g` is for chat A, but every tenth is for chat B; B's job 5 waits for an hour.
+    app.db().execute(&insert("g > 10")).await;
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let mut last = Vec::new();
+        for _ in 0..10 {
+            last = app.store.ready_jobs(session, now, 200).await.unwrap();
+        }
+        last
+    })
+    .await
+    .expect("ready_jobs answered");
+    let ids: Vec<String> = ready.iter().map(|j| j.id.to_string()).collect();
+    // Chat B's jobs from 5 on are held; chat A goes on, in order.
+    let expected: Vec<String> = (1..)
+        .filter(|g| g % 10 != 5)
+        .take(200)
+        .map(|g| format!("job_{g:026}"))
+        .collect();
+    assert_eq!(ids, expected);
+    // Once B's job is due, its chat comes back in order.
+    let later = app
+        .store
+        .ready_jobs(session, now + 3_600_000, 6)
+        .await
+        .unwrap();
+    let ids: Vec<String> = later.iter().map(|j| j.id.to_string()).collect();
+    let expected: Vec<String> = (1..=6).map(|g| format!("job_{g:026}")).collect();
+    assert_eq!(ids, expected);
+}
