@@ -4,15 +4,20 @@
 use wharf_core::{MessageId, SessionId};
 use wharf_store::{JobAction, OutboxJob};
 
-#[wharf_testkit::dual_test]
-async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestApp) {
-    // A session that is not connected keeps its outbox, so the jobs can be counted.
+/// A new session that is not connected: it keeps its outbox (nothing dispatches it).
+async fn unconnected_session(app: &wharf_testkit::TestApp) -> SessionId {
     let created = app.create_session(serde_json::json!({})).await;
-    let session: SessionId = created["session"]["session_id"]
+    created["session"]["session_id"]
         .as_str()
         .unwrap()
         .parse()
-        .unwrap();
+        .unwrap()
+}
+
+#[wharf_testkit::dual_test]
+async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestApp) {
+    // A session that is not connected keeps its outbox, so the jobs can be counted.
+    let session = unconnected_session(&app).await;
     let first: MessageId = app
         .send_text(&session.to_string(), "+15550102030", "first")
         .await
@@ -289,12 +294,7 @@ async fn an_edit_does_not_undo_a_concurrent_disable(app: wharf_testkit::TestApp)
 #[wharf_testkit::dual_test]
 async fn ready_jobs_on_a_backlog_without_statistics(mut app: wharf_testkit::TestApp) {
     // Not connected: nothing dispatches these jobs while the test reads them.
-    let created = app.create_session(serde_json::json!({})).await;
-    let session: SessionId = created["session"]["session_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let session = unconnected_session(&app).await;
     let now = wharf_core::time::now_millis();
     let (series, pad) = match app.db().backend() {
         wharf_testkit::Backend::Postgres => (
