@@ -59,12 +59,7 @@ async fn edit_delete_read_and_presence(mut app: wharf_testkit::TestApp) {
             .unwrap()
             .starts_with("3EB0")
     );
-    let logs = app
-        .eventually(
-            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
-            |l| l["data"].as_array().unwrap().len() == 1,
-        )
-        .await;
+    let logs = inbound_log(&app, &s, 1).await;
     let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
     app.post("/api/messages/read")
         .json(json!({"message_ids": [inbound], "chat_jid": TO_JID}))
@@ -132,12 +127,7 @@ async fn the_contact_sees_edits_revocations_and_read_marks(mut app: wharf_testki
         .json(json!({"from": TO, "text": "hello?"}))
         .expect(202)
         .await;
-    let logs = app
-        .eventually(
-            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
-            |l| l["data"].as_array().unwrap().len() == 1,
-        )
-        .await;
+    let logs = inbound_log(&app, &s, 1).await;
     let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
 
     app.post(&format!("/api/messages/{typo}/edit"))
@@ -212,12 +202,7 @@ async fn a_received_reply_names_the_message_it_replies_to(mut app: wharf_testkit
         .json(json!({"from": TO, "text": "Yes, 10 to 4", "quoted_message_id": ours}))
         .expect(202)
         .await;
-    let logs = app
-        .eventually(
-            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
-            |l| l["data"].as_array().unwrap().len() == 1,
-        )
-        .await;
+    let logs = inbound_log(&app, &s, 1).await;
     let reply = &logs["data"][0];
     assert_eq!(reply["quoted_message_id"], ours.as_str());
     let events = app.get("/v1/events?after=0&limit=100").expect(200).await;
@@ -235,12 +220,7 @@ async fn a_received_reply_names_the_message_it_replies_to(mut app: wharf_testkit
         .json(json!({"from": TO, "text": "thanks"}))
         .expect(202)
         .await;
-    let logs = app
-        .eventually(
-            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
-            |l| l["data"].as_array().unwrap().len() == 2,
-        )
-        .await;
+    let logs = inbound_log(&app, &s, 2).await;
     assert!(logs["data"][0]["quoted_message_id"].is_null());
     let (other, _) = app.connected_session().await;
     let theirs = app.send_text(&other, TO, "elsewhere").await;

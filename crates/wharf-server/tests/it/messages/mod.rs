@@ -29,6 +29,15 @@ fn events_of(info: &MessageInfoView, kind: &str) -> usize {
     info.events.iter().filter(|e| e.event_type == kind).count()
 }
 
+/// The session's inbound message log (newest first), once it holds `n` messages.
+async fn inbound_log(app: &TestApp, session: &str, n: usize) -> Value {
+    app.eventually(
+        &format!("/api/whatsapp-sessions/{session}/message-logs?direction=in"),
+        |l| l["data"].as_array().unwrap().len() == n,
+    )
+    .await
+}
+
 async fn invalid(app: &TestApp, body: Value, field: &str) -> String {
     let answer = app.post("/api/send-message").json(body).expect(422).await;
     let errors = assert_error(&answer, "validation_error");
@@ -491,12 +500,7 @@ async fn receipts_move_status_forward_only(mut app: wharf_testkit::TestApp) {
         .json(json!({"from": TO, "text": "hi"}))
         .expect(202)
         .await;
-    let logs = app
-        .eventually(
-            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
-            |l| l["data"].as_array().unwrap().len() == 1,
-        )
-        .await;
+    let logs = inbound_log(&app, &s, 1).await;
     let inbound = logs["data"][0]["message_id"].as_str().unwrap().to_owned();
     app.post(&format!("/emulator/sessions/{s}/receipts"))
         .json(json!({"message_id": inbound, "status": "read"}))
@@ -519,12 +523,7 @@ async fn inbound_messages_are_stored_and_settings_apply(mut app: wharf_testkit::
         .json(json!({"from": TO, "chat": "120363000000000001@g.us", "text": "in a group"}))
         .expect(202)
         .await;
-    let logs = app
-        .eventually(
-            &format!("/api/whatsapp-sessions/{s}/message-logs?direction=in"),
-            |l| l["data"].as_array().unwrap().len() == 3,
-        )
-        .await;
+    let logs = inbound_log(&app, &s, 3).await;
     let first = &logs["data"][2];
     assert_eq!(first["direction"], "in");
     assert_eq!(first["status"], "received");
