@@ -923,17 +923,33 @@ impl Store {
     /// chats go on. The hold-back is part of the query, before the limit, so any number of
     /// held jobs at the front cannot hide the jobs of other chats (`outbox_by_chat` finds a
     /// chat's waiting jobs).
+    ///
+    /// Each ready job costs one probe of `outbox_by_chat`, whatever the plan: on PostgreSQL
+    /// the hold-back is `id < ALL (…)`, a subplan run for each candidate with its chat as a
+    /// parameter. A `NOT EXISTS` there became an anti-join, and the generic plan PostgreSQL
+    /// keeps after planning it on an almost empty outbox (no statistics) probed the index by
+    /// session alone, so a held chat of 80,000 jobs cost a scan of the session's entries for
+    /// each of them: 2 s a call without dead rows, over 20 s with them, a stalled dispatcher.
+    /// SQLite always runs the `NOT EXISTS` as a correlated probe of `outbox_by_chat`.
     pub async fn ready_jobs(
         &self,
         session: SessionId,
         now: i64,
         limit: i64,
     ) -> Result<Vec<OutboxJob>> {
+        let held = match self.backend() {
+            Backend::Postgres => {
+                "o.id < ALL (SELECT h.id FROM outbox h WHERE h.session_id = $1 \
+                 AND h.chat_jid = o.chat_jid AND h.available_at > $2)"
+            }
+            Backend::Sqlite => {
+                "NOT EXISTS (SELECT 1 FROM outbox h WHERE h.session_id = o.session_id \
+                 AND h.chat_jid = o.chat_jid AND h.available_at > $2 AND h.id < o.id)"
+            }
+        };
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM outbox o WHERE o.session_id = $1 AND o.available_at <= $2 \
-             AND NOT EXISTS (SELECT 1 FROM outbox h WHERE h.session_id = o.session_id \
-             AND h.chat_jid = o.chat_jid AND h.available_at > $2 AND h.id < o.id) \
-             ORDER BY o.id LIMIT $3"
+             AND {held} ORDER BY o.id LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(session)
