@@ -921,16 +921,17 @@ impl Store {
     /// Jobs of `session` ready at `now`, in order, at most `limit`. A job waiting (for a
     /// retry or its chat's pace) holds back every later job of its chat (FIFO per chat); other
     /// chats go on. The hold-back is part of the query, before the limit, so any number of
-    /// held jobs at the front cannot hide the jobs of other chats (`outbox_by_chat` finds a
-    /// chat's waiting jobs).
+    /// held jobs at the front cannot hide the jobs of other chats.
     ///
-    /// Each ready job costs one probe of `outbox_by_chat`, whatever the plan: on PostgreSQL
-    /// the hold-back is `id < ALL (…)`, a subplan run for each candidate with its chat as a
-    /// parameter. A `NOT EXISTS` there became an anti-join, and the generic plan PostgreSQL
-    /// keeps after planning it on an almost empty outbox (no statistics) probed the index by
-    /// session alone, so a held chat of 80,000 jobs cost a scan of the session's entries for
-    /// each of them: 2 s a call without dead rows, over 20 s with them, a stalled dispatcher.
-    /// SQLite always runs the `NOT EXISTS` as a correlated probe of `outbox_by_chat`.
+    /// A chat's waiting jobs are found in `outbox_waiting`, which holds only jobs told to
+    /// wait (`available_at > created_at`: deferred, retried): sends accepted meanwhile, whose
+    /// index entries a PostgreSQL read sees though their rows are invisible to it, cost
+    /// nothing (see `store::ready_jobs_skip_jobs_accepted_after_now`). Each due job costs one
+    /// probe of that index whatever the plan: on PostgreSQL the hold-back is `id < ALL (…)`,
+    /// a subplan run per candidate with its chat as a parameter. A `NOT EXISTS` there became
+    /// an anti-join, and the generic plan PostgreSQL keeps after planning it on an almost
+    /// empty outbox probed by session alone: a read per job of the session's entries, seconds
+    /// a call at 80,000 jobs. SQLite always runs the `NOT EXISTS` as a correlated probe.
     pub async fn ready_jobs(
         &self,
         session: SessionId,
@@ -940,11 +941,13 @@ impl Store {
         let held = match self.backend() {
             Backend::Postgres => {
                 "o.id < ALL (SELECT h.id FROM outbox h WHERE h.session_id = $1 \
-                 AND h.chat_jid = o.chat_jid AND h.available_at > $2)"
+                 AND h.chat_jid = o.chat_jid AND h.available_at > $2 \
+                 AND h.available_at > h.created_at)"
             }
             Backend::Sqlite => {
                 "NOT EXISTS (SELECT 1 FROM outbox h WHERE h.session_id = o.session_id \
-                 AND h.chat_jid = o.chat_jid AND h.available_at > $2 AND h.id < o.id)"
+                 AND h.chat_jid = o.chat_jid AND h.available_at > $2 \
+                 AND h.available_at > h.created_at AND h.id < o.id)"
             }
         };
         let sql = format!(

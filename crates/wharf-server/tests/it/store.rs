@@ -394,3 +394,51 @@ async fn ready_jobs_on_a_backlog_without_statistics(mut app: wharf_testkit::Test
     .expect("ready_jobs answered, reading each job once");
     assert!(ready.is_empty(), "{} jobs ready", ready.len());
 }
+
+/// Sends accepted while the dispatcher reads are not waiting jobs: they must not cost its
+/// read anything. On PostgreSQL a read does see their index entries (only their rows are
+/// invisible to it), and the hold-back probe of `available_at > now` walked every one of
+/// them for each due job, so one read under a burst of sends to one chat took 39 s while the
+/// burst went on (a dispatcher stalled for the whole load). Here the burst is visible (jobs
+/// stamped a minute after the read's `now`, as an instance whose clock is ahead writes
+/// them), which costs the same index work. The `timeout` is a hang guard.
+#[wharf_testkit::dual_test]
+async fn ready_jobs_skip_jobs_accepted_after_now(app: wharf_testkit::TestApp) {
+    let session = unconnected_session(&app).await;
+    let now = wharf_core::time::now_millis();
+    let (series, pad) = match app.db().backend() {
+        wharf_testkit::Backend::Postgres => (
+            "generate_series(1, 60000) AS s(g)",
+            "lpad(g::text, 26, '0')",
+        ),
+        wharf_testkit::Backend::Sqlite => (
+            "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 60000) \
+             SELECT g FROM s) AS s",
+            "printf('%026d', g)",
+        ),
+    };
+    let account = &app.account_id;
+    // Jobs 1-1,000 are due; 1,001-60,000 were accepted "after now", all to the same chat.
+    app.db()
+        .execute(&format!(
+            "INSERT INTO outbox (id, account_id, session_id, chat_jid, message_id, action, payload, \
+             available_at, attempts, created_at) \
+             SELECT 'job_' || {pad}, '{account}', '{session}', '15550100001@s.whatsapp.net', \
+             NULL, 'send', '{{}}', CASE WHEN g <= 1000 THEN {now} ELSE {later} END, 0, \
+             CASE WHEN g <= 1000 THEN {now} ELSE {later} END FROM {series}",
+            later = now + 60_000,
+        ))
+        .await;
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut last = Vec::new();
+        for _ in 0..3 {
+            last = app.store.ready_jobs(session, now, 200).await.unwrap();
+        }
+        last
+    })
+    .await
+    .expect("ready_jobs answered without reading the later jobs for each job");
+    let ids: Vec<String> = ready.iter().map(|j| j.id.to_string()).collect();
+    let expected: Vec<String> = (1..=200).map(|g| format!("job_{g:026}")).collect();
+    assert_eq!(ids, expected);
+}

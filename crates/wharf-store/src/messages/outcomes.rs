@@ -4,6 +4,16 @@
 
 use super::*;
 
+/// The `available_at` a job told to wait until `$1` gets: never before its `created_at` + 1
+/// ms, so it is in `outbox_waiting` and holds back its chat while it waits, whatever the
+/// clock did since the job was created.
+fn wait_until(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "MAX($1, created_at + 1)",
+        Backend::Postgres => "GREATEST($1, created_at + 1)",
+    }
+}
+
 impl Store {
     /// Applies the dispatcher's outcomes in one transaction, with their events.
     pub async fn record_outcomes(&self, outcomes: &[JobOutcome]) -> Result<()> {
@@ -16,7 +26,11 @@ impl Store {
         for outcome in slow {
             match outcome {
                 JobOutcome::Defer { job, available_at } => {
-                    sqlx::query("UPDATE outbox SET available_at = $1 WHERE id = $2")
+                    let sql = format!(
+                        "UPDATE outbox SET available_at = {} WHERE id = $2",
+                        wait_until(self.backend())
+                    );
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(*available_at)
                         .bind(job.id)
                         .execute(&mut *tx)
@@ -27,7 +41,12 @@ impl Store {
                     available_at,
                     error,
                 } => {
-                    sqlx::query("UPDATE outbox SET available_at = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3")
+                    let sql = format!(
+                        "UPDATE outbox SET available_at = {}, attempts = attempts + 1, \
+                         last_error = $2 WHERE id = $3",
+                        wait_until(self.backend())
+                    );
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(*available_at)
                         .bind(crate::plain_str(error))
                         .bind(job.id)
