@@ -53,7 +53,7 @@ pub use broadcasts::{
 };
 pub use cloud::{CloudCredentials, CloudRow, CloudSessionState, StatusReport, TemplateStatusRow};
 pub use contacts::{ContactPage, ContactQuery, ContactRow, GroupCount, GroupSummary};
-pub use events::EventRow;
+pub use events::{EventRow, MESSAGE_EVENTS_SQL};
 pub use gauges::Gauges;
 pub use keys::{KeyRow, NewKey};
 pub use messages::{
