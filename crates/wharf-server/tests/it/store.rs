@@ -460,7 +460,7 @@ async fn a_message_s_events_are_read_by_message_alone(app: wharf_testkit::TestAp
             "CAST(g AS TEXT)",
         ),
     };
-    // 30,000 events of the account, the message's two among them (seq 10,000 and 20,000).
+    // 30,000 events of the account, the message's two among them (the 10,000th and 20,000th).
     app.db()
         .execute(&format!(
             "INSERT INTO events (account_id, seq, id, session_id, message_id, type, payload, created_at) \
@@ -498,18 +498,15 @@ async fn a_message_s_events_are_read_by_message_alone(app: wharf_testkit::TestAp
     )))
     .await
     .unwrap();
-    let args = if wharf_store::MESSAGE_EVENTS_SQL.contains("$2") {
-        format!("('{message}', '{account}')")
-    } else {
-        format!("('{message}')")
-    };
-    let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN EXECUTE q{args}")))
-        .fetch_all(&mut conn)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String, _>(0))
-        .collect();
+    let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN EXECUTE q('{message}')"
+    )))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>(0))
+    .collect();
     let plan = plan.join("\n");
     assert!(
         plan.contains("events_by_message") && !plan.contains("events_pkey"),
