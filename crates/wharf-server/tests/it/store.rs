@@ -14,6 +14,24 @@ async fn unconnected_session(app: &wharf_testkit::TestApp) -> SessionId {
         .unwrap()
 }
 
+/// Rows numbered `g` from 1 to `n` (a `FROM` item) and `g` as 26 digits (an id's length), in
+/// the app's SQL, to fill tables with as many rows as a test needs in one statement.
+fn numbers(app: &wharf_testkit::TestApp, n: u32) -> (String, &'static str) {
+    match app.db().backend() {
+        wharf_testkit::Backend::Postgres => (
+            format!("generate_series(1, {n}) AS s(g)"),
+            "lpad(g::text, 26, '0')",
+        ),
+        wharf_testkit::Backend::Sqlite => (
+            format!(
+                "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n}) \
+                 SELECT g FROM s) AS s"
+            ),
+            "printf('%026d', g)",
+        ),
+    }
+}
+
 #[wharf_testkit::dual_test]
 async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestApp) {
     // A session that is not connected keeps its outbox, so the jobs can be counted.
@@ -297,17 +315,7 @@ async fn ready_jobs_on_a_backlog_without_statistics(mut app: wharf_testkit::Test
     // Not connected: nothing dispatches these jobs while the test reads them.
     let session = unconnected_session(&app).await;
     let now = wharf_core::time::now_millis();
-    let (series, pad) = match app.db().backend() {
-        wharf_testkit::Backend::Postgres => (
-            "generate_series(1, 100000) AS s(g)",
-            "lpad(g::text, 26, '0')",
-        ),
-        wharf_testkit::Backend::Sqlite => (
-            "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 100000) \
-             SELECT g FROM s) AS s",
-            "printf('%026d', g)",
-        ),
-    };
+    let (series, pad) = numbers(&app, 100_000);
     let account = &app.account_id;
     // First on an almost empty outbox, as a server starts: PostgreSQL keeps the generic plan
     // it makes now, and a plan that suits ten jobs can loop over the session for every job
@@ -406,17 +414,7 @@ async fn ready_jobs_on_a_backlog_without_statistics(mut app: wharf_testkit::Test
 async fn ready_jobs_skip_jobs_accepted_after_now(app: wharf_testkit::TestApp) {
     let session = unconnected_session(&app).await;
     let now = wharf_core::time::now_millis();
-    let (series, pad) = match app.db().backend() {
-        wharf_testkit::Backend::Postgres => (
-            "generate_series(1, 60000) AS s(g)",
-            "lpad(g::text, 26, '0')",
-        ),
-        wharf_testkit::Backend::Sqlite => (
-            "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 60000) \
-             SELECT g FROM s) AS s",
-            "printf('%026d', g)",
-        ),
-    };
+    let (series, pad) = numbers(&app, 60_000);
     let account = &app.account_id;
     // Jobs 1-1,000 are due; 1,001-60,000 were accepted "after now", all to the same chat.
     app.db()
@@ -452,19 +450,12 @@ async fn a_message_s_events_are_read_by_message_alone(app: wharf_testkit::TestAp
     let session = unconnected_session(&app).await;
     let account = &app.account_id;
     let message = MessageId::generate();
-    let (series, text) = match app.db().backend() {
-        wharf_testkit::Backend::Postgres => ("generate_series(1, 30000) AS s(g)", "g::text"),
-        wharf_testkit::Backend::Sqlite => (
-            "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 30000) \
-             SELECT g FROM s) AS s",
-            "CAST(g AS TEXT)",
-        ),
-    };
+    let (series, pad) = numbers(&app, 30_000);
     // 30,000 events of the account, the message's two among them (the 10,000th and 20,000th).
     app.db()
         .execute(&format!(
             "INSERT INTO events (account_id, seq, id, session_id, message_id, type, payload, created_at) \
-             SELECT '{account}', 1000000 + g, 'evt_' || {text}, '{session}', \
+             SELECT '{account}', 1000000 + g, 'evt_' || {pad}, '{session}', \
              CASE WHEN g % 10000 = 0 AND g < 30000 THEN '{message}' ELSE NULL END, \
              'session.status', '{{}}', 0 FROM {series}"
         ))
