@@ -14,7 +14,7 @@ use wharf_core::{
 use crate::{
     Backend, MessageRow, Params, Result, Store, StoreError, conflict_or,
     events::append_events,
-    messages::{COLUMNS as MESSAGE_COLUMNS, write_message},
+    message_rows::{COLUMNS as MESSAGE_COLUMNS, write_message},
 };
 
 /// A cloud session's Graph settings as stored. `access_token` and `app_secret` are sealed by

@@ -31,6 +31,7 @@ mod event_payload;
 mod events;
 mod gauges;
 mod keys;
+mod message_rows;
 mod messages;
 mod numbers;
 mod operations;

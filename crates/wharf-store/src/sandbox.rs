@@ -14,7 +14,7 @@ use wharf_core::{
 use crate::{
     Backend, MessageRow, Result, SessionRow, Store, StoreError, WebhookRow,
     events::append_events,
-    messages::insert_message,
+    message_rows::insert_message,
     webhooks::{delete_webhook_in, insert_webhook},
 };
 
