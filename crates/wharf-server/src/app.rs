@@ -73,14 +73,39 @@ pub async fn run_with_devices(
             .set_sandbox_number(Some(id), wharf_core::time::now_millis())
             .await?;
     }
+    // Where the other instances forward the calls a session's owner must answer.
+    let address = match config.advertise_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => Some(url.trim_end_matches('/').to_owned()),
+        None => match listener.local_addr() {
+            Ok(addr) if !addr.ip().is_unspecified() => Some(format!("http://{addr}")),
+            _ => None,
+        },
+    };
+    if address.is_none() && store.backend() == wharf_store::Backend::Postgres {
+        tracing::warn!(
+            "no advertise_url and a wildcard listening address: calls that need a session another instance runs answer 409 instead of being forwarded to it"
+        );
+    }
+    let ownership = crate::cluster::Ownership::new(
+        store.clone(),
+        &config.instance_id,
+        address,
+        std::time::Duration::from_millis(config.lease_ttl_ms),
+    );
     let supervisor: Arc<dyn EngineSink> = Arc::new(Supervisor::new(
         store.clone(),
-        config.instance_id.clone(),
+        ownership.instance_id().to_owned(),
         dispatch_tx.clone(),
         config.sandbox(),
     ));
+    // Engines with a live connection report through a sink that drops what they say once
+    // this instance no longer owns the session.
+    let owned_sink: Arc<dyn EngineSink> = Arc::new(crate::cluster::OwnedSink::new(
+        supervisor.clone(),
+        ownership.clone(),
+    ));
     let emulator = Arc::new(Emulator::new(
-        Arc::downgrade(&supervisor),
+        Arc::downgrade(&owned_sink),
         config.receipt_delays(),
     ));
     let secrets = crate::secrets::load(&config)
@@ -149,7 +174,7 @@ pub async fn run_with_devices(
             factory = factory.with_version(version);
         }
         Ok(Arc::new(
-            WebEngine::new(Arc::new(factory), Arc::downgrade(&supervisor), config.web())
+            WebEngine::new(Arc::new(factory), Arc::downgrade(&owned_sink), config.web())
                 // Media URLs are fetched through the outbound policy, as webhooks are.
                 .with_media(Arc::new(crate::media_fetch::MediaFetcher::new(
                     outbound.clone(),
@@ -180,7 +205,7 @@ pub async fn run_with_devices(
     let sessions = Arc::new(SessionService::new(
         store.clone(),
         engines.clone(),
-        config.instance_id.clone(),
+        ownership.clone(),
         config.default_engine,
         operations.clone(),
         cloud_service.clone(),
@@ -191,12 +216,33 @@ pub async fn run_with_devices(
         cloud_service.engine().cloned(),
         config.clock.clone(),
     ));
+    let lease_worker = Arc::new(workers::leases::LeaseWorker {
+        ownership: ownership.clone(),
+        sessions: sessions.clone(),
+        dispatch: dispatch_tx.clone(),
+    });
+    // Sends accepted here wake the dispatcher here, and the session's owner when that is
+    // another instance (through the database).
+    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::unbounded_channel::<wharf_core::SessionId>();
+    {
+        let (dispatch_tx, ownership, store) =
+            (dispatch_tx.clone(), ownership.clone(), store.clone());
+        tokio::spawn(async move {
+            while let Some(id) = wake_rx.recv().await {
+                if !ownership.holds(id) {
+                    store.signal_outbox(id);
+                }
+                let _ = dispatch_tx.send(id);
+            }
+        });
+    }
     let messages = Arc::new(MessageService::new(
         store.clone(),
         engines.clone(),
-        dispatch_tx,
+        wake_tx,
         config.clock.clone(),
         templates.clone(),
+        ownership.clone(),
     ));
     let sandbox = Arc::new(SandboxService::new(
         store.clone(),
@@ -257,9 +303,29 @@ pub async fn run_with_devices(
         services.broadcasts.clone(),
         workers_stop.clone(),
     ));
+    {
+        let (listener_store, dispatch_tx, ownership) =
+            (store.clone(), dispatch_tx.clone(), ownership.clone());
+        let stop = workers_stop.clone();
+        workers.spawn(async move {
+            listener_store
+                .listen(
+                    move |signal| match signal {
+                        wharf_store::Signal::Outbox(id) => {
+                            let _ = dispatch_tx.send(id);
+                        }
+                        wharf_store::Signal::Sessions => ownership.wake(),
+                        wharf_store::Signal::Events => {}
+                    },
+                    stop,
+                )
+                .await
+        });
+    }
     let dispatcher = workers::dispatch::spawn(
         store.clone(),
         engines,
+        ownership.clone(),
         config.dispatch(),
         dispatch_rx,
         workers_stop.clone(),
@@ -273,14 +339,33 @@ pub async fn run_with_devices(
     handles.push(dispatcher);
     http::auth::spawn_pruner(limiter.clone(), workers_stop.clone());
 
-    // Before the first request: a session created meanwhile must not be "resumed" twice.
-    workers::resume(sessions).await;
+    if store.backend() == wharf_store::Backend::Sqlite {
+        // One instance at a time uses a SQLite file: leases left there are a previous run's.
+        store.clear_leases().await?;
+    }
+    // Before the first request: the first lease pass takes this instance's share of the
+    // running sessions and starts their engines.
+    match lease_worker.pass().await {
+        Ok(pass) if pass.taken > 0 => {
+            tracing::info!(sessions = pass.taken, "resumed running sessions")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "could not take the running sessions' leases"),
+    }
+    // The other instances look at their shares again now that this one is alive.
+    store.signal_sessions();
+    let leases = tokio::spawn(lease_worker.clone().run(workers_stop.clone()));
+    let forwarder = http::forward::Forwarder::new(
+        ownership.instance_id().to_owned(),
+        store.backend() == wharf_store::Backend::Postgres,
+    );
     let router = http::router(
         services,
         limiter,
         config.emulator_control,
         shutdown.clone(),
         config.metrics_token.clone(),
+        forwarder,
     );
     tracing::info!(addr = %listener.local_addr()?, "wharf is serving");
     axum::serve(http::conn::EnvelopedListener(listener), router)
@@ -293,6 +378,10 @@ pub async fn run_with_devices(
     for handle in handles {
         let _ = handle.await;
     }
+    // The dispatcher has stopped: hand the sessions over to the other instances at once.
+    let _ = leases.await;
+    lease_worker.hand_over().await;
+    drop(owned_sink);
     drop(supervisor);
     store.close().await;
     Ok(())

@@ -84,6 +84,14 @@ pub struct Config {
     pub outbound_allow: Vec<String>,
     /// How long an Idempotency-Key is remembered, in hours.
     pub idempotency_hours: u64,
+    /// The URL other instances reach this one at (`http://10.0.0.5:8080`), to forward it the
+    /// calls that need a session it runs. Unset: `http://` and the listening address, unless
+    /// that is a wildcard (`0.0.0.0`, `::`), in which case such calls made elsewhere answer 409.
+    pub advertise_url: Option<String>,
+    /// How long an instance's lease on a session lasts without renewal, in milliseconds.
+    /// Leases are renewed every third of it; an instance that dies loses its sessions to the
+    /// others within about this long plus a third.
+    pub lease_ttl_ms: u64,
     /// Events older than this many days are removed, with their webhook deliveries, by a
     /// background job that one instance at a time runs (0: kept forever).
     pub events_retention_days: u32,
@@ -179,6 +187,8 @@ impl Default for Config {
             webhook_disable_after_days: 5,
             outbound_allow: Vec::new(),
             idempotency_hours: 24,
+            lease_ttl_ms: 15_000,
+            advertise_url: None,
             events_retention_days: 30,
             broadcast_send_wait_ms: 25_000,
             broadcast_batch_size: 500,
@@ -251,6 +261,14 @@ fn parse_web_version(text: &str) -> Result<(u32, u32, u32), String> {
 impl Config {
     /// Checks what serde cannot: the database URL's scheme and a usable instance id.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(url) = self.advertise_url.as_deref().filter(|u| !u.is_empty())
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err("advertise_url must start with http:// or https://".into());
+        }
+        if !(1_000..=600_000).contains(&self.lease_ttl_ms) {
+            return Err("lease_ttl_ms must be between 1000 and 600000".into());
+        }
         let url = &self.database_url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -420,6 +438,8 @@ impl fmt::Debug for Config {
             .field("emulator_control", &self.emulator_control)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("instance_id", &self.instance_id)
+            .field("lease_ttl_ms", &self.lease_ttl_ms)
+            .field("advertise_url", &self.advertise_url)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
             .field("send_rate_emulator", &self.send_rate_emulator)

@@ -55,6 +55,14 @@ pub enum ServiceError {
         "{field}: the events after this cursor were removed by retention; the oldest available cursor is {oldest}"
     )]
     CursorExpired { field: &'static str, oldest: i64 },
+    /// The call needs the session's live connection, which another live instance runs
+    /// (`instance`, reachable at `address` when it said where): answered 409, or forwarded to
+    /// that instance by the HTTP layer.
+    #[error("the session's connection runs on instance {instance}; this call needs it there")]
+    OwnedElsewhere {
+        instance: String,
+        address: Option<String>,
+    },
     /// A bug or an outage.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

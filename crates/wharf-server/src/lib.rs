@@ -1,6 +1,7 @@
 //! The Wharf server: HTTP dialects, services, workers and the app builder [`run`].
 
 mod app;
+pub mod cluster;
 mod config;
 mod error;
 pub mod http;

@@ -31,6 +31,7 @@ mod event_payload;
 mod events;
 mod gauges;
 mod keys;
+mod leases;
 mod message_rows;
 mod messages;
 mod numbers;
@@ -39,6 +40,7 @@ mod pool;
 mod retention;
 mod sandbox;
 mod sessions;
+mod signals;
 mod templates;
 mod wa_contacts;
 mod web_contacts;
@@ -57,6 +59,7 @@ pub use contacts::{ContactPage, ContactQuery, ContactRow, GroupCount, GroupSumma
 pub use events::{EventRow, MESSAGE_EVENTS_SQL};
 pub use gauges::Gauges;
 pub use keys::{KeyRow, NewKey};
+pub use leases::{Fence, InstanceRow, Lease, LeaseRow};
 pub use messages::{
     Accepted, IdempotentAnswer, InboundChange, JobAction, JobOutcome, MessageFilter, MessageRow,
     OutboxJob, SandboxIngest,
@@ -72,6 +75,7 @@ pub use sandbox::{
     AgentEdit, AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,
 };
 pub use sessions::{NewSession, SessionFilter, SessionRow};
+pub use signals::Signal;
 use sqlx::{any::AnyConnectOptions, migrate::Migrator};
 pub use templates::TemplateRow;
 pub use wa_contacts::ContactNameRow;
@@ -124,6 +128,10 @@ pub enum StoreError {
     /// nothing; decide it again from fresh reads.
     #[error("the key or session changed since it was read")]
     Stale,
+    /// A write fenced by a session lease found the lease held by another instance or at a
+    /// later generation, and wrote nothing: this instance no longer owns the session.
+    #[error("lease lost: {0}")]
+    Fenced(String),
     /// Migrations failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -157,6 +165,10 @@ pub struct Store {
     /// Pages of contact searches (see `contacts::SearchCache`).
     contact_search: std::sync::Arc<contacts::SearchCache>,
     contact_anchors: std::sync::Arc<contacts::Anchors>,
+    /// Where the database is (the `LISTEN` connection opens its own).
+    url: std::sync::Arc<str>,
+    /// Signals to the other instances (see `signals`).
+    signals: signals::Signals,
 }
 
 /// Connections to PostgreSQL, at most, per process.
@@ -212,6 +224,8 @@ impl Store {
                     auth: Default::default(),
                     contact_search: Default::default(),
                     contact_anchors: Default::default(),
+                    url: url.as_str().into(),
+                    signals: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -225,6 +239,8 @@ impl Store {
                     auth: Default::default(),
                     contact_search: Default::default(),
                     contact_anchors: Default::default(),
+                    url: url.as_str().into(),
+                    signals: Default::default(),
                 })
             }
         }
@@ -253,8 +269,14 @@ impl Store {
         self.appended.subscribe()
     }
 
-    /// Tells subscribers that events were committed.
+    /// Tells subscribers, here and in the other instances, that events were committed.
     fn events_appended(&self) {
+        self.events_appended_here();
+        self.signal_events();
+    }
+
+    /// Tells this process's subscribers that events were committed.
+    fn events_appended_here(&self) {
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 

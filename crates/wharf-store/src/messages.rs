@@ -12,11 +12,11 @@ use wharf_core::{
     time::now_millis,
 };
 
-use crate::{Backend, Params, Result, Store, StoreError, conflict_or, events::append_events};
 pub use crate::message_rows::MessageRow;
 pub(crate) use crate::message_rows::{
     COLUMNS, INSERT_MESSAGE, bind_message, insert_message, write_message,
 };
+use crate::{Backend, Params, Result, Store, StoreError, conflict_or, events::append_events};
 
 mod group_commit;
 mod inbound;
@@ -28,7 +28,6 @@ use group_commit::GROUP_CHUNK;
 pub(crate) use group_commit::{PendingAccept, spawn_batcher};
 use outbox::{INSERT_JOB, bind_job, delete_job, insert_job};
 pub use outbox::{JobAction, OutboxJob};
-
 
 impl Store {
     /// The outgoing messages of `session` with these provider ids, by provider id (unknown
@@ -205,7 +204,6 @@ pub struct MessageFilter {
     pub limit: i64,
 }
 
-
 /// Inserts the messages of broadcast `broadcast` with their send jobs in multi-row
 /// statements (in the caller's transaction); each message names its recipient (the
 /// broadcast and the position given with it), which its events follow.
@@ -236,7 +234,6 @@ pub(crate) async fn insert_broadcast_messages(
     }
     Ok(())
 }
-
 
 impl Store {
     async fn lock_message(

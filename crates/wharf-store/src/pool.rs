@@ -42,6 +42,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// How long a caller waits for a connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Every PostgreSQL connection's setup. No transaction of the store waits on anything but the
+/// database, so one idle for 10 s belongs to a process that stalled (SIGSTOP, a frozen
+/// machine): the server ends it, and the row locks it held (a session lease locked by a fenced
+/// write) no longer keep another instance from taking the session over.
+const POSTGRES_SETUP: &str = "SET idle_in_transaction_session_timeout = '10s'";
+
 /// A pool of connections (cheap to clone).
 #[derive(Clone, Debug)]
 pub(crate) struct Pool(pub(crate) Arc<Local>);
@@ -114,7 +120,7 @@ impl Local {
         options: AnyConnectOptions,
         max: usize,
     ) -> Result<Arc<Self>, sqlx::Error> {
-        Self::open_with(options, "", max, false, true).await
+        Self::open_with(options, POSTGRES_SETUP, max, false, true).await
     }
 
     async fn open_with(

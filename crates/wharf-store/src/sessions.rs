@@ -287,11 +287,21 @@ impl Store {
 
     /// Sessions of every account whose engine should be running, for resuming after a start.
     pub async fn running_sessions(&self) -> Result<Vec<SessionRow>> {
+        self.running_sessions_on(&self.read).await
+    }
+
+    /// [`Store::running_sessions`], read on the writer's connection: it sees every commit
+    /// made before the call (the session lease worker decides on it which engines to stop).
+    pub async fn running_sessions_now(&self) -> Result<Vec<SessionRow>> {
+        self.running_sessions_on(&self.write).await
+    }
+
+    async fn running_sessions_on(&self, pool: &crate::Pool) -> Result<Vec<SessionRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM sessions WHERE status IN ('pending', 'connecting', 'connected') ORDER BY id"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.read)
+            .fetch_all(pool)
             .await?
             .iter()
             .map(SessionRow::from_row)

@@ -52,6 +52,12 @@ enum Command {
     /// Manage the pool of phone numbers accounts purchase from (Zernio Business API).
     #[command(subcommand)]
     Numbers(crate::numbers::NumbersCommand),
+    /// List the live instances sharing the database, the sessions each owns (by lease, with
+    /// its generation and age) and the running sessions no live instance owns yet.
+    Instances {
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with sessions of a running server (over its HTTP API).
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -225,6 +231,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys(&store, cmd).await,
         Command::Sandbox(cmd) => sandbox(&store, cmd).await,
         Command::Numbers(cmd) => crate::numbers::run(&store, cmd).await,
+        Command::Instances { json } => crate::instances::run(&store, json).await,
         Command::Sessions(_) => unreachable!("handled before the store is opened"),
     }
 }

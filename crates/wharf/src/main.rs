@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod instances;
 mod link;
 mod logs;
 mod numbers;

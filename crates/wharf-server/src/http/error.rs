@@ -27,7 +27,7 @@ pub struct ErrorBody {
     /// `database_unavailable`, `idempotency_key_reused`, `edit_window_closed`,
     /// `session_not_connected`, `delivery_in_progress`, `qr_not_supported`,
     /// `phone_number_in_use`, `outside_customer_service_window`, `invalid_signature`,
-    /// `cursor_expired`, `internal_error`.
+    /// `cursor_expired`, `owned_elsewhere`, `internal_error`.
     pub reason_code: String,
     /// Messages by field at fault; empty when no single field is.
     pub errors: BTreeMap<String, Vec<String>>,
@@ -177,6 +177,17 @@ impl From<ServiceError> for ApiError {
                 );
                 err.body.oldest_cursor = Some(oldest);
                 err
+            }
+            e @ ServiceError::OwnedElsewhere { .. } => {
+                let ServiceError::OwnedElsewhere { address, .. } = &e else {
+                    unreachable!()
+                };
+                let err = Self::new(StatusCode::CONFLICT, "owned_elsewhere", e.to_string());
+                match address {
+                    // Read (and removed) by `forward::to_owner`, which sends the call there.
+                    Some(address) => err.with_header(super::forward::FORWARD_TO, address.clone()),
+                    None => err,
+                }
             }
             ServiceError::Internal(e) => {
                 // The request id is on the enclosing span, so this line carries it.

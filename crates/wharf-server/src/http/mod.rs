@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod error;
 mod events;
 pub mod extract;
+pub mod forward;
 mod kapso;
 mod meta;
 mod ops;
@@ -125,6 +126,7 @@ pub fn router(
     emulator_control: bool,
     shutdown: tokio_util::sync::CancellationToken,
     metrics_token: Option<String>,
+    forwarder: forward::Forwarder,
 ) -> Router {
     let (authenticated, mut openapi) = authenticated_routes(emulator_control).split_for_parts();
     let (public, public_api) = ops::routes().merge(meta::routes()).split_for_parts();
@@ -163,6 +165,8 @@ pub fn router(
         .fallback(envelope::not_found)
         .method_not_allowed_fallback(envelope::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Instances sharing a database: calls a session's owner must answer go there.
+        .layer(middleware::from_fn_with_state(forwarder, forward::to_owner))
         // Inside the router's layers, so the matched route template is known.
         .layer(middleware::from_fn(count_request))
         .layer(

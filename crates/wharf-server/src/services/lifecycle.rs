@@ -31,6 +31,7 @@ pub(crate) fn status_event(row: &SessionRow, previous: SessionStatus) -> Event {
             "previous_status": previous,
             "reason": row.status_reason,
             "phone_number": row.phone_number,
+            "instance_id": row.worker_id,
         }),
     )
 }
@@ -364,11 +365,58 @@ impl SessionService {
             })
             .await?;
         let engine = self.engines.get(row.engine)?;
+        if !self.ownership.acquire(row.id).await? {
+            // Another live instance owns the session: its lease worker starts the engine when
+            // it sees the session running again (told at once through the database).
+            self.store.signal_sessions();
+            return self.get(caller, id).await;
+        }
+        self.ownership.set_started(row.id, true);
         if let Err(e) = engine.start(&Self::engine_session(&row)).await {
+            self.ownership.set_started(row.id, false);
             self.record_engine_failure(row.id, &e).await?;
             return Err(e.into());
         }
         self.get(caller, id).await
+    }
+
+    /// Waits (up to two lease lengths) until no other live instance holds the session's
+    /// lease: the owner's lease worker stops the engine of a session being deleted and lets
+    /// the lease go, and the deletion goes on here.
+    async fn wait_for_owner_to_let_go(&self, id: SessionId) -> Result<(), ServiceError> {
+        let give_up = std::time::Instant::now() + self.ownership.ttl() * 2;
+        loop {
+            match self.store.lease_of(id).await? {
+                Some(lease)
+                    if lease.instance_id != self.ownership.instance_id()
+                        && lease.expires_at > now_millis()
+                        && std::time::Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Stops the session's engine here if this instance runs it, and gives up its lease. A
+    /// session another instance runs is stopped by that instance's lease worker, which sees
+    /// it no longer running.
+    async fn stop_here(
+        &self,
+        id: SessionId,
+        engine: wharf_core::EngineKind,
+    ) -> Result<(), ServiceError> {
+        if self.ownership.generation(id).is_none() && !self.ownership.started(id) {
+            self.store.signal_sessions();
+            return Ok(());
+        }
+        self.ownership.forget(id);
+        self.engines.get(engine)?.stop(id).await?;
+        self.store
+            .release_leases(self.ownership.instance_id(), &[id])
+            .await?;
+        Ok(())
     }
 
     async fn record_engine_failure(
@@ -420,7 +468,9 @@ impl SessionService {
     ) -> Result<SessionRow, ServiceError> {
         let current = self.get(caller, id).await?;
         if current.status.is_running() {
+            self.ownership.require_local(id).await?;
             self.engines.get(current.engine)?.stop(id).await?;
+            self.ownership.set_started(id, false);
         }
         self.start(caller, id, |status| match status {
             s if s.is_running() => Ok(()),
@@ -457,7 +507,7 @@ impl SessionService {
                 _ => Err(deleting()),
             })
             .await?;
-        self.engines.get(row.engine)?.stop(id).await?;
+        self.stop_here(id, row.engine).await?;
         Ok(row)
     }
 
@@ -505,6 +555,7 @@ impl SessionService {
         if row.engine != wharf_core::EngineKind::Web {
             return Err(EngineError::Unsupported(row.engine).into());
         }
+        self.ownership.require_local(id).await?;
         if row.status != SessionStatus::Connecting || row.qr_code.is_none() {
             return Err(ServiceError::conflict(
                 "invalid_state",
@@ -554,6 +605,7 @@ impl SessionService {
         if row.engine != wharf_core::EngineKind::Emulator {
             return Err(EngineError::Unsupported(row.engine).into());
         }
+        self.ownership.require_local(id).await?;
         let emulator = self.engines.emulator().ok_or_else(|| {
             ServiceError::conflict(
                 "engine_unavailable",
@@ -563,25 +615,35 @@ impl SessionService {
         Ok((row, emulator.clone()))
     }
 
-    /// Starts the engines of every session that was running when the server last stopped.
-    pub async fn resume_running(&self) -> Result<usize, ServiceError> {
-        let rows = self.store.running_sessions().await?;
-        let mut resumed = 0;
-        for row in rows {
-            let Ok(engine) = self.engines.get(row.engine) else {
-                self.record_engine_failure(row.id, &EngineError::Unsupported(row.engine))
-                    .await?;
-                continue;
-            };
-            match engine.start(&Self::engine_session(&row)).await {
-                Ok(()) => resumed += 1,
-                Err(e) => {
-                    tracing::warn!(session_id = %row.id, error = %e, "could not resume session");
-                    self.record_engine_failure(row.id, &e).await?;
-                }
+    /// Starts the engine of a running session this instance just came to own (at start, or
+    /// taken over from an instance that died or handed it over). Returns whether it runs.
+    pub async fn take_up(&self, row: &SessionRow) -> Result<bool, ServiceError> {
+        let Ok(engine) = self.engines.get(row.engine) else {
+            self.record_engine_failure(row.id, &EngineError::Unsupported(row.engine))
+                .await?;
+            return Ok(false);
+        };
+        self.ownership.set_started(row.id, true);
+        match engine.start(&Self::engine_session(row)).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.ownership.set_started(row.id, false);
+                tracing::warn!(session_id = %row.id, error = %e, "could not resume session");
+                self.record_engine_failure(row.id, &e).await?;
+                Ok(false)
             }
         }
-        Ok(resumed)
+    }
+
+    /// Stops the engine of a session this instance no longer owns (its lease was lost or is
+    /// being handed over), without touching the session's stored status: the next owner
+    /// carries on from it.
+    pub async fn put_down(&self, id: SessionId, engine: wharf_core::EngineKind) {
+        if let Ok(engine) = self.engines.get(engine)
+            && let Err(e) = engine.stop(id).await
+        {
+            tracing::warn!(session_id = %id, error = %e, "could not stop the engine of a session handed over");
+        }
     }
 
     /// Runs one queued deletion: logs the session out of its engine and marks it deleted.
@@ -625,7 +687,12 @@ impl SessionService {
             return Err(ServiceError::NotFound("session"));
         };
         if let Ok(engine) = self.engines.get(row.engine) {
+            self.wait_for_owner_to_let_go(id).await?;
             engine.logout(id).await?;
+            self.ownership.forget(id);
+            self.store
+                .release_leases(self.ownership.instance_id(), &[id])
+                .await?;
         }
         // A linked WhatsApp Web device's keys and state go before the session reads as
         // deleted (the client's logout does not wipe them).

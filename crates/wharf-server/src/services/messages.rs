@@ -76,6 +76,8 @@ pub struct MessageService {
     dispatch: mpsc::UnboundedSender<SessionId>,
     clock: Clock,
     templates: Arc<super::TemplateService>,
+    /// Presence updates run where the session's engine runs.
+    ownership: Arc<crate::cluster::Ownership>,
 }
 
 impl MessageService {
@@ -91,6 +93,7 @@ impl MessageService {
         dispatch: mpsc::UnboundedSender<SessionId>,
         clock: Clock,
         templates: Arc<super::TemplateService>,
+        ownership: Arc<crate::cluster::Ownership>,
     ) -> Self {
         Self {
             store,
@@ -98,6 +101,7 @@ impl MessageService {
             dispatch,
             clock,
             templates,
+            ownership,
         }
     }
 
@@ -732,6 +736,7 @@ impl MessageService {
         if !engine.capabilities().presence {
             return Err(Self::unsupported(&session, "presence updates"));
         }
+        self.ownership.require_local(session.id).await?;
         engine
             .presence(session.id, to.as_ref(), presence)
             .await

@@ -135,6 +135,7 @@ impl Services {
         let social = Arc::new(SocialService::new(
             store.clone(),
             engines.clone(),
+            sessions.ownership().clone(),
             clock.clone(),
         ));
         let crm = Arc::new(CrmService::new(store.clone(), clock.clone()));
@@ -179,6 +180,7 @@ impl Services {
         self.social = Arc::new(SocialService::new(
             self.store.clone(),
             self.engines.clone(),
+            self.sessions.ownership().clone(),
             clock,
         ));
         self

@@ -69,6 +69,8 @@ pub struct SessionService {
     pub(super) store: Store,
     pub(super) engines: Arc<Engines>,
     pub(super) instance_id: String,
+    /// The session leases this instance holds: only the owner runs a session's engine.
+    pub(super) ownership: Arc<crate::cluster::Ownership>,
     default_engine: EngineKind,
     operations: Arc<Notify>,
     pub(super) cloud: Arc<CloudService>,
@@ -93,7 +95,7 @@ impl SessionService {
     pub fn new(
         store: Store,
         engines: Arc<Engines>,
-        instance_id: String,
+        ownership: Arc<crate::cluster::Ownership>,
         default_engine: EngineKind,
         operations: Arc<Notify>,
         cloud: Arc<CloudService>,
@@ -102,12 +104,23 @@ impl SessionService {
         Self {
             store,
             engines,
-            instance_id,
+            instance_id: ownership.instance_id().to_owned(),
+            ownership,
             default_engine,
             operations,
             cloud,
             clock,
         }
+    }
+
+    /// The store sessions live in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// This instance's session leases.
+    pub fn ownership(&self) -> &Arc<crate::cluster::Ownership> {
+        &self.ownership
     }
 
     /// Creates a session (PAT only) on the requested or default engine.

@@ -92,6 +92,8 @@ pub struct CreatedGroup {
 pub struct SocialService {
     store: Store,
     engines: Arc<Engines>,
+    /// Live-connection calls run where the session's engine runs.
+    ownership: Arc<crate::cluster::Ownership>,
     clock: Clock,
     registrations: Mutex<HashMap<(SessionId, Phone), (i64, Registration)>>,
 }
@@ -101,10 +103,16 @@ fn text_len_ok(text: &str, max: usize) -> bool {
 }
 
 impl SocialService {
-    pub fn new(store: Store, engines: Arc<Engines>, clock: Clock) -> Self {
+    pub fn new(
+        store: Store,
+        engines: Arc<Engines>,
+        ownership: Arc<crate::cluster::Ownership>,
+        clock: Clock,
+    ) -> Self {
         Self {
             store,
             engines,
+            ownership,
             clock,
             registrations: Mutex::new(HashMap::new()),
         }
@@ -159,6 +167,7 @@ impl SocialService {
                     ),
                 ));
             }
+            self.ownership.require_local(row.id).await?;
         }
         Ok((row, engine))
     }

@@ -33,7 +33,7 @@ use wharf_core::{
 use wharf_store::{JobAction, JobOutcome, MessageRow, OutboxJob, Store};
 
 use super::pace::Pace;
-use crate::services::Engines;
+use crate::{cluster::Ownership, services::Engines};
 
 /// How the dispatcher behaves.
 #[derive(Debug, Clone)]
@@ -137,6 +137,7 @@ impl Sessions {
 pub fn spawn(
     store: Store,
     engines: Arc<Engines>,
+    ownership: Arc<Ownership>,
     config: DispatchConfig,
     mut wake_rx: mpsc::UnboundedReceiver<SessionId>,
     stop: CancellationToken,
@@ -173,6 +174,17 @@ pub fn spawn(
             };
             for id in woken {
                 if sessions.wake(id) {
+                    continue;
+                }
+                // Only the session's owner dispatches it (its pace is exact only there). A
+                // session with outcomes left to write is started anyway: its task writes them
+                // under its fence, and stops if the lease is gone.
+                if !ownership.holds(id)
+                    && sessions
+                        .states
+                        .get(&id)
+                        .is_none_or(|s| s.unrecorded().is_empty())
+                {
                     continue;
                 }
                 let mut own = None;
@@ -229,6 +241,7 @@ pub fn spawn(
                     id,
                     store: store.clone(),
                     engines: engines.clone(),
+                    ownership: ownership.clone(),
                     config: config.clone(),
                     wake: running.wake.clone(),
                     woken: running.woken.clone(),
@@ -272,6 +285,8 @@ struct SessionTask {
     id: SessionId,
     store: Store,
     engines: Arc<Engines>,
+    /// Whose lease fences every engine call and outcome write of the task.
+    ownership: Arc<Ownership>,
     config: Arc<DispatchConfig>,
     wake: Arc<Notify>,
     woken: Arc<AtomicBool>,
@@ -287,6 +302,7 @@ impl SessionTask {
             id,
             ref store,
             ref engines,
+            ref ownership,
             ref config,
             ref wake,
             ref woken,
@@ -300,13 +316,22 @@ impl SessionTask {
                 return;
             }
             woken.store(false, Ordering::SeqCst);
+            // The lease this pass acts under: without one, or once it is lost, the task ends
+            // (a new owner carries on from the outbox).
+            let Some(fence) = ownership.fence(id) else {
+                state.unrecorded().clear();
+                return;
+            };
+            let fence = &fence;
             // Outcomes not recorded yet go first. While any is left, nothing new goes out: a
             // database that refuses writes must not turn into many real sends that a restart
             // (which forgets what is parked here) would repeat. `record` waits a second after
             // a failed write.
             let mut pending = std::mem::take(&mut *state.unrecorded());
-            if !record(store, id, &mut pending, state).await {
-                continue;
+            match record(store, fence, &mut pending, state).await {
+                Recorded::All => {}
+                Recorded::Parked => continue,
+                Recorded::Fenced => return,
             }
             let mut held: HashSet<String> = HashSet::new();
             let session = match store.find_session_any_account(id).await {
@@ -391,6 +416,11 @@ impl SessionTask {
                         _ = pace.before_send() => {}
                     }
                 }
+                if !ownership.still(fence) {
+                    // The lease ran out (this instance stalled) or was lost: nothing more goes
+                    // out from here.
+                    break;
+                }
                 let (outcome, pause) = execute(engine.as_ref(), id, &job, &messages, config).await;
                 if matches!(outcome, JobOutcome::Sent { .. }) {
                     // Only what went out spends the day's budget, as the count after a
@@ -418,43 +448,69 @@ impl SessionTask {
                 // Record often: a slow send rate must not keep outcomes (and their events)
                 // waiting for a whole batch, nor leave many sends to repeat after a crash.
                 if outcomes.len() >= FLUSH_JOBS || flushed.elapsed() >= FLUSH_AFTER {
-                    if !record(store, id, &mut outcomes, state).await {
-                        break;
+                    match record(store, fence, &mut outcomes, state).await {
+                        Recorded::All => {}
+                        Recorded::Parked => break,
+                        Recorded::Fenced => return,
                     }
                     flushed = Instant::now();
                 }
             }
-            record(store, id, &mut outcomes, state).await;
+            if record(store, fence, &mut outcomes, state).await == Recorded::Fenced {
+                return;
+            }
         }
     }
 }
 
-/// Records outcomes. When the batch cannot be written, each is written alone, then with its
-/// engine-given texts cut down (a value the database refuses fails only its own outcome);
-/// what still cannot be written is kept in `state` and retried, its job fenced meanwhile.
-/// Returns whether everything was recorded.
+/// What became of outcomes given to [`record`].
+#[derive(Debug, PartialEq, Eq)]
+enum Recorded {
+    /// All written.
+    All,
+    /// Some could not be written and wait in the session's state.
+    Parked,
+    /// The lease moved to another instance: nothing was written, and nothing will be from
+    /// here (the new owner carries the jobs out again).
+    Fenced,
+}
+
+/// Records outcomes under `fence`. When the batch cannot be written, each is written alone,
+/// then with its engine-given texts cut down (a value the database refuses fails only its own
+/// outcome); what still cannot be written is kept in `state` and retried, its job fenced
+/// meanwhile.
 async fn record(
     store: &Store,
-    id: SessionId,
+    fence: &wharf_store::Fence,
     outcomes: &mut Vec<JobOutcome>,
     state: &SessionState,
-) -> bool {
+) -> Recorded {
+    let id = fence.session_id;
     if outcomes.is_empty() {
-        return true;
+        return Recorded::All;
     }
-    let Err(e) = store.record_outcomes(outcomes).await else {
-        outcomes.clear();
-        return true;
+    let e = match store.record_outcomes_fenced(Some(fence), outcomes).await {
+        Ok(()) => {
+            outcomes.clear();
+            return Recorded::All;
+        }
+        Err(wharf_store::StoreError::Fenced(why)) => {
+            tracing::warn!(session_id = %id, outcomes = outcomes.len(), reason = %why, "dispatch outcomes not recorded: the session's lease moved to another instance");
+            outcomes.clear();
+            state.unrecorded().clear();
+            return Recorded::Fenced;
+        }
+        Err(e) => e,
     };
     tracing::warn!(session_id = %id, error = %e, "could not record dispatch outcomes; recording them one by one");
     let mut left = Vec::new();
     for outcome in outcomes.drain(..) {
-        if let Err(outcome) = record_alone(store, outcome).await {
+        if let Err(outcome) = record_alone(store, fence, outcome).await {
             left.push(outcome);
         }
     }
     if left.is_empty() {
-        return true;
+        return Recorded::All;
     }
     tracing::error!(
         session_id = %id,
@@ -463,15 +519,19 @@ async fn record(
     );
     state.unrecorded().extend(left);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    false
+    Recorded::Parked
 }
 
 /// Longest engine-given text kept when an outcome had to be cut down, in two steps.
 const CUT_DOWN: [usize; 2] = [1000, 200];
 
-async fn record_alone(store: &Store, outcome: JobOutcome) -> Result<(), JobOutcome> {
+async fn record_alone(
+    store: &Store,
+    fence: &wharf_store::Fence,
+    outcome: JobOutcome,
+) -> Result<(), JobOutcome> {
     if store
-        .record_outcomes(std::slice::from_ref(&outcome))
+        .record_outcomes_fenced(Some(fence), std::slice::from_ref(&outcome))
         .await
         .is_ok()
     {
@@ -479,7 +539,10 @@ async fn record_alone(store: &Store, outcome: JobOutcome) -> Result<(), JobOutco
     }
     for max in CUT_DOWN {
         let cut = outcome.cut_down(max);
-        match store.record_outcomes(std::slice::from_ref(&cut)).await {
+        match store
+            .record_outcomes_fenced(Some(fence), std::slice::from_ref(&cut))
+            .await
+        {
             Ok(()) => return Ok(()),
             Err(e) => {
                 let job = outcome.job();

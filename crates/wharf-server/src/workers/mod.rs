@@ -2,24 +2,13 @@
 
 pub mod broadcasts;
 pub mod dispatch;
+pub mod leases;
 pub mod operations;
 mod pace;
 pub mod retention;
 pub mod webhooks;
 
 use std::sync::Arc;
-
-use crate::services::SessionService;
-
-/// Restarts the engines of sessions that were running when the server last stopped. Runs
-/// before the server takes requests (engines start their connections without waiting).
-pub async fn resume(sessions: Arc<SessionService>) {
-    match sessions.resume_running().await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(sessions = n, "resumed running sessions"),
-        Err(e) => tracing::error!(error = %e, "could not resume running sessions"),
-    }
-}
 
 /// Takes up phone numbers left halfway with their provider (a release begun, an order
 /// whose answer was lost), at startup and every five minutes.

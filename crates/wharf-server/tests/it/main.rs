@@ -11,6 +11,7 @@ mod dispatch;
 mod dispatch_pacing;
 mod events;
 mod input;
+mod leases;
 mod lifecycle;
 mod media;
 mod messages;

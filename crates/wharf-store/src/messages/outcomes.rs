@@ -17,6 +17,17 @@ fn wait_until(backend: Backend) -> &'static str {
 impl Store {
     /// Applies the dispatcher's outcomes in one transaction, with their events.
     pub async fn record_outcomes(&self, outcomes: &[JobOutcome]) -> Result<()> {
+        self.record_outcomes_fenced(None, outcomes).await
+    }
+
+    /// Applies outcomes as [`Store::record_outcomes`] does, only while `fence` holds (the
+    /// instance still owns the session's lease at its generation): otherwise writes nothing
+    /// and fails with [`StoreError::Fenced`].
+    pub async fn record_outcomes_fenced(
+        &self,
+        fence: Option<&crate::Fence>,
+        outcomes: &[JobOutcome],
+    ) -> Result<()> {
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -141,6 +152,11 @@ impl Store {
             .collect();
         crate::contacts::touch_outbound(&mut tx, &sent).await?;
         append_events(&mut tx, &events).await?;
+        if let Some(fence) = fence {
+            // Last, just before the commit: the lease row stays locked for share only while
+            // the transaction commits, so the owner's renewals never wait behind a batch.
+            crate::leases::check_fence(&mut tx, self.backend(), fence).await?;
+        }
         tx.commit().await?;
         if !events.is_empty() {
             self.events_appended();

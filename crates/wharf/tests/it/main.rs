@@ -10,6 +10,7 @@ use std::{
 };
 
 mod broadcast_crash;
+mod instances;
 mod link;
 mod logs;
 mod readme;

@@ -1,0 +1,283 @@
+//! Session ownership between Wharf instances sharing one database (`wharf_store::Lease`).
+//!
+//! Every running session is owned by one instance through a lease in the database. Only the
+//! owner runs the session's engine connection and dispatches its outbox. [`Ownership`] is this
+//! instance's view of the leases it holds; `workers::leases` renews them, takes the sessions
+//! of dead instances over and keeps the share of each live instance even.
+//!
+//! A lease is trusted locally only until a little before its expiry as last renewed
+//! ([`Ownership::fence`]): an instance that stalls (a pause, a long GC-like hiccup, SIGSTOP)
+//! stops acting on its own before another instance may take the session over, and every
+//! outcome write carries the lease's generation, so a write after a takeover is refused by
+//! the database.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::Notify;
+use wharf_core::{
+    EngineError, SessionId,
+    engine::{EngineSink, EngineUpdate},
+    time::now_millis,
+};
+use wharf_store::{Fence, InstanceRow, Lease, Store, StoreError};
+
+/// A lease as this instance holds it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    generation: i64,
+    /// When this instance took it (at this generation).
+    taken: Instant,
+    /// Until when this instance acts on it (before the lease's expiry in the database).
+    until: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    held: HashMap<SessionId, Held>,
+    /// Sessions whose engine this instance started and has not stopped.
+    started: HashSet<SessionId>,
+}
+
+/// The leases this instance holds, and its identity among the instances.
+pub struct Ownership {
+    store: Store,
+    /// Unique to this process: the configured name and a random suffix, so two processes
+    /// given the same name never share leases.
+    id: String,
+    name: String,
+    address: Option<String>,
+    started_at: i64,
+    ttl: Duration,
+    state: Mutex<State>,
+    /// Wakes the lease worker before its next tick.
+    wake: Notify,
+}
+
+impl Ownership {
+    /// This instance, named `name`, reachable by peers at `address`, holding leases of `ttl`.
+    pub fn new(store: Store, name: &str, address: Option<String>, ttl: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            id: format!("{name}-{:08x}", rand::random::<u32>()),
+            name: name.to_owned(),
+            address,
+            started_at: now_millis(),
+            ttl,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This process's instance id (leases name it).
+    pub fn instance_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The configured instance name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long a lease lasts without renewal.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How long before a lease's expiry this instance stops trusting it: a tenth of the
+    /// lease, at least 200 ms (clock steps between instances, the renewal's own delay).
+    fn margin(&self) -> Duration {
+        (self.ttl / 10).max(Duration::from_millis(200))
+    }
+
+    /// The heartbeat row of this instance, alive until `now` + the lease length.
+    pub(crate) fn heartbeat_row(&self, now: i64) -> InstanceRow {
+        InstanceRow {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            address: self.address.clone(),
+            started_at: self.started_at,
+            heartbeat_at: now,
+            expires_at: now + self.ttl.as_millis() as i64,
+        }
+    }
+
+    /// The fence of this instance's lease on `session`, while it holds one it may act on.
+    pub fn fence(&self, session: SessionId) -> Option<Fence> {
+        let state = self.state();
+        let held = state.held.get(&session)?;
+        (held.until > Instant::now()).then(|| Fence {
+            session_id: session,
+            instance_id: self.id.clone(),
+            generation: held.generation,
+        })
+    }
+
+    /// Whether this instance holds a lease on `session` it may act on.
+    pub fn holds(&self, session: SessionId) -> bool {
+        self.fence(session).is_some()
+    }
+
+    /// Whether `fence` is still this instance's current, valid lease.
+    pub fn still(&self, fence: &Fence) -> bool {
+        self.fence(fence.session_id)
+            .is_some_and(|f| f.generation == fence.generation)
+    }
+
+    /// The sessions this instance holds leases on (valid or not yet renewed).
+    pub fn held(&self) -> Vec<SessionId> {
+        let mut ids: Vec<SessionId> = self.state().held.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// The sessions held since before `t`, with their generations: a lease taken after `t`
+    /// may be missing from reads made since `t`, and is left alone by the lease worker's pass.
+    pub(crate) fn held_before(&self, t: Instant) -> Vec<(SessionId, i64)> {
+        let mut held: Vec<(SessionId, i64)> = self
+            .state()
+            .held
+            .iter()
+            .filter(|(_, h)| h.taken < t)
+            .map(|(id, h)| (*id, h.generation))
+            .collect();
+        held.sort();
+        held
+    }
+
+    /// Takes the lease of `session` unless another instance holds it; `true` when this
+    /// instance holds it afterwards.
+    pub async fn acquire(&self, session: SessionId) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let now = now_millis();
+        let expires = now + self.ttl.as_millis() as i64;
+        match self
+            .store
+            .acquire_lease(&self.id, session, now, expires)
+            .await?
+        {
+            Some(lease) => {
+                self.note(lease, started);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Records `lease` as held, renewed at `renewed` (when its query was sent).
+    pub(crate) fn note(&self, lease: Lease, renewed: Instant) {
+        let until = renewed + self.ttl.saturating_sub(self.margin());
+        let mut state = self.state();
+        match state.held.get_mut(&lease.session_id) {
+            Some(h) if h.generation == lease.generation => h.until = h.until.max(until),
+            _ => {
+                state.held.insert(
+                    lease.session_id,
+                    Held {
+                        generation: lease.generation,
+                        taken: renewed,
+                        until,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Stops trusting this instance's lease on `session` (lost or being given up). Returns
+    /// whether this instance had started its engine (the caller stops it).
+    pub(crate) fn forget(&self, session: SessionId) -> bool {
+        let mut state = self.state();
+        state.held.remove(&session);
+        state.started.remove(&session)
+    }
+
+    /// The generation held for `session`, valid or not.
+    pub(crate) fn generation(&self, session: SessionId) -> Option<i64> {
+        self.state().held.get(&session).map(|h| h.generation)
+    }
+
+    /// Records that this instance started (or stopped) `session`'s engine.
+    pub fn set_started(&self, session: SessionId, started: bool) {
+        let mut state = self.state();
+        if started {
+            state.started.insert(session);
+        } else {
+            state.started.remove(&session);
+        }
+    }
+
+    /// Whether this instance runs `session`'s engine.
+    pub fn started(&self, session: SessionId) -> bool {
+        self.state().started.contains(&session)
+    }
+
+    /// Refuses a call that needs `session`'s live connection when another live instance
+    /// runs it ([`crate::ServiceError::OwnedElsewhere`], which the HTTP layer forwards to that
+    /// instance). Passes when this instance owns it, or nobody does.
+    pub async fn require_local(&self, session: SessionId) -> Result<(), crate::ServiceError> {
+        if self.holds(session) {
+            return Ok(());
+        }
+        let Some(lease) = self.store.lease_of(session).await? else {
+            return Ok(());
+        };
+        if lease.instance_id == self.id || lease.expires_at <= now_millis() {
+            return Ok(());
+        }
+        let address = self
+            .store
+            .instance(&lease.instance_id)
+            .await?
+            .and_then(|i| i.address);
+        Err(crate::ServiceError::OwnedElsewhere {
+            instance: lease.instance_id,
+            address,
+        })
+    }
+
+    /// Asks the lease worker to run now (a session started or stopped, a peer's news).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+}
+
+/// The sink given to engines that hold a live connection (the emulator, WhatsApp Web): it
+/// passes on their updates only while this instance holds the session's lease, so an engine
+/// left running after its lease was lost (a stalled instance) writes nothing. The Cloud API
+/// engine's updates arrive by webhook at any instance and go to the supervisor directly.
+pub struct OwnedSink {
+    inner: Arc<dyn EngineSink>,
+    ownership: Arc<Ownership>,
+}
+
+impl OwnedSink {
+    pub fn new(inner: Arc<dyn EngineSink>, ownership: Arc<Ownership>) -> Self {
+        Self { inner, ownership }
+    }
+}
+
+#[async_trait::async_trait]
+impl EngineSink for OwnedSink {
+    async fn updates(
+        &self,
+        session: SessionId,
+        updates: Vec<EngineUpdate>,
+    ) -> Result<(), EngineError> {
+        if !self.ownership.holds(session) {
+            tracing::debug!(session_id = %session, updates = updates.len(), "dropped engine updates of a session this instance does not own");
+            return Ok(());
+        }
+        self.inner.updates(session, updates).await
+    }
+}

@@ -1,0 +1,357 @@
+//! Session leases: only the instance holding a session's lease runs its engine and
+//! dispatches its outbox; a lease held by another live instance keeps the session off here
+//! until it expires, then this instance takes it over; outcome writes are fenced by the
+//! lease's generation. The other instance is played through the database (its heartbeat and
+//! lease rows); real processes are in the binary's tests (`instances.rs`).
+
+use std::time::Duration;
+
+use serde_json::json;
+use wharf_core::{SessionId, time::now_millis};
+use wharf_store::{Fence, JobOutcome, StoreError};
+use wharf_testkit::TestApp;
+
+const PEER: &str = "peer-0000";
+
+async fn app_with_short_leases(backend: wharf_testkit::Backend) -> Option<TestApp> {
+    TestApp::spawn_with(backend, |c| c.lease_ttl_ms = 1_500).await
+}
+
+fn id_of(created: &serde_json::Value) -> SessionId {
+    created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A live peer instance holding `session`'s lease for a minute.
+async fn peer_takes(app: &TestApp, session: SessionId) {
+    peer_at_takes(app, session, None).await
+}
+
+/// [`peer_takes`], the peer reachable at `address`.
+async fn peer_at_takes(app: &TestApp, session: SessionId, address: Option<String>) {
+    let now = now_millis();
+    app.store
+        .heartbeat(&wharf_store::InstanceRow {
+            id: PEER.into(),
+            name: "peer".into(),
+            address,
+            started_at: now,
+            heartbeat_at: now,
+            expires_at: now + 60_000,
+        })
+        .await
+        .unwrap();
+    app.db()
+        .execute(&format!(
+            "UPDATE session_leases SET instance_id = '{PEER}', generation = generation + 1, \
+             expires_at = {} WHERE session_id = '{session}'",
+            now + 60_000
+        ))
+        .await;
+    if app.store.lease_of(session).await.unwrap().is_none() {
+        app.store
+            .acquire_lease(PEER, session, now, now + 60_000)
+            .await
+            .unwrap()
+            .expect("nobody held it");
+    }
+}
+
+/// The peer dies: its heartbeat and lease expire.
+async fn peer_dies(app: &TestApp) {
+    app.db()
+        .execute(&format!(
+            "UPDATE session_leases SET expires_at = 1 WHERE instance_id = '{PEER}'"
+        ))
+        .await;
+    app.db()
+        .execute(&format!(
+            "UPDATE instances SET expires_at = 1 WHERE id = '{PEER}'"
+        ))
+        .await;
+}
+
+async fn owner(app: &TestApp, session: SessionId) -> Option<String> {
+    app.store
+        .lease_of(session)
+        .await
+        .unwrap()
+        .filter(|l| l.expires_at > now_millis())
+        .map(|l| l.instance_id)
+}
+
+#[wharf_testkit::dual_test]
+async fn a_connected_session_is_owned_here_and_a_disconnect_gives_the_lease_up(app: TestApp) {
+    let (id, _) = app.connected_session().await;
+    let session: SessionId = id.parse().unwrap();
+    let held = owner(&app, session).await.expect("owned while it runs");
+    assert!(held.starts_with("test-instance-"), "{held}");
+    let row = app
+        .get(&format!("/v1/whatsapp-sessions/{id}"))
+        .expect(200)
+        .await;
+    assert_eq!(
+        row["worker_id"],
+        held.as_str(),
+        "the session names its owner"
+    );
+    app.post(&format!("/v1/whatsapp-sessions/{id}/disconnect"))
+        .expect(200)
+        .await;
+    assert_eq!(
+        owner(&app, session).await,
+        None,
+        "a stopped session is owned by none"
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn a_session_a_live_peer_owns_runs_here_only_once_its_lease_expires(
+    backend: wharf_testkit::Backend,
+) {
+    let Some(app) = app_with_short_leases(backend).await else {
+        return;
+    };
+    let created = app.create_session(json!({})).await;
+    let session = id_of(&created);
+    peer_takes(&app, session).await;
+    // Connect is accepted (the status is the database's), but the engine starts with the
+    // owner, not here: the live connection's calls say where it runs.
+    app.post(&format!("/v1/whatsapp-sessions/{session}/connect"))
+        .expect(200)
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let refused = app
+        .post(&format!("/emulator/sessions/{session}/scan"))
+        .expect(409)
+        .await;
+    assert!(
+        refused.to_string().contains(PEER),
+        "the answer names the owner: {refused}"
+    );
+    assert_eq!(owner(&app, session).await.as_deref(), Some(PEER));
+    // The peer dies: within the lease time this instance takes the session and starts it.
+    peer_dies(&app).await;
+    app.eventually(&format!("/v1/whatsapp-sessions/{session}"), |s| {
+        s["status"] == "connecting"
+    })
+    .await;
+    let scanned = app
+        .post(&format!("/emulator/sessions/{session}/scan"))
+        .expect(200)
+        .await;
+    assert_eq!(scanned["status"], "connected");
+    assert!(
+        owner(&app, session)
+            .await
+            .unwrap()
+            .starts_with("test-instance-")
+    );
+}
+
+#[wharf_testkit::dual_test]
+async fn a_lost_lease_stops_dispatch_here_until_the_session_is_taken_back(
+    backend: wharf_testkit::Backend,
+) {
+    let Some(app) = app_with_short_leases(backend).await else {
+        return;
+    };
+    let (id, _) = app.connected_session().await;
+    let session: SessionId = id.parse().unwrap();
+    // A peer takes the session over (as if this instance had stalled past its lease).
+    peer_takes(&app, session).await;
+    // Within a pass this instance sees the loss and stops the session's engine and
+    // dispatcher: a send accepted here waits for the owner.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let message = app.send_text(&id, "+15550100001", "for the owner").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        app.info(&message).await.status,
+        wharf_core::message::MessageStatus::Queued,
+        "not sent by a non-owner"
+    );
+    // The peer dies; this instance takes the session back, reconnects it and sends.
+    peer_dies(&app).await;
+    app.wait_status(&message, "sent").await;
+    let sent = app
+        .db()
+        .count(&format!(
+            "SELECT COUNT(*) FROM events WHERE type = 'message.sent' AND message_id = '{message}'"
+        ))
+        .await;
+    assert_eq!(sent, 1);
+}
+
+#[wharf_testkit::dual_test]
+async fn an_outcome_written_under_a_lost_lease_is_refused(app: TestApp) {
+    let created = app.create_session(json!({})).await;
+    let session = id_of(&created);
+    let account: wharf_core::AccountId = app.account_id.parse().unwrap();
+    let now = now_millis();
+    let first = app
+        .store
+        .acquire_lease("stalled-1", session, now, now + 1_000)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(
+        app.store
+            .acquire_lease("other-1", session, now, now + 1_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "held until it expires"
+    );
+    let again = app
+        .store
+        .acquire_lease("stalled-1", session, now + 10, now + 1_010)
+        .await
+        .unwrap()
+        .expect("its holder renews it");
+    assert_eq!(again.generation, first.generation);
+    // It expires; another instance takes it at the next generation.
+    let second = app
+        .store
+        .acquire_lease("other-1", session, now + 2_000, now + 3_000)
+        .await
+        .unwrap()
+        .expect("expired: taken over");
+    assert_eq!(second.generation, first.generation + 1);
+
+    app.db()
+        .execute(&format!(
+            "INSERT INTO outbox (id, account_id, session_id, chat_jid, message_id, action, payload, \
+             available_at, attempts, created_at) VALUES ('job_00000000000000000000000001', \
+             '{account}', '{session}', '15550100001@s.whatsapp.net', NULL, 'send', '{{}}', {now}, 0, {now})"
+        ))
+        .await;
+    let job = app
+        .store
+        .ready_jobs(session, now, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let defer = JobOutcome::Defer {
+        job,
+        available_at: now + 600_000,
+    };
+    let stale = Fence {
+        session_id: session,
+        instance_id: "stalled-1".into(),
+        generation: first.generation,
+    };
+    let refused = app
+        .store
+        .record_outcomes_fenced(Some(&stale), std::slice::from_ref(&defer))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Fenced(_))), "{refused:?}");
+    assert_eq!(
+        app.store.ready_jobs(session, now, 10).await.unwrap().len(),
+        1,
+        "nothing was written"
+    );
+    let current = Fence {
+        session_id: session,
+        instance_id: "other-1".into(),
+        generation: second.generation,
+    };
+    app.store
+        .record_outcomes_fenced(Some(&current), std::slice::from_ref(&defer))
+        .await
+        .unwrap();
+    assert!(
+        app.store
+            .ready_jobs(session, now, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the owner's write went in"
+    );
+}
+
+/// What the fake peer saw of a forwarded call.
+#[derive(Default, Clone)]
+struct Seen {
+    path: String,
+    forwarded_by: Option<String>,
+    authorization: Option<String>,
+}
+
+/// A stand-in for the owning instance: answers every call with a marker and keeps the last.
+async fn fake_peer() -> (String, std::sync::Arc<std::sync::Mutex<Option<Seen>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let keep = seen.clone();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let keep = keep.clone();
+        async move {
+            let header = |n: &str| {
+                req.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            *keep.lock().unwrap() = Some(Seen {
+                path: req.uri().to_string(),
+                forwarded_by: header("x-wharf-forwarded"),
+                authorization: header("authorization"),
+            });
+            axum::Json(
+                json!({"exists": true, "jid": "answered-by-the-owner@s.whatsapp.net", "lid": null}),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), seen)
+}
+
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| c.lease_ttl_ms = 1_500)]
+async fn a_call_needing_the_live_connection_is_answered_by_the_owner(app: TestApp) {
+    let (id, _) = app.connected_session().await;
+    let session: SessionId = id.parse().unwrap();
+    let (peer_url, seen) = fake_peer().await;
+    peer_at_takes(&app, session, Some(peer_url)).await;
+    // This instance sees the loss on its next pass (a third of the lease).
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let path = format!("/api/on-whatsapp/+15550100001?session_id={id}");
+    match app.backend() {
+        wharf_testkit::Backend::Postgres => {
+            // Instances sharing PostgreSQL: the call goes to the owner, as the caller made it.
+            let answer = app.get(&path).expect(200).await;
+            assert_eq!(answer["jid"], "answered-by-the-owner@s.whatsapp.net");
+            let seen = seen
+                .lock()
+                .unwrap()
+                .clone()
+                .expect("the owner got the call");
+            assert_eq!(seen.path, path);
+            assert!(
+                seen.forwarded_by
+                    .is_some_and(|by| by.starts_with("test-instance-")),
+                "marked as forwarded, so the owner answers it itself"
+            );
+            assert_eq!(seen.authorization, Some(format!("Bearer {}", app.pat)));
+            // A call already forwarded is answered where it lands.
+            let refused = app
+                .get(&path)
+                .header("x-wharf-forwarded", "another-instance")
+                .expect(409)
+                .await;
+            assert_eq!(refused["reason_code"], "owned_elsewhere");
+        }
+        wharf_testkit::Backend::Sqlite => {
+            // One instance per SQLite file: nothing is forwarded; the answer names the owner.
+            let refused = app.get(&path).expect(409).await;
+            assert_eq!(refused["reason_code"], "owned_elsewhere");
+            assert!(
+                refused["message"].as_str().unwrap().contains(PEER),
+                "{refused}"
+            );
+            assert!(seen.lock().unwrap().is_none());
+        }
+    }
+}

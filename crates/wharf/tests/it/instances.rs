@@ -1,0 +1,458 @@
+//! Many `wharf serve` processes on one PostgreSQL database: running sessions are spread over
+//! the instances by lease, an instance killed with `kill -9` has its sessions taken over
+//! within the lease time with every accepted message sent once, and a clean stop hands its
+//! sessions over at once. On SQLite the one instance owns every running session.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wharf_testkit::{Backend, TestDb};
+
+use super::{Served, start_serve, token_of, wharf};
+
+/// The lease length the instances run with (a pass every third of it).
+const LEASE_MS: u64 = 6_000;
+const SESSIONS: usize = 6;
+
+fn settings() -> Vec<(&'static str, String)> {
+    vec![
+        ("WHARF_LEASE_TTL_MS", LEASE_MS.to_string()),
+        ("WHARF_SEND_RATE_EMULATOR", "10".into()),
+        ("WHARF_EMULATOR_DELIVERED_AFTER_MS", "-1".into()),
+        ("WHARF_EMULATOR_READ_AFTER_MS", "-1".into()),
+    ]
+}
+
+fn instance(db: &TestDb, name: &str, first: bool) -> Served {
+    let env = settings();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    start_serve(db, &["--instance-id", name], &env, first)
+}
+
+/// `wharf instances --json`.
+fn instances(db: &TestDb) -> Value {
+    let (ok, out, err) = wharf(db, &["instances", "--json"]);
+    assert!(ok, "wharf instances: {err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// Session ids owned by each live instance, by instance name.
+fn owners(view: &Value) -> Vec<(String, Vec<String>)> {
+    view["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let sessions = i["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["session_id"].as_str().unwrap().to_owned())
+                .collect();
+            (i["name"].as_str().unwrap().to_owned(), sessions)
+        })
+        .collect()
+}
+
+/// Polls `wharf instances` until `done` holds (at most `within`); returns the view and how
+/// long it took.
+fn until(db: &TestDb, within: Duration, done: impl Fn(&Value) -> bool) -> (Value, Duration) {
+    let began = Instant::now();
+    loop {
+        let view = instances(db);
+        if done(&view) {
+            return (view, began.elapsed());
+        }
+        assert!(began.elapsed() < within, "not within {within:?}: {view:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Api {
+    client: reqwest::Client,
+    pat: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        addr: &std::net::SocketAddr,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("http://{addr}{path}"))
+            .bearer_auth(&self.pat);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let answer = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn ok(
+        &self,
+        addr: &std::net::SocketAddr,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let (status, answer) = self.call(addr, method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {answer}"
+        );
+        answer
+    }
+}
+
+fn kill_9(served: &mut Served) {
+    served.child.kill().expect("kill -9");
+    let _ = served.child.wait();
+}
+
+#[wharf_testkit::dual_test]
+async fn sessions_are_spread_taken_over_after_kill_9_and_handed_over_on_stop(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let mut a = instance(&db, "a", true);
+    wharf_server::install_crypto();
+    let api = Api {
+        client: reqwest::Client::new(),
+        pat: token_of(&a.banner),
+    };
+    use reqwest::Method;
+    let mut sessions = Vec::new();
+    for _ in 0..SESSIONS {
+        let created = api
+            .ok(
+                &a.addr,
+                Method::POST,
+                "/v1/whatsapp-sessions",
+                Some(json!({})),
+            )
+            .await;
+        let id = created["session"]["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        api.ok(
+            &a.addr,
+            Method::POST,
+            &format!("/v1/whatsapp-sessions/{id}/connect"),
+            None,
+        )
+        .await;
+        api.ok(
+            &a.addr,
+            Method::POST,
+            &format!("/emulator/sessions/{id}/scan"),
+            None,
+        )
+        .await;
+        sessions.push(id);
+    }
+    // The instance that started them owns them all.
+    let (view, _) = until(&db, Duration::from_secs(5), |v| {
+        owners(v).iter().map(|(_, s)| s.len()).sum::<usize>() == SESSIONS
+    });
+    assert_eq!(owners(&view).len(), 1, "{view:#}");
+    assert_eq!(view["unowned_sessions"], json!([]));
+    if backend == Backend::Sqlite {
+        // One instance per SQLite file (a second refuses to start: `main.rs`).
+        super::terminate(&a.child);
+        let _ = a.child.wait();
+        return;
+    }
+
+    // Two more instances join: the sessions spread two by two, and each new owner connects
+    // the sessions it took (from the device state in the database, no new scan).
+    let mut b = instance(&db, "b", false);
+    let mut c = instance(&db, "c", false);
+    let (view, _) = until(&db, Duration::from_millis(4 * LEASE_MS), |v| {
+        let o = owners(v);
+        o.len() == 3 && o.iter().all(|(_, s)| s.len() == 2)
+    });
+    assert_eq!(view["unowned_sessions"], json!([]));
+    for id in &sessions {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let row = api
+                .ok(
+                    &c.addr,
+                    Method::GET,
+                    &format!("/v1/whatsapp-sessions/{id}"),
+                    None,
+                )
+                .await;
+            if row["status"] == "connected" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} reconnects after moving: {row}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // A call that needs the live connection, made on an instance that does not run the
+    // session, is answered by the one that does (forwarded), with the same answer.
+    let view = instances(&db);
+    let on_b = owners(&view)
+        .into_iter()
+        .find(|(name, _)| name == "b")
+        .map(|(_, s)| s[0].clone())
+        .unwrap();
+    let path = format!("/api/on-whatsapp/+15550100001?session_id={on_b}");
+    let mut took = [Duration::ZERO; 2];
+    let mut answers = Vec::new();
+    for round in 0..20 {
+        for (i, addr) in [b.addr, a.addr].iter().enumerate() {
+            let began = Instant::now();
+            let (status, answer) = api.call(addr, Method::GET, &path, None).await;
+            if round > 0 {
+                took[i] += began.elapsed();
+            }
+            assert_eq!(status, 200, "{answer}");
+            answers.push(answer);
+        }
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    eprintln!(
+        "on-whatsapp, mean of 19 calls: {:?} on the owner, {:?} through another instance",
+        took[0] / 19,
+        took[1] / 19
+    );
+
+    // Sends through every instance; the owner of each session dispatches it.
+    let per_session = 60;
+    let addrs = [a.addr, b.addr, c.addr];
+    let mut messages = Vec::new();
+    for i in 0..per_session {
+        for (n, id) in sessions.iter().enumerate() {
+            let answer = api
+                .ok(
+                    &addrs[(i + n) % 3],
+                    Method::POST,
+                    "/api/send-message",
+                    Some(json!({"session_id": id, "to": format!("+1555010{:04}", i), "text": format!("m{i}")})),
+                )
+                .await;
+            messages.push(answer["message_id"].as_str().unwrap().to_owned());
+        }
+    }
+    // b dies mid-dispatch (10 sends/s a session: 60 take six seconds).
+    let b_sessions: Vec<String> = owners(&instances(&db))
+        .into_iter()
+        .find(|(name, _)| name == "b")
+        .map(|(_, s)| s)
+        .unwrap_or_default();
+    assert_eq!(b_sessions.len(), 2);
+    let list = b_sessions
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let waiting = db
+        .count(&format!(
+            "SELECT COUNT(*) FROM messages WHERE status <> 'sent' AND session_id IN ({list})"
+        ))
+        .await;
+    assert!(waiting > 0, "b still has sends to make when it dies");
+    let killed = Instant::now();
+    kill_9(&mut b);
+    // Within the lease (and a pass), a and c own every session again.
+    let (view, _) = until(&db, Duration::from_millis(2 * LEASE_MS), |v| {
+        let o = owners(v);
+        o.len() == 2 && o.iter().map(|(_, s)| s.len()).sum::<usize>() == SESSIONS
+    });
+    let took = killed.elapsed();
+    let unsent = db
+        .count("SELECT COUNT(*) FROM messages WHERE status <> 'sent'")
+        .await;
+    eprintln!(
+        "kill -9 with {waiting} of b's messages unsent: every session owned again after {took:?} ({unsent} messages unsent then)"
+    );
+    assert!(
+        took <= Duration::from_millis(LEASE_MS + LEASE_MS / 3 + 1_500),
+        "taken over in {took:?}: {view:#}"
+    );
+    // Every message is sent, and recorded as sent once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sent = db
+            .count("SELECT COUNT(*) FROM messages WHERE status = 'sent'")
+            .await;
+        if sent == messages.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sent} of {} sent",
+            messages.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM events WHERE type = 'message.sent'")
+            .await,
+        messages.len() as i64
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(DISTINCT message_id) FROM events WHERE type = 'message.sent'")
+            .await,
+        messages.len() as i64
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM outbox").await, 0);
+
+    // A clean stop hands a's sessions to c at once, well before a lease would expire.
+    let stopped = Instant::now();
+    super::terminate(&a.child);
+    let _ = a.child.wait();
+    let (view, _) = until(&db, Duration::from_millis(LEASE_MS), |v| {
+        let o = owners(v);
+        o.len() == 1 && o[0].1.len() == SESSIONS
+    });
+    let took = stopped.elapsed();
+    eprintln!("clean stop: every session owned again after {took:?}");
+    assert!(
+        took < Duration::from_millis(LEASE_MS * 2 / 3 + 1_000),
+        "handed over in {took:?}: {view:#}"
+    );
+    super::terminate(&c.child);
+    let _ = c.child.wait();
+}
+
+fn signal(served: &Served, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &served.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// An owner stopped (SIGSTOP) past its lease loses its sessions to another instance, which
+/// sends everything; woken (SIGCONT), the former owner writes nothing about those messages
+/// and stops the engines it still ran.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(wharf_postgres),
+    ignore = "WHARF_TEST_DATABASE_URL was not set when the tests were built"
+)]
+async fn a_stalled_owner_writes_nothing_after_losing_its_lease() {
+    let db = TestDb::create(Backend::Postgres)
+        .await
+        .expect("WHARF_TEST_DATABASE_URL is set");
+    let mut a = instance(&db, "a", true);
+    wharf_server::install_crypto();
+    let api = Api {
+        client: reqwest::Client::new(),
+        pat: token_of(&a.banner),
+    };
+    use reqwest::Method;
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let created = api
+            .ok(
+                &a.addr,
+                Method::POST,
+                "/v1/whatsapp-sessions",
+                Some(json!({})),
+            )
+            .await;
+        let id = created["session"]["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        api.ok(
+            &a.addr,
+            Method::POST,
+            &format!("/v1/whatsapp-sessions/{id}/connect"),
+            None,
+        )
+        .await;
+        api.ok(
+            &a.addr,
+            Method::POST,
+            &format!("/emulator/sessions/{id}/scan"),
+            None,
+        )
+        .await;
+        sessions.push(id);
+    }
+    let mut messages = 0;
+    for i in 0..40 {
+        for id in &sessions {
+            api.ok(
+                &a.addr,
+                Method::POST,
+                "/api/send-message",
+                Some(json!({"session_id": id, "to": format!("+1555020{i:04}"), "text": "x"})),
+            )
+            .await;
+            messages += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&a, "STOP");
+    let mut b = instance(&db, "b", false);
+    // Once a's leases expire, b owns both sessions and sends everything.
+    until(&db, Duration::from_millis(3 * LEASE_MS), |v| {
+        let o = owners(v);
+        o.iter().any(|(name, s)| name == "b" && s.len() == 2)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sent = db
+            .count("SELECT COUNT(*) FROM messages WHERE status = 'sent'")
+            .await;
+        if sent == messages {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{sent} of {messages} sent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let message_events = "SELECT COUNT(*) FROM events WHERE type LIKE 'message.%'";
+    let before = db.count(message_events).await;
+    signal(&a, "CONT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("lost the lease of a session to another instance"))
+    {
+        assert!(Instant::now() < deadline, "a sees it lost its leases");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        db.count(message_events).await,
+        before,
+        "a wrote nothing about the messages"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(DISTINCT message_id) FROM events WHERE type = 'message.sent'")
+            .await,
+        messages
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM events WHERE type = 'message.sent'")
+            .await,
+        messages
+    );
+    super::terminate(&a.child);
+    let _ = a.child.wait();
+    super::terminate(&b.child);
+    let _ = b.child.wait();
+}
