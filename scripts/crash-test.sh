@@ -5,6 +5,8 @@
 #   scripts/crash-test.sh SIZE [DATABASE_URL]
 # SIZE defaults to 10000. Without DATABASE_URL a fresh SQLite file is used; a PostgreSQL URL
 # must name an empty database. Set PROFILE=release for an optimized build.
+# INSTANCES=N (PostgreSQL only) runs N instances sharing 30 sessions and SIGKILLs one of them:
+# the others take its sessions over (docs/scaling.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size="${1:-10000}"
@@ -14,4 +16,4 @@ flag=()
 cargo build -q "${flag[@]}" -p wharf -p wharf-bench
 args=()
 [ -n "${2:-}" ] && args=(--database-url "$2")
-exec "target/$profile/wharf-bench" "${args[@]}" crash --messages "$size"
+exec "target/$profile/wharf-bench" "${args[@]}" crash --messages "$size" --instances "${INSTANCES:-1}"

@@ -116,14 +116,14 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
 
 /// Follows the event log: keeps every event read and counts the messages reported sent.
 #[derive(Default)]
-struct SentTracker {
+pub(crate) struct SentTracker {
     after: i64,
-    events: Vec<Value>,
+    pub(crate) events: Vec<Value>,
     sent: std::collections::HashSet<String>,
 }
 
 impl SentTracker {
-    async fn update(&mut self, api: &Api) -> anyhow::Result<usize> {
+    pub(crate) async fn update(&mut self, api: &Api) -> anyhow::Result<usize> {
         loop {
             let page = api
                 .call(

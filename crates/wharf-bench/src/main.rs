@@ -5,6 +5,7 @@
 
 mod broadcast;
 mod cloud;
+mod cluster;
 mod contacts;
 mod crash;
 mod ingest;
@@ -152,9 +153,25 @@ enum Scenario {
         rate: u32,
     },
     /// Kill -9 in the middle of dispatching, restart, and check nothing was lost or doubled.
+    /// With `--instances N` (PostgreSQL): N instances share the sessions, one is killed and
+    /// the others take its sessions over.
     Crash {
         #[arg(long, default_value_t = 10_000)]
         messages: usize,
+        /// Instances on one PostgreSQL database (1: kill and restart the only one).
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
+        /// Sessions the messages are spread over (with `--instances` above 1).
+        #[arg(long, default_value_t = 30)]
+        sessions: usize,
+    },
+    /// Many instances on one PostgreSQL database: the lease traffic of idle instances, then
+    /// the time from a kill -9 of one until every session is owned and reconnected again.
+    Failover {
+        #[arg(long, default_value_t = 300)]
+        sessions: usize,
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
     },
 }
 
@@ -216,7 +233,20 @@ async fn main() -> anyhow::Result<()> {
             engine,
             idle_secs,
         } => sessions::run(&bin, db, sessions, &engine, idle_secs).await,
-        Scenario::Crash { messages } => crash::run(&bin, db, messages).await,
+        Scenario::Crash {
+            messages,
+            instances: 1,
+            ..
+        } => crash::run(&bin, db, messages).await,
+        Scenario::Crash {
+            messages,
+            instances,
+            sessions,
+        } => cluster::crash(&bin, db, messages, instances, sessions).await,
+        Scenario::Failover {
+            sessions,
+            instances,
+        } => cluster::failover(&bin, db, sessions, instances).await,
         Scenario::WebSessions {
             sessions,
             idle_secs,
