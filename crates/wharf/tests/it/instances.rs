@@ -456,3 +456,111 @@ async fn a_stalled_owner_writes_nothing_after_losing_its_lease() {
     super::terminate(&b.child);
     let _ = b.child.wait();
 }
+
+/// A rolling restart: each of three instances in turn stops cleanly (handing its sessions
+/// over) and starts again, while sends flow through the others. Nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(wharf_postgres),
+    ignore = "WHARF_TEST_DATABASE_URL was not set when the tests were built"
+)]
+async fn a_rolling_restart_of_every_instance_loses_nothing() {
+    let db = TestDb::create(Backend::Postgres)
+        .await
+        .expect("WHARF_TEST_DATABASE_URL is set");
+    let first = instance(&db, "a", true);
+    wharf_server::install_crypto();
+    let api = Api {
+        client: reqwest::Client::new(),
+        pat: token_of(&first.banner),
+    };
+    use reqwest::Method;
+    let mut sessions = Vec::new();
+    for _ in 0..SESSIONS {
+        let created = api
+            .ok(
+                &first.addr,
+                Method::POST,
+                "/v1/whatsapp-sessions",
+                Some(json!({})),
+            )
+            .await;
+        let id = created["session"]["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        api.ok(
+            &first.addr,
+            Method::POST,
+            &format!("/v1/whatsapp-sessions/{id}/connect"),
+            None,
+        )
+        .await;
+        api.ok(
+            &first.addr,
+            Method::POST,
+            &format!("/emulator/sessions/{id}/scan"),
+            None,
+        )
+        .await;
+        sessions.push(id);
+    }
+    let mut running = vec![first, instance(&db, "b", false), instance(&db, "c", false)];
+    let spread = |v: &Value| {
+        let o = owners(v);
+        o.len() == 3 && o.iter().all(|(_, s)| s.len() == 2)
+    };
+    until(&db, Duration::from_millis(4 * LEASE_MS), spread);
+    let mut accepted = 0;
+    for turn in 0..3 {
+        // Sends through the instances that stay up while this one restarts.
+        for i in 0..20 {
+            for id in &sessions {
+                let via = running[(turn + 1 + i % 2) % 3].addr;
+                api.ok(
+                    &via,
+                    Method::POST,
+                    "/api/send-message",
+                    Some(json!({"session_id": id, "to": format!("+1555030{i:04}"), "text": "r"})),
+                )
+                .await;
+                accepted += 1;
+            }
+        }
+        let name = ["a", "b", "c"][turn];
+        super::terminate(&running[turn].child);
+        let status = running[turn].child.wait().unwrap();
+        assert!(status.success(), "{name} stops cleanly: {status}");
+        // Its sessions are owned by the other two at once, then it comes back for its share.
+        until(&db, Duration::from_millis(LEASE_MS), |v| {
+            owners(v).len() == 2 && v["unowned_sessions"] == json!([])
+        });
+        running[turn] = instance(&db, name, false);
+        until(&db, Duration::from_millis(4 * LEASE_MS), spread);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sent = db
+            .count("SELECT COUNT(*) FROM messages WHERE status = 'sent'")
+            .await;
+        if sent == accepted {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{sent} of {accepted} sent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM events WHERE type = 'message.sent'")
+            .await,
+        accepted
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(DISTINCT message_id) FROM events WHERE type = 'message.sent'")
+            .await,
+        accepted
+    );
+    for served in &mut running {
+        super::terminate(&served.child);
+        let _ = served.child.wait();
+    }
+}
