@@ -7,7 +7,7 @@
 //! Times are the instances' clocks in milliseconds: instances sharing a database are expected
 //! to keep their clocks in step (NTP), well within a lease's length.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Row, any::AnyRow};
 use wharf_core::SessionId;
 
 use crate::{Backend, Params, Result, Store, StoreError};
@@ -49,6 +49,27 @@ pub struct LeaseRow {
     pub expires_at: i64,
 }
 
+fn instance_of(r: &AnyRow) -> Result<InstanceRow> {
+    Ok(InstanceRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        address: r.try_get("address")?,
+        started_at: r.try_get("started_at")?,
+        heartbeat_at: r.try_get("heartbeat_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+fn lease_of_row(r: &AnyRow) -> Result<LeaseRow> {
+    Ok(LeaseRow {
+        session_id: r.try_get("session_id")?,
+        instance_id: r.try_get("instance_id")?,
+        generation: r.try_get("generation")?,
+        acquired_at: r.try_get("acquired_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
 const RUNNING: &str = "('pending', 'connecting', 'connected')";
 
 impl Store {
@@ -80,18 +101,7 @@ impl Store {
         .bind(now)
         .fetch_all(&self.write)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(InstanceRow {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    address: r.try_get("address")?,
-                    started_at: r.try_get("started_at")?,
-                    heartbeat_at: r.try_get("heartbeat_at")?,
-                    expires_at: r.try_get("expires_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(instance_of).collect()
     }
 
     /// The instance `id`, alive or not, if it is still known.
@@ -103,17 +113,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.write)
         .await?;
-        row.map(|r| {
-            Ok(InstanceRow {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                address: r.try_get("address")?,
-                started_at: r.try_get("started_at")?,
-                heartbeat_at: r.try_get("heartbeat_at")?,
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(instance_of).transpose()
     }
 
     /// Forgets instances dead since before `before` (their leases expired long ago).
@@ -270,17 +270,7 @@ impl Store {
         )
         .fetch_all(&self.write)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LeaseRow {
-                    session_id: r.try_get("session_id")?,
-                    instance_id: r.try_get("instance_id")?,
-                    generation: r.try_get("generation")?,
-                    acquired_at: r.try_get("acquired_at")?,
-                    expires_at: r.try_get("expires_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(lease_of_row).collect()
     }
 
     /// The lease of `session`, if any was ever taken.
@@ -292,16 +282,7 @@ impl Store {
         .bind(session)
         .fetch_optional(&self.write)
         .await?;
-        row.map(|r| {
-            Ok(LeaseRow {
-                session_id: r.try_get("session_id")?,
-                instance_id: r.try_get("instance_id")?,
-                generation: r.try_get("generation")?,
-                acquired_at: r.try_get("acquired_at")?,
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(lease_of_row).transpose()
     }
 }
 
