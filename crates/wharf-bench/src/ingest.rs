@@ -90,6 +90,8 @@ pub struct Options {
     /// Messages are dispatched at once and the emulator delivers and reads each one; at the
     /// end the bench waits until they are read, so the size per message is per read message.
     pub read: bool,
+    /// Instances on one PostgreSQL database the requests are spread over.
+    pub instances: usize,
 }
 
 /// The SQLite file of a `sqlite://` URL.
@@ -121,9 +123,38 @@ pub async fn run(bin: &Path, db: Option<&str>, o: Options) -> anyhow::Result<()>
     }
     let url = spec.database_url().to_owned();
     let file = sqlite_path(&url);
+    anyhow::ensure!(
+        o.instances <= 1 || file.is_none(),
+        "--instances needs --database-url postgres://… (SQLite serves one instance)"
+    );
+    let spec = spec.args(&["--instance-id", "i0"]);
     let server = spec.start().await?;
     let api = Api::new(&server)?;
     let session = api.session(true).await?;
+    // More instances on the same database, each with the same settings.
+    let mut others = Vec::new();
+    for i in 1..o.instances.max(1) {
+        let mut more =
+            crate::messaging::spec(bin, Some(&url))?.args(&["--instance-id", &format!("i{i}")]);
+        if o.read {
+            more = more
+                .env("send_rate_emulator", 1_000_000)
+                .env("emulator_delivered_after_ms", 100)
+                .env("emulator_read_after_ms", 200);
+        }
+        others.push(more.start().await?);
+    }
+    let urls = |path: &str| -> Vec<String> {
+        std::iter::once(server.url(path))
+            .chain(others.iter().map(|s| s.url(path)))
+            .collect()
+    };
+    if !others.is_empty() {
+        println!(
+            "  {} instances on one database; requests go to each in turn",
+            others.len() + 1
+        );
+    }
     let shape = match o.rate {
         Some(rate) => format!(
             "open loop at {rate} sends/s on at most {} connections",
@@ -141,6 +172,7 @@ pub async fn run(bin: &Path, db: Option<&str>, o: Options) -> anyhow::Result<()>
         }
     );
     let baseline = Load::get(&api.client, api.url("/healthz"), None)
+        .over(urls("/healthz"))
         .run(o.concurrency, o.secs)
         .await?;
     baseline.print_tail("baseline GET /healthz");
@@ -153,6 +185,7 @@ pub async fn run(bin: &Path, db: Option<&str>, o: Options) -> anyhow::Result<()>
             202,
             move |i| json!({"session_id": session, "to": TO, "text": format!("bench {i}")}),
         )
+        .over(urls("/api/send-message"))
     };
     // The WAL every 20 ms while the sends run.
     let samples = Arc::new(Mutex::new(Vec::<WalSample>::new()));
@@ -211,6 +244,9 @@ pub async fn run(bin: &Path, db: Option<&str>, o: Options) -> anyhow::Result<()>
     let live = file
         .as_ref()
         .map(|db| (file_len(db), file_len(&wal_of(db))));
+    for other in others {
+        other.stop().await?;
+    }
     server.stop().await?;
     sizes(&url, messages, live).await
 }

@@ -14,7 +14,8 @@ use serde_json::Value;
 #[derive(Clone)]
 pub struct Load {
     client: reqwest::Client,
-    url: String,
+    /// Request `n` goes to `urls[n % len]` (one URL, or one per instance).
+    urls: Arc<Vec<String>>,
     token: Option<String>,
     body: Option<Arc<dyn Fn(u64) -> Value + Send + Sync>>,
     expect: u16,
@@ -41,7 +42,7 @@ impl Load {
     pub fn get(client: &reqwest::Client, url: String, token: Option<String>) -> Self {
         Self {
             client: client.clone(),
-            url,
+            urls: Arc::new(vec![url]),
             token,
             body: None,
             expect: 200,
@@ -58,18 +59,27 @@ impl Load {
     ) -> Self {
         Self {
             client: client.clone(),
-            url,
+            urls: Arc::new(vec![url]),
             token: Some(token),
             body: Some(Arc::new(body)),
             expect,
         }
     }
 
+    /// The same requests spread over `urls` in turn (several instances behind no balancer).
+    pub fn over(mut self, urls: Vec<String>) -> Self {
+        if !urls.is_empty() {
+            self.urls = Arc::new(urls);
+        }
+        self
+    }
+
     /// Request `n`; the latency counts from `since` (its start, or when it was due).
     async fn one(&self, n: u64, since: Instant) -> Result<Duration, String> {
+        let url = &self.urls[(n % self.urls.len() as u64) as usize];
         let mut req = match &self.body {
-            Some(body) => self.client.post(&self.url).json(&body(n)),
-            None => self.client.get(&self.url),
+            Some(body) => self.client.post(url).json(&body(n)),
+            None => self.client.get(url),
         };
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);

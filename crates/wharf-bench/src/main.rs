@@ -81,6 +81,10 @@ enum Scenario {
         /// per message are then per read message.
         #[arg(long)]
         read: bool,
+        /// Instances on one PostgreSQL database the requests are spread over in turn (the
+        /// same total load; the session's owner dispatches).
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
     },
     /// Queued messages drained through the emulator (or the Cloud API engine) to `sent`.
     Dispatch {
@@ -203,8 +207,10 @@ async fn main() -> anyhow::Result<()> {
             rate,
             timeline,
             read,
+            instances,
         } => {
             let options = ingest::Options {
+                instances,
                 concurrency,
                 secs,
                 rate,
