@@ -135,10 +135,11 @@ impl Store {
     }
 
     /// Extends every lease `instance` holds to `expires_at` and returns them: a lease missing
-    /// from the answer was taken over by another instance.
+    /// from the answer was taken over by another instance. Leases it gave up (expiry 0) stay
+    /// given up; one that merely expired and that nobody took is still its own.
     pub async fn renew_leases(&self, instance: &str, expires_at: i64) -> Result<Vec<Lease>> {
         let rows = sqlx::query(
-            "UPDATE session_leases SET expires_at = $1 WHERE instance_id = $2 \
+            "UPDATE session_leases SET expires_at = $1 WHERE instance_id = $2 AND expires_at > 0 \
              RETURNING session_id, generation",
         )
         .bind(expires_at)

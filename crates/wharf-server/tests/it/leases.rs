@@ -355,3 +355,36 @@ async fn a_call_needing_the_live_connection_is_answered_by_the_owner(app: TestAp
         }
     }
 }
+
+/// A lease given up (a clean stop, a share handed over) stays given up: the next renewal of
+/// its former holder does not take it back before another instance can take it.
+#[wharf_testkit::dual_test]
+async fn a_released_lease_is_not_renewed_by_its_former_holder(app: TestApp) {
+    let created = app.create_session(json!({})).await;
+    let session = id_of(&created);
+    let now = now_millis();
+    app.store
+        .acquire_lease("leaving-1", session, now, now + 60_000)
+        .await
+        .unwrap()
+        .expect("free");
+    assert_eq!(
+        app.store
+            .release_leases("leaving-1", &[session])
+            .await
+            .unwrap(),
+        1
+    );
+    let renewed = app
+        .store
+        .renew_leases("leaving-1", now + 120_000)
+        .await
+        .unwrap();
+    assert!(renewed.is_empty(), "{renewed:?}");
+    let taken = app
+        .store
+        .acquire_lease("joining-1", session, now + 1, now + 60_000)
+        .await
+        .unwrap();
+    assert!(taken.is_some(), "another instance takes it at once");
+}
