@@ -33,31 +33,31 @@ pub const MAX_FORWARDED_BODY: usize = 1 << 20;
 /// The HTTP client forwards go through, and this instance's id (named on forwarded calls).
 #[derive(Clone)]
 pub struct Forwarder {
-    client: reqwest::Client,
+    /// `None` on SQLite (one instance): nothing is forwarded and the header is only removed
+    /// (no client is built, so an idle single instance holds none).
+    client: Option<reqwest::Client>,
     instance: String,
-    /// Off on SQLite (one instance): the header is only removed.
-    enabled: bool,
 }
 
 impl Forwarder {
     /// Forwards (when `enabled`) on behalf of `instance`.
     pub fn new(instance: String, enabled: bool) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            // Instances reach each other directly, never through a proxy from the environment.
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
-        Self {
-            client,
-            instance,
-            enabled,
-        }
+        let client = enabled.then(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(60))
+                // Instances reach each other directly, never through a proxy from the
+                // environment.
+                .no_proxy()
+                .build()
+                .unwrap_or_default()
+        });
+        Self { client, instance }
     }
 
     async fn send(
         &self,
+        client: &reqwest::Client,
         target: &str,
         method: Method,
         path_and_query: &str,
@@ -74,8 +74,7 @@ impl Forwarder {
         if let Ok(v) = HeaderValue::from_str(&self.instance) {
             out.insert(FORWARDED, v);
         }
-        let answer = self
-            .client
+        let answer = client
             .request(method, url)
             .headers(out)
             .body(body)
@@ -121,14 +120,15 @@ pub async fn to_owner(State(forwarder): State<Forwarder>, req: Request, next: Ne
     let bodiless = matches!(req.method(), &Method::GET | &Method::HEAD | &Method::DELETE)
         && declared.is_none()
         && !req.headers().contains_key(header::TRANSFER_ENCODING);
-    let keep = forwarder.enabled
-        && !req.headers().contains_key(FORWARDED)
-        && (bodiless || declared.is_some_and(|n| n <= MAX_FORWARDED_BODY));
-    if !keep {
+    let client = forwarder.client.as_ref().filter(|_| {
+        !req.headers().contains_key(FORWARDED)
+            && (bodiless || declared.is_some_and(|n| n <= MAX_FORWARDED_BODY))
+    });
+    let Some(client) = client else {
         let mut response = next.run(req).await;
         response.headers_mut().remove(FORWARD_TO);
         return response;
-    }
+    };
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_FORWARDED_BODY).await {
         Ok(bytes) => bytes,
@@ -151,7 +151,7 @@ pub async fn to_owner(State(forwarder): State<Forwarder>, req: Request, next: Ne
         return response;
     };
     match forwarder
-        .send(target, method, &path_and_query, &headers, body)
+        .send(client, target, method, &path_and_query, &headers, body)
         .await
     {
         Ok(answer) => answer,

@@ -477,8 +477,11 @@ async fn idle_footprint_guard(backend: Backend) {
     /// The debug build this suite runs read 6.7 MiB (SQLite) and 5.0 MiB (PostgreSQL) when the
     /// guard was written (release 6.0-6.2 MiB); with the dashboard, metrics, broadcasts and the
     /// web engine's media and social parts it reads 10.8-11.5 MiB on SQLite (9.4 MiB before
-    /// them, same machine, same reading), so the ceiling moved from 12 MB to 13 MB.
-    const CEILING_KIB: u64 = 13 * 1000 * 1000 / 1024;
+    /// them, same machine, same reading), so the ceiling moved from 12 MB to 13 MB. With
+    /// session leases (a lease pass before the first request, on the writer's connection, and
+    /// the lease worker, listener and wake-up tasks) it read 12.5-12.9 MiB on 2026-12-03's
+    /// machine, at the old ceiling: 14 MB, still far under the eager 21-23 MB.
+    const CEILING_KIB: u64 = 14 * 1000 * 1000 / 1024;
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
@@ -509,7 +512,7 @@ async fn idle_footprint_guard(backend: Backend) {
     assert!(
         largest <= CEILING_KIB,
         "an idle server holds {largest} KiB of anonymous memory, over the {CEILING_KIB} KiB \
-         (13 MB) ceiling: something is allocated eagerly at start"
+         (14 MB) ceiling: something is allocated eagerly at start"
     );
 }
 
