@@ -264,53 +264,8 @@ pub async fn crash(
         "the takeover took {took:?}, more than the lease and a pass"
     );
     let api = api.with_server(&servers[0]);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let sent = tracker.update(&api).await?;
-        if sent == messages {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {sent} of {messages} sent after the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tracker.update(&api).await?;
-    let events = tracker.events;
-    let mut sent_events: HashMap<String, u32> = HashMap::new();
-    for e in events.iter().filter(|e| e["type"] == "message.sent") {
-        *sent_events
-            .entry(e["message_id"].as_str().unwrap_or_default().to_owned())
-            .or_default() += 1;
-    }
-    for id in &accepted {
-        let n = sent_events.get(id).copied().unwrap_or(0);
-        anyhow::ensure!(n == 1, "{id} has {n} message.sent events");
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let missing = loop {
-        let seen = receiver
-            .seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_event
-            .clone();
-        let missing = events
-            .iter()
-            .filter_map(|e| e["id"].as_str())
-            .filter(|id| !seen.contains_key(*id))
-            .count();
-        if missing == 0 || Instant::now() > deadline {
-            break missing;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    anyhow::ensure!(
-        missing == 0,
-        "{missing} of {} events never reached the webhook receiver",
-        events.len()
-    );
+    let events =
+        crate::crash::settle(&mut tracker, &api, &accepted, &receiver, "after the kill").await?;
     let duplicates = receiver.total() as usize - receiver.distinct();
     for server in servers {
         server.stop().await?;

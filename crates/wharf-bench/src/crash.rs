@@ -55,28 +55,48 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
 
     let server = spec.start().await?;
     let api = api.with_server(&server);
+    let events = settle(&mut tracker, &api, &ids, &receiver, "after the restart").await?;
+    let duplicates = receiver.total() as usize - receiver.distinct();
+    server.stop().await?;
+    println!(
+        "  ok: {messages} messages sent exactly once; {} events all delivered ({duplicates} redelivered after the crash)",
+        events.len()
+    );
+    println!("1 passed, 0 failed");
+    Ok(())
+}
+
+/// Waits until every accepted message (`ids`) is reported sent, checks each has exactly one
+/// `message.sent` event, and waits until every event reached `receiver`; returns the events.
+pub(crate) async fn settle(
+    tracker: &mut SentTracker,
+    api: &Api,
+    ids: &[String],
+    receiver: &Receiver,
+    after: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let messages = ids.len();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let sent = tracker.update(&api).await?;
+        let sent = tracker.update(api).await?;
         if sent == messages {
             break;
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "only {sent} of {messages} sent after the restart"
+            "only {sent} of {messages} sent {after}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Every message: terminal, and exactly one message.sent event.
-    tracker.update(&api).await?;
-    let events = tracker.events;
+    tracker.update(api).await?;
+    let events = std::mem::take(&mut tracker.events);
     let mut sent_events: HashMap<String, u32> = HashMap::new();
     for e in events.iter().filter(|e| e["type"] == "message.sent") {
         *sent_events
             .entry(e["message_id"].as_str().unwrap_or_default().to_owned())
             .or_default() += 1;
     }
-    for id in &ids {
+    for id in ids {
         let n = sent_events.get(id).copied().unwrap_or(0);
         anyhow::ensure!(n == 1, "{id} has {n} message.sent events");
     }
@@ -89,13 +109,13 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
             .unwrap_or_else(|e| e.into_inner())
             .by_event
             .clone();
-        let missing: Vec<&str> = events
+        let missing = events
             .iter()
             .filter_map(|e| e["id"].as_str())
             .filter(|id| !seen.contains_key(*id))
-            .collect();
-        if missing.is_empty() || Instant::now() > deadline {
-            break missing.len();
+            .count();
+        if missing == 0 || Instant::now() > deadline {
+            break missing;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -104,14 +124,7 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
         "{missing} of {} events never reached the webhook receiver",
         events.len()
     );
-    let duplicates = receiver.total() as usize - receiver.distinct();
-    server.stop().await?;
-    println!(
-        "  ok: {messages} messages sent exactly once; {} events all delivered ({duplicates} redelivered after the crash)",
-        events.len()
-    );
-    println!("1 passed, 0 failed");
-    Ok(())
+    Ok(events)
 }
 
 /// Follows the event log: keeps every event read and counts the messages reported sent.
