@@ -121,13 +121,7 @@ async fn cluster(
     let first = specs[0].start().await?;
     let api = Api::new(&first)?;
     if let Some(receiver) = receiver {
-        api.call(
-            reqwest::Method::POST,
-            "/v1/webhooks",
-            Some(json!({"target_url": receiver.url()})),
-            201,
-        )
-        .await?;
+        api.subscribe(receiver).await?;
     }
     let mut ids = Vec::with_capacity(sessions);
     for _ in 0..sessions {

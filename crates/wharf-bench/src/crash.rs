@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{messaging::Api, receiver::Receiver, server::Spec};
 
@@ -24,13 +24,7 @@ pub async fn run(bin: &Path, db: Option<&str>, messages: usize) -> anyhow::Resul
     let receiver = Receiver::start().await?;
     let server = spec.start().await?;
     let api = Api::new(&server)?;
-    api.call(
-        reqwest::Method::POST,
-        "/v1/webhooks",
-        Some(json!({"target_url": receiver.url()})),
-        201,
-    )
-    .await?;
+    api.subscribe(&receiver).await?;
     let session = api.session(false).await?;
     println!("crash test: {messages} messages, dispatch at {rate}/s, SIGKILL mid-dispatch");
     let ids = api.send_many(&session, messages, 32).await?;

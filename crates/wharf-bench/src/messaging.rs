@@ -95,6 +95,18 @@ impl Api {
         Ok(id)
     }
 
+    /// Subscribes `receiver` to every event of the account.
+    pub async fn subscribe(&self, receiver: &crate::receiver::Receiver) -> anyhow::Result<()> {
+        self.call(
+            reqwest::Method::POST,
+            "/v1/webhooks",
+            Some(json!({"target_url": receiver.url()})),
+            201,
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn connect(&self, id: &str) -> anyhow::Result<()> {
         self.call(
             reqwest::Method::POST,
@@ -299,13 +311,7 @@ pub async fn memory(
     let server = spec.start().await?;
     let api = Api::new(&server)?;
     let receiver = Receiver::start().await?;
-    api.call(
-        reqwest::Method::POST,
-        "/v1/webhooks",
-        Some(json!({"target_url": receiver.url()})),
-        201,
-    )
-    .await?;
+    api.subscribe(&receiver).await?;
     let session = api.session(true).await?;
     println!(
         "scenario: memory ({messages} messages sent, dispatched, receipted and delivered to a webhook)"
