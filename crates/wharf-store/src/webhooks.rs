@@ -12,7 +12,7 @@ use wharf_core::{
 };
 
 use crate::{
-    Params, Result, Store, StoreError,
+    Backend, Params, Result, Store, StoreError,
     events::{EventRow, append_event},
 };
 
@@ -270,6 +270,10 @@ pub struct AttemptResult {
     /// When to try again; `None` after a success or when the schedule is exhausted.
     pub retry_at: Option<i64>,
 }
+
+/// On PostgreSQL a claim of `limit` deliveries picks among `limit` times this many candidates,
+/// so as many instances claiming at once each find their own.
+const CLAIM_CANDIDATES: i64 = 8;
 
 impl Store {
     /// Stores a new endpoint; it receives events from now on.
@@ -536,23 +540,44 @@ impl Store {
             let ids: Vec<String> = busy.iter().map(|b| format!("'{b}'")).collect();
             format!(" AND webhook_id NOT IN ({})", ids.join(", "))
         };
-        // The lease condition is repeated outside the sub-select: on PostgreSQL a row another
-        // instance claimed meanwhile is re-checked and skipped instead of claimed twice.
-        let sql = format!(
-            "UPDATE webhook_deliveries SET lease_until = $1 WHERE id IN (SELECT id FROM (SELECT id, next_attempt_at, \
+        // The due deliveries, at most `per_webhook` of each endpoint, oldest first.
+        let candidates = format!(
+            "SELECT id FROM (SELECT id, next_attempt_at, \
              ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS rn FROM webhook_deliveries \
              WHERE status = 'pending' AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2){busy_list} \
              AND webhook_id IN (SELECT id FROM webhooks WHERE is_active = 1)) \
-             ranked WHERE rn <= $4 ORDER BY next_attempt_at LIMIT $3) \
-             AND (lease_until IS NULL OR lease_until < $2) RETURNING {DELIVERY_COLUMNS}"
+             ranked WHERE rn <= $4 ORDER BY next_attempt_at"
         );
+        let sql = match self.backend {
+            // One writer: the claim is whole.
+            Backend::Sqlite => format!(
+                "UPDATE webhook_deliveries SET lease_until = $1 WHERE id IN ({candidates} LIMIT $3) \
+                 RETURNING {DELIVERY_COLUMNS}"
+            ),
+            // Instances claiming at the same moment read the same candidates. Each locks the
+            // first `limit` that no other claim has locked (`SKIP LOCKED`), out of more
+            // candidates than it needs, so it neither waits for another claim nor finds its
+            // rows taken when that one commits. The lease condition is checked again on the
+            // locked row (a claim that committed meanwhile leased it).
+            Backend::Postgres => format!(
+                "WITH claimed AS (SELECT id FROM webhook_deliveries WHERE id IN ({candidates} LIMIT $5) \
+                 AND (lease_until IS NULL OR lease_until < $2) ORDER BY next_attempt_at, id LIMIT $3 \
+                 FOR UPDATE SKIP LOCKED) \
+                 UPDATE webhook_deliveries SET lease_until = $1 WHERE id IN (SELECT id FROM claimed) \
+                 RETURNING {DELIVERY_COLUMNS}"
+            ),
+        };
         // The text varies with the busy list: not worth a cached statement.
-        let deliveries: Vec<DeliveryRow> = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .persistent(false)
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit)
-            .bind(per_webhook)
+            .bind(per_webhook);
+        if self.backend == Backend::Postgres {
+            query = query.bind(limit.saturating_mul(CLAIM_CANDIDATES));
+        }
+        let deliveries: Vec<DeliveryRow> = query
             .fetch_all(&self.write)
             .await?
             .iter()
