@@ -286,16 +286,18 @@ pub async fn run_with_devices(
         operations,
         workers_stop.clone(),
     ));
+    let retention = config.retention();
     workers.spawn(workers::expire_idempotency_keys(
         store.clone(),
         config.idempotency_hours,
+        retention.holder.clone(),
         config.clock.clone(),
         workers_stop.clone(),
     ));
     workers.spawn(workers::reconcile_numbers(numbers, workers_stop.clone()));
     workers.spawn(workers::retention::run(
         store.clone(),
-        config.retention(),
+        retention,
         workers_stop.clone(),
     ));
     workers.spawn(workers::vacuum_outbox(store.clone(), workers_stop.clone()));

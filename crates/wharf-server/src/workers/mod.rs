@@ -51,23 +51,51 @@ pub async fn vacuum_outbox(store: wharf_store::Store, stop: tokio_util::sync::Ca
     }
 }
 
-/// Forgets idempotency keys past their time, hourly.
+/// The job's name in `scheduled_jobs`.
+pub const IDEMPOTENCY_JOB: &str = "idempotency_expiry";
+
+/// Removes idempotency keys older than `hours`, hourly: a job claimed through the database
+/// (`scheduled_jobs`), so however many instances share it, one runs each round. Each instance
+/// looks every 5 s whether it is due; a run that fails is not finished, and its lease (10
+/// minutes) lets another try again.
 pub async fn expire_idempotency_keys(
     store: wharf_store::Store,
     hours: u64,
+    holder: String,
     clock: wharf_core::time::Clock,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    const LEASE_MS: i64 = 600_000;
+    const EVERY_MS: i64 = 3_600_000;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {
-                let before = clock.now_millis() - (hours as i64) * 3_600_000;
-                if let Err(e) = store.expire_idempotency_keys(before).await {
-                    tracing::warn!(error = %e, "could not expire idempotency keys");
+            _ = tick.tick() => {}
+        }
+        let now = clock.now_millis();
+        let lease = match store
+            .claim_job(IDEMPOTENCY_JOB, &holder, now, LEASE_MS)
+            .await
+        {
+            Ok(Some(lease)) => lease,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim the idempotency-key expiry");
+                continue;
+            }
+        };
+        let before = now - (hours as i64) * 3_600_000;
+        match store.expire_idempotency_keys(before).await {
+            Ok(_) => {
+                if let Err(e) = store
+                    .finish_job(&lease, clock.now_millis() + EVERY_MS)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not finish the idempotency-key expiry");
                 }
             }
+            Err(e) => tracing::warn!(error = %e, "could not expire idempotency keys"),
         }
     }
 }

@@ -247,3 +247,61 @@ async fn the_outbox_is_vacuumed_once_sends_left_enough_dead_rows() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The hourly expiry of idempotency keys is a job claimed through the database: it runs at
+/// start and is due again an hour later; while another instance holds it, this one leaves
+/// it alone; once that lease lapses, this one runs it and removes the expired keys.
+#[wharf_testkit::dual_test]
+async fn the_idempotency_key_expiry_is_claimed_once_across_instances(app: wharf_testkit::TestApp) {
+    let job = "SELECT COUNT(*) FROM scheduled_jobs WHERE name = 'idempotency_expiry'";
+    let now = wharf_core::time::now_millis();
+    // Run at start, finished, due in an hour.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .db()
+        .count(&format!(
+            "{job} AND holder IS NULL AND next_run_at > {}",
+            now + 3_000_000
+        ))
+        .await
+        != 1
+    {
+        assert!(std::time::Instant::now() < deadline, "the job ran at start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A key two days old (past the default 24 hours), and the job due but held by a peer.
+    app.db()
+        .execute(&format!(
+            "INSERT INTO idempotency_keys (account_id, key, request_hash, status_code, response, \
+             created_at) VALUES ('{}', 'old', 'h', 202, '{{}}', {})",
+            app.account_id,
+            now - 2 * 86_400_000
+        ))
+        .await;
+    let old_key = "SELECT COUNT(*) FROM idempotency_keys WHERE key = 'old'";
+    app.db()
+        .execute(&format!(
+            "UPDATE scheduled_jobs SET next_run_at = 0, holder = 'peer', lease_until = {} \
+             WHERE name = 'idempotency_expiry'",
+            now + 600_000
+        ))
+        .await;
+    // Two of the worker's looks (every 5 s) later, the peer's claim is still respected.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(app.db().count(old_key).await, 1);
+    // The peer's lease lapses: this instance claims the job and the key goes.
+    app.db()
+        .execute("UPDATE scheduled_jobs SET lease_until = 1 WHERE name = 'idempotency_expiry'")
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(12);
+    while app.db().count(old_key).await != 0 {
+        assert!(std::time::Instant::now() < deadline, "the expired key goes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        app.db()
+            .count(&format!("{job} AND holder IS NULL AND next_run_at > {now}"))
+            .await,
+        1
+    );
+}
