@@ -14,7 +14,7 @@ use wharf_store::Store;
 
 use crate::{
     Config,
-    http::{self, auth::AccountLimiter},
+    http::{self, ratelimit::AccountLimiter},
     services::{
         CloudService, Engines, MessageService, SandboxService, Services, SessionService,
         Supervisor, TemplateService, WebhookService, cloud,
@@ -277,7 +277,13 @@ pub async fn run_with_devices(
         numbers.clone(),
     )
     .with_clock(config.clock.clone());
-    let limiter = Arc::new(AccountLimiter::new(config.rate_limit_per_minute));
+    // Instances sharing a PostgreSQL database share each account's allowance.
+    let limiter = Arc::new(match store.backend() {
+        wharf_store::Backend::Postgres => {
+            AccountLimiter::shared(config.rate_limit_per_minute, store.clone())
+        }
+        wharf_store::Backend::Sqlite => AccountLimiter::new(config.rate_limit_per_minute),
+    });
 
     let workers_stop = CancellationToken::new();
     let mut workers = JoinSet::new();
@@ -339,7 +345,7 @@ pub async fn run_with_devices(
         workers_stop.clone(),
     );
     handles.push(dispatcher);
-    http::auth::spawn_pruner(limiter.clone(), workers_stop.clone());
+    http::ratelimit::spawn_pruner(limiter.clone(), workers_stop.clone());
 
     if store.backend() == wharf_store::Backend::Sqlite {
         // One instance at a time uses a SQLite file: leases left there are a previous run's.

@@ -23,6 +23,7 @@ pub(crate) fn plain_str(text: &str) -> String {
 }
 
 mod accounts;
+mod allowances;
 mod authcache;
 mod broadcasts;
 mod cloud;
@@ -50,6 +51,7 @@ mod webhooks;
 use std::{path::Path, str::FromStr};
 
 pub use accounts::AccountRow;
+pub use allowances::{Grant, Rate};
 pub use broadcasts::{
     BatchItem, BatchOutcome, BroadcastRow, BroadcastStatus, NewRecipient, RECIPIENT_STATUSES,
     RecipientRow, RecipientsAdded, Transition,

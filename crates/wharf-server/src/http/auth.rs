@@ -4,97 +4,18 @@
 //! Tokens come as `Authorization: Bearer <token>` or `X-API-Key: <token>`. Each answer of a
 //! rate-limited route carries `x-ratelimit-limit`, `x-ratelimit-remaining` and
 //! `x-ratelimit-reset` (seconds until the allowance is full again); a refusal is 429 with
-//! `Retry-After`.
-
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+//! `Retry-After` (the allowance itself is `super::ratelimit`).
 
 use axum::{
     extract::{FromRequestParts, Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use governor::{
-    Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
-    middleware::StateInformationMiddleware,
-    state::keyed::DefaultKeyedStateStore,
-};
-use http::{HeaderMap, HeaderValue, StatusCode, request::Parts};
-use wharf_core::{AccountId, TokenHash};
+use http::{HeaderMap, StatusCode, request::Parts};
+use wharf_core::TokenHash;
 
 use super::{AppState, error::ApiError};
 use crate::services::Caller;
-
-type KeyedLimiter = RateLimiter<
-    AccountId,
-    DefaultKeyedStateStore<AccountId>,
-    DefaultClock,
-    StateInformationMiddleware,
->;
-
-/// Per-account request allowance: `per_minute` requests, replenished evenly.
-pub struct AccountLimiter {
-    limiter: KeyedLimiter,
-    per_minute: u32,
-    clock: DefaultClock,
-}
-
-impl AccountLimiter {
-    /// A limiter allowing `per_minute` requests a minute per account (bursts up to that).
-    pub fn new(per_minute: NonZeroU32) -> Self {
-        let limiter = RateLimiter::keyed(Quota::per_minute(per_minute))
-            .with_middleware::<StateInformationMiddleware>();
-        Self {
-            limiter,
-            per_minute: per_minute.get(),
-            clock: DefaultClock::default(),
-        }
-    }
-
-    /// Takes one request from `account`'s allowance: the headers to send either way, or the
-    /// 429 to answer.
-    fn check(&self, account: &AccountId) -> Result<HeaderMap, ApiError> {
-        let per_token = 60.0 / f64::from(self.per_minute);
-        match self.limiter.check_key(account) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let reset = (f64::from(self.per_minute - remaining) * per_token).ceil() as u64;
-                Ok(headers(self.per_minute, remaining, reset))
-            }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(self.clock.now());
-                let retry = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let retry = retry.max(1);
-                let mut err = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!(
-                        "rate limit of {} requests per minute exceeded; retry in {retry} s",
-                        self.per_minute
-                    ),
-                )
-                .with_header("retry-after", retry.to_string());
-                let reset = (f64::from(self.per_minute) * per_token).ceil() as u64;
-                err.headers
-                    .extend(headers(self.per_minute, 0, reset.max(retry)));
-                Err(err)
-            }
-        }
-    }
-
-    /// Drops the state of accounts that are back to a full allowance.
-    pub fn prune(&self) {
-        self.limiter.retain_recent();
-    }
-}
-
-fn headers(limit: u32, remaining: u32, reset_secs: u64) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert("x-ratelimit-limit", HeaderValue::from(limit));
-    h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-    h.insert("x-ratelimit-reset", HeaderValue::from(reset_secs));
-    h
-}
 
 /// The presented token, from `Authorization: Bearer`, else `X-API-Key` (an `Authorization`
 /// header of another scheme, say a proxy's Basic credentials, is not ours to read).
@@ -207,7 +128,7 @@ pub async fn admit_with(
     // A key from the send path's cache may have been revoked since it was cached: anything
     // but a committed send is answered only once the key is read again.
     let token = cached.then(|| caller.token.clone()).flatten();
-    let limit_headers = match state.limiter.check(&caller.account_id) {
+    let limit_headers = match state.limiter.check(&caller.account_id).await {
         Ok(h) => h,
         Err(e) => {
             return match revoked_since_cached(state, token.as_ref()).await {
@@ -254,17 +175,4 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             )
         })
     }
-}
-
-/// Spawns the periodic pruning of idle rate-limit state.
-pub fn spawn_pruner(limiter: Arc<AccountLimiter>, shutdown: tokio_util::sync::CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => limiter.prune(),
-            }
-        }
-    });
 }

@@ -13,6 +13,7 @@ pub mod forward;
 mod kapso;
 mod meta;
 mod ops;
+pub mod ratelimit;
 pub mod wapio;
 mod webhooks;
 mod zernio;
@@ -32,7 +33,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use self::auth::AccountLimiter;
+use self::ratelimit::AccountLimiter;
 use crate::services::Services;
 
 /// What every handler can reach; cloned for every request (and by every middleware that

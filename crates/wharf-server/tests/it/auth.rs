@@ -338,3 +338,49 @@ async fn rate_limit(backend: Backend) {
     // Public routes are not limited.
     app.get("/healthz").anonymous().expect(200).await;
 }
+
+/// Instances on one database share each account's allowance: two limiters on one store (two
+/// instances) together admit what one would, and each answers with the shared state.
+#[wharf_testkit::dual_test]
+async fn instances_on_one_database_share_the_rate_limit(app: wharf_testkit::TestApp) {
+    use wharf_server::http::ratelimit::AccountLimiter;
+    let per_minute = std::num::NonZeroU32::new(60).unwrap();
+    let instances = [
+        AccountLimiter::shared(per_minute, app.store.clone()),
+        AccountLimiter::shared(per_minute, app.store.clone()),
+    ];
+    let account: wharf_core::AccountId = app.account_id.parse().unwrap();
+    let (other, _) = app.store.create_account("other").await.unwrap();
+    let mut admitted = [0; 2];
+    let mut refused = None;
+    for i in 0..100 {
+        match instances[i % 2].check(&account).await {
+            Ok(_) => admitted[i % 2] += 1,
+            Err(e) => refused = Some(e),
+        }
+    }
+    // 60 at once, and one a second after that (the loop may outlast a second).
+    let total = admitted[0] + admitted[1];
+    assert!((60..=62).contains(&total), "{admitted:?}");
+    assert!(admitted.iter().all(|&n| n >= 29), "{admitted:?}");
+    let refused = refused.expect("the allowance ran out");
+    assert_eq!(refused.status, 429);
+    let retry: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "one request a second: {retry}");
+    // Another account is unaffected, on either instance.
+    let granted = instances[1]
+        .check(&other.id)
+        .await
+        .expect("another account");
+    assert_eq!(granted["x-ratelimit-remaining"], "59");
+    // A database that cannot be asked leaves each instance its own allowance.
+    if app.db().set_reachable(false).await {
+        let lone = AccountLimiter::shared(per_minute, app.store.clone());
+        assert!(lone.check(&account).await.is_ok());
+        app.db().set_reachable(true).await;
+    }
+}

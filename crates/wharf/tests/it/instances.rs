@@ -514,3 +514,188 @@ async fn a_rolling_restart_of_every_instance_loses_nothing() {
         let _ = served.child.wait();
     }
 }
+
+/// An account's API rate limit holds across instances: requests spread over three instances
+/// are admitted at the configured rate (a burst of a minute's worth, then evenly), within 10 %,
+/// not three times over.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(wharf_postgres),
+    ignore = "WHARF_TEST_DATABASE_URL was not set when the tests were built"
+)]
+async fn the_rate_limit_holds_across_instances() {
+    const PER_MINUTE: u32 = 300;
+    let db = TestDb::create(Backend::Postgres)
+        .await
+        .expect("WHARF_TEST_DATABASE_URL is set");
+    let limit = [("WHARF_RATE_LIMIT_PER_MINUTE", "300")];
+    let mut running = vec![start_serve(&db, &["--instance-id", "a"], &limit, true)];
+    wharf_server::install_crypto();
+    let api = Api {
+        client: reqwest::Client::new(),
+        pat: token_of(&running[0].banner),
+    };
+    for name in ["b", "c"] {
+        running.push(start_serve(&db, &["--instance-id", name], &limit, false));
+    }
+    let addrs: Vec<_> = running.iter().map(|s| s.addr).collect();
+    // Eight clients, each going round the three instances, for four seconds.
+    let began = Instant::now();
+    let run_for = Duration::from_secs(4);
+    let clients = (0..8).map(|n| {
+        let (api, addrs) = (&api, &addrs);
+        async move {
+            let mut counts = [[0u32; 2]; 3];
+            let mut retry_after = Vec::new();
+            let mut i = n;
+            while began.elapsed() < run_for {
+                let at = i % addrs.len();
+                let answer = api
+                    .client
+                    .get(format!("http://{}/v1/whatsapp-sessions", addrs[at]))
+                    .bearer_auth(&api.pat)
+                    .send()
+                    .await
+                    .unwrap();
+                match answer.status().as_u16() {
+                    200 => counts[at][0] += 1,
+                    429 => {
+                        counts[at][1] += 1;
+                        retry_after
+                            .push(answer.headers()["retry-after"].to_str().unwrap().to_owned());
+                    }
+                    other => panic!("{other}: {}", answer.text().await.unwrap()),
+                }
+                i += 1;
+            }
+            (counts, retry_after)
+        }
+    });
+    let results = futures::future::join_all(clients).await;
+    let elapsed = began.elapsed().as_secs_f64();
+    let mut per_instance = [[0u32; 2]; 3];
+    for (counts, retry_after) in &results {
+        for (total, c) in per_instance.iter_mut().zip(counts) {
+            total[0] += c[0];
+            total[1] += c[1];
+        }
+        assert!(retry_after.iter().all(|r| r == "1"), "{retry_after:?}");
+    }
+    let admitted: u32 = per_instance.iter().map(|c| c[0]).sum();
+    let refused: u32 = per_instance.iter().map(|c| c[1]).sum();
+    // A minute's worth at once, then one every 200 ms.
+    let allowed = f64::from(PER_MINUTE) + elapsed * f64::from(PER_MINUTE) / 60.0;
+    eprintln!(
+        "rate limit {PER_MINUTE}/min over 3 instances, {elapsed:.1} s: {admitted} admitted \
+         ({:.1} % of {allowed:.0}), {refused} refused; per instance [admitted, refused]: \
+         {per_instance:?}",
+        100.0 * f64::from(admitted) / allowed
+    );
+    assert!(refused > 0, "the clients went past the limit");
+    assert!(
+        (f64::from(admitted) - allowed).abs() <= allowed * 0.1,
+        "{admitted} admitted, {allowed:.0} allowed"
+    );
+    assert!(
+        per_instance.iter().all(|c| c[0] > 0 && c[1] > 0),
+        "{per_instance:?}"
+    );
+    for served in &mut running {
+        super::terminate(&served.child);
+        let _ = served.child.wait();
+    }
+}
+
+/// The event stream works from any instance: events of a session another instance runs reach
+/// a stream opened on this one.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(
+    not(wharf_postgres),
+    ignore = "WHARF_TEST_DATABASE_URL was not set when the tests were built"
+)]
+async fn the_event_stream_of_any_instance_carries_every_instances_events() {
+    let db = TestDb::create(Backend::Postgres)
+        .await
+        .expect("WHARF_TEST_DATABASE_URL is set");
+    let mut a = instance(&db, "a", true);
+    wharf_server::install_crypto();
+    let api = Api {
+        client: reqwest::Client::new(),
+        pat: token_of(&a.banner),
+    };
+    use reqwest::Method;
+    let sessions = api.connected_sessions(&a.addr, 2).await;
+    let mut b = instance(&db, "b", false);
+    let (view, _) = until(&db, Duration::from_millis(4 * LEASE_MS), |v| {
+        let o = owners(v);
+        o.len() == 2 && o.iter().all(|(_, s)| s.len() == 1)
+    });
+    let on_a = owners(&view)
+        .into_iter()
+        .find(|(name, _)| name == "a")
+        .map(|(_, s)| s[0].clone())
+        .unwrap();
+    assert!(sessions.contains(&on_a));
+    // A stream opened on b, from now on.
+    let mut after = 0;
+    loop {
+        let page = api
+            .ok(
+                &b.addr,
+                Method::GET,
+                &format!("/v1/events?after={after}&limit=100"),
+                None,
+            )
+            .await;
+        after = page["next_cursor"].as_i64().unwrap();
+        if page["data"].as_array().unwrap().is_empty() {
+            break;
+        }
+    }
+    let mut stream = api
+        .client
+        .get(format!("http://{}/v1/events/stream?after={after}", b.addr))
+        .bearer_auth(&api.pat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // Sends for a's session, through a and through b: a sends both and writes their events.
+    let sent_at = Instant::now();
+    let mut messages = Vec::new();
+    for via in [a.addr, b.addr] {
+        let answer = api
+            .ok(
+                &via,
+                Method::POST,
+                "/api/send-message",
+                Some(json!({"session_id": on_a, "to": "+15550400001", "text": "seen from b"})),
+            )
+            .await;
+        messages.push(answer["message_id"].as_str().unwrap().to_owned());
+    }
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let all_sent = |text: &str| {
+        messages.iter().all(|m| {
+            text.split("\n\n")
+                .any(|e| e.contains("event: message.sent") && e.contains(m.as_str()))
+        })
+    };
+    while !all_sent(&text) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("message.sent of {messages:?} on b's stream: {other:?}\n{text}"),
+        }
+    }
+    eprintln!(
+        "a's message.sent events reached b's stream {:?} after the first send",
+        sent_at.elapsed()
+    );
+    drop(stream);
+    for served in [&mut a, &mut b] {
+        super::terminate(&served.child);
+        let _ = served.child.wait();
+    }
+}
