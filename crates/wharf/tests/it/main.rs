@@ -121,7 +121,7 @@ async fn accounts_and_keys_cli(backend: Backend) {
 
 /// Starts `wharf serve` on a free port; returns the child, its address and what it printed
 /// on stdout by the time it listened.
-fn serve_on(db: &TestDb, expect_banner: bool) -> (Child, SocketAddr, String) {
+fn serve_on(db: &TestDb, expect_banner: bool) -> (ServerProcess, SocketAddr, String) {
     serve_with(db, expect_banner, &[])
 }
 
@@ -130,19 +130,46 @@ fn serve_with(
     db: &TestDb,
     expect_banner: bool,
     env: &[(&str, &str)],
-) -> (Child, SocketAddr, String) {
+) -> (ServerProcess, SocketAddr, String) {
     let served = start_serve(db, &[], env, expect_banner);
     (served.child, served.addr, served.banner)
 }
 
 /// A `wharf serve` started by [`start_serve`].
 struct Served {
-    child: Child,
+    child: ServerProcess,
     addr: SocketAddr,
     /// What it printed on stdout by the time it listened.
     banner: String,
     /// Every line it wrote on stderr (its log), as they come.
     log: Arc<Mutex<Vec<String>>>,
+}
+
+/// A server process that a failing test does not leave behind: one still running when this
+/// goes is killed (a test that stopped it already waited for it, so then this does nothing).
+struct ServerProcess(Child);
+
+impl std::ops::Deref for ServerProcess {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Starts `wharf serve` on a free port with more `args` and `envs` (logs at `info` unless
@@ -207,7 +234,7 @@ fn start_serve(db: &TestDb, args: &[&str], envs: &[(&str, &str)], expect_banner:
     }
     let banner = stdout_lines.lock().unwrap().clone();
     Served {
-        child,
+        child: ServerProcess(child),
         addr: addr.parse().expect("an address"),
         banner,
         log,
