@@ -6,8 +6,9 @@
 //! account): an instance takes tokens in chunks of a tenth of a second's rate (at least one),
 //! spends them locally, and asks again when they are gone, one request at a time per account.
 //! The limit then holds across instances to within the chunks the instances hold unspent. If
-//! the database cannot be asked, the instance falls back to its own allowance (and logs it),
-//! so a database hiccup does not turn into refused requests.
+//! the database cannot be asked, the instance falls back to its own allowance for a few
+//! seconds (and logs it), so a database hiccup neither refuses requests nor makes each one
+//! wait for the database to fail.
 
 use std::{
     collections::HashMap,
@@ -50,7 +51,13 @@ struct Shared {
     rate: Rate,
     chunk: i64,
     held: Mutex<HashMap<AccountId, Arc<Held>>>,
+    /// After a failed ask, the database is not asked again before this: requests meanwhile
+    /// use the in-process allowance at once instead of each waiting for the database to fail.
+    unreachable_until: Mutex<Option<Instant>>,
 }
+
+/// How long an instance uses its own allowance after the database could not be asked.
+const FALLBACK: Duration = Duration::from_secs(5);
 
 /// One account's tokens on this instance.
 struct Held {
@@ -110,6 +117,7 @@ impl AccountLimiter {
                 rate,
                 chunk,
                 held: Mutex::new(HashMap::new()),
+                unreachable_until: Mutex::new(None),
             }),
             ..Self::new(per_minute)
         }
@@ -120,12 +128,19 @@ impl AccountLimiter {
     pub async fn check(&self, account: &AccountId) -> Result<HeaderMap, ApiError> {
         let decision = match &self.shared {
             Some(shared) => match shared.take(*account).await {
-                Ok(decision) => decision,
+                Ok(Some(decision)) => decision,
+                Ok(None) => self.take_local(account),
                 Err(e) => {
                     tracing::warn!(
                         error = %e,
-                        "the shared rate limit could not be read; this instance applies its own"
+                        "the shared rate limit could not be read; this instance applies its own \
+                         for the next {} s",
+                        FALLBACK.as_secs()
                     );
+                    *shared
+                        .unreachable_until
+                        .lock()
+                        .expect("rate limit state poisoned") = Some(Instant::now() + FALLBACK);
                     self.take_local(account)
                 }
             },
@@ -236,15 +251,31 @@ impl Shared {
         })
     }
 
-    async fn take(&self, account: AccountId) -> wharf_store::Result<Decision> {
+    /// Whether the database failed to answer a moment ago (see `unreachable_until`).
+    fn unreachable(&self) -> bool {
+        self.unreachable_until
+            .lock()
+            .expect("rate limit state poisoned")
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// The decision from the held tokens or the database; `None` while the database is
+    /// unreachable (the caller applies the in-process allowance).
+    async fn take(&self, account: AccountId) -> wharf_store::Result<Option<Decision>> {
         let held = self.held(account);
         if let Some(decided) = self.spend(&held) {
-            return Ok(decided);
+            return Ok(Some(decided));
+        }
+        if self.unreachable() {
+            return Ok(None);
         }
         let _refilling = held.refill.lock().await;
-        // Another request may have refilled while this one waited.
+        // Another request may have refilled (or found the database gone) while this one waited.
         if let Some(decided) = self.spend(&held) {
-            return Ok(decided);
+            return Ok(Some(decided));
+        }
+        if self.unreachable() {
+            return Ok(None);
         }
         let now = now_ns();
         let grant = self
@@ -256,13 +287,13 @@ impl Shared {
         if grant.granted == 0 {
             let wait_ns = self.rate.wait_ns(grant.tat_ns, now);
             state.empty_until_ns = now + wait_ns;
-            return Ok(Decision::Refuse { wait_ns });
+            return Ok(Some(Decision::Refuse { wait_ns }));
         }
         state.tokens += grant.granted - 1;
-        Ok(Decision::Admit {
+        Ok(Some(Decision::Admit {
             remaining: state.tokens + self.rate.available(grant.tat_ns, now),
             full_in_ns: self.rate.full_in_ns(grant.tat_ns, now),
-        })
+        }))
     }
 }
 
