@@ -29,6 +29,8 @@ pub struct Step {
     /// Broadcasts have recipients left but their outbox windows are full: the dispatcher
     /// drains them soon.
     pub waiting: bool,
+    /// Some broadcast has recipients left to commit.
+    pub sending: bool,
 }
 
 /// The template of a broadcast: name, language and the components every recipient shares.
@@ -121,6 +123,7 @@ impl BroadcastService {
         Ok(Step {
             progressed: did,
             waiting: sending && !did,
+            sending,
         })
     }
 

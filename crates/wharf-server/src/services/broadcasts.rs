@@ -129,6 +129,12 @@ impl BroadcastService {
         self.wake.clone()
     }
 
+    /// Moves whenever events are committed, in this instance or another: the receipts of a
+    /// broadcast's messages, which may end it.
+    pub fn events_appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.subscribe_events()
+    }
+
     /// The caller's broadcast `id` (a malformed, unknown or foreign id is not found).
     async fn broadcast(&self, caller: &Caller, id: &str) -> Result<BroadcastRow, ServiceError> {
         let not_found = ServiceError::NotFound("broadcast");
