@@ -528,7 +528,8 @@ async fn the_rate_limit_holds_across_instances() {
     let db = TestDb::create(Backend::Postgres)
         .await
         .expect("WHARF_TEST_DATABASE_URL is set");
-    let limit = [("WHARF_RATE_LIMIT_PER_MINUTE", "300")];
+    let per_minute = PER_MINUTE.to_string();
+    let limit = [("WHARF_RATE_LIMIT_PER_MINUTE", per_minute.as_str())];
     let mut running = vec![start_serve(&db, &["--instance-id", "a"], &limit, true)];
     wharf_server::install_crypto();
     let api = Api {
