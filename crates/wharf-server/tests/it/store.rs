@@ -16,7 +16,7 @@ async fn unconnected_session(app: &wharf_testkit::TestApp) -> SessionId {
 
 /// Rows numbered `g` from 1 to `n` (a `FROM` item) and `g` as 26 digits (an id's length), in
 /// the app's SQL, to fill tables with as many rows as a test needs in one statement.
-fn numbers(app: &wharf_testkit::TestApp, n: u32) -> (String, &'static str) {
+pub(crate) fn numbers(app: &wharf_testkit::TestApp, n: u32) -> (String, &'static str) {
     match app.db().backend() {
         wharf_testkit::Backend::Postgres => (
             format!("generate_series(1, {n}) AS s(g)"),

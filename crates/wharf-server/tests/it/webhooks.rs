@@ -347,19 +347,7 @@ async fn concurrent_claims_of_deliveries_take_different_ones(mut app: wharf_test
     // 4,000 deliveries due at the same moment (of events that do not exist: a claim leases
     // them and finds nothing to send).
     const DELIVERIES: i64 = 4_000;
-    let (rows, digits) = match app.db().backend() {
-        wharf_testkit::Backend::Postgres => (
-            format!("generate_series(1, {DELIVERIES}) AS s(g)"),
-            "lpad(g::text, 26, '0')",
-        ),
-        wharf_testkit::Backend::Sqlite => (
-            format!(
-                "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {DELIVERIES}) \
-                 SELECT g FROM s) AS s"
-            ),
-            "printf('%026d', g)",
-        ),
-    };
+    let (rows, digits) = crate::store::numbers(&app, DELIVERIES as u32);
     app.db()
         .execute(&format!(
             "INSERT INTO webhook_deliveries (id, webhook_id, account_id, event_seq, event_id, \

@@ -29,6 +29,13 @@ fn instance(db: &TestDb, name: &str, first: bool) -> Served {
     start_serve(db, &["--instance-id", name], &env, first)
 }
 
+/// The database of a PostgreSQL-only test.
+async fn postgres() -> TestDb {
+    TestDb::create(Backend::Postgres)
+        .await
+        .expect("WHARF_TEST_DATABASE_URL is set")
+}
+
 /// `wharf instances --json`.
 fn instances(db: &TestDb) -> Value {
     let (ok, out, err) = wharf(db, &["instances", "--json"]);
@@ -71,6 +78,17 @@ fn until(db: &TestDb, within: Duration, done: impl Fn(&Value) -> bool) -> (Value
 struct Api {
     client: reqwest::Client,
     pat: String,
+}
+
+impl Api {
+    /// The API as the operator `served` printed the token of when it started first.
+    fn of(served: &Served) -> Self {
+        wharf_server::install_crypto();
+        Self {
+            client: reqwest::Client::new(),
+            pat: token_of(&served.banner),
+        }
+    }
 }
 
 impl Api {
@@ -150,11 +168,7 @@ async fn sessions_are_spread_taken_over_after_kill_9_and_handed_over_on_stop(bac
         return;
     };
     let mut a = instance(&db, "a", true);
-    wharf_server::install_crypto();
-    let api = Api {
-        client: reqwest::Client::new(),
-        pat: token_of(&a.banner),
-    };
+    let api = Api::of(&a);
     use reqwest::Method;
     let sessions = api.connected_sessions(&a.addr, SESSIONS).await;
     // The instance that started them owns them all.
@@ -357,15 +371,9 @@ fn signal(served: &Served, name: &str) {
     ignore = "WHARF_TEST_DATABASE_URL was not set when the tests were built"
 )]
 async fn a_stalled_owner_writes_nothing_after_losing_its_lease() {
-    let db = TestDb::create(Backend::Postgres)
-        .await
-        .expect("WHARF_TEST_DATABASE_URL is set");
+    let db = postgres().await;
     let mut a = instance(&db, "a", true);
-    wharf_server::install_crypto();
-    let api = Api {
-        client: reqwest::Client::new(),
-        pat: token_of(&a.banner),
-    };
+    let api = Api::of(&a);
     use reqwest::Method;
     let sessions = api.connected_sessions(&a.addr, 2).await;
     let mut messages = 0;
@@ -444,15 +452,9 @@ async fn a_stalled_owner_writes_nothing_after_losing_its_lease() {
     ignore = "WHARF_TEST_DATABASE_URL was not set when the tests were built"
 )]
 async fn a_rolling_restart_of_every_instance_loses_nothing() {
-    let db = TestDb::create(Backend::Postgres)
-        .await
-        .expect("WHARF_TEST_DATABASE_URL is set");
+    let db = postgres().await;
     let first = instance(&db, "a", true);
-    wharf_server::install_crypto();
-    let api = Api {
-        client: reqwest::Client::new(),
-        pat: token_of(&first.banner),
-    };
+    let api = Api::of(&first);
     use reqwest::Method;
     let sessions = api.connected_sessions(&first.addr, SESSIONS).await;
     let mut running = vec![first, instance(&db, "b", false), instance(&db, "c", false)];
@@ -525,17 +527,11 @@ async fn a_rolling_restart_of_every_instance_loses_nothing() {
 )]
 async fn the_rate_limit_holds_across_instances() {
     const PER_MINUTE: u32 = 300;
-    let db = TestDb::create(Backend::Postgres)
-        .await
-        .expect("WHARF_TEST_DATABASE_URL is set");
+    let db = postgres().await;
     let per_minute = PER_MINUTE.to_string();
     let limit = [("WHARF_RATE_LIMIT_PER_MINUTE", per_minute.as_str())];
     let mut running = vec![start_serve(&db, &["--instance-id", "a"], &limit, true)];
-    wharf_server::install_crypto();
-    let api = Api {
-        client: reqwest::Client::new(),
-        pat: token_of(&running[0].banner),
-    };
+    let api = Api::of(&running[0]);
     for name in ["b", "c"] {
         running.push(start_serve(&db, &["--instance-id", name], &limit, false));
     }
@@ -615,15 +611,9 @@ async fn the_rate_limit_holds_across_instances() {
     ignore = "WHARF_TEST_DATABASE_URL was not set when the tests were built"
 )]
 async fn the_event_stream_of_any_instance_carries_every_instances_events() {
-    let db = TestDb::create(Backend::Postgres)
-        .await
-        .expect("WHARF_TEST_DATABASE_URL is set");
+    let db = postgres().await;
     let mut a = instance(&db, "a", true);
-    wharf_server::install_crypto();
-    let api = Api {
-        client: reqwest::Client::new(),
-        pat: token_of(&a.banner),
-    };
+    let api = Api::of(&a);
     use reqwest::Method;
     let sessions = api.connected_sessions(&a.addr, 2).await;
     let mut b = instance(&db, "b", false);
