@@ -179,8 +179,7 @@ async fn sessions_are_spread_taken_over_after_kill_9_and_handed_over_on_stop(bac
     assert_eq!(view["unowned_sessions"], json!([]));
     if backend == Backend::Sqlite {
         // One instance per SQLite file (a second refuses to start: `main.rs`).
-        super::terminate(&a.child);
-        let _ = a.child.wait();
+        a.stop();
         return;
     }
 
@@ -338,8 +337,7 @@ async fn sessions_are_spread_taken_over_after_kill_9_and_handed_over_on_stop(bac
 
     // A clean stop hands a's sessions to c at once, well before a lease would expire.
     let stopped = Instant::now();
-    super::terminate(&a.child);
-    let _ = a.child.wait();
+    a.stop();
     let (view, _) = until(&db, Duration::from_millis(LEASE_MS), |v| {
         let o = owners(v);
         o.len() == 1 && o[0].1.len() == SESSIONS
@@ -350,8 +348,7 @@ async fn sessions_are_spread_taken_over_after_kill_9_and_handed_over_on_stop(bac
         took < Duration::from_millis(LEASE_MS * 2 / 3 + 1_000),
         "handed over in {took:?}: {view:#}"
     );
-    super::terminate(&c.child);
-    let _ = c.child.wait();
+    c.stop();
 }
 
 fn signal(served: &Served, name: &str) {
@@ -438,10 +435,8 @@ async fn a_stalled_owner_writes_nothing_after_losing_its_lease() {
             .await,
         messages
     );
-    super::terminate(&a.child);
-    let _ = a.child.wait();
-    super::terminate(&b.child);
-    let _ = b.child.wait();
+    a.stop();
+    b.stop();
 }
 
 /// A rolling restart: each of three instances in turn stops cleanly (handing its sessions
@@ -512,8 +507,7 @@ async fn a_rolling_restart_of_every_instance_loses_nothing() {
         accepted
     );
     for served in &mut running {
-        super::terminate(&served.child);
-        let _ = served.child.wait();
+        served.stop();
     }
 }
 
@@ -598,8 +592,7 @@ async fn the_rate_limit_holds_across_instances() {
         "{per_instance:?}"
     );
     for served in &mut running {
-        super::terminate(&served.child);
-        let _ = served.child.wait();
+        served.stop();
     }
 }
 
@@ -686,7 +679,6 @@ async fn the_event_stream_of_any_instance_carries_every_instances_events() {
     );
     drop(stream);
     for served in [&mut a, &mut b] {
-        super::terminate(&served.child);
-        let _ = served.child.wait();
+        served.stop();
     }
 }

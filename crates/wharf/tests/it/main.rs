@@ -145,6 +145,14 @@ struct Served {
     log: Arc<Mutex<Vec<String>>>,
 }
 
+impl Served {
+    /// Stops the server cleanly (SIGTERM) and waits for it to exit.
+    fn stop(&mut self) {
+        terminate(&self.child);
+        let _ = self.child.wait();
+    }
+}
+
 /// A server process that a failing test does not leave behind: one still running when this
 /// goes is killed (a test that stopped it already waited for it, so then this does nothing).
 struct ServerProcess(Child);
