@@ -214,7 +214,16 @@ impl Pace {
                 continue;
             }
             match &self.kind {
-                Kind::Bucket { limiter, .. } => return limiter.until_ready().await,
+                // Waited on tokio's timer: governor's own `until_ready` waits on the
+                // futures-timer crate's thread, one more thread to wake for every send.
+                Kind::Bucket { limiter, .. } => match limiter.check() {
+                    Ok(()) => return,
+                    Err(not_until) => {
+                        let wait =
+                            not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
+                        tokio::time::sleep(wait).await;
+                    }
+                },
                 Kind::Window { pacing, recent, .. } => {
                     let wait = {
                         let recent = recent.lock().unwrap_or_else(|e| e.into_inner());
@@ -388,5 +397,26 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_secs(2));
         assert!(pace.matches(NonZeroU32::MIN, pacing(5, 45, 6000)));
         assert!(!pace.matches(NonZeroU32::MIN, pacing(6, 45, 6000)));
+    }
+
+    // The bucket waits on tokio's timer (not governor's `until_ready`, whose timer thread
+    // woke for every paced send): a second's burst at once, then one send per 1/rate.
+    #[tokio::test]
+    async fn the_bucket_lets_a_burst_through_then_holds_to_the_rate() {
+        let pace = Pace::new(NonZeroU32::new(20).unwrap(), None);
+        let start = Instant::now();
+        for _ in 0..20 {
+            pace.ready().await;
+        }
+        let burst = start.elapsed();
+        for _ in 0..10 {
+            pace.ready().await;
+        }
+        let all = start.elapsed();
+        assert!(burst < Duration::from_millis(200), "the burst took {burst:?}");
+        assert!(
+            all >= Duration::from_millis(450) && all < Duration::from_secs(3),
+            "ten sends over the burst at 20/s took {all:?}, not about 500 ms"
+        );
     }
 }

@@ -25,7 +25,7 @@ pub(crate) fn spawn_batcher(
     backend: Backend,
 ) -> tokio::sync::mpsc::Sender<PendingAccept> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<PendingAccept>(4096);
-    tokio::spawn(async move {
+    let batcher = async move {
         let mut batch = Vec::with_capacity(GROUP_MAX);
         while let Some(first) = rx.recv().await {
             batch.push(first);
@@ -76,8 +76,31 @@ pub(crate) fn spawn_batcher(
                 }
             }
         }
-    });
+    };
+    run_beside_the_workers(batcher);
     tx
+}
+
+/// Runs the batcher on a thread of its own when the runtime has worker threads to drive its
+/// I/O and timers (`Handle::block_on`); otherwise (a test's single-threaded runtime) as a
+/// task. On its own thread the batcher is woken by the operating system as soon as its
+/// commit returns, instead of waiting in the workers' shared queue behind every HTTP
+/// connection's task, which left the writer idle between groups under load.
+fn run_beside_the_workers(batcher: impl std::future::Future<Output = ()> + Send + 'static) {
+    let handle = tokio::runtime::Handle::current();
+    if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        let spawned = std::thread::Builder::new()
+            .name("wharf-commit".into())
+            .spawn({
+                let handle = handle.clone();
+                move || handle.block_on(batcher)
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the group commit's thread");
+        }
+        return;
+    }
+    handle.spawn(batcher);
 }
 
 /// What a group commit wrote.

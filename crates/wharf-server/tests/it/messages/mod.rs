@@ -668,3 +668,56 @@ async fn other_tenants_cannot_see_or_touch_messages(mut app: wharf_testkit::Test
         .await;
     app.get("/api/messages/garbage/info").expect(404).await;
 }
+
+/// On a runtime with worker threads (the server's) the group commit runs on a thread of its
+/// own, `wharf-commit`: sends from many connections at once are each committed once and
+/// answered.
+async fn concurrent_sends_commit_on_the_commit_thread(backend: wharf_testkit::Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let session = app.create_session(json!({})).await["session"]["session_id"]
+        .as_str()
+        .expect("a session id")
+        .to_owned();
+    let sends = (0..200).map(|i| {
+        app.post("/api/send-message")
+            .json(json!({"session_id": session, "to": TO, "text": format!("burst {i}")}))
+            .send()
+    });
+    let answers = futures::future::join_all(sends).await;
+    let mut ids = std::collections::HashSet::new();
+    for answer in &answers {
+        assert_eq!(answer.status.as_u16(), 202, "{}", answer.json);
+        ids.insert(
+            answer.json["message_id"]
+                .as_str()
+                .expect("an id")
+                .to_owned(),
+        );
+    }
+    assert_eq!(ids.len(), 200, "every send has its own message");
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(
+        threads.iter().any(|name| name == "wharf-commit"),
+        "no group commit thread among {threads:?}"
+    );
+    for id in &ids {
+        let info = app.info(id).await;
+        assert_eq!(info.message_id, *id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_sends_commit_on_the_commit_thread() {
+    concurrent_sends_commit_on_the_commit_thread(wharf_testkit::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_sends_commit_on_the_commit_thread() {
+    concurrent_sends_commit_on_the_commit_thread(wharf_testkit::Backend::Postgres).await;
+}
