@@ -413,7 +413,10 @@ mod tests {
             pace.ready().await;
         }
         let all = start.elapsed();
-        assert!(burst < Duration::from_millis(200), "the burst took {burst:?}");
+        assert!(
+            burst < Duration::from_millis(200),
+            "the burst took {burst:?}"
+        );
         assert!(
             all >= Duration::from_millis(450) && all < Duration::from_secs(3),
             "ten sends over the burst at 20/s took {all:?}, not about 500 ms"

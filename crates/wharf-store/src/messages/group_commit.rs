@@ -91,10 +91,7 @@ fn run_beside_the_workers(batcher: impl std::future::Future<Output = ()> + Send 
     if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
         let spawned = std::thread::Builder::new()
             .name("wharf-commit".into())
-            .spawn({
-                let handle = handle.clone();
-                move || handle.block_on(batcher)
-            });
+            .spawn(move || handle.block_on(batcher));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the group commit's thread");
         }
