@@ -99,7 +99,7 @@ const SQLITE_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORM
 /// into the database file, and its fsync, held up every commit that triggered one), and
 /// keeps up to 8 MiB of pages in its cache (the index pages it writes to; SQLite's default
 /// is 2 MiB). A WAL file that grew past 64 MiB is trimmed back when it starts over.
-const SQLITE_WRITER_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+pub(crate) const SQLITE_WRITER_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
      PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -8192; PRAGMA journal_size_limit = 67108864;";
 
@@ -126,6 +126,9 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error(transparent)]
     Database(sqlx::Error),
+    /// SQLite failed a call the store made on it directly (the group commit of sends).
+    #[error("SQLite: {0}")]
+    Sqlite(String),
     /// A send made with cached credentials found them changed at commit time and wrote
     /// nothing; decide it again from fresh reads.
     #[error("the key or session changed since it was read")]

@@ -23,6 +23,7 @@ mod inbound;
 mod outbox;
 mod outcomes;
 mod polls;
+mod sqlite_writer;
 
 use group_commit::GROUP_CHUNK;
 pub(crate) use group_commit::{PendingAccept, spawn_batcher};
@@ -286,9 +287,13 @@ impl Store {
             verify,
             reply,
         };
-        let batcher = self
-            .ingest
-            .get_or_init(|| spawn_batcher(self.write.clone(), self.backend));
+        let batcher = self.ingest.get_or_init(|| {
+            spawn_batcher(
+                self.write.clone(),
+                self.backend,
+                crate::sqlite_path(&self.url),
+            )
+        });
         batcher
             .send(pending)
             .await

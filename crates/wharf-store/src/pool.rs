@@ -239,6 +239,16 @@ impl Pool {
         conn
     }
 
+    /// The pool's turn without a connection, waiting up to ten seconds for it: for a writer
+    /// with a connection of its own (the SQLite group commit), so that its writes and the
+    /// pool's still happen one at a time, in the order they asked.
+    pub(crate) async fn hold(&self) -> Result<OwnedSemaphorePermit, sqlx::Error> {
+        tokio::time::timeout(ACQUIRE_TIMEOUT, self.0.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)
+    }
+
     async fn acquire_untimed(&self) -> Result<Conn, sqlx::Error> {
         let local = &self.0;
         let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, local.permits.clone().acquire_owned())
@@ -363,13 +373,6 @@ pub(crate) struct Conn {
     permit: Option<OwnedSemaphorePermit>,
     /// A transaction was dropped open on it: its rollback is queued, not yet run.
     rolled_back: bool,
-}
-
-impl Conn {
-    /// Drops the connection instead of giving it back (its state is in doubt).
-    pub(crate) fn discard(mut self) {
-        drop(self.conn.take());
-    }
 }
 
 impl Deref for Conn {

@@ -423,6 +423,109 @@ async fn a_send_decided_at_an_old_epoch_writes_nothing(mut app: wharf_testkit::T
     );
 }
 
+/// A send that breaks a rule of the database (here: a provider id the session used already)
+/// fails alone: the others of its group are written, it leaves neither message nor job, and
+/// every column of the others is stored as given (NUL in reported text as U+FFFD).
+#[wharf_testkit::dual_test]
+async fn a_bad_send_fails_alone_and_the_rest_of_its_group_is_stored_whole(
+    mut app: wharf_testkit::TestApp,
+) {
+    let (session, template, _, now) = around_a_revocation(&app).await;
+    let account = app.account_id.parse().unwrap();
+    let mut full = like(
+        &template,
+        Some(wharf_core::Jid::parse("15550109999@s.whatsapp.net").unwrap()),
+    );
+    full.sender_jid = Some("15550100000@s.whatsapp.net".into());
+    full.quoted_message_id = Some(template.id);
+    full.failure_reason = Some("said \0 this".into());
+    full.attempts = 3;
+    (
+        full.sent_at,
+        full.delivered_at,
+        full.read_at,
+        full.played_at,
+    ) = (Some(11), Some(12), Some(13), Some(14));
+    (
+        full.failed_at,
+        full.deleted_at,
+        full.edited_at,
+        full.updated_at,
+    ) = (Some(15), Some(16), Some(17), 18);
+    let mut full_job = OutboxJob::new(
+        account,
+        session,
+        full.chat_jid.clone(),
+        Some(full.id),
+        JobAction::Send,
+        json!({"text": "payload"}),
+    );
+    (full_job.attempts, full_job.last_error) = (2, Some("late \0 error".into()));
+    let mut clash = like(&template, None);
+    clash.provider_msg_id = template.provider_msg_id.clone();
+    let mut sends: Vec<(wharf_store::MessageRow, OutboxJob, Option<i64>)> = (0..10)
+        .map(|i| {
+            let m = like(&template, None);
+            let job = OutboxJob::new(
+                account,
+                session,
+                m.chat_jid.clone(),
+                Some(m.id),
+                JobAction::Send,
+                serde_json::Value::Null,
+            );
+            (m, job, [None, Some(now)][i % 2])
+        })
+        .collect();
+    sends.insert(4, (full.clone(), full_job.clone(), Some(now)));
+    let clash_job = OutboxJob::new(
+        account,
+        session,
+        clash.chat_jid.clone(),
+        Some(clash.id),
+        JobAction::Send,
+        serde_json::Value::Null,
+    );
+    sends.insert(7, (clash.clone(), clash_job, None));
+    let results = futures::future::join_all(sends.iter().map(|(m, job, verify)| {
+        let store = app.store.clone();
+        async move { store.accept_outgoing(m, job, None, *verify).await }
+    }))
+    .await;
+    for ((m, _, _), result) in sends.iter().zip(&results) {
+        if m.id == clash.id {
+            assert!(
+                matches!(result, Err(e) if !matches!(e, StoreError::Stale)),
+                "the clash: {result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "{result:?}");
+        }
+    }
+    assert!(
+        app.store
+            .get_message(account, clash.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "the failed send wrote its message"
+    );
+    assert_eq!(
+        app.store.outbox_len(session).await.unwrap(),
+        12,
+        "the first send's job and the 11 good ones"
+    );
+    let mut expected = full.clone();
+    expected.failure_reason = Some("said \u{FFFD} this".into());
+    let stored = app.store.get_message(account, full.id).await.unwrap();
+    assert_eq!(stored, Some(expected), "every column as given");
+    let mut expected_job = full_job;
+    expected_job.last_error = Some("late \u{FFFD} error".into());
+    let jobs = app.store.ready_jobs(session, i64::MAX, 100).await.unwrap();
+    let job = jobs.iter().find(|j| j.message_id == Some(full.id));
+    assert_eq!(job, Some(&expected_job), "every column of the job as given");
+}
+
 /// PostgreSQL only: runs `sql` on the test's database.
 async fn pg(app: &wharf_testkit::TestApp, sql: &str) {
     let mut conn = sqlx::PgConnection::connect(&app.config.database_url)

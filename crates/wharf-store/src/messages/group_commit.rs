@@ -1,8 +1,8 @@
-//! The group commit of sends: accepted sends wait in a channel and one task commits them
-//! together (a multi-row insert of their messages and outbox jobs), answering each send once
+//! The group commit of sends: accepted sends wait in a channel and one thread commits them
+//! together (one transaction for their messages and outbox jobs), answering each send once
 //! its group is durable.
 
-use super::*;
+use super::{sqlite_writer::SqliteWriter, *};
 /// A send waiting for its group commit.
 pub(crate) struct PendingAccept {
     pub(super) message: MessageRow,
@@ -16,15 +16,23 @@ pub(crate) struct PendingAccept {
 pub(super) const GROUP_CHUNK: usize = 100;
 /// Sends committed together, at most.
 const GROUP_MAX: usize = 512;
-/// Largest group whose SQLite statement is kept prepared.
-const PREPARED_GROUP_MAX: usize = 64;
 
-/// Starts the task that commits queued sends in groups.
+/// Starts the task that commits queued sends in groups. `file` is the SQLite database's
+/// (none on PostgreSQL).
 pub(crate) fn spawn_batcher(
     pool: crate::pool::Pool,
     backend: Backend,
+    file: Option<std::path::PathBuf>,
 ) -> tokio::sync::mpsc::Sender<PendingAccept> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<PendingAccept>(4096);
+    let mut committer = Committer {
+        pool,
+        backend,
+        file,
+        sqlite: None,
+        on_own_thread: tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread,
+    };
     let batcher = async move {
         let mut batch = Vec::with_capacity(GROUP_MAX);
         while let Some(first) = rx.recv().await {
@@ -41,7 +49,7 @@ pub(crate) fn spawn_batcher(
                     let _ = p.reply.send(Err(StoreError::Stale));
                 }
             }
-            match commit_group(&pool, backend, &batch).await {
+            match committer.commit(&mut batch).await {
                 Ok(Committed::All) => {
                     for p in batch.drain(..) {
                         let _ = p.reply.send(Ok(()));
@@ -57,13 +65,15 @@ pub(crate) fn spawn_batcher(
                 }
                 Err(_) if batch.len() > 1 => {
                     // Find the culprit: each request on its own, so one bad row fails alone.
-                    for p in batch.drain(..) {
-                        let result = commit_group(&pool, backend, std::slice::from_ref(&p))
-                            .await
-                            .and_then(|c| match (c, p.verify) {
-                                (Committed::Unchecked, Some(_)) => Err(StoreError::Stale),
-                                _ => Ok(()),
-                            });
+                    for p in std::mem::take(&mut batch) {
+                        let mut one = vec![p];
+                        let result = committer.commit(&mut one).await;
+                        // (Gone only if the commit panicked: its sender is told so.)
+                        let Some(p) = one.pop() else { continue };
+                        let result = result.and_then(|c| match (c, p.verify) {
+                            (Committed::Unchecked, Some(_)) => Err(StoreError::Stale),
+                            _ => Ok(()),
+                        });
                         let _ = p.reply.send(result);
                     }
                 }
@@ -108,76 +118,6 @@ enum Committed {
     Unchecked,
 }
 
-/// The statements of a group: for the sends without an epoch, plain multi-row inserts; for
-/// the others (all at one epoch, given last), inserts that write only while the auth epoch
-/// still has that value. Each statement numbers its own parameters.
-fn group_statements(backend: Backend, unchecked: usize, checked: usize) -> Vec<String> {
-    let head = INSERT_MESSAGE
-        .split(" VALUES ")
-        .next()
-        .unwrap_or(INSERT_MESSAGE);
-    let mut statements = Vec::new();
-    for (count, check) in [(unchecked, false), (checked, true)] {
-        let mut left = count;
-        while left > 0 {
-            let n = left.min(GROUP_CHUNK);
-            left -= n;
-            for (table, cols) in [(head, 22), (INSERT_JOB, 11)] {
-                let mut params = Params::new(backend);
-                let rows = params.rows(n, cols);
-                statements.push(if check {
-                    let epoch = params.next();
-                    format!(
-                        "{table} SELECT * FROM (VALUES {rows}) AS v WHERE {} = {epoch}",
-                        crate::authcache::EPOCH
-                    )
-                } else {
-                    format!("{table} VALUES {rows}")
-                });
-            }
-        }
-    }
-    statements
-}
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
-
-/// Binds one statement of a group: each send's row (`bind` picks the message or the job),
-/// then the epoch when the statement checks one.
-fn bind_rows<'q>(
-    mut q: AnyQuery<'q>,
-    chunk: &[&PendingAccept],
-    bind: fn(AnyQuery<'q>, &PendingAccept) -> AnyQuery<'q>,
-) -> AnyQuery<'q> {
-    for p in chunk {
-        q = bind(q, p);
-    }
-    match chunk.first().and_then(|p| p.verify) {
-        Some(epoch) => q.bind(epoch),
-        None => q,
-    }
-}
-
-/// The message, then the job, of a send.
-const ROW_BINDERS: [for<'q> fn(AnyQuery<'q>, &PendingAccept) -> AnyQuery<'q>; 2] = [
-    |q, p| bind_message(q, &p.message),
-    |q, p| bind_job(q, &p.job),
-];
-
-/// Binds a group's parameters in the order of [`group_statements`].
-fn bind_group<'q>(mut q: AnyQuery<'q>, batch: &[PendingAccept]) -> AnyQuery<'q> {
-    let unchecked: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_none()).collect();
-    let checked: Vec<&PendingAccept> = batch.iter().filter(|p| p.verify.is_some()).collect();
-    for group in [unchecked, checked] {
-        for chunk in group.chunks(GROUP_CHUNK) {
-            for bind in ROW_BINDERS {
-                q = bind_rows(q, chunk, bind);
-            }
-        }
-    }
-    q
-}
-
 /// Reads how much of a group was written from its statements' row counts.
 fn committed(batch: &[PendingAccept], rows: u64) -> Result<Committed> {
     let all = 2 * batch.len() as u64;
@@ -193,17 +133,68 @@ fn committed(batch: &[PendingAccept], rows: u64) -> Result<Committed> {
     }
 }
 
-async fn commit_group(
-    pool: &crate::pool::Pool,
+/// Commits groups of sends: on SQLite with a connection of its own, called on this thread
+/// ([`SqliteWriter`]); on PostgreSQL with one statement on a pooled connection.
+struct Committer {
+    pool: crate::pool::Pool,
     backend: Backend,
-    batch: &[PendingAccept],
-) -> Result<Committed> {
-    let unchecked = batch.iter().filter(|p| p.verify.is_none()).count();
-    let checked = batch.len() - unchecked;
-    if backend == Backend::Sqlite {
-        return commit_group_sqlite(pool, batch, unchecked, checked).await;
+    /// The SQLite database's file.
+    file: Option<std::path::PathBuf>,
+    /// The SQLite connection, opened at the first group (and again after one that failed
+    /// and could not roll back).
+    sqlite: Option<SqliteWriter>,
+    /// Whether the batcher has a thread of its own ([`run_beside_the_workers`]), where
+    /// SQLite's calls may block.
+    on_own_thread: bool,
+}
+
+impl Committer {
+    /// Commits `batch`; the sends are still in it when this returns.
+    async fn commit(&mut self, batch: &mut Vec<PendingAccept>) -> Result<Committed> {
+        if self.backend == Backend::Postgres {
+            return commit_group_postgres(&self.pool, batch).await;
+        }
+        // The write pool's turn, so the store's writes stay one at a time.
+        let _turn = self.pool.hold().await?;
+        let writer = match self.sqlite.take() {
+            Some(writer) => writer,
+            None => {
+                let file = self.file.as_deref().ok_or_else(|| {
+                    StoreError::Sqlite("the group commit needs a database file".into())
+                })?;
+                SqliteWriter::open(file, crate::SQLITE_WRITER_SETUP)?
+            }
+        };
+        let (writer, wrote) = if self.on_own_thread {
+            let mut writer = writer;
+            let wrote = writer.commit(batch);
+            (writer, wrote)
+        } else {
+            // A task of a single-threaded runtime (a test's) must not block it: SQLite can
+            // wait there for a lock held by another store of the same process, whose
+            // transaction needs this runtime to finish.
+            let owned = std::mem::take(batch);
+            let (writer, owned, wrote) = tokio::task::spawn_blocking(move || {
+                let mut writer = writer;
+                let wrote = writer.commit(&owned);
+                (writer, owned, wrote)
+            })
+            .await
+            .map_err(|e| StoreError::Sqlite(format!("the group commit failed: {e}")))?;
+            *batch = owned;
+            (writer, wrote)
+        };
+        // One left inside a transaction it could not end is closed; the next group opens
+        // another.
+        if wrote.is_ok() || writer.idle() {
+            self.sqlite = Some(writer);
+        }
+        Ok(match wrote? {
+            true => Committed::All,
+            false if batch.iter().all(|p| p.verify.is_none()) => Committed::All,
+            false => Committed::Unchecked,
+        })
     }
-    commit_group_postgres(pool, batch).await
 }
 
 /// The group commit on PostgreSQL: one prepared statement, the same text whatever the group's
@@ -293,82 +284,72 @@ async fn commit_group_postgres(
     committed(batch, u64::try_from(written).unwrap_or_default())
 }
 
-/// The text of a SQLite group commit of `unchecked` and `checked` sends, made once per
-/// make-up.
-fn sqlite_group_sql(unchecked: usize, checked: usize) -> std::sync::Arc<str> {
-    use std::{
-        collections::HashMap,
-        sync::{Arc, Mutex},
-    };
-    /// SQL text by (unchecked, checked) sends.
-    type Made = HashMap<(usize, usize), Arc<str>>;
-    static MADE: Mutex<Option<Made>> = Mutex::new(None);
-    if let Ok(mut made) = MADE.lock() {
-        let made = made.get_or_insert_default();
-        if let Some(sql) = made.get(&(unchecked, checked)) {
-            return sql.clone();
-        }
-        if made.len() >= 1024 {
-            made.clear();
-        }
-    }
-    // The epoch cannot change inside this write transaction, so the one it reads says
-    // whether the checked inserts wrote (SQLite's row counts cannot tell: after COMMIT it
-    // reports the last insert's count again).
-    let mut sql = format!("BEGIN IMMEDIATE;\nSELECT {};\n", crate::authcache::EPOCH);
-    for statement in group_statements(Backend::Sqlite, unchecked, checked) {
-        sql.push_str(&statement);
-        sql.push_str(";\n");
-    }
-    sql.push_str("COMMIT;");
-    let sql: Arc<str> = sql.into();
-    if let Ok(mut made) = MADE.lock() {
-        made.get_or_insert_default()
-            .insert((unchecked, checked), sql.clone());
-    }
-    sql
-}
+#[cfg(test)]
+mod tests {
+    use wharf_core::{EngineKind, Jid};
 
-/// The group commit on SQLite: the whole transaction is one multi-statement call, a single
-/// hand-off to the connection's worker thread instead of one per statement (on a busy
-/// machine each hand-off waits for the thread to be scheduled, and that wait, not SQLite,
-/// bounded how fast sends were committed).
-async fn commit_group_sqlite(
-    pool: &crate::pool::Pool,
-    batch: &[PendingAccept],
-    unchecked: usize,
-    checked: usize,
-) -> Result<Committed> {
-    let mut conn = pool.acquire().await?;
-    // Kept prepared: the text depends only on the group's make-up, and parsing it again for
-    // every group cost the writer more than a twentieth of its time (and writing it out, a
-    // few percent of the server's).
-    let sql = sqlite_group_sql(unchecked, checked);
-    // Groups of up to `PREPARED_GROUP_MAX` sends (what a busy server makes) stay prepared;
-    // larger ones are rare and each shape would hold a large prepared statement in memory.
-    let q = bind_group(sqlx::query(sqlx::AssertSqlSafe(sql)), batch)
-        .persistent(batch.len() <= PREPARED_GROUP_MAX);
-    // Every statement must run: `fetch_all`, since fetching one row stops after it.
-    match q.fetch_all(&mut *conn).await {
-        Ok(rows) => {
-            let row = rows
-                .first()
-                .ok_or_else(|| StoreError::Corrupt("group commit read no epoch".into()))?;
-            let epoch: i64 = sqlx::Row::try_get(row, 0)?;
-            let wrote = batch.iter().all(|p| p.verify.is_none_or(|e| e == epoch));
-            Ok(if wrote {
-                Committed::All
-            } else {
-                Committed::Unchecked
+    use super::*;
+    use crate::sessions::NewSession;
+
+    /// A store on a new SQLite file, with one session; and a send to it.
+    async fn store_and_send() -> (crate::Store, MessageRow, OutboxJob) {
+        let dir = std::env::temp_dir().join(format!(
+            "wharf-group-{}-{}",
+            std::process::id(),
+            MessageId::generate()
+        ));
+        let store = crate::Store::open(&crate::sqlite_url(&dir.join("wharf.db")))
+            .await
+            .expect("store");
+        let (account, _) = store.create_account("a").await.expect("account");
+        let (session, _) = store
+            .create_session(NewSession {
+                account_id: account.id,
+                engine: EngineKind::Emulator,
+                label: None,
+                phone_number: None,
+                settings: Default::default(),
             })
-        }
-        Err(e) => {
-            // Leave no transaction open on a pooled connection; one that cannot roll back is
-            // closed rather than reused.
-            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                conn.discard();
-            }
-            Err(e.into())
-        }
+            .await
+            .expect("session");
+        let now = now_millis();
+        let chat = Jid::parse("15550102030@s.whatsapp.net").expect("jid");
+        let mut message = crate::messages::tests::sent_message(MessageStatus::Queued);
+        (message.account_id, message.session_id) = (account.id, session.id);
+        (message.chat_jid, message.sent_at) = (chat.clone(), None);
+        (message.accepted_at, message.updated_at) = (now, now);
+        let job = OutboxJob::new(
+            account.id,
+            session.id,
+            chat,
+            Some(message.id),
+            JobAction::Send,
+            Value::Null,
+        );
+        (store, message, job)
+    }
+
+    /// The group commit's own SQLite connection writes in the write pool's turn: a send
+    /// made while another write transaction is open (longer than SQLite's 5 s busy timeout,
+    /// which alone would fail it with "database is locked") waits for it, then is written.
+    #[tokio::test]
+    async fn a_send_waits_for_the_writers_turn() {
+        let (store, message, job) = store_and_send().await;
+        let mut tx = store.write.begin().await.expect("a write transaction");
+        sqlx::query("UPDATE accounts SET name = 'b'")
+            .execute(&mut *tx)
+            .await
+            .expect("a write");
+        let send = tokio::spawn({
+            let (store, message, job) = (store.clone(), message.clone(), job.clone());
+            async move { store.accept_outgoing(&message, &job, None, None).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
+        assert!(!send.is_finished(), "the send did not wait for its turn");
+        tx.commit().await.expect("commit");
+        let accepted = send.await.expect("the send's task");
+        assert!(accepted.is_ok(), "{accepted:?}");
+        let stored = store.get_message(message.account_id, message.id).await;
+        assert_eq!(stored.expect("read"), Some(message));
     }
 }

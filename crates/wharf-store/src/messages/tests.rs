@@ -5,7 +5,7 @@ use wharf_core::{
 
 use super::MessageRow;
 
-fn sent_message(status: MessageStatus) -> MessageRow {
+pub(super) fn sent_message(status: MessageStatus) -> MessageRow {
     MessageRow {
         id: MessageId::generate(),
         account_id: AccountId::generate(),
