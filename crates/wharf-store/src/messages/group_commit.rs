@@ -12,7 +12,7 @@ pub(crate) struct PendingAccept {
     pub(super) reply: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
-/// Rows per multi-row insert of a group (22 parameters a message).
+/// Rows per multi-row insert of messages (22 parameters or more a message).
 pub(super) const GROUP_CHUNK: usize = 100;
 /// Sends committed together, at most.
 const GROUP_MAX: usize = 512;
@@ -30,8 +30,7 @@ pub(crate) fn spawn_batcher(
         backend,
         file,
         sqlite: None,
-        on_own_thread: tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread,
+        on_own_thread: has_workers(),
     };
     let batcher = async move {
         let mut batch = Vec::with_capacity(GROUP_MAX);
@@ -98,7 +97,7 @@ pub(crate) fn spawn_batcher(
 /// connection's task, which left the writer idle between groups under load.
 fn run_beside_the_workers(batcher: impl std::future::Future<Output = ()> + Send + 'static) {
     let handle = tokio::runtime::Handle::current();
-    if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+    if has_workers() {
         let spawned = std::thread::Builder::new()
             .name("wharf-commit".into())
             .spawn(move || handle.block_on(batcher));
@@ -108,6 +107,11 @@ fn run_beside_the_workers(batcher: impl std::future::Future<Output = ()> + Send 
         return;
     }
     handle.spawn(batcher);
+}
+
+/// Whether the current runtime has worker threads (so the batcher gets a thread of its own).
+fn has_workers() -> bool {
+    tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
 }
 
 /// What a group commit wrote.
