@@ -29,7 +29,9 @@ use wharf_store::{Fence, InstanceRow, Lease, Store, StoreError};
 #[derive(Debug, Clone, Copy)]
 struct Held {
     generation: i64,
-    /// When this instance took it (at this generation).
+    /// When this instance learned it took it (at this generation): the answer's arrival, so
+    /// its commit is seen by every read sent since. (Its query's sending time is not: an
+    /// insert sent earlier may commit after a read sent later.)
     taken: Instant,
     /// Until when this instance acts on it (before the lease's expiry in the database).
     until: Instant,
@@ -171,7 +173,8 @@ impl Ownership {
         }
     }
 
-    /// Records `lease` as held, renewed at `renewed` (when its query was sent).
+    /// Records `lease` as held, renewed at `renewed` (when its query was sent); called once its
+    /// answer is in hand.
     pub(crate) fn note(&self, lease: Lease, renewed: Instant) {
         let until = renewed + self.ttl.saturating_sub(self.margin());
         let mut state = self.state();
@@ -182,7 +185,7 @@ impl Ownership {
                     lease.session_id,
                     Held {
                         generation: lease.generation,
-                        taken: renewed,
+                        taken: Instant::now(),
                         until,
                     },
                 );
@@ -279,5 +282,44 @@ impl EngineSink for OwnedSink {
             return Ok(());
         }
         self.inner.updates(session, updates).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lease whose acquisition was sent before a lease pass began but answered after the
+    /// pass's renewal read it may be missing from that read (the insert committed after the
+    /// read). It must not count as held before the pass, or the pass takes it for lost and
+    /// stops the engine a request has just started.
+    #[tokio::test]
+    async fn a_lease_answered_after_a_pass_began_is_not_held_before_it() {
+        let dir = std::env::temp_dir().join(format!("wharf-cluster-{:08x}", rand::random::<u32>()));
+        let store = Store::connect(&format!("sqlite://{}/w.db?mode=rwc", dir.display()))
+            .await
+            .unwrap();
+        let own = Ownership::new(store, "a", None, Duration::from_secs(30));
+        let session = SessionId::generate();
+
+        let sent = Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let pass_began = Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        own.note(
+            Lease {
+                session_id: session,
+                generation: 1,
+            },
+            sent,
+        );
+        assert!(own.held_before(pass_began).is_empty());
+        assert_eq!(
+            own.held_before(Instant::now() + Duration::from_millis(1)),
+            vec![(session, 1)]
+        );
+        // The lease is trusted from when its query was sent.
+        assert!(own.holds(session));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -88,7 +88,14 @@ impl LeaseWorker {
 
         let live = store.live_instances(now).await?.len().max(1);
         let fair = running.len().div_ceil(live);
-        let held = own.held();
+        // Only the leases held before the pass began are weighed against the running sessions
+        // it read: a request that starts a session takes its lease after the session reads as
+        // running, possibly after that read, and would count as beyond this instance's share.
+        let held: Vec<SessionId> = own
+            .held_before(sent)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         if held.len() > fair {
             // Beyond this instance's share (an instance joined): hand over the most recently
             // created sessions; the others take them on their next pass.

@@ -108,6 +108,31 @@ async fn a_connected_session_is_owned_here_and_a_disconnect_gives_the_lease_up(a
     );
 }
 
+/// A session being connected is left to the request that connects it: the lease worker's
+/// pass (woken by the session's own change) must not count the lease the request takes after
+/// the pass read the running sessions as beyond this instance's share and stop the engine the
+/// request just started (the scan then found no QR waiting).
+#[wharf_testkit::dual_test]
+async fn a_pass_racing_a_connect_leaves_its_engine_running(app: TestApp) {
+    // Passes back to back: every change of a session wakes the worker.
+    let store = app.store.clone();
+    let nudge = tokio::spawn(async move {
+        loop {
+            store.signal_sessions();
+            store.signal_sessions_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    for _ in 0..20 {
+        let connected = futures::future::join_all((0..16).map(|_| app.connected_session())).await;
+        for (id, _) in connected {
+            let session: SessionId = id.parse().unwrap();
+            assert!(owner(&app, session).await.is_some(), "{id} is owned");
+        }
+    }
+    nudge.abort();
+}
+
 #[wharf_testkit::dual_test]
 async fn a_session_a_live_peer_owns_runs_here_only_once_its_lease_expires(
     backend: wharf_testkit::Backend,
