@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+# What each index of the contacts schema costs an import, without the server: contacts
+# shaped as `wharf-bench contacts` makes them, 1,000 a transaction, into the SQLite schema of
+# migrations 0012 and 0028 (contacts, labels, counts, the FTS5 trigram index), with some
+# indexes left out per variant. Python's own row building is in the figures: compare the
+# variants of one run only.
+#   python3 scripts/contacts-import-indexes.py VARIANT N
+# VARIANT: base, cache64 (a 64 MiB page cache instead of 8), nofts (no search index),
+# nooptin (no contacts_by_opt_in, no contact_labels_by_opt_in), noappend (no
+# contacts_by_account, no contact_labels_by_contact), lean (none of those four),
+# leannofts (lean and no search index). The database goes to /tmp/wharf-import-VARIANT.db.
+import sqlite3, sys, time, os, json, re
+HERE = os.path.dirname(os.path.abspath(__file__))
+MIGRATIONS = os.path.join(HERE, "..", "crates", "wharf-store", "migrations", "sqlite")
+variant = sys.argv[1]; N = int(sys.argv[2])
+path = f"/tmp/wharf-import-{variant}.db"
+for s in ("", "-wal", "-shm"):
+    try: os.remove(path + s)
+    except FileNotFoundError: pass
+db = sqlite3.connect(path, isolation_level=None)
+cache = {"base": -8192, "cache64": -65536}.get(variant, -8192)
+db.executescript(f"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size={cache}; PRAGMA temp_store=MEMORY;")
+mig = open(os.path.join(MIGRATIONS, "0012_contacts.sql")).read()
+# keep only contacts, labels, counts and the FTS table/triggers
+mig = mig.split("CREATE TABLE business_profiles")[0]
+mig = re.sub(r"REFERENCES \w+\(id\)( ON DELETE CASCADE)?", "", mig)
+db.executescript(mig)
+db.executescript(open(os.path.join(MIGRATIONS, "0028_contacts_fts_detail_none.sql")).read())
+if variant in ("lean", "leannofts"):
+    db.executescript("DROP INDEX contacts_by_account; DROP INDEX contacts_by_opt_in; DROP INDEX contact_labels_by_contact; DROP INDEX contact_labels_by_opt_in;")
+if variant == "nooptin":
+    db.executescript("DROP INDEX contacts_by_opt_in; DROP INDEX contact_labels_by_opt_in;")
+if variant == "noappend":
+    db.executescript("DROP INDEX contacts_by_account; DROP INDEX contact_labels_by_contact;")
+if variant in ("nofts", "leannofts"):
+    db.executescript("DROP TRIGGER contacts_fts_insert;")
+F=["Olivia","Liam","Emma","Noah","Ava","Elijah","Sophia","Mateo","Isabella","Lucas","Mia","Levi","Amelia","Asher","Harper","James","Evelyn","Leo","Luna","Ezra"]
+L=["Smith","Johnson","Williams","Brown","Jones","Garcia","Miller","Davis","Rodriguez","Martinez","Hernandez","Lopez","Gonzalez","Wilson","Anderson","Thomas","Taylor","Moore","Jackson","Martin"]
+T=["vip","new","trial","churned","enterprise"]
+cols="seq,id,account_id,session_id,phone,name,sort_name,email,company,tags,group_names,is_opted_in,custom_fields,search,created_at,updated_at"
+t0=time.time(); tlast=t0; mark=N*2//3
+for b in range(0, N, 1000):
+    rows=[]; labels=[]
+    for i in range(b, b+1000):
+        f=F[i%20]; l=L[(i//20)%20]; name=f"{f} {l} {i}"; sn=name.lower()
+        email=f"{f.lower()}.{l.lower()}{i}@example{i%100}.com"; comp=f"Company {i%5000}"; ph=f"+1650{i:07d}"
+        opt= 0 if i%10==0 else 1; cid=f"ct_{i:026d}"
+        rows.append((i+1,cid,"acc","sess",ph,name,sn,email,comp,json.dumps([T[i%5]]),json.dumps([f"group-{i%20}"]),opt,"{}",f"{sn} {ph} {email} {comp.lower()}",0,0))
+        labels.append(("sess","tag",T[i%5],sn,opt,cid)); labels.append(("sess","group",f"group-{i%20}",sn,opt,cid))
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany(f"INSERT INTO contacts ({cols}) VALUES ({','.join('?'*16)})", rows)
+    db.executemany("INSERT INTO contact_labels VALUES (?,?,?,?,?,?)", labels)
+    db.execute("COMMIT")
+    if b+1000 == mark: tlast=time.time()
+    if (b//1000) % 50 == 0: db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+t1=time.time()
+print(variant, N, "overall %.0f/s" % (N/(t1-t0)), "last third %.0f/s" % ((N-mark)/(t1-tlast)))
