@@ -89,8 +89,9 @@ impl LeaseWorker {
         let live = store.live_instances(now).await?.len().max(1);
         let fair = running.len().div_ceil(live);
         // Only the leases held before the pass began are weighed against the running sessions
-        // it read: a request that starts a session takes its lease after the session reads as
-        // running, possibly after that read, and would count as beyond this instance's share.
+        // it read. A request that starts a session commits it as running, then takes its
+        // lease; when both happen after that read, the lease would look beyond this
+        // instance's share, and the pass would stop the engine the request starts.
         let held: Vec<SessionId> = own
             .held_before(sent)
             .into_iter()
