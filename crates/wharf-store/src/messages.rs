@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::{AnyConnection, Row, any::AnyRow};
 use wharf_core::{
     AccountId, BroadcastId, Event, EventType, Jid, JobId, MessageId, ProviderId, SessionId,

@@ -94,6 +94,94 @@ async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestAp
     assert_eq!(app.store.outbox_len(session).await.unwrap(), 41);
 }
 
+/// A group commit writes every field of a send and of its job exactly as given: text that
+/// needs escaping (quotes, a backslash, a new line; a NUL, which PostgreSQL's text cannot
+/// hold, in the content's JSON and, as U+FFFD on both backends, in the plain text columns), the timestamps a queued send does not have, and a job whose
+/// chat, payload or message is not the message's own.
+#[wharf_testkit::dual_test]
+async fn a_group_commit_writes_each_field_as_given(mut app: wharf_testkit::TestApp) {
+    let session = unconnected_session(&app).await;
+    let first: MessageId = app
+        .send_text(&session.to_string(), "+15550102030", "first")
+        .await
+        .parse()
+        .unwrap();
+    let template = app
+        .store
+        .get_message(app.account_id.parse().unwrap(), first)
+        .await
+        .unwrap()
+        .expect("the first message");
+    let text = "a \"quote\", a \\ backslash,\na new line, é ☃ 😀, a NUL \u{0}.";
+    let mut plain = template.clone();
+    (plain.id, plain.provider_msg_id) = (MessageId::generate(), None);
+    plain.content = wharf_core::message::Content::Text { text: text.into() };
+    let mut full = plain.clone();
+    full.id = MessageId::generate();
+    full.sender_jid = Some("15550009999@s.whatsapp.net".into());
+    full.provider_msg_id = Some("3EB0FULL\u{0}".into());
+    full.quoted_message_id = Some(first);
+    full.failure_reason = Some("why \"not\"".into());
+    (full.attempts, full.sent_at, full.delivered_at, full.read_at) = (3, Some(5), Some(6), Some(7));
+    (
+        full.played_at,
+        full.failed_at,
+        full.deleted_at,
+        full.edited_at,
+    ) = (Some(8), Some(9), Some(10), Some(11));
+    let own = |m: &wharf_store::MessageRow| {
+        OutboxJob::new(
+            m.account_id,
+            session,
+            m.chat_jid.clone(),
+            Some(m.id),
+            JobAction::Send,
+            serde_json::Value::Null,
+        )
+    };
+    let mut other = own(&full);
+    other.chat_jid = wharf_core::Jid::parse("15550104040@s.whatsapp.net").unwrap();
+    other.message_id = Some(first);
+    other.payload = serde_json::json!({"text": "\"x\"\n"});
+    (other.attempts, other.last_error) = (2, Some("busy\u{0}".into()));
+    other.available_at += 1;
+    let mut none = own(&plain);
+    (none.id, none.message_id) = (wharf_core::JobId::generate(), None);
+    let mut third = plain.clone();
+    third.id = MessageId::generate();
+    let sends = [
+        (plain.clone(), own(&plain)),
+        (full.clone(), other.clone()),
+        (third.clone(), none.clone()),
+    ];
+    let results = futures::future::join_all(sends.iter().map(|(m, job)| {
+        let (store, m, job) = (app.store.clone(), m.clone(), job.clone());
+        async move { store.accept_outgoing(&m, &job, None, None).await }
+    }))
+    .await;
+    for result in &results {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let nul = |s: &str| s.replace('\0', "\u{FFFD}");
+    let account = app.account_id.parse().unwrap();
+    for (sent, _) in &sends {
+        let stored = app.store.get_message(account, sent.id).await.unwrap();
+        let mut expected = sent.clone();
+        expected.provider_msg_id = sent
+            .provider_msg_id
+            .as_ref()
+            .map(|p| nul(p.as_str()).into());
+        assert_eq!(stored, Some(expected), "message {}", sent.id);
+    }
+    let jobs = app.store.ready_jobs(session, i64::MAX, 100).await.unwrap();
+    for (_, job) in &sends {
+        let mut expected = job.clone();
+        expected.last_error = job.last_error.as_deref().map(nul);
+        let stored = jobs.iter().find(|j| j.id == job.id);
+        assert_eq!(stored, Some(&expected), "job {}", job.id);
+    }
+}
+
 #[wharf_testkit::dual_test]
 async fn an_agent_and_its_webhook_are_written_together_or_not_at_all(
     mut app: wharf_testkit::TestApp,
