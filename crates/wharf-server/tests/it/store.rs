@@ -32,31 +32,42 @@ pub(crate) fn numbers(app: &wharf_testkit::TestApp, n: u32) -> (String, &'static
     }
 }
 
-#[wharf_testkit::dual_test]
-async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestApp) {
-    // A session that is not connected keeps its outbox, so the jobs can be counted.
-    let session = unconnected_session(&app).await;
+/// A session that is not connected (it keeps its outbox, so its jobs can be read) and the
+/// stored row of a first text sent through the API.
+async fn session_and_first_message(
+    app: &wharf_testkit::TestApp,
+) -> (SessionId, wharf_store::MessageRow) {
+    let session = unconnected_session(app).await;
     let first: MessageId = app
         .send_text(&session.to_string(), "+15550102030", "first")
         .await
         .parse()
         .unwrap();
-    let template = app
+    let row = app
         .store
         .get_message(app.account_id.parse().unwrap(), first)
         .await
         .unwrap()
         .expect("the first message");
-    let job = |m: &wharf_store::MessageRow| {
-        OutboxJob::new(
-            m.account_id,
-            session,
-            m.chat_jid.clone(),
-            Some(m.id),
-            JobAction::Send,
-            serde_json::Value::Null,
-        )
-    };
+    (session, row)
+}
+
+/// The send job of `m` on `session`.
+fn send_job(session: SessionId, m: &wharf_store::MessageRow) -> OutboxJob {
+    OutboxJob::new(
+        m.account_id,
+        session,
+        m.chat_jid.clone(),
+        Some(m.id),
+        JobAction::Send,
+        serde_json::Value::Null,
+    )
+}
+
+#[wharf_testkit::dual_test]
+async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestApp) {
+    let (session, template) = session_and_first_message(&app).await;
+    let job = |m: &wharf_store::MessageRow| send_job(session, m);
     // Many sends at once, so they share group commits; one reuses the first's id.
     let mut rows = Vec::new();
     for i in 0..40 {
@@ -95,23 +106,13 @@ async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestAp
 }
 
 /// A group commit writes every field of a send and of its job exactly as given: text that
-/// needs escaping (quotes, a backslash, a new line; a NUL, which PostgreSQL's text cannot
-/// hold, in the content's JSON and, as U+FFFD on both backends, in the plain text columns), the timestamps a queued send does not have, and a job whose
-/// chat, payload or message is not the message's own.
+/// needs escaping (quotes, a backslash, a new line, a NUL: kept in the content, U+FFFD in the
+/// plain text columns on both backends, as PostgreSQL's text cannot hold it), the timestamps
+/// a queued send does not have, and jobs whose chat, payload or message is not the message's.
 #[wharf_testkit::dual_test]
 async fn a_group_commit_writes_each_field_as_given(mut app: wharf_testkit::TestApp) {
-    let session = unconnected_session(&app).await;
-    let first: MessageId = app
-        .send_text(&session.to_string(), "+15550102030", "first")
-        .await
-        .parse()
-        .unwrap();
-    let template = app
-        .store
-        .get_message(app.account_id.parse().unwrap(), first)
-        .await
-        .unwrap()
-        .expect("the first message");
+    let (session, template) = session_and_first_message(&app).await;
+    let first = template.id;
     let text = "a \"quote\", a \\ backslash,\na new line, é ☃ 😀, a NUL \u{0}.";
     let mut plain = template.clone();
     (plain.id, plain.provider_msg_id) = (MessageId::generate(), None);
@@ -129,16 +130,7 @@ async fn a_group_commit_writes_each_field_as_given(mut app: wharf_testkit::TestA
         full.deleted_at,
         full.edited_at,
     ) = (Some(8), Some(9), Some(10), Some(11));
-    let own = |m: &wharf_store::MessageRow| {
-        OutboxJob::new(
-            m.account_id,
-            session,
-            m.chat_jid.clone(),
-            Some(m.id),
-            JobAction::Send,
-            serde_json::Value::Null,
-        )
-    };
+    let own = |m: &wharf_store::MessageRow| send_job(session, m);
     let mut other = own(&full);
     other.chat_jid = wharf_core::Jid::parse("15550104040@s.whatsapp.net").unwrap();
     other.message_id = Some(first);
