@@ -420,12 +420,18 @@ impl MessageService {
             to: req.to.clone(),
             status: MessageStatus::Queued,
         };
-        let stored = serde_json::to_value(&answer)
-            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("a send answer as JSON: {e}")))?;
+        // The answer a replay gives, stored only with an Idempotency-Key.
+        let stored = match idempotency {
+            Some(_) => Some(serde_json::to_value(&answer).map_err(|e| {
+                ServiceError::Internal(anyhow::anyhow!("a send answer as JSON: {e}"))
+            })?),
+            None => None,
+        };
         let idem = idempotency
             .as_ref()
             .zip(hash.as_ref())
-            .map(|((key, _), hash)| (key.as_str(), hash.as_str(), 202, &stored));
+            .zip(stored.as_ref())
+            .map(|(((key, _), hash), stored)| (key.as_str(), hash.as_str(), 202, stored));
         match self
             .store
             .accept_outgoing(&row, &job, idem, caller.auth_epoch)
