@@ -100,14 +100,7 @@ async fn accept_and_check(
 ) -> usize {
     let results = futures::future::join_all(sends.iter().map(|(m, verify)| {
         let store = app.store.clone();
-        let job = OutboxJob::new(
-            m.account_id,
-            session,
-            m.chat_jid.clone(),
-            Some(m.id),
-            JobAction::Send,
-            serde_json::Value::Null,
-        );
+        let job = crate::store::send_job(session, m);
         let (m, verify) = (m.clone(), *verify);
         async move { store.accept_outgoing(&m, &job, None, verify).await }
     }))

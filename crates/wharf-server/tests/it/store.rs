@@ -53,7 +53,7 @@ async fn session_and_first_message(
 }
 
 /// The send job of `m` on `session`.
-fn send_job(session: SessionId, m: &wharf_store::MessageRow) -> OutboxJob {
+pub(crate) fn send_job(session: SessionId, m: &wharf_store::MessageRow) -> OutboxJob {
     OutboxJob::new(
         m.account_id,
         session,
