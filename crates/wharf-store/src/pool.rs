@@ -66,14 +66,20 @@ static SUSPECT_UNTIL: AtomicU64 = AtomicU64::new(0);
 /// for [`SUSPECT_FOR`], so each is pinged before it is lent again and a broken one is
 /// replaced instead of failing the next statement too.
 pub(crate) fn note_error(error: &sqlx::Error) {
-    use sqlx::Error::*;
-    if matches!(
-        error,
-        Io(_) | Tls(_) | Protocol(_) | PoolTimedOut | WorkerCrashed
-    ) {
+    if connection_failed(error) {
         let until = wharf_core::time::now_millis().max(0) as u64 + SUSPECT_FOR.as_millis() as u64;
         SUSPECT_UNTIL.fetch_max(until, Ordering::Relaxed);
     }
+}
+
+/// Whether `error` says the connection itself failed (its socket, the protocol, a pool that
+/// could not connect), rather than the statement.
+pub(crate) fn connection_failed(error: &sqlx::Error) -> bool {
+    use sqlx::Error::*;
+    matches!(
+        error,
+        Io(_) | Tls(_) | Protocol(_) | PoolTimedOut | WorkerCrashed
+    )
 }
 
 fn suspect() -> bool {
@@ -193,6 +199,59 @@ impl Local {
                 Err(_) => note_error(&sqlx::Error::PoolTimedOut),
             }
         }
+    }
+}
+
+/// A PostgreSQL connection of its own, outside every pool (the group commit of sends keeps
+/// one, to bind PostgreSQL's own types, which sqlx's `Any` connections cannot), lent again
+/// by [`OwnPostgres::take`] with the pool's checks: pinged when idle for a while or while
+/// connections are suspect, replaced when broken.
+pub(crate) struct OwnPostgres {
+    options: sqlx::postgres::PgConnectOptions,
+    conn: Option<(sqlx::PgConnection, std::time::Instant)>,
+}
+
+impl OwnPostgres {
+    /// Opens nothing yet: the first [`Self::take`] connects.
+    pub(crate) fn new(options: &AnyConnectOptions) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            options: sqlx::postgres::PgConnectOptions::try_from(options)?,
+            conn: None,
+        })
+    }
+
+    /// The connection, checked or new. Give it back with [`Self::give_back`] after a
+    /// statement that did not fail for want of a working connection; one not given back is
+    /// closed, and the next call opens another.
+    pub(crate) async fn take(&mut self) -> Result<sqlx::PgConnection, sqlx::Error> {
+        if let Some((mut conn, since)) = self.conn.take() {
+            if since.elapsed() < CHECK_IDLE_AFTER && !suspect() {
+                return Ok(conn);
+            }
+            match tokio::time::timeout(ACQUIRE_TIMEOUT, conn.ping()).await {
+                Ok(Ok(())) => return Ok(conn),
+                Ok(Err(e)) => note_error(&e),
+                Err(_) => note_error(&sqlx::Error::PoolTimedOut),
+            }
+        }
+        let opened = async {
+            let mut conn = self.options.connect().await?;
+            conn.execute(POSTGRES_SETUP).await?;
+            Ok(conn)
+        };
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, opened).await {
+            Ok(result) => result.inspect_err(note_error),
+            Err(_) => {
+                let e = sqlx::Error::PoolTimedOut;
+                note_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Keeps `conn` for the next [`Self::take`].
+    pub(crate) fn give_back(&mut self, conn: sqlx::PgConnection) {
+        self.conn = Some((conn, std::time::Instant::now()));
     }
 }
 

@@ -267,7 +267,8 @@ async fn new_session(app: &TestApp) -> String {
 
 /// PostgreSQL ending the server's connections while they are idle (a restart, an idle
 /// timeout) costs no request an error: a connection idle for a while is checked before it is
-/// lent, and a broken one is replaced.
+/// lent, and a broken one is replaced. That holds for the pools and for the group commit's
+/// own connection (sends).
 #[tokio::test]
 async fn connections_ended_under_an_idle_server_are_replaced_before_use() {
     let Some(app) = TestApp::spawn(wharf_testkit::Backend::Postgres).await else {
@@ -277,6 +278,12 @@ async fn connections_ended_under_an_idle_server_are_replaced_before_use() {
     app.get(&format!("/v1/whatsapp-sessions/{id}"))
         .expect(200)
         .await;
+    let send = |text: &str| {
+        app.post("/api/send-message").json(serde_json::json!({
+            "session_id": id, "to": "+15551234567", "text": text
+        }))
+    };
+    send("before").expect(202).await;
     app.db()
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -285,10 +292,11 @@ async fn connections_ended_under_an_idle_server_are_replaced_before_use() {
         .await;
     // Past the pool's idle check (5 s).
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    for _ in 0..20 {
+    for i in 0..20 {
         app.get(&format!("/v1/whatsapp-sessions/{id}"))
             .expect(200)
             .await;
+        send(&format!("after {i}")).expect(202).await;
     }
     app.get("/readyz").anonymous().expect(200).await;
 }

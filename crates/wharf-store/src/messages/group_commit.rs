@@ -31,6 +31,7 @@ pub(crate) fn spawn_batcher(
         file,
         sqlite: None,
         on_own_thread: has_workers(),
+        postgres: None,
     };
     let batcher = async move {
         let mut batch = Vec::with_capacity(GROUP_MAX);
@@ -150,13 +151,22 @@ struct Committer {
     /// Whether the batcher has a thread of its own ([`run_beside_the_workers`]), where
     /// SQLite's calls may block.
     on_own_thread: bool,
+    /// The PostgreSQL connection, opened at the first group (and again after one that
+    /// broke).
+    postgres: Option<crate::pool::OwnPostgres>,
 }
 
 impl Committer {
     /// Commits `batch`; the sends are still in it when this returns.
     async fn commit(&mut self, batch: &mut Vec<PendingAccept>) -> Result<Committed> {
         if self.backend == Backend::Postgres {
-            return commit_group_postgres(&self.pool, batch).await;
+            let own = match &mut self.postgres {
+                Some(own) => own,
+                None => self.postgres.insert(crate::pool::OwnPostgres::new(
+                    self.pool.0.connect_options(),
+                )?),
+            };
+            return commit_group_postgres(own, batch).await;
         }
         // The write pool's turn, so the store's writes stay one at a time.
         let _turn = self.pool.hold().await?;
@@ -202,23 +212,36 @@ impl Committer {
 }
 
 /// The group commit on PostgreSQL: one prepared statement, the same text whatever the group's
-/// size, taking the group's rows as one JSON parameter. It runs on its own (its implicit
+/// size, taking the group's rows as one array per column. It runs on its own (its implicit
 /// transaction is the group's), so a group costs one round trip and no parse or plan: a
 /// multi-row `VALUES` of a different size for each group was parsed and planned every time,
 /// and the transaction around it took four round trips while the group waited.
 ///
-/// The checked sends (all at one epoch, `$2`) are written only if the auth epoch still has
+/// The arrays go in PostgreSQL's binary format, on a connection of the group commit's own
+/// (sqlx's `Any` connections bind no arrays): each value arrives length-prefixed and is
+/// copied as it is. The rows were one JSON parameter before, and parsing it
+/// (`json_to_recordset`, character by character) was the largest item of PostgreSQL's
+/// profile of the send path.
+///
+/// The checked sends (all at one epoch, `$35`) are written only if the auth epoch still has
 /// that value; the epoch row is read `FOR SHARE`, so a change that bumps it waits for the
 /// group to commit (as [`crate::authcache::hold_epoch`] does for a transaction).
-const PG_GROUP: &str = "WITH r AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json) AS r(\
-     id text, account_id text, session_id text, direction text, chat_jid text, sender_jid text, \
-     kind text, content text, status text, provider_msg_id text, quoted_message_id text, \
-     failure_reason text, attempts bigint, accepted_at bigint, sent_at bigint, delivered_at bigint, \
-     read_at bigint, played_at bigint, failed_at bigint, deleted_at bigint, edited_at bigint, \
-     updated_at bigint, j_id text, j_account_id text, j_session_id text, j_chat_jid text, \
-     j_message_id text, j_action text, j_payload text, j_available_at bigint, j_attempts bigint, \
-     j_last_error text, j_created_at bigint, checked boolean) \
-     WHERE NOT r.checked OR (SELECT n FROM auth_epoch WHERE id = 1 FOR SHARE) = $2), \
+///
+/// A job's account, session and chat are NULL when they are its message's, and its message
+/// is NULL when it is this one (`""` for a job of no message): the statement takes the
+/// message's values by `COALESCE`, and a send carries no copies.
+const PG_GROUP: &str = "WITH r AS MATERIALIZED (SELECT * FROM unnest(\
+     $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::int8[], \
+     $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::int8[], \
+     $22::int8[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], \
+     $29::text[], $30::int8[], $31::int8[], $32::text[], $33::int8[], $34::bool[]) AS r(\
+     id, account_id, session_id, direction, chat_jid, sender_jid, kind, content, status, \
+     provider_msg_id, quoted_message_id, failure_reason, attempts, accepted_at, sent_at, \
+     delivered_at, read_at, played_at, failed_at, deleted_at, edited_at, updated_at, j_id, \
+     j_account_id, j_session_id, j_chat_jid, j_message_id, j_action, j_payload, j_available_at, \
+     j_attempts, j_last_error, j_created_at, checked) \
+     WHERE NOT r.checked OR (SELECT n FROM auth_epoch WHERE id = 1 FOR SHARE) = $35), \
      m AS (INSERT INTO messages (id, account_id, session_id, direction, chat_jid, sender_jid, kind, \
      content, status, provider_msg_id, quoted_message_id, failure_reason, attempts, accepted_at, \
      sent_at, delivered_at, read_at, played_at, failed_at, deleted_at, edited_at, updated_at) \
@@ -234,143 +257,160 @@ const PG_GROUP: &str = "WITH r AS MATERIALIZED (SELECT * FROM json_to_recordset(
      j_last_error, j_created_at FROM r RETURNING 1) \
      SELECT CAST((SELECT count(*) FROM m) + (SELECT count(*) FROM j) AS BIGINT)";
 
-/// A send as one element of [`PG_GROUP`]'s JSON rows. A field left out is NULL to
-/// `json_to_recordset`, so what a queued send does not have (most of its timestamps) is not
-/// written, nor the job's account, session and chat when they are the message's, nor its
-/// message when it is this one (`j_message_id` is `""` for a job of no message). Parsing this
-/// JSON was the largest item of PostgreSQL's profile of the group commit. (The content stays a
-/// string of JSON: as JSON, PostgreSQL refuses a `\u0000` in it.)
-#[derive(serde::Serialize)]
-struct PgRow<'a> {
-    #[serde(serialize_with = "shown")]
-    id: &'a MessageId,
-    #[serde(serialize_with = "shown")]
-    account_id: &'a AccountId,
-    #[serde(serialize_with = "shown")]
-    session_id: &'a SessionId,
-    direction: &'static str,
-    #[serde(serialize_with = "shown")]
-    chat_jid: &'a Jid,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sender_jid: Option<String>,
-    kind: &'static str,
-    content: String,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider_msg_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    quoted_message_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failure_reason: Option<String>,
-    attempts: i64,
-    accepted_at: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sent_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delivered_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    read_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    played_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failed_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deleted_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    edited_at: Option<i64>,
-    updated_at: i64,
-    #[serde(serialize_with = "shown")]
-    j_id: &'a JobId,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    j_account_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    j_session_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    j_chat_jid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    j_message_id: Option<String>,
-    j_action: &'static str,
-    j_payload: String,
-    j_available_at: i64,
-    j_attempts: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    j_last_error: Option<String>,
-    j_created_at: i64,
-    checked: bool,
+/// A group's sends as [`PG_GROUP`]'s columns, one array each.
+#[derive(Default)]
+struct PgColumns {
+    id: Vec<String>,
+    account_id: Vec<String>,
+    session_id: Vec<String>,
+    direction: Vec<&'static str>,
+    chat_jid: Vec<String>,
+    sender_jid: Vec<Option<String>>,
+    kind: Vec<&'static str>,
+    /// The content as a string of JSON (PostgreSQL's JSON refuses a `\u0000`).
+    content: Vec<String>,
+    status: Vec<&'static str>,
+    provider_msg_id: Vec<Option<String>>,
+    quoted_message_id: Vec<Option<String>>,
+    failure_reason: Vec<Option<String>>,
+    attempts: Vec<i64>,
+    accepted_at: Vec<i64>,
+    sent_at: Vec<Option<i64>>,
+    delivered_at: Vec<Option<i64>>,
+    read_at: Vec<Option<i64>>,
+    played_at: Vec<Option<i64>>,
+    failed_at: Vec<Option<i64>>,
+    deleted_at: Vec<Option<i64>>,
+    edited_at: Vec<Option<i64>>,
+    updated_at: Vec<i64>,
+    j_id: Vec<String>,
+    j_account_id: Vec<Option<String>>,
+    j_session_id: Vec<Option<String>>,
+    j_chat_jid: Vec<Option<String>>,
+    j_message_id: Vec<Option<String>>,
+    j_action: Vec<&'static str>,
+    j_payload: Vec<String>,
+    j_available_at: Vec<i64>,
+    j_attempts: Vec<i64>,
+    j_last_error: Vec<Option<String>>,
+    j_created_at: Vec<i64>,
+    checked: Vec<bool>,
 }
 
-/// Serializes a value by its `Display`, without a `String` of its own.
-fn shown<T: std::fmt::Display, S: serde::Serializer>(
-    value: &T,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    s.collect_str(value)
-}
+impl PgColumns {
+    fn of(batch: &[PendingAccept]) -> Self {
+        let mut c = Self::default();
+        for p in batch {
+            c.push(p);
+        }
+        c
+    }
 
-fn pg_row(p: &PendingAccept) -> PgRow<'_> {
-    let (m, j) = (&p.message, &p.job);
-    // The job's own value, only where it is not the message's.
-    let unless = |same: bool, value: &dyn std::fmt::Display| (!same).then(|| value.to_string());
-    PgRow {
-        id: &m.id,
-        account_id: &m.account_id,
-        session_id: &m.session_id,
-        direction: m.direction.as_str(),
-        chat_jid: &m.chat_jid,
-        sender_jid: crate::plain(&m.sender_jid),
-        kind: m.kind.as_str(),
-        content: serde_json::to_string(&m.content).unwrap_or_default(),
-        status: m.status.as_str(),
-        provider_msg_id: m
-            .provider_msg_id
-            .as_ref()
-            .map(|p| crate::plain_str(p.as_str())),
-        quoted_message_id: m.quoted_message_id.map(|q| q.to_string()),
-        failure_reason: crate::plain(&m.failure_reason),
-        attempts: m.attempts,
-        accepted_at: m.accepted_at,
-        sent_at: m.sent_at,
-        delivered_at: m.delivered_at,
-        read_at: m.read_at,
-        played_at: m.played_at,
-        failed_at: m.failed_at,
-        deleted_at: m.deleted_at,
-        edited_at: m.edited_at,
-        updated_at: m.updated_at,
-        j_id: &j.id,
-        j_account_id: unless(j.account_id == m.account_id, &j.account_id),
-        j_session_id: unless(j.session_id == m.session_id, &j.session_id),
-        j_chat_jid: unless(j.chat_jid == m.chat_jid, &j.chat_jid),
-        j_message_id: match j.message_id {
+    fn push(&mut self, p: &PendingAccept) {
+        let (m, j) = (&p.message, &p.job);
+        // The job's own value, only where it is not the message's.
+        let unless = |same: bool, value: &dyn std::fmt::Display| (!same).then(|| value.to_string());
+        self.id.push(m.id.to_string());
+        self.account_id.push(m.account_id.to_string());
+        self.session_id.push(m.session_id.to_string());
+        self.direction.push(m.direction.as_str());
+        self.chat_jid.push(m.chat_jid.to_string());
+        self.sender_jid.push(crate::plain(&m.sender_jid));
+        self.kind.push(m.kind.as_str());
+        self.content
+            .push(serde_json::to_string(&m.content).unwrap_or_default());
+        self.status.push(m.status.as_str());
+        self.provider_msg_id.push(
+            m.provider_msg_id
+                .as_ref()
+                .map(|p| crate::plain_str(p.as_str())),
+        );
+        self.quoted_message_id
+            .push(m.quoted_message_id.map(|q| q.to_string()));
+        self.failure_reason.push(crate::plain(&m.failure_reason));
+        self.attempts.push(m.attempts);
+        self.accepted_at.push(m.accepted_at);
+        self.sent_at.push(m.sent_at);
+        self.delivered_at.push(m.delivered_at);
+        self.read_at.push(m.read_at);
+        self.played_at.push(m.played_at);
+        self.failed_at.push(m.failed_at);
+        self.deleted_at.push(m.deleted_at);
+        self.edited_at.push(m.edited_at);
+        self.updated_at.push(m.updated_at);
+        self.j_id.push(j.id.to_string());
+        self.j_account_id
+            .push(unless(j.account_id == m.account_id, &j.account_id));
+        self.j_session_id
+            .push(unless(j.session_id == m.session_id, &j.session_id));
+        self.j_chat_jid
+            .push(unless(j.chat_jid == m.chat_jid, &j.chat_jid));
+        self.j_message_id.push(match j.message_id {
             Some(id) if id == m.id => None,
             Some(id) => Some(id.to_string()),
             None => Some(String::new()),
-        },
-        j_action: j.action.as_str(),
-        j_payload: j.payload.to_string(),
-        j_available_at: j.available_at,
-        j_attempts: j.attempts,
-        j_last_error: crate::plain(&j.last_error),
-        j_created_at: j.created_at,
-        checked: p.verify.is_some(),
+        });
+        self.j_action.push(j.action.as_str());
+        self.j_payload.push(j.payload.to_string());
+        self.j_available_at.push(j.available_at);
+        self.j_attempts.push(j.attempts);
+        self.j_last_error.push(crate::plain(&j.last_error));
+        self.j_created_at.push(j.created_at);
+        self.checked.push(p.verify.is_some());
     }
 }
 
 async fn commit_group_postgres(
-    pool: &crate::pool::Pool,
+    own: &mut crate::pool::OwnPostgres,
     batch: &[PendingAccept],
 ) -> Result<Committed> {
-    let rows: Vec<PgRow<'_>> = batch.iter().map(pg_row).collect();
-    let rows = serde_json::to_string(&rows)
-        .map_err(|e| StoreError::Corrupt(format!("group commit: {e}")))?;
+    let c = PgColumns::of(batch);
     let epoch = batch.iter().find_map(|p| p.verify);
-    let mut conn = pool.acquire().await?;
-    let written: i64 = sqlx::query_scalar(PG_GROUP)
-        .bind(rows)
+    let mut conn = own.take().await?;
+    let written = sqlx::query_scalar::<sqlx::Postgres, i64>(PG_GROUP)
+        .bind(&c.id)
+        .bind(&c.account_id)
+        .bind(&c.session_id)
+        .bind(&c.direction)
+        .bind(&c.chat_jid)
+        .bind(&c.sender_jid)
+        .bind(&c.kind)
+        .bind(&c.content)
+        .bind(&c.status)
+        .bind(&c.provider_msg_id)
+        .bind(&c.quoted_message_id)
+        .bind(&c.failure_reason)
+        .bind(&c.attempts)
+        .bind(&c.accepted_at)
+        .bind(&c.sent_at)
+        .bind(&c.delivered_at)
+        .bind(&c.read_at)
+        .bind(&c.played_at)
+        .bind(&c.failed_at)
+        .bind(&c.deleted_at)
+        .bind(&c.edited_at)
+        .bind(&c.updated_at)
+        .bind(&c.j_id)
+        .bind(&c.j_account_id)
+        .bind(&c.j_session_id)
+        .bind(&c.j_chat_jid)
+        .bind(&c.j_message_id)
+        .bind(&c.j_action)
+        .bind(&c.j_payload)
+        .bind(&c.j_available_at)
+        .bind(&c.j_attempts)
+        .bind(&c.j_last_error)
+        .bind(&c.j_created_at)
+        .bind(&c.checked)
         .bind(epoch)
-        .fetch_one(&mut *conn)
-        .await?;
-    committed(batch, u64::try_from(written).unwrap_or_default())
+        .fetch_one(&mut conn)
+        .await;
+    match &written {
+        // A connection that failed is closed (dropped here); the next group opens another.
+        Err(e) if crate::pool::connection_failed(e) => {}
+        _ => own.give_back(conn),
+    }
+    committed(batch, u64::try_from(written?).unwrap_or_default())
 }
 
 #[cfg(test)]
