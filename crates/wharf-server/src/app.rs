@@ -306,7 +306,10 @@ pub async fn run_with_devices(
         retention,
         workers_stop.clone(),
     ));
-    workers.spawn(workers::vacuum_outbox(store.clone(), workers_stop.clone()));
+    workers.spawn(workers::maintain_postgres(
+        store.clone(),
+        workers_stop.clone(),
+    ));
     workers.spawn(workers::broadcasts::run(
         services.broadcasts.clone(),
         workers_stop.clone(),

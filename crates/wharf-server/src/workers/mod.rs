@@ -32,9 +32,18 @@ pub async fn reconcile_numbers(
 /// Dead outbox rows (sent jobs) past which the outbox is vacuumed on PostgreSQL.
 pub const OUTBOX_VACUUM_DEAD_ROWS: i64 = 10_000;
 
-/// On PostgreSQL, vacuums the outbox every few seconds once enough sent jobs left dead rows
-/// behind (`Store::vacuum_outbox` says why). A no-op loop on SQLite.
-pub async fn vacuum_outbox(store: wharf_store::Store, stop: tokio_util::sync::CancellationToken) {
+/// Rows past which the send path's tables are analyzed on PostgreSQL when they have no
+/// statistics, and changed rows past which they are analyzed again (with a fifth of the
+/// table, at most once a minute).
+pub const ANALYZE_MIN_ROWS: i64 = 1_000;
+
+/// On PostgreSQL, every 5 s: vacuums the outbox once enough sent jobs left dead rows behind
+/// (`Store::vacuum_outbox` says why), and analyzes the send path's tables when their
+/// statistics are missing or stale (`Store::analyze_send_tables`). A no-op loop on SQLite.
+pub async fn maintain_postgres(
+    store: wharf_store::Store,
+    stop: tokio_util::sync::CancellationToken,
+) {
     if store.backend() == wharf_store::Backend::Sqlite {
         return;
     }
@@ -45,6 +54,13 @@ pub async fn vacuum_outbox(store: wharf_store::Store, stop: tokio_util::sync::Ca
             _ = tick.tick() => {
                 if let Err(e) = store.vacuum_outbox(OUTBOX_VACUUM_DEAD_ROWS).await {
                     tracing::warn!(error = %e, "could not vacuum the outbox");
+                }
+                match store.analyze_send_tables(ANALYZE_MIN_ROWS).await {
+                    Ok(tables) if !tables.is_empty() => {
+                        tracing::debug!(?tables, "analyzed the send path's tables")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not analyze the send path's tables"),
                 }
             }
         }
