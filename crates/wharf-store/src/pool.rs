@@ -162,15 +162,7 @@ impl Local {
             }
             Ok(conn)
         };
-        // A server that does not answer (a network cut) fails the borrower in time.
-        match tokio::time::timeout(ACQUIRE_TIMEOUT, opened).await {
-            Ok(result) => result.inspect_err(note_error),
-            Err(_) => {
-                let e = sqlx::Error::PoolTimedOut;
-                note_error(&e);
-                Err(e)
-            }
-        }
+        in_time(opened).await
     }
 
     fn give_back(&self, conn: AnyConnection) {
@@ -198,6 +190,21 @@ impl Local {
                 Ok(Err(e)) => note_error(&e),
                 Err(_) => note_error(&sqlx::Error::PoolTimedOut),
             }
+        }
+    }
+}
+
+/// Opens a connection (`opened`) within [`ACQUIRE_TIMEOUT`]: a server that does not answer
+/// (a network cut) fails the borrower in time. Errors are noted ([`note_error`]).
+async fn in_time<C>(
+    opened: impl std::future::Future<Output = Result<C, sqlx::Error>>,
+) -> Result<C, sqlx::Error> {
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, opened).await {
+        Ok(result) => result.inspect_err(note_error),
+        Err(_) => {
+            let e = sqlx::Error::PoolTimedOut;
+            note_error(&e);
+            Err(e)
         }
     }
 }
@@ -239,14 +246,7 @@ impl OwnPostgres {
             conn.execute(POSTGRES_SETUP).await?;
             Ok(conn)
         };
-        match tokio::time::timeout(ACQUIRE_TIMEOUT, opened).await {
-            Ok(result) => result.inspect_err(note_error),
-            Err(_) => {
-                let e = sqlx::Error::PoolTimedOut;
-                note_error(&e);
-                Err(e)
-            }
-        }
+        in_time(opened).await
     }
 
     /// Keeps `conn` for the next [`Self::take`].
