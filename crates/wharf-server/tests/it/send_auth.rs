@@ -382,14 +382,7 @@ async fn a_send_decided_at_an_old_epoch_writes_nothing(mut app: wharf_testkit::T
 
     // With an idempotency key (committed on its own), the same rule.
     let m = like(&template, None);
-    let job = OutboxJob::new(
-        m.account_id,
-        session,
-        m.chat_jid.clone(),
-        Some(m.id),
-        JobAction::Send,
-        serde_json::Value::Null,
-    );
+    let job = crate::store::send_job(session, &m);
     let answer = json!({"status": "queued"});
     let stale = app
         .store
@@ -459,26 +452,12 @@ async fn a_bad_send_fails_alone_and_the_rest_of_its_group_is_stored_whole(
     let mut sends: Vec<(wharf_store::MessageRow, OutboxJob, Option<i64>)> = (0..10)
         .map(|i| {
             let m = like(&template, None);
-            let job = OutboxJob::new(
-                account,
-                session,
-                m.chat_jid.clone(),
-                Some(m.id),
-                JobAction::Send,
-                serde_json::Value::Null,
-            );
+            let job = crate::store::send_job(session, &m);
             (m, job, [None, Some(now)][i % 2])
         })
         .collect();
     sends.insert(4, (full.clone(), full_job.clone(), Some(now)));
-    let clash_job = OutboxJob::new(
-        account,
-        session,
-        clash.chat_jid.clone(),
-        Some(clash.id),
-        JobAction::Send,
-        serde_json::Value::Null,
-    );
+    let clash_job = crate::store::send_job(session, &clash);
     sends.insert(7, (clash.clone(), clash_job, None));
     let results = futures::future::join_all(sends.iter().map(|(m, job, verify)| {
         let store = app.store.clone();
