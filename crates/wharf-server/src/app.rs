@@ -369,6 +369,7 @@ pub async fn run_with_devices(
     let forwarder = http::forward::Forwarder::new(
         ownership.instance_id().to_owned(),
         store.backend() == wharf_store::Backend::Postgres,
+        limiter.clone(),
     );
     let router = http::router(
         services,

@@ -128,8 +128,8 @@ pub async fn admit_with(
     // A key from the send path's cache may have been revoked since it was cached: anything
     // but a committed send is answered only once the key is read again.
     let token = cached.then(|| caller.token.clone()).flatten();
-    let limit_headers = match state.limiter.check(&caller.account_id).await {
-        Ok(h) => h,
+    let admitted = match state.limiter.check(&caller.account_id).await {
+        Ok(admitted) => admitted,
         Err(e) => {
             return match revoked_since_cached(state, token.as_ref()).await {
                 Some(refusal) => refuse(refusal),
@@ -146,7 +146,12 @@ pub async fn admit_with(
     {
         return refuse(refusal);
     }
-    response.headers_mut().extend(limit_headers);
+    // A call the session's owner must answer: the forward layer gives the token back if the
+    // owner answers it (the owner counts it).
+    if response.headers().contains_key(super::forward::FORWARD_TO) {
+        response.extensions_mut().insert(admitted.token);
+    }
+    response.headers_mut().extend(admitted.headers);
     response
 }
 

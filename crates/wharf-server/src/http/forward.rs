@@ -7,7 +7,9 @@
 //! internal header. This layer, outermost on instances sharing a PostgreSQL database, then
 //! sends the same request (method, path, query, headers, body) to the owner, marked as
 //! forwarded so the owner never forwards it again, and answers with the owner's answer. The
-//! owner authenticates the call again with the caller's own credentials.
+//! owner authenticates the call again with the caller's own credentials, and counts it
+//! against the account's rate limit: this instance gives back the token it took
+//! ([`super::ratelimit::AccountLimiter::give_back`]), so a forwarded call counts once.
 //!
 //! Only bodies up to [`MAX_FORWARDED_BODY`] with a declared length are kept for a forward; a
 //! larger or streamed body is answered with the 409 itself (naming the owner).
@@ -37,11 +39,18 @@ pub struct Forwarder {
     /// (no client is built, so an idle single instance holds none).
     client: Option<reqwest::Client>,
     instance: String,
+    /// The account allowances: a forwarded call's token goes back, the owner counts it.
+    limiter: std::sync::Arc<super::ratelimit::AccountLimiter>,
 }
 
 impl Forwarder {
-    /// Forwards (when `enabled`) on behalf of `instance`.
-    pub fn new(instance: String, enabled: bool) -> Self {
+    /// Forwards (when `enabled`) on behalf of `instance`, giving the tokens of forwarded calls
+    /// back to `limiter`.
+    pub fn new(
+        instance: String,
+        enabled: bool,
+        limiter: std::sync::Arc<super::ratelimit::AccountLimiter>,
+    ) -> Self {
         let client = enabled.then(|| {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
@@ -52,7 +61,11 @@ impl Forwarder {
                 .build()
                 .unwrap_or_default()
         });
-        Self { client, instance }
+        Self {
+            client,
+            instance,
+            limiter,
+        }
     }
 
     async fn send(
@@ -154,7 +167,14 @@ pub async fn to_owner(State(forwarder): State<Forwarder>, req: Request, next: Ne
         .send(client, target, method, &path_and_query, &headers, body)
         .await
     {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            // The owner counted the call against the account's allowance; this instance's
+            // token goes back.
+            if let Some(token) = response.extensions().get::<super::ratelimit::Token>() {
+                forwarder.limiter.give_back(*token);
+            }
+            answer
+        }
         Err(e) => {
             tracing::warn!(owner = target, error = %e, "could not forward a call to the session's owner; answering 409");
             response

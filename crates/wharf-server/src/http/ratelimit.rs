@@ -76,6 +76,22 @@ struct HeldState {
     used: Instant,
 }
 
+/// A request [`AccountLimiter::check`] admitted.
+pub struct Admitted {
+    /// The limit headers to answer with.
+    pub headers: HeaderMap,
+    /// The token it took.
+    pub token: Token,
+}
+
+/// A token taken from an account's allowance; see [`AccountLimiter::give_back`].
+#[derive(Debug, Clone, Copy)]
+pub struct Token {
+    account: AccountId,
+    /// Taken from the allowance shared through the database (not the in-process fallback).
+    shared: bool,
+}
+
 /// What a check decided: the headers to send, or the 429 to answer.
 enum Decision {
     Admit { remaining: i64, full_in_ns: i64 },
@@ -123,12 +139,16 @@ impl AccountLimiter {
         }
     }
 
-    /// Takes one request from `account`'s allowance: the headers to send either way, or the
-    /// 429 to answer.
-    pub async fn check(&self, account: &AccountId) -> Result<HeaderMap, ApiError> {
+    /// Takes one request from `account`'s allowance: the headers to send and the token taken,
+    /// or the 429 to answer.
+    pub async fn check(&self, account: &AccountId) -> Result<Admitted, ApiError> {
+        let mut shared_token = false;
         let decision = match &self.shared {
             Some(shared) => match shared.take(*account).await {
-                Ok(Some(decision)) => decision,
+                Ok(Some(decision)) => {
+                    shared_token = true;
+                    decision
+                }
                 Ok(None) => self.take_local(account),
                 Err(e) => {
                     tracing::warn!(
@@ -150,11 +170,17 @@ impl AccountLimiter {
             Decision::Admit {
                 remaining,
                 full_in_ns,
-            } => Ok(headers(
-                self.per_minute,
-                u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
-                secs_up(full_in_ns),
-            )),
+            } => Ok(Admitted {
+                headers: headers(
+                    self.per_minute,
+                    u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+                    secs_up(full_in_ns),
+                ),
+                token: Token {
+                    account: *account,
+                    shared: shared_token,
+                },
+            }),
             Decision::Refuse { wait_ns } => {
                 let retry = secs_up(wait_ns).max(1);
                 let mut err = ApiError::new(
@@ -171,6 +197,19 @@ impl AccountLimiter {
                 Err(err)
             }
         }
+    }
+
+    /// Gives back a token taken by [`Self::check`] for a call another instance answered (a
+    /// forwarded call, which the owner counts). A token of the shared allowance goes back to
+    /// the tokens this instance holds of it, so the next request spends it; one of the
+    /// in-process allowance (the fallback while the database cannot be asked) stays spent,
+    /// as that allowance cannot give tokens back.
+    pub fn give_back(&self, token: Token) {
+        let (Some(shared), true) = (&self.shared, token.shared) else {
+            return;
+        };
+        let held = shared.held(token.account);
+        held.state.lock().expect("rate limit state poisoned").tokens += 1;
     }
 
     fn take_local(&self, account: &AccountId) -> Decision {

@@ -376,7 +376,7 @@ async fn instances_on_one_database_share_the_rate_limit(app: wharf_testkit::Test
         .check(&other.id)
         .await
         .expect("another account");
-    assert_eq!(granted["x-ratelimit-remaining"], "59");
+    assert_eq!(granted.headers["x-ratelimit-remaining"], "59");
     // A database that cannot be asked leaves each instance its own allowance (the shared one
     // of `account` is empty), and for a few seconds after a failure the database is not asked
     // again: requests do not each wait for it to fail.

@@ -381,6 +381,55 @@ async fn a_call_needing_the_live_connection_is_answered_by_the_owner(app: TestAp
     }
 }
 
+/// A call forwarded to the session's owner counts once against the account's allowance: the
+/// owner takes its token, and the instance that forwarded gives its own back. (The fake owner
+/// here takes none, so the forwarded calls cost this instance nothing.) The allowance still
+/// limits the calls this instance answers itself.
+/// PostgreSQL only: on SQLite nothing is forwarded (see the test above).
+#[tokio::test]
+async fn a_forwarded_call_counts_once_against_the_rate_limit() {
+    let Some(app) = TestApp::spawn_with(wharf_testkit::Backend::Postgres, |c| {
+        c.lease_ttl_ms = 1_500;
+        c.rate_limit_per_minute = std::num::NonZeroU32::new(30).unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    let (id, _) = app.connected_session().await;
+    let session: SessionId = id.parse().unwrap();
+    let (peer_url, _) = fake_peer().await;
+    peer_at_takes(&app, session, Some(peer_url)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let path = format!("/api/on-whatsapp/+15550100001?session_id={id}");
+    // More forwarded calls than the whole allowance: each is answered by the owner.
+    for n in 0..40 {
+        let answer = app.get(&path).send().await;
+        assert_eq!(
+            answer.status.as_u16(),
+            200,
+            "forwarded call {n} answered {}: {}",
+            answer.status,
+            answer.text
+        );
+    }
+    // Calls answered here are still limited: within the allowance (30, and a token every
+    // 2 s), one of 40 quick calls is refused.
+    let mut refused = false;
+    for _ in 0..40 {
+        let answer = app.get("/v1/whatsapp-sessions").send().await;
+        if answer.status.as_u16() == 429 {
+            refused = true;
+            break;
+        }
+        assert_eq!(answer.status.as_u16(), 200, "{}", answer.text);
+    }
+    assert!(
+        refused,
+        "the allowance still limits this instance's own calls"
+    );
+}
+
 /// A lease given up (a clean stop, a share handed over) stays given up: the next renewal of
 /// its former holder does not take it back before another instance can take it.
 #[wharf_testkit::dual_test]
