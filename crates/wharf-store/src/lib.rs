@@ -30,6 +30,7 @@ mod cloud;
 mod contacts;
 mod event_payload;
 mod events;
+mod failures;
 mod gauges;
 mod keys;
 mod leases;
@@ -59,6 +60,7 @@ pub use broadcasts::{
 pub use cloud::{CloudCredentials, CloudRow, CloudSessionState, StatusReport, TemplateStatusRow};
 pub use contacts::{ContactPage, ContactQuery, ContactRow, GroupCount, GroupSummary};
 pub use events::{EventRow, MESSAGE_EVENTS_SQL};
+pub use failures::Failures;
 pub use gauges::Gauges;
 pub use keys::{KeyRow, NewKey};
 pub use leases::{Fence, InstanceRow, Lease, LeaseRow};

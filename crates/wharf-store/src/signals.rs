@@ -145,9 +145,11 @@ impl Store {
         if self.backend != Backend::Postgres {
             return;
         }
+        let mut failures = crate::Failures::new("listening to the other instances");
         loop {
             let listener = async {
                 let mut listener = PgListener::connect(&self.url).await?;
+                failures.succeeded();
                 listener.listen_all([EVENTS, OUTBOX, SESSIONS]).await?;
                 // Whatever was signalled while nobody listened: look once.
                 self.events_appended_here();
@@ -172,7 +174,9 @@ impl Store {
                 _ = stop.cancelled() => return,
                 result = listener => {
                     if let Err(e) = result {
-                        tracing::warn!(error = %e, "lost the connection listening to the other instances; reconnecting");
+                        // Reconnected after a second; while the database is down, logged
+                        // once (then once a minute), not at every try.
+                        failures.failed(&e);
                     }
                 }
             }

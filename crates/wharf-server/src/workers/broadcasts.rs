@@ -33,6 +33,7 @@ pub async fn run(broadcasts: Arc<BroadcastService>, stop: CancellationToken) {
     let wake = broadcasts.wakeup();
     let mut appended = broadcasts.events_appended();
     let mut drain = DRAIN;
+    let mut failures = super::Failures::new("the broadcast worker's step");
     loop {
         // Everything that is ready, before sleeping.
         let mut pause = IDLE_POLL;
@@ -40,7 +41,7 @@ pub async fn run(broadcasts: Arc<BroadcastService>, stop: CancellationToken) {
             if stop.is_cancelled() {
                 return;
             }
-            match broadcasts.step().await {
+            match failures.note(broadcasts.step().await) {
                 Ok(step) if step.progressed => {
                     drain = DRAIN;
                     continue;
@@ -55,10 +56,7 @@ pub async fn run(broadcasts: Arc<BroadcastService>, stop: CancellationToken) {
                     }
                     break;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "broadcast worker step failed");
-                    break;
-                }
+                Err(_) => break,
             }
         }
         let stepped = tokio::time::Instant::now();

@@ -17,21 +17,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rand::Rng;
 use tokio::{
     sync::{Notify, mpsc},
     task::{JoinHandle, JoinSet},
 };
 use tokio_util::sync::CancellationToken;
 use wharf_core::{
-    EngineError, EngineKind, Jid, MessageId, SessionId, SessionStatus,
-    engine::Pacing,
-    message::{MessageAction, Outbound},
-    session::SessionPacing,
+    EngineKind, MessageId, SessionId, SessionStatus, engine::Pacing, session::SessionPacing,
     time::Clock,
 };
 use wharf_store::{JobAction, JobOutcome, MessageRow, OutboxJob, Store};
 
+use self::execute::{count, execute, log_outcome};
 use super::pace::Pace;
 use crate::{cluster::Ownership, services::Engines};
 
@@ -148,6 +145,9 @@ pub fn spawn(
         let mut tasks: JoinSet<SessionId> = JoinSet::new();
         let mut task_sessions: HashMap<tokio::task::Id, SessionId> = HashMap::new();
         let mut sweep = tokio::time::interval(SWEEP);
+        let mut sweeps = super::Failures::new("the dispatcher's sweep");
+        // The session tasks' reads, one log for all: in a database outage every task fails.
+        let reads = Arc::new(Mutex::new(super::Failures::new("the dispatcher's reads")));
         loop {
             let woken: Vec<SessionId> = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -165,9 +165,8 @@ pub fn spawn(
                 _ = sweep.tick() => {
                     sessions.prune();
                     let mut ids = sessions.parked();
-                    match store.sessions_with_jobs().await {
-                        Ok(with_jobs) => ids.extend(with_jobs),
-                        Err(e) => tracing::warn!(error = %e, "dispatcher sweep failed"),
+                    if let Ok(with_jobs) = sweeps.note(store.sessions_with_jobs().await) {
+                        ids.extend(with_jobs);
                     }
                     ids
                 }
@@ -247,6 +246,7 @@ pub fn spawn(
                     woken: running.woken.clone(),
                     state,
                     own,
+                    reads: reads.clone(),
                     stop: stop.clone(),
                 };
                 let handle = tasks.spawn(async move {
@@ -293,6 +293,8 @@ struct SessionTask {
     state: Arc<SessionState>,
     /// The session's own pace this task was started with.
     own: Option<SessionPacing>,
+    /// The failures of every task's reads (logged once per outage).
+    reads: Arc<Mutex<super::Failures>>,
     stop: CancellationToken,
 }
 
@@ -308,8 +310,15 @@ impl SessionTask {
             ref woken,
             ref state,
             own,
+            ref reads,
             ref stop,
         } = self;
+        let failed = |what: &str, e: &wharf_store::StoreError| {
+            reads
+                .lock()
+                .expect("dispatcher state poisoned")
+                .failed(&format_args!("{what} of session {id}: {e}"));
+        };
         let pace = &state.pace;
         loop {
             if stop.is_cancelled() {
@@ -343,7 +352,7 @@ impl SessionTask {
                 Ok(Some(s)) if s.status == SessionStatus::Connected => s,
                 Ok(_) => return, // not connected: the work waits; connecting wakes us again
                 Err(e) => {
-                    tracing::warn!(session_id = %id, error = %e, "dispatcher cannot read its session");
+                    failed("reading the session", &e);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -352,9 +361,12 @@ impl SessionTask {
                 return;
             };
             let jobs = match store.ready_jobs(id, config.clock.now_millis(), BATCH).await {
-                Ok(jobs) => jobs,
+                Ok(jobs) => {
+                    reads.lock().expect("dispatcher state poisoned").succeeded();
+                    jobs
+                }
                 Err(e) => {
-                    tracing::warn!(session_id = %id, error = %e, "dispatcher cannot read its outbox");
+                    failed("reading the outbox", &e);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -377,7 +389,7 @@ impl SessionTask {
             let messages = match load_messages(store, id, &jobs).await {
                 Ok(messages) => messages,
                 Err(e) => {
-                    tracing::warn!(session_id = %id, error = %e, "dispatcher cannot read messages");
+                    failed("reading the messages", &e);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -593,6 +605,7 @@ async fn load_messages(
     Ok(messages)
 }
 
+/// The messages a read-mark job names.
 fn marked_ids(job: &OutboxJob) -> Vec<MessageId> {
     job.payload["message_ids"]
         .as_array()
@@ -600,196 +613,8 @@ fn marked_ids(job: &OutboxJob) -> Vec<MessageId> {
         .unwrap_or_default()
 }
 
-/// Carries out one job; also returns how long the whole session must pause, when the engine
-/// said so.
-async fn execute(
-    engine: &dyn wharf_core::Engine,
-    session: SessionId,
-    job: &OutboxJob,
-    messages: &HashMap<MessageId, MessageRow>,
-    config: &DispatchConfig,
-) -> (JobOutcome, Option<Duration>) {
-    let now = config.clock.now_millis();
-    let message = job.message_id.and_then(|id| messages.get(&id));
-    let result = match (job.action, message) {
-        (JobAction::Send, Some(m)) => {
-            let outbound = Outbound {
-                message_id: m.id,
-                provider_id: m.provider_msg_id.clone(),
-                to: m.chat_jid.clone(),
-                content: m.content.clone(),
-                quoted_provider_id: m
-                    .quoted_message_id
-                    .and_then(|q| messages.get(&q))
-                    .and_then(|q| q.provider_msg_id.clone()),
-                attempt: u32::try_from(job.attempts).unwrap_or(u32::MAX),
-            };
-            engine.send(session, &outbound).await.map(Some)
-        }
-        (JobAction::Edit | JobAction::Revoke, Some(m)) => {
-            let provider_id = m.provider_msg_id.clone().unwrap_or_default();
-            let action = if job.action == JobAction::Edit {
-                MessageAction::Edit {
-                    chat: m.chat_jid.clone(),
-                    provider_id,
-                    text: job.payload["text"].as_str().unwrap_or_default().to_owned(),
-                }
-            } else {
-                MessageAction::Revoke {
-                    chat: m.chat_jid.clone(),
-                    provider_id,
-                }
-            };
-            engine.act(session, &action).await.map(|()| None)
-        }
-        (JobAction::MarkRead, _) => {
-            // With who wrote each (group read receipts on WhatsApp Web name the participant).
-            let (provider_ids, senders) = marked_ids(job)
-                .iter()
-                .filter_map(|id| {
-                    let m = messages.get(id)?;
-                    let sender = m.sender_jid.as_deref().and_then(|s| Jid::parse(s).ok());
-                    Some((m.provider_msg_id.clone()?, sender))
-                })
-                .unzip();
-            let action = MessageAction::MarkRead {
-                chat: job.chat_jid.clone(),
-                provider_ids,
-                senders,
-            };
-            engine.act(session, &action).await.map(|()| None)
-        }
-        (_, None) => Err(EngineError::Permanent(
-            "the message no longer exists".into(),
-        )),
-    };
-    // A retry waits the usual backoff, or longer when the engine asks (Retry-After).
-    let (hint, session_wide) = match &result {
-        Err(EngineError::RetryLater {
-            after_ms,
-            session_wide,
-            ..
-        }) => (after_ms.map(Duration::from_millis), *session_wide),
-        _ => (None, false),
-    };
-    let pause = session_wide.then(|| hint.unwrap_or_else(|| backoff(config, job.attempts as u32)));
-    let outcome = match result {
-        // Throttled (a limit of the whole number): waiting, not failing, so no attempt counts.
-        Err(EngineError::RetryLater {
-            session_wide: true, ..
-        }) => JobOutcome::Defer {
-            job: job.clone(),
-            available_at: now + pause.unwrap_or_default().as_millis() as i64,
-        },
-        Ok(Some(provider_id)) => JobOutcome::Sent {
-            job: job.clone(),
-            message: message.cloned().map(Box::new),
-            provider_id,
-            at: now,
-        },
-        Ok(None) => JobOutcome::Done {
-            job: job.clone(),
-            at: now,
-        },
-        Err(e) if e.is_retryable() && (job.attempts as u32) + 1 < config.max_attempts => {
-            let delay = backoff(config, job.attempts as u32).max(hint.unwrap_or_default());
-            let reason = match e {
-                EngineError::Transient(r) | EngineError::RetryLater { reason: r, .. } => r,
-                other => other.to_string(),
-            };
-            JobOutcome::Retry {
-                job: job.clone(),
-                available_at: now + delay.as_millis() as i64,
-                error: reason,
-            }
-        }
-        Err(EngineError::Transient(reason) | EngineError::RetryLater { reason, .. }) => {
-            JobOutcome::Failed {
-                job: job.clone(),
-                reason: format!("gave up after {} attempts: {reason}", job.attempts + 1),
-                at: now,
-            }
-        }
-        Err(e) => JobOutcome::Failed {
-            job: job.clone(),
-            reason: e.to_string(),
-            at: now,
-        },
-    };
-    (outcome, pause)
-}
-
-/// Logs a job's outcome with its session and message: a retry at INFO, a message that
-/// failed for good at WARN, the rest at DEBUG.
-fn log_outcome(outcome: &JobOutcome) {
-    let job = outcome.job();
-    let message_id = job.message_id.as_ref().map(tracing::field::display);
-    let action = job.action.as_str();
-    match outcome {
-        JobOutcome::Retry {
-            error,
-            available_at,
-            ..
-        } => tracing::info!(
-            account_id = %job.account_id,
-            session_id = %job.session_id,
-            message_id,
-            action,
-            attempt = job.attempts + 1,
-            error = %error,
-            retry_at = %wharf_core::time::rfc3339(*available_at),
-            "engine call failed; retrying later"
-        ),
-        JobOutcome::Failed { reason, .. } => tracing::warn!(
-            account_id = %job.account_id,
-            session_id = %job.session_id,
-            message_id,
-            action,
-            attempt = job.attempts + 1,
-            reason = %reason,
-            "gave up on a job"
-        ),
-        JobOutcome::Sent { .. } => {
-            tracing::debug!(session_id = %job.session_id, message_id, "message sent")
-        }
-        JobOutcome::Done { .. } => {
-            tracing::debug!(session_id = %job.session_id, message_id, action, "job done")
-        }
-        JobOutcome::Defer { available_at, .. } => tracing::debug!(
-            session_id = %job.session_id,
-            message_id,
-            action,
-            until = %wharf_core::time::rfc3339(*available_at),
-            "job deferred by pacing"
-        ),
-    }
-}
-
-/// Counts a send's outcome in the process's metrics.
-fn count(engine: EngineKind, outcome: &JobOutcome) {
-    let metrics = crate::metrics::global();
-    match outcome {
-        JobOutcome::Sent {
-            message: Some(m),
-            at,
-            ..
-        } => metrics.message_sent(engine.as_str(), at - m.accepted_at),
-        JobOutcome::Failed { job, .. } if job.action == JobAction::Send => {
-            metrics.message_failed(engine.as_str())
-        }
-        _ => {}
-    }
-}
-
-/// Exponential backoff with full jitter in its upper half: `base * 2^attempt`, capped.
-fn backoff(config: &DispatchConfig, attempt: u32) -> Duration {
-    let exp = config
-        .base_backoff
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(config.max_backoff);
-    let half = exp / 2;
-    half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis().max(1) as u64))
-}
+#[path = "dispatch_execute.rs"]
+mod execute;
 
 #[cfg(test)]
 #[path = "dispatch_read_tests.rs"]

@@ -8,7 +8,7 @@ use serde_json::json;
 use wharf_core::{
     AccountId, Capabilities, Engine, EngineError, EngineKind, Jid, ProviderId, SessionId,
     engine::EngineSession,
-    message::{Content, Direction, Outbound, Presence},
+    message::{Content, Direction, MessageAction, Outbound, Presence},
 };
 use wharf_store::{JobAction, JobOutcome, MessageRow, OutboxJob};
 

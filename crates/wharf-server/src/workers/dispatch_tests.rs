@@ -1,6 +1,6 @@
 //! The dispatcher's unit tests: task wake-ups, state pruning, backoff.
 
-use super::*;
+use super::{execute::backoff, *};
 
 fn running() -> Running {
     Running {

@@ -176,11 +176,10 @@ impl LeaseWorker {
     /// — called by the server once the dispatcher has stopped).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let every = self.ownership.ttl() / 3;
+        let mut failures = super::Failures::new("the session lease pass");
         loop {
             let began = Instant::now();
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "session lease pass failed");
-            }
+            let _ = failures.note(self.pass().await);
             if began.elapsed() > SLOW_PASS {
                 tracing::warn!(
                     ms = began.elapsed().as_millis() as u64,

@@ -10,6 +10,8 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
+pub(crate) use wharf_store::Failures;
+
 /// Takes up phone numbers left halfway with their provider (a release begun, an order
 /// whose answer was lost), at startup and every five minutes.
 pub async fn reconcile_numbers(
@@ -17,13 +19,13 @@ pub async fn reconcile_numbers(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    let mut failures = Failures::new("reconciling phone numbers");
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => match numbers.reconcile().await {
-                Ok(0) => {}
+            _ = tick.tick() => match failures.note(numbers.reconcile().await) {
+                Ok(0) | Err(_) => {}
                 Ok(n) => tracing::info!(numbers = n, "reconciled phone numbers with the provider"),
-                Err(e) => tracing::warn!(error = %e, "could not reconcile phone numbers"),
             },
         }
     }
@@ -48,19 +50,17 @@ pub async fn maintain_postgres(
         return;
     }
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    let mut vacuum = Failures::new("vacuuming the outbox");
+    let mut analyze = Failures::new("analyzing the send path's tables");
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                if let Err(e) = store.vacuum_outbox(OUTBOX_VACUUM_DEAD_ROWS).await {
-                    tracing::warn!(error = %e, "could not vacuum the outbox");
-                }
-                match store.analyze_send_tables(ANALYZE_MIN_ROWS).await {
-                    Ok(tables) if !tables.is_empty() => {
-                        tracing::debug!(?tables, "analyzed the send path's tables")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not analyze the send path's tables"),
+                let _ = vacuum.note(store.vacuum_outbox(OUTBOX_VACUUM_DEAD_ROWS).await);
+                if let Ok(tables) = analyze.note(store.analyze_send_tables(ANALYZE_MIN_ROWS).await)
+                    && !tables.is_empty()
+                {
+                    tracing::debug!(?tables, "analyzed the send path's tables")
                 }
             }
         }
@@ -84,22 +84,20 @@ pub async fn expire_idempotency_keys(
     const LEASE_MS: i64 = 600_000;
     const EVERY_MS: i64 = 3_600_000;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    let mut claims = Failures::new("claiming the idempotency-key expiry");
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
         let now = clock.now_millis();
-        let lease = match store
-            .claim_job(IDEMPOTENCY_JOB, &holder, now, LEASE_MS)
-            .await
-        {
+        let lease = match claims.note(
+            store
+                .claim_job(IDEMPOTENCY_JOB, &holder, now, LEASE_MS)
+                .await,
+        ) {
             Ok(Some(lease)) => lease,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not claim the idempotency-key expiry");
-                continue;
-            }
+            Ok(None) | Err(_) => continue,
         };
         let before = now - (hours as i64) * 3_600_000;
         match store.expire_idempotency_keys(before).await {

@@ -14,19 +14,16 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// The worker loop.
 pub async fn run(sessions: Arc<SessionService>, wake: Arc<Notify>, stop: CancellationToken) {
+    let mut failures = super::Failures::new("the operations worker's step");
     loop {
         // Drain everything that is ready before sleeping.
         loop {
             if stop.is_cancelled() {
                 return;
             }
-            match sessions.run_next_operation(LEASE_MS).await {
+            match failures.note(sessions.run_next_operation(LEASE_MS).await) {
                 Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, "operations worker step failed");
-                    break;
-                }
+                Ok(false) | Err(_) => break,
             }
         }
         tokio::select! {

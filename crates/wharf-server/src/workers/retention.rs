@@ -38,10 +38,9 @@ pub async fn run(store: Store, config: RetentionConfig, stop: CancellationToken)
     if config.days == 0 {
         return;
     }
+    let mut failures = super::Failures::new("the events retention");
     loop {
-        if let Err(e) = run_once(&store, &config, &stop).await {
-            tracing::warn!(error = %e, "events retention failed");
-        }
+        let _ = failures.note(run_once(&store, &config, &stop).await);
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(POLL) => {}

@@ -93,15 +93,15 @@ pub fn spawn(
 
 async fn fan_out(store: Store, wake: Arc<tokio::sync::Notify>, stop: CancellationToken) {
     let mut appended = store.subscribe_events();
+    let mut failures = super::Failures::new("the webhook fan-out");
     // The stop is checked on every round: a long backlog must not hold up a shutdown.
     while !stop.is_cancelled() {
-        match store.fan_out(1000).await {
-            Ok(0) => {}
+        match failures.note(store.fan_out(1000).await) {
+            Ok(0) | Err(_) => {}
             Ok(_) => {
                 wake.notify_one();
                 continue;
             }
-            Err(e) => tracing::warn!(error = %e, "webhook fan-out failed"),
         }
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -125,6 +125,7 @@ async fn deliver(
     let (tx, mut rx) = mpsc::unbounded_channel::<(WebhookId, AttemptResult)>();
     let mut in_flight: HashMap<WebhookId, usize> = HashMap::new();
     let mut total = 0usize;
+    let mut failures = super::Failures::new("claiming webhook deliveries");
     loop {
         let room = config.concurrency.saturating_sub(total);
         let mut claimed = 0;
@@ -137,36 +138,34 @@ async fn deliver(
             // A claim outlives one request by a margin; after a crash, the deliveries come
             // back when it expires.
             let lease_ms = config.timeout.as_millis() as i64 + 5_000;
-            match store
-                .claim_deliveries(
-                    config.clock.now_millis(),
-                    room.min(200) as i64,
-                    config.per_endpoint as i64,
-                    lease_ms,
-                    &busy,
-                )
-                .await
-            {
-                Ok(jobs) => {
-                    claimed = jobs.len();
-                    for job in jobs {
-                        *in_flight.entry(job.delivery.webhook_id).or_default() += 1;
-                        total += 1;
-                        let (senders, tx, delays, timeout, clock) = (
-                            senders.clone(),
-                            tx.clone(),
-                            config.retry_delays.clone(),
-                            config.timeout,
-                            config.clock.clone(),
-                        );
-                        tokio::spawn(async move {
-                            let webhook = job.delivery.webhook_id;
-                            let result = attempt(&senders, &job, &delays, timeout, &clock).await;
-                            let _ = tx.send((webhook, result));
-                        });
-                    }
+            if let Ok(jobs) = failures.note(
+                store
+                    .claim_deliveries(
+                        config.clock.now_millis(),
+                        room.min(200) as i64,
+                        config.per_endpoint as i64,
+                        lease_ms,
+                        &busy,
+                    )
+                    .await,
+            ) {
+                claimed = jobs.len();
+                for job in jobs {
+                    *in_flight.entry(job.delivery.webhook_id).or_default() += 1;
+                    total += 1;
+                    let (senders, tx, delays, timeout, clock) = (
+                        senders.clone(),
+                        tx.clone(),
+                        config.retry_delays.clone(),
+                        config.timeout,
+                        config.clock.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let webhook = job.delivery.webhook_id;
+                        let result = attempt(&senders, &job, &delays, timeout, &clock).await;
+                        let _ = tx.send((webhook, result));
+                    });
                 }
-                Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
             }
         }
         if stop.is_cancelled() && total == 0 {
