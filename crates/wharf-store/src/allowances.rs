@@ -94,6 +94,31 @@ impl Store {
         })
     }
 
+    /// Gives one token back to `account`'s shared allowance at `now_ns` (a call another
+    /// instance answered and counted): its arrival time moves back one interval, never before
+    /// `now_ns` (an allowance is never fuller than full).
+    pub async fn give_back_allowance(
+        &self,
+        account: AccountId,
+        rate: Rate,
+        now_ns: i64,
+    ) -> Result<()> {
+        let greatest = match self.backend() {
+            Backend::Postgres => "GREATEST",
+            Backend::Sqlite => "MAX",
+        };
+        let sql = format!(
+            "UPDATE rate_allowances SET tat_ns = {greatest}(tat_ns - $2, $3) WHERE account_id = $1"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(rate.interval_ns)
+            .bind(now_ns)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets the allowances that are full again at `now_ns` (a missing row is a full one).
     pub async fn prune_allowances(&self, now_ns: i64) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM rate_allowances WHERE tat_ns < $1")

@@ -17,6 +17,8 @@ pub const REPEAT: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Failures {
     what: &'static str,
+    /// Failures are logged at ERROR (else WARN).
+    errors: bool,
     run: Option<Run>,
 }
 
@@ -35,24 +37,43 @@ struct Run {
 enum Line {
     /// The run's first failure.
     First,
-    /// Still failing: `count` failures since the last line, over `secs` since the first.
+    /// Still failing: `since_last` failures since the last line, `secs` since the first.
     Again { since_last: u64, secs: u64 },
     /// Working again after `count` failures over `secs`.
     Recovered { count: u64, secs: u64 },
 }
 
 impl Failures {
-    /// The failures of the loop that does `what` ("webhook fan-out", ...).
+    /// The failures of the loop that does `what` ("the webhook fan-out", ...), logged at WARN.
     pub fn new(what: &'static str) -> Self {
-        Self { what, run: None }
+        Self {
+            what,
+            errors: false,
+            run: None,
+        }
+    }
+
+    /// The same, logged at ERROR (a loop whose failure stops work an operator must see).
+    pub fn errors(what: &'static str) -> Self {
+        Self {
+            errors: true,
+            ..Self::new(what)
+        }
     }
 
     /// Notes a failure, and logs it if it is the run's first or the last line is a
     /// [`REPEAT`] old.
     pub fn failed(&mut self, error: &dyn std::fmt::Display) {
-        let what = self.what;
+        let (what, errors) = (self.what, self.errors);
         match self.on_failure(Instant::now()) {
+            Some(Line::First) if errors => tracing::error!(error = %error, "{what} failed"),
             Some(Line::First) => tracing::warn!(error = %error, "{what} failed"),
+            Some(Line::Again { since_last, secs }) if errors => tracing::error!(
+                error = %error,
+                failures = since_last,
+                failing_for_s = secs,
+                "{what} is still failing"
+            ),
             Some(Line::Again { since_last, secs }) => tracing::warn!(
                 error = %error,
                 failures = since_last,

@@ -149,8 +149,8 @@ impl Store {
         loop {
             let listener = async {
                 let mut listener = PgListener::connect(&self.url).await?;
-                failures.succeeded();
                 listener.listen_all([EVENTS, OUTBOX, SESSIONS]).await?;
+                failures.succeeded();
                 // Whatever was signalled while nobody listened: look once.
                 self.events_appended_here();
                 on(Signal::Sessions);

@@ -8,8 +8,9 @@
 //! sends the same request (method, path, query, headers, body) to the owner, marked as
 //! forwarded so the owner never forwards it again, and answers with the owner's answer. The
 //! owner authenticates the call again with the caller's own credentials, and counts it
-//! against the account's rate limit: this instance gives back the token it took
-//! ([`super::ratelimit::AccountLimiter::give_back`]), so a forwarded call counts once.
+//! against the account's rate limit: once it has answered, this instance gives back the
+//! token it took ([`super::ratelimit::AccountLimiter::give_back`]), so a forwarded call
+//! counts once (twice only for the moment of the forward).
 //!
 //! Only bodies up to [`MAX_FORWARDED_BODY`] with a declared length are kept for a forward; a
 //! larger or streamed body is answered with the 409 itself (naming the owner).
@@ -168,10 +169,11 @@ pub async fn to_owner(State(forwarder): State<Forwarder>, req: Request, next: Ne
         .await
     {
         Ok(answer) => {
-            // The owner counted the call against the account's allowance; this instance's
-            // token goes back.
+            // The owner answered: it counts the call against the account's allowance if it
+            // admitted it, so this instance's token goes back. (A forward that fails is
+            // answered here, with the 409, and stays counted here.)
             if let Some(token) = response.extensions().get::<super::ratelimit::Token>() {
-                forwarder.limiter.give_back(*token);
+                forwarder.limiter.give_back(*token).await;
             }
             answer
         }

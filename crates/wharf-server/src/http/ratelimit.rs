@@ -201,15 +201,23 @@ impl AccountLimiter {
 
     /// Gives back a token taken by [`Self::check`] for a call another instance answered (a
     /// forwarded call, which the owner counts). A token of the shared allowance goes back to
-    /// the tokens this instance holds of it, so the next request spends it; one of the
+    /// it in the database, where every instance can spend it (if the database cannot be
+    /// asked, to the tokens this instance holds, so its next request spends it); one of the
     /// in-process allowance (the fallback while the database cannot be asked) stays spent,
     /// as that allowance cannot give tokens back.
-    pub fn give_back(&self, token: Token) {
+    pub async fn give_back(&self, token: Token) {
         let (Some(shared), true) = (&self.shared, token.shared) else {
             return;
         };
-        let held = shared.held(token.account);
-        held.state.lock().expect("rate limit state poisoned").tokens += 1;
+        let given = shared
+            .store
+            .give_back_allowance(token.account, shared.rate, now_ns())
+            .await;
+        if let Err(e) = given {
+            tracing::debug!(error = %e, "could not give a forwarded call's token back to the shared allowance; this instance keeps it");
+            let held = shared.held(token.account);
+            held.state.lock().expect("rate limit state poisoned").tokens += 1;
+        }
     }
 
     fn take_local(&self, account: &AccountId) -> Decision {

@@ -33,7 +33,7 @@ pub async fn run(broadcasts: Arc<BroadcastService>, stop: CancellationToken) {
     let wake = broadcasts.wakeup();
     let mut appended = broadcasts.events_appended();
     let mut drain = DRAIN;
-    let mut failures = super::Failures::new("the broadcast worker's step");
+    let mut failures = super::Failures::errors("the broadcast worker's step");
     loop {
         // Everything that is ready, before sleeping.
         let mut pause = IDLE_POLL;

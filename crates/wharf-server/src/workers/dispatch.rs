@@ -146,8 +146,7 @@ pub fn spawn(
         let mut task_sessions: HashMap<tokio::task::Id, SessionId> = HashMap::new();
         let mut sweep = tokio::time::interval(SWEEP);
         let mut sweeps = super::Failures::new("the dispatcher's sweep");
-        // The session tasks' reads, one log for all: in a database outage every task fails.
-        let reads = Arc::new(Mutex::new(super::Failures::new("the dispatcher's reads")));
+        let reads = Arc::new(Mutex::new(ReadFailures::default()));
         loop {
             let woken: Vec<SessionId> = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -157,7 +156,12 @@ pub fn spawn(
                     if let Err(e) = &done {
                         tracing::error!(error = %e, "a session's dispatcher ended abnormally");
                     }
-                    match task_sessions.remove(&task) {
+                    let ended = task_sessions.remove(&task);
+                    if let Some(id) = ended {
+                        // A task that ended no longer waits to read again.
+                        reads.lock().expect("dispatcher state poisoned").succeeded(id);
+                    }
+                    match ended {
                         Some(id) if sessions.ended(id) => vec![id],
                         _ => Vec::new(),
                     }
@@ -294,7 +298,7 @@ struct SessionTask {
     /// The session's own pace this task was started with.
     own: Option<SessionPacing>,
     /// The failures of every task's reads (logged once per outage).
-    reads: Arc<Mutex<super::Failures>>,
+    reads: Arc<Mutex<ReadFailures>>,
     stop: CancellationToken,
 }
 
@@ -317,7 +321,7 @@ impl SessionTask {
             reads
                 .lock()
                 .expect("dispatcher state poisoned")
-                .failed(&format_args!("{what} of session {id}: {e}"));
+                .failed(id, &format_args!("{what} of session {id}: {e}"));
         };
         let pace = &state.pace;
         loop {
@@ -362,7 +366,12 @@ impl SessionTask {
             };
             let jobs = match store.ready_jobs(id, config.clock.now_millis(), BATCH).await {
                 Ok(jobs) => {
-                    reads.lock().expect("dispatcher state poisoned").succeeded();
+                    if jobs.is_empty() {
+                        reads
+                            .lock()
+                            .expect("dispatcher state poisoned")
+                            .succeeded(id);
+                    }
                     jobs
                 }
                 Err(e) => {
@@ -387,7 +396,13 @@ impl SessionTask {
                 continue;
             }
             let messages = match load_messages(store, id, &jobs).await {
-                Ok(messages) => messages,
+                Ok(messages) => {
+                    reads
+                        .lock()
+                        .expect("dispatcher state poisoned")
+                        .succeeded(id);
+                    messages
+                }
                 Err(e) => {
                     failed("reading the messages", &e);
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -603,6 +618,39 @@ async fn load_messages(
         );
     }
     Ok(messages)
+}
+
+/// The session tasks' read failures, one log for all: in a database outage every task fails,
+/// and the outage is logged once. It is over when every session that failed has read again,
+/// so one session that keeps failing (a row it cannot read) is not taken for a recovery
+/// whenever another one reads.
+#[derive(Debug)]
+struct ReadFailures {
+    log: super::Failures,
+    failing: HashSet<SessionId>,
+}
+
+impl Default for ReadFailures {
+    fn default() -> Self {
+        Self {
+            log: super::Failures::new("the dispatcher's reads"),
+            failing: HashSet::new(),
+        }
+    }
+}
+
+impl ReadFailures {
+    fn failed(&mut self, session: SessionId, error: &dyn std::fmt::Display) {
+        self.failing.insert(session);
+        self.log.failed(error);
+    }
+
+    /// `session` read what it needed, or its task ended.
+    fn succeeded(&mut self, session: SessionId) {
+        if self.failing.remove(&session) && self.failing.is_empty() {
+            self.log.succeeded();
+        }
+    }
 }
 
 /// The messages a read-mark job names.

@@ -87,3 +87,18 @@ fn backoff_grows_with_jitter_and_is_capped() {
         assert!(backoff(&config, 20) <= Duration::from_millis(2001));
     }
 }
+
+#[test]
+fn a_session_that_keeps_failing_to_read_is_not_taken_for_a_recovery_by_another() {
+    let (a, b) = (SessionId::generate(), SessionId::generate());
+    let mut reads = ReadFailures::default();
+    reads.failed(a, &"database is down");
+    reads.failed(b, &"database is down");
+    reads.succeeded(b);
+    assert!(reads.failing.contains(&a), "a still fails: {reads:?}");
+    // Another session reading again says nothing about `a`.
+    reads.succeeded(SessionId::generate());
+    assert_eq!(reads.failing.len(), 1);
+    reads.succeeded(a);
+    assert!(reads.failing.is_empty());
+}

@@ -14,7 +14,7 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// The worker loop.
 pub async fn run(sessions: Arc<SessionService>, wake: Arc<Notify>, stop: CancellationToken) {
-    let mut failures = super::Failures::new("the operations worker's step");
+    let mut failures = super::Failures::errors("the operations worker's step");
     loop {
         // Drain everything that is ready before sleeping.
         loop {

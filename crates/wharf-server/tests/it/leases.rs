@@ -398,12 +398,13 @@ async fn a_forwarded_call_counts_once_against_the_rate_limit() {
     };
     let (id, _) = app.connected_session().await;
     let session: SessionId = id.parse().unwrap();
-    let (peer_url, _) = fake_peer().await;
+    let (peer_url, seen) = fake_peer().await;
     peer_at_takes(&app, session, Some(peer_url)).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let path = format!("/api/on-whatsapp/+15550100001?session_id={id}");
     // More forwarded calls than the whole allowance: each is answered by the owner.
     for n in 0..40 {
+        *seen.lock().unwrap() = None;
         let answer = app.get(&path).send().await;
         assert_eq!(
             answer.status.as_u16(),
@@ -412,6 +413,8 @@ async fn a_forwarded_call_counts_once_against_the_rate_limit() {
             answer.status,
             answer.text
         );
+        assert_eq!(answer.json["jid"], "answered-by-the-owner@s.whatsapp.net");
+        assert!(seen.lock().unwrap().is_some(), "the owner got call {n}");
     }
     // Calls answered here are still limited: within the allowance (30, and a token every
     // 2 s), one of 40 quick calls is refused.
@@ -428,6 +431,40 @@ async fn a_forwarded_call_counts_once_against_the_rate_limit() {
         refused,
         "the allowance still limits this instance's own calls"
     );
+}
+
+/// A call whose owner cannot be reached is answered here (409, naming the owner) and counted
+/// here: only a call the owner answered gives its token back.
+#[tokio::test]
+async fn a_call_the_owner_did_not_answer_counts_here() {
+    let Some(app) = TestApp::spawn_with(wharf_testkit::Backend::Postgres, |c| {
+        c.lease_ttl_ms = 1_500;
+        c.rate_limit_per_minute = std::num::NonZeroU32::new(30).unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    let (id, _) = app.connected_session().await;
+    let session: SessionId = id.parse().unwrap();
+    // An address nothing listens on.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    peer_at_takes(&app, session, Some(address)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let path = format!("/api/on-whatsapp/+15550100001?session_id={id}");
+    let mut refused = false;
+    for n in 0..40 {
+        let answer = app.get(&path).send().await;
+        if answer.status.as_u16() == 429 {
+            refused = true;
+            break;
+        }
+        assert_eq!(answer.status.as_u16(), 409, "call {n}: {}", answer.text);
+        assert_eq!(answer.json["reason_code"], "owned_elsewhere");
+    }
+    assert!(refused, "calls the owner did not answer are counted here");
 }
 
 /// A lease given up (a clean stop, a share handed over) stays given up: the next renewal of
