@@ -381,6 +381,19 @@ async fn a_call_needing_the_live_connection_is_answered_by_the_owner(app: TestAp
     }
 }
 
+/// A PostgreSQL app with short leases and 30 requests a minute per account, and a connected
+/// session (its id as text and parsed); `None` without PostgreSQL.
+async fn limited_app_with_a_session() -> Option<(TestApp, String, SessionId)> {
+    let app = TestApp::spawn_with(wharf_testkit::Backend::Postgres, |c| {
+        c.lease_ttl_ms = 1_500;
+        c.rate_limit_per_minute = std::num::NonZeroU32::new(30).unwrap();
+    })
+    .await?;
+    let (id, _) = app.connected_session().await;
+    let session = id.parse().unwrap();
+    Some((app, id, session))
+}
+
 /// A call forwarded to the session's owner counts once against the account's allowance: the
 /// owner takes its token, and the instance that forwarded gives its own back. (The fake owner
 /// here takes none, so the forwarded calls cost this instance nothing.) The allowance still
@@ -388,16 +401,9 @@ async fn a_call_needing_the_live_connection_is_answered_by_the_owner(app: TestAp
 /// PostgreSQL only: on SQLite nothing is forwarded (see the test above).
 #[tokio::test]
 async fn a_forwarded_call_counts_once_against_the_rate_limit() {
-    let Some(app) = TestApp::spawn_with(wharf_testkit::Backend::Postgres, |c| {
-        c.lease_ttl_ms = 1_500;
-        c.rate_limit_per_minute = std::num::NonZeroU32::new(30).unwrap();
-    })
-    .await
-    else {
+    let Some((app, id, session)) = limited_app_with_a_session().await else {
         return;
     };
-    let (id, _) = app.connected_session().await;
-    let session: SessionId = id.parse().unwrap();
     let (peer_url, seen) = fake_peer().await;
     peer_at_takes(&app, session, Some(peer_url)).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -437,16 +443,9 @@ async fn a_forwarded_call_counts_once_against_the_rate_limit() {
 /// here: only a call the owner answered gives its token back.
 #[tokio::test]
 async fn a_call_the_owner_did_not_answer_counts_here() {
-    let Some(app) = TestApp::spawn_with(wharf_testkit::Backend::Postgres, |c| {
-        c.lease_ttl_ms = 1_500;
-        c.rate_limit_per_minute = std::num::NonZeroU32::new(30).unwrap();
-    })
-    .await
-    else {
+    let Some((app, id, session)) = limited_app_with_a_session().await else {
         return;
     };
-    let (id, _) = app.connected_session().await;
-    let session: SessionId = id.parse().unwrap();
     // An address nothing listens on.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", closed.local_addr().unwrap());
