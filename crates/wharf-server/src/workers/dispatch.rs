@@ -323,6 +323,12 @@ impl SessionTask {
                 .expect("dispatcher state poisoned")
                 .failed(id, &format_args!("{what} of session {id}: {e}"));
         };
+        let read = || {
+            reads
+                .lock()
+                .expect("dispatcher state poisoned")
+                .succeeded(id)
+        };
         let pace = &state.pace;
         loop {
             if stop.is_cancelled() {
@@ -367,10 +373,7 @@ impl SessionTask {
             let jobs = match store.ready_jobs(id, config.clock.now_millis(), BATCH).await {
                 Ok(jobs) => {
                     if jobs.is_empty() {
-                        reads
-                            .lock()
-                            .expect("dispatcher state poisoned")
-                            .succeeded(id);
+                        read();
                     }
                     jobs
                 }
@@ -397,10 +400,7 @@ impl SessionTask {
             }
             let messages = match load_messages(store, id, &jobs).await {
                 Ok(messages) => {
-                    reads
-                        .lock()
-                        .expect("dispatcher state poisoned")
-                        .succeeded(id);
+                    read();
                     messages
                 }
                 Err(e) => {
