@@ -34,14 +34,14 @@ pub async fn reconcile_numbers(
 /// Dead outbox rows (sent jobs) past which the outbox is vacuumed on PostgreSQL.
 pub const OUTBOX_VACUUM_DEAD_ROWS: i64 = 10_000;
 
-/// Rows past which the send path's tables are analyzed on PostgreSQL when they have no
-/// statistics, and changed rows past which they are analyzed again (with a fifth of the
-/// table, at most once a minute).
+/// Rows past which the busy tables (the send path's, the contacts list's) are analyzed on
+/// PostgreSQL when they have no statistics, and changed rows past which they are analyzed
+/// again (with a fifth of the table, at most once a minute).
 pub const ANALYZE_MIN_ROWS: i64 = 1_000;
 
 /// On PostgreSQL, every 5 s: vacuums the outbox once enough sent jobs left dead rows behind
-/// (`Store::vacuum_outbox` says why), and analyzes the send path's tables when their
-/// statistics are missing or stale (`Store::analyze_send_tables`). A no-op loop on SQLite.
+/// (`Store::vacuum_outbox` says why), and analyzes the busy tables when their
+/// statistics are missing or stale (`Store::analyze_busy_tables`). A no-op loop on SQLite.
 pub async fn maintain_postgres(
     store: wharf_store::Store,
     stop: tokio_util::sync::CancellationToken,
@@ -51,16 +51,16 @@ pub async fn maintain_postgres(
     }
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     let mut vacuum = Failures::new("vacuuming the outbox");
-    let mut analyze = Failures::new("analyzing the send path's tables");
+    let mut analyze = Failures::new("analyzing the busy tables");
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
                 let _ = vacuum.note(store.vacuum_outbox(OUTBOX_VACUUM_DEAD_ROWS).await);
-                if let Ok(tables) = analyze.note(store.analyze_send_tables(ANALYZE_MIN_ROWS).await)
+                if let Ok(tables) = analyze.note(store.analyze_busy_tables(ANALYZE_MIN_ROWS).await)
                     && !tables.is_empty()
                 {
-                    tracing::debug!(?tables, "analyzed the send path's tables")
+                    tracing::debug!(?tables, "analyzed the busy tables")
                 }
             }
         }

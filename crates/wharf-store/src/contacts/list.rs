@@ -104,15 +104,15 @@ impl Store {
         .await?)
     }
 
-    /// The list without search or labels: a page of ids from the name (or opt-in) index,
-    /// then their rows (the total comes from the counters).
+    /// The list without search or labels: a page of ids from the name index, which carries
+    /// each contact's opt-in for the opt-in filter, then their rows (the total comes from
+    /// the counters).
     async fn plain_contacts(&self, q: &ContactQuery, generation: i64) -> Result<Vec<ContactRow>> {
         let mut p = Params::new(self.backend);
         let mut cond = format!("session_id = {}", p.next());
-        let mut binds = vec![Bind::Text(q.session.to_string())];
+        let binds = vec![Bind::Text(q.session.to_string())];
         if let Some(opted) = q.opted_in {
-            cond.push_str(&format!(" AND is_opted_in = {}", p.next()));
-            binds.push(Bind::Int(i64::from(opted)));
+            cond.push_str(&opt_in_condition("is_opted_in", opted));
         }
         let list = Ordered {
             from: "contacts",
@@ -127,7 +127,8 @@ impl Store {
     }
 
     /// The list by tag (else group), with an optional second label and opt-in filter: a page
-    /// of ids read in order from the label index, then their rows; the count reads the index.
+    /// of ids read in order from the label rows (which carry the contact's opt-in), then
+    /// their rows; the count reads the label rows.
     async fn labelled_contacts(
         &self,
         q: &ContactQuery,
@@ -154,8 +155,7 @@ impl Store {
             Bind::Text(label.to_owned()),
         ];
         if let Some(opted) = q.opted_in {
-            cond.push_str(&format!(" AND l.is_opted_in = {}", p.next()));
-            binds.push(Bind::Int(i64::from(opted)));
+            cond.push_str(&opt_in_condition("l.is_opted_in", opted));
         }
         let filter = format!("{kind}\0{label}\0{:?}\0{other:?}", q.opted_in);
         let counted = other.is_none();
@@ -432,6 +432,14 @@ impl Store {
             .map(|r| Ok(r.try_get::<String, _>("id")?.into_boxed_str()))
             .collect()
     }
+}
+
+/// The opt-in filter of an ordered list, with its value written out (not a parameter), so
+/// both databases see that `optedIn=false` is what the partial indexes of opted-out
+/// contacts (`contacts_opted_out`, `contact_labels_opted_out`) hold, and read its page from
+/// them; `optedIn=true` reads the list's own index and skips the opted-out entries.
+fn opt_in_condition(column: &str, opted_in: bool) -> String {
+    format!(" AND {column} = {}", u8::from(opted_in))
 }
 
 /// The session's counters (`contact_counts`), read once per list request: its totals and
