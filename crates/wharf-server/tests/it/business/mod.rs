@@ -61,8 +61,22 @@ pub fn names(list: &ContactList) -> Vec<String> {
 }
 
 /// Every total the list and the groups answer from the counters equals the number of
-/// contacts actually listed (at most 100 contacts).
+/// contacts actually listed (at most 100 contacts), and every label row is one of a contact's
+/// labels with the contact's sort name and opt-in (nothing is left behind by a delete or an
+/// update: on PostgreSQL no foreign key cascades them).
 pub async fn assert_totals_hold(app: &TestApp, account: &str) {
+    let stray = app
+        .db()
+        .count(
+            "SELECT COUNT(*) FROM contact_labels l WHERE NOT EXISTS (SELECT 1 FROM contacts c \
+             WHERE c.id = l.contact_id AND c.sort_name = l.sort_name \
+             AND c.is_opted_in = l.is_opted_in)",
+        )
+        .await;
+    assert_eq!(
+        stray, 0,
+        "label rows of no contact, or out of step with theirs"
+    );
     let all = list(app, account, "limit=100").await;
     let mut queries = vec![String::new()];
     for tag in &all.filters.tags {
