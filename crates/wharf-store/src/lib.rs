@@ -172,6 +172,10 @@ pub struct Store {
     /// Pages of contact searches (see `contacts::SearchCache`).
     contact_search: std::sync::Arc<contacts::SearchCache>,
     contact_anchors: std::sync::Arc<contacts::Anchors>,
+    /// The group commit of contact imports on SQLite, started on first use (see
+    /// `contacts::import`).
+    imports:
+        std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<contacts::PendingImport>>>,
     /// Where the database is (the `LISTEN` connection opens its own).
     url: std::sync::Arc<str>,
     /// Signals to the other instances (see `signals`).
@@ -231,6 +235,7 @@ impl Store {
                     auth: Default::default(),
                     contact_search: Default::default(),
                     contact_anchors: Default::default(),
+                    imports: Default::default(),
                     url: url.as_str().into(),
                     signals: Default::default(),
                 })
@@ -246,6 +251,7 @@ impl Store {
                     auth: Default::default(),
                     contact_search: Default::default(),
                     contact_anchors: Default::default(),
+                    imports: Default::default(),
                     url: url.as_str().into(),
                     signals: Default::default(),
                 })

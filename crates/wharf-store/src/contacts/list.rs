@@ -117,7 +117,7 @@ impl Store {
         let list = Ordered {
             from: "contacts",
             sort: "sort_name",
-            id: "id",
+            seq: "seq",
             cond,
             binds,
             params: p,
@@ -143,12 +143,7 @@ impl Store {
             (None, None) => unreachable!("a label filter is given"),
         };
         let mut p = Params::new(self.backend);
-        let mut cond = format!(
-            "l.session_id = {} AND l.kind = {} AND l.label = {}",
-            p.next(),
-            p.next(),
-            p.next()
-        );
+        let mut cond = format!("l.label_id = {}", label_id(&mut p));
         let mut binds = vec![
             Bind::Text(q.session.to_string()),
             Bind::Text(kind.to_owned()),
@@ -162,11 +157,12 @@ impl Store {
         if let Some(group) = other {
             // One primary-key seek per candidate.
             cond.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = l.session_id \
-                 AND o.kind = 'group' AND o.label = {} AND o.sort_name = l.sort_name \
-                 AND o.contact_id = l.contact_id)",
-                p.next()
+                " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.label_id = {} \
+                 AND o.sort_name = l.sort_name AND o.seq = l.seq)",
+                label_id(&mut p)
             ));
+            binds.push(Bind::Text(q.session.to_string()));
+            binds.push(Bind::Text("group".to_owned()));
             binds.push(Bind::Text(group));
         }
         let count = format!("SELECT COUNT(*) AS n FROM contact_labels l WHERE {cond}");
@@ -182,7 +178,7 @@ impl Store {
         let list = Ordered {
             from: "contact_labels l",
             sort: "l.sort_name",
-            id: "l.contact_id",
+            seq: "l.seq",
             cond,
             binds,
             params: p,
@@ -192,7 +188,7 @@ impl Store {
         Ok((contacts, total))
     }
 
-    /// The page `q` asks for of a list read in (sort name, id) order from an index: from the
+    /// The page `q` asks for of a list read in (sort name, seq) order from an index: from the
     /// nearest page anchor (see [`super::anchors`]) when there is one, else from the start,
     /// skipping what lies between; then the page's rows by id. Records the anchors of the
     /// page's two ends while the list's generation holds.
@@ -232,7 +228,7 @@ impl Store {
         let Ordered {
             from,
             sort,
-            id,
+            seq,
             cond,
             binds,
             params,
@@ -245,14 +241,14 @@ impl Store {
             Some((position, anchor)) => (position, Some(anchor)),
             None => (0, None),
         };
-        if let Some((sort_key, id_key)) = anchor {
+        if let Some((sort_key, seq_key)) = anchor {
             cond.push_str(&format!(
-                " AND ({sort}, {id}) > ({}, {})",
+                " AND ({sort}, {seq}) > ({}, {})",
                 params.next(),
                 params.next()
             ));
             binds.push(Bind::Text(sort_key.into()));
-            binds.push(Bind::Text(id_key.into()));
+            binds.push(Bind::Int(seq_key));
         }
         // The entry before the page too (when the page is not where the reading starts), so
         // the page's start is anchored.
@@ -261,13 +257,13 @@ impl Store {
         // only for the generation they were read in. (Parameters in the order they appear:
         // SQLite numbers them so.)
         let sql = format!(
-            "SELECT {}, p.sort_key AS page_sort, \
+            "SELECT {}, p.sort_key AS page_sort, p.page_seq AS page_seq, \
              CAST(COALESCE(g.generation, 0) AS BIGINT) AS page_generation \
-             FROM (SELECT {id} AS page_id, {sort} AS sort_key \
-             FROM {from} WHERE {cond} ORDER BY {sort}, {id} LIMIT {} OFFSET {}) p \
+             FROM (SELECT {seq} AS page_seq, {sort} AS sort_key \
+             FROM {from} WHERE {cond} ORDER BY {sort}, {seq} LIMIT {} OFFSET {}) p \
              CROSS JOIN contacts c \
              LEFT JOIN contact_generations g ON g.session_id = {} \
-             WHERE c.id = p.page_id ORDER BY p.sort_key, p.page_id",
+             WHERE c.seq = p.page_seq ORDER BY p.sort_key, p.page_seq",
             c_columns(),
             params.next(),
             params.next(),
@@ -285,7 +281,7 @@ impl Store {
             let contact = ContactRow::from_row(row)?;
             let here: Anchor = (
                 row.try_get::<String, _>("page_sort")?.into(),
-                contact.id.to_string().into(),
+                row.try_get("page_seq")?,
             );
             if before && i == 0 {
                 ends.push((skip, here));
@@ -364,7 +360,7 @@ impl Store {
         Ok((contacts, total))
     }
 
-    /// Every contact of the session matching the search, in the list's order (name, id).
+    /// Every contact of the session matching the search, in the list's order (name, seq).
     /// SQLite: the FTS5 trigram index is asked for rows holding every trigram of the term
     /// (an AND of terms, which skips through long posting lists instead of checking the
     /// positions of a phrase in each), then each candidate's text is checked for the term
@@ -412,11 +408,12 @@ impl Store {
         for (kind, label) in [("tag", &q.tag), ("group", &q.group)] {
             if let Some(label) = label {
                 cond.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.session_id = c.session_id \
-                     AND o.kind = '{kind}' AND o.label = {} AND o.sort_name = c.sort_name \
-                     AND o.contact_id = c.id)",
-                    p.next()
+                    " AND EXISTS (SELECT 1 FROM contact_labels o WHERE o.label_id = {} \
+                     AND o.sort_name = c.sort_name AND o.seq = c.seq)",
+                    label_id(&mut p)
                 ));
+                binds.push(Bind::Text(q.session.to_string()));
+                binds.push(Bind::Text(kind.to_owned()));
                 binds.push(Bind::Text(label.clone()));
             }
         }
@@ -424,7 +421,7 @@ impl Store {
             cond.push_str(&format!(" AND c.is_opted_in = {}", p.next()));
             binds.push(Bind::Int(i64::from(opted)));
         }
-        let sql = format!("SELECT c.id AS id FROM {cond} ORDER BY c.sort_name, c.id");
+        let sql = format!("SELECT c.id AS id FROM {cond} ORDER BY c.sort_name, c.seq");
         bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
             .fetch_all(&self.read)
             .await?
@@ -432,6 +429,19 @@ impl Store {
             .map(|r| Ok(r.try_get::<String, _>("id")?.into_boxed_str()))
             .collect()
     }
+}
+
+/// The number of a label (`contact_label_keys`) as a scalar subquery of three parameters:
+/// the session, the kind and the label (none when no contact ever carried it, which
+/// matches no label row).
+fn label_id(p: &mut Params) -> String {
+    format!(
+        "(SELECT k.id FROM contact_label_keys k WHERE k.session_id = {} AND k.kind = {} \
+         AND k.label = {})",
+        p.next(),
+        p.next(),
+        p.next()
+    )
 }
 
 /// The opt-in filter of an ordered list, with its value written out (not a parameter), so
@@ -497,12 +507,12 @@ impl Totals {
     }
 }
 
-/// A list read in (sort name, id) order: the table (or index) read, its sort and id
+/// A list read in (sort name, seq) order: the table (or index) read, its sort and seq
 /// columns, the condition with its parameters so far, and the filters that tell it apart.
 struct Ordered {
     from: &'static str,
     sort: &'static str,
-    id: &'static str,
+    seq: &'static str,
     cond: String,
     binds: Vec<Bind>,
     params: Params,

@@ -10,11 +10,15 @@ use wharf_core::{AccountId, ContactId, SessionId};
 use crate::{Backend, Params, Result, Store, StoreError, conflict_or};
 
 mod anchors;
+mod import;
+mod labels;
 mod list;
 mod search_cache;
 mod touch;
 
 pub(crate) use anchors::Anchors;
+pub(crate) use import::PendingImport;
+use labels::insert_labels;
 pub(crate) use search_cache::SearchCache;
 pub(crate) use touch::{touch_inbound, touch_outbound};
 
@@ -202,34 +206,6 @@ fn bind_insert<'q>(q: AnyQuery<'q>, c: &ContactRow) -> AnyQuery<'q> {
         .bind(c.updated_at)
 }
 
-/// Inserts the label rows of `contacts` (none of which has any yet).
-async fn insert_labels(conn: &mut AnyConnection, contacts: &[&ContactRow]) -> Result<()> {
-    let rows: Vec<(&ContactRow, &str, &str)> = contacts
-        .iter()
-        .flat_map(|c| c.labels().map(move |(k, l)| (*c, k, l)))
-        .collect();
-    for chunk in rows.chunks(2000) {
-        let mut p = Params::on(conn);
-        let sql = format!(
-            "INSERT INTO contact_labels (session_id, kind, label, sort_name, is_opted_in, contact_id) \
-             VALUES {} ON CONFLICT DO NOTHING",
-            p.rows(chunk.len(), 6)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (c, kind, label) in chunk {
-            q = q
-                .bind(c.session_id.to_string())
-                .bind(*kind)
-                .bind(label.to_string())
-                .bind(c.sort_name())
-                .bind(i64::from(c.is_opted_in))
-                .bind(c.id.to_string());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
 /// Changes of [`contact_counts`] rows, by `(session, kind, label, opted in)`, and the
 /// sessions whose list changed (their generation moves on, see `SearchCache`).
 #[derive(Default)]
@@ -298,11 +274,11 @@ impl Counts {
 /// Writes every mutable column of `c` (which was `old`), rewrites its labels and moves the
 /// counts.
 async fn write_contact(conn: &mut AnyConnection, old: &ContactRow, c: &ContactRow) -> Result<()> {
-    sqlx::query(
+    let seq: i64 = sqlx::query(
         "UPDATE contacts SET name = $1, sort_name = $2, email = $3, company = $4, tags = $5, \
          group_names = $6, is_opted_in = $7, opt_in_at = $8, opt_out_at = $9, is_blocked = $10, \
          custom_fields = $11, notes = $12, search = $13, updated_at = $14 \
-         WHERE id = $15 AND account_id = $16",
+         WHERE id = $15 AND account_id = $16 RETURNING seq",
     )
     .bind(c.name.clone())
     .bind(c.sort_name())
@@ -320,13 +296,14 @@ async fn write_contact(conn: &mut AnyConnection, old: &ContactRow, c: &ContactRo
     .bind(c.updated_at)
     .bind(c.id.to_string())
     .bind(c.account_id.to_string())
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM contact_labels WHERE contact_id = $1")
-        .bind(c.id.to_string())
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("seq")?;
+    sqlx::query("DELETE FROM contact_labels WHERE seq = $1")
+        .bind(seq)
         .execute(&mut *conn)
         .await?;
-    insert_labels(conn, &[c]).await?;
+    insert_labels(conn, &[(c, seq)]).await?;
     let mut counts = Counts::default();
     counts.add(old, -1);
     counts.add(c, 1);
@@ -371,55 +348,20 @@ impl Store {
     pub async fn insert_contact(&self, c: &ContactRow) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let sql = format!(
-            "INSERT INTO contacts ({INSERT_COLUMNS}) VALUES ({})",
+            "INSERT INTO contacts ({INSERT_COLUMNS}) VALUES ({}) RETURNING seq",
             Params::new(self.backend).list(INSERT_COUNT)
         );
-        bind_insert(sqlx::query(sqlx::AssertSqlSafe(sql)), c)
-            .execute(&mut *tx)
+        let seq: i64 = bind_insert(sqlx::query(sqlx::AssertSqlSafe(sql)), c)
+            .fetch_one(&mut *tx)
             .await
-            .map_err(|e| conflict_or(e, "contact phone"))?;
-        insert_labels(&mut tx, &[c]).await?;
+            .map_err(|e| conflict_or(e, "contact phone"))?
+            .try_get("seq")?;
+        insert_labels(&mut tx, &[(c, seq)]).await?;
         let mut counts = Counts::default();
         counts.add(c, 1);
         counts.apply(&mut tx).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Stores the contacts that are new by phone (in the session) and returns which were
-    /// (one flag per contact, in order). Contacts must have distinct phones.
-    pub async fn import_contacts(&self, contacts: &[ContactRow]) -> Result<Vec<bool>> {
-        let mut inserted: HashSet<String> = HashSet::new();
-        let mut tx = self.write.begin().await?;
-        for chunk in contacts.chunks(500) {
-            let sql = format!(
-                "INSERT INTO contacts ({INSERT_COLUMNS}) VALUES {} \
-                 ON CONFLICT (session_id, phone) DO NOTHING RETURNING id",
-                Params::new(self.backend).rows(chunk.len(), INSERT_COUNT)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for c in chunk {
-                q = bind_insert(q, c);
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                inserted.insert(row.try_get("id")?);
-            }
-        }
-        let new: Vec<&ContactRow> = contacts
-            .iter()
-            .filter(|c| inserted.contains(&c.id.to_string()))
-            .collect();
-        insert_labels(&mut tx, &new).await?;
-        let mut counts = Counts::default();
-        for c in &new {
-            counts.add(c, 1);
-        }
-        counts.apply(&mut tx).await?;
-        tx.commit().await?;
-        Ok(contacts
-            .iter()
-            .map(|c| inserted.contains(&c.id.to_string()))
-            .collect())
     }
 
     /// The contact `id` of `account`.
@@ -507,8 +449,8 @@ impl Store {
             q
         };
         bind_all(format!(
-            "DELETE FROM contact_labels WHERE contact_id IN \
-             (SELECT id FROM contacts WHERE account_id = {account_param} AND id IN ({list}))"
+            "DELETE FROM contact_labels WHERE seq IN \
+             (SELECT seq FROM contacts WHERE account_id = {account_param} AND id IN ({list}))"
         ))
         .execute(&mut *tx)
         .await?;
@@ -583,8 +525,9 @@ impl Store {
     ) -> Result<i64> {
         let mut tx = self.write.begin().await?;
         let ids: Vec<ContactId> = sqlx::query(
-            "SELECT contact_id FROM contact_labels WHERE session_id = $1 AND kind = 'group' \
-             AND label = $2",
+            "SELECT c.id AS contact_id FROM contact_labels l CROSS JOIN contacts c \
+             WHERE l.label_id = (SELECT k.id FROM contact_label_keys k WHERE k.session_id = $1 \
+             AND k.kind = 'group' AND k.label = $2) AND c.seq = l.seq",
         )
         .bind(session.to_string())
         .bind(name.to_owned())

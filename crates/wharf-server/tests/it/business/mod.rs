@@ -6,6 +6,7 @@ use wharf_server::http::business::contacts::{ContactAnswer, ContactList, Contact
 use wharf_testkit::{TestApp, session_and_key};
 
 mod contacts;
+mod contacts_import;
 mod contacts_paging;
 mod groups;
 mod numbers;
@@ -69,7 +70,8 @@ pub async fn assert_totals_hold(app: &TestApp, account: &str) {
         .db()
         .count(
             "SELECT COUNT(*) FROM contact_labels l WHERE NOT EXISTS (SELECT 1 FROM contacts c \
-             WHERE c.id = l.contact_id AND c.sort_name = l.sort_name \
+             CROSS JOIN contact_label_keys k WHERE c.seq = l.seq AND k.id = l.label_id \
+             AND k.session_id = c.session_id AND c.sort_name = l.sort_name \
              AND c.is_opted_in = l.is_opted_in)",
         )
         .await;
