@@ -172,10 +172,13 @@ pub struct Store {
     /// Pages of contact searches (see `contacts::SearchCache`).
     contact_search: std::sync::Arc<contacts::SearchCache>,
     contact_anchors: std::sync::Arc<contacts::Anchors>,
-    /// The group commit of contact imports on SQLite, started on first use (see
-    /// `contacts::import`).
-    imports:
-        std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<contacts::PendingImport>>>,
+    /// The group commit of contact imports on SQLite, started on first use and again if it
+    /// stopped (see `contacts::import`).
+    imports: std::sync::Arc<
+        std::sync::Mutex<Option<tokio::sync::mpsc::Sender<contacts::PendingImport>>>,
+    >,
+    /// Transactions of that group commit that wrote more than one import.
+    import_groups: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Where the database is (the `LISTEN` connection opens its own).
     url: std::sync::Arc<str>,
     /// Signals to the other instances (see `signals`).
@@ -236,6 +239,7 @@ impl Store {
                     contact_search: Default::default(),
                     contact_anchors: Default::default(),
                     imports: Default::default(),
+                    import_groups: Default::default(),
                     url: url.as_str().into(),
                     signals: Default::default(),
                 })
@@ -252,6 +256,7 @@ impl Store {
                     contact_search: Default::default(),
                     contact_anchors: Default::default(),
                     imports: Default::default(),
+                    import_groups: Default::default(),
                     url: url.as_str().into(),
                     signals: Default::default(),
                 })

@@ -7,14 +7,21 @@
 //! while one import is being written, the imports that arrive queue and go together in the
 //! next transaction (up to [`GROUP_CONTACTS`] contacts). Each answers as if alone: calls are
 //! written in the order they arrived, so of two calls with one phone the first stores it.
-//! If a group's transaction fails, each of its imports is retried in a transaction of its
-//! own, so one import's failure is not another's. PostgreSQL runs imports side by side on
+//! If a group's transaction fails on a rule a row broke (a unique or foreign key), each of
+//! its imports is retried in a transaction of its own, so one import's failure is not
+//! another's; if the database itself fails, every import of the group fails with it. PostgreSQL runs imports side by side on
 //! its connections instead.
 //!
 //! An import handed to the group commit is written even if its caller goes away meanwhile
 //! (as a send is once accepted); a retried call then finds its contacts by phone.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use sqlx::{AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -22,8 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{ContactRow, Counts, INSERT_COLUMNS, INSERT_COUNT, bind_insert, insert_labels};
 use crate::{Backend, Params, Result, Store, StoreError, pool::Pool};
 
-/// A group stops taking imports once it holds this many contacts (four imports of the
-/// largest size): a larger transaction holds the writer, and every send behind it, longer.
+/// A group holds at most this many contacts (four imports of the largest size), or one
+/// import: a larger transaction holds the writer, and every send behind it, longer.
 const GROUP_CONTACTS: usize = 4_000;
 
 /// How many imports may wait for the group commit (each holds at most 1,000 contacts).
@@ -50,33 +57,71 @@ impl Store {
             contacts: contacts.to_vec(),
             reply,
         };
-        let queue = self.imports.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(group_commit(self.write.clone(), self.backend, rx));
-            tx
-        });
-        queue
-            .send(pending)
-            .await
-            .map_err(|_| StoreError::Corrupt("the import group commit stopped".into()))?;
-        done.await
-            .map_err(|_| StoreError::Corrupt("the import group commit dropped an import".into()))?
+        // The task is started on first use, and again if it ever stopped (a panic, or the
+        // runtime that ran it shut down), so one failure is not every later import's.
+        let queue = {
+            let mut slot = self
+                .imports
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*slot {
+                Some(queue) if !queue.is_closed() => queue.clone(),
+                _ => {
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    tokio::spawn(group_commit(
+                        self.write.clone(),
+                        self.backend,
+                        rx,
+                        self.import_groups.clone(),
+                    ));
+                    *slot = Some(tx.clone());
+                    tx
+                }
+            }
+        };
+        let stopped = || StoreError::Sqlite("the contact import group commit stopped".into());
+        queue.send(pending).await.map_err(|_| stopped())?;
+        done.await.map_err(|_| stopped())?
+    }
+
+    /// How many transactions of the import group commit wrote more than one import (SQLite),
+    /// since the store was opened.
+    pub fn contact_import_groups(&self) -> u64 {
+        self.import_groups.load(Ordering::Relaxed)
     }
 }
 
-/// Writes the imports of `queue` in groups until every sender is gone.
-async fn group_commit(pool: Pool, backend: Backend, mut queue: mpsc::Receiver<PendingImport>) {
-    while let Some(first) = queue.recv().await {
+/// Writes the imports of `queue` in groups until every sender is gone; counts in `groups`
+/// the transactions of more than one import.
+async fn group_commit(
+    pool: Pool,
+    backend: Backend,
+    mut queue: mpsc::Receiver<PendingImport>,
+    groups: Arc<AtomicU64>,
+) {
+    // An import taken from the queue that would have made the group too large: it starts
+    // the next one.
+    let mut carried: Option<PendingImport> = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match queue.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
         let mut size = first.contacts.len();
         let mut group = vec![first];
-        while size < GROUP_CONTACTS {
-            match queue.try_recv() {
-                Ok(next) => {
-                    size += next.contacts.len();
-                    group.push(next);
-                }
-                Err(_) => break,
+        while let Ok(next) = queue.try_recv() {
+            if size + next.contacts.len() > GROUP_CONTACTS {
+                carried = Some(next);
+                break;
             }
+            size += next.contacts.len();
+            group.push(next);
+        }
+        if group.len() > 1 {
+            groups.fetch_add(1, Ordering::Relaxed);
         }
         let all: Vec<&ContactRow> = group.iter().flat_map(|p| &p.contacts).collect();
         match write_group(&pool, backend, &all).await {
@@ -85,13 +130,9 @@ async fn group_commit(pool: Pool, backend: Backend, mut queue: mpsc::Receiver<Pe
                     let _ = p.reply.send(Ok(flags(&p.contacts, &inserted)));
                 }
             }
-            Err(e) if group.len() == 1 => {
-                if let Some(p) = group.pop() {
-                    let _ = p.reply.send(Err(e));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, imports = group.len(), "a group of contact imports failed; retrying each alone");
+            // A rule one of the imports broke: each is tried alone, so only that one fails.
+            Err(e) if group.len() > 1 && broken_by_a_row(&e) => {
+                tracing::warn!(error = %e, imports = group.len(), "a group of contact imports broke a rule; retrying each alone");
                 for p in group {
                     let one: Vec<&ContactRow> = p.contacts.iter().collect();
                     let result = write_group(&pool, backend, &one)
@@ -100,7 +141,30 @@ async fn group_commit(pool: Pool, backend: Backend, mut queue: mpsc::Receiver<Pe
                     let _ = p.reply.send(result);
                 }
             }
+            // The database failed (unreachable, busy, full): every import of the group fails
+            // with it, without a retry each that would fail the same way.
+            Err(e) => {
+                let message = e.to_string();
+                let mut first = Some(e);
+                for p in group {
+                    let error = first
+                        .take()
+                        .unwrap_or_else(|| StoreError::Sqlite(message.clone()));
+                    let _ = p.reply.send(Err(error));
+                }
+            }
         }
+    }
+}
+
+/// Whether `e` is a rule of the schema that a row broke (unique, foreign key, not null,
+/// check), as opposed to the database failing.
+fn broken_by_a_row(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+        }
+        _ => false,
     }
 }
 

@@ -99,6 +99,7 @@ async fn an_import_that_fails_in_a_group_fails_alone() {
         json!({"phone": "+16505590000", "name": "Existing"}),
     )
     .await;
+    let groups = app.store.contact_import_groups();
     // Holds SQLite's write lock, so the first import waits for it alone and the three after
     // it queue for the next group.
     let mut lock = sqlx::SqliteConnection::connect(&app.config.database_url)
@@ -139,6 +140,11 @@ async fn an_import_that_fails_in_a_group_fails_alone() {
     }
     let failed = group.remove("bad").unwrap().await.unwrap();
     assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(
+        app.store.contact_import_groups(),
+        groups + 1,
+        "the three waiting imports went in one group"
+    );
     let all = list(&app, &session, "limit=100").await;
     assert_eq!(all.pagination.total, 31);
     assert!(
