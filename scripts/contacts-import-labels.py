@@ -10,7 +10,8 @@
 # index ends with the id), compactid (label rows keyed by a label number, sort name and
 # contact id), compact (by a label number, sort name and the contact's rowid), compactbyc
 # (compact with an index of the label rows by rowid), compactname (compact, and the name
-# index without the id: what migration 0035 did, less its keeping the seq as a column).
+# index without the id: what migration 0035 did, less its keeping the seq as a column),
+# nolabels (plan without label rows), noname (plan without the name index).
 # TX: contacts a transaction (a multiple of 1,000). The database goes to
 # /tmp/wharf-imp2-VARIANT.db.
 import sqlite3, sys, time, os, json
@@ -32,10 +33,10 @@ CREATE INDEX contacts_opted_out ON contacts (session_id, is_opted_in, sort_name,
 CREATE VIRTUAL TABLE contacts_fts USING fts5(search, content = 'contacts', content_rowid = 'seq', tokenize = 'trigram', detail = none, columnsize = 0);
 CREATE TRIGGER contacts_fts_insert AFTER INSERT ON contacts BEGIN INSERT INTO contacts_fts (rowid, search) VALUES (new.seq, new.search); END;
 """)
-compact = variant != "plan"
+compact = variant.startswith("compact")
 if variant in ("compactname",):
     db.executescript("CREATE INDEX contacts_by_name ON contacts (session_id, sort_name, is_opted_in);")
-else:
+elif variant != "noname":
     db.executescript("CREATE INDEX contacts_by_name ON contacts (session_id, sort_name, id, is_opted_in);")
 if compact:
     db.executescript("""CREATE TABLE label_keys (lk INTEGER PRIMARY KEY, session_id TEXT, kind TEXT, label TEXT, UNIQUE(session_id, kind, label));
@@ -80,7 +81,7 @@ for b in range(0, N, 1000):
         one = "(" + ",".join("?" * 16) + ")"
         db.execute(f"INSERT INTO contacts ({cols}) VALUES {','.join([one] * len(part))}", [v for r in part for v in r])
     w=len(labels[0]); one="(" + ",".join("?" * w) + ")"
-    db.execute(f"INSERT INTO contact_labels VALUES {','.join([one]*len(labels))}", [v for r in labels for v in r])
+    if variant != "nolabels": db.execute(f"INSERT INTO contact_labels VALUES {','.join([one]*len(labels))}", [v for r in labels for v in r])
     if b % TX == TX-1000:
         db.execute("COMMIT")
         if (b//1000) % 50 == 49: db.execute("PRAGMA wal_checkpoint(PASSIVE)")
