@@ -481,35 +481,6 @@ async fn a_search_follows_every_write_and_pages_through_each_match_once(app: Tes
     assert_eq!(by("search=jones&optedIn=false").await.pagination.total, 1);
 }
 
-/// Concurrent imports touch the same counter rows (tags, groups, opt-in): they must all
-/// succeed (on PostgreSQL, rows locked in different orders deadlocked and answered 500).
-#[wharf_testkit::dual_test]
-async fn concurrent_imports_all_succeed(app: TestApp) {
-    let account = account(&app).await;
-    let app = &app;
-    let mut calls = Vec::new();
-    for batch in 0..8 {
-        let rows: Vec<_> = (0..100)
-            .map(|i| {
-                let n = batch * 100 + i;
-                json!({"phone": format!("+1650556{n:04}"), "name": format!("C {n}"),
-                       "tags": [format!("t{}", n % 7), format!("u{}", n % 5)],
-                       "groups": [format!("g{}", n % 3)], "isOptedIn": n % 4 != 0})
-            })
-            .collect();
-        let body = json!({"accountId": account, "contacts": rows});
-        calls.push(async move {
-            app.post("/v1/whatsapp/contacts/import")
-                .json(body)
-                .expect_view::<ImportAnswer>(200)
-                .await
-        });
-    }
-    let answers = futures::future::join_all(calls).await;
-    assert_eq!(answers.iter().map(|a| a.summary.created).sum::<i64>(), 800);
-    assert_eq!(list(app, &account, "").await.pagination.total, 800);
-}
-
 #[wharf_testkit::dual_test]
 async fn an_import_reports_each_row(app: TestApp) {
     let account = account(&app).await;
