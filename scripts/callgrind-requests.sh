@@ -20,6 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests="${1:-2000}"
+requests=$(((requests / 4) * 4)) # four clients, each the same share
 bin="${2:-target/release/wharf}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
