@@ -356,8 +356,11 @@ impl Pool {
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// WAL pages (4 KiB each) past which the checkpointer checkpoints on the writer's
-/// connection, so the WAL can start over: 64 MiB.
-pub(crate) const REWIND_AT_PAGES: i64 = 16_384;
+/// connection, so the WAL can start over: 4 MiB. A start-over holds the writes up while the
+/// last copy and its `fsync`s run, and that wait grows with the WAL: under wrk's 64
+/// connections the sends' p99 was 46-60 ms at 64 MiB, 37-49 ms at 16 MiB and 34 ms at
+/// 4 MiB (and 94-105 ms at 256 MiB) on the same machine (docs/benchmarks.md, issue 19).
+pub(crate) const REWIND_AT_PAGES: i64 = 1_024;
 
 /// Starts the SQLite checkpointer: on a connection of its own, a passive checkpoint every
 /// 100 ms while `writer`'s pool is open (the writer runs none itself). A passive checkpoint
@@ -369,8 +372,9 @@ pub(crate) const REWIND_AT_PAGES: i64 = 16_384;
 /// between two write transactions: it copies what the last rounds left (little) and the
 /// next write starts the WAL over. (A `RESTART` or `TRUNCATE` checkpoint there also waits
 /// for readers and, for `TRUNCATE`, makes the file grow again: they stalled sends for up to
-/// 100 ms at a time in `wharf-bench ingest`.) The writer's `journal_size_limit` then trims
-/// the file back to 64 MiB.
+/// 100 ms at a time in `wharf-bench ingest`.) Should the file ever pass 64 MiB (writes that
+/// outrun the checkpointer), the writer's `journal_size_limit` trims it back to that when it
+/// starts over.
 ///
 /// Returns the count of rounds done so far (for tests).
 pub(crate) async fn spawn_checkpointer(
@@ -698,7 +702,7 @@ mod tests {
     async fn the_wal_stays_bounded_under_back_to_back_writes() {
         const SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
              PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0;";
-        /// 1 MiB here (256 pages) instead of 64 MiB, so a few seconds of writes cross it often.
+        /// 1 MiB here (256 pages) instead of 4 MiB, so a few seconds of writes cross it often.
         const REWIND_AT: u64 = 256 * 4096;
         sqlx::any::install_default_drivers();
         let dir = tempdir();
