@@ -158,7 +158,12 @@ impl Metrics {
     }
 
     /// The exposition: this process's series, then `gauges` read from the database.
-    pub fn render(&self, gauges: &wharf_store::Gauges, pool: &wharf_store::PoolStats) -> String {
+    pub fn render(
+        &self,
+        gauges: &wharf_store::Gauges,
+        pool: &wharf_store::PoolStats,
+        rewinds: &wharf_store::RewindStats,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         self.with(|r| {
             header(&mut out, "wharf_http_requests_total", "counter", "HTTP requests answered, by method, route template and status.");
@@ -301,6 +306,23 @@ impl Metrics {
             "wharf_db_pool_wait_seconds_total {}",
             pool.wait_seconds
         );
+        header(
+            &mut out,
+            "wharf_sqlite_wal_restart_hold_seconds",
+            "histogram",
+            "Times the SQLite WAL was started over, by how long the checkpointer held the writer for it (writes wait meanwhile); none on PostgreSQL.",
+        );
+        Histogram {
+            buckets: rewinds.buckets.to_vec(),
+            sum: rewinds.seconds,
+            count: rewinds.count(),
+        }
+        .write(
+            &mut out,
+            "wharf_sqlite_wal_restart_hold_seconds",
+            "",
+            &wharf_store::REWIND_BOUNDS,
+        );
         out
     }
 }
@@ -335,5 +357,29 @@ mod tests {
         assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
         assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn wal_restarts_are_a_histogram_of_the_time_the_writer_was_held() {
+        let metrics = Metrics {
+            registry: Mutex::new(Registry::default()),
+        };
+        let rewinds = wharf_store::RewindStats {
+            buckets: [1, 2, 0, 0, 0, 0, 0, 1],
+            seconds: 0.5,
+        };
+        let out = metrics.render(&Default::default(), &Default::default(), &rewinds);
+        let name = "wharf_sqlite_wal_restart_hold_seconds";
+        for line in [
+            format!("# TYPE {name} histogram\n"),
+            format!("{name}_bucket{{le=\"0.001\"}} 1\n"),
+            format!("{name}_bucket{{le=\"0.005\"}} 3\n"),
+            format!("{name}_bucket{{le=\"0.25\"}} 3\n"),
+            format!("{name}_bucket{{le=\"+Inf\"}} 4\n"),
+            format!("{name}_sum 0.5\n"),
+            format!("{name}_count 4\n"),
+        ] {
+            assert!(out.contains(&line), "{line:?} missing from:\n{out}");
+        }
     }
 }

@@ -73,7 +73,7 @@ pub use numbers::{
 };
 pub use operations::OperationRow;
 use pool::Pool;
-pub use pool::PoolStats;
+pub use pool::{PoolStats, REWIND_BOUNDS, RewindStats};
 pub use retention::{JobLease, Pruned};
 pub use sandbox::{
     AgentEdit, AgentRow, PutSandbox, SandboxDialect, SandboxRow, SandboxStatus, SandboxWrite,

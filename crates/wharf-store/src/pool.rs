@@ -39,6 +39,10 @@ use sqlx::{
 use sqlx_core::{sql_str::SqlStr, transaction::TransactionManager};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+mod checkpointer;
+pub(crate) use checkpointer::{REWIND_AT_PAGES, spawn_checkpointer};
+pub use checkpointer::{REWIND_BOUNDS, RewindStats};
+
 /// How long a caller waits for a connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -353,81 +357,6 @@ impl Pool {
     }
 }
 
-/// How often the checkpointer copies the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-/// WAL pages (4 KiB each) past which the checkpointer checkpoints on the writer's
-/// connection, so the WAL can start over: 4 MiB. A start-over holds the writes up while the
-/// last copy and its `fsync`s run, and that wait grows with the WAL: under wrk's 64
-/// connections the sends' p99 was 46-60 ms at 64 MiB, 37-49 ms at 16 MiB and 34 ms at
-/// 4 MiB (and 94-105 ms at 256 MiB) on the same machine (docs/benchmarks.md, issue 19).
-pub(crate) const REWIND_AT_PAGES: i64 = 1_024;
-
-/// Starts the SQLite checkpointer: on a connection of its own, a passive checkpoint every
-/// 100 ms while `writer`'s pool is open (the writer runs none itself). A passive checkpoint
-/// never waits for the writer or readers, so commits no longer stop for one. But SQLite
-/// starts the WAL over only when a write begins after everything in it was copied, which a
-/// checkpoint running beside a busy writer never reaches: under sustained writes the WAL
-/// would grow without end. So once it holds more than `rewind_at_pages`, the checkpointer
-/// borrows the writer connection, like any writer, and runs the passive checkpoint there,
-/// between two write transactions: it copies what the last rounds left (little) and the
-/// next write starts the WAL over. (A `RESTART` or `TRUNCATE` checkpoint there also waits
-/// for readers and, for `TRUNCATE`, makes the file grow again: they stalled sends for up to
-/// 100 ms at a time in `wharf-bench ingest`.) Should the file ever pass 64 MiB (writes that
-/// outrun the checkpointer), the writer's `journal_size_limit` trims it back to that when it
-/// starts over.
-///
-/// Returns the count of rounds done so far (for tests).
-pub(crate) async fn spawn_checkpointer(
-    options: AnyConnectOptions,
-    setup: &'static str,
-    writer: &Arc<Local>,
-    rewind_at_pages: i64,
-) -> Result<Arc<AtomicU64>, sqlx::Error> {
-    let mut conn = options.connect().await?;
-    conn.execute(setup).await?;
-    let writer = Arc::downgrade(writer);
-    let rounds = Arc::new(AtomicU64::new(0));
-    let done = rounds.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(CHECKPOINT_EVERY).await;
-            let pool = match writer.upgrade() {
-                Some(pool) if !pool.permits.is_closed() => Pool(pool),
-                _ => break,
-            };
-            if let Err(e) = checkpoint(&mut conn, &pool, rewind_at_pages).await {
-                tracing::warn!(error = %e, "WAL checkpoint failed");
-            }
-            done.fetch_add(1, Ordering::Relaxed);
-        }
-        let _ = conn.close().await;
-    });
-    Ok(rounds)
-}
-
-/// One round of the checkpointer: passive on its own connection; when the WAL is too long,
-/// passive again on the writer's connection, borrowed like any writer borrows it, so the
-/// process's writes wait their turn instead of keeping the WAL from ever starting over.
-async fn checkpoint(
-    conn: &mut AnyConnection,
-    writer: &Pool,
-    rewind_at_pages: i64,
-) -> Result<(), sqlx::Error> {
-    use sqlx::Row;
-    // (busy, pages in the WAL, pages copied)
-    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(&mut *conn)
-        .await?;
-    let pages: i64 = row.try_get(1)?;
-    if pages > rewind_at_pages {
-        let mut writer = writer.acquire().await?;
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&mut *writer)
-            .await?;
-    }
-    Ok(())
-}
-
 /// A lent connection; given back when dropped.
 pub(crate) struct Conn {
     conn: Option<AnyConnection>,
@@ -709,6 +638,7 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
         let options = AnyConnectOptions::from_str(&url).expect("url");
         let writer = Local::open(options.clone(), SETUP, 1).await.expect("open");
+        let rewinds = RewindStats::read();
         let rounds = spawn_checkpointer(options, SETUP, &writer, 256)
             .await
             .expect("checkpointer");
@@ -756,6 +686,16 @@ mod tests {
             "the WAL reached {largest} bytes after {written} written, at most {most_per_round} \
              between two rounds of the checkpointer"
         );
+        // It started over many times (48 MiB through a 1 MiB WAL), each counted for
+        // `/metrics` with the time the writer was held (other tests' stores add theirs).
+        let after = RewindStats::read();
+        assert!(
+            after.count() >= rewinds.count() + 10,
+            "start-overs counted: {} -> {}",
+            rewinds.count(),
+            after.count()
+        );
+        assert!(after.seconds > rewinds.seconds, "their time is counted");
         pool.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }

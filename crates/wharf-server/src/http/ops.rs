@@ -87,7 +87,11 @@ async fn get_metrics(
             "the database is not reachable",
         )
     })?;
-    let body = crate::metrics::global().render(&gauges, &wharf_store::PoolStats::read());
+    let body = crate::metrics::global().render(
+        &gauges,
+        &wharf_store::PoolStats::read(),
+        &wharf_store::RewindStats::read(),
+    );
     Ok((
         [(
             http::header::CONTENT_TYPE,
