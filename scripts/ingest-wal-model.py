@@ -11,6 +11,9 @@ belongs to (SQLite's `dbstat`), to show where a commit's pages come from.
 
     python3 scripts/ingest-wal-model.py [--sends 60000] [--groups 10,20,64,200]
                                         [--variants shipped,outbox-by-session,no-send-jobs]
+                                        [--page-sizes 4096,2048,1024]
+
+--page-sizes sets the page size of each model file (SQLite's default, 4096, is the store's).
 
 Variants:
   shipped             the schema as migrated today;
@@ -121,10 +124,11 @@ def frames_by_tree(db, path):
     return counts, commits
 
 
-def run(variant, sends, group):
+def run(variant, sends, group, page_size=4096):
     directory = tempfile.mkdtemp()
     path = os.path.join(directory, "model.db")
     db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA page_size = {page_size}")
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
     db.executescript(SCHEMAS[variant])
@@ -150,7 +154,7 @@ def run(variant, sends, group):
             os.remove(path + suffix)
     os.rmdir(directory)
     written = groups * group
-    print(f"{variant}, {group} sends a group: {wal_bytes / written:,.0f} bytes of WAL a send,"
+    print(f"page {page_size}: {variant}, {group} sends a group: {wal_bytes / written:,.0f} bytes of WAL a send,"
           f" {sum(counts.values()) / commits:.1f} pages a commit,"
           f" database {db_bytes / (written + 5 * group):,.0f} bytes a send,"
           f" {written / elapsed:,.0f} sends/s (with Python's cost)")
@@ -162,11 +166,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sends", type=int, default=60000)
     parser.add_argument("--groups", default="10,20,64,200")
+    parser.add_argument("--page-sizes", default="4096")
     parser.add_argument("--variants", default="shipped,outbox-by-session,no-send-jobs")
     args = parser.parse_args()
     for group in (int(g) for g in args.groups.split(",")):
         for variant in args.variants.split(","):
-            run(variant, args.sends, group)
+            for ps in args.page_sizes.split(","):
+                run(variant, args.sends, group, int(ps))
 
 
 if __name__ == "__main__":

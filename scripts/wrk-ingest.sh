@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # wrk against one `wharf serve` on a fresh SQLite file, as issue 19 measured it: `GET /healthz`
 # first, then text sends posted with the session's key (each 202 after its commit), both with
-# 2 threads and 64 connections, and the WAL's largest size during the sends.
+# 2 threads and 64 connections, the WAL's largest size during the sends, and how many times
+# the WAL started over and how long each held the writer (from /metrics).
 #   scripts/wrk-ingest.sh [SECS] [WHARF_BIN]
 # SECS defaults to 20; WHARF_BIN to target/release/wharf (build it with
 # `cargo build --release -p wharf`). Needs wrk, curl and jq.
@@ -87,3 +88,13 @@ if [ -n "${refused:-}" ] || [ "$stored" -lt "$answered" ] || [ "$stored" -gt $((
   exit 1
 fi
 echo "largest WAL during the sends: $(cat "$dir/wal-largest" 2>/dev/null || echo 0) bytes"
+# The WAL's start-overs and how long each held the writer (the sends waited that long), from
+# the server's /metrics (binaries from before the metric print nothing here).
+curl -sf "$api/metrics" | awk '
+  /^wharf_sqlite_wal_restart_hold_seconds_count/ { n = $2 }
+  /^wharf_sqlite_wal_restart_hold_seconds_sum/ { s = $2 }
+  /^wharf_sqlite_wal_restart_hold_seconds_bucket/ {
+    match($0, /le="[^"]*"/); b = b sprintf(" %s s: %d,", substr($0, RSTART + 4, RLENGTH - 5), $2)
+  }
+  END { if (n > 0) printf "WAL start-overs: %d, the writer held %.1f ms each on average; those that held it at most%s\n", n, s / n * 1000, substr(b, 1, length(b) - 1) }'
+
