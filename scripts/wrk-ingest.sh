@@ -96,5 +96,5 @@ curl -sf "$api/metrics" | awk '
   /^wharf_sqlite_wal_restart_hold_seconds_bucket/ {
     match($0, /le="[^"]*"/); b = b sprintf(" %s s: %d,", substr($0, RSTART + 4, RLENGTH - 5), $2)
   }
-  END { if (n > 0) printf "WAL start-overs: %d, the writer held %.1f ms each on average; those that held it at most%s\n", n, s / n * 1000, substr(b, 1, length(b) - 1) }'
-
+  END { if (n > 0) printf "WAL start-overs: %d, the writer held %.1f ms each on average; those that held it at most%s\n", n, s / n * 1000, substr(b, 1, length(b) - 1) }' ||
+  echo "WAL start-overs: /metrics not readable"
