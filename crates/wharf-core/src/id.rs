@@ -104,6 +104,15 @@ impl<K: IdKind> Id<K> {
         })
     }
 
+    /// The id of another kind with the same body (so the same place in time order): a
+    /// send's job is named after its message.
+    pub fn retag<L: IdKind>(self) -> Id<L> {
+        Id {
+            body: self.body,
+            kind: PhantomData,
+        }
+    }
+
     /// The full textual form, prefix included.
     pub fn as_string(&self) -> String {
         let mut s = String::with_capacity(K::PREFIX.len() + BODY_LEN);

@@ -176,7 +176,7 @@ impl Metrics {
                 h.write(&mut out, "wharf_http_request_duration_seconds", &labels, REQUEST_BUCKETS);
             }
             for (outcome, help) in [
-                ("accepted", "Messages accepted (committed with their outbox row), by engine."),
+                ("accepted", "Messages accepted (committed, queued for the dispatcher), by engine."),
                 ("sent", "Messages the engine took (sent to WhatsApp), by engine."),
                 ("failed", "Messages that failed for good, by engine."),
             ] {
@@ -221,7 +221,7 @@ impl Metrics {
             &mut out,
             "wharf_outbox_depth",
             "gauge",
-            "Jobs waiting in the outbox, by engine.",
+            "Jobs waiting for the dispatcher (queued sends and actions), by engine.",
         );
         for (engine, n) in &gauges.outbox {
             let _ = writeln!(out, "wharf_outbox_depth{{engine=\"{}\"}} {n}", esc(engine));

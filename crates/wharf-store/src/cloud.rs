@@ -443,10 +443,14 @@ impl Store {
             {
                 changed.push(pid);
             }
-            sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND action = 'send'")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            // Its send is over (the report's status moves it out of `queued`, which on SQLite
+            // alone ends its job).
+            if crate::messages::sends_in_outbox(self.backend) {
+                sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND action = 'send'")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         for pid in &changed {
             write_message(&mut tx, &by_provider[pid]).await?;

@@ -43,12 +43,20 @@ impl Store {
             out.sessions
                 .push((row.try_get("engine")?, row.try_get("status")?, row.try_get("n")?));
         }
-        for row in sqlx::query(
-            "SELECT s.engine AS engine, COUNT(*) AS n FROM outbox o JOIN sessions s ON s.id = o.session_id \
-             GROUP BY s.engine ORDER BY s.engine",
-        )
-        .fetch_all(&self.read)
-        .await?
+        // On SQLite a send's job is its queued message (see `messages::sends_in_outbox`).
+        let jobs = if crate::messages::sends_in_outbox(self.backend()) {
+            "SELECT session_id FROM outbox"
+        } else {
+            "SELECT session_id FROM messages WHERE status = 'queued' \
+             UNION ALL SELECT session_id FROM outbox"
+        };
+        let sql = format!(
+            "SELECT s.engine AS engine, COUNT(*) AS n FROM ({jobs}) o \
+             JOIN sessions s ON s.id = o.session_id GROUP BY s.engine ORDER BY s.engine"
+        );
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.read)
+            .await?
         {
             out.outbox.push((row.try_get("engine")?, row.try_get("n")?));
         }

@@ -1,5 +1,5 @@
-//! Messages and the outbox. Accepting a send commits the message and its outbox job (and the
-//! idempotency record) together; dispatch results, receipts and inbound messages are applied
+//! Messages and the outbox. Accepting a send commits the message (a queued outgoing message
+//! is its own send job) and the idempotency record together; dispatch results, receipts and inbound messages are applied
 //! in batches, each change with its event, never moving a status backwards.
 
 use std::collections::HashMap;
@@ -27,8 +27,28 @@ mod sqlite_writer;
 
 use group_commit::GROUP_CHUNK;
 pub(crate) use group_commit::{PendingAccept, spawn_batcher};
-use outbox::{INSERT_JOB, bind_job, delete_job, insert_job};
 pub use outbox::{JobAction, OutboxJob};
+use outbox::{end_job, insert_job, insert_send_job, insert_send_jobs};
+
+/// Whether a send's job is an outbox row (PostgreSQL) rather than its queued message alone
+/// (SQLite).
+///
+/// On SQLite a queued outgoing message is its send job: the dispatcher reads the partial
+/// index `messages_queued`, and a send writes no outbox row (a quarter of the WAL a send
+/// wrote, and half of the group commit's inserts). SQLite removes an index entry when its
+/// row changes, so that index holds only what is queued. PostgreSQL keeps the entry of every
+/// message that left `queued` until a vacuum of `messages` (the whole table's indexes), and
+/// the dispatcher would walk them from the front of the session's range at every read, as it
+/// did the outbox's before that small table was vacuumed on its own (see
+/// `Store::vacuum_outbox`); so there each send keeps its outbox row, named after its message.
+pub(crate) fn sends_in_outbox(backend: Backend) -> bool {
+    backend == Backend::Postgres
+}
+
+/// As [`sends_in_outbox`], for a statement run on `conn`.
+pub(crate) fn sends_in_outbox_of(conn: &AnyConnection) -> bool {
+    conn.backend_name() != "SQLite"
+}
 
 impl Store {
     /// The outgoing messages of `session` with these provider ids, by provider id (unknown
@@ -205,13 +225,13 @@ pub struct MessageFilter {
     pub limit: i64,
 }
 
-/// Inserts the messages of broadcast `broadcast` with their send jobs in multi-row
-/// statements (in the caller's transaction); each message names its recipient (the
+/// Inserts the messages of broadcast `broadcast` (queued, with their send jobs: see
+/// [`sends_in_outbox`]) in multi-row statements (in the caller's transaction); each message names its recipient (the
 /// broadcast and the position given with it), which its events follow.
 pub(crate) async fn insert_broadcast_messages(
     conn: &mut AnyConnection,
     broadcast: BroadcastId,
-    rows: &[(i64, &(MessageRow, OutboxJob))],
+    rows: &[(i64, &MessageRow)],
 ) -> Result<()> {
     let head = INSERT_MESSAGE
         .split(") VALUES ")
@@ -221,17 +241,12 @@ pub(crate) async fn insert_broadcast_messages(
         let values = Params::on(conn).rows(chunk.len(), 24);
         let sql = format!("{head}, broadcast_id, broadcast_seq) VALUES {values}");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for (seq, (m, _)) in chunk.iter().map(|(seq, r)| (seq, (&r.0, &r.1))) {
+        for (seq, m) in chunk {
             q = bind_message(q, m).bind(broadcast).bind(*seq);
         }
         q.execute(&mut *conn).await?;
-        let values = Params::on(conn).rows(chunk.len(), 11);
-        let sql = format!("{INSERT_JOB} VALUES {values}");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for (_, job) in chunk.iter().map(|(_, r)| (&r.0, &r.1)) {
-            q = bind_job(q, job);
-        }
-        q.execute(&mut *conn).await?;
+        let ids: Vec<MessageId> = chunk.iter().map(|(_, m)| m.id).collect();
+        insert_send_jobs(conn, &ids).await?;
     }
     Ok(())
 }
@@ -261,7 +276,8 @@ impl Store {
             .transpose()
     }
 
-    /// Commits an outgoing message with its send job and, when given, the idempotency record
+    /// Commits a queued outgoing message with its send job ([`sends_in_outbox`]) and, when
+    /// given, the idempotency record
     /// `(key, request hash, status, answer)`. A key used before returns what it stored.
     ///
     /// Sends without a key are committed in groups: concurrent requests share one transaction
@@ -273,17 +289,15 @@ impl Store {
     pub async fn accept_outgoing(
         &self,
         message: &MessageRow,
-        job: &OutboxJob,
         idempotency: Option<(&str, &str, u16, &Value)>,
         verify: Option<i64>,
     ) -> Result<Accepted> {
         if idempotency.is_some() {
-            return self.accept_one(message, job, idempotency, verify).await;
+            return self.accept_one(message, idempotency, verify).await;
         }
         let (reply, done) = tokio::sync::oneshot::channel();
         let pending = PendingAccept {
             message: message.clone(),
-            job: job.clone(),
             verify,
             reply,
         };
@@ -310,7 +324,6 @@ impl Store {
     async fn accept_one(
         &self,
         message: &MessageRow,
-        job: &OutboxJob,
         idempotency: Option<(&str, &str, u16, &Value)>,
         verify: Option<i64>,
     ) -> Result<Accepted> {
@@ -333,7 +346,7 @@ impl Store {
         bind_message(sqlx::query(INSERT_MESSAGE), message)
             .execute(&mut *tx)
             .await?;
-        insert_job(&mut tx, job).await?;
+        insert_send_job(&mut tx, message).await?;
         if let Some((key, hash, status, answer)) = idempotency {
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (account_id, key, request_hash, status_code, response, created_at) \

@@ -61,8 +61,8 @@ pub struct SendAnswer {
     pub status: MessageStatus,
 }
 
-/// A broadcast recipient's message and its job, or why there is none.
-pub type Decided = Result<(MessageRow, OutboxJob), String>;
+/// A broadcast recipient's queued message, or why there is none.
+pub type Decided = Result<MessageRow, String>;
 
 /// A page of messages.
 pub struct MessagePage {
@@ -407,14 +407,6 @@ impl MessageService {
             .map(|p| Jid::from_phone(p).to_string());
         row.provider_msg_id = provider_id.clone();
         row.quoted_message_id = quoted.as_ref().map(|q| q.id);
-        let job = OutboxJob::new(
-            caller.account_id,
-            session.id,
-            req.to.clone(),
-            Some(id),
-            JobAction::Send,
-            Value::Null,
-        );
         let answer = SendAnswer {
             message_id: id,
             provider_id,
@@ -435,7 +427,7 @@ impl MessageService {
             .map(|(((key, _), hash), stored)| (key.as_str(), hash.as_str(), 202, stored));
         match self
             .store
-            .accept_outgoing(&row, &job, idem, caller.auth_epoch)
+            .accept_outgoing(&row, idem, caller.auth_epoch)
             .await?
         {
             Accepted::New => {
@@ -454,7 +446,7 @@ impl MessageService {
 
     /// The messages of a broadcast batch, decided as a send is (the template rendered for
     /// the session's engine, the engine's refusals) but not committed: the broadcast store
-    /// commits them with the recipients' state. Each: the message and its job, or why not.
+    /// commits them with the recipients' state. Each: the queued message, or why not.
     pub fn broadcast_messages(
         &self,
         session: &SessionRow,
@@ -478,18 +470,10 @@ impl MessageService {
                     return Err(Self::unsupported(session, &what).to_string());
                 }
                 let mut row =
-                    MessageRow::outgoing(session.account_id, session.id, to.clone(), content, now);
+                    MessageRow::outgoing(session.account_id, session.id, to, content, now);
                 row.sender_jid = sender.clone();
                 row.provider_msg_id = capabilities.client_message_ids.then(new_provider_id);
-                let job = OutboxJob::new(
-                    session.account_id,
-                    session.id,
-                    to,
-                    Some(row.id),
-                    JobAction::Send,
-                    Value::Null,
-                );
-                Ok((row, job))
+                Ok(row)
             })
             .collect())
     }

@@ -3,8 +3,9 @@
 //! a manager starts them when woken (new work, a session connecting) and every few seconds
 //! for work left behind (a restart, a retry coming due).
 //!
-//! Crash safety: a job stays in the outbox until its outcome is committed, so a crash between
-//! the engine call and the commit sends it again after the restart. Engines that let Wharf
+//! Crash safety: a job stays until its outcome is committed (a send's message stays
+//! `queued`, and on PostgreSQL its outbox row stays too), so a crash between the engine call
+//! and the commit sends it again after the restart. Engines that let Wharf
 //! choose WhatsApp ids get the same id again, so WhatsApp drops the duplicate.
 
 use std::{

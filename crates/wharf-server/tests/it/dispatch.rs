@@ -199,16 +199,14 @@ async fn a_retry_whose_error_cannot_be_written_is_not_sent_at_once_again(
     use wharf_testkit::fakegraph::Failure;
     let (graph, cloud) = connected(&app).await;
     user_writes(&graph, PNID, USER, "Hi").await;
-    // A retryable failure whose record (the job's next time) cannot be written.
+    // A retryable failure whose record (the job's next time) cannot be written: on SQLite
+    // a send's job is its queued message, on PostgreSQL its outbox row.
     graph.fail_next(Failure::code(131_000).on_path("/messages"));
-    app.db()
-        .refuse(
-            "no_retry",
-            "UPDATE",
-            "outbox",
-            "NEW.attempts > OLD.attempts",
-        )
-        .await;
+    let (table, attempts) = match app.db().backend() {
+        wharf_testkit::Backend::Sqlite => ("messages", "NEW.send_attempts > OLD.send_attempts"),
+        wharf_testkit::Backend::Postgres => ("outbox", "NEW.attempts > OLD.attempts"),
+    };
+    app.db().refuse("no_retry", "UPDATE", table, attempts).await;
     let id = send(&app, &cloud.session, json!({"text": "later"})).await;
     until("the first attempt reached Graph", || {
         graph.requests().iter().any(|r| r.body["type"] == "text")
@@ -221,7 +219,7 @@ async fn a_retry_whose_error_cannot_be_written_is_not_sent_at_once_again(
         .filter(|r| r.body["type"] == "text")
         .count();
     assert_eq!(tries, 1, "the retry waits for its record");
-    app.db().allow("no_retry", "outbox").await;
+    app.db().allow("no_retry", table).await;
     app.wait_status(&id, "sent").await;
     assert_eq!(app.info(&id).await.attempts, 2);
     assert_eq!(graph.send_count(PNID), 1);

@@ -5,7 +5,7 @@
 use serde_json::json;
 use sqlx::{Connection, Executor};
 use wharf_core::{MessageId, SessionId, TokenHash};
-use wharf_store::{JobAction, OutboxJob, StoreError};
+use wharf_store::{OutboxJob, StoreError};
 use wharf_testkit::{assert_error, session_and_key};
 
 /// A new session's id.
@@ -94,15 +94,13 @@ fn like(
 /// how many were written.
 async fn accept_and_check(
     app: &wharf_testkit::TestApp,
-    session: SessionId,
     sends: &[(wharf_store::MessageRow, Option<i64>)],
     stale: i64,
 ) -> usize {
     let results = futures::future::join_all(sends.iter().map(|(m, verify)| {
         let store = app.store.clone();
-        let job = crate::store::send_job(session, m);
         let (m, verify) = (m.clone(), *verify);
-        async move { store.accept_outgoing(&m, &job, None, verify).await }
+        async move { store.accept_outgoing(&m, None, verify).await }
     }))
     .await;
     let mut written = 0;
@@ -325,7 +323,7 @@ async fn large_mixed_groups_bind_every_row_in_order(mut app: wharf_testkit::Test
                 (like(&template, Some(chat)), (i % 2 == 1).then_some(epoch))
             })
             .collect();
-        total += accept_and_check(&app, session, &sends, before).await;
+        total += accept_and_check(&app, &sends, before).await;
         assert_eq!(app.store.outbox_len(session).await.unwrap(), total as i64);
     }
 }
@@ -373,7 +371,7 @@ async fn a_send_decided_at_an_old_epoch_writes_nothing(mut app: wharf_testkit::T
             )
         })
         .collect();
-    assert_eq!(accept_and_check(&app, session, &sends, before).await, 20);
+    assert_eq!(accept_and_check(&app, &sends, before).await, 20);
     assert_eq!(
         app.store.outbox_len(session).await.unwrap(),
         21,
@@ -382,11 +380,10 @@ async fn a_send_decided_at_an_old_epoch_writes_nothing(mut app: wharf_testkit::T
 
     // With an idempotency key (committed on its own), the same rule.
     let m = like(&template, None);
-    let job = crate::store::send_job(session, &m);
     let answer = json!({"status": "queued"});
     let stale = app
         .store
-        .accept_outgoing(&m, &job, Some(("k1", "h", 202, &answer)), Some(before))
+        .accept_outgoing(&m, Some(("k1", "h", 202, &answer)), Some(before))
         .await;
     assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
     assert!(
@@ -397,7 +394,7 @@ async fn a_send_decided_at_an_old_epoch_writes_nothing(mut app: wharf_testkit::T
             .is_none()
     );
     app.store
-        .accept_outgoing(&m, &job, Some(("k1", "h", 202, &answer)), Some(now))
+        .accept_outgoing(&m, Some(("k1", "h", 202, &answer)), Some(now))
         .await
         .unwrap();
     assert!(
@@ -410,8 +407,8 @@ async fn a_send_decided_at_an_old_epoch_writes_nothing(mut app: wharf_testkit::T
 }
 
 /// A send that breaks a rule of the database (here: a provider id the session used already)
-/// fails alone: the others of its group are written, it leaves neither message nor job, and
-/// every column of the others is stored as given (NUL in reported text as U+FFFD).
+/// fails alone: the others of its group are written, it leaves no message (so no send job),
+/// and every column of the others is stored as given (NUL in reported text as U+FFFD).
 #[wharf_testkit::dual_test]
 async fn a_bad_send_fails_alone_and_the_rest_of_its_group_is_stored_whole(
     mut app: wharf_testkit::TestApp,
@@ -438,33 +435,19 @@ async fn a_bad_send_fails_alone_and_the_rest_of_its_group_is_stored_whole(
         full.edited_at,
         full.updated_at,
     ) = (Some(15), Some(16), Some(17), 18);
-    let mut full_job = OutboxJob::new(
-        account,
-        session,
-        full.chat_jid.clone(),
-        Some(full.id),
-        JobAction::Send,
-        json!({"text": "payload"}),
-    );
-    (full_job.attempts, full_job.last_error) = (2, Some("late \0 error".into()));
     let mut clash = like(&template, None);
     clash.provider_msg_id = template.provider_msg_id.clone();
-    let mut sends: Vec<(wharf_store::MessageRow, OutboxJob, Option<i64>)> = (0..10)
-        .map(|i| {
-            let m = like(&template, None);
-            let job = crate::store::send_job(session, &m);
-            (m, job, [None, Some(now)][i % 2])
-        })
+    let mut sends: Vec<(wharf_store::MessageRow, Option<i64>)> = (0..10)
+        .map(|i| (like(&template, None), [None, Some(now)][i % 2]))
         .collect();
-    sends.insert(4, (full.clone(), full_job.clone(), Some(now)));
-    let clash_job = crate::store::send_job(session, &clash);
-    sends.insert(7, (clash.clone(), clash_job, None));
-    let results = futures::future::join_all(sends.iter().map(|(m, job, verify)| {
+    sends.insert(4, (full.clone(), Some(now)));
+    sends.insert(7, (clash.clone(), None));
+    let results = futures::future::join_all(sends.iter().map(|(m, verify)| {
         let store = app.store.clone();
-        async move { store.accept_outgoing(m, job, None, *verify).await }
+        async move { store.accept_outgoing(m, None, *verify).await }
     }))
     .await;
-    for ((m, _, _), result) in sends.iter().zip(&results) {
+    for ((m, _), result) in sends.iter().zip(&results) {
         if m.id == clash.id {
             assert!(
                 matches!(result, Err(e) if !matches!(e, StoreError::Stale)),
@@ -491,11 +474,13 @@ async fn a_bad_send_fails_alone_and_the_rest_of_its_group_is_stored_whole(
     expected.failure_reason = Some("said \u{FFFD} this".into());
     let stored = app.store.get_message(account, full.id).await.unwrap();
     assert_eq!(stored, Some(expected), "every column as given");
-    let mut expected_job = full_job;
-    expected_job.last_error = Some("late \u{FFFD} error".into());
     let jobs = app.store.ready_jobs(session, i64::MAX, 100).await.unwrap();
     let job = jobs.iter().find(|j| j.message_id == Some(full.id));
-    assert_eq!(job, Some(&expected_job), "every column of the job as given");
+    assert_eq!(
+        job,
+        Some(&OutboxJob::send(&full)),
+        "the queued message is its send job"
+    );
 }
 
 /// PostgreSQL only: runs `sql` on the test's database.

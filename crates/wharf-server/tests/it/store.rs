@@ -2,7 +2,6 @@
 //! group is bad.
 
 use wharf_core::{MessageId, SessionId};
-use wharf_store::{JobAction, OutboxJob};
 
 /// A new session that is not connected: it keeps its outbox (nothing dispatches it).
 async fn unconnected_session(app: &wharf_testkit::TestApp) -> SessionId {
@@ -52,22 +51,9 @@ async fn session_and_first_message(
     (session, row)
 }
 
-/// The send job of `m` on `session`.
-pub(crate) fn send_job(session: SessionId, m: &wharf_store::MessageRow) -> OutboxJob {
-    OutboxJob::new(
-        m.account_id,
-        session,
-        m.chat_jid.clone(),
-        Some(m.id),
-        JobAction::Send,
-        serde_json::Value::Null,
-    )
-}
-
 #[wharf_testkit::dual_test]
 async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestApp) {
     let (session, template) = session_and_first_message(&app).await;
-    let job = |m: &wharf_store::MessageRow| send_job(session, m);
     // Many sends at once, so they share group commits; one reuses the first's id.
     let mut rows = Vec::new();
     for i in 0..40 {
@@ -80,9 +66,8 @@ async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestAp
     }
     let results = futures::future::join_all(rows.iter().map(|m| {
         let store = app.store.clone();
-        let job = job(m);
         let m = m.clone();
-        async move { store.accept_outgoing(&m, &job, None, None).await }
+        async move { store.accept_outgoing(&m, None, None).await }
     }))
     .await;
     for (i, result) in results.iter().enumerate() {
@@ -97,7 +82,7 @@ async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestAp
     assert_eq!(
         app.store.outbox_len(session).await.unwrap(),
         40,
-        "the first and 39 good ones: one job each"
+        "the first and 39 good ones: each queued message is a send job"
     );
     // The writer is usable afterwards (no transaction was left open).
     app.send_text(&session.to_string(), "+15550102030", "after")
@@ -105,10 +90,10 @@ async fn a_bad_send_in_a_group_commit_fails_alone(mut app: wharf_testkit::TestAp
     assert_eq!(app.store.outbox_len(session).await.unwrap(), 41);
 }
 
-/// A group commit writes every field of a send and of its job exactly as given: text that
-/// needs escaping (quotes, a backslash, a new line, a NUL: kept in the content, U+FFFD in the
-/// plain text columns on both backends, as PostgreSQL's text cannot hold it), the timestamps
-/// a queued send does not have, and jobs whose chat, payload or message is not the message's.
+/// A group commit writes every field of a send exactly as given: text that needs escaping
+/// (quotes, a backslash, a new line, a NUL: kept in the content, U+FFFD in the plain text
+/// columns on both backends, as PostgreSQL's text cannot hold it) and the timestamps a queued
+/// send does not have; each queued message is then its send job, named after it.
 #[wharf_testkit::dual_test]
 async fn a_group_commit_writes_each_field_as_given(mut app: wharf_testkit::TestApp) {
     let (session, template) = session_and_first_message(&app).await;
@@ -130,25 +115,12 @@ async fn a_group_commit_writes_each_field_as_given(mut app: wharf_testkit::TestA
         full.deleted_at,
         full.edited_at,
     ) = (Some(8), Some(9), Some(10), Some(11));
-    let own = |m: &wharf_store::MessageRow| send_job(session, m);
-    let mut other = own(&full);
-    other.chat_jid = wharf_core::Jid::parse("15550104040@s.whatsapp.net").unwrap();
-    other.message_id = Some(first);
-    other.payload = serde_json::json!({"text": "\"x\"\n"});
-    (other.attempts, other.last_error) = (2, Some("busy\u{0}".into()));
-    other.available_at += 1;
-    let mut none = own(&plain);
-    (none.id, none.message_id) = (wharf_core::JobId::generate(), None);
     let mut third = plain.clone();
     third.id = MessageId::generate();
-    let sends = [
-        (plain.clone(), own(&plain)),
-        (full.clone(), other.clone()),
-        (third.clone(), none.clone()),
-    ];
-    let results = futures::future::join_all(sends.iter().map(|(m, job)| {
-        let (store, m, job) = (app.store.clone(), m.clone(), job.clone());
-        async move { store.accept_outgoing(&m, &job, None, None).await }
+    let sends = [plain.clone(), full.clone(), third.clone()];
+    let results = futures::future::join_all(sends.iter().map(|m| {
+        let (store, m) = (app.store.clone(), m.clone());
+        async move { store.accept_outgoing(&m, None, None).await }
     }))
     .await;
     for result in &results {
@@ -156,7 +128,7 @@ async fn a_group_commit_writes_each_field_as_given(mut app: wharf_testkit::TestA
     }
     let nul = |s: &str| s.replace('\0', "\u{FFFD}");
     let account = app.account_id.parse().unwrap();
-    for (sent, _) in &sends {
+    for sent in &sends {
         let stored = app.store.get_message(account, sent.id).await.unwrap();
         let mut expected = sent.clone();
         expected.provider_msg_id = sent
@@ -166,11 +138,11 @@ async fn a_group_commit_writes_each_field_as_given(mut app: wharf_testkit::TestA
         assert_eq!(stored, Some(expected), "message {}", sent.id);
     }
     let jobs = app.store.ready_jobs(session, i64::MAX, 100).await.unwrap();
-    for (_, job) in &sends {
-        let mut expected = job.clone();
-        expected.last_error = job.last_error.as_deref().map(nul);
-        let stored = jobs.iter().find(|j| j.id == job.id);
-        assert_eq!(stored, Some(&expected), "job {}", job.id);
+    for sent in &sends {
+        let expected = wharf_store::OutboxJob::send(sent);
+        assert_eq!(expected.id.to_string()[4..], sent.id.to_string()[4..]);
+        let stored = jobs.iter().find(|j| j.message_id == Some(sent.id));
+        assert_eq!(stored, Some(&expected), "the job of {}", sent.id);
     }
 }
 
@@ -481,6 +453,126 @@ async fn ready_jobs_on_a_backlog_without_statistics(mut app: wharf_testkit::Test
     .await
     .expect("ready_jobs answered, reading each job once");
     assert!(ready.is_empty(), "{} jobs ready", ready.len());
+}
+
+/// A send's job: on SQLite its queued message alone (no outbox row), on PostgreSQL an outbox
+/// row too; named after the message on both. Withdrawing the message ends the job.
+#[wharf_testkit::dual_test]
+async fn a_send_s_job_is_named_after_its_message(mut app: wharf_testkit::TestApp) {
+    let (session, first) = session_and_first_message(&app).await;
+    let rows = app
+        .db()
+        .count(&format!(
+            "SELECT COUNT(*) FROM outbox WHERE session_id = '{session}'"
+        ))
+        .await;
+    let expected = match app.db().backend() {
+        wharf_testkit::Backend::Sqlite => 0,
+        wharf_testkit::Backend::Postgres => 1,
+    };
+    assert_eq!(rows, expected, "outbox rows of one send");
+    let jobs = app.store.ready_jobs(session, i64::MAX, 10).await.unwrap();
+    assert_eq!(jobs, vec![wharf_store::OutboxJob::send(&first)]);
+    assert_eq!(jobs[0].id.to_string()[4..], first.id.to_string()[4..]);
+    assert_eq!(app.store.outbox_len(session).await.unwrap(), 1);
+    assert_eq!(app.store.sessions_with_jobs().await.unwrap(), vec![session]);
+    app.delete(&format!("/api/messages/{}", first.id))
+        .expect(200)
+        .await;
+    assert!(
+        app.store
+            .ready_jobs(session, i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(app.store.outbox_len(session).await.unwrap(), 0);
+    assert!(app.store.sessions_with_jobs().await.unwrap().is_empty());
+}
+
+/// On SQLite the sends are the queued messages (`messages_queued`), a send told to wait has
+/// its `send_after` (`messages_waiting`): a backlog of 100,000 of them is read as the outbox
+/// is (`ready_jobs_on_a_backlog_without_statistics`), FIFO per chat with the hold-back in the
+/// query, and merged in id order with the outbox's actions. The `timeout`s are hang guards:
+/// a read that walked the chat's messages for each job would take minutes.
+#[tokio::test]
+async fn sqlite_reads_a_backlog_of_queued_messages_as_jobs() {
+    let app = wharf_testkit::TestApp::spawn_with(wharf_testkit::Backend::Sqlite, |_| {})
+        .await
+        .unwrap();
+    let session = unconnected_session(&app).await;
+    let now = wharf_core::time::now_millis();
+    let (series, _) = numbers(&app, 100_000);
+    // Message `g`'s id ends in `g` then a 0, so an action can sort between two messages.
+    let id = |g: u32| format!("{g:025}0");
+    let account = &app.account_id;
+    let later = now + 3_600_000;
+    // Message `g` is for chat A, but every tenth is for chat B; B's message 5 waits an hour.
+    app.db()
+        .execute(&format!(
+            "INSERT INTO messages (id, account_id, session_id, direction, chat_jid, kind, content, \
+             status, attempts, accepted_at, updated_at, send_after) \
+             SELECT 'msg_' || printf('%025d0', g), '{account}', '{session}', 'out', \
+             CASE WHEN g % 10 = 5 THEN '15550100002@s.whatsapp.net' ELSE '15550100001@s.whatsapp.net' END, \
+             'text', '{{\"text\":\"x\"}}', 'queued', 0, {now}, {now}, \
+             CASE WHEN g = 5 THEN {later} END FROM {series}"
+        ))
+        .await;
+    // An action of chat A between messages 2 and 3 (a read mark, due now).
+    app.db()
+        .execute(&format!(
+            "INSERT INTO outbox (id, account_id, session_id, chat_jid, message_id, action, payload, \
+             available_at, attempts, created_at) VALUES ('job_{:025}5', '{account}', '{session}', \
+             '15550100001@s.whatsapp.net', NULL, 'mark_read', '{{\"message_ids\":[]}}', {now}, 0, {now})",
+            2
+        ))
+        .await;
+    let read = |at: i64, limit: i64| {
+        let store = app.store.clone();
+        async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                store.ready_jobs(session, at, limit),
+            )
+            .await
+            .expect("ready_jobs answered")
+            .unwrap()
+        }
+    };
+    let ready = read(now, 200).await;
+    let ids: Vec<String> = ready
+        .iter()
+        .map(|j| j.id.to_string()[4..].to_owned())
+        .collect();
+    let mut expected: Vec<String> = (1..).filter(|g| g % 10 != 5).take(199).map(id).collect();
+    expected.insert(2, format!("{:025}5", 2));
+    assert_eq!(ids, expected);
+    assert_eq!(ready[2].action, wharf_store::JobAction::MarkRead);
+    assert!(
+        ready
+            .iter()
+            .filter(|j| j.action == wharf_store::JobAction::Send)
+            .all(|j| j.available_at == now && j.attempts == 0)
+    );
+    // Once B's message is due, its chat comes back in order.
+    let ids: Vec<String> = read(later, 6)
+        .await
+        .iter()
+        .map(|j| j.id.to_string()[4..].to_owned())
+        .collect();
+    assert_eq!(ids[..2], [id(1), id(2)]);
+    assert_eq!(ids[3..], [3, 4, 5].map(id));
+    // Chat A's first message waits too: no send is ready, only the action.
+    app.db()
+        .execute(&format!(
+            "UPDATE messages SET send_after = {later} WHERE id = 'msg_{}'",
+            id(1)
+        ))
+        .await;
+    let ready = read(now, 200).await;
+    assert_eq!(ready.len(), 1, "only the read mark");
+    assert_eq!(ready[0].action, wharf_store::JobAction::MarkRead);
+    assert_eq!(app.store.outbox_len(session).await.unwrap(), 100_001);
 }
 
 /// Sends accepted while the dispatcher reads are not waiting jobs: they must not cost its

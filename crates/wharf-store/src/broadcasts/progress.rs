@@ -1,5 +1,5 @@
-//! The worker's side of broadcasts: a batch of recipients becomes messages (with their
-//! outbox jobs) in one transaction with the recipients' state and the cursor's move; the
+//! The worker's side of broadcasts: a batch of recipients becomes queued messages (each its
+//! own send job) in one transaction with the recipients' state and the cursor's move; the
 //! message events of every other path (dispatch outcomes, receipts, withdrawals) move the
 //! recipients, and append the counters' change as a tally, in the transaction that appends
 //! them ([`follow`]); the worker folds the tallies into the broadcast and ends it once every
@@ -18,7 +18,7 @@ use super::{
     write_state,
 };
 use crate::{
-    MessageRow, OutboxJob, Params, Result, Store,
+    MessageRow, Params, Result, Store,
     events::append_events,
     messages::{COLUMNS as MESSAGE_COLUMNS, insert_broadcast_messages},
 };
@@ -26,8 +26,8 @@ use crate::{
 /// What became of one recipient of a batch.
 #[derive(Debug, Clone)]
 pub enum BatchOutcome {
-    /// Its message and job, to commit.
-    Queued(Box<(MessageRow, OutboxJob)>),
+    /// Its queued message, to commit.
+    Queued(Box<MessageRow>),
     /// Not messaged (opted out), with why.
     Skipped(String),
     /// Refused before anything was queued (bad variables, refused by the engine), with why.
@@ -310,7 +310,7 @@ impl Store {
         if moved == 0 {
             return Ok(false);
         }
-        let queued: Vec<(i64, &(MessageRow, OutboxJob))> = items
+        let queued: Vec<(i64, &MessageRow)> = items
             .iter()
             .filter_map(|i| match &i.outcome {
                 BatchOutcome::Queued(q) => Some((i.seq, &**q)),
@@ -331,7 +331,7 @@ impl Store {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for item in chunk {
                 let (status, message, error) = match &item.outcome {
-                    BatchOutcome::Queued(q) => ("pending", Some(q.0.id.to_string()), None),
+                    BatchOutcome::Queued(q) => ("pending", Some(q.id.to_string()), None),
                     BatchOutcome::Skipped(why) => ("skipped", None, Some(why.clone())),
                     BatchOutcome::Failed(why) => ("failed", None, Some(why.clone())),
                 };
@@ -503,13 +503,13 @@ impl Store {
     }
 }
 
-/// Withdraws broadcast `id`'s messages still waiting in the outbox of its session
-/// `session` (the dispatcher revokes one that was leaving at this very moment); their
-/// `message.deleted` events cancel the recipients and move the counters once appended.
-/// Returns those events.
+/// Withdraws broadcast `id`'s messages still queued in its session `session` (the
+/// dispatcher revokes one that was leaving at this very moment); their `message.deleted`
+/// events cancel the recipients and move the counters once appended. Returns those events.
 ///
 /// A queued send keeps its job until its outcome, so the waiting messages are the
-/// broadcast's among the session's jobs: the outbox is read, bounded by the broadcast's
+/// broadcast's among the session's jobs (its outbox on PostgreSQL, its queued messages on
+/// SQLite: see `messages::sends_in_outbox`): those are read, bounded by the broadcast's
 /// window, not the broadcast's recipients, which can be a million.
 async fn withdraw_queued(
     tx: &mut AnyConnection,
@@ -517,15 +517,19 @@ async fn withdraw_queued(
     session: SessionId,
     now: i64,
 ) -> Result<Vec<Event>> {
-    let waiting: Vec<MessageId> = sqlx::query_scalar(
+    let sql = if crate::messages::sends_in_outbox_of(tx) {
         "DELETE FROM outbox WHERE session_id = $1 AND action = 'send' AND EXISTS \
          (SELECT 1 FROM messages m WHERE m.id = outbox.message_id AND m.broadcast_id = $2) \
-         RETURNING message_id",
-    )
-    .bind(session)
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?;
+         RETURNING message_id"
+    } else {
+        "SELECT id FROM messages WHERE session_id = $1 AND status = 'queued' \
+         AND broadcast_id = $2"
+    };
+    let waiting: Vec<MessageId> = sqlx::query_scalar(sql)
+        .bind(session)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
     let mut events = Vec::with_capacity(waiting.len());
     for chunk in waiting.chunks(500) {
         let mut p = Params::on(tx);

@@ -1,12 +1,11 @@
 //! The group commit of sends: accepted sends wait in a channel and one thread commits them
-//! together (one transaction for their messages and outbox jobs), answering each send once
-//! its group is durable.
+//! together (one transaction for their messages, and on PostgreSQL their outbox rows),
+//! answering each send once its group is durable.
 
 use super::{sqlite_writer::SqliteWriter, *};
 /// A send waiting for its group commit.
 pub(crate) struct PendingAccept {
     pub(super) message: MessageRow,
-    pub(super) job: OutboxJob,
     /// The auth epoch the send was decided at, when it used cached credentials.
     pub(super) verify: Option<i64>,
     pub(super) reply: tokio::sync::oneshot::Sender<Result<()>>,
@@ -123,7 +122,8 @@ enum Committed {
     Unchecked,
 }
 
-/// Reads how much of a group was written from its statements' row counts.
+/// Reads how much of a group was written from its statement's row count (PostgreSQL: a
+/// message and its outbox row a send).
 fn committed(batch: &[PendingAccept], rows: u64) -> Result<Committed> {
     let all = 2 * batch.len() as u64;
     let unchecked = 2 * batch.iter().filter(|p| p.verify.is_none()).count() as u64;
@@ -223,25 +223,21 @@ impl Committer {
 /// (`json_to_recordset`, character by character) was the largest item of PostgreSQL's
 /// profile of the send path.
 ///
-/// The checked sends (all at one epoch, `$35`) are written only if the auth epoch still has
+/// The checked sends (all at one epoch, `$24`) are written only if the auth epoch still has
 /// that value; the epoch row is read `FOR SHARE`, so a change that bumps it waits for the
 /// group to commit (as [`crate::authcache::hold_epoch`] does for a transaction).
 ///
-/// A job's account, session and chat are NULL when they are its message's, and its message
-/// is NULL when it is this one (`""` for a job of no message): the statement takes the
-/// message's values by `COALESCE`, and a send carries no copies.
+/// Each send's outbox row ([`super::sends_in_outbox`]) is made from its message's columns
+/// ([`OutboxJob::send`]: named after the message, due at its acceptance).
 const PG_GROUP: &str = "WITH r AS MATERIALIZED (SELECT * FROM unnest(\
      $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
      $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::int8[], \
      $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::int8[], \
-     $22::int8[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], \
-     $29::text[], $30::int8[], $31::int8[], $32::text[], $33::int8[], $34::bool[]) AS r(\
+     $22::int8[], $23::bool[]) AS r(\
      id, account_id, session_id, direction, chat_jid, sender_jid, kind, content, status, \
      provider_msg_id, quoted_message_id, failure_reason, attempts, accepted_at, sent_at, \
-     delivered_at, read_at, played_at, failed_at, deleted_at, edited_at, updated_at, j_id, \
-     j_account_id, j_session_id, j_chat_jid, j_message_id, j_action, j_payload, j_available_at, \
-     j_attempts, j_last_error, j_created_at, checked) \
-     WHERE NOT r.checked OR (SELECT n FROM auth_epoch WHERE id = 1 FOR SHARE) = $35), \
+     delivered_at, read_at, played_at, failed_at, deleted_at, edited_at, updated_at, checked) \
+     WHERE NOT r.checked OR (SELECT n FROM auth_epoch WHERE id = 1 FOR SHARE) = $24), \
      m AS (INSERT INTO messages (id, account_id, session_id, direction, chat_jid, sender_jid, kind, \
      content, status, provider_msg_id, quoted_message_id, failure_reason, attempts, accepted_at, \
      sent_at, delivered_at, read_at, played_at, failed_at, deleted_at, edited_at, updated_at) \
@@ -251,10 +247,8 @@ const PG_GROUP: &str = "WITH r AS MATERIALIZED (SELECT * FROM unnest(\
      RETURNING 1), \
      j AS (INSERT INTO outbox (id, account_id, session_id, chat_jid, message_id, action, payload, \
      available_at, attempts, last_error, created_at) \
-     SELECT j_id, COALESCE(j_account_id, account_id), COALESCE(j_session_id, session_id), \
-     COALESCE(j_chat_jid, chat_jid), CASE WHEN j_message_id = '' THEN NULL \
-     ELSE COALESCE(j_message_id, id) END, j_action, j_payload, j_available_at, j_attempts, \
-     j_last_error, j_created_at FROM r RETURNING 1) \
+     SELECT 'job_' || substr(id, 5), account_id, session_id, chat_jid, id, 'send', 'null', \
+     accepted_at, 0, NULL, accepted_at FROM r RETURNING 1) \
      SELECT CAST((SELECT count(*) FROM m) + (SELECT count(*) FROM j) AS BIGINT)";
 
 /// A group's sends as [`PG_GROUP`]'s columns, one array each.
@@ -283,17 +277,6 @@ struct PgColumns {
     deleted_at: Vec<Option<i64>>,
     edited_at: Vec<Option<i64>>,
     updated_at: Vec<i64>,
-    j_id: Vec<String>,
-    j_account_id: Vec<Option<String>>,
-    j_session_id: Vec<Option<String>>,
-    j_chat_jid: Vec<Option<String>>,
-    j_message_id: Vec<Option<String>>,
-    j_action: Vec<&'static str>,
-    j_payload: Vec<String>,
-    j_available_at: Vec<i64>,
-    j_attempts: Vec<i64>,
-    j_last_error: Vec<Option<String>>,
-    j_created_at: Vec<i64>,
     checked: Vec<bool>,
 }
 
@@ -307,9 +290,7 @@ impl PgColumns {
     }
 
     fn push(&mut self, p: &PendingAccept) {
-        let (m, j) = (&p.message, &p.job);
-        // The job's own value, only where it is not the message's.
-        let unless = |same: bool, value: &dyn std::fmt::Display| (!same).then(|| value.to_string());
+        let m = &p.message;
         self.id.push(m.id.to_string());
         self.account_id.push(m.account_id.to_string());
         self.session_id.push(m.session_id.to_string());
@@ -338,24 +319,6 @@ impl PgColumns {
         self.deleted_at.push(m.deleted_at);
         self.edited_at.push(m.edited_at);
         self.updated_at.push(m.updated_at);
-        self.j_id.push(j.id.to_string());
-        self.j_account_id
-            .push(unless(j.account_id == m.account_id, &j.account_id));
-        self.j_session_id
-            .push(unless(j.session_id == m.session_id, &j.session_id));
-        self.j_chat_jid
-            .push(unless(j.chat_jid == m.chat_jid, &j.chat_jid));
-        self.j_message_id.push(match j.message_id {
-            Some(id) if id == m.id => None,
-            Some(id) => Some(id.to_string()),
-            None => Some(String::new()),
-        });
-        self.j_action.push(j.action.as_str());
-        self.j_payload.push(j.payload.to_string());
-        self.j_available_at.push(j.available_at);
-        self.j_attempts.push(j.attempts);
-        self.j_last_error.push(crate::plain(&j.last_error));
-        self.j_created_at.push(j.created_at);
         self.checked.push(p.verify.is_some());
     }
 }
@@ -390,17 +353,6 @@ async fn commit_group_postgres(
         .bind(&c.deleted_at)
         .bind(&c.edited_at)
         .bind(&c.updated_at)
-        .bind(&c.j_id)
-        .bind(&c.j_account_id)
-        .bind(&c.j_session_id)
-        .bind(&c.j_chat_jid)
-        .bind(&c.j_message_id)
-        .bind(&c.j_action)
-        .bind(&c.j_payload)
-        .bind(&c.j_available_at)
-        .bind(&c.j_attempts)
-        .bind(&c.j_last_error)
-        .bind(&c.j_created_at)
         .bind(&c.checked)
         .bind(epoch)
         .fetch_one(&mut conn)
@@ -421,7 +373,7 @@ mod tests {
     use crate::sessions::NewSession;
 
     /// A store on a new SQLite file, with one session; and a send to it.
-    async fn store_and_send() -> (crate::Store, MessageRow, OutboxJob) {
+    async fn store_and_send() -> (crate::Store, MessageRow) {
         let dir = std::env::temp_dir().join(format!(
             "wharf-group-{}-{}",
             std::process::id(),
@@ -447,15 +399,7 @@ mod tests {
         (message.account_id, message.session_id) = (account.id, session.id);
         (message.chat_jid, message.sent_at) = (chat.clone(), None);
         (message.accepted_at, message.updated_at) = (now, now);
-        let job = OutboxJob::new(
-            account.id,
-            session.id,
-            chat,
-            Some(message.id),
-            JobAction::Send,
-            Value::Null,
-        );
-        (store, message, job)
+        (store, message)
     }
 
     /// The group commit's own SQLite connection writes in the write pool's turn: a send
@@ -463,15 +407,15 @@ mod tests {
     /// which alone would fail it with "database is locked") waits for it, then is written.
     #[tokio::test]
     async fn a_send_waits_for_the_writers_turn() {
-        let (store, message, job) = store_and_send().await;
+        let (store, message) = store_and_send().await;
         let mut tx = store.write.begin().await.expect("a write transaction");
         sqlx::query("UPDATE accounts SET name = 'b'")
             .execute(&mut *tx)
             .await
             .expect("a write");
         let send = tokio::spawn({
-            let (store, message, job) = (store.clone(), message.clone(), job.clone());
-            async move { store.accept_outgoing(&message, &job, None, None).await }
+            let (store, message) = (store.clone(), message.clone());
+            async move { store.accept_outgoing(&message, None, None).await }
         });
         tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
         assert!(!send.is_finished(), "the send did not wait for its turn");

@@ -62,15 +62,7 @@ impl Store {
                     if let Some(text) = &sb.confirmation {
                         let reply = sandbox_confirmation(&live, session, &m.chat, text, now);
                         insert_message(&mut tx, &reply).await?;
-                        let job = OutboxJob::new(
-                            live.account_id,
-                            session,
-                            m.chat.clone(),
-                            Some(reply.id),
-                            JobAction::Send,
-                            Value::Null,
-                        );
-                        insert_job(&mut tx, &job).await?;
+                        insert_send_job(&mut tx, &reply).await?;
                     }
                 }
                 if live.is_active_at(sb.now) {

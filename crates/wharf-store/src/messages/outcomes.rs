@@ -4,9 +4,15 @@
 
 use super::*;
 
-/// The `available_at` a job told to wait until `$1` gets: never before its `created_at` + 1
-/// ms, so it is in `outbox_waiting` and holds back its chat while it waits, whatever the
-/// clock did since the job was created.
+/// Whether `job` is a send whose job is its queued message alone (SQLite; see
+/// [`super::sends_in_outbox`]), told to wait with the message's `send_after`.
+fn queued_is_job(backend: Backend, job: &OutboxJob) -> bool {
+    !super::sends_in_outbox(backend) && job.action == JobAction::Send && job.message_id.is_some()
+}
+
+/// The `available_at` an action told to wait until `$1` gets: never before 1 ms after its
+/// `created_at`, so it is in `outbox_waiting` and holds back its chat while it waits,
+/// whatever the clock did since the job was created.
 fn wait_until(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "MAX($1, created_at + 1)",
@@ -36,6 +42,18 @@ impl Store {
         let slow = self.record_sends(&mut tx, outcomes, &mut events).await?;
         for outcome in slow {
             match outcome {
+                JobOutcome::Defer { job, available_at } if queued_is_job(self.backend(), job) => {
+                    let Some(id) = job.message_id else { continue };
+                    // Only while it is queued: a send withdrawn meanwhile stays withdrawn. Any
+                    // `send_after` puts it in `messages_waiting`, where it holds back its chat.
+                    sqlx::query(
+                        "UPDATE messages SET send_after = $1 WHERE id = $2 AND status = 'queued'",
+                    )
+                    .bind(*available_at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 JobOutcome::Defer { job, available_at } => {
                     let sql = format!(
                         "UPDATE outbox SET available_at = {} WHERE id = $2",
@@ -46,6 +64,19 @@ impl Store {
                         .bind(job.id)
                         .execute(&mut *tx)
                         .await?;
+                }
+                JobOutcome::Retry {
+                    job, available_at, ..
+                } if queued_is_job(self.backend(), job) => {
+                    let Some(id) = job.message_id else { continue };
+                    sqlx::query(
+                        "UPDATE messages SET send_after = $1, send_attempts = send_attempts + 1, \
+                         attempts = attempts + 1 WHERE id = $2 AND status = 'queued'",
+                    )
+                    .bind(*available_at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 JobOutcome::Retry {
                     job,
@@ -78,7 +109,7 @@ impl Store {
                     at,
                     ..
                 } => {
-                    delete_job(&mut tx, job.id).await?;
+                    end_job(&mut tx, job).await?;
                     let Some(id) = job.message_id else { continue };
                     let Some(mut row) = self
                         .lock_message(&mut tx, "id", id.to_string(), None)
@@ -107,7 +138,7 @@ impl Store {
                     write_message(&mut tx, &row).await?;
                 }
                 JobOutcome::Failed { job, reason, at } => {
-                    delete_job(&mut tx, job.id).await?;
+                    end_job(&mut tx, job).await?;
                     let Some(id) = job.message_id else { continue };
                     if job.action != JobAction::Send {
                         // A failed action leaves the message as it was; the reason is logged.
@@ -132,7 +163,7 @@ impl Store {
                     events.push(row.event(EventType::MessageFailed));
                 }
                 JobOutcome::Done { job, at } => {
-                    delete_job(&mut tx, job.id).await?;
+                    end_job(&mut tx, job).await?;
                     self.apply_action(&mut tx, job, *at, &mut events).await?;
                 }
             }
@@ -164,8 +195,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records the sends of queued messages in bulk: their jobs deleted, the messages marked
-    /// sent, in a handful of statements. Returns the outcomes left for one-by-one handling
+    /// Records the sends of queued messages in bulk: their outbox rows deleted (PostgreSQL),
+    /// the messages marked sent (on SQLite that alone ends their jobs), in a handful of
+    /// statements. Returns the outcomes left for one-by-one handling
     /// (everything else, and sends whose message was no longer queued).
     async fn record_sends<'a>(
         &self,
@@ -188,13 +220,16 @@ impl Store {
         }
         let now = now_millis();
         for chunk in sends.chunks(100) {
-            let ids = Params::on(tx).list(chunk.len());
-            let sql = format!("DELETE FROM outbox WHERE id IN ({ids})");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for (job, ..) in chunk {
-                q = q.bind(job.id);
+            if super::sends_in_outbox(self.backend()) {
+                let ids = Params::on(tx).list(chunk.len());
+                let sql =
+                    format!("DELETE FROM outbox WHERE action = 'send' AND message_id IN ({ids})");
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for (_, m, ..) in chunk {
+                    q = q.bind(m.id);
+                }
+                q.execute(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await?;
             let values = Params::on(tx).rows(chunk.len(), 3);
             let sql = format!(
                 "UPDATE messages SET status = 'sent', provider_msg_id = v.column2, \

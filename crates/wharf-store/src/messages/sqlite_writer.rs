@@ -5,8 +5,8 @@
 //! of its 33 values a send was mapped through `sqlx::Any` into SQLite's arguments on the
 //! way. A profile of `wharf-bench ingest` put that thread at 31 % of the server's samples,
 //! of which only two thirds were spent in SQLite itself. Here the commit thread steps the
-//! statements itself: one prepared insert of a message and one of its job, each bound
-//! straight from the rows and run once a send, inside one `BEGIN IMMEDIATE … COMMIT`.
+//! statements itself: one prepared insert of a message (a queued message is its own send job),
+//! bound straight from the row and run once a send, inside one `BEGIN IMMEDIATE … COMMIT`.
 //!
 //! The connection writes only while holding the write pool's turn (its one permit), so the
 //! store's writes stay one at a time, in the order they asked, as with one connection. It
@@ -22,21 +22,20 @@ use std::{
 
 use libsqlite3_sys as ffi;
 
-use super::{INSERT_JOB, INSERT_MESSAGE, PendingAccept};
+use super::{INSERT_MESSAGE, PendingAccept};
 use crate::{Result, StoreError};
 
 /// The statements, by their place in [`SqliteWriter::statements`].
 const BEGIN: usize = 0;
 const EPOCH: usize = 1;
 const MESSAGE: usize = 2;
-const JOB: usize = 3;
-const COMMIT: usize = 4;
-const ROLLBACK: usize = 5;
+const COMMIT: usize = 3;
+const ROLLBACK: usize = 4;
 
 /// A connection of its own to the store's SQLite file, used by one thread at a time.
 pub(super) struct SqliteWriter {
     db: *mut ffi::sqlite3,
-    statements: [*mut ffi::sqlite3_stmt; 6],
+    statements: [*mut ffi::sqlite3_stmt; 5],
 }
 
 // SAFETY: the connection is opened in SQLite's multi-thread mode (`SQLITE_OPEN_NOMUTEX`),
@@ -57,17 +56,13 @@ impl Drop for SqliteWriter {
     }
 }
 
-/// The message insert with `?` parameters, and the job's.
-fn insert_texts() -> [String; 2] {
+/// The message insert with `?` parameters.
+fn insert_text() -> String {
     let head = INSERT_MESSAGE
         .split(" VALUES ")
         .next()
         .unwrap_or(INSERT_MESSAGE);
-    let values = |n: usize| vec!["?"; n].join(", ");
-    [
-        format!("{head} VALUES ({})", values(22)),
-        format!("{INSERT_JOB} VALUES ({})", values(11)),
-    ]
+    format!("{head} VALUES ({})", vec!["?"; 22].join(", "))
 }
 
 impl SqliteWriter {
@@ -83,18 +78,17 @@ impl SqliteWriter {
         let rc = unsafe { ffi::sqlite3_open_v2(name.as_ptr(), &mut db, flags, ptr::null()) };
         let mut writer = Self {
             db,
-            statements: [ptr::null_mut(); 6],
+            statements: [ptr::null_mut(); 5],
         };
         if rc != ffi::SQLITE_OK {
             return Err(writer.error(rc, &format!("opening {}", path.display())));
         }
         writer.exec(setup)?;
-        let [message, job] = insert_texts();
+        let message = insert_text();
         let texts = [
             "BEGIN IMMEDIATE",
             "SELECT n FROM auth_epoch WHERE id = 1",
             message.as_str(),
-            job.as_str(),
             "COMMIT",
             "ROLLBACK",
         ];
@@ -193,7 +187,6 @@ impl SqliteWriter {
                 continue;
             }
             self.insert_message(p)?;
-            self.insert_job(p)?;
         }
         self.run(COMMIT, "committing the group")?;
         Ok(write_checked)
@@ -251,23 +244,6 @@ impl SqliteWriter {
         }
         row.int(m.updated_at);
         row.step(self, "inserting a message")
-    }
-
-    fn insert_job(&mut self, p: &PendingAccept) -> Result<()> {
-        let j = &p.job;
-        let mut row = Binder::new(self.statements[JOB]);
-        row.text(&j.id.as_string());
-        row.text(&j.account_id.as_string());
-        row.text(&j.session_id.as_string());
-        row.text(&j.chat_jid.to_string());
-        row.opt_text(j.message_id.map(|id| id.as_string()).as_deref());
-        row.text(j.action.as_str());
-        row.text(&j.payload.to_string());
-        row.int(j.available_at);
-        row.int(j.attempts);
-        row.opt_text(j.last_error.as_deref().map(plain).as_deref());
-        row.int(j.created_at);
-        row.step(self, "inserting a send job")
     }
 }
 

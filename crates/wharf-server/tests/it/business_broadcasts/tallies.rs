@@ -239,10 +239,10 @@ async fn the_outbox_holds_at_most_the_window(app: TestApp) {
     let session = setup(&app).await;
     let b = create(&app, &session, recipients(0, 40)).await;
     send(&app, &b.id).await;
-    let outbox = format!("SELECT COUNT(*) FROM outbox WHERE session_id = '{session}'");
+    let id = session.parse().unwrap();
     let mut most = 0;
     loop {
-        most = most.max(app.db().count(&outbox).await);
+        most = most.max(app.store.outbox_len(id).await.unwrap());
         let now = get(&app, &b.id).await;
         if now.status == "completed" {
             assert_eq!(now.sent_count, 40);
