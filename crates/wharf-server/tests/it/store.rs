@@ -490,6 +490,55 @@ async fn a_send_s_job_is_named_after_its_message(mut app: wharf_testkit::TestApp
     assert!(app.store.sessions_with_jobs().await.unwrap().is_empty());
 }
 
+/// A failed message queued again (`resend`) gets a full set of attempts and its place by the
+/// time it was first accepted: before the sends accepted after it.
+#[wharf_testkit::dual_test]
+async fn a_resent_message_goes_before_later_sends(mut app: wharf_testkit::TestApp) {
+    let (session, first) = session_and_first_message(&app).await;
+    let later: MessageId = app
+        .send_text(&session.to_string(), "+15550102030", "later")
+        .await
+        .parse()
+        .unwrap();
+    let job = wharf_store::OutboxJob::send(&first);
+    app.store
+        .record_outcomes(&[wharf_store::JobOutcome::Retry {
+            job: job.clone(),
+            available_at: i64::MAX / 2,
+            error: "busy".into(),
+        }])
+        .await
+        .unwrap();
+    let jobs = app
+        .store
+        .ready_jobs(session, i64::MAX / 4, 10)
+        .await
+        .unwrap();
+    assert!(jobs.is_empty(), "the retried send holds back its chat");
+    let mut retried = job.clone();
+    retried.attempts = 1;
+    retried.available_at = i64::MAX / 2;
+    app.store
+        .record_outcomes(&[wharf_store::JobOutcome::Failed {
+            job: retried,
+            reason: "gave up".into(),
+            at: 1,
+        }])
+        .await
+        .unwrap();
+    let account = app.account_id.parse().unwrap();
+    app.store
+        .requeue_failed(account, first.id)
+        .await
+        .unwrap()
+        .expect("a failed message");
+    let jobs = app.store.ready_jobs(session, i64::MAX, 10).await.unwrap();
+    let order: Vec<_> = jobs.iter().map(|j| j.message_id).collect();
+    assert_eq!(order, vec![Some(first.id), Some(later)]);
+    assert_eq!(jobs[0].attempts, 0, "a full set of attempts again");
+    assert_eq!(jobs[0], wharf_store::OutboxJob::send(&first));
+}
+
 /// On SQLite the sends are the queued messages (`messages_queued`), a send told to wait has
 /// its `send_after` (`messages_waiting`): a backlog of 100,000 of them is read as the outbox
 /// is (`ready_jobs_on_a_backlog_without_statistics`), FIFO per chat with the hold-back in the

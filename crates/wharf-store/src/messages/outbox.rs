@@ -281,8 +281,9 @@ impl Store {
         Ok(true)
     }
 
-    /// Ends the work of a deleted session: its action jobs are dropped and its queued
-    /// messages (its sends) fail with `reason`, each with its event. Returns how many messages failed.
+    /// Ends the work of a deleted session: its outbox rows are dropped and its queued
+    /// messages (its sends) fail with `reason`, each with its event. Returns how many
+    /// messages failed.
     pub async fn fail_session_outbox(&self, session: SessionId, reason: &str) -> Result<usize> {
         let mut tx = self.write.begin().await?;
         sqlx::query("DELETE FROM outbox WHERE session_id = $1")
@@ -315,7 +316,8 @@ impl Store {
     }
 
     /// Queues a failed message again (its failure is cleared, its send's attempts start
-    /// over). `None` unless it failed.
+    /// over). Its job is named after it, so it goes before the sends accepted after it.
+    /// `None` unless it failed.
     pub async fn requeue_failed(
         &self,
         account: AccountId,
