@@ -16,11 +16,13 @@ belongs to (SQLite's `dbstat`), to show where a commit's pages come from.
 --page-sizes sets the page size of each model file (SQLite's default, 4096, is the store's).
 
 Variants:
-  shipped             the schema as migrated today;
+  shipped             the schema up to migration 0035 (a send with its outbox row: still
+                      PostgreSQL's shape);
   outbox-by-session   the outbox as one tree keyed by (session_id, id) (WITHOUT ROWID),
                       instead of a rowid table, its id index and outbox_by_session;
   no-send-jobs        no outbox row for a send: the messages waiting to go out are found
-                      through a partial index of queued messages by (session_id, id).
+                      through a partial index of queued messages by (session_id, id)
+                      (SQLite's shape since migration 0036).
 The rates it prints include Python's own cost for each statement, so compare the WAL figures
 more than the rates.
 """
