@@ -1,6 +1,7 @@
 //! Messages and the outbox. Accepting a send commits the message (a queued outgoing message
-//! is its own send job) and the idempotency record together; dispatch results, receipts and inbound messages are applied
-//! in batches, each change with its event, never moving a status backwards.
+//! is its own send job; on PostgreSQL with its outbox row) and the idempotency record
+//! together; dispatch results, receipts and inbound messages are applied in batches, each
+//! change with its event, never moving a status backwards.
 
 use std::collections::HashMap;
 
@@ -47,7 +48,10 @@ pub(crate) fn sends_in_outbox(backend: Backend) -> bool {
 
 /// As [`sends_in_outbox`], for a statement run on `conn`.
 pub(crate) fn sends_in_outbox_of(conn: &AnyConnection) -> bool {
-    conn.backend_name() != "SQLite"
+    sends_in_outbox(match conn.backend_name() {
+        "SQLite" => Backend::Sqlite,
+        _ => Backend::Postgres,
+    })
 }
 
 impl Store {
@@ -226,8 +230,9 @@ pub struct MessageFilter {
 }
 
 /// Inserts the messages of broadcast `broadcast` (queued, with their send jobs: see
-/// [`sends_in_outbox`]) in multi-row statements (in the caller's transaction); each message names its recipient (the
-/// broadcast and the position given with it), which its events follow.
+/// [`sends_in_outbox`]) in multi-row statements (in the caller's transaction); each message
+/// names its recipient (the broadcast and the position given with it), which its events
+/// follow.
 pub(crate) async fn insert_broadcast_messages(
     conn: &mut AnyConnection,
     broadcast: BroadcastId,
@@ -277,8 +282,8 @@ impl Store {
     }
 
     /// Commits a queued outgoing message with its send job ([`sends_in_outbox`]) and, when
-    /// given, the idempotency record
-    /// `(key, request hash, status, answer)`. A key used before returns what it stored.
+    /// given, the idempotency record `(key, request hash, status, answer)`. A key used
+    /// before returns what it stored.
     ///
     /// Sends without a key are committed in groups: concurrent requests share one transaction
     /// (and one multi-row insert), and each returns only once that transaction committed.

@@ -228,8 +228,9 @@ impl Committer {
 /// group to commit (as [`crate::authcache::hold_epoch`] does for a transaction).
 ///
 /// Each send's outbox row ([`super::sends_in_outbox`]) is made from its message's columns
-/// ([`OutboxJob::send`]: named after the message, due at its acceptance).
-const PG_GROUP: &str = "WITH r AS MATERIALIZED (SELECT * FROM unnest(\
+/// (`outbox::send_job_from_message`: named after the message, due at its acceptance).
+const PG_GROUP: &str = concat!(
+    "WITH r AS MATERIALIZED (SELECT * FROM unnest(\
      $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
      $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::int8[], \
      $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::int8[], \
@@ -246,10 +247,11 @@ const PG_GROUP: &str = "WITH r AS MATERIALIZED (SELECT * FROM unnest(\
      delivered_at, read_at, played_at, failed_at, deleted_at, edited_at, updated_at FROM r \
      RETURNING 1), \
      j AS (INSERT INTO outbox (id, account_id, session_id, chat_jid, message_id, action, payload, \
-     available_at, attempts, last_error, created_at) \
-     SELECT 'job_' || substr(id, 5), account_id, session_id, chat_jid, id, 'send', 'null', \
-     accepted_at, 0, NULL, accepted_at FROM r RETURNING 1) \
-     SELECT CAST((SELECT count(*) FROM m) + (SELECT count(*) FROM j) AS BIGINT)";
+     available_at, attempts, last_error, created_at) SELECT ",
+    super::outbox::send_job_from_message!(),
+    " FROM r RETURNING 1) \
+     SELECT CAST((SELECT count(*) FROM m) + (SELECT count(*) FROM j) AS BIGINT)"
+);
 
 /// A group's sends as [`PG_GROUP`]'s columns, one array each.
 #[derive(Default)]

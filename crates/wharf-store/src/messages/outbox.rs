@@ -169,21 +169,35 @@ pub(super) async fn insert_job(conn: &mut AnyConnection, job: &OutboxJob) -> Res
             job.id
         )));
     }
-    write_job(conn, job).await
+    let sql = format!("{INSERT_JOB} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+    bind_job(sqlx::query(sqlx::AssertSqlSafe(sql)), job)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
-/// Writes the outbox row of the send of queued message `m` on PostgreSQL; nothing on SQLite,
-/// where the queued message is the job (see [`super::sends_in_outbox`]).
+/// The outbox row of a send, as the columns of [`INSERT_JOB`] selected from its message's
+/// row (`id`, `account_id`, `session_id`, `chat_jid`, `accepted_at`): named after the message
+/// and due at its acceptance, as [`OutboxJob::send`] makes it. The group commit's PostgreSQL
+/// statement selects the same from its rows.
+macro_rules! send_job_from_message {
+    () => {
+        "'job_' || substr(id, 5), account_id, session_id, chat_jid, id, 'send', 'null', \
+         accepted_at, 0, NULL, accepted_at"
+    };
+}
+pub(super) use send_job_from_message;
+
+/// Writes the outbox row of the send of queued message `m` (just written, in this
+/// transaction) on PostgreSQL; nothing on SQLite, where the queued message is the job (see
+/// [`super::sends_in_outbox`]).
 pub(super) async fn insert_send_job(conn: &mut AnyConnection, m: &MessageRow) -> Result<()> {
-    if !super::sends_in_outbox_of(conn) {
-        return Ok(());
-    }
-    write_job(conn, &OutboxJob::send(m)).await
+    insert_send_jobs(conn, &[m.id]).await
 }
 
 /// Writes the outbox rows of the sends of queued messages `ids` (just written, in this
-/// transaction) where [`super::sends_in_outbox`]: one statement per 500, each row made from
-/// its message as [`OutboxJob::send`] makes it.
+/// transaction) where [`super::sends_in_outbox`]: one statement per 500 (see
+/// [`send_job_from_message`]).
 pub(crate) async fn insert_send_jobs(conn: &mut AnyConnection, ids: &[MessageId]) -> Result<()> {
     if !super::sends_in_outbox_of(conn) {
         return Ok(());
@@ -191,8 +205,8 @@ pub(crate) async fn insert_send_jobs(conn: &mut AnyConnection, ids: &[MessageId]
     for chunk in ids.chunks(500) {
         let list = Params::on(conn).list(chunk.len());
         let sql = format!(
-            "{INSERT_JOB} SELECT 'job_' || substr(id, 5), account_id, session_id, chat_jid, id, \
-             'send', 'null', accepted_at, 0, NULL, accepted_at FROM messages WHERE id IN ({list})"
+            "{INSERT_JOB} SELECT {} FROM messages WHERE id IN ({list})",
+            send_job_from_message!()
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for id in chunk {
@@ -200,14 +214,6 @@ pub(crate) async fn insert_send_jobs(conn: &mut AnyConnection, ids: &[MessageId]
         }
         q.execute(&mut *conn).await?;
     }
-    Ok(())
-}
-
-async fn write_job(conn: &mut AnyConnection, job: &OutboxJob) -> Result<()> {
-    let sql = format!("{INSERT_JOB} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
-    bind_job(sqlx::query(sqlx::AssertSqlSafe(sql)), job)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 
