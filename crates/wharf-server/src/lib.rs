@@ -5,6 +5,7 @@ pub mod cluster;
 mod config;
 mod error;
 pub mod http;
+pub mod instances;
 mod log_fields;
 pub mod media_fetch;
 pub mod metrics;

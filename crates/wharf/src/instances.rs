@@ -1,95 +1,48 @@
 //! `wharf instances`: the instances sharing the database, the sessions each owns (by lease)
-//! and the running sessions no live instance owns, read from the database.
+//! and the running sessions no live instance owns, read from the database
+//! ([`wharf_server::instances::view`], which `GET /instances` answers too).
 
-use serde_json::json;
-use wharf_core::time::{now_millis, rfc3339};
 use wharf_store::Store;
 
 pub async fn run(store: &Store, json_out: bool) -> anyhow::Result<()> {
-    let now = now_millis();
-    let instances = store.live_instances(now).await?;
-    let leases = store.leases().await?;
-    let running = store.running_sessions().await?;
-    let live_lease = |session: &wharf_core::SessionId| {
-        leases
-            .iter()
-            .find(|l| &l.session_id == session && l.expires_at > now)
-            .filter(|l| instances.iter().any(|i| i.id == l.instance_id))
-    };
-    let unowned: Vec<_> = running
-        .iter()
-        .filter(|r| live_lease(&r.id).is_none())
-        .map(|r| r.id)
-        .collect();
+    let view = wharf_server::instances::view(store).await?;
     if json_out {
-        let list: Vec<_> = instances
-            .iter()
-            .map(|i| {
-                let sessions: Vec<_> = leases
-                    .iter()
-                    .filter(|l| l.instance_id == i.id && l.expires_at > now)
-                    .map(|l| {
-                        json!({
-                            "session_id": l.session_id,
-                            "generation": l.generation,
-                            "held_ms": now - l.acquired_at,
-                            "expires_in_ms": l.expires_at - now,
-                        })
-                    })
-                    .collect();
-                json!({
-                    "id": i.id,
-                    "name": i.name,
-                    "address": i.address,
-                    "started_at": rfc3339(i.started_at),
-                    "heartbeat_age_ms": now - i.heartbeat_at,
-                    "sessions": sessions,
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            json!({ "instances": list, "running_sessions": running.len(), "unowned_sessions": unowned })
-        );
+        println!("{}", serde_json::to_string(&view)?);
         return Ok(());
     }
-    if instances.is_empty() {
+    if view.instances.is_empty() {
         println!("no live instance");
     }
-    for i in &instances {
-        let owned: Vec<_> = leases
-            .iter()
-            .filter(|l| l.instance_id == i.id && l.expires_at > now)
-            .collect();
+    for i in &view.instances {
         println!(
             "instance {} (started {}, heartbeat {:.1} s ago): {} session(s)",
             i.id,
-            rfc3339(i.started_at),
-            (now - i.heartbeat_at) as f64 / 1000.0,
-            owned.len()
+            i.started_at,
+            i.heartbeat_age_ms as f64 / 1000.0,
+            i.sessions.len()
         );
-        for l in owned {
+        for s in &i.sessions {
             println!(
                 "  {}  lease generation {}, held {:.1} s, expires in {:.1} s",
-                l.session_id,
-                l.generation,
-                (now - l.acquired_at) as f64 / 1000.0,
-                (l.expires_at - now) as f64 / 1000.0
+                s.session_id,
+                s.generation,
+                s.held_ms as f64 / 1000.0,
+                s.expires_in_ms as f64 / 1000.0
             );
         }
     }
-    if unowned.is_empty() {
+    if view.unowned_sessions.is_empty() {
         println!(
             "every running session ({}) is owned by a live instance",
-            running.len()
+            view.running_sessions
         );
     } else {
         println!(
             "running sessions no live instance owns yet ({} of {}):",
-            unowned.len(),
-            running.len()
+            view.unowned_sessions.len(),
+            view.running_sessions
         );
-        for id in unowned {
+        for id in &view.unowned_sessions {
             println!("  {id}");
         }
     }

@@ -1,5 +1,5 @@
-//! Health, readiness, metrics and the OpenAPI document: not rate-limited; only `/metrics`
-//! may ask for a token (`metrics_token`).
+//! Health, readiness, metrics, the instances and the OpenAPI document: not rate-limited; only
+//! `/metrics` and `/instances` may ask for a token (`metrics_token`, the operator's).
 
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Serialize;
@@ -14,6 +14,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(readyz))
         .routes(routes!(openapi_json))
         .routes(routes!(get_metrics))
+        .routes(routes!(get_instances))
 }
 
 /// A health answer.
@@ -59,26 +60,7 @@ async fn get_metrics(
     State(app): State<AppState>,
     headers: http::HeaderMap,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
-    if let Some(expected) = app.metrics_token.as_deref() {
-        let presented = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then_some(token)
-            })
-            .unwrap_or_default();
-        if !crate::secrets::constant_time_eq(
-            presented.trim().as_bytes(),
-            expected.trim().as_bytes(),
-        ) {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "metrics need 'Authorization: Bearer <metrics_token>'",
-            ));
-        }
-    }
+    operator(&app, &headers, "metrics")?;
     let gauges = app.services.gauges().await.map_err(|e| {
         tracing::warn!(error = %e, "metrics: the database did not answer");
         ApiError::new(
@@ -99,4 +81,62 @@ async fn get_metrics(
         )],
         body,
     ))
+}
+
+/// Refuses the call unless it carries `Authorization: Bearer <metrics_token>`, when that token
+/// is set (`what` names the resource in the error).
+fn operator(app: &AppState, headers: &http::HeaderMap, what: &str) -> Result<(), ApiError> {
+    if let Some(expected) = app.metrics_token.as_deref() {
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
+            .unwrap_or_default();
+        if !crate::secrets::constant_time_eq(
+            presented.trim().as_bytes(),
+            expected.trim().as_bytes(),
+        ) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                format!("{what} need 'Authorization: Bearer <metrics_token>'"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// GET /instances — the live instances sharing the database, the sessions each owns by lease,
+/// and the running sessions no live instance owns yet, as `wharf instances --json` prints them.
+/// It takes `Authorization: Bearer <metrics_token>`, and is refused while no `metrics_token` is
+/// set: it names every tenant's sessions. On SQLite there is one instance, which owns every
+/// running session.
+#[utoipa::path(get, path = "/instances", tag = "ops", security(("bearer" = [])),
+    responses((status = 200, body = crate::instances::InstancesView),
+        (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 503, body = super::error::ErrorBody)))]
+async fn get_instances(
+    State(app): State<AppState>,
+    headers: http::HeaderMap,
+) -> Result<Json<crate::instances::InstancesView>, ApiError> {
+    if app.metrics_token.is_none() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "instances are shown over HTTP only with metrics_token set (they name every tenant's sessions); `wharf instances` reads them from the database",
+        ));
+    }
+    operator(&app, &headers, "instances")?;
+    let view = app.services.instances().await.map_err(|e| {
+        tracing::warn!(error = %e, "instances: the database did not answer");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is not reachable",
+        )
+    })?;
+    Ok(Json(view))
 }

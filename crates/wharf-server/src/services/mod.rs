@@ -196,6 +196,11 @@ impl Services {
         Ok(self.store.ping().await?)
     }
 
+    /// The instances on the database and the sessions each owns (`GET /instances`).
+    pub async fn instances(&self) -> Result<crate::instances::InstancesView, ServiceError> {
+        Ok(crate::instances::view(&self.store).await?)
+    }
+
     /// The live key a token stands for, with the auth epoch it was read at; `cached` takes
     /// it from the send path's cache (see `wharf_store::Store::key_for_send`).
     pub async fn key_of(

@@ -498,3 +498,81 @@ async fn a_released_lease_is_not_renewed_by_its_former_holder(app: TestApp) {
         .unwrap();
     assert!(taken.is_some(), "another instance takes it at once");
 }
+
+/// `GET /instances` shows the live instances (this one and a peer), the sessions each owns by
+/// lease, and a running session no live instance owns once its owner died; with
+/// `metrics_token` set it takes the operator's token, and a tenant's key is not that token.
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| c.metrics_token = Some("operator".into()))]
+async fn the_instances_and_what_they_own_are_shown_to_the_operator(app: TestApp) {
+    async fn view(app: &TestApp) -> serde_json::Value {
+        let answer = app.get("/instances").token("operator").send().await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        serde_json::from_str(&answer.text).unwrap()
+    }
+    assert_eq!(app.get("/instances").anonymous().send().await.status, 401);
+    let with_pat = app.get("/instances").send().await;
+    assert_eq!(
+        with_pat.status, 401,
+        "a tenant's key is not the operator's token"
+    );
+    assert!(with_pat.text.contains("metrics_token"), "{}", with_pat.text);
+
+    let (mine, _) = app.connected_session().await;
+    let (theirs, _) = app.connected_session().await;
+    let theirs_id: SessionId = theirs.parse().unwrap();
+    peer_at_takes(&app, theirs_id, Some("http://10.0.0.2:8080".into())).await;
+    let shown = view(&app).await;
+    let instances = shown["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2, "{shown:#}");
+    let here = instances
+        .iter()
+        .find(|i| i["id"].as_str().unwrap().starts_with("test-instance-"))
+        .unwrap_or_else(|| panic!("this instance: {shown:#}"));
+    let owned: Vec<&str> = here["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(owned, vec![mine.as_str()], "{shown:#}");
+    assert!(here["sessions"][0]["generation"].as_i64().unwrap() >= 1);
+    assert!(here["sessions"][0]["expires_in_ms"].as_i64().unwrap() > 0);
+    assert!(here["heartbeat_age_ms"].as_i64().unwrap() >= 0);
+    let peer = instances.iter().find(|i| i["id"] == PEER).unwrap();
+    assert_eq!(peer["address"], "http://10.0.0.2:8080");
+    assert_eq!(peer["sessions"][0]["session_id"], theirs.as_str());
+    assert_eq!(shown["running_sessions"], 2);
+    assert_eq!(shown["unowned_sessions"], json!([]));
+
+    // The peer dies: it leaves the view, and its session is unowned until this instance takes
+    // it over (the lease worker runs every few seconds, so it may have already).
+    peer_dies(&app).await;
+    let shown = view(&app).await;
+    let instances = shown["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "{shown:#}");
+    let unowned = shown["unowned_sessions"].as_array().unwrap();
+    let taken = instances[0]["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["session_id"] == theirs.as_str());
+    assert!(
+        taken || unowned == &vec![json!(theirs)],
+        "the dead peer's session is unowned or taken over: {shown:#}"
+    );
+}
+
+/// Without `metrics_token` the instances are not shown over HTTP (they name every tenant's
+/// sessions), to a tenant or to anyone.
+#[wharf_testkit::dual_test]
+async fn the_instances_are_not_shown_over_http_without_an_operator_token(app: TestApp) {
+    app.connected_session().await;
+    for answer in [
+        app.get("/instances").send().await,
+        app.get("/instances").anonymous().send().await,
+    ] {
+        assert_eq!(answer.status, 403, "{}", answer.text);
+        assert!(answer.text.contains("metrics_token"), "{}", answer.text);
+        assert!(!answer.text.contains("sess_"), "{}", answer.text);
+    }
+}

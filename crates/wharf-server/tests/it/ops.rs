@@ -96,6 +96,7 @@ async fn openapi_covers_every_route_with_schemas(mut app: wharf_testkit::TestApp
         ("/readyz", vec!["get"]),
         ("/openapi.json", vec!["get"]),
         ("/metrics", vec!["get"]),
+        ("/instances", vec!["get"]),
         ("/webhooks/meta", vec!["get", "post"]),
         ("/v1/whatsapp/sandbox/sessions", vec!["get", "post"]),
         ("/v1/whatsapp/sandbox/sessions/{sessionId}", vec!["delete"]),
