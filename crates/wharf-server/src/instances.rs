@@ -79,15 +79,14 @@ pub async fn view(store: &Store) -> wharf_store::Result<InstancesView> {
             address: i.address,
         })
         .collect();
-    let owned = |session: &SessionId| {
-        instances
-            .iter()
-            .any(|i| i.sessions.iter().any(|s| &s.session_id == session))
-    };
+    let owned: std::collections::HashSet<SessionId> = instances
+        .iter()
+        .flat_map(|i| i.sessions.iter().map(|s| s.session_id))
+        .collect();
     let unowned_sessions = running
         .iter()
         .map(|r| r.id)
-        .filter(|id| !owned(id))
+        .filter(|id| !owned.contains(id))
         .collect();
     Ok(InstancesView {
         instances,
