@@ -26,9 +26,9 @@ pub struct InstancesView {
 /// One live instance.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InstanceView {
-    /// The instance's id (`--instance-id`, or generated at start).
+    /// The instance's id: its name and a random suffix (what leases and `worker_id` name).
     pub id: String,
-    /// The instance's name.
+    /// The instance's name (the `instance_id` setting).
     pub name: String,
     /// The address other instances forward calls to, if it advertises one.
     pub address: Option<String>,
