@@ -34,14 +34,10 @@ async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(),
     responses((status = 200, body = Health), (status = 503, body = super::error::ErrorBody)))]
 async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
-    app.services.ping().await.map_err(|e| {
-        tracing::warn!(error = %e, "readiness check failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            "the database is not reachable",
-        )
-    })?;
+    app.services
+        .ping()
+        .await
+        .map_err(|e| unavailable("readiness check failed", e))?;
     Ok(Json(Health { status: "ok" }))
 }
 
@@ -61,14 +57,11 @@ async fn get_metrics(
     headers: http::HeaderMap,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     operator(&app, &headers, "metrics")?;
-    let gauges = app.services.gauges().await.map_err(|e| {
-        tracing::warn!(error = %e, "metrics: the database did not answer");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            "the database is not reachable",
-        )
-    })?;
+    let gauges = app
+        .services
+        .gauges()
+        .await
+        .map_err(|e| unavailable("metrics: the database did not answer", e))?;
     let body = crate::metrics::global().render(
         &gauges,
         &wharf_store::PoolStats::read(),
@@ -130,13 +123,20 @@ async fn get_instances(
         ));
     }
     operator(&app, &headers, "instances")?;
-    let view = app.services.instances().await.map_err(|e| {
-        tracing::warn!(error = %e, "instances: the database did not answer");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            "the database is not reachable",
-        )
-    })?;
+    let view = app
+        .services
+        .instances()
+        .await
+        .map_err(|e| unavailable("instances: the database did not answer", e))?;
     Ok(Json(view))
+}
+
+/// The 503 of an operations route whose database did not answer, logged with `what`.
+fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "{what}");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+        "the database is not reachable",
+    )
 }
