@@ -573,3 +573,65 @@ async fn postgres_an_unrelated_change_during_a_send_does_not_fail_it() {
     let (answer, ()) = tokio::join!(call, bump);
     assert_eq!(answer.status.as_u16(), 202, "{}", answer.json);
 }
+
+// PostgreSQL lets a row lock for share go to a transaction that asks while an update of the
+// row waits, so sends that overlap (the group commits of several instances, a send with an
+// idempotency key beside a group) could hold the epoch's row for share without a gap and
+// keep a revocation waiting as long as they come. A change of the epoch now queues for the
+// epoch's table first, and every send that asks after it waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_revocation_is_not_kept_waiting_by_sends_that_overlap() {
+    let Some((app, _)) = postgres_app_and_send().await else {
+        return;
+    };
+    let account = app.account_id.parse().unwrap();
+    let (other, _) = app.store.create_pat(account, None).await.unwrap();
+    let hold = "SELECT n FROM auth_epoch WHERE id = 1 FOR SHARE";
+    let open = || async {
+        let mut conn = sqlx::PgConnection::connect(&app.config.database_url)
+            .await
+            .expect("connect");
+        conn.execute("BEGIN").await.expect("begin");
+        conn
+    };
+    // A send in flight holds the epoch.
+    let mut first = open().await;
+    let before: i64 = sqlx::query_scalar(hold)
+        .fetch_one(&mut first)
+        .await
+        .expect("the epoch");
+    // A revocation waits for it.
+    let revoke = tokio::spawn({
+        let store = app.store.clone();
+        async move { store.revoke_key(&other.fingerprint).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !revoke.is_finished(),
+        "the revocation waits for the send in flight"
+    );
+    // A send that begins after the revocation asked.
+    let mut later = open().await;
+    let later_read = tokio::spawn(async move {
+        let n: i64 = sqlx::query_scalar(hold)
+            .fetch_one(&mut later)
+            .await
+            .expect("the epoch");
+        (later, n)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    first.execute("COMMIT").await.expect("commit");
+    let revoked = tokio::time::timeout(std::time::Duration::from_secs(5), revoke).await;
+    let revoked = revoked.expect("the revocation waited for a send that began after it");
+    assert!(revoked.expect("the task").expect("revoked").is_some());
+    // The later send read the epoch the revocation left: its sends would be refused.
+    let (mut later, n) = tokio::time::timeout(std::time::Duration::from_secs(5), later_read)
+        .await
+        .expect("the later send read the epoch once the revocation committed")
+        .expect("the task");
+    assert!(
+        n > before,
+        "the later send read the new epoch: {before} -> {n}"
+    );
+    later.execute("COMMIT").await.expect("commit");
+}
