@@ -324,6 +324,16 @@ impl Config {
         if self.events_retention_days > 36_500 {
             return Err("events_retention_days must be 0 (forever) to 36500".into());
         }
+        // (A delay is added to the clock in milliseconds: a larger one would overflow.)
+        if self
+            .webhook_retry_delays_ms
+            .iter()
+            .any(|d| *d > MAX_RETRY_DELAY_MS)
+        {
+            return Err(format!(
+                "webhook_retry_delays_ms: each delay must be at most {MAX_RETRY_DELAY_MS} (30 days)"
+            ));
+        }
         if self.webhook_disable_after_days > 3650 {
             return Err("webhook_disable_after_days must be 0 (never) to 3650".into());
         }
@@ -390,6 +400,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// The longest delay `webhook_retry_delays_ms` may hold: 30 days.
+const MAX_RETRY_DELAY_MS: u64 = 30 * 86_400_000;
 
 /// A Graph API version: `v` and a version number (`v23.0`).
 pub fn is_graph_version(v: &str) -> bool {
@@ -684,5 +697,24 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().unwrap_err().contains("sandbox_template"));
+    }
+
+    #[test]
+    fn validate_bounds_the_webhook_retry_delays() {
+        let config = Config {
+            webhook_retry_delays_ms: vec![5_000, u64::MAX],
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("webhook_retry_delays_ms")
+        );
+        let config = Config {
+            webhook_retry_delays_ms: vec![0, MAX_RETRY_DELAY_MS],
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
     }
 }

@@ -408,3 +408,73 @@ async fn the_contacts_tables_are_analyzed_once_they_have_rows() {
         .await;
     assert_eq!(analyzed, 2);
 }
+
+/// A delivery being attempted while retention removed its event, then told to try again,
+/// can never be sent: its next claim removes it (as retention would have) instead of leasing
+/// it again. Before, it stayed pending for good, claimed and dropped at every lease.
+#[wharf_testkit::dual_test(|c: &mut wharf_testkit::Config| {
+    c.events_retention_days = 0;
+})]
+async fn a_delivery_whose_event_retention_removed_meanwhile_goes_at_its_next_claim(
+    mut app: wharf_testkit::TestApp,
+) {
+    let created = app
+        .post("/v1/webhooks")
+        .json(serde_json::json!({"target_url": "https://hooks.example.com/late"}))
+        .expect(201)
+        .await;
+    let hook: wharf_core::WebhookId = created["id"].as_str().unwrap().parse().unwrap();
+    app.connected_session().await;
+    app.stop().await;
+    let store = app.store.clone();
+    let account = app.account_id.parse().unwrap();
+    // (The server may have made the deliveries and attempted them: two minutes on, any
+    // first retry is due.)
+    store.fan_out(100).await.unwrap();
+    let now = wharf_core::time::now_millis() + 120_000;
+    let jobs = store
+        .claim_deliveries(now, 100, 100, 60_000, &[])
+        .await
+        .unwrap();
+    let attempted = jobs
+        .first()
+        .expect("a delivery being attempted")
+        .delivery
+        .id;
+    // Retention runs meanwhile: every event goes, the deliveries being attempted stay.
+    let lease = store
+        .claim_job("events_retention", "a", now, 60_000)
+        .await
+        .unwrap()
+        .expect("the job");
+    while let Pruned::Some(_) = store
+        .prune_events(account, now, 100, &lease, now, now + 60_000)
+        .await
+        .unwrap()
+    {}
+    assert!(store.list_events(account, 0, 10).await.unwrap().is_empty());
+    // The attempt failed: try again at once.
+    let failed = wharf_store::AttemptResult {
+        delivery_id: attempted,
+        webhook_id: hook,
+        attempted_at: now,
+        status_code: Some(503),
+        error: None,
+        duration_ms: 5,
+        retry_at: Some(now),
+    };
+    store.record_attempts(&[failed], now, None).await.unwrap();
+    let again = store
+        .claim_deliveries(now + 1, 100, 100, 60_000, &[])
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    assert!(
+        store
+            .get_delivery(account, hook, attempted)
+            .await
+            .unwrap()
+            .is_none(),
+        "the delivery of a removed event is gone, not pending"
+    );
+}

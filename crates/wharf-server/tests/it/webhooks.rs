@@ -381,3 +381,144 @@ async fn concurrent_claims_of_deliveries_take_different_ones(mut app: wharf_test
         DELIVERIES
     );
 }
+
+/// Creates `n` endpoints, stops the server (nothing delivers behind the test), and queues
+/// `per_hook` deliveries for each (of events that do not exist: the store records their
+/// attempts all the same). Returns the endpoints and, for each, its deliveries' ids.
+async fn endpoints_with_deliveries(
+    app: &mut wharf_testkit::TestApp,
+    n: usize,
+    per_hook: u32,
+) -> Vec<(wharf_core::WebhookId, Vec<wharf_core::DeliveryId>)> {
+    let mut hooks = Vec::new();
+    for i in 0..n {
+        let created = app
+            .post("/v1/webhooks")
+            .json(json!({"target_url": format!("https://hooks.example.com/{i}")}))
+            .expect(201)
+            .await;
+        hooks.push(created["id"].as_str().unwrap().to_owned());
+    }
+    app.stop().await;
+    let (rows, digits) = crate::store::numbers(app, per_hook);
+    let mut out = Vec::new();
+    for (i, hook) in hooks.iter().enumerate() {
+        let offset = i as u32 * 100_000;
+        app.db()
+            .execute(&format!(
+                "INSERT INTO webhook_deliveries (id, webhook_id, account_id, event_seq, event_id, \
+                 event_type, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
+                 SELECT 'dlv_' || {digits}, '{hook}', '{}', g, 'evt_' || {digits}, 'message.sent', \
+                 'pending', 0, 1, 9000000000000, 1, 1 \
+                 FROM (SELECT g + {offset} AS g FROM {rows}) AS t",
+                app.account_id
+            ))
+            .await;
+        let ids = (1..=per_hook)
+            .map(|g| {
+                format!("dlv_{:026}", offset + g)
+                    .parse()
+                    .expect("a delivery id")
+            })
+            .collect();
+        out.push((hook.parse().unwrap(), ids));
+    }
+    out
+}
+
+/// The result of one attempt of `delivery`, of `hook`'s, answered `status`.
+fn attempt(
+    hook: wharf_core::WebhookId,
+    delivery: wharf_core::DeliveryId,
+    status: u16,
+) -> wharf_store::AttemptResult {
+    let now = wharf_core::time::now_millis();
+    wharf_store::AttemptResult {
+        delivery_id: delivery,
+        webhook_id: hook,
+        attempted_at: now,
+        status_code: Some(status),
+        error: None,
+        duration_ms: 3,
+        retry_at: (status >= 300).then_some(now + 60_000),
+    }
+}
+
+/// An endpoint deleted while one of its deliveries was being attempted: that result has no
+/// delivery left to record, and the other results of the batch are recorded all the same.
+/// Before, its attempt row failed its foreign key and rolled the whole batch back, so every
+/// other endpoint's result was lost and its delivery sent again when the lease ran out.
+#[wharf_testkit::dual_test]
+async fn a_batch_of_results_is_recorded_when_an_endpoint_was_deleted_meanwhile(
+    mut app: wharf_testkit::TestApp,
+) {
+    let hooks = endpoints_with_deliveries(&mut app, 2, 1).await;
+    let (gone, gone_delivery) = (hooks[0].0, hooks[0].1[0]);
+    let (kept, kept_delivery) = (hooks[1].0, hooks[1].1[0]);
+    let account = app.account_id.parse().unwrap();
+    assert!(app.store.delete_webhook(account, gone).await.unwrap());
+    let now = wharf_core::time::now_millis();
+    let results = [
+        attempt(gone, gone_delivery, 500),
+        attempt(kept, kept_delivery, 200),
+    ];
+    app.store
+        .record_attempts(&results, now, None)
+        .await
+        .expect("the batch is recorded");
+    let (delivery, attempts) = app
+        .store
+        .get_delivery(account, kept, kept_delivery)
+        .await
+        .unwrap()
+        .expect("the kept endpoint's delivery");
+    assert_eq!(delivery.status.as_str(), "succeeded");
+    assert_eq!((delivery.attempts, attempts.len()), (1, 1));
+    assert_eq!(
+        app.db()
+            .count("SELECT COUNT(*) FROM webhook_attempts")
+            .await,
+        1,
+        "nothing is recorded for the deleted endpoint"
+    );
+}
+
+/// Two instances recording results for the same endpoints at once: each takes the
+/// endpoints' rows in the same order, so neither waits for the other in a cycle. Before, the
+/// order was a hash map's (another in every batch), and PostgreSQL aborted one of two such
+/// batches as a deadlock, losing its results.
+#[wharf_testkit::dual_test]
+async fn results_recorded_at_once_for_the_same_endpoints_do_not_deadlock(
+    mut app: wharf_testkit::TestApp,
+) {
+    const ROUNDS: u32 = 30;
+    let hooks = endpoints_with_deliveries(&mut app, 6, 2 * ROUNDS).await;
+    for round in 0..ROUNDS as usize {
+        // Every endpoint failing, so each success below updates its row.
+        app.db()
+            .execute("UPDATE webhooks SET failing_since = 1")
+            .await;
+        let batches = (0..2).map(|instance| {
+            let results: Vec<_> = hooks
+                .iter()
+                .map(|(hook, ids)| attempt(*hook, ids[2 * round + instance], 200))
+                .collect();
+            let store = app.store.clone();
+            tokio::spawn(async move {
+                store
+                    .record_attempts(&results, wharf_core::time::now_millis(), Some(1))
+                    .await
+            })
+        });
+        for batch in batches.collect::<Vec<_>>() {
+            let recorded = batch.await.unwrap();
+            assert!(recorded.is_ok(), "round {round}: {recorded:?}");
+        }
+    }
+    assert_eq!(
+        app.db()
+            .count("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'succeeded'")
+            .await,
+        i64::from(6 * 2 * ROUNDS)
+    );
+}

@@ -1,7 +1,7 @@
 //! Deliveries of webhook events: the fan-out of the event log into delivery rows, the
 //! deliverer's claims under a lease, the attempts it records, and the delivery log.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{FromRow, Row, any::AnyRow};
 use wharf_core::{
@@ -276,12 +276,16 @@ impl Store {
             }
         }
         let mut jobs = Vec::with_capacity(deliveries.len());
+        let mut unsendable = Vec::new();
         for delivery in deliveries {
             let hook = hooks.get(&delivery.webhook_id).cloned().flatten();
             // Several endpoints may deliver the same event: look it up, do not take it.
             let event = events
                 .get(&(delivery.account_id, delivery.event_seq))
                 .cloned();
+            if event.is_none() {
+                unsendable.push(delivery.id);
+            }
             if let (Some((target_url, signing_secret)), Some(event)) = (hook, event) {
                 jobs.push(DeliveryJob {
                     delivery,
@@ -291,7 +295,27 @@ impl Store {
                 });
             }
         }
+        self.remove_pruned_deliveries(&unsendable).await?;
         Ok(jobs)
+    }
+
+    /// Removes those of `ids` whose event retention removed (they were being attempted when
+    /// it ran, so it left them): they can never be sent, and would otherwise be claimed and
+    /// dropped at every lease. Their attempts go with them, as retention's do.
+    async fn remove_pruned_deliveries(&self, ids: &[DeliveryId]) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            let list = Params::new(self.backend).list(chunk.len());
+            let sql = format!(
+                "DELETE FROM webhook_deliveries WHERE id IN ({list}) AND event_seq <= \
+                 (SELECT a.events_pruned_seq FROM accounts a WHERE a.id = webhook_deliveries.account_id)"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&self.write).await?;
+        }
+        Ok(())
     }
 
     /// Records attempts and moves their deliveries on, in one transaction and a few
@@ -310,19 +334,25 @@ impl Store {
         }
         let mut tx = self.write.begin().await?;
         for chunk in results.chunks(100) {
+            // Only for deliveries still there: an endpoint deleted while its delivery was
+            // being attempted took the delivery with it, and an attempt row without one would
+            // fail its foreign key and the whole batch with it.
             let values = Params::new(self.backend).rows(chunk.len(), 6);
             let sql = format!(
-                "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, error, duration_ms) VALUES {values}"
+                "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, status_code, error, duration_ms) \
+                 SELECT v.column1, v.column2, CAST(v.column3 AS BIGINT), CAST(v.column4 AS BIGINT), \
+                 v.column5, CAST(v.column6 AS BIGINT) FROM (VALUES {values}) AS v \
+                 WHERE v.column2 IN (SELECT id FROM webhook_deliveries)"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for r in chunk {
                 q = q
                     .bind(AttemptId::generate())
                     .bind(r.delivery_id)
-                    .bind(r.attempted_at)
-                    .bind(r.status_code.map(i64::from))
+                    .bind(r.attempted_at.to_string())
+                    .bind(r.status_code.map(|c| c.to_string()))
                     .bind(crate::plain(&r.error))
-                    .bind(r.duration_ms);
+                    .bind(r.duration_ms.to_string());
             }
             q.execute(&mut *tx).await?;
             // Values travel as text and are cast, so one statement serves both backends.
@@ -356,8 +386,11 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        // The latest attempt of each endpoint in the batch says whether it is failing.
-        let mut latest: HashMap<WebhookId, (i64, bool)> = HashMap::new();
+        // The latest attempt of each endpoint in the batch says whether it is failing. The
+        // endpoints' rows are updated in the order of their ids, and the accounts' (their
+        // events) after them in the order of theirs, so two instances recording results for
+        // the same endpoints at once never wait for each other in a cycle.
+        let mut latest: BTreeMap<WebhookId, (i64, bool)> = BTreeMap::new();
         for r in results {
             let ok = r.status_code.is_some_and(|c| (200..300).contains(&c));
             let entry = latest.entry(r.webhook_id).or_insert((r.attempted_at, ok));
@@ -366,6 +399,7 @@ impl Store {
             }
         }
         let mut disabled = Vec::new();
+        let mut events = Vec::new();
         for (hook, (_, ok)) in latest {
             if ok {
                 sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
@@ -406,9 +440,13 @@ impl Store {
                         "reason": "every delivery attempt failed for too long",
                     }),
                 );
-                append_event(&mut tx, &event).await?;
+                events.push((account, hook, event));
                 disabled.push(hook);
             }
+        }
+        events.sort_by_key(|(account, hook, _)| (*account, *hook));
+        for (_, _, event) in &events {
+            append_event(&mut tx, event).await?;
         }
         tx.commit().await?;
         Ok(disabled)
