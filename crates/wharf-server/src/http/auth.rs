@@ -165,6 +165,21 @@ async fn revoked_since_cached(state: &AppState, token: Option<&TokenHash>) -> Op
     }
 }
 
+/// The caller of a route for personal access tokens only, on a router that admits any key:
+/// a session key is refused with 403 before the path or the body is looked at (an extractor
+/// of the request's parts runs before the handler's other arguments are read).
+pub struct PatCaller(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for PatCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require_pat()?;
+        Ok(Self(caller))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 

@@ -13,10 +13,11 @@ use wharf_store::{AttemptRow, DeliveryRow, WebhookRow};
 
 use super::{
     AppState,
+    auth::PatCaller,
     error::{ApiError, ErrorBody},
     extract::{ApiJson, QueryPairs, double_option},
 };
-use crate::services::{Caller, webhooks::WebhookChange};
+use crate::services::webhooks::WebhookChange;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -133,7 +134,7 @@ pub struct WebhookListView {
     responses((status = 200, body = WebhookListView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_webhooks(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
 ) -> ApiResult<Json<WebhookListView>> {
     let rows = app.services.webhooks.list(&caller).await?;
     Ok(Json(WebhookListView {
@@ -147,7 +148,7 @@ async fn list_webhooks(
         (status = 422, body = ErrorBody)))]
 async fn create_webhook(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     ApiJson(body): ApiJson<WebhookBody>,
 ) -> ApiResult<(StatusCode, Json<WebhookView>)> {
     let row = app
@@ -163,7 +164,7 @@ async fn create_webhook(
     responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody)))]
 async fn get_webhook(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookView>> {
     let row = app.services.webhooks.get(&caller, webhook_id(&id)?).await?;
@@ -175,7 +176,7 @@ async fn get_webhook(
     responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_webhook(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<WebhookBody>,
 ) -> ApiResult<Json<WebhookView>> {
@@ -192,7 +193,7 @@ async fn update_webhook(
     responses((status = 204, description = "Deleted."), (status = 404, body = ErrorBody)))]
 async fn delete_webhook(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     app.services
@@ -208,7 +209,7 @@ async fn delete_webhook(
     responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody)))]
 async fn rotate_secret(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookView>> {
     let row = app
@@ -289,7 +290,7 @@ pub struct DeliveryListView {
     responses((status = 200, body = DeliveryListView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_deliveries(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     Path(id): Path<String>,
     query: QueryPairs,
 ) -> ApiResult<Json<DeliveryListView>> {
@@ -319,7 +320,7 @@ async fn list_deliveries(
     responses((status = 202, body = DeliveryView), (status = 404, body = ErrorBody)))]
 async fn redeliver(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     Path((id, delivery)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<DeliveryView>)> {
     let delivery: DeliveryId = delivery
@@ -355,7 +356,7 @@ pub struct RecoverView {
     responses((status = 202, body = RecoverView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn recover(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RecoverBody>,
 ) -> ApiResult<(StatusCode, Json<RecoverView>)> {

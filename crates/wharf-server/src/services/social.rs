@@ -627,7 +627,8 @@ impl SocialService {
         named: Option<SessionId>,
         code: &str,
     ) -> Result<InvitePreview, ServiceError> {
-        let code = parse_code(code, "invite_code")?;
+        // The code is the path's `inviteCode` (`GET /api/groups/invite/{inviteCode}`).
+        let code = parse_code(code, "inviteCode")?;
         let (row, engine) = self.session(caller, named, Some(Ability::Groups)).await?;
         engine
             .resolve_invite(row.id, &code)

@@ -194,6 +194,47 @@ async fn a_session_key_sees_and_acts_on_its_own_session_only(mut app: wharf_test
         .expect(403)
         .await;
     assert_error(&body, "forbidden");
+    // Whatever the body: a session key is refused before the body is read (the collection's
+    // own example sends "" for its booleans, and a non-JSON body would be 415).
+    let body = app
+        .post("/v1/whatsapp-sessions")
+        .token(key)
+        .json(json!({"settings": {"account_protection": ""}}))
+        .expect(403)
+        .await;
+    assert_error(&body, "forbidden");
+    app.post("/v1/whatsapp-sessions")
+        .token(key)
+        .raw("label=x", "text/plain")
+        .expect(403)
+        .await;
+    // The webhook endpoints are the account's: 403 before the body or the path is looked at.
+    for (method, path, body) in [
+        ("POST", "/v1/webhooks".to_owned(), json!({"target_url": 7})),
+        (
+            "PATCH",
+            "/v1/webhooks/not-an-id".to_owned(),
+            json!({"is_active": "yes"}),
+        ),
+        (
+            "POST",
+            "/v1/webhooks/not-an-id/recover".to_owned(),
+            json!({"since": "never"}),
+        ),
+        (
+            "GET",
+            "/v1/webhooks/not-an-id/deliveries".to_owned(),
+            json!(null),
+        ),
+    ] {
+        let call = match method {
+            "POST" => app.post(&path).json(body),
+            "PATCH" => app.patch(&path).json(body),
+            _ => app.get(&path),
+        };
+        let answer = call.token(key).expect(403).await;
+        assert_error(&answer, "forbidden");
+    }
     app.delete(&format!("/v1/whatsapp-sessions/{my_id}"))
         .token(key)
         .expect(403)

@@ -720,3 +720,19 @@ async fn a_meta_webhook_with_nul_ids_is_refused_not_a_500(app: wharf_testkit::Te
         answer.json
     );
 }
+
+/// A bad chat in the message log's query names the parameter the caller used.
+#[wharf_testkit::dual_test]
+async fn a_bad_chat_filter_names_its_parameter(mut app: wharf_testkit::TestApp) {
+    let (id, _) = app.connected_session().await;
+    for name in ["chat", "chat_jid"] {
+        let bad = app
+            .get(&format!(
+                "/api/whatsapp-sessions/{id}/message-logs?{name}=xyz"
+            ))
+            .expect(422)
+            .await;
+        let errors = assert_error(&bad, "validation_error");
+        assert!(errors[name].is_array(), "{name}: {bad}");
+    }
+}

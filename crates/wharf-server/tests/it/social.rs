@@ -568,6 +568,14 @@ async fn an_invite_round_trip_between_two_sessions(app: TestApp) {
         .expect(422)
         .await;
     assert!(assert_error(&bad, "validation_error")["invite_code"].is_array());
+    // The code to resolve is the path's `inviteCode`, and its error names that.
+    let bad = app
+        .get("/api/groups/invite/bad$code")
+        .token(&c_key)
+        .expect(422)
+        .await;
+    let errors = assert_error(&bad, "validation_error");
+    assert!(errors["inviteCode"].is_array(), "{bad}");
 }
 
 #[wharf_testkit::dual_test]

@@ -549,11 +549,11 @@ async fn list_message_logs(
                 .ok_or_else(|| ApiError::invalid("direction", "must be `in` or `out`"))
         })
         .transpose()?;
-    let chat = query
-        .get("chat")
-        .or(query.get("chat_jid"))
-        .map(|c| parse_recipient("chat", c))
-        .transpose()?;
+    let chat = match (query.get("chat"), query.get("chat_jid")) {
+        (Some(c), _) => Some(parse_recipient("chat", c)?),
+        (None, Some(c)) => Some(parse_recipient("chat_jid", c)?),
+        (None, None) => None,
+    };
     let limit = query.limit()?;
     let before = query
         .get("before_id")

@@ -16,6 +16,7 @@ use crate::{
     ServiceError,
     http::{
         AppState,
+        auth::PatCaller,
         error::{ApiError, ErrorBody},
         extract::{ApiJson, QueryPairs},
     },
@@ -129,10 +130,9 @@ async fn list_sessions(
     ))]
 async fn create_session(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     ApiJson(body): ApiJson<CreateSessionBody>,
 ) -> ApiResult<(StatusCode, Json<CreatedSessionView>)> {
-    caller.require_pat()?;
     let req = CreateSession {
         label: body
             .label
@@ -233,10 +233,9 @@ async fn update_session(
         (status = 409, body = ErrorBody)))]
 async fn delete_session(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<OperationView>)> {
-    caller.require_pat()?;
     let op = app
         .services
         .sessions
@@ -355,10 +354,9 @@ async fn pair_code(
         (status = 409, body = ErrorBody)))]
 async fn regenerate_key(
     State(app): State<AppState>,
-    caller: Caller,
+    PatCaller(caller): PatCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RotatedKeyView>> {
-    caller.require_pat()?;
     let rotated = app
         .services
         .sessions
