@@ -157,6 +157,11 @@ impl From<ServiceError> for ZernioError {
                 }
                 out
             }
+            // An unknown, foreign or malformed `accountId` (the Business API's, and its
+            // dialect's sessions): the parameter at fault is named.
+            e @ ServiceError::NotFound("WhatsApp account") => {
+                Self::from(ApiError::from(e)).param("accountId")
+            }
             other => Self::from(ApiError::from(other)),
         }
     }

@@ -555,14 +555,17 @@ impl CrmService {
         let session = whatsapp_account(&self.store, caller, input.account_id.as_deref()).await?;
         let limit = match input.limit.as_deref() {
             None | Some("") => 50,
+            // Zernio's `limit` has no maximum: a larger one reads as the largest page (the
+            // answer's `pagination.limit` says which).
             Some(l) => l
                 .parse::<i64>()
                 .ok()
-                .filter(|l| (1..=MAX_LIMIT).contains(l))
+                .filter(|l| *l >= 1)
+                .map(|l| l.min(MAX_LIMIT))
                 .ok_or_else(|| {
                     ServiceError::invalid(
                         "limit",
-                        format!("must be an integer from 1 to {MAX_LIMIT}"),
+                        format!("must be a positive integer (a page holds at most {MAX_LIMIT})"),
                     )
                 })?,
         };

@@ -393,12 +393,32 @@ fn int_param(q: &super::QueryPairs, name: &str, default: i64, min: i64, max: i64
     }
 }
 
+/// A page's `limit`: `default` when absent, at least 1, and `largest` for anything larger
+/// (Zernio's `limit` has no maximum; the answer's `pagination.limit` says which was used).
+fn limit_param(q: &super::QueryPairs, default: i64, largest: i64) -> BResult<i64> {
+    match q.get("limit") {
+        None | Some("") => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(|n| n.min(largest))
+            .ok_or_else(|| {
+                bad_request(
+                    "limit",
+                    format!("limit must be a positive integer (a page holds at most {largest})"),
+                )
+            }),
+    }
+}
+
 /// GET /v1/whatsapp/broadcasts — the session's broadcasts, newest first, without their
 /// recipients.
 #[utoipa::path(get, path = "/v1/whatsapp/broadcasts", tag = "zernio-business",
     params(("accountId" = String, Query),
         ("status" = Option<String>, Query, description = "draft, scheduled, sending, completed, failed or cancelled"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50."),
+        ("limit" = Option<i64>, Query, minimum = 1, description = "At least 1, default 50; above 100 reads as 100."),
         ("skip" = Option<i64>, Query, minimum = 0, description = "Offset, default 0.")),
     responses((status = 200, body = ZBroadcastList), (status = 400, body = ZernioErrorBody),
         (status = 401, body = ZernioErrorBody), (status = 404, body = ZernioErrorBody, description = "WhatsApp account not found")))]
@@ -418,7 +438,7 @@ async fn list_broadcasts(
             )
         })?),
     };
-    let limit = int_param(&q, "limit", 50, 1, 100)?;
+    let limit = limit_param(&q, 50, 100)?;
     let skip = int_param(&q, "skip", 0, 0, i64::MAX / 2)?;
     let (rows, total) = app
         .services
@@ -655,7 +675,7 @@ async fn unschedule_broadcast(
 #[utoipa::path(get, path = "/v1/whatsapp/broadcasts/{broadcastId}/recipients", tag = "zernio-business",
     params(("broadcastId" = String, Path),
         ("status" = Option<String>, Query, description = "pending, sent, delivered, read, failed (Wharf's: skipped, cancelled)"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1..1000, default 100."),
+        ("limit" = Option<i64>, Query, minimum = 1, description = "At least 1, default 100; above 1000 reads as 1000."),
         ("skip" = Option<i64>, Query, minimum = 0, description = "Offset, default 0.")),
     responses((status = 200, body = ZRecipientList), (status = 400, body = ZernioErrorBody),
         (status = 401, body = ZernioErrorBody), (status = 404, body = ZernioErrorBody)))]
@@ -676,7 +696,7 @@ async fn list_recipients(
             ));
         }
     };
-    let limit = int_param(&q, "limit", 100, 1, 1000)?;
+    let limit = limit_param(&q, 100, 1000)?;
     let skip = int_param(&q, "skip", 0, 0, i64::MAX / 2)?;
     let (b, rows) = app
         .services

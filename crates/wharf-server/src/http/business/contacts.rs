@@ -272,7 +272,7 @@ pub struct BulkDeleteAnswer {
     params(("accountId" = String, Query), ("search" = Option<String>, Query),
         ("tag" = Option<String>, Query), ("group" = Option<String>, Query),
         ("optedIn" = Option<String>, Query, description = "\"true\" or \"false\""),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50."),
+        ("limit" = Option<i64>, Query, minimum = 1, description = "At least 1, default 50; above 100 reads as 100."),
         ("skip" = Option<i64>, Query, minimum = 0, description = "Offset, default 0.")),
     responses((status = 200, body = ContactList), (status = 400, body = ZernioErrorBody),
         (status = 401, body = ZernioErrorBody), (status = 404, body = ZernioErrorBody)))]

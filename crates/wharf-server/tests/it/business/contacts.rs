@@ -139,7 +139,7 @@ async fn invalid_input_names_the_field_and_writes_nothing(app: TestApp) {
             .expect(404)
             .await;
         assert_eq!(
-            zernio_error(&answer, "not_found", None),
+            zernio_error(&answer, "not_found", Some("accountId")),
             "WhatsApp account not found"
         );
     }
@@ -238,7 +238,7 @@ async fn another_tenant_sees_nothing_and_changes_nothing(app: TestApp) {
         .json(json!({"accountId": account, "oldName": "a", "newName": "b"}))
         .expect(404)
         .await;
-    zernio_error(&rename, "not_found", None);
+    zernio_error(&rename, "not_found", Some("accountId"));
     let mine = list(&app, &account, "").await;
     assert_eq!(names(&mine), vec!["A"]);
     assert!(mine.contacts[0].is_opted_in);
@@ -369,6 +369,9 @@ async fn the_list_searches_filters_sorts_and_pages(app: TestApp) {
         ),
         (5, 2, 2, true)
     );
+    // Zernio's `limit` has no maximum: one above Wharf's page reads as the largest page.
+    let large = list(&app, &account, "limit=500").await;
+    assert_eq!((large.pagination.limit, names(&large).len()), (100, 5));
     let last = list(&app, &account, "tag=vip&limit=2&skip=2").await;
     assert_eq!(names(&last), vec!["Eve Black"]);
     assert_eq!(last.pagination.total, 3);

@@ -135,7 +135,7 @@ async fn groups_are_counted_renamed_and_deleted_across_contacts(app: TestApp) {
         .expect(404)
         .await;
     assert_eq!(
-        zernio_error(&unknown, "not_found", None),
+        zernio_error(&unknown, "not_found", Some("accountId")),
         "WhatsApp account not found"
     );
 }

@@ -104,7 +104,7 @@ async fn the_emulator_keeps_its_profile(app: TestApp) {
         .expect(404)
         .await;
     assert_eq!(
-        zernio_error(&foreign, "not_found", None),
+        zernio_error(&foreign, "not_found", Some("accountId")),
         "WhatsApp account not found"
     );
     let missing = app.get("/v1/whatsapp/business-profile").expect(400).await;

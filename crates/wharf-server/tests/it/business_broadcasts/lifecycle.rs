@@ -107,7 +107,15 @@ async fn bad_input_is_a_400_naming_the_field(app: TestApp) {
         .await;
     assert_eq!(unknown["error"], "WhatsApp account not found");
     let b = create(&app, &session, recipients(0, 1)).await;
-    for query in ["status=done", "limit=0", "limit=101", "skip=-1"] {
+    // Zernio's `limit` has no maximum: one above Wharf's page reads as the largest page.
+    for (list, largest) in [
+        (format!("{BROADCASTS}?accountId={session}&limit=101"), 100),
+        (format!("{BROADCASTS}/{}/recipients?limit=5000", b.id), 1000),
+    ] {
+        let page = app.get(&list).expect(200).await;
+        assert_eq!(page["pagination"]["limit"], largest, "{list}: {page}");
+    }
+    for query in ["status=done", "limit=0", "limit=x", "skip=-1"] {
         let answer = app
             .get(&format!("{BROADCASTS}?accountId={session}&{query}"))
             .expect(400)
