@@ -161,7 +161,7 @@ async fn create_webhook(
 
 /// GET /v1/webhooks/{id} — one endpoint.
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
-    responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = WebhookView), (status = 403, body = ErrorBody, description = "A session key: these routes are for personal access tokens."), (status = 404, body = ErrorBody)))]
 async fn get_webhook(
     State(app): State<AppState>,
     PatCaller(caller): PatCaller,
@@ -173,7 +173,7 @@ async fn get_webhook(
 
 /// PATCH /v1/webhooks/{id} — changes an endpoint.
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = Option<WebhookBody>,
-    responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = WebhookView), (status = 403, body = ErrorBody, description = "A session key: these routes are for personal access tokens."), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_webhook(
     State(app): State<AppState>,
     PatCaller(caller): PatCaller,
@@ -190,7 +190,7 @@ async fn update_webhook(
 
 /// DELETE /v1/webhooks/{id} — removes an endpoint and its delivery log.
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
-    responses((status = 204, description = "Deleted."), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Deleted."), (status = 403, body = ErrorBody, description = "A session key: these routes are for personal access tokens."), (status = 404, body = ErrorBody)))]
 async fn delete_webhook(
     State(app): State<AppState>,
     PatCaller(caller): PatCaller,
@@ -206,7 +206,7 @@ async fn delete_webhook(
 /// POST /v1/webhooks/{id}/rotate-secret — a new signing secret, shown once; the old one
 /// stops signing at once.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path)),
-    responses((status = 200, body = WebhookView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = WebhookView), (status = 403, body = ErrorBody, description = "A session key: these routes are for personal access tokens."), (status = 404, body = ErrorBody)))]
 async fn rotate_secret(
     State(app): State<AppState>,
     PatCaller(caller): PatCaller,
@@ -287,7 +287,7 @@ pub struct DeliveryListView {
 /// GET /v1/webhooks/{id}/deliveries — the delivery log, newest first, with every attempt.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
     params(("id" = String, Path), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1..100, default 50."), ("before_id" = Option<String>, Query)),
-    responses((status = 200, body = DeliveryListView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = DeliveryListView), (status = 403, body = ErrorBody, description = "A session key: these routes are for personal access tokens."), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_deliveries(
     State(app): State<AppState>,
     PatCaller(caller): PatCaller,
@@ -317,7 +317,7 @@ async fn list_deliveries(
 /// POST /v1/webhooks/{id}/deliveries/{delivery_id}/redeliver — attempts the delivery again now.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", tag = "webhooks",
     params(("id" = String, Path), ("delivery_id" = String, Path)),
-    responses((status = 202, body = DeliveryView), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = DeliveryView), (status = 403, body = ErrorBody, description = "A session key: these routes are for personal access tokens."), (status = 404, body = ErrorBody)))]
 async fn redeliver(
     State(app): State<AppState>,
     PatCaller(caller): PatCaller,
@@ -353,7 +353,7 @@ pub struct RecoverView {
 /// POST /v1/webhooks/{id}/recover — queues again every failed delivery since a time, in order.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/recover", tag = "webhooks", params(("id" = String, Path)),
     request_body = RecoverBody,
-    responses((status = 202, body = RecoverView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = RecoverView), (status = 403, body = ErrorBody, description = "A session key: these routes are for personal access tokens."), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn recover(
     State(app): State<AppState>,
     PatCaller(caller): PatCaller,
