@@ -126,6 +126,9 @@ pub async fn run_with_devices(
             "no secret_key: webhook signing secrets are stored unsealed (set secret_key to seal them)"
         ),
     }
+    if let Some(warning) = config.retention_warning() {
+        tracing::warn!("{warning}");
+    }
     let outbound = Arc::new(
         crate::outbound::Outbound::new(&config.outbound_allow, config.outbound_lookup.clone())
             .map_err(anyhow::Error::msg)?,

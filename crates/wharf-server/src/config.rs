@@ -401,6 +401,31 @@ impl Config {
     }
 }
 
+impl Config {
+    /// A warning for the operator when events are kept for less time than a webhook
+    /// delivery may be retried: a delivery still being retried when its event passes
+    /// retention is removed with it, and its endpoint never gets that event.
+    pub fn retention_warning(&self) -> Option<String> {
+        if self.events_retention_days == 0 {
+            return None;
+        }
+        let schedule = self
+            .webhook_retry_delays_ms
+            .iter()
+            .fold(0u64, |sum, d| sum.saturating_add(*d));
+        let kept = u64::from(self.events_retention_days) * 86_400_000;
+        (schedule > kept).then(|| {
+            format!(
+                "events_retention_days ({} days) is shorter than the webhook retry schedule \
+                 (webhook_retry_delays_ms, {:.1} h in all): a delivery still being retried when \
+                 its event passes retention is removed with it",
+                self.events_retention_days,
+                schedule as f64 / 3_600_000.0
+            )
+        })
+    }
+}
+
 /// The longest delay `webhook_retry_delays_ms` may hold: 30 days.
 const MAX_RETRY_DELAY_MS: u64 = 30 * 86_400_000;
 
@@ -716,5 +741,23 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn a_retention_shorter_than_the_retry_schedule_is_warned_of() {
+        // The defaults: 30 days of events, 27.6 h of retries.
+        assert_eq!(Config::default().retention_warning(), None);
+        let config = Config {
+            events_retention_days: 1,
+            ..Config::default()
+        };
+        let warning = config.retention_warning().expect("a warning");
+        assert!(warning.contains("27.6 h"), "{warning}");
+        let config = Config {
+            events_retention_days: 0,
+            webhook_retry_delays_ms: vec![MAX_RETRY_DELAY_MS; 3],
+            ..Config::default()
+        };
+        assert_eq!(config.retention_warning(), None, "kept for ever");
     }
 }
