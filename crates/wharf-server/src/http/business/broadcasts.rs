@@ -16,8 +16,8 @@ use wharf_core::{message::TemplateComponent, time::rfc3339};
 use wharf_store::{BroadcastRow, BroadcastStatus, RecipientRow};
 
 use super::{
-    BResult, MessageAnswer, bad_request, body_account, object, opt_string, query, query_account,
-    service_error,
+    BResult, MessageAnswer, bad_request, body_account, int_param, limit_param, object, opt_string,
+    query, query_account, service_error,
 };
 use crate::{
     http::{AppState, error::ApiError, extract::JsonBytes, zernio::ZernioErrorBody},
@@ -373,44 +373,6 @@ fn recipients_of(body: &Value, required: bool) -> BResult<Vec<RecipientInput>> {
             })
         })
         .collect()
-}
-
-/// An integer query parameter in `min..=max`, `default` when absent.
-fn int_param(q: &super::QueryPairs, name: &str, default: i64, min: i64, max: i64) -> BResult<i64> {
-    match q.get(name) {
-        None | Some("") => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| {
-                bad_request(
-                    name,
-                    format!("{name} must be an integer from {min} to {max}"),
-                )
-            }),
-    }
-}
-
-/// A page's `limit`: `default` when absent, at least 1, and `largest` for anything larger
-/// (Zernio's `limit` has no maximum; the answer's `pagination.limit` says which was used).
-fn limit_param(q: &super::QueryPairs, default: i64, largest: i64) -> BResult<i64> {
-    match q.get("limit") {
-        None | Some("") => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .map(|n| n.min(largest))
-            .ok_or_else(|| {
-                bad_request(
-                    "limit",
-                    format!("limit must be a positive integer (a page holds at most {largest})"),
-                )
-            }),
-    }
 }
 
 /// GET /v1/whatsapp/broadcasts — the session's broadcasts, newest first, without their

@@ -171,3 +171,47 @@ pub struct MessageAnswer {
     pub success: bool,
     pub message: String,
 }
+
+/// An integer query parameter in `min..=max`, `default` when absent.
+pub(super) fn int_param(
+    q: &QueryPairs,
+    name: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> BResult<i64> {
+    match q.get(name) {
+        None | Some("") => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                bad_request(
+                    name,
+                    format!("{name} must be an integer from {min} to {max}"),
+                )
+            }),
+    }
+}
+
+/// A page's `limit`: `default` when absent, at least 1, and `largest` for anything larger
+/// (Zernio's `limit` has no maximum; the answer's `pagination.limit` says which was used).
+pub(super) fn limit_param(q: &QueryPairs, default: i64, largest: i64) -> BResult<i64> {
+    match q.get("limit") {
+        None | Some("") => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(|n| n.min(largest))
+            .ok_or_else(|| {
+                bad_request(
+                    "limit",
+                    format!("limit must be a positive integer (a page holds at most {largest})"),
+                )
+            }),
+    }
+}
