@@ -24,8 +24,8 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 use wharf_core::{
-    EngineKind, MessageId, SessionId, SessionStatus, engine::Pacing, session::SessionPacing,
-    time::Clock,
+    EngineKind, MessageId, SessionId, SessionStatus, engine::Pacing, message::MessageStatus,
+    session::SessionPacing, time::Clock,
 };
 use wharf_store::{JobAction, JobOutcome, MessageRow, OutboxJob, Store};
 
@@ -282,6 +282,10 @@ pub fn spawn(
     })
 }
 
+/// How long a batch's messages are taken as they were read: a send that waited longer for
+/// its turn reads them again first.
+const FRESH_FOR: Duration = Duration::from_millis(50);
+
 /// Tries at writing parked outcomes when the server stops (half a second apart).
 const STOP_TRIES: usize = 10;
 
@@ -399,7 +403,7 @@ impl SessionTask {
                 }
                 continue;
             }
-            let messages = match load_messages(store, id, &jobs).await {
+            let mut messages = match load_messages(store, id, &jobs).await {
                 Ok(messages) => {
                     read();
                     messages
@@ -412,8 +416,10 @@ impl SessionTask {
             };
             let mut outcomes = Vec::with_capacity(jobs.len());
             let mut flushed = Instant::now();
+            let mut loaded = Instant::now();
+            let batch = jobs.clone();
             // A chat whose job must wait holds back its later jobs (FIFO per chat).
-            for job in jobs {
+            for (at, job) in jobs.into_iter().enumerate() {
                 let chat = job.chat_jid.to_string();
                 if held.contains(&chat) {
                     continue;
@@ -448,6 +454,33 @@ impl SessionTask {
                     // The lease ran out (this instance stalled) or was lost: nothing more goes
                     // out from here.
                     break;
+                }
+                if job.action == JobAction::Send {
+                    // The batch's messages as they are now, once its sends have waited their
+                    // turn a while: one withdrawn meanwhile must not go out.
+                    if loaded.elapsed() >= FRESH_FOR {
+                        match load_messages(store, id, &batch[at..]).await {
+                            Ok(now) => {
+                                messages = now;
+                                loaded = Instant::now();
+                            }
+                            Err(e) => {
+                                failed("reading the messages", &e);
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(m) = job.message_id.and_then(|m| messages.get(&m))
+                        && m.status != MessageStatus::Queued
+                    {
+                        // Withdrawn, failed, or moved on by a receipt (an earlier attempt that
+                        // timed out went out after all): its job ends, nothing is sent.
+                        outcomes.push(JobOutcome::Done {
+                            job,
+                            at: config.clock.now_millis(),
+                        });
+                        continue;
+                    }
                 }
                 let (outcome, pause) = execute(engine.as_ref(), id, &job, &messages, config).await;
                 if matches!(outcome, JobOutcome::Sent { .. }) {

@@ -725,3 +725,67 @@ async fn a_message_s_events_are_read_by_message_alone(app: wharf_testkit::TestAp
         "{plan}"
     );
 }
+
+/// A send that timed out but did go out: its receipt moved the message on while its job
+/// waited for a retry. The retry's end (a failure, or a success) leaves the message where
+/// the receipt put it, and on PostgreSQL the job is not carried out again. Before, a failure
+/// moved a delivered message back to `failed`.
+#[wharf_testkit::dual_test]
+async fn a_receipt_for_a_send_being_retried_is_not_undone_by_its_retry(
+    mut app: wharf_testkit::TestApp,
+) {
+    let (session, first) = session_and_first_message(&app).await;
+    let job = wharf_store::OutboxJob::send(&first);
+    app.store
+        .record_outcomes(&[wharf_store::JobOutcome::Retry {
+            job: job.clone(),
+            available_at: 1,
+            error: "timed out".into(),
+        }])
+        .await
+        .unwrap();
+    // The engine had named the message; WhatsApp says it was delivered.
+    app.db()
+        .execute(&format!(
+            "UPDATE messages SET provider_msg_id = 'WAMID.1' WHERE id = '{}'",
+            first.id
+        ))
+        .await;
+    app.store
+        .apply_receipts(
+            session,
+            &[(
+                "WAMID.1".into(),
+                wharf_core::message::ReceiptKind::Delivered,
+                wharf_core::time::now_millis(),
+            )],
+        )
+        .await
+        .unwrap();
+    let account = app.account_id.parse().unwrap();
+    let status = |m: wharf_store::MessageRow| serde_json::to_value(m.status).unwrap();
+    let row = app.store.get_message(account, first.id).await.unwrap();
+    assert_eq!(status(row.expect("the message")), "delivered");
+    let mut retried = job.clone();
+    retried.attempts = 1;
+    app.store
+        .record_outcomes(&[wharf_store::JobOutcome::Failed {
+            job: retried,
+            reason: "gave up".into(),
+            at: wharf_core::time::now_millis(),
+        }])
+        .await
+        .unwrap();
+    let row = app.store.get_message(account, first.id).await.unwrap();
+    let row = row.expect("the message");
+    assert_eq!(status(row.clone()), "delivered", "{row:?}");
+    assert_eq!(row.failure_reason, None);
+    assert!(
+        app.store
+            .ready_jobs(session, i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing left to send"
+    );
+}

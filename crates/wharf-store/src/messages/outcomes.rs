@@ -151,7 +151,10 @@ impl Store {
                     else {
                         continue;
                     };
-                    if row.status.is_terminal() {
+                    // Only a message still queued fails: one a receipt moved on went out
+                    // (an attempt that timed out had reached WhatsApp), and a withdrawn or
+                    // failed one stays as it is. Statuses never move back.
+                    if row.status != MessageStatus::Queued {
                         continue;
                     }
                     row.attempts += 1;

@@ -425,3 +425,39 @@ async fn a_message_withdrawn_while_it_was_being_sent_is_revoked(mut app: wharf_t
         "no message.sent for a withdrawn message"
     );
 }
+
+/// A message withdrawn while the dispatcher works through a paced batch that holds it is not
+/// sent: a send that waited for its turn reads its message again. Before, the dispatcher sent
+/// the copy it had read with the batch (seconds earlier at one send a second), then revoked it.
+#[wharf_testkit::dual_test]
+async fn a_message_withdrawn_while_its_batch_waits_for_its_pace_is_not_sent(
+    mut app: wharf_testkit::TestApp,
+) {
+    let created = app
+        .create_session(json!({"settings": {"pacing": {"per_second": 1, "jitter_ms": 0}}}))
+        .await;
+    let s = created["session"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Queued before the session connects, so the dispatcher reads them in one batch.
+    let first = app.send_text(&s, "+15550100001", "one").await;
+    let second = app.send_text(&s, "+15550100002", "two").await;
+    let third = app.send_text(&s, "+15550100003", "three").await;
+    app.post(&format!("/v1/whatsapp-sessions/{s}/connect"))
+        .expect(200)
+        .await;
+    app.post(&format!("/emulator/sessions/{s}/scan"))
+        .expect(200)
+        .await;
+    app.wait_status(&first, "sent").await;
+    app.delete(&format!("/api/messages/{third}"))
+        .expect(200)
+        .await;
+    app.wait_status(&second, "sent").await;
+    // The third's turn comes a second after the second's.
+    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    let info = app.info(&third).await;
+    assert_eq!(info.status, MessageStatus::Deleted);
+    assert_eq!(info.sent_at, None, "the withdrawn message was sent");
+}
