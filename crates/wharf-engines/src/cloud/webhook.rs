@@ -56,6 +56,15 @@ impl Parsed {
         }
     }
 
+    /// Names a number the payload is about, even when nothing of it is recorded (a change
+    /// with only `errors`, or with messages Wharf cannot read): its session is found, the
+    /// signature checked, and the delivery acknowledged.
+    fn about(&mut self, pnid: &str) {
+        if !self.numbers.iter().any(|(p, _)| p == pnid) {
+            self.numbers.push((pnid.to_owned(), Vec::new()));
+        }
+    }
+
     /// The phone number ids the payload is about (messages and statuses).
     pub fn phone_number_ids(&self) -> Vec<String> {
         self.numbers.iter().map(|(p, _)| p.clone()).collect()
@@ -72,7 +81,7 @@ pub fn parse(body: &Value) -> Result<Parsed, String> {
     let mut out = Parsed::default();
     for entry in entries {
         let waba = text(&entry["id"]).unwrap_or_default();
-        let entry_at = entry["time"].as_i64().map(|t| t * 1000);
+        let entry_at = entry["time"].as_i64().and_then(|t| t.checked_mul(1000));
         for change in entry["changes"].as_array().into_iter().flatten() {
             let value = &change["value"];
             match change["field"].as_str() {
@@ -98,11 +107,12 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// Unix seconds (as text or number) in ms; now when absent.
+/// Unix seconds (as text or number) in ms; now when absent (or too large to be a time).
 fn millis(v: &Value) -> i64 {
     text(v)
         .and_then(|t| t.parse::<i64>().ok())
-        .map_or_else(now_millis, |s| s * 1000)
+        .and_then(|s| s.checked_mul(1000))
+        .unwrap_or_else(now_millis)
 }
 
 fn messages(out: &mut Parsed, value: &Value) {
@@ -110,6 +120,7 @@ fn messages(out: &mut Parsed, value: &Value) {
         tracing::warn!("cloud webhook: a messages change without metadata.phone_number_id");
         return;
     };
+    out.about(&pnid);
     for m in value["messages"].as_array().into_iter().flatten() {
         match inbound(m) {
             Some(i) => out.push(&pnid, EngineUpdate::Inbound(i)),

@@ -357,6 +357,11 @@ impl CloudService {
                     .map_err(ServiceError::from)?,
             );
         }
+        if numbers.is_empty() && parsed.templates.is_empty() {
+            // Only fields Wharf does not use (an account update, say): acknowledged, and
+            // nothing is done with it, so Meta does not redeliver it for a week.
+            return Ok(());
+        }
         if sessions.is_empty() {
             return Err(
                 ServiceError::NotFound("cloud session for this webhook's phone number").into(),
@@ -392,7 +397,7 @@ impl CloudService {
                 tracing::warn!(phone_number_id = %pnid, "cloud webhook about a number no session has");
                 continue;
             };
-            if s.status.is_deleting() {
+            if s.status.is_deleting() || updates.is_empty() {
                 continue;
             }
             sink.updates(s.cloud.session_id, updates)

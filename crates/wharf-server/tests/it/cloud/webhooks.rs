@@ -462,3 +462,44 @@ async fn template_status_updates_are_recorded(mut app: wharf_testkit::TestApp) {
     );
     graph.assert_no_rejections();
 }
+
+/// Deliveries about the session's number that hold nothing Wharf records (only `errors`),
+/// and payloads of fields Wharf does not use, are acknowledged with 200, the first once its
+/// signature is checked: Meta redelivers anything else for a week. A timestamp too large to
+/// be a time is read as now instead of breaking the parse.
+#[wharf_testkit::dual_test]
+async fn deliveries_with_nothing_to_record_are_acknowledged(mut app: wharf_testkit::TestApp) {
+    let (graph, cloud) = connected(&app).await;
+    let errors_only = messages_body(
+        json!({"errors": [{"code": 131000, "title": "Something went wrong", "message": "Something went wrong"}]}),
+    );
+    let sig = graph.sign(PNID, &errors_only);
+    assert_eq!(
+        graph
+            .emit_raw(errors_only.clone(), Some(sig))
+            .await
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        graph
+            .emit_raw(errors_only, Some("sha256=00".into()))
+            .await
+            .as_u16(),
+        403,
+        "still signed"
+    );
+    let unused = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [
+        {"id": WABA, "time": 1749416383, "changes": [
+            {"field": "account_update", "value": {"event": "VERIFIED_ACCOUNT"}}]}]}))
+    .unwrap();
+    let sig = graph.sign(PNID, &unused);
+    assert_eq!(graph.emit_raw(unused, Some(sig)).await.as_u16(), 200);
+    let late = messages_body(json!({"messages": [{"from": USER, "id": "wamid.LATE",
+        "timestamp": "9999999999999999", "type": "text", "text": {"body": "when?"}}]}));
+    let sig = graph.sign(PNID, &late);
+    assert_eq!(graph.emit_raw(late, Some(sig)).await.as_u16(), 200);
+    let got = received(&app, &cloud.session).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    graph.assert_no_rejections();
+}
