@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use wharf_core::{message::TemplateComponent, time::rfc3339};
+use wharf_core::time::rfc3339;
 use wharf_store::{BroadcastRow, BroadcastStatus, RecipientRow};
 
 use super::{
     BResult, MessageAnswer, bad_request, body_account, int_param, limit_param, object, opt_string,
-    query, query_account, service_error,
+    query, query_account, service_error, template_components,
 };
 use crate::{
     http::{AppState, error::ApiError, extract::JsonBytes, zernio::ZernioErrorBody},
@@ -441,11 +441,7 @@ async fn create_broadcast(
     };
     let template_name = required_string(template, "name", "template.name")?;
     let language = required_string(template, "language", "template.language")?;
-    let components: Vec<TemplateComponent> = match template.get("components") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(c) => serde_json::from_value(c.clone())
-            .map_err(|e| bad_request("template.components", format!("template.components: {e}")))?,
-    };
+    let components = template_components(template)?;
     let recipients = recipients_of(&body, false)?;
     let b = app
         .services

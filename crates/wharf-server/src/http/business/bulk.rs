@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use wharf_core::message::TemplateComponent;
 
-use super::{BResult, bad_request, body_account, object, service_error};
+use super::{BResult, bad_request, body_account, object, service_error, template_components};
 use crate::{
     http::{AppState, error::ApiError, extract::JsonBytes, zernio::ZernioErrorBody},
     services::{
@@ -192,11 +191,7 @@ async fn send_bulk(
     };
     let name = string_at(template, "name", "template.name")?;
     let language = string_at(template, "language", "template.language")?;
-    let components: Vec<TemplateComponent> = match template.get("components") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(c) => serde_json::from_value(c.clone())
-            .map_err(|e| bad_request("template.components", format!("template.components: {e}")))?,
-    };
+    let components = template_components(template)?;
     let results = app
         .services
         .bulk

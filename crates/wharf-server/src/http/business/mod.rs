@@ -215,3 +215,26 @@ pub(super) fn limit_param(q: &QueryPairs, default: i64, largest: i64) -> BResult
             }),
     }
 }
+
+/// A template's `components` (`template.components`), each checked as a Wapio template send
+/// checks it (Meta's rules: `index` a number or a string of digits from 0 to 9, `sub_type`
+/// and `index` required on buttons, known parameter types): a 400 naming the field at fault.
+pub(super) fn template_components(
+    template: &Value,
+) -> BResult<Vec<wharf_core::message::TemplateComponent>> {
+    match template.get("components") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(all)) => all
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                crate::http::wapio::interactive::component(&format!("template.components[{i}]"), c)
+                    .map_err(ZernioError::from)
+            })
+            .collect(),
+        Some(_) => Err(bad_request(
+            "template.components",
+            "template.components must be an array",
+        )),
+    }
+}

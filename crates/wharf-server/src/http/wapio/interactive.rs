@@ -264,8 +264,9 @@ impl TemplateBody {
     }
 }
 
-/// One template component, with the field at fault named on failure.
-fn component(path: &str, value: &Value) -> Result<TemplateComponent, ServiceError> {
+/// One template component, with the field at fault named on failure (also the Business
+/// API's bulk sends and broadcasts: Meta's rules are the same).
+pub(crate) fn component(path: &str, value: &Value) -> Result<TemplateComponent, ServiceError> {
     let obj = value
         .as_object()
         .ok_or_else(|| invalid(path, "must be an object"))?;

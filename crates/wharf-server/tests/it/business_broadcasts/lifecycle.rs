@@ -90,6 +90,11 @@ async fn bad_input_is_a_400_naming_the_field(app: TestApp) {
             "recipients[0].variables.1",
         ),
         (json!({"recipients": recipients(0, 1001)}), "recipients"),
+        (
+            json!({"template": {"name": "promo", "language": "en_US", "components": [
+                {"type": "button", "sub_type": "url"}]}}),
+            "template.components[0].index",
+        ),
     ] {
         let answer = app
             .post(BROADCASTS)

@@ -176,6 +176,31 @@ async fn a_bulk_call_is_checked_before_anything_is_queued(mut app: wharf_testkit
                 "template",
                 json!({"name": "welcome_message", "language": "en_US", "components": [{"type": "nope"}]}),
             ),
+            "template.components[0].type",
+        ),
+        // Meta's rules for a button: its sub_type and its position (0 to 9) are required.
+        (
+            with(
+                "template",
+                json!({"name": "welcome_message", "language": "en_US", "components": [
+                    {"type": "button", "index": 0, "parameters": [{"type": "payload", "payload": "x"}]}]}),
+            ),
+            "template.components[0].sub_type",
+        ),
+        (
+            with(
+                "template",
+                json!({"name": "welcome_message", "language": "en_US", "components": [
+                    {"type": "body", "parameters": [{"type": "text", "text": "x"}]},
+                    {"type": "button", "sub_type": "quick_reply", "index": 12}]}),
+            ),
+            "template.components[1].index",
+        ),
+        (
+            with(
+                "template",
+                json!({"name": "welcome_message", "language": "en_US", "components": {}}),
+            ),
             "template.components",
         ),
     ] {

@@ -275,6 +275,18 @@ async fn a_template_send_renders_into_the_emulators_message(mut app: wharf_testk
             {"type": "button", "sub_type": "url", "index": "1", "parameters": [{"type": "text", "text": "A-17"}]}]}))
         .expect_view(202)
         .await;
+    // The Business API's bulk send takes the same components, Meta's string positions too.
+    let bulk = app
+        .post("/v1/whatsapp/bulk")
+        .json(json!({"accountId": session, "recipients": [{"phone": "+15550102031"}],
+            "template": {"name": "order_update", "language": "en_US", "components": [
+            {"type": "header", "parameters": [{"type": "text", "text": "Ana"}]},
+            {"type": "body", "parameters": [{"type": "text", "text": "A-17"}, {"type": "text", "text": "May 2"}]},
+            {"type": "button", "sub_type": "quick_reply", "index": "0", "parameters": [{"type": "payload", "payload": "TRACK"}]},
+            {"type": "button", "sub_type": "url", "index": "1", "parameters": [{"type": "text", "text": "A-17"}]}]}}))
+        .expect(200)
+        .await;
+    assert_eq!(bulk["summary"]["sent"], 1, "{bulk}");
     let account = app.account_id.parse().unwrap();
     let row = app
         .store
