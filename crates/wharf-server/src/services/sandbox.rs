@@ -323,7 +323,18 @@ impl SandboxService {
         number: &SessionRow,
         phone: &Phone,
     ) -> Result<MessageRow, ServiceError> {
-        let engine = self.engines.get(number.engine)?;
+        // The operator's sandbox number on an engine this server does not run: the caller can
+        // do nothing about it, so no field of theirs is blamed.
+        let engine = self
+            .engines
+            .get(number.engine)
+            .map_err(|_| ServiceError::Unavailable {
+                reason_code: "sandbox_unavailable",
+                message: format!(
+                    "the sandbox number's session uses the {} engine, which this server does not run",
+                    number.engine.as_str()
+                ),
+            })?;
         let content = match number.engine {
             EngineKind::Cloud => Content::Template {
                 name: self.settings.template.clone(),

@@ -1235,3 +1235,30 @@ async fn a_disconnected_number_is_unavailable_and_stores_nothing(mut app: wharf_
     create(&app, DEV_PHONE, 200).await;
     assert_eq!(listed(&app).await.len(), 1);
 }
+
+/// The operator's sandbox number on an engine this server does not run (here: a cloud
+/// session on PostgreSQL without `secret_key`) is the server's problem, not the caller's: 503
+/// `sandbox_unavailable` naming no field of theirs, and nothing is stored. It was a 400
+/// blaming a field `engine` the request never had.
+#[tokio::test]
+async fn postgres_a_sandbox_number_on_an_engine_not_running_is_a_503() {
+    let Some(app) =
+        TestApp::spawn_with(wharf_testkit::Backend::Postgres, |c| c.secret_key = None).await
+    else {
+        return;
+    };
+    let (id, _) = super::emulator_number(&app).await;
+    app.db()
+        .execute(&format!(
+            "UPDATE sessions SET engine = 'cloud' WHERE id = '{id}'"
+        ))
+        .await;
+    let answer = app
+        .post(SESSIONS)
+        .json(json!({"phone": DEV_PHONE}))
+        .expect(503)
+        .await;
+    let error = zernio_error(&answer, "api_error", "sandbox_unavailable", None);
+    assert!(error.contains("cloud engine"), "{error}");
+    assert!(stored(&app).await.is_empty(), "nothing stored");
+}
