@@ -8,6 +8,8 @@ mod cloud;
 mod kapso;
 mod sending;
 mod zernio;
+mod zernio_access;
+mod zernio_races;
 
 /// A developer's phone.
 pub const DEV_PHONE: &str = "+34688246216";
