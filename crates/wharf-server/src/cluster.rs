@@ -257,7 +257,8 @@ impl Ownership {
 
 /// The sink given to engines that hold a live connection (the emulator, WhatsApp Web): it
 /// passes on their updates only while this instance holds the session's lease, so an engine
-/// left running after its lease was lost (a stalled instance) writes nothing. The Cloud API
+/// left running after its lease was lost (a stalled instance) writes nothing; it refuses them
+/// otherwise, so nothing is acknowledged to WhatsApp that was not recorded. The Cloud API
 /// engine's updates arrive by webhook at any instance and go to the supervisor directly.
 pub struct OwnedSink {
     inner: Arc<dyn EngineSink>,
@@ -278,8 +279,13 @@ impl EngineSink for OwnedSink {
         updates: Vec<EngineUpdate>,
     ) -> Result<(), EngineError> {
         if !self.ownership.holds(session) {
-            tracing::debug!(session_id = %session, updates = updates.len(), "dropped engine updates of a session this instance does not own");
-            return Ok(());
+            // Refused, not taken and dropped: an engine that acknowledges what its sink took
+            // (WhatsApp Web's inbound messages) must not acknowledge these, so WhatsApp
+            // delivers them again, to the session's owner.
+            tracing::debug!(session_id = %session, updates = updates.len(), "refused engine updates of a session this instance does not own");
+            return Err(EngineError::Transient(format!(
+                "this instance does not hold the lease of session {session}: nothing was recorded"
+            )));
         }
         self.inner.updates(session, updates).await
     }
@@ -320,6 +326,55 @@ mod tests {
         );
         // The lease is trusted from when its query was sent.
         assert!(own.holds(session));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A sink that counts what reaches it.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl EngineSink for Counting {
+        async fn updates(
+            &self,
+            _: SessionId,
+            updates: Vec<EngineUpdate>,
+        ) -> Result<(), EngineError> {
+            self.0
+                .fetch_add(updates.len(), std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    /// Updates of a session this instance does not own (its lease was let go while its engine
+    /// was still closing, or ran out while the database was away) are refused, not taken
+    /// and dropped: WhatsApp Web acknowledges an inbound message only once the sink took it,
+    /// so a refusal has it delivered again (to the owner), where an `Ok` lost it for good.
+    #[tokio::test]
+    async fn updates_of_a_session_not_owned_are_refused_not_dropped() {
+        let dir = std::env::temp_dir().join(format!("wharf-cluster-{:08x}", rand::random::<u32>()));
+        let store = Store::connect(&format!("sqlite://{}/w.db?mode=rwc", dir.display()))
+            .await
+            .unwrap();
+        let own = Ownership::new(store, "a", None, Duration::from_secs(30));
+        let inner = Arc::new(Counting::default());
+        let sink = OwnedSink::new(inner.clone(), own.clone());
+        let session = SessionId::generate();
+        let update = || EngineUpdate::Disconnected { reason: "x".into() };
+        let refused = sink.updates(session, vec![update()]).await;
+        assert!(
+            matches!(refused, Err(EngineError::Transient(_))),
+            "{refused:?}"
+        );
+        own.note(
+            Lease {
+                session_id: session,
+                generation: 1,
+            },
+            Instant::now(),
+        );
+        sink.updates(session, vec![update()]).await.unwrap();
+        assert_eq!(inner.0.load(std::sync::atomic::Ordering::SeqCst), 1);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
