@@ -198,7 +198,7 @@ impl Metrics {
             }
             header(&mut out, "wharf_webhook_delivery_duration_seconds", "histogram", "Time of one webhook delivery attempt.");
             r.webhook_seconds.write(&mut out, "wharf_webhook_delivery_duration_seconds", "", SLOW_BUCKETS);
-            header(&mut out, "wharf_engine_reconnects_total", "counter", "Running sessions that lost their connection and reconnected, by engine.");
+            header(&mut out, "wharf_engine_reconnects_total", "counter", "Connected sessions that lost their connection (counted at the loss, as they begin reconnecting), by engine.");
             for (engine, n) in &r.reconnects {
                 let _ = writeln!(out, "wharf_engine_reconnects_total{{engine=\"{}\"}} {n}", esc(engine));
             }

@@ -69,16 +69,17 @@ impl Store {
             out.deliveries
                 .push((row.try_get("status")?, row.try_get("n")?));
         }
-        let head: Option<i64> = sqlx::query("SELECT MAX(seq) AS head FROM events")
+        // The accounts' own cursors (`event_seq`), not the events kept: retention removes
+        // every event of an account idle for its whole span, and the head never goes back.
+        let head: Option<i64> = sqlx::query("SELECT MAX(event_seq) AS head FROM accounts")
             .fetch_one(&self.read)
             .await?
             .try_get("head")?;
         out.event_head = head.unwrap_or(0);
         for row in sqlx::query(
-            "SELECT w.id AS id, \
-               COALESCE((SELECT MAX(e.seq) FROM events e WHERE e.account_id = w.account_id), 0) \
-               - w.event_cursor AS lag \
-             FROM webhooks w WHERE w.is_active <> 0 ORDER BY w.id",
+            "SELECT w.id AS id, a.event_seq - w.event_cursor AS lag \
+             FROM webhooks w JOIN accounts a ON a.id = w.account_id \
+             WHERE w.is_active <> 0 ORDER BY w.id",
         )
         .fetch_all(&self.read)
         .await?

@@ -229,3 +229,40 @@ async fn broadcast_progress_shows_in_the_metrics(app: TestApp) {
     );
     assert_eq!(recipients(&done, "completed", &["pending", "failed"]), 0.0);
 }
+
+/// Retention may remove every event of an account idle for its whole span: the event log's
+/// head and an endpoint's lag come from the accounts' own cursors, so the head never goes
+/// back and the lag never below zero. Both were read from the events kept.
+#[wharf_testkit::dual_test]
+async fn the_event_head_and_an_endpoints_lag_outlive_retention(mut app: TestApp) {
+    let created = app
+        .post("/v1/webhooks")
+        .json(json!({"target_url": "https://hooks.example.com/lag"}))
+        .expect(201)
+        .await;
+    let lag = format!(
+        "wharf_webhook_lag_events{{webhook=\"{}\"}}",
+        created["id"].as_str().unwrap()
+    );
+    app.connected_session().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let before = loop {
+        let samples = scrape(&app).await;
+        if samples.contains_key(&lag) && value(&samples, &lag) == 0.0 {
+            break samples;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the endpoint caught up: {:?}",
+            samples.get(&lag)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let head = value(&before, "wharf_event_log_head");
+    assert!(head >= 3.0, "{head}");
+    // As retention leaves an account idle past it.
+    app.db().execute("DELETE FROM events").await;
+    let after = scrape(&app).await;
+    assert_eq!(value(&after, "wharf_event_log_head"), head);
+    assert_eq!(after.get(&lag), Some(&0.0), "{lag}");
+}
