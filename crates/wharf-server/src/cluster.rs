@@ -295,17 +295,25 @@ impl EngineSink for OwnedSink {
 mod tests {
     use super::*;
 
+    /// Instance "a"'s ownership, on a new SQLite store in the directory returned with it.
+    async fn ownership() -> (Arc<Ownership>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("wharf-cluster-{:08x}", rand::random::<u32>()));
+        let store = Store::connect(&format!("sqlite://{}/w.db?mode=rwc", dir.display()))
+            .await
+            .unwrap();
+        (
+            Ownership::new(store, "a", None, Duration::from_secs(30)),
+            dir,
+        )
+    }
+
     /// A lease whose acquisition was sent before a lease pass began but answered after the
     /// pass's renewal read it may be missing from that read (the insert committed after the
     /// read). It must not count as held before the pass, or the pass takes it for lost and
     /// stops the engine a request has just started.
     #[tokio::test]
     async fn a_lease_answered_after_a_pass_began_is_not_held_before_it() {
-        let dir = std::env::temp_dir().join(format!("wharf-cluster-{:08x}", rand::random::<u32>()));
-        let store = Store::connect(&format!("sqlite://{}/w.db?mode=rwc", dir.display()))
-            .await
-            .unwrap();
-        let own = Ownership::new(store, "a", None, Duration::from_secs(30));
+        let (own, dir) = ownership().await;
         let session = SessionId::generate();
 
         let sent = Instant::now();
@@ -352,11 +360,7 @@ mod tests {
     /// so a refusal has it delivered again (to the owner), where an `Ok` lost it for good.
     #[tokio::test]
     async fn updates_of_a_session_not_owned_are_refused_not_dropped() {
-        let dir = std::env::temp_dir().join(format!("wharf-cluster-{:08x}", rand::random::<u32>()));
-        let store = Store::connect(&format!("sqlite://{}/w.db?mode=rwc", dir.display()))
-            .await
-            .unwrap();
-        let own = Ownership::new(store, "a", None, Duration::from_secs(30));
+        let (own, dir) = ownership().await;
         let inner = Arc::new(Counting::default());
         let sink = OwnedSink::new(inner.clone(), own.clone());
         let session = SessionId::generate();
